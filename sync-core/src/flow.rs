@@ -1,0 +1,283 @@
+//! Flows: the handler trait, its outcome, and the context handed to it.
+//!
+//! # Why `async-trait` and not native `async fn` in traits
+//!
+//! Workers hold flows as `Arc<dyn Flow>` so that one engine runs several flows chosen at start-up from config.
+//! Native `async fn` in traits (Rust 1.75+) is not dyn-compatible: the returned future is an anonymous associated
+//! type, so `dyn Flow` would not compile without hand-written boxing. `#[async_trait]` boxes the future
+//! (`Pin<Box<dyn Future + Send>>`), which makes the trait object-safe and the futures `Send` for `tokio::spawn`;
+//! the cost (one allocation per handled event) is noise next to a database round trip.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::clock::SharedClock;
+use crate::error::{BoxError, Error, Result};
+use crate::store::{Event, Headers, Ingested, NewEvent, Store};
+
+/// What a handler decided about an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Processed to completion.
+    Done,
+    /// Try again later: after `after` if given (e.g. from a `Retry-After` hint), else after the worker's backoff.
+    /// After the worker's `max_attempts` the event goes to the dead letters.
+    Retry {
+        /// Explicit delay.
+        after: Option<Duration>,
+        /// Why (stored as `last_error`).
+        reason: String,
+    },
+    /// Permanent failure: straight to the dead letters.
+    Fail {
+        /// Why (stored as `last_error`).
+        reason: String,
+    },
+}
+
+impl Outcome {
+    /// `Retry` with the worker's backoff.
+    pub fn retry(reason: impl Into<String>) -> Self {
+        Self::Retry { after: None, reason: reason.into() }
+    }
+
+    /// `Fail`.
+    pub fn fail(reason: impl Into<String>) -> Self {
+        Self::Fail { reason: reason.into() }
+    }
+}
+
+/// A request as received, before it is stored: what a flow derives its keys from.
+#[derive(Debug, Clone, Copy)]
+pub struct RawEvent<'a> {
+    /// Source name.
+    pub source: &'a str,
+    /// Request headers (lower-case names).
+    pub headers: &'a Headers,
+    /// Raw body.
+    pub body: &'a [u8],
+}
+
+/// The body is not a valid event for this source (the router answers 400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed event: {0}")]
+pub struct KeyError(pub String);
+
+/// An integration flow.
+#[async_trait]
+pub trait Flow: Send + Sync + std::fmt::Debug {
+    /// A stable name (used in logs and as part of journal keys).
+    fn name(&self) -> &str;
+
+    /// The inbox sources this flow consumes. A source belongs to exactly one flow.
+    fn sources(&self) -> Vec<String>;
+
+    /// The deduplication key of a raw event (vendor event id, `webhook-id` header, a hash of the body, ...).
+    fn dedup_key(&self, event: &RawEvent<'_>) -> Result<String, KeyError>;
+
+    /// The ordering key: events with the same key run one at a time in arrival order. Default: none.
+    fn ordering_key(&self, event: &RawEvent<'_>) -> Option<String> {
+        let _ = event;
+        None
+    }
+
+    /// Processes one event. An `Err` is treated as a transient failure (retried with backoff), as is a panic.
+    async fn handle(&self, ctx: &Ctx, event: &Event) -> Result<Outcome, BoxError>;
+}
+
+/// The handler's view of the store for one attempt of one event. Journal writes are fenced by the attempt's
+/// lease.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    store: Store,
+    run_id: String,
+    lease: Option<crate::store::Lease>,
+}
+
+impl Ctx {
+    /// A context for one claimed event (the run id is the inbox id).
+    #[must_use]
+    pub fn for_event(store: Store, event: &Event) -> Self {
+        Self { store, run_id: event.id.to_string(), lease: Some(event.lease.clone()) }
+    }
+
+    /// A context outside the inbox (pollers, backfills): journal writes are keyed by `run_id` and not fenced.
+    #[must_use]
+    pub fn detached(store: Store, run_id: impl Into<String>) -> Self {
+        Self { store, run_id: run_id.into(), lease: None }
+    }
+
+    /// The run id (journal key; stable across retries of the same event, usable as an idempotency key).
+    #[must_use]
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// A stable idempotency key for `step` of this run (send it to APIs that accept one).
+    #[must_use]
+    pub fn idempotency_key(&self, step: &str) -> String {
+        format!("sync-{}-{step}", self.run_id)
+    }
+
+    /// The store.
+    #[must_use]
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The clock.
+    #[must_use]
+    pub fn clock(&self) -> &SharedClock {
+        self.store.clock()
+    }
+
+    /// Now, from the store's clock.
+    #[must_use]
+    pub fn now(&self) -> DateTime<Utc> {
+        self.store.clock().now()
+    }
+
+    /// Runs `f` once per run: the first successful result is journaled and returned on every later call (also on
+    /// retries of the event), without running `f` again. If `f` fails, nothing is journaled and the error is
+    /// returned as [`Error::Step`]. A crash between `f`'s side effect and the journal write runs `f` again on the
+    /// next attempt, so `f` should still be idempotent at its target (upsert, idempotency key, search-before-create).
+    pub async fn step<T, F, Fut>(&self, name: &str, f: F) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut + Send,
+        Fut: Future<Output = Result<T, BoxError>> + Send,
+    {
+        if let Some(v) = self.store.step_get(&self.run_id, name).await? {
+            return Ok(serde_json::from_value(v)?);
+        }
+        let value = f().await.map_err(|source| Error::Step { step: name.to_owned(), source })?;
+        let json = serde_json::to_value(&value)?;
+        let stored = self.store.step_put(&self.run_id, name, &json, self.lease.as_ref()).await?;
+        Ok(serde_json::from_value(stored)?)
+    }
+
+    /// Id map lookup: the remote id for `local_key`.
+    pub async fn id_get(&self, system: &str, kind: &str, local_key: &str) -> Result<Option<String>> {
+        self.store.id_get(system, kind, local_key).await
+    }
+
+    /// Id map reverse lookup: the local key for `remote_id`.
+    pub async fn id_get_local(&self, system: &str, kind: &str, remote_id: &str) -> Result<Option<String>> {
+        self.store.id_get_local(system, kind, remote_id).await
+    }
+
+    /// Id map write (unique both ways).
+    pub async fn id_put(&self, system: &str, kind: &str, local_key: &str, remote_id: &str) -> Result<()> {
+        self.store.id_put(system, kind, local_key, remote_id).await
+    }
+
+    /// Counts this run as a hit on `key` (once per run, however often the event is retried) and returns the hits
+    /// within `window`, e.g. "3 opens in 48 h".
+    pub async fn count_hit(&self, key: &str, window: Duration) -> Result<i64> {
+        self.store.counter_hit(key, &self.run_id, window).await
+    }
+
+    /// Watermark check-and-advance for `entity`: false if an event newer than `event_time` was already applied.
+    pub async fn watermark_advance(&self, entity: &str, event_time: DateTime<Utc>) -> Result<bool> {
+        self.store.watermark_advance(entity, event_time).await
+    }
+
+    /// Whether `value` is what we ourselves last wrote to `(system, entity, field)`.
+    pub async fn is_echo(&self, system: &str, entity: &str, field: &str, value: &serde_json::Value) -> Result<bool> {
+        self.store.is_echo(system, entity, field, value).await
+    }
+
+    /// Records that we wrote `value` to `(system, entity, field)` (call after a successful write).
+    pub async fn remember_written(
+        &self,
+        system: &str,
+        entity: &str,
+        field: &str,
+        value: &serde_json::Value,
+    ) -> Result<()> {
+        self.store.remember_written(system, entity, field, value).await
+    }
+}
+
+/// Why an ingest through [`Engine::ingest`] was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// No flow consumes this source.
+    #[error("unknown source `{0}`")]
+    UnknownSource(String),
+    /// The flow could not derive a dedup key: the body is malformed.
+    #[error(transparent)]
+    Malformed(#[from] KeyError),
+    /// The store failed; nothing was acknowledged.
+    #[error(transparent)]
+    Store(#[from] Error),
+}
+
+/// A store plus the flows that consume its sources.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    store: Store,
+    flows: Arc<HashMap<String, Arc<dyn Flow>>>,
+}
+
+impl Engine {
+    /// Registers `flows`. Fails if two flows claim the same source.
+    pub fn new(store: Store, flows: Vec<Arc<dyn Flow>>) -> Result<Self> {
+        let mut map: HashMap<String, Arc<dyn Flow>> = HashMap::new();
+        for flow in flows {
+            for source in flow.sources() {
+                if let Some(other) = map.insert(source.clone(), flow.clone()) {
+                    return Err(Error::Config(format!(
+                        "source `{source}` is consumed by both `{}` and `{}`",
+                        other.name(),
+                        flow.name()
+                    )));
+                }
+            }
+        }
+        Ok(Self { store, flows: Arc::new(map) })
+    }
+
+    /// The store.
+    #[must_use]
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The flow consuming `source`.
+    #[must_use]
+    pub fn flow_for(&self, source: &str) -> Option<&Arc<dyn Flow>> {
+        self.flows.get(source)
+    }
+
+    /// All sources, sorted.
+    #[must_use]
+    pub fn sources(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.flows.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Derives the keys with the source's flow and stores the event (`kept_headers` are stored with it).
+    pub async fn ingest(
+        &self,
+        source: &str,
+        headers: &Headers,
+        body: bytes::Bytes,
+        kept_headers: Headers,
+    ) -> Result<Ingested, IngestError> {
+        let flow = self.flow_for(source).ok_or_else(|| IngestError::UnknownSource(source.to_owned()))?;
+        let raw = RawEvent { source, headers, body: &body };
+        let dedup_key = flow.dedup_key(&raw)?;
+        let ordering_key = flow.ordering_key(&raw);
+        let event = NewEvent { source: source.to_owned(), dedup_key, ordering_key, payload: body, headers: kept_headers };
+        Ok(self.store.ingest(&event).await?)
+    }
+}

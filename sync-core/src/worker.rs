@@ -1,0 +1,280 @@
+//! The worker pool: claims due events in batches, runs them on up to `concurrency` tasks under a heartbeated
+//! lease, and records each outcome with a fenced write.
+//!
+//! Many pools (in one process or on many machines sharing one PostgreSQL) can run at once: claims never hand the
+//! same row to two live leases, and a pool that dies simply stops heartbeating, so its rows are reclaimed as new
+//! attempts once their leases expire.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::FutureExt;
+use tracing::Instrument;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::backoff::Backoff;
+use crate::flow::{Ctx, Engine, Outcome};
+use crate::store::{Event, Fence, Lease};
+
+/// Worker pool settings.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Worker id written as `lease_owner` (default: a random UUID). Must be unique among live workers.
+    pub owner: Option<String>,
+    /// Events handled concurrently.
+    pub concurrency: usize,
+    /// Most rows claimed per round trip.
+    pub batch_size: u32,
+    /// Lease length; a lease not renewed within this time is reclaimed by another worker.
+    pub lease: Duration,
+    /// Heartbeat period (well under `lease`).
+    pub heartbeat: Duration,
+    /// How long to sleep when nothing is due (an ingest in this process wakes the worker earlier).
+    pub poll_interval: Duration,
+    /// Attempts before an event that keeps failing transiently goes to the dead letters.
+    pub max_attempts: u32,
+    /// Delay policy for `Retry { after: None }`, handler errors and panics.
+    pub backoff: Backoff,
+    /// On shutdown, how long in-flight handlers may run before they are cancelled and their claims released.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            owner: None,
+            concurrency: 8,
+            batch_size: 32,
+            lease: Duration::from_secs(60),
+            heartbeat: Duration::from_secs(15),
+            poll_interval: Duration::from_millis(500),
+            max_attempts: 10,
+            backoff: Backoff::default(),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Counters of a running pool.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    /// Events completed.
+    pub done: AtomicU64,
+    /// Retries scheduled.
+    pub retried: AtomicU64,
+    /// Events moved to dead letters.
+    pub dead: AtomicU64,
+    /// Outcomes refused because the lease had been lost.
+    pub stale: AtomicU64,
+    /// Claims released on shutdown.
+    pub released: AtomicU64,
+}
+
+/// A running worker pool.
+#[derive(Debug)]
+pub struct WorkerHandle {
+    owner: String,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    stats: Arc<WorkerStats>,
+}
+
+impl WorkerHandle {
+    /// The `lease_owner` of this pool.
+    #[must_use]
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Live counters.
+    #[must_use]
+    pub fn stats(&self) -> &Arc<WorkerStats> {
+        &self.stats
+    }
+
+    /// Graceful shutdown: stop claiming, let in-flight handlers finish within `shutdown_grace`, cancel the rest and
+    /// release their claims (without counting the attempt). Returns when done.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+
+    /// Simulates a crash: the pool's tasks are dropped where they are, no claim is released, no outcome written.
+    /// The rows stay `running` until their leases expire. For tests.
+    pub fn kill(self) {
+        self.task.abort();
+    }
+}
+
+/// Starts a pool for all sources of `engine`.
+#[must_use]
+pub fn start(engine: Engine, config: WorkerConfig) -> WorkerHandle {
+    let owner = config.owner.clone().unwrap_or_else(|| format!("worker-{}", uuid::Uuid::new_v4()));
+    let (stop, stop_rx) = watch::channel(false);
+    let stats = Arc::new(WorkerStats::default());
+    let task = tokio::spawn(run(engine, config, owner.clone(), stop_rx, stats.clone()));
+    WorkerHandle { owner, stop, task, stats }
+}
+
+type InFlight = Arc<Mutex<HashMap<i64, Lease>>>;
+
+async fn run(engine: Engine, cfg: WorkerConfig, owner: String, mut stop: watch::Receiver<bool>, stats: Arc<WorkerStats>) {
+    let sources = engine.sources();
+    let sem = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
+    let in_flight: InFlight = Arc::default();
+    // Aborting the JoinSet (crash simulation via `kill`) drops every handler task with it.
+    let mut tasks = JoinSet::new();
+    let store = engine.store().clone();
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        while tasks.try_join_next().is_some() {}
+        let free = sem.available_permits();
+        if free == 0 {
+            tokio::select! {
+                _ = tasks.join_next() => {}
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
+        let limit = cfg.batch_size.min(u32::try_from(free).unwrap_or(u32::MAX)).max(1);
+        // Register for the wake-up before claiming, so an ingest between the claim and the wait is not missed.
+        let notified = store.notifier().notified();
+        let events = match store.claim(&owner, &sources, limit, cfg.lease).await {
+            Ok(events) => events,
+            Err(e) => {
+                tracing::warn!(error = %e, "claim failed");
+                tokio::select! {
+                    () = tokio::time::sleep(cfg.poll_interval) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+        };
+        if events.is_empty() {
+            tokio::select! {
+                () = notified => {}
+                () = tokio::time::sleep(cfg.poll_interval) => {}
+                _ = tasks.join_next(), if !tasks.is_empty() => {}
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
+        for event in events {
+            let Ok(permit) = sem.clone().acquire_owned().await else { break };
+            let Some(flow) = engine.flow_for(&event.source).cloned() else {
+                // Cannot happen: we only claim our own sources. Give the row back.
+                let _ = store.release(&event.lease).await;
+                continue;
+            };
+            in_flight.lock().expect("in-flight map").insert(event.id, event.lease.clone());
+            let store = store.clone();
+            let cfg = cfg.clone();
+            let stats = stats.clone();
+            let in_flight = in_flight.clone();
+            let span = tracing::info_span!("event", id = event.id, source = %event.source, attempt = event.attempts);
+            tasks.spawn(
+                async move {
+                    let id = event.id;
+                    process(&store, flow.as_ref(), event, &cfg, &stats).await;
+                    in_flight.lock().expect("in-flight map").remove(&id);
+                    drop(permit);
+                }
+                .instrument(span),
+            );
+        }
+    }
+    // Graceful shutdown.
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(cfg.shutdown_grace, drain).await.is_err() {
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+    let leftover: Vec<Lease> = in_flight.lock().expect("in-flight map").drain().map(|(_, l)| l).collect();
+    for lease in leftover {
+        match store.release(&lease).await {
+            Ok(Fence::Applied) => {
+                stats.released.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Fence::Stale) => {}
+            Err(e) => tracing::warn!(id = lease.id, error = %e, "release failed; the lease will expire"),
+        }
+    }
+}
+
+/// Handles one claimed event: run the flow under a heartbeat, then write the outcome (fenced).
+async fn process(store: &crate::store::Store, flow: &dyn crate::flow::Flow, event: Event, cfg: &WorkerConfig, stats: &WorkerStats) {
+    let lease = event.lease.clone();
+    let max = i64::from(cfg.max_attempts.max(1));
+    if event.attempts > max {
+        // Only reachable when leases keep expiring (the process dies mid-handler every time).
+        write(store, &lease, Outcome::fail(format!("gave up after {} attempts (lease expired)", event.attempts - 1)), stats, cfg, event.attempts).await;
+        return;
+    }
+    let ctx = Ctx::for_event(store.clone(), &event);
+    let handler = AssertUnwindSafe(flow.handle(&ctx, &event)).catch_unwind();
+    let heartbeat = async {
+        loop {
+            tokio::time::sleep(cfg.heartbeat).await;
+            match store.heartbeat(&lease, cfg.lease).await {
+                Ok(Fence::Applied) => {}
+                Ok(Fence::Stale) => return,
+                Err(e) => tracing::warn!(id = lease.id, error = %e, "heartbeat failed"),
+            }
+        }
+    };
+    let result = tokio::select! {
+        r = handler => r,
+        () = heartbeat => {
+            tracing::warn!(id = lease.id, "lease lost while handling; abandoning this attempt");
+            stats.stale.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    let outcome = match result {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(e)) => Outcome::retry(format!("handler error: {e}")),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic".to_owned());
+            Outcome::retry(format!("handler panicked: {msg}"))
+        }
+    };
+    write(store, &lease, outcome, stats, cfg, event.attempts).await;
+}
+
+async fn write(store: &crate::store::Store, lease: &Lease, outcome: Outcome, stats: &WorkerStats, cfg: &WorkerConfig, attempts: i64) {
+    let max = i64::from(cfg.max_attempts.max(1));
+    let (result, counter) = match outcome {
+        Outcome::Done => (store.complete(lease).await, &stats.done),
+        Outcome::Fail { reason } => (store.fail(lease, &reason).await, &stats.dead),
+        Outcome::Retry { reason, .. } if attempts >= max => {
+            let reason = format!("gave up after {attempts} attempts: {reason}");
+            (store.fail(lease, &reason).await, &stats.dead)
+        }
+        Outcome::Retry { after, reason } => {
+            let n = u32::try_from(attempts).unwrap_or(u32::MAX);
+            let delay = after.unwrap_or_else(|| cfg.backoff.delay(n));
+            (store.retry(lease, delay, &reason).await, &stats.retried)
+        }
+    };
+    match result {
+        Ok(Fence::Applied) => {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(Fence::Stale) => {
+            stats.stale.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(id = lease.id, attempt = lease.attempt_no, "outcome refused: lease was reclaimed");
+        }
+        // The row stays `running`; its lease expires and another attempt runs it (at-least-once).
+        Err(e) => tracing::warn!(id = lease.id, error = %e, "writing the outcome failed"),
+    }
+}
