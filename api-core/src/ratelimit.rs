@@ -1,0 +1,231 @@
+//! A shared, keyed rate limiter on tokio's clock.
+//!
+//! Why not `governor` directly: its async waits sleep on `futures_timer`, not tokio's timer, so a paused tokio
+//! clock cannot fast-forward them and spacing cannot be tested in virtual time; and its `per_second(n)` admits a
+//! burst of `n` up front, which Airtable and Kommo punish. This limiter is a small reservation scheduler: each
+//! caller reserves the earliest slot that satisfies every rule for its key, in arrival order (FIFO, so no starvation),
+//! then sleeps until that slot on tokio's clock. Clones share state, so all clones of an API client respect one
+//! budget per key.
+//!
+//! Rules:
+//! - [`Rule::Spacing`] — "N per period, no burst": consecutive grants are at least `period / N` apart.
+//! - [`Rule::Window`] — "at most N in any sliding window": the N-th previous grant must be a whole window ago.
+//!
+//! [`RateLimiter::pause`] holds a key until a time (Airtable's 30 s after a 429, a `Retry-After`).
+
+use std::{
+    collections::{HashMap, VecDeque},
+    fmt,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use tokio::time::Instant;
+
+/// One limiting rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// `per` requests per `period`, evenly spaced (no burst).
+    Spacing {
+        /// Requests.
+        per: u32,
+        /// Period.
+        period: Duration,
+    },
+    /// At most `max` requests in any window of length `window`.
+    Window {
+        /// Requests.
+        max: u32,
+        /// Window length.
+        window: Duration,
+    },
+}
+
+impl Rule {
+    /// `n` per second, no burst.
+    #[must_use]
+    pub fn per_second(n: u32) -> Self {
+        Self::Spacing { per: n.max(1), period: Duration::from_secs(1) }
+    }
+}
+
+#[derive(Debug, Default)]
+struct KeyState {
+    last: Option<Instant>,
+    grants: VecDeque<Instant>,
+    paused_until: Option<Instant>,
+}
+
+/// A cloneable keyed rate limiter. See the module docs.
+#[derive(Clone)]
+pub struct RateLimiter {
+    rules: Arc<[Rule]>,
+    state: Arc<Mutex<HashMap<String, KeyState>>>,
+}
+
+impl fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimiter").field("rules", &self.rules).finish_non_exhaustive()
+    }
+}
+
+impl RateLimiter {
+    /// A limiter applying every rule in `rules` to each key.
+    #[must_use]
+    pub fn new(rules: impl IntoIterator<Item = Rule>) -> Self {
+        Self { rules: rules.into_iter().collect(), state: Arc::default() }
+    }
+
+    /// A limiter that never waits (except for [`RateLimiter::pause`]).
+    #[must_use]
+    pub fn unlimited() -> Self {
+        Self::new([])
+    }
+
+    /// The rules in force.
+    #[must_use]
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Reserves the next slot for `key` and returns when it is due, without sleeping.
+    pub fn reserve(&self, key: &str) -> Instant {
+        let now = Instant::now();
+        let mut map = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let st = map.entry(key.to_owned()).or_default();
+        let mut at = now;
+        if let Some(p) = st.paused_until {
+            at = at.max(p);
+        }
+        if let Some(last) = st.last {
+            at = at.max(last);
+        }
+        for rule in self.rules.iter() {
+            match *rule {
+                Rule::Spacing { per, period } => {
+                    if let Some(last) = st.last {
+                        at = at.max(last + period / per.max(1));
+                    }
+                }
+                Rule::Window { max, window } => {
+                    let max = max.max(1) as usize;
+                    if st.grants.len() >= max {
+                        at = at.max(st.grants[st.grants.len() - max] + window);
+                    }
+                }
+            }
+        }
+        st.last = Some(at);
+        st.grants.push_back(at);
+        let keep = self
+            .rules
+            .iter()
+            .filter_map(|r| match r {
+                Rule::Window { max, .. } => Some(*max as usize),
+                Rule::Spacing { .. } => None,
+            })
+            .max()
+            .unwrap_or(0);
+        while st.grants.len() > keep {
+            st.grants.pop_front();
+        }
+        at
+    }
+
+    /// Waits until `key` may send one request.
+    pub async fn acquire(&self, key: &str) {
+        let at = self.reserve(key);
+        if at > Instant::now() {
+            tokio::time::sleep_until(at).await;
+        }
+    }
+
+    /// Holds every request for `key` until `until` (requests already reserved keep their slot).
+    pub fn pause(&self, key: &str, until: Instant) {
+        let mut map = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let st = map.entry(key.to_owned()).or_default();
+        st.paused_until = Some(st.paused_until.map_or(until, |p| p.max(until)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn grant_times(limiter: &RateLimiter, key: &str, n: usize) -> Vec<Duration> {
+        let start = Instant::now();
+        let mut handles = Vec::new();
+        for _ in 0..n {
+            let l = limiter.clone();
+            let k = key.to_owned();
+            handles.push(tokio::spawn(async move {
+                l.acquire(&k).await;
+                Instant::now()
+            }));
+        }
+        let mut out = Vec::new();
+        for h in handles {
+            out.push(h.await.unwrap() - start);
+        }
+        out.sort();
+        out
+    }
+
+    fn max_in_any_window(times: &[Duration], window: Duration) -> usize {
+        times.iter().map(|&t| times.iter().filter(|&&u| u >= t && u < t + window).count()).max().unwrap_or(0)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn five_per_second_without_burst() {
+        let l = RateLimiter::new([Rule::per_second(5)]);
+        let times = grant_times(&l, "appBase", 50).await;
+        assert!(*times.last().unwrap() >= Duration::from_millis(9_800), "{:?}", times.last());
+        assert!(*times.last().unwrap() < Duration::from_millis(10_000));
+        assert_eq!(max_in_any_window(&times, Duration::from_secs(1)), 5);
+        // and never a burst: consecutive grants 200 ms apart
+        for w in times.windows(2) {
+            assert!(w[1] - w[0] >= Duration::from_millis(200), "{w:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keys_are_independent_and_clones_share() {
+        let l = RateLimiter::new([Rule::per_second(2)]);
+        let l2 = l.clone();
+        let start = Instant::now();
+        l.acquire("a").await;
+        l2.acquire("a").await; // shared with the clone: waits 500 ms
+        assert_eq!(Instant::now() - start, Duration::from_millis(500));
+        l.acquire("b").await; // another key: no wait
+        assert_eq!(Instant::now() - start, Duration::from_millis(500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn window_rule_allows_burst_up_to_max() {
+        let l = RateLimiter::new([Rule::Window { max: 7, window: Duration::from_secs(1) }]);
+        let times = grant_times(&l, "acct", 21).await;
+        assert_eq!(times[6], Duration::ZERO);
+        assert_eq!(times[7], Duration::from_secs(1));
+        assert_eq!(times[20], Duration::from_secs(2));
+        assert_eq!(max_in_any_window(&times, Duration::from_secs(1)), 7);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn combined_rules() {
+        // Kommo-like: 7/s evenly spaced, and at most 7 in any second
+        let l = RateLimiter::new([Rule::per_second(7), Rule::Window { max: 7, window: Duration::from_secs(1) }]);
+        let times = grant_times(&l, "acct", 15).await;
+        assert_eq!(max_in_any_window(&times, Duration::from_secs(1)), 7);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pause_holds_key() {
+        let l = RateLimiter::unlimited();
+        let start = Instant::now();
+        l.pause("base", start + Duration::from_secs(30));
+        l.acquire("other").await;
+        assert_eq!(Instant::now() - start, Duration::ZERO);
+        l.acquire("base").await;
+        assert_eq!(Instant::now() - start, Duration::from_secs(30));
+    }
+}
