@@ -8,7 +8,7 @@
 //! | [`ratelimit`] | a shared keyed [`RateLimiter`] on tokio's clock ("N per second, no burst", "N per window") |
 //! | [`client`] | [`HttpClient`]: one request through the limiter, the transport and the retry policy |
 //! | [`error`] | [`ErrorClass`], [`HttpErrorParts`] (status, headers of interest, raw body), [`DecodeError`] with JSON path |
-//! | [`paginate`] | a lazy item [`Stream`](futures::Stream) from "fetch page at cursor", with loop guards |
+//! | [`paginate`](mod@paginate) | a lazy item [`Stream`](futures::Stream) from "fetch page at cursor", with loop guards |
 //! | [`secret`] | [`Token`]: a secret that prints `[redacted]`; sensitive header values |
 //! | [`oauth`] | OAuth 2.0 sessions with single-flight refresh, persisted before use ([`OAuthSession`], [`TokenStore`]) |
 //! | [`webhook`] | HMAC-SHA256 verification in constant time, `t=…,v1=…` headers, timestamp tolerance, [`Clock`] |
