@@ -1,0 +1,532 @@
+//! The shared behaviour suite: every case runs on SQLite and (with `SYNC_TEST_POSTGRES_URL`) on PostgreSQL.
+#![allow(missing_docs, clippy::print_stdout, clippy::cast_possible_truncation)]
+
+mod common;
+
+behaviour_suite!(
+    ingest_dedup_concurrent,
+    claim_fencing_after_lease_expiry,
+    worker_killed_mid_lease_is_reclaimed,
+    panic_is_retried,
+    retries_then_dead_letter_and_replay,
+    ordering_key_serialises_events,
+    graceful_shutdown_releases_claims,
+    heartbeat_keeps_lease,
+    cursor_advances_with_batch,
+    helpers_id_map_journal_counters_watermarks_echo,
+    status_and_purge,
+    multi_worker_exactly_once,
+);
+
+mod cases {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use bytes::Bytes;
+    use chrono::TimeZone;
+    use rand::Rng;
+    use sync_core::worker::{self, WorkerConfig};
+    use sync_core::{
+        Backoff, BoxError, Ctx, Engine, Error, Event, Fence, Flow, Headers, Ingested, KeyError, ManualClock, NewEvent,
+        Outcome, RawEvent, State, SystemClock,
+    };
+    use tokio::sync::Notify;
+
+    use crate::common::{Harness, Sink, wait_until};
+
+    type Behaviour = dyn Fn(&Event, u32) -> Decision + Send + Sync;
+
+    /// What the test flow does on a given attempt.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Decision {
+        Done,
+        ErrBeforeEffect,
+        RetryAfterEffect,
+        Panic,
+        Fail,
+        Block,
+    }
+
+    /// A configurable flow over source `test`: effects go through `ctx.step`, recorded in the sink.
+    pub struct TestFlow {
+        pub sink: Sink,
+        pub behaviour: Box<Behaviour>,
+        pub calls: Mutex<HashMap<String, u32>>,
+        pub entered: Notify,
+        pub gate: Notify,
+        pub with_ordering: bool,
+    }
+
+    impl std::fmt::Debug for TestFlow {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("TestFlow")
+        }
+    }
+
+    impl TestFlow {
+        pub fn new(behaviour: impl Fn(&Event, u32) -> Decision + Send + Sync + 'static) -> Arc<Self> {
+            Arc::new(Self {
+                sink: Sink::default(),
+                behaviour: Box::new(behaviour),
+                calls: Mutex::default(),
+                entered: Notify::new(),
+                gate: Notify::new(),
+                with_ordering: false,
+            })
+        }
+        pub fn calls(&self, key: &str) -> u32 {
+            self.calls.lock().unwrap().get(key).copied().unwrap_or(0)
+        }
+    }
+
+    #[async_trait]
+    impl Flow for TestFlow {
+        fn name(&self) -> &str {
+            "test"
+        }
+        fn sources(&self) -> Vec<String> {
+            vec!["test".into()]
+        }
+        fn dedup_key(&self, e: &RawEvent<'_>) -> Result<String, KeyError> {
+            std::str::from_utf8(e.body).map(str::to_owned).map_err(|_| KeyError("not utf-8".into()))
+        }
+        fn ordering_key(&self, e: &RawEvent<'_>) -> Option<String> {
+            self.with_ordering.then(|| "entity".to_owned()).filter(|_| !e.body.is_empty())
+        }
+        async fn handle(&self, ctx: &Ctx, event: &Event) -> Result<Outcome, BoxError> {
+            let n = {
+                let mut calls = self.calls.lock().unwrap();
+                let n = calls.entry(event.dedup_key.clone()).or_default();
+                *n += 1;
+                *n
+            };
+            self.sink.calls.fetch_add(1, Ordering::SeqCst);
+            let decision = (self.behaviour)(event, n);
+            match decision {
+                Decision::ErrBeforeEffect => return Err("transient".into()),
+                Decision::Panic => panic!("boom"),
+                Decision::Fail => return Ok(Outcome::fail("designed to fail")),
+                Decision::Block => {
+                    self.entered.notify_one();
+                    self.gate.notified().await;
+                }
+                _ => {}
+            }
+            let sink = self.sink.clone();
+            let key = event.dedup_key.clone();
+            ctx.step("effect", || async move {
+                sink.record(&key);
+                Ok::<_, BoxError>(key)
+            })
+            .await?;
+            if decision == Decision::RetryAfterEffect {
+                return Ok(Outcome::Retry { after: Some(Duration::ZERO), reason: "after effect".into() });
+            }
+            Ok(Outcome::Done)
+        }
+    }
+
+    fn fast_config() -> WorkerConfig {
+        WorkerConfig {
+            concurrency: 4,
+            batch_size: 16,
+            lease: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(5),
+            poll_interval: Duration::from_millis(20),
+            max_attempts: 5,
+            backoff: Backoff { initial: Duration::from_millis(1), multiplier: 2, max: Duration::from_millis(5) },
+            shutdown_grace: Duration::from_secs(5),
+            owner: None,
+        }
+    }
+
+    fn ev(key: &str) -> NewEvent {
+        NewEvent::new("test", key, Bytes::from(key.to_owned()))
+    }
+
+    async fn count(store: &sync_core::Store, state: State) -> i64 {
+        store.status().await.unwrap().depth.get(&("test".to_owned(), state)).copied().unwrap_or(0)
+    }
+
+    async fn drained(store: &sync_core::Store) -> bool {
+        count(store, State::Queued).await == 0 && count(store, State::Running).await == 0
+    }
+
+    pub async fn ingest_dedup_concurrent(h: &Harness) {
+        let store = h.open(Arc::new(SystemClock)).await;
+        let flow = TestFlow::new(|_, _| Decision::Done);
+        let engine = Engine::new(store.clone(), vec![flow.clone()]).unwrap();
+        let mut joins = Vec::new();
+        for _ in 0..100 {
+            let engine = engine.clone();
+            joins.push(tokio::spawn(async move {
+                engine.ingest("test", &Headers::new(), Bytes::from_static(b"evt-1"), Headers::new()).await.unwrap()
+            }));
+        }
+        let mut accepted = 0;
+        for j in joins {
+            if matches!(j.await.unwrap(), Ingested::Accepted { .. }) {
+                accepted += 1;
+            }
+        }
+        assert_eq!(accepted, 1, "exactly one ingest is accepted");
+        let w = worker::start(engine, fast_config());
+        assert!(wait_until(20, || async { count(&store, State::Done).await == 1 }).await);
+        w.shutdown().await;
+        assert_eq!(flow.calls("evt-1"), 1, "handler runs once");
+        assert_eq!(flow.sink.count("evt-1"), 1);
+        assert_eq!(store.status().await.unwrap().depth.values().sum::<i64>(), 1, "one row");
+    }
+
+    pub async fn claim_fencing_after_lease_expiry(h: &Harness) {
+        let clock = ManualClock::starting_now();
+        let store = h.open(Arc::new(clock.clone())).await;
+        let Ingested::Accepted { id } = store.ingest(&ev("a")).await.unwrap() else { panic!("dup") };
+        let sources = vec!["test".to_owned()];
+        let a = store.claim("A", &sources, 10, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].id, id);
+        // Leased: nobody else gets it.
+        assert!(store.claim("B", &sources, 10, Duration::from_secs(30)).await.unwrap().is_empty());
+        clock.advance(Duration::from_secs(31));
+        let b = store.claim("B", &sources, 10, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(b.len(), 1, "expired lease is reclaimed");
+        assert_eq!(b[0].lease.attempt_no, a[0].lease.attempt_no + 1, "as a new attempt");
+        // The zombie's writes are refused.
+        assert_eq!(store.complete(&a[0].lease).await.unwrap(), Fence::Stale);
+        assert_eq!(store.retry(&a[0].lease, Duration::ZERO, "x").await.unwrap(), Fence::Stale);
+        assert_eq!(store.fail(&a[0].lease, "x").await.unwrap(), Fence::Stale);
+        assert_eq!(store.heartbeat(&a[0].lease, Duration::from_secs(30)).await.unwrap(), Fence::Stale);
+        let r = store.step_put(&id.to_string(), "s", &serde_json::json!(1), Some(&a[0].lease)).await;
+        assert!(matches!(r, Err(Error::Stale { .. })), "fenced journal write: {r:?}");
+        // The live attempt completes once.
+        assert_eq!(store.complete(&b[0].lease).await.unwrap(), Fence::Applied);
+        assert_eq!(store.complete(&b[0].lease).await.unwrap(), Fence::Stale, "not twice");
+        let row = store.get(id).await.unwrap().unwrap();
+        assert_eq!(row.state, State::Done);
+        assert_eq!(row.attempts, 2);
+    }
+
+    pub async fn worker_killed_mid_lease_is_reclaimed(h: &Harness) {
+        let clock = ManualClock::starting_now();
+        let store = h.open(Arc::new(clock.clone())).await;
+        let flow = TestFlow::new(|_, n| if n == 1 { Decision::Block } else { Decision::Done });
+        let engine = Engine::new(store.clone(), vec![flow.clone()]).unwrap();
+        engine.store().ingest(&ev("k")).await.unwrap();
+        let w1 = worker::start(engine.clone(), fast_config());
+        tokio::time::timeout(Duration::from_secs(20), flow.entered.notified()).await.expect("handler entered");
+        w1.kill();
+        assert_eq!(count(&store, State::Running).await, 1, "the dead worker's row stays leased");
+        let w2 = worker::start(engine.clone(), fast_config());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(count(&store, State::Done).await, 0, "not reclaimed before the lease expires");
+        clock.advance(Duration::from_secs(31));
+        assert!(wait_until(20, || async { count(&store, State::Done).await == 1 }).await);
+        w2.shutdown().await;
+        assert_eq!(flow.sink.count("k"), 1, "effect once");
+        assert_eq!(flow.calls("k"), 2);
+    }
+
+    pub async fn panic_is_retried(h: &Harness) {
+        let store = h.open(Arc::new(SystemClock)).await;
+        let flow = TestFlow::new(|_, n| if n == 1 { Decision::Panic } else { Decision::Done });
+        let engine = Engine::new(store.clone(), vec![flow.clone()]).unwrap();
+        let Ingested::Accepted { id } = store.ingest(&ev("p")).await.unwrap() else { panic!() };
+        let w = worker::start(engine, fast_config());
+        assert!(wait_until(20, || async { count(&store, State::Done).await == 1 }).await);
+        w.shutdown().await;
+        assert_eq!(flow.calls("p"), 2);
+        assert_eq!(flow.sink.count("p"), 1);
+        assert_eq!(store.get(id).await.unwrap().unwrap().attempts, 2);
+    }
+
+    pub async fn retries_then_dead_letter_and_replay(h: &Harness) {
+        let store = h.open(Arc::new(SystemClock)).await;
+        let fixed = Arc::new(AtomicBool::new(false));
+        let f2 = fixed.clone();
+        let flow = TestFlow::new(move |e, _| match e.dedup_key.as_str() {
+            "perm" => Decision::Fail,
+            _ if f2.load(Ordering::SeqCst) => Decision::Done,
+            _ => Decision::ErrBeforeEffect,
+        });
+        let engine = Engine::new(store.clone(), vec![flow.clone()]).unwrap();
+        let Ingested::Accepted { id } = store.ingest(&ev("flaky")).await.unwrap() else { panic!() };
+        store.ingest(&ev("perm")).await.unwrap();
+        let w = worker::start(engine, fast_config());
+        assert!(wait_until(20, || async { count(&store, State::Dead).await == 2 }).await);
+        assert_eq!(flow.calls("flaky"), 5, "max_attempts");
+        assert_eq!(flow.calls("perm"), 1, "permanent failure is not retried");
+        let row = store.get(id).await.unwrap().unwrap();
+        assert!(row.last_error.as_deref().unwrap().contains("gave up after 5 attempts"), "{row:?}");
+        assert_eq!(store.status().await.unwrap().dead, 2);
+        fixed.store(true, Ordering::SeqCst);
+        assert!(store.replay(id).await.unwrap());
+        assert!(!store.replay(id).await.unwrap(), "only dead letters replay");
+        assert!(wait_until(20, || async { count(&store, State::Done).await == 1 }).await);
+        w.shutdown().await;
+        assert_eq!(flow.sink.count("flaky"), 1);
+        assert_eq!(flow.sink.count("perm"), 0);
+    }
+
+    pub async fn ordering_key_serialises_events(h: &Harness) {
+        let store = h.open(Arc::new(SystemClock)).await;
+        let order = Arc::new(Mutex::new(Vec::<String>::new()));
+        let active = Arc::new(AtomicUsize::new(0));
+        let (o2, a2) = (order.clone(), active.clone());
+        #[derive(Debug)]
+        struct Ordered {
+            order: Arc<Mutex<Vec<String>>>,
+            active: Arc<AtomicUsize>,
+            failed_once: AtomicBool,
+        }
+        #[async_trait]
+        impl Flow for Ordered {
+            fn name(&self) -> &str {
+                "ordered"
+            }
+            fn sources(&self) -> Vec<String> {
+                vec!["test".into()]
+            }
+            fn dedup_key(&self, e: &RawEvent<'_>) -> Result<String, KeyError> {
+                Ok(String::from_utf8_lossy(e.body).into_owned())
+            }
+            fn ordering_key(&self, _: &RawEvent<'_>) -> Option<String> {
+                Some("deal-1".into())
+            }
+            async fn handle(&self, _ctx: &Ctx, event: &Event) -> Result<Outcome, BoxError> {
+                assert_eq!(self.active.fetch_add(1, Ordering::SeqCst), 0, "never two of one entity at once");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                self.active.fetch_sub(1, Ordering::SeqCst);
+                if event.dedup_key == "e0" && !self.failed_once.swap(true, Ordering::SeqCst) {
+                    return Ok(Outcome::Retry { after: Some(Duration::from_millis(30)), reason: "first".into() });
+                }
+                self.order.lock().unwrap().push(event.dedup_key.clone());
+                Ok(Outcome::Done)
+            }
+        }
+        let flow = Arc::new(Ordered { order: o2, active: a2, failed_once: AtomicBool::new(false) });
+        let engine = Engine::new(store.clone(), vec![flow]).unwrap();
+        for i in 0..8 {
+            engine.ingest("test", &Headers::new(), Bytes::from(format!("e{i}")), Headers::new()).await.unwrap();
+        }
+        let w = worker::start(engine, WorkerConfig { concurrency: 8, ..fast_config() });
+        assert!(wait_until(20, || async { count(&store, State::Done).await == 8 }).await);
+        w.shutdown().await;
+        let expected: Vec<String> = (0..8).map(|i| format!("e{i}")).collect();
+        assert_eq!(*order.lock().unwrap(), expected, "arrival order, even across a retry");
+        assert_eq!(active.load(Ordering::SeqCst), 0);
+    }
+
+    pub async fn graceful_shutdown_releases_claims(h: &Harness) {
+        let store = h.open(Arc::new(SystemClock)).await;
+        let flow = TestFlow::new(|_, n| if n == 1 { Decision::Block } else { Decision::Done });
+        let engine = Engine::new(store.clone(), vec![flow.clone()]).unwrap();
+        let Ingested::Accepted { id } = store.ingest(&ev("g")).await.unwrap() else { panic!() };
+        let w = worker::start(
+            engine.clone(),
+            WorkerConfig { shutdown_grace: Duration::from_millis(100), ..fast_config() },
+        );
+        tokio::time::timeout(Duration::from_secs(20), flow.entered.notified()).await.expect("entered");
+        let stats = w.stats().clone();
+        w.shutdown().await;
+        assert_eq!(stats.released.load(Ordering::SeqCst), 1);
+        let row = store.get(id).await.unwrap().unwrap();
+        assert_eq!(row.state, State::Queued, "released, immediately claimable");
+        assert_eq!(row.attempts, 0, "a release does not use up an attempt");
+        // A fresh pool picks it up right away (no lease wait).
+        let w = worker::start(engine, fast_config());
+        assert!(wait_until(20, || async { count(&store, State::Done).await == 1 }).await);
+        w.shutdown().await;
+        assert_eq!(flow.sink.count("g"), 1);
+    }
+
+    pub async fn heartbeat_keeps_lease(h: &Harness) {
+        let clock = ManualClock::starting_now();
+        let store = h.open(Arc::new(clock.clone())).await;
+        let flow = TestFlow::new(|_, n| if n == 1 { Decision::Block } else { Decision::Done });
+        let engine = Engine::new(store.clone(), vec![flow.clone()]).unwrap();
+        store.ingest(&ev("hb")).await.unwrap();
+        let cfg = WorkerConfig { heartbeat: Duration::from_millis(20), ..fast_config() };
+        let w = worker::start(engine, cfg);
+        tokio::time::timeout(Duration::from_secs(20), flow.entered.notified()).await.expect("entered");
+        for _ in 0..4 {
+            clock.advance(Duration::from_secs(20));
+            tokio::time::sleep(Duration::from_millis(100)).await; // let a heartbeat (20 ms) run
+        }
+        // 80 s of store time later, the 30 s lease is still ours.
+        let other = store.claim("other", &["test".to_owned()], 10, Duration::from_secs(30)).await.unwrap();
+        assert!(other.is_empty(), "heartbeat extended the lease");
+        flow.gate.notify_one();
+        assert!(wait_until(20, || async { count(&store, State::Done).await == 1 }).await);
+        w.shutdown().await;
+        assert_eq!(flow.calls("hb"), 1);
+    }
+
+    pub async fn cursor_advances_with_batch(h: &Harness) {
+        let store = h.open(Arc::new(SystemClock)).await;
+        store.ingest(&ev("x1")).await.unwrap();
+        let batch = vec![ev("x1"), ev("x2"), ev("x3")];
+        let r = store.ingest_batch_with_cursor(&batch, Some(("test", "payloads", "42"))).await.unwrap();
+        assert_eq!(r[0], Ingested::Duplicate);
+        assert!(matches!(r[1], Ingested::Accepted { .. }));
+        assert!(matches!(r[2], Ingested::Accepted { .. }));
+        assert_eq!(store.cursor_get("test", "payloads").await.unwrap().as_deref(), Some("42"));
+        store.cursor_set("test", "payloads", "43").await.unwrap();
+        assert_eq!(store.cursor_get("test", "payloads").await.unwrap().as_deref(), Some("43"));
+        assert_eq!(store.cursor_get("test", "other").await.unwrap(), None);
+        assert_eq!(count(&store, State::Queued).await, 3);
+    }
+
+    pub async fn helpers_id_map_journal_counters_watermarks_echo(h: &Harness) {
+        let clock = ManualClock::starting_now();
+        let store = h.open(Arc::new(clock.clone())).await;
+        // id map, unique both ways
+        store.id_put("airtable", "record", "deal-1", "rec1").await.unwrap();
+        assert_eq!(store.id_get("airtable", "record", "deal-1").await.unwrap().as_deref(), Some("rec1"));
+        assert_eq!(store.id_get_local("airtable", "record", "rec1").await.unwrap().as_deref(), Some("deal-1"));
+        let e = store.id_put("airtable", "record", "deal-2", "rec1").await.unwrap_err();
+        assert!(matches!(e, Error::IdConflict { .. }), "{e}");
+        store.id_put("airtable", "record", "deal-1", "rec9").await.unwrap();
+        assert_eq!(store.id_get("airtable", "record", "deal-1").await.unwrap().as_deref(), Some("rec9"));
+        // step journal: runs once, returns the stored result
+        let ctx = Ctx::detached(store.clone(), "run-1");
+        let runs = Arc::new(AtomicUsize::new(0));
+        for _ in 0..3 {
+            let r = runs.clone();
+            let v: String = ctx
+                .step("create", || async move {
+                    r.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, BoxError>("P-1".to_owned())
+                })
+                .await
+                .unwrap();
+            assert_eq!(v, "P-1");
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        let failed: Result<u32, _> = ctx.step("fails", || async { Err::<u32, BoxError>("nope".into()) }).await;
+        assert!(matches!(failed, Err(Error::Step { .. })));
+        assert_eq!(store.step_get("run-1", "fails").await.unwrap(), None, "failures are not journaled");
+        // counters: idempotent per hit, sliding window
+        let w = Duration::from_secs(48 * 3600);
+        assert_eq!(store.counter_hit("opens:c1", "h1", w).await.unwrap(), 1);
+        assert_eq!(store.counter_hit("opens:c1", "h1", w).await.unwrap(), 1, "same hit counts once");
+        clock.advance(Duration::from_secs(3600));
+        assert_eq!(store.counter_hit("opens:c1", "h2", w).await.unwrap(), 2);
+        clock.advance(Duration::from_secs(47 * 3600 + 1));
+        assert_eq!(store.counter_hit("opens:c1", "h3", w).await.unwrap(), 2, "h1 fell out of the window");
+        // watermarks
+        let t = |s: i64| chrono::Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap();
+        assert!(store.watermark_advance("lead:1", t(10)).await.unwrap());
+        assert!(store.watermark_advance("lead:1", t(10)).await.unwrap(), "equal time passes (retries)");
+        assert!(store.watermark_advance("lead:1", t(20)).await.unwrap());
+        assert!(!store.watermark_advance("lead:1", t(15)).await.unwrap(), "stale");
+        assert!(store.watermark_advance("lead:2", t(15)).await.unwrap());
+        // echo suppression
+        let v = serde_json::json!({"date": "2026-01-02"});
+        assert!(!store.is_echo("kommo", "lead:1", "next_contact", &v).await.unwrap());
+        store.remember_written("kommo", "lead:1", "next_contact", &v).await.unwrap();
+        assert!(store.is_echo("kommo", "lead:1", "next_contact", &v).await.unwrap());
+        assert!(!store.is_echo("kommo", "lead:1", "next_contact", &serde_json::json!("x")).await.unwrap());
+        store.ping().await.unwrap();
+    }
+
+    pub async fn status_and_purge(h: &Harness) {
+        let clock = ManualClock::starting_now();
+        let store = h.open(Arc::new(clock.clone())).await;
+        for k in ["s1", "s2", "s3"] {
+            store.ingest(&ev(k)).await.unwrap();
+        }
+        clock.advance(Duration::from_secs(60));
+        let st = store.status().await.unwrap();
+        assert_eq!(st.depth.get(&("test".into(), State::Queued)), Some(&3));
+        assert_eq!(st.oldest_due_age, Some(Duration::from_secs(60)));
+        let sources = vec!["test".to_owned()];
+        let claimed = store.claim("w", &sources, 2, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(claimed.len(), 2);
+        assert_eq!(store.complete(&claimed[0].lease).await.unwrap(), Fence::Applied);
+        assert_eq!(store.fail(&claimed[1].lease, "bad").await.unwrap(), Fence::Applied);
+        let st = store.status().await.unwrap();
+        assert_eq!(st.dead, 1);
+        assert_eq!(st.depth.get(&("test".into(), State::Done)), Some(&1));
+        assert_eq!(store.list(State::Dead, 10).await.unwrap()[0].last_error.as_deref(), Some("bad"));
+        assert_eq!(store.purge_done(Duration::from_secs(86400)).await.unwrap(), 0, "too recent");
+        clock.advance(Duration::from_secs(2 * 86400));
+        assert_eq!(store.purge_done(Duration::from_secs(86400)).await.unwrap(), 1);
+        let st = store.status().await.unwrap();
+        assert_eq!(st.depth.get(&("test".into(), State::Done)), None);
+        assert_eq!(st.dead, 1, "dead letters are kept");
+    }
+
+    /// 3 worker pools (each with its own connection pool, as separate processes would have) process 5,000 events
+    /// ingested with 10% duplicates; handlers fail transiently at random (before and after the effect), and every
+    /// 50th event is designed to fail permanently.
+    pub async fn multi_worker_exactly_once(h: &Harness) {
+        const N: usize = 5_000;
+        let flow = TestFlow::new(|e, _| {
+            let i: usize = e.dedup_key[2..].parse().unwrap();
+            if i.is_multiple_of(50) {
+                return Decision::Fail;
+            }
+            let roll: f64 = rand::rng().random();
+            if roll < 0.10 {
+                Decision::ErrBeforeEffect
+            } else if roll < 0.15 {
+                Decision::RetryAfterEffect
+            } else {
+                Decision::Done
+            }
+        });
+        let ingest_store = h.open(Arc::new(SystemClock)).await;
+        let ingest_engine = Engine::new(ingest_store.clone(), vec![flow.clone()]).unwrap();
+        let mut handles = Vec::new();
+        for _ in 0..3 {
+            let store = h.open(Arc::new(SystemClock)).await;
+            let engine = Engine::new(store, vec![flow.clone()]).unwrap();
+            let cfg = WorkerConfig { concurrency: 8, batch_size: 32, max_attempts: 50, ..fast_config() };
+            handles.push(worker::start(engine, cfg));
+        }
+        // Ingest concurrently with processing, in 4 parallel streams, ~10% of them duplicates.
+        let mut ingesters = Vec::new();
+        for part in 0..4 {
+            let engine = ingest_engine.clone();
+            ingesters.push(tokio::spawn(async move {
+                let mut dups = 0;
+                for i in (part..N).step_by(4) {
+                    let body = Bytes::from(format!("e-{i}"));
+                    engine.ingest("test", &Headers::new(), body.clone(), Headers::new()).await.unwrap();
+                    if i % 10 == 3 {
+                        let r = engine.ingest("test", &Headers::new(), body, Headers::new()).await.unwrap();
+                        assert_eq!(r, Ingested::Duplicate);
+                        dups += 1;
+                    }
+                }
+                dups
+            }));
+        }
+        let mut dups = 0;
+        for i in ingesters {
+            dups += i.await.unwrap();
+        }
+        assert_eq!(dups, N / 10);
+        let ok = wait_until(150, || async { drained(&ingest_store).await }).await;
+        for w in handles {
+            w.shutdown().await;
+        }
+        assert!(ok, "drained: {:?}", ingest_store.status().await.unwrap());
+        let designed = N / 50;
+        assert_eq!(count(&ingest_store, State::Dead).await, designed as i64, "only the designed failures are dead");
+        assert_eq!(count(&ingest_store, State::Done).await, (N - designed) as i64);
+        assert_eq!(flow.sink.keys(), N - designed, "no effect lost");
+        assert_eq!(flow.sink.total(), N - designed, "no effect applied twice");
+        assert_eq!(flow.sink.max_per_key(), 1);
+        println!(
+            "multi-worker on {}: {} handler calls for {} events",
+            if h.is_postgres() { "postgres" } else { "sqlite" },
+            flow.sink.calls.load(Ordering::SeqCst),
+            N
+        );
+    }
+}
