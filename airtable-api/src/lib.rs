@@ -1,3 +1,51 @@
-//! Typed async Airtable Web API client: records, upsert, metadata, webhooks, the cursor payload feed and MAC verification.
+//! Typed async Airtable Web API client: records, upsert, metadata, webhooks, the cursor payload feed and MAC
+//! verification.
+//!
+//! - [`Client`]: personal access token (Bearer), base URL override, Airtable's limits enforced client-side
+//!   (5 requests/s per base, no burst, and 50/s per token, shared by clones), a 30 s hold on a base after a 429,
+//!   5xx retried with jitter for idempotent calls, typed [`Error`]s keeping Airtable's error body.
+//! - [`records`]: list as a lazy stream (GET, or `POST …/listRecords` for long formulas), get, create, update
+//!   (PATCH/PUT), upsert (`performUpsert`), delete — batches chunked at 10 per request.
+//! - [`cell`]: [`CellValue`], [`Fields`], [`Record`] with typed accessors and serde (de)serialization of your structs.
+//! - [`metadata`]: bases and the base schema.
+//! - [`webhooks`]: create/list/refresh/delete/enable, the ping and its `X-Airtable-Content-MAC`, the payload feed.
+//! - `fake` (feature `fake`): a stateful in-process Airtable for tests and demos.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), airtable_client::Error> {
+//! use airtable_client::{Client, Fields, WriteOptions};
+//! use futures::TryStreamExt as _;
+//!
+//! let client = Client::builder().token("patXXXX.YYYY").build()?;
+//! let contacts = client.table("appXXXXXXXXXXXXXX", "tblXXXXXXXXXXXXXX");
+//! let result = contacts
+//!     .upsert(&[Fields::new().with("Email", "a@example.com").with("Name", "Ada")], &["Email"], WriteOptions::default())
+//!     .await?;
+//! println!("created {:?}, updated {:?}", result.created_records, result.updated_records);
+//! let active: Vec<_> = contacts.list().filter_by_formula("{Status}='Active'").stream().try_collect().await?;
+//! # let _ = active;
+//! # Ok(()) }
+//! ```
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+
+pub mod cell;
+pub mod client;
+pub mod error;
+#[cfg(feature = "fake")]
+pub mod fake;
+pub mod ids;
+pub mod metadata;
+pub mod records;
+pub mod webhooks;
+
+pub use cell::{Attachment, CellValue, Collaborator, Fields, Record};
+pub use client::{Client, ClientBuilder};
+pub use error::{ApiError, ErrorBody, ErrorField, ErrorType, Error};
+pub use ids::{BaseId, FieldId, RecordId, TableId, UserId, ViewId, WebhookId};
+pub use metadata::{BaseInfo, BaseSchema, FieldSchema, FieldType, TableSchema};
+pub use records::{Direction, ListRecords, RecordPage, RecordUpdate, Table, UpsertResult, WriteOptions};
+pub use webhooks::{
+    ActionSource, CreateWebhook, CreatedWebhook, CursoredPayload, MacSecret, PayloadCellValue, PayloadFeed,
+    PayloadsPage, RecordChange, Webhook, WebhookNotification, WebhookPayload, WebhookSpecification, verify_mac,
+};
