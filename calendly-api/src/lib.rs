@@ -1,3 +1,61 @@
 //! Typed async Calendly API v2 client: scheduled events, invitees, webhook subscriptions and signed webhook payloads.
+//!
+//! - [`Client`]: bearer auth (personal access token, or OAuth with rotating refresh tokens via
+//!   [`oauth::CalendlyRefresher`]), retries, and Calendly's `X-RateLimit-*` rules (pause when `Remaining` hits 0,
+//!   wait `Reset` seconds after a 429).
+//! - Resources: [`users`] (`/users/me`, memberships), [`event_types`], [`scheduled_events`] (list, get, cancel),
+//!   [`invitees`] (list, get, no-shows), [`webhook_subscriptions`] (create with a 409 outcome, list, get, delete,
+//!   sample data, [`Client::ensure_webhook_subscription`]). Collections are lazy [`futures::Stream`]s over
+//!   `pagination.next_page_token`.
+//! - [`webhook`]: v2 delivery parsing ([`webhook::parse_delivery`]), signature verification
+//!   ([`webhook::WebhookVerifier`]), dedup keys and reschedule pairing.
+//! - `fake` (feature `fake`): a stateful in-process Calendly for tests and demos.
+//!
+//! Every cross-reference is a full URI ([`uri`]); path parameters take the UUID (`uri.uuid()`).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), calendly_api::Error> {
+//! use api_core::Token;
+//! use calendly_api::{Client, scheduled_events::{EventStatus, ListScheduledEvents}};
+//! use futures::TryStreamExt as _;
+//!
+//! let client = Client::builder().token(Token::new("personal-access-token")).build()?;
+//! let me = client.me().await?;
+//! let org = me.current_organization.expect("users/me has an organization");
+//! let events: Vec<_> = client
+//!     .list_scheduled_events(&ListScheduledEvents::for_organization(org).status(EventStatus::Active))
+//!     .try_collect()
+//!     .await?;
+//! for e in &events {
+//!     tracing::info!(uri = %e.uri, start = %e.start_time, "event");
+//! }
+//! # Ok(()) }
+//! ```
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+
+#[macro_use]
+mod macros;
+
+pub mod client;
+pub mod error;
+pub mod event_types;
+pub mod invitees;
+pub mod oauth;
+pub mod ratelimit;
+pub mod scheduled_events;
+pub mod uri;
+pub mod users;
+pub mod webhook;
+pub mod webhook_subscriptions;
+
+#[cfg(feature = "fake")]
+pub mod fake;
+
+pub use client::{Client, ClientBuilder, Collection, Pagination};
+pub use error::{ApiError, ApiErrorBody, Error, ErrorDetail};
+pub use ratelimit::RateLimitInfo;
+pub use uri::{
+    EventTypeUri, EventUri, GroupUri, InviteeUri, MembershipUri, NoShowUri, OrganizationUri, UserUri, WebhookUri,
+};
+pub use webhook::{WebhookDelivery, WebhookError, WebhookEvent, WebhookPayload, WebhookVerifier};

@@ -1,0 +1,334 @@
+//! Invitees of a scheduled event (list, get) and no-shows (mark, get, unmark).
+//! `GET /scheduled_events/{uuid}/invitees[/{uuid}]`, `POST /invitee_no_shows`, `GET`/`DELETE /invitee_no_shows/{uuid}`.
+//!
+//! [`Invitee`] is also the `payload` of `invitee.*` webhooks (there with an embedded
+//! [`scheduled_event`](Invitee::scheduled_event)).
+
+use api_core::Request;
+use chrono::{DateTime, Utc};
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    Client, Error,
+    client::clamp_count,
+    scheduled_events::{Cancellation, ScheduledEvent},
+    uri::{EventUri, InviteeUri, NoShowUri, UserUri},
+};
+
+open_enum!(
+    /// `status` of an invitee.
+    InviteeStatus {
+        /// Booked.
+        Active = "active",
+        /// Canceled (or rescheduled away: see [`Invitee::rescheduled`]).
+        Canceled = "canceled",
+    }
+);
+
+/// One answer to a booking question.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuestionAndAnswer {
+    /// The question text.
+    #[serde(default)]
+    pub question: String,
+    /// The answer text.
+    #[serde(default)]
+    pub answer: String,
+    /// Position on the form.
+    #[serde(default)]
+    pub position: Option<u32>,
+    /// Other fields, kept.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// UTM and Salesforce tracking parameters of the booking.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tracking {
+    /// `utm_campaign`.
+    #[serde(default)]
+    pub utm_campaign: Option<String>,
+    /// `utm_source`.
+    #[serde(default)]
+    pub utm_source: Option<String>,
+    /// `utm_medium`.
+    #[serde(default)]
+    pub utm_medium: Option<String>,
+    /// `utm_content`.
+    #[serde(default)]
+    pub utm_content: Option<String>,
+    /// `utm_term`.
+    #[serde(default)]
+    pub utm_term: Option<String>,
+    /// `salesforce_uuid`.
+    #[serde(default)]
+    pub salesforce_uuid: Option<String>,
+    /// Other fields, kept.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A payment collected at booking.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Payment {
+    /// Provider's id.
+    #[serde(default)]
+    pub external_id: Option<String>,
+    /// `stripe` or `paypal`.
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// Amount in major units.
+    #[serde(default)]
+    pub amount: Option<f64>,
+    /// Currency code.
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// Terms text.
+    #[serde(default)]
+    pub terms: Option<String>,
+    /// Whether it succeeded.
+    #[serde(default)]
+    pub successful: Option<bool>,
+}
+
+/// A no-show mark: `no_show` on the invitee, and the `POST /invitee_no_shows` resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoShow {
+    /// The mark's URI (unmark with it).
+    pub uri: NoShowUri,
+    /// When it was marked.
+    #[serde(default)]
+    pub created_at: Option<DateTime<Utc>>,
+    /// The invitee (present on the `/invitee_no_shows` resource).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invitee: Option<InviteeUri>,
+}
+
+/// Reconfirmation state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reconfirmation {
+    /// Requested at.
+    #[serde(default)]
+    pub created_at: Option<DateTime<Utc>>,
+    /// Confirmed at (`null` while pending).
+    #[serde(default)]
+    pub confirmed_at: Option<DateTime<Utc>>,
+}
+
+/// An invitee: one person booked into a scheduled event. Every field but `uri` tolerates absence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Invitee {
+    /// The invitee URI (`…/scheduled_events/{event}/invitees/{uuid}`).
+    pub uri: InviteeUri,
+    /// Email.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Full name (null in some old deliveries).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// First name (only with split name fields).
+    #[serde(default)]
+    pub first_name: Option<String>,
+    /// Last name (only with split name fields).
+    #[serde(default)]
+    pub last_name: Option<String>,
+    /// Active or canceled.
+    #[serde(default = "default_active")]
+    pub status: InviteeStatus,
+    /// IANA time zone.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// The scheduled event URI.
+    #[serde(default)]
+    pub event: Option<EventUri>,
+    /// Booked at.
+    #[serde(default)]
+    pub created_at: Option<DateTime<Utc>>,
+    /// Updated at.
+    #[serde(default)]
+    pub updated_at: Option<DateTime<Utc>>,
+    /// Booking questions.
+    #[serde(default)]
+    pub questions_and_answers: Vec<QuestionAndAnswer>,
+    /// Tracking parameters.
+    #[serde(default)]
+    pub tracking: Option<Tracking>,
+    /// SMS reminder number.
+    #[serde(default)]
+    pub text_reminder_number: Option<String>,
+    /// `true` on the canceled side of a reschedule.
+    #[serde(default)]
+    pub rescheduled: bool,
+    /// On the new invitee of a reschedule: the invitee it replaces.
+    #[serde(default)]
+    pub old_invitee: Option<InviteeUri>,
+    /// On the old invitee of a reschedule: the invitee that replaces it.
+    #[serde(default)]
+    pub new_invitee: Option<InviteeUri>,
+    /// Link for the invitee to cancel.
+    #[serde(default)]
+    pub cancel_url: Option<String>,
+    /// Link for the invitee to reschedule.
+    #[serde(default)]
+    pub reschedule_url: Option<String>,
+    /// Routing form submission URI, if booked through one.
+    #[serde(default)]
+    pub routing_form_submission: Option<String>,
+    /// Set when canceled.
+    #[serde(default)]
+    pub cancellation: Option<Cancellation>,
+    /// Payment, if any.
+    #[serde(default)]
+    pub payment: Option<Payment>,
+    /// Set when marked as a no-show.
+    #[serde(default)]
+    pub no_show: Option<NoShow>,
+    /// Reconfirmation, if requested.
+    #[serde(default)]
+    pub reconfirmation: Option<Reconfirmation>,
+    /// How it was booked (`null` for the booking page, `"api"`, `"instant_book"`, …).
+    #[serde(default)]
+    pub scheduling_method: Option<String>,
+    /// The user who booked on the invitee's behalf.
+    #[serde(default)]
+    pub invitee_scheduled_by: Option<UserUri>,
+    /// The embedded event (webhook payloads only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_event: Option<ScheduledEvent>,
+    /// Other fields, kept.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+fn default_active() -> InviteeStatus {
+    InviteeStatus::Active
+}
+
+impl Invitee {
+    /// The scheduled event URI: `event`, else the embedded event's, else derived from the invitee URI.
+    #[must_use]
+    pub fn event_uri(&self) -> Option<EventUri> {
+        self.event
+            .clone()
+            .or_else(|| self.scheduled_event.as_ref().map(|e| e.uri.clone()))
+            .or_else(|| self.uri.event_uri())
+    }
+
+    /// On the canceled side of a reschedule: the new invitee that replaces this one.
+    #[must_use]
+    pub fn rescheduled_to(&self) -> Option<&InviteeUri> {
+        if self.rescheduled || self.status == InviteeStatus::Canceled { self.new_invitee.as_ref() } else { None }
+    }
+
+    /// On the created side of a reschedule: the old invitee this one replaces.
+    #[must_use]
+    pub fn rescheduled_from(&self) -> Option<&InviteeUri> {
+        self.old_invitee.as_ref()
+    }
+}
+
+/// `GET /scheduled_events/{uuid}/invitees` filters.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[must_use]
+pub struct ListInvitees {
+    /// Only this status.
+    pub status: Option<InviteeStatus>,
+    /// Only this email.
+    pub email: Option<String>,
+    /// `created_at:asc` (default) or `created_at:desc`.
+    pub sort: Option<String>,
+    /// Page size (1..=100; default 100).
+    pub count: Option<u32>,
+}
+
+impl ListInvitees {
+    /// Only `status`.
+    pub fn status(mut self, status: InviteeStatus) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// Only `email`.
+    pub fn email(mut self, email: impl Into<String>) -> Self {
+        self.email = Some(email.into());
+        self
+    }
+
+    /// Page size (clamped to 1..=100).
+    pub fn count(mut self, n: u32) -> Self {
+        self.count = Some(n);
+        self
+    }
+
+    /// The query parameters.
+    #[must_use]
+    pub fn to_query(&self) -> Vec<(String, String)> {
+        let mut q = Vec::new();
+        if let Some(s) = &self.status {
+            q.push(("status".to_owned(), s.to_string()));
+        }
+        if let Some(e) = &self.email {
+            q.push(("email".to_owned(), e.clone()));
+        }
+        if let Some(s) = &self.sort {
+            q.push(("sort".to_owned(), s.clone()));
+        }
+        q.push(("count".to_owned(), clamp_count(self.count).to_string()));
+        q
+    }
+}
+
+#[derive(Serialize)]
+struct NoShowBody<'a> {
+    invitee: &'a InviteeUri,
+}
+
+impl Client {
+    /// Every invitee of `event` matching `query`, as a lazy stream.
+    pub fn list_invitees(
+        &self,
+        event: &EventUri,
+        query: &ListInvitees,
+    ) -> impl Stream<Item = Result<Invitee, Error>> + Send + 'static {
+        self.stream(format!("/scheduled_events/{}/invitees", event.uuid()), query.to_query())
+    }
+
+    /// One invitee (its `status` tells whether it is still active).
+    ///
+    /// # Errors
+    /// [`Error`]; [`Error::InvalidRequest`] when the URI has no event segment.
+    pub async fn get_invitee(&self, invitee: &InviteeUri) -> Result<Invitee, Error> {
+        let event = invitee
+            .event_uuid()
+            .ok_or_else(|| Error::InvalidRequest(format!("not an invitee URI: {invitee}")))?;
+        self.resource(Request::get(format!("/scheduled_events/{event}/invitees/{}", invitee.uuid()))).await
+    }
+
+    /// Marks `invitee` as a no-show. Not idempotent on the wire: check [`Invitee::no_show`] first when retrying.
+    ///
+    /// # Errors
+    /// [`Error`].
+    pub async fn mark_no_show(&self, invitee: &InviteeUri) -> Result<NoShow, Error> {
+        let req = Request::post("/invitee_no_shows")
+            .json(&NoShowBody { invitee })
+            .map_err(|e| Error::InvalidRequest(e.to_string()))?;
+        self.resource(req).await
+    }
+
+    /// One no-show mark.
+    ///
+    /// # Errors
+    /// [`Error`].
+    pub async fn get_no_show(&self, no_show: &NoShowUri) -> Result<NoShow, Error> {
+        self.resource(Request::get(format!("/invitee_no_shows/{}", no_show.uuid()))).await
+    }
+
+    /// Removes a no-show mark (204).
+    ///
+    /// # Errors
+    /// [`Error`]; 404 when already removed.
+    pub async fn unmark_no_show(&self, no_show: &NoShowUri) -> Result<(), Error> {
+        self.send(Request::delete(format!("/invitee_no_shows/{}", no_show.uuid()))).await.map(|_| ())
+    }
+}

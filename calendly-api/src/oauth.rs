@@ -1,0 +1,139 @@
+//! OAuth 2.0 for Calendly: a [`Refresher`] for `POST https://auth.calendly.com/oauth/token` and the
+//! authorization-code exchange. Calendly's refresh tokens are **single-use and rotate**: every successful refresh
+//! revokes the old refresh token, so the new one must be stored before it is used — [`api_core::OAuthSession`]
+//! does that, single-flight, with a [`api_core::TokenStore`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), calendly_api::Error> {
+//! use std::sync::Arc;
+//! use api_core::{FileTokenStore, OAuthSession, Token};
+//! use calendly_api::{Client, oauth::CalendlyRefresher};
+//!
+//! let refresher = CalendlyRefresher::new("client-id", Token::new("client-secret"))?;
+//! let session = Arc::new(OAuthSession::new(Arc::new(FileTokenStore::new("calendly-tokens.json")), Arc::new(refresher)));
+//! let client = Client::builder().oauth(session).build()?;
+//! let me = client.me().await?;
+//! # let _ = me; Ok(()) }
+//! ```
+
+use std::sync::Arc;
+
+use api_core::{
+    AuthError, HttpClient, ReqwestTransport, Request, RetryPolicy, Token, TokenSet, Transport, TransportConfig,
+    secret::basic_auth_header,
+};
+use futures::future::BoxFuture;
+use serde::Deserialize;
+use url::Url;
+
+use crate::{Error, client::DEFAULT_AUTH_BASE_URL};
+
+/// The token endpoint's success body.
+#[derive(Debug, Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<i64>,
+}
+
+/// The token endpoint's error body: `{error, error_description}`.
+#[derive(Debug, Deserialize, Default)]
+struct OAuthErrorBody {
+    #[serde(default)]
+    error: String,
+    #[serde(default)]
+    error_description: String,
+}
+
+/// Calls Calendly's token endpoint (client credentials sent with HTTP Basic, form-encoded body).
+#[derive(Clone)]
+pub struct CalendlyRefresher {
+    http: HttpClient,
+    client_id: String,
+    client_secret: Token,
+}
+
+impl std::fmt::Debug for CalendlyRefresher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CalendlyRefresher")
+            .field("token_url", &self.http.base_url().as_str())
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CalendlyRefresher {
+    /// A refresher against `https://auth.calendly.com`.
+    ///
+    /// # Errors
+    /// TLS initialisation.
+    pub fn new(client_id: impl Into<String>, client_secret: Token) -> Result<Self, Error> {
+        let t = ReqwestTransport::new(TransportConfig::new(api_core::user_agent!()))
+            .map_err(|e| Error::InvalidRequest(format!("HTTP client initialisation: {e}")))?;
+        Self::with_transport(DEFAULT_AUTH_BASE_URL, client_id, client_secret, Arc::new(t))
+    }
+
+    /// A refresher against another auth base URL (the fake, a proxy) over `transport`.
+    ///
+    /// # Errors
+    /// A bad URL.
+    pub fn with_transport(
+        auth_base_url: &str,
+        client_id: impl Into<String>,
+        client_secret: Token,
+        transport: Arc<dyn Transport>,
+    ) -> Result<Self, Error> {
+        let base = Url::parse(auth_base_url).map_err(|e| Error::InvalidRequest(format!("bad URL: {e}")))?;
+        // Token requests are not idempotent (a refresh token works once): transport errors after sending are not
+        // retried by the policy; 5xx are reported as `AuthError::Refresh` for the caller to retry later.
+        let http = HttpClient::new(base, transport).with_retry(RetryPolicy { max_attempts: 2, ..RetryPolicy::default() });
+        Ok(Self { http, client_id: client_id.into(), client_secret })
+    }
+
+    async fn token_call(&self, form: &[(&str, &str)]) -> Result<TokenSet, AuthError> {
+        let body = serde_urlencoded_pairs(form);
+        let auth = basic_auth_header(&self.client_id, &self.client_secret)
+            .map_err(|e| AuthError::Refresh(format!("bad client credentials: {e}")))?;
+        let req = Request::post("/oauth/token")
+            .header(http::header::AUTHORIZATION, auth)
+            .body(api_core::Body::Form(body));
+        let resp = self.http.execute(req).await.map_err(|e| AuthError::Refresh(e.to_string()))?;
+        if !resp.is_success() {
+            let err: OAuthErrorBody = serde_json::from_slice(&resp.body).unwrap_or_default();
+            if err.error == "invalid_grant" || resp.status == http::StatusCode::UNAUTHORIZED {
+                return Err(AuthError::Revoked(format!("{}: {}", err.error, err.error_description)));
+            }
+            return Err(AuthError::Refresh(format!("HTTP {}: {} {}", resp.status, err.error, err.error_description)));
+        }
+        let tr: TokenResponse = resp.json().map_err(|e| AuthError::Refresh(e.to_string()))?;
+        let now = chrono::Utc::now().timestamp();
+        Ok(TokenSet::from_expires_in(Token::new(tr.access_token), tr.refresh_token.map(Token::new), tr.expires_in, now))
+    }
+
+    /// Exchanges an authorization code (valid 10 minutes) for the first token set; install it with
+    /// [`api_core::OAuthSession::install`].
+    ///
+    /// # Errors
+    /// [`AuthError`].
+    pub async fn exchange_code(&self, code: &str, redirect_uri: &str) -> Result<TokenSet, AuthError> {
+        self.token_call(&[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", redirect_uri)]).await
+    }
+}
+
+fn serde_urlencoded_pairs(pairs: &[(&str, &str)]) -> String {
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        s.append_pair(k, v);
+    }
+    s.finish()
+}
+
+impl api_core::Refresher for CalendlyRefresher {
+    fn refresh<'a>(&'a self, refresh_token: &'a Token) -> BoxFuture<'a, Result<TokenSet, AuthError>> {
+        Box::pin(async move {
+            self.token_call(&[("grant_type", "refresh_token"), ("refresh_token", refresh_token.expose())]).await
+        })
+    }
+}
