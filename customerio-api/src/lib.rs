@@ -1,3 +1,119 @@
 //! Typed async Customer.io client: Track v1 and v2 batch, App API, reporting webhooks with signature verification.
+//!
+//! - [`Client`] ([`Client::builder`]): an explicit [`Region`] (US/EU) with overridable Track and App base URLs;
+//!   Track calls with Basic auth (`site_id:api_key`), App API calls with a Bearer key. Redirects are never followed
+//!   ([`NoRedirectTransport`]): a 3xx is [`Error::Redirect`], which means the region is wrong.
+//! - Track v1 ([`track`]): [`Client::identify`], [`Client::delete_person`], [`Client::suppress`],
+//!   [`Client::unsuppress`], [`Client::track`] (every [`Event`] carries a ULID [`EventId`] so a retry never
+//!   double-counts; [`EventId::from_source_key`] makes replays deterministic), [`Client::track_anonymous`],
+//!   [`Client::add_device`], [`Client::delete_device`], [`Client::merge_people`].
+//! - Track v2 ([`batch`]): [`Client::entity`] and [`Client::batch`] (split into ≤ 500 KB requests; 207 partial
+//!   failures returned by index in a [`BatchReport`]).
+//! - Documented limits are checked before sending ([`limits`], [`ValidationError`]).
+//! - App API ([`app`]): [`Client::send_email`], [`Client::customers_by_email`], [`Client::customer_attributes`],
+//!   [`Client::trigger_broadcast`].
+//! - Reporting webhooks ([`webhook`]): [`ReportingEvent`] with open [`ObjectType`]/[`Metric`] enums, and
+//!   [`WebhookVerifier`] for `X-CIO-Signature`.
+//! - Feature `fake`: an in-process stateful Customer.io fake (`fake::FakeCustomerIo`).
+//!
+//! Errors ([`Error`]) keep the status, the raw body, the vendor's parsed error in any of its three shapes
+//! ([`VendorError`]), a retry class, whether the request may have been sent, and the `Retry-After` hint.
+//! Retries (api-core's policy): 408/429/5xx and transport errors with jittered backoff and `Retry-After`; 5xx and
+//! timeouts only for idempotent requests (PUTs, DELETEs, events with an id); never 400/401/403/404/422.
+//!
+//! ```no_run
+//! use customerio_api::{Client, Event, EventId, Identifier, Identify, Region, Token};
+//!
+//! # async fn run() -> Result<(), customerio_api::Error> {
+//! let cio = Client::builder()
+//!     .region(Region::Eu)
+//!     .track_credentials("site_id", Token::new(std::env::var("CIO_TRACK_KEY").unwrap_or_default()))
+//!     .app_api_key(Token::new(std::env::var("CIO_APP_KEY").unwrap_or_default()))
+//!     .build()?;
+//! let ann = Identifier::email("ann+crm@example.com");
+//! cio.identify(&ann, &Identify::new().attr("plan", "pro").timestamp(1_700_000_000)).await?;
+//! let event = Event::new("deal_won")
+//!     .id(EventId::from_source_key_unix("kommo:lead:4711:won", 1_700_000_000))
+//!     .timestamp(1_700_000_000)
+//!     .data("amount", 1200);
+//! cio.track(&ann, &event).await?;
+//! # Ok(()) }
+//! ```
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+
+/// Implements `as_str`/`parse`/`Display`/serde for a string-backed open enum with an `Unknown(String)` variant.
+macro_rules! string_enum {
+    ($name:ident { $($var:ident => $s:literal),* $(,)? }) => {
+        impl $name {
+            /// The wire value.
+            #[must_use]
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $(Self::$var => $s,)*
+                    Self::Unknown(s) => s,
+                }
+            }
+
+            /// Parses a wire value; unknown values are kept in `Unknown`.
+            #[must_use]
+            pub fn parse(s: &str) -> Self {
+                match s {
+                    $($s => Self::$var,)*
+                    other => Self::Unknown(other.to_owned()),
+                }
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl ::serde::Serialize for $name {
+            fn serialize<S: ::serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> ::serde::Deserialize<'de> for $name {
+            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <::std::borrow::Cow<'de, str> as ::serde::Deserialize>::deserialize(d)?;
+                Ok(Self::parse(&s))
+            }
+        }
+
+        impl ::std::convert::From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self::parse(s)
+            }
+        }
+    };
+}
+pub(crate) use string_enum;
+
+pub mod app;
+pub mod batch;
+pub mod client;
+pub mod error;
+#[cfg(feature = "fake")]
+pub mod fake;
+pub mod ids;
+pub mod limits;
+pub mod region;
+pub mod track;
+pub mod transport;
+pub mod webhook;
+
+pub use api_core::{FixedClock, RateLimiter, RetryPolicy, Rule, SignatureError, Token};
+pub use app::{Audience, BroadcastTrigger, CustomerAttributes, CustomerRef, MessageRef, SendEmail, SendResponse, TriggerResponse};
+pub use batch::{BatchAbort, BatchReport, Operation, RejectedOperation};
+pub use client::{Client, ClientBuilder};
+pub use error::{Error, ErrorItem, VendorError};
+pub use ids::{DeliveryId, EventId, Identifier};
+pub use limits::ValidationError;
+pub use region::Region;
+pub use track::{Device, Event, EventType, Identify, Platform, RegionInfo};
+pub use transport::NoRedirectTransport;
+pub use webhook::{EventData, Identifiers, Metric, ObjectType, ReportingEvent, WebhookError, WebhookVerifier};

@@ -1,0 +1,368 @@
+//! App API (Bearer app key): transactional sends, customer lookups, API-triggered broadcasts.
+//!
+//! Rate lanes (each its own limiter): transactional sends 100/s, broadcast triggers 1 per 10 s, everything else
+//! 10/s. Transactional sends and broadcast triggers are never retried after they may have reached Customer.io
+//! (a repeat would send twice); 429 and connect errors are retried.
+
+use api_core::Request;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::{
+    Client, DeliveryId, Error, Identifier,
+    client::AppLane,
+    ids::encode_segment,
+    limits::ValidationError,
+};
+
+/// Which transactional template to use: its numeric id or its trigger name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MessageRef {
+    /// The numeric id.
+    Id(u64),
+    /// The template's trigger name.
+    Trigger(String),
+}
+
+/// `POST /v1/send/email`: a transactional email. Either a template ([`SendEmail::template`]) or inline
+/// `from` + `subject` + `body` ([`SendEmail::inline`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[must_use]
+pub struct SendEmail {
+    /// Recipient address(es), e.g. `"Ann <ann@example.com>"`.
+    pub to: String,
+    /// The person the message is attributed to.
+    pub identifiers: Identifier,
+    /// The template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transactional_message_id: Option<MessageRef>,
+    /// Liquid data (`{{trigger.x}}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_data: Option<Map<String, Value>>,
+    /// Inline sender.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Inline subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Inline HTML body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Other documented options (`reply_to`, `bcc`, `send_at`, `disable_message_retention`, `tracked`, `headers`,
+    /// `attachments`, …), sent as is.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl SendEmail {
+    /// A templated email.
+    pub fn template(template: MessageRef, to: impl Into<String>, identifiers: Identifier) -> Self {
+        Self {
+            to: to.into(),
+            identifiers,
+            transactional_message_id: Some(template),
+            message_data: None,
+            from: None,
+            subject: None,
+            body: None,
+            extra: Map::new(),
+        }
+    }
+
+    /// An inline email.
+    pub fn inline(
+        to: impl Into<String>,
+        identifiers: Identifier,
+        from: impl Into<String>,
+        subject: impl Into<String>,
+        body: impl Into<String>,
+    ) -> Self {
+        Self {
+            to: to.into(),
+            identifiers,
+            transactional_message_id: None,
+            message_data: None,
+            from: Some(from.into()),
+            subject: Some(subject.into()),
+            body: Some(body.into()),
+            extra: Map::new(),
+        }
+    }
+
+    /// Adds a `message_data` value.
+    pub fn data(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.message_data.get_or_insert_with(Map::new).insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets another documented option.
+    pub fn option(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.extra.insert(key.into(), value.into());
+        self
+    }
+
+    fn validate(&self) -> Result<(), ValidationError> {
+        self.identifiers.validate()?;
+        if self.to.trim().is_empty() {
+            return Err(ValidationError::Rule("`to` is empty".into()));
+        }
+        let inline = self.from.is_some() && self.subject.is_some() && self.body.is_some();
+        if self.transactional_message_id.is_none() && !inline {
+            return Err(ValidationError::Rule(
+                "a transactional email needs transactional_message_id or from + subject + body".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A transactional send's answer: `{"delivery_id": "...", "queued_at": 1604977406}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendResponse {
+    /// The delivery id (appears in reporting webhooks).
+    pub delivery_id: DeliveryId,
+    /// Unix seconds.
+    #[serde(default)]
+    pub queued_at: Option<i64>,
+    /// Other fields.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// One match of [`Client::customers_by_email`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CustomerRef {
+    /// Your id, if set.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Email, if set.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Customer.io's id.
+    #[serde(default)]
+    pub cio_id: Option<String>,
+    /// Other fields.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Deserialize)]
+struct Results {
+    #[serde(default)]
+    results: Vec<CustomerRef>,
+}
+
+/// A person's attributes: `GET /v1/customers/{id}/attributes` → `{"customer": {…}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CustomerAttributes {
+    /// Your id, if set.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Attribute values (Customer.io returns them as strings).
+    #[serde(default)]
+    pub attributes: Map<String, Value>,
+    /// When each attribute was last set (unix seconds), when returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamps: Option<Map<String, Value>>,
+    /// `{email, id, cio_id}`, when returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identifiers: Option<Map<String, Value>>,
+    /// Other fields (`unsubscribed`, `devices`, …).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Deserialize)]
+struct CustomerEnvelope {
+    customer: CustomerAttributes,
+}
+
+/// The audience of an API-triggered broadcast: exactly one selector, or none to use the broadcast's own audience.
+#[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
+pub enum Audience {
+    /// The audience defined in the broadcast.
+    #[default]
+    Default,
+    /// `ids[]`.
+    Ids(Vec<String>),
+    /// `emails[]`.
+    Emails(Vec<String>),
+    /// `per_user_data[]` (each `{id|email, data}`).
+    PerUserData(Vec<Value>),
+    /// `data_file_url`.
+    DataFileUrl(String),
+    /// `recipients` filter.
+    Recipients(Value),
+}
+
+/// `POST /v1/campaigns/{broadcast_id}/triggers`.
+#[derive(Debug, Clone, PartialEq, Default)]
+#[must_use]
+pub struct BroadcastTrigger {
+    /// Liquid data (`{{trigger.x}}`).
+    pub data: Option<Map<String, Value>>,
+    /// Who receives it.
+    pub audience: Audience,
+    /// `id_ignore_missing`, `email_ignore_missing`, `email_add_duplicates`, ….
+    pub flags: Map<String, Value>,
+}
+
+impl BroadcastTrigger {
+    /// A trigger for the broadcast's own audience.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the audience.
+    pub fn audience(mut self, audience: Audience) -> Self {
+        self.audience = audience;
+        self
+    }
+
+    /// Adds a `data` value.
+    pub fn data(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.data.get_or_insert_with(Map::new).insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets a flag such as `id_ignore_missing`.
+    pub fn flag(mut self, key: impl Into<String>, value: bool) -> Self {
+        self.flags.insert(key.into(), value.into());
+        self
+    }
+
+    /// The JSON body.
+    #[must_use]
+    pub fn to_json(&self) -> Value {
+        let mut m = self.flags.clone();
+        if let Some(d) = &self.data {
+            m.insert("data".into(), Value::Object(d.clone()));
+        }
+        match &self.audience {
+            Audience::Default => {}
+            Audience::Ids(v) => {
+                m.insert("ids".into(), v.clone().into());
+            }
+            Audience::Emails(v) => {
+                m.insert("emails".into(), v.clone().into());
+            }
+            Audience::PerUserData(v) => {
+                m.insert("per_user_data".into(), Value::Array(v.clone()));
+            }
+            Audience::DataFileUrl(u) => {
+                m.insert("data_file_url".into(), u.clone().into());
+            }
+            Audience::Recipients(r) => {
+                m.insert("recipients".into(), r.clone());
+            }
+        }
+        Value::Object(m)
+    }
+}
+
+/// `{"id": <trigger id>}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TriggerResponse {
+    /// The trigger id (appears as `trigger_id` in reporting webhooks).
+    pub id: i64,
+    /// Other fields.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Client {
+    /// Sends a transactional email: `POST /v1/send/email`. Not retried once it may have been received.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] without a template or inline content; [`Error::Api`] with `{"meta":{"error":…}}`.
+    pub async fn send_email(&self, email: &SendEmail) -> Result<SendResponse, Error> {
+        email.validate()?;
+        let req = Request::post("/v1/send/email")
+            .json(email)
+            .map_err(|e| Error::Invalid(ValidationError::Serialize(e.to_string())))?;
+        Ok(self.app_send(AppLane::Transactional, req).await?.json()?)
+    }
+
+    /// Sends another transactional message type (`push`, `sms`, `in_app`, `inbox_message`): `POST /v1/send/{kind}`
+    /// with the body as documented for it.
+    ///
+    /// # Errors
+    /// From the call or decoding.
+    pub async fn send_transactional(&self, kind: &str, body: &Value) -> Result<SendResponse, Error> {
+        let req = Request::post(format!("/v1/send/{}", encode_segment(kind)))
+            .json(body)
+            .map_err(|e| Error::Invalid(ValidationError::Serialize(e.to_string())))?;
+        Ok(self.app_send(AppLane::Transactional, req).await?.json()?)
+    }
+
+    /// People with this email: `GET /v1/customers?email=…`. An empty list (Customer.io answers `200
+    /// {"results":[]}`, not 404) means none.
+    ///
+    /// # Errors
+    /// From the call or decoding.
+    pub async fn customers_by_email(&self, email: &str) -> Result<Vec<CustomerRef>, Error> {
+        let resp = self.app_send(AppLane::General, Request::get("/v1/customers").query("email", email)).await?;
+        Ok(resp.json::<Results>()?.results)
+    }
+
+    /// A person's attributes: `GET /v1/customers/{id}/attributes?id_type=id|email|cio_id`. `Ok(None)` on 404.
+    ///
+    /// # Errors
+    /// From the call (other than 404) or decoding.
+    pub async fn customer_attributes(&self, who: &Identifier) -> Result<Option<CustomerAttributes>, Error> {
+        who.validate()?;
+        let path = format!("/v1/customers/{}/attributes", encode_segment(who.value()));
+        let req = Request::get(path).query("id_type", who.kind());
+        match self.app_send(AppLane::General, req).await {
+            Ok(resp) => Ok(Some(resp.json::<CustomerEnvelope>()?.customer)),
+            Err(e) if e.status().is_some_and(|s| s.as_u16() == 404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Triggers an API-triggered broadcast: `POST /v1/campaigns/{broadcast_id}/triggers` (1 per 10 s).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for an empty id/email list; [`Error::Api`] (422 for recipient errors).
+    pub async fn trigger_broadcast(&self, broadcast_id: u64, trigger: &BroadcastTrigger) -> Result<TriggerResponse, Error> {
+        match &trigger.audience {
+            Audience::Ids(v) | Audience::Emails(v) if v.is_empty() => {
+                return Err(ValidationError::Rule("broadcast audience list is empty".into()).into());
+            }
+            _ => {}
+        }
+        let req = Request::post(format!("/v1/campaigns/{broadcast_id}/triggers"))
+            .json(&trigger.to_json())
+            .map_err(|e| Error::Invalid(ValidationError::Serialize(e.to_string())))?;
+        Ok(self.app_send(AppLane::Broadcasts, req).await?.json()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn email_body() {
+        let e = SendEmail::template(MessageRef::Id(44), "ann@example.com", Identifier::id("42")).data("name", "Ann");
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            json!({"to":"ann@example.com","identifiers":{"id":"42"},"transactional_message_id":44,"message_data":{"name":"Ann"}})
+        );
+        let bad = SendEmail { transactional_message_id: None, ..e };
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn broadcast_body() {
+        let t = BroadcastTrigger::new()
+            .audience(Audience::Emails(vec!["a@x.io".into()]))
+            .data("headline", "Hi")
+            .flag("email_ignore_missing", true);
+        assert_eq!(t.to_json(), json!({"emails":["a@x.io"],"data":{"headline":"Hi"},"email_ignore_missing":true}));
+    }
+}

@@ -1,0 +1,425 @@
+//! Reporting webhooks: typed events ([`ReportingEvent`]) and signature verification ([`WebhookVerifier`]).
+//!
+//! Wire format (Customer.io's Webhooks spec): one JSON object per POST,
+//! `{"event_id","object_type","metric","timestamp","data":{…}}`, with headers `X-CIO-Timestamp` (unix seconds) and
+//! `X-CIO-Signature` = lowercase hex `HMAC-SHA256(signing key, "v0:" + timestamp + ":" + raw body)`.
+//!
+//! Delivery: Customer.io waits 4 s for a 2xx, retries for up to 7 days and holds later deliveries back until the
+//! failed one succeeds. Acknowledge fast, queue the work, and deduplicate on [`ReportingEvent::dedup_key`]
+//! (`event_id`).
+//!
+//! Customer.io documents no replay window. [`WebhookVerifier`] rejects timestamps more than
+//! [`DEFAULT_TOLERANCE`] (5 minutes, n8n's choice) from now; a captured request replayed later fails. Whether
+//! Customer.io re-signs retried deliveries with a fresh timestamp is not documented: if a receiver was down for
+//! long, widen the window ([`WebhookVerifier::tolerance`]) and rely on `event_id` dedup for replays inside it.
+
+use std::{sync::Arc, time::Duration};
+
+use api_core::{
+    Clock, DecodeError, SignatureError, SystemClock, Token,
+    webhook::{check_timestamp, hmac_sha256, verify_hex},
+};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+/// `X-CIO-Signature`.
+pub const SIGNATURE_HEADER: &str = "x-cio-signature";
+/// `X-CIO-Timestamp`.
+pub const TIMESTAMP_HEADER: &str = "x-cio-timestamp";
+/// Default timestamp tolerance: 5 minutes either way.
+pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
+
+/// The kind of object an event is about (`object_type`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ObjectType {
+    /// Subscription changes of a person.
+    Customer,
+    /// Email.
+    Email,
+    /// Push.
+    Push,
+    /// SMS (also WhatsApp sent via Twilio).
+    Sms,
+    /// WhatsApp.
+    Whatsapp,
+    /// In-app message.
+    InApp,
+    /// Slack.
+    Slack,
+    /// Campaign webhook action.
+    Webhook,
+    /// A value this crate does not know (kept as received).
+    Unknown(String),
+}
+
+crate::string_enum!(ObjectType {
+    Customer => "customer",
+    Email => "email",
+    Push => "push",
+    Sms => "sms",
+    Whatsapp => "whatsapp",
+    InApp => "in_app",
+    Slack => "slack",
+    Webhook => "webhook",
+});
+
+/// What happened (`metric`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Metric {
+    /// Draft created.
+    Drafted,
+    /// Send attempted (and failed, to be retried).
+    Attempted,
+    /// Sent.
+    Sent,
+    /// Delivered.
+    Delivered,
+    /// Opened.
+    Opened,
+    /// A link was clicked (`data.href`).
+    Clicked,
+    /// Converted.
+    Converted,
+    /// Unsubscribed.
+    Unsubscribed,
+    /// Subscribed.
+    Subscribed,
+    /// Subscription preferences changed (`data.content` holds them as a JSON string).
+    CioSubscriptionPreferencesChanged,
+    /// Bounced.
+    Bounced,
+    /// Dropped (suppressed).
+    Dropped,
+    /// Marked as spam.
+    Spammed,
+    /// Failed.
+    Failed,
+    /// Undeliverable.
+    Undeliverable,
+    /// An SMS/WhatsApp reply.
+    Replied,
+    /// A value this crate does not know (kept as received).
+    Unknown(String),
+}
+
+crate::string_enum!(Metric {
+    Drafted => "drafted",
+    Attempted => "attempted",
+    Sent => "sent",
+    Delivered => "delivered",
+    Opened => "opened",
+    Clicked => "clicked",
+    Converted => "converted",
+    Unsubscribed => "unsubscribed",
+    Subscribed => "subscribed",
+    CioSubscriptionPreferencesChanged => "cio_subscription_preferences_changed",
+    Bounced => "bounced",
+    Dropped => "dropped",
+    Spammed => "spammed",
+    Failed => "failed",
+    Undeliverable => "undeliverable",
+    Replied => "replied",
+});
+
+/// `data.identifiers`: `{id, email?, cio_id?}` (email and cio_id only in email-or-id workspaces).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Identifiers {
+    /// Your id (may be null).
+    #[serde(default, deserialize_with = "lenient_string", skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Email.
+    #[serde(default, deserialize_with = "lenient_string", skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Customer.io id.
+    #[serde(default, deserialize_with = "lenient_string", skip_serializing_if = "Option::is_none")]
+    pub cio_id: Option<String>,
+    /// Other members.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The `data` object. Every field is optional (the spec marks only `identifiers` required, and new fields appear
+/// without notice); unknown fields are kept in `extra`. Integer ids also accept numeric strings.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct EventData {
+    /// The person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identifiers: Option<Identifiers>,
+    /// Deprecated person id (blank if the person was deleted); prefer `identifiers`.
+    #[serde(default, deserialize_with = "lenient_string", skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
+    /// `customer` events: the address.
+    #[serde(default, deserialize_with = "lenient_string", skip_serializing_if = "Option::is_none")]
+    pub email_address: Option<String>,
+    /// The delivery.
+    #[serde(default, deserialize_with = "lenient_string", skip_serializing_if = "Option::is_none")]
+    pub delivery_id: Option<String>,
+    /// The workflow action.
+    #[serde(default, deserialize_with = "lenient_int", skip_serializing_if = "Option::is_none")]
+    pub action_id: Option<i64>,
+    /// Campaign.
+    #[serde(default, deserialize_with = "lenient_int", skip_serializing_if = "Option::is_none")]
+    pub campaign_id: Option<i64>,
+    /// Broadcast.
+    #[serde(default, deserialize_with = "lenient_int", skip_serializing_if = "Option::is_none")]
+    pub broadcast_id: Option<i64>,
+    /// Newsletter.
+    #[serde(default, deserialize_with = "lenient_int", skip_serializing_if = "Option::is_none")]
+    pub newsletter_id: Option<i64>,
+    /// Newsletter variant.
+    #[serde(default, deserialize_with = "lenient_int", skip_serializing_if = "Option::is_none")]
+    pub content_id: Option<i64>,
+    /// API-triggered broadcast trigger.
+    #[serde(default, deserialize_with = "lenient_int", skip_serializing_if = "Option::is_none")]
+    pub trigger_id: Option<i64>,
+    /// Transactional message.
+    #[serde(default, deserialize_with = "lenient_int", skip_serializing_if = "Option::is_none")]
+    pub transactional_message_id: Option<i64>,
+    /// Journey (a ULID string).
+    #[serde(default, deserialize_with = "lenient_string", skip_serializing_if = "Option::is_none")]
+    pub journey_id: Option<String>,
+    /// Parent action.
+    #[serde(default, deserialize_with = "lenient_int", skip_serializing_if = "Option::is_none")]
+    pub parent_action_id: Option<i64>,
+    /// The event that triggered the campaign.
+    #[serde(default, deserialize_with = "lenient_string", skip_serializing_if = "Option::is_none")]
+    pub trigger_event_id: Option<String>,
+    /// Recipient address or number.
+    #[serde(default, deserialize_with = "lenient_string", skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<String>,
+    /// Email subject.
+    #[serde(default, deserialize_with = "lenient_string", skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Clicked link.
+    #[serde(default, deserialize_with = "lenient_string", skip_serializing_if = "Option::is_none")]
+    pub href: Option<String>,
+    /// Clicked link id.
+    #[serde(default, deserialize_with = "lenient_int", skip_serializing_if = "Option::is_none")]
+    pub link_id: Option<i64>,
+    /// Email click by a machine (link scanner).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<bool>,
+    /// Email open through a proxy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxied: Option<bool>,
+    /// Email open by prefetching.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefetched: Option<bool>,
+    /// Synthetic open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synthetic: Option<bool>,
+    /// Why it failed/bounced/dropped.
+    #[serde(default, deserialize_with = "lenient_string", skip_serializing_if = "Option::is_none")]
+    pub failure_message: Option<String>,
+    /// Message content (sent events with "Body Content"), or changed preferences as a JSON string.
+    #[serde(default, deserialize_with = "lenient_string", skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// Other fields (`headers`, `recipients`, `tracked_response`, …).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// One reporting-webhook delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportingEvent {
+    /// Unique id of the event (ULID-like): the dedup key.
+    pub event_id: String,
+    /// `email`, `customer`, ….
+    pub object_type: ObjectType,
+    /// `opened`, `clicked`, ….
+    pub metric: Metric,
+    /// Unix seconds.
+    pub timestamp: i64,
+    /// The details.
+    #[serde(default)]
+    pub data: EventData,
+    /// Other top-level fields.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl ReportingEvent {
+    /// The dedup key: `event_id`.
+    #[must_use]
+    pub fn dedup_key(&self) -> &str {
+        &self.event_id
+    }
+
+    /// The person's id, falling back to the deprecated `customer_id`.
+    #[must_use]
+    pub fn person_id(&self) -> Option<&str> {
+        self.data
+            .identifiers
+            .as_ref()
+            .and_then(|i| i.id.as_deref())
+            .or(self.data.customer_id.as_deref())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// The person's email: `identifiers.email`, else `email_address` (customer events), else an email `recipient`.
+    #[must_use]
+    pub fn person_email(&self) -> Option<&str> {
+        self.data
+            .identifiers
+            .as_ref()
+            .and_then(|i| i.email.as_deref())
+            .or(self.data.email_address.as_deref())
+            .or_else(|| {
+                (self.object_type == ObjectType::Email).then_some(self.data.recipient.as_deref()).flatten()
+            })
+            .filter(|s| !s.is_empty())
+    }
+}
+
+/// Parses a reporting-webhook body.
+///
+/// # Errors
+/// [`DecodeError`] naming the JSON path.
+pub fn parse_event(body: &[u8]) -> Result<ReportingEvent, DecodeError> {
+    api_core::decode_json(body)
+}
+
+/// The lowercase hex signature Customer.io sends for `body` at `timestamp`.
+#[must_use]
+pub fn sign(signing_key: &Token, timestamp: i64, body: &[u8]) -> String {
+    hex::encode(hmac_sha256(signing_key.expose().as_bytes(), &[b"v0:", timestamp.to_string().as_bytes(), b":", body]))
+}
+
+/// Why a webhook was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WebhookError {
+    /// Signature missing, malformed, wrong, or timestamp outside the window.
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    /// Signed correctly but not a reporting event.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
+/// Verifies `X-CIO-Signature` over the raw body, in constant time, with a timestamp window and an injectable clock.
+#[derive(Debug, Clone)]
+pub struct WebhookVerifier {
+    key: Token,
+    tolerance: Option<Duration>,
+    clock: Arc<dyn Clock>,
+}
+
+impl WebhookVerifier {
+    /// A verifier for the reporting webhook's signing key, with [`DEFAULT_TOLERANCE`] and the system clock.
+    #[must_use]
+    pub fn new(signing_key: Token) -> Self {
+        Self { key: signing_key, tolerance: Some(DEFAULT_TOLERANCE), clock: Arc::new(SystemClock) }
+    }
+
+    /// Sets the timestamp window (`None`: no time check, signature only).
+    #[must_use]
+    pub fn tolerance(mut self, tolerance: Option<Duration>) -> Self {
+        self.tolerance = tolerance;
+        self
+    }
+
+    /// Sets the clock (tests: `api_core::FixedClock`).
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Verifies header values and the raw body.
+    ///
+    /// # Errors
+    /// [`SignatureError::Missing`] without a header; [`SignatureError::Malformed`] for a non-numeric timestamp or
+    /// non-hex signature; [`SignatureError::Mismatch`]; [`SignatureError::Expired`] outside the window.
+    pub fn verify(&self, timestamp: Option<&str>, signature: Option<&str>, body: &[u8]) -> Result<(), SignatureError> {
+        let ts_raw = timestamp.ok_or(SignatureError::Missing)?.trim();
+        let sig = signature.ok_or(SignatureError::Missing)?;
+        let ts: i64 = ts_raw
+            .parse()
+            .map_err(|_| SignatureError::Malformed(format!("X-CIO-Timestamp is not a number: {ts_raw:?}")))?;
+        // signature first: an attacker learns nothing about the window from a forged request
+        verify_hex(self.key.expose().as_bytes(), &[b"v0:", ts_raw.as_bytes(), b":", body], sig)?;
+        if let Some(tol) = self.tolerance {
+            check_timestamp(ts, self.clock.as_ref(), tol)?;
+        }
+        Ok(())
+    }
+
+    /// Verifies using the request's headers (`X-CIO-Timestamp`, `X-CIO-Signature`, any case).
+    ///
+    /// # Errors
+    /// See [`WebhookVerifier::verify`].
+    pub fn verify_headers(&self, headers: &http::HeaderMap, body: &[u8]) -> Result<(), SignatureError> {
+        let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+        self.verify(get(TIMESTAMP_HEADER), get(SIGNATURE_HEADER), body)
+    }
+
+    /// Verifies, then parses.
+    ///
+    /// # Errors
+    /// [`WebhookError`].
+    pub fn verify_and_parse(&self, headers: &http::HeaderMap, body: &[u8]) -> Result<ReportingEvent, WebhookError> {
+        self.verify_headers(headers, body)?;
+        Ok(parse_event(body)?)
+    }
+}
+
+fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Option::<Value>::deserialize(d)? {
+        Some(Value::String(s)) => Some(s),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(Value::Bool(b)) => Some(b.to_string()),
+        _ => None,
+    })
+}
+
+fn lenient_int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Ok(match Option::<Value>::deserialize(d)? {
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use api_core::FixedClock;
+
+    use super::*;
+
+    #[test]
+    fn unknown_values_round_trip() {
+        let m: Metric = serde_json::from_str("\"teleported\"").unwrap();
+        assert_eq!(m, Metric::Unknown("teleported".into()));
+        assert_eq!(serde_json::to_string(&m).unwrap(), "\"teleported\"");
+        assert_eq!(Metric::parse("opened"), Metric::Opened);
+        assert_eq!(ObjectType::parse("in_app"), ObjectType::InApp);
+        assert_eq!(ObjectType::parse("carrier_pigeon").as_str(), "carrier_pigeon");
+    }
+
+    #[test]
+    fn lenient_fields() {
+        let e = parse_event(
+            br#"{"event_id":"x","object_type":"email","metric":"opened","timestamp":1,
+                "data":{"action_id":"42","campaign_id":null,"identifiers":{"id":42},"new_field":[1]}}"#,
+        )
+        .unwrap();
+        assert_eq!(e.data.action_id, Some(42));
+        assert_eq!(e.data.campaign_id, None);
+        assert_eq!(e.person_id(), Some("42"));
+        assert_eq!(e.data.extra["new_field"], serde_json::json!([1]));
+    }
+
+    #[test]
+    fn verify_rejects_missing_and_malformed() {
+        let v = WebhookVerifier::new(Token::new("k")).clock(Arc::new(FixedClock::at_unix(100)));
+        assert_eq!(v.verify(None, Some("ab"), b"{}"), Err(SignatureError::Missing));
+        assert_eq!(v.verify(Some("100"), None, b"{}"), Err(SignatureError::Missing));
+        assert!(matches!(v.verify(Some("x"), Some("ab"), b"{}"), Err(SignatureError::Malformed(_))));
+        assert!(matches!(v.verify(Some("100"), Some("zz"), b"{}"), Err(SignatureError::Malformed(_))));
+        let sig = sign(&Token::new("k"), 100, b"{}");
+        v.verify(Some("100"), Some(&sig), b"{}").unwrap();
+    }
+}
