@@ -1,0 +1,442 @@
+//! [`Client`] and [`ClientBuilder`]: connection, authentication, rate limiting, retries and error mapping.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use api_core::{
+    Auth, HttpClient, HttpErrorParts, OAuthSession, RateLimiter, RawResponse, ReqwestTransport, Request, RetryPolicy,
+    Rule, Token, Transport, TransportConfig, VendorHint,
+};
+use futures::stream::BoxStream;
+use http::StatusCode;
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use crate::{
+    error::{Error, Problem},
+    hal::{self, ListPage, ListParams},
+};
+
+/// Kommo's documented limit: "not more than 7 requests per second".
+pub const DEFAULT_RATE_LIMIT_PER_SECOND: u32 = 7;
+/// Default hold-off after a 429 (Kommo sends no `Retry-After`).
+pub const DEFAULT_THROTTLE_BACKOFF: Duration = Duration::from_secs(60);
+/// Default hold-off after the HTML 403 ban page.
+pub const DEFAULT_BAN_BACKOFF: Duration = Duration::from_secs(15 * 60);
+
+/// A Kommo API v4 client for one account. Cheap to clone; clones share the rate limiter, the OAuth session and
+/// the connection pool. `Debug` never shows a token.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) http: HttpClient,
+    pub(crate) auth: Auth,
+    pub(crate) base_url: Url,
+    pub(crate) rate_key: String,
+    pub(crate) throttle_backoff: Duration,
+    pub(crate) ban_backoff: Duration,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let auth = match &self.inner.auth {
+            Auth::Static(_) => "long-lived token [redacted]",
+            Auth::OAuth(_) => "OAuth session [redacted]",
+        };
+        f.debug_struct("Client")
+            .field("base_url", &self.inner.base_url.as_str())
+            .field("auth", &auth)
+            .field("rate_key", &self.inner.rate_key)
+            .field("http", &self.inner.http)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Client`]. Required: a base URL and credentials.
+#[must_use]
+pub struct ClientBuilder {
+    base_url: Option<String>,
+    auth: Option<Auth>,
+    rate_limit: Option<u32>,
+    retry: RetryPolicy,
+    user_agent: String,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    throttle_backoff: Duration,
+    ban_backoff: Duration,
+    transport: Option<Arc<dyn Transport>>,
+    limiter: Option<RateLimiter>,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("base_url", &self.base_url)
+            .field("auth", &self.auth.as_ref().map(|_| "[redacted]"))
+            .field("rate_limit", &self.rate_limit)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            auth: None,
+            rate_limit: Some(DEFAULT_RATE_LIMIT_PER_SECOND),
+            retry: RetryPolicy::default(),
+            user_agent: api_core::user_agent!().to_owned(),
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            throttle_backoff: DEFAULT_THROTTLE_BACKOFF,
+            ban_backoff: DEFAULT_BAN_BACKOFF,
+            transport: None,
+            limiter: None,
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// The account's full base URL: `https://{subdomain}.kommo.com`, `https://{subdomain}.amocrm.ru`,
+    /// `https://{subdomain}.amocrm.com`, or any URL (fakes, tests). A bare host (`sub.kommo.com`) gets `https://`.
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = Some(url.into());
+        self
+    }
+
+    /// Authenticates with a long-lived token (private integrations; no refresh).
+    pub fn long_lived_token(mut self, token: impl Into<Token>) -> Self {
+        self.auth = Some(Auth::Static(token.into()));
+        self
+    }
+
+    /// Authenticates with an OAuth session (see [`crate::oauth::KommoOAuth`] for the Kommo refresher).
+    pub fn oauth(mut self, session: Arc<OAuthSession>) -> Self {
+        self.auth = Some(Auth::OAuth(session));
+        self
+    }
+
+    /// Sets the credentials directly.
+    pub fn auth(mut self, auth: Auth) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
+    /// Requests per second for this account, evenly spaced with no burst (default 7). `0` disables limiting.
+    pub fn rate_limit(mut self, per_second: u32) -> Self {
+        self.rate_limit = Some(per_second);
+        self
+    }
+
+    /// Shares a limiter with other clients of the same account (e.g. one per worker process component).
+    pub fn limiter(mut self, limiter: RateLimiter) -> Self {
+        self.limiter = Some(limiter);
+        self
+    }
+
+    /// The retry policy for 5xx and connection errors (429 and the ban page are never retried in-process).
+    pub fn retry_policy(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The `User-Agent` (default `kommo-api/<version>`).
+    pub fn user_agent(mut self, ua: impl Into<String>) -> Self {
+        self.user_agent = ua.into();
+        self
+    }
+
+    /// Connect timeout (default 10 s).
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+
+    /// Whole-request timeout (default 60 s).
+    pub fn request_timeout(mut self, d: Duration) -> Self {
+        self.request_timeout = d;
+        self
+    }
+
+    /// How long the account is held off after a 429 (default 60 s). The error's `retry_after` carries it.
+    pub fn throttle_backoff(mut self, d: Duration) -> Self {
+        self.throttle_backoff = d;
+        self
+    }
+
+    /// How long the account is held off after the HTML 403 ban page (default 15 min).
+    pub fn ban_backoff(mut self, d: Duration) -> Self {
+        self.ban_backoff = d;
+        self
+    }
+
+    /// Uses a custom transport (tests, instrumentation).
+    pub fn transport(mut self, transport: Arc<dyn Transport>) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
+    /// Builds the client.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`] when the base URL or credentials are missing or invalid, or the TLS backend fails.
+    pub fn build(self) -> Result<Client, Error> {
+        let raw = self.base_url.ok_or_else(|| Error::InvalidRequest("base_url is required".into()))?;
+        let raw = if raw.contains("://") { raw } else { format!("https://{raw}") };
+        let base_url =
+            Url::parse(&raw).map_err(|e| Error::InvalidRequest(format!("invalid base URL {raw:?}: {e}")))?;
+        if base_url.host_str().is_none() {
+            return Err(Error::InvalidRequest(format!("base URL {raw:?} has no host")));
+        }
+        let auth = self.auth.ok_or_else(|| Error::InvalidRequest("credentials are required".into()))?;
+        let transport: Arc<dyn Transport> = match self.transport {
+            Some(t) => t,
+            None => {
+                let mut cfg = TransportConfig::new(self.user_agent);
+                cfg.connect_timeout = self.connect_timeout;
+                cfg.request_timeout = self.request_timeout;
+                Arc::new(ReqwestTransport::new(cfg).map_err(|e| Error::InvalidRequest(e.to_string()))?)
+            }
+        };
+        let rate_key = match base_url.port() {
+            Some(p) => format!("{}:{p}", base_url.host_str().unwrap_or_default()),
+            None => base_url.host_str().unwrap_or_default().to_owned(),
+        };
+        let limiter = self.limiter.unwrap_or_else(|| match self.rate_limit {
+            Some(0) | None => RateLimiter::unlimited(),
+            Some(n) => RateLimiter::new([Rule::per_second(n)]),
+        });
+        let http = HttpClient::new(base_url.clone(), transport)
+            .with_limiter(limiter)
+            .with_default_key(rate_key.clone())
+            .with_retry(self.retry)
+            .with_classifier(classify);
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                auth,
+                base_url,
+                rate_key,
+                throttle_backoff: self.throttle_backoff,
+                ban_backoff: self.ban_backoff,
+            }),
+        })
+    }
+}
+
+/// Kommo's retry rules on top of the generic ones: 429, 401 and the HTML 403 ban page are never retried in-process
+/// (the client maps them to typed errors and pauses the account); 5xx follow the policy (idempotent requests only).
+#[must_use]
+pub fn classify(resp: &RawResponse) -> VendorHint {
+    match resp.status.as_u16() {
+        401 | 403 | 429 => VendorHint::Stop,
+        _ => VendorHint::Default,
+    }
+}
+
+/// Whether a response is Kommo's ban page: a 403 whose body is not a JSON problem document.
+#[must_use]
+pub fn is_ban_page(resp: &RawResponse) -> bool {
+    resp.status == StatusCode::FORBIDDEN && Problem::parse(&resp.body).is_none()
+}
+
+impl Client {
+    /// A builder.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// The account base URL.
+    #[must_use]
+    pub fn base_url(&self) -> &Url {
+        &self.inner.base_url
+    }
+
+    /// The underlying HTTP client (its limiter is keyed by [`Client::rate_key`]).
+    #[must_use]
+    pub fn http(&self) -> &HttpClient {
+        &self.inner.http
+    }
+
+    /// The rate-limit key of this account (`host[:port]`).
+    #[must_use]
+    pub fn rate_key(&self) -> &str {
+        &self.inner.rate_key
+    }
+
+    /// Sends any request with authentication, rate limiting, retries and Kommo's error mapping. A non-2xx
+    /// response becomes an [`Error`]; 204 is returned as a success with an empty body.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn execute(&self, request: Request) -> Result<RawResponse, Error> {
+        let token = self.inner.auth.token().await?;
+        let resp = self.send_with(&request, &token).await?;
+        if resp.status != StatusCode::UNAUTHORIZED {
+            return self.check(resp);
+        }
+        let problem = Problem::parse(&resp.body);
+        if problem.as_ref().is_some_and(Problem::is_revoked) && matches!(self.inner.auth, Auth::Static(_)) {
+            return Err(revoked(&resp, problem));
+        }
+        // at most one refresh, then one more try
+        let Some(fresh) = self.inner.auth.on_unauthorized(&token).await? else {
+            return Err(Error::Unauthorized { parts: HttpErrorParts::from_response(&resp), problem });
+        };
+        tracing::debug!("retrying once with a refreshed access token after a 401");
+        let resp = self.send_with(&request, &fresh).await?;
+        if resp.status == StatusCode::UNAUTHORIZED {
+            let problem = Problem::parse(&resp.body);
+            if problem.as_ref().is_some_and(Problem::is_revoked) {
+                return Err(revoked(&resp, problem));
+            }
+            return Err(Error::Unauthorized { parts: HttpErrorParts::from_response(&resp), problem });
+        }
+        self.check(resp)
+    }
+
+    async fn send_with(&self, request: &Request, token: &Token) -> Result<RawResponse, Error> {
+        let header = token.bearer_header().map_err(|_| Error::InvalidRequest("token is not a valid header".into()))?;
+        let req = request.clone().header(http::header::AUTHORIZATION, header);
+        Ok(self.inner.http.execute(req).await?)
+    }
+
+    fn check(&self, resp: RawResponse) -> Result<RawResponse, Error> {
+        if resp.is_success() {
+            return Ok(resp);
+        }
+        let parts = HttpErrorParts::from_response(&resp);
+        if resp.status == StatusCode::TOO_MANY_REQUESTS {
+            let hinted = resp
+                .header("retry-after")
+                .and_then(|v| api_core::parse_retry_after(v, std::time::SystemTime::now()))
+                .unwrap_or_default();
+            let retry_after = self.inner.throttle_backoff.max(hinted);
+            self.pause(retry_after);
+            tracing::warn!(?retry_after, "Kommo answered 429; account paused");
+            return Err(Error::Throttled { parts, retry_after });
+        }
+        if is_ban_page(&resp) {
+            let retry_after = self.inner.ban_backoff;
+            self.pause(retry_after);
+            tracing::error!(?retry_after, "Kommo answered the HTML 403 ban page; account paused");
+            return Err(Error::Banned { parts, retry_after });
+        }
+        let problem = Problem::parse(&resp.body);
+        Err(Error::Api { parts, problem })
+    }
+
+    fn pause(&self, d: Duration) {
+        if !d.is_zero() {
+            self.inner.http.limiter().pause(&self.inner.rate_key, tokio::time::Instant::now() + d);
+        }
+    }
+
+    /// GET and decode JSON; `None` on 204.
+    pub(crate) async fn get_json<T: DeserializeOwned>(&self, request: Request) -> Result<Option<T>, Error> {
+        let resp = self.execute(request).await?;
+        if resp.status == StatusCode::NO_CONTENT || resp.body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        Ok(Some(resp.json()?))
+    }
+
+    /// Sends and decodes JSON (a 204 or empty body is a decode error naming the root).
+    pub(crate) async fn send_json<T: DeserializeOwned>(&self, request: Request) -> Result<T, Error> {
+        let resp = self.execute(request).await?;
+        Ok(resp.json()?)
+    }
+
+    /// One page of a HAL list.
+    pub(crate) async fn list_page<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        key: &str,
+        params: &ListParams,
+        page: u32,
+    ) -> Result<ListPage<T>, Error> {
+        let req = params.apply(Request::get(path), page)?;
+        let resp = self.execute(req).await?;
+        hal::decode_list(&resp, key, page)
+    }
+
+    /// A lazy stream over every page of a HAL list, starting at `params`' page (default 1).
+    pub(crate) fn stream_list<T: DeserializeOwned + Send + 'static>(
+        &self,
+        path: String,
+        key: &'static str,
+        params: ListParams,
+    ) -> BoxStream<'static, Result<T, Error>> {
+        let client = self.clone();
+        let first = params.start_page();
+        let params = Arc::new(params);
+        Box::pin(api_core::paginate(Some(first), move |cursor: Option<u32>| {
+            let client = client.clone();
+            let params = params.clone();
+            let path = path.clone();
+            async move {
+                let page = cursor.unwrap_or(1);
+                let p: ListPage<T> = client.list_page(&path, key, &params, page).await?;
+                let next = (p.has_next && !p.items.is_empty()).then_some(page + 1);
+                Ok::<_, Error>(api_core::Page { items: p.items, next })
+            }
+        }))
+    }
+}
+
+fn revoked(resp: &RawResponse, problem: Option<Problem>) -> Error {
+    let reason = problem
+        .as_ref()
+        .and_then(|p| p.hint.clone().or_else(|| p.detail.clone()))
+        .unwrap_or_else(|| "token has been revoked".into());
+    Error::AuthRevoked { reason, parts: Some(HttpErrorParts::from_response(resp)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_traits<T: Clone + Send + Sync + fmt::Debug + 'static>() {}
+
+    #[test]
+    fn client_is_clone_send_sync_debug() {
+        assert_traits::<Client>();
+    }
+
+    #[test]
+    fn debug_hides_the_token() {
+        let c = Client::builder().base_url("sub.kommo.com").long_lived_token("SECRET-TOKEN-123").build().unwrap();
+        let s = format!("{c:?}");
+        assert!(!s.contains("SECRET-TOKEN-123"), "{s}");
+        assert!(s.contains("https://sub.kommo.com/"), "{s}");
+        let b = Client::builder().long_lived_token("SECRET-TOKEN-123");
+        assert!(!format!("{b:?}").contains("SECRET"));
+    }
+
+    #[test]
+    fn builder_requires_url_and_auth() {
+        assert!(matches!(Client::builder().long_lived_token("t").build(), Err(Error::InvalidRequest(_))));
+        assert!(matches!(Client::builder().base_url("https://x.kommo.com").build(), Err(Error::InvalidRequest(_))));
+    }
+
+    fn resp(status: u16, body: &str) -> RawResponse {
+        RawResponse {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers: http::HeaderMap::new(),
+            body: bytes::Bytes::from(body.to_owned()),
+        }
+    }
+
+    #[test]
+    fn classifier_never_retries_429_403_401() {
+        assert_eq!(classify(&resp(429, "<html>")), VendorHint::Stop);
+        assert_eq!(classify(&resp(403, "<html>")), VendorHint::Stop);
+        assert_eq!(classify(&resp(401, "{}")), VendorHint::Stop);
+        assert_eq!(classify(&resp(502, "")), VendorHint::Default);
+        assert!(is_ban_page(&resp(403, "<html><center>403 Forbidden</center><hr>nginx</html>")));
+        assert!(!is_ban_page(&resp(403, r#"{"title":"Forbidden","status":403}"#)));
+    }
+}

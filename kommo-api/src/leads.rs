@@ -1,0 +1,470 @@
+//! Leads (deals): `GET/POST/PATCH /api/v4/leads`, `GET/PATCH /api/v4/leads/{id}`, `POST /api/v4/leads/complex`.
+
+use api_core::Request;
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    Client, CompanyId, ContactId, Error, GroupId, LeadId, ListPage, ListParams, LossReasonId, PipelineId, StatusId,
+    UserId,
+    common::{IdRef, Tag, TagRef, WriteResult, batch_write},
+    custom_fields::{CustomFieldValues, CustomFieldsExt, FieldValueWrite},
+    ids::AccountId,
+};
+
+/// A lead as read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lead {
+    /// Id.
+    pub id: LeadId,
+    /// Name.
+    #[serde(default)]
+    pub name: String,
+    /// Sale value (numeric strings and floats tolerated).
+    #[serde(default, deserialize_with = "crate::de::opt_i64")]
+    pub price: Option<i64>,
+    /// Responsible user.
+    #[serde(default)]
+    pub responsible_user_id: Option<UserId>,
+    /// Users group.
+    #[serde(default)]
+    pub group_id: Option<GroupId>,
+    /// Status (stage); see [`StatusId::WON`] / [`StatusId::LOST`].
+    #[serde(default)]
+    pub status_id: Option<StatusId>,
+    /// Pipeline.
+    #[serde(default)]
+    pub pipeline_id: Option<PipelineId>,
+    /// Loss reason.
+    #[serde(default)]
+    pub loss_reason_id: Option<LossReasonId>,
+    /// Creator (0 = robot).
+    #[serde(default)]
+    pub created_by: Option<UserId>,
+    /// Last editor (0 = robot).
+    #[serde(default)]
+    pub updated_by: Option<UserId>,
+    /// Created (Unix seconds).
+    #[serde(default, deserialize_with = "crate::de::opt_i64")]
+    pub created_at: Option<i64>,
+    /// Updated (Unix seconds).
+    #[serde(default, deserialize_with = "crate::de::opt_i64")]
+    pub updated_at: Option<i64>,
+    /// Closed (Unix seconds).
+    #[serde(default, deserialize_with = "crate::de::opt_i64")]
+    pub closed_at: Option<i64>,
+    /// Nearest task due (Unix seconds).
+    #[serde(default, deserialize_with = "crate::de::opt_i64")]
+    pub closest_task_at: Option<i64>,
+    /// Deleted (in the recycle bin; `with=only_deleted`).
+    #[serde(default, deserialize_with = "crate::de::lenient_bool")]
+    pub is_deleted: bool,
+    /// Custom field values (`null` decodes as empty).
+    #[serde(default, deserialize_with = "crate::de::null_as_empty")]
+    pub custom_fields_values: Vec<CustomFieldValues>,
+    /// Score.
+    #[serde(default, deserialize_with = "crate::de::opt_i64")]
+    pub score: Option<i64>,
+    /// Account.
+    #[serde(default)]
+    pub account_id: Option<AccountId>,
+    /// Seconds spent on the deal.
+    #[serde(default, deserialize_with = "crate::de::opt_i64")]
+    pub labor_cost: Option<i64>,
+    /// `_embedded`: tags, contacts (with=contacts), companies...
+    #[serde(default, rename = "_embedded")]
+    pub embedded: LeadEmbedded,
+    /// Other members (`_links`, `is_price_modified_by_robot`, `price_with_minor_units`...).
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl CustomFieldsExt for Lead {
+    fn custom_fields(&self) -> &[CustomFieldValues] {
+        &self.custom_fields_values
+    }
+}
+
+impl Lead {
+    /// Whether the lead is in the won status.
+    #[must_use]
+    pub fn is_won(&self) -> bool {
+        self.status_id == Some(StatusId::WON)
+    }
+
+    /// The main contact (`is_main`), or the first one (needs `with=contacts`).
+    #[must_use]
+    pub fn main_contact(&self) -> Option<ContactId> {
+        let c = &self.embedded.contacts;
+        c.iter().find(|c| c.is_main).or_else(|| c.first()).map(|c| c.id)
+    }
+}
+
+/// A contact reference inside a lead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeadContactRef {
+    /// Contact id.
+    pub id: ContactId,
+    /// Whether it is the lead's main contact.
+    #[serde(default, deserialize_with = "crate::de::lenient_bool")]
+    pub is_main: bool,
+}
+
+/// A company reference inside a lead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompanyRef {
+    /// Company id.
+    pub id: CompanyId,
+}
+
+/// A lead's `_embedded`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LeadEmbedded {
+    /// Tags.
+    #[serde(default, deserialize_with = "crate::de::null_as_empty")]
+    pub tags: Vec<Tag>,
+    /// Contacts (with=contacts).
+    #[serde(default, deserialize_with = "crate::de::null_as_empty")]
+    pub contacts: Vec<LeadContactRef>,
+    /// Companies.
+    #[serde(default, deserialize_with = "crate::de::null_as_empty")]
+    pub companies: Vec<CompanyRef>,
+    /// Other members (`loss_reason`, `catalog_elements`, `source`).
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `_embedded` of a lead write.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LeadEmbeddedWrite {
+    /// Tags (replaces the tag list).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<TagRef>,
+    /// Contacts to link.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub contacts: Vec<IdRef>,
+    /// Companies to link.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub companies: Vec<IdRef>,
+}
+
+impl LeadEmbeddedWrite {
+    fn is_empty(&self) -> bool {
+        self.tags.is_empty() && self.contacts.is_empty() && self.companies.is_empty()
+    }
+}
+
+/// A lead to create. Only writable members; set what you need.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[must_use]
+pub struct NewLead {
+    /// Name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Sale value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price: Option<i64>,
+    /// Status (defaults to the pipeline's first stage).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_id: Option<StatusId>,
+    /// Pipeline (defaults to the main pipeline).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pipeline_id: Option<PipelineId>,
+    /// Responsible user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub responsible_user_id: Option<UserId>,
+    /// Custom field values.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub custom_fields_values: Vec<FieldValueWrite>,
+    /// Tags, contacts, companies.
+    #[serde(rename = "_embedded", skip_serializing_if = "LeadEmbeddedWrite::is_empty")]
+    pub embedded: LeadEmbeddedWrite,
+    /// Echoed back in the response (set automatically to the index when `None`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+impl NewLead {
+    /// A lead named `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self { name: Some(name.into()), ..Self::default() }
+    }
+    /// Sets the price.
+    pub fn price(mut self, price: i64) -> Self {
+        self.price = Some(price);
+        self
+    }
+    /// Sets pipeline and status.
+    pub fn stage(mut self, pipeline: PipelineId, status: StatusId) -> Self {
+        self.pipeline_id = Some(pipeline);
+        self.status_id = Some(status);
+        self
+    }
+    /// Sets the responsible user.
+    pub fn responsible(mut self, user: UserId) -> Self {
+        self.responsible_user_id = Some(user);
+        self
+    }
+    /// Adds a custom field value.
+    pub fn field(mut self, value: FieldValueWrite) -> Self {
+        self.custom_fields_values.push(value);
+        self
+    }
+    /// Adds a tag.
+    pub fn tag(mut self, tag: impl Into<TagRef>) -> Self {
+        self.embedded.tags.push(tag.into());
+        self
+    }
+    /// Links a contact.
+    pub fn contact(mut self, id: ContactId) -> Self {
+        self.embedded.contacts.push(IdRef { id: id.get() });
+        self
+    }
+    /// Links a company.
+    pub fn company(mut self, id: CompanyId) -> Self {
+        self.embedded.companies.push(IdRef { id: id.get() });
+        self
+    }
+    /// Sets the request id.
+    pub fn request_id(mut self, id: impl Into<String>) -> Self {
+        self.request_id = Some(id.into());
+        self
+    }
+}
+
+/// Changes to a lead. Only the members set are sent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[must_use]
+pub struct LeadUpdate {
+    /// The lead (sent in batch updates; in the path for single updates).
+    pub id: LeadId,
+    /// Name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Sale value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price: Option<i64>,
+    /// Status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_id: Option<StatusId>,
+    /// Pipeline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pipeline_id: Option<PipelineId>,
+    /// Responsible user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub responsible_user_id: Option<UserId>,
+    /// Loss reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loss_reason_id: Option<LossReasonId>,
+    /// Custom field values (only these fields change).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub custom_fields_values: Vec<FieldValueWrite>,
+    /// Tags (replace the whole list when given).
+    #[serde(rename = "_embedded", skip_serializing_if = "LeadEmbeddedWrite::is_empty")]
+    pub embedded: LeadEmbeddedWrite,
+    /// Echoed back in batch responses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+impl LeadUpdate {
+    /// Changes to lead `id`.
+    pub fn new(id: LeadId) -> Self {
+        Self { id, ..Self::default() }
+    }
+    /// Sets the name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+    /// Sets the price.
+    pub fn price(mut self, price: i64) -> Self {
+        self.price = Some(price);
+        self
+    }
+    /// Moves the lead to a stage.
+    pub fn stage(mut self, pipeline: PipelineId, status: StatusId) -> Self {
+        self.pipeline_id = Some(pipeline);
+        self.status_id = Some(status);
+        self
+    }
+    /// Moves the lead to a status in its current pipeline.
+    pub fn status(mut self, status: StatusId) -> Self {
+        self.status_id = Some(status);
+        self
+    }
+    /// Sets the responsible user.
+    pub fn responsible(mut self, user: UserId) -> Self {
+        self.responsible_user_id = Some(user);
+        self
+    }
+    /// Sets a custom field value.
+    pub fn field(mut self, value: FieldValueWrite) -> Self {
+        self.custom_fields_values.push(value);
+        self
+    }
+    /// Adds a tag to the (replacing) tag list.
+    pub fn tag(mut self, tag: impl Into<TagRef>) -> Self {
+        self.embedded.tags.push(tag.into());
+        self
+    }
+}
+
+/// `PATCH /api/v4/leads/{id}` answer: `{id, updated_at}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Updated {
+    /// Id.
+    pub id: u64,
+    /// The new `updated_at`.
+    #[serde(default, deserialize_with = "crate::de::opt_i64")]
+    pub updated_at: Option<i64>,
+}
+
+/// A lead for `POST /api/v4/leads/complex`, with one new contact and/or company embedded.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[must_use]
+pub struct ComplexLead {
+    /// The lead's members.
+    #[serde(flatten)]
+    pub lead: NewLead,
+    /// A new contact / company to create with it (as JSON objects in Kommo's write shape).
+    #[serde(rename = "_embedded", skip_serializing_if = "ComplexEmbedded::is_empty")]
+    pub embedded: ComplexEmbedded,
+}
+
+/// `_embedded` of a complex lead.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ComplexEmbedded {
+    /// Contacts (at most one is used).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub contacts: Vec<crate::contacts::NewContact>,
+    /// Companies (at most one is used).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub companies: Vec<crate::companies::NewCompany>,
+    /// Tags.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<TagRef>,
+}
+
+impl ComplexEmbedded {
+    fn is_empty(&self) -> bool {
+        self.contacts.is_empty() && self.companies.is_empty() && self.tags.is_empty()
+    }
+}
+
+/// One result of `leads/complex`: `{id, contact_id, company_id, request_id, merged}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ComplexResult {
+    /// Lead id.
+    pub id: LeadId,
+    /// Created (or merged) contact.
+    #[serde(default)]
+    pub contact_id: Option<ContactId>,
+    /// Created (or merged) company.
+    #[serde(default)]
+    pub company_id: Option<CompanyId>,
+    /// Echoed request ids.
+    #[serde(default)]
+    pub request_id: Vec<String>,
+    /// Whether duplicate control merged it into an existing entity.
+    #[serde(default, deserialize_with = "crate::de::lenient_bool")]
+    pub merged: bool,
+}
+
+/// Lead operations: `client.leads()`.
+#[derive(Debug, Clone, Copy)]
+pub struct Leads<'a> {
+    pub(crate) client: &'a Client,
+}
+
+impl Leads<'_> {
+    /// `GET /api/v4/leads/{id}` with `with=` values (e.g. `["contacts", "companies"]`... `companies` arrive
+    /// embedded without asking).
+    ///
+    /// # Errors
+    /// See [`Error`]; [`Error::is_not_found`] for an unknown id.
+    pub async fn get(&self, id: LeadId, with: &[&str]) -> Result<Lead, Error> {
+        let mut req = Request::get(format!("/api/v4/leads/{id}"));
+        if !with.is_empty() {
+            req = req.query("with", with.join(","));
+        }
+        self.client.send_json(req).await
+    }
+
+    /// Like [`Leads::get`], `None` for a 404 or 204.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn find(&self, id: LeadId, with: &[&str]) -> Result<Option<Lead>, Error> {
+        let mut req = Request::get(format!("/api/v4/leads/{id}"));
+        if !with.is_empty() {
+            req = req.query("with", with.join(","));
+        }
+        match self.client.get_json(req).await {
+            Err(e) if e.is_not_found() => Ok(None),
+            other => other,
+        }
+    }
+
+    /// One page of `GET /api/v4/leads` (204 = empty page).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn list_page(&self, params: &ListParams, page: u32) -> Result<ListPage<Lead>, Error> {
+        self.client.list_page("/api/v4/leads", "leads", params, page).await
+    }
+
+    /// Every lead matching `params`, page by page, lazily.
+    pub fn list(&self, params: ListParams) -> BoxStream<'static, Result<Lead, Error>> {
+        self.client.stream_list("/api/v4/leads".into(), "leads", params)
+    }
+
+    /// `POST /api/v4/leads` in chunks of 50; results in input order.
+    ///
+    /// # Errors
+    /// See [`Error`]; [`Error::Batch`] when a later chunk fails.
+    pub async fn create(&self, leads: &[NewLead]) -> Result<Vec<WriteResult>, Error> {
+        batch_write(self.client, http::Method::POST, "/api/v4/leads", "leads", leads).await
+    }
+
+    /// Creates one lead and returns its id.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn create_one(&self, lead: NewLead) -> Result<LeadId, Error> {
+        let r = self.create(std::slice::from_ref(&lead)).await?;
+        r.first().map(|r| LeadId(r.id)).ok_or_else(|| Error::InvalidRequest("Kommo returned no lead".into()))
+    }
+
+    /// `PATCH /api/v4/leads/{id}`.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn update(&self, update: &LeadUpdate) -> Result<Updated, Error> {
+        let req = Request::patch(format!("/api/v4/leads/{}", update.id))
+            .json(update)
+            .map_err(|e| Error::InvalidRequest(e.to_string()))?
+            .idempotent(true);
+        self.client.send_json(req).await
+    }
+
+    /// `PATCH /api/v4/leads` in chunks of 50; results in input order.
+    ///
+    /// # Errors
+    /// See [`Error`]; [`Error::Batch`] when a later chunk fails.
+    pub async fn update_many(&self, updates: &[LeadUpdate]) -> Result<Vec<WriteResult>, Error> {
+        batch_write(self.client, http::Method::PATCH, "/api/v4/leads", "leads", updates).await
+    }
+
+    /// `POST /api/v4/leads/complex` (at most 50 leads per call, each with one new contact and company).
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`] over 50 leads; see [`Error`].
+    pub async fn create_complex(&self, leads: &[ComplexLead]) -> Result<Vec<ComplexResult>, Error> {
+        if leads.len() > crate::common::BATCH_SIZE {
+            return Err(Error::InvalidRequest(format!("leads/complex takes at most 50 leads, got {}", leads.len())));
+        }
+        let req = Request::post("/api/v4/leads/complex").json(leads).map_err(|e| Error::InvalidRequest(e.to_string()))?;
+        self.client.send_json(req).await
+    }
+}

@@ -1,0 +1,113 @@
+//! Tags (`GET/POST /api/v4/{entity}/tags`) and links between entities (`POST /api/v4/{entity}/{id}/link|unlink`).
+
+use api_core::Request;
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+
+use crate::{Client, EntityType, Error, ListParams, common::Tag};
+
+/// A link between two entities.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Link {
+    /// Source entity id (set in responses and mass links).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity_id: Option<u64>,
+    /// Source entity type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity_type: Option<EntityType>,
+    /// Target id.
+    pub to_entity_id: u64,
+    /// Target type.
+    pub to_entity_type: EntityType,
+    /// `{"is_main": true}`, `{"main_contact": true}`, `{"quantity": 1, "catalog_id": ...}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
+}
+
+impl Link {
+    /// A link to a contact (`is_main` makes it the lead's main contact).
+    #[must_use]
+    pub fn contact(id: impl Into<u64>, is_main: bool) -> Self {
+        Self {
+            entity_id: None,
+            entity_type: None,
+            to_entity_id: id.into(),
+            to_entity_type: EntityType::Contacts,
+            metadata: is_main.then(|| serde_json::json!({ "is_main": true })),
+        }
+    }
+
+    /// A link to a company.
+    #[must_use]
+    pub fn company(id: impl Into<u64>) -> Self {
+        Self { entity_id: None, entity_type: None, to_entity_id: id.into(), to_entity_type: EntityType::Companies, metadata: None }
+    }
+
+    /// A link to a lead.
+    #[must_use]
+    pub fn lead(id: impl Into<u64>) -> Self {
+        Self { entity_id: None, entity_type: None, to_entity_id: id.into(), to_entity_type: EntityType::Leads, metadata: None }
+    }
+}
+
+/// Tags and links of one entity type: `client.entity(EntityType::Leads)`.
+#[derive(Debug, Clone)]
+pub struct EntityOps<'a> {
+    pub(crate) client: &'a Client,
+    pub(crate) entity: EntityType,
+}
+
+impl EntityOps<'_> {
+    /// `POST /api/v4/{entity}/{id}/link`.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn link(&self, id: u64, links: &[Link]) -> Result<Vec<Link>, Error> {
+        let req = Request::post(format!("/api/v4/{}/{id}/link", self.entity.as_str()))
+            .json(links)
+            .map_err(|e| Error::InvalidRequest(e.to_string()))?
+            .idempotent(true);
+        let resp = self.client.execute(req).await?;
+        Ok(crate::hal::decode_list::<Link>(&resp, "links", 1)?.items)
+    }
+
+    /// `POST /api/v4/{entity}/{id}/unlink`.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn unlink(&self, id: u64, links: &[Link]) -> Result<(), Error> {
+        let req = Request::post(format!("/api/v4/{}/{id}/unlink", self.entity.as_str()))
+            .json(links)
+            .map_err(|e| Error::InvalidRequest(e.to_string()))?
+            .idempotent(true);
+        self.client.execute(req).await?;
+        Ok(())
+    }
+
+    /// `GET /api/v4/{entity}/{id}/links`.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn links(&self, id: u64) -> Result<Vec<Link>, Error> {
+        let path = format!("/api/v4/{}/{id}/links", self.entity.as_str());
+        Ok(self.client.list_page(&path, "links", &ListParams::new(), 1).await?.items)
+    }
+
+    /// Every tag of this entity type.
+    pub fn tags(&self, params: ListParams) -> BoxStream<'static, Result<Tag, Error>> {
+        self.client.stream_list(format!("/api/v4/{}/tags", self.entity.as_str()), "tags", params)
+    }
+
+    /// `POST /api/v4/{entity}/tags` with names; returns the created tags.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn create_tags(&self, names: &[&str]) -> Result<Vec<Tag>, Error> {
+        let body: Vec<serde_json::Value> = names.iter().map(|n| serde_json::json!({ "name": n })).collect();
+        let req = Request::post(format!("/api/v4/{}/tags", self.entity.as_str()))
+            .json(&body)
+            .map_err(|e| Error::InvalidRequest(e.to_string()))?;
+        let resp = self.client.execute(req).await?;
+        Ok(crate::hal::decode_list::<Tag>(&resp, "tags", 1)?.items)
+    }
+}

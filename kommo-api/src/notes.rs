@@ -1,0 +1,266 @@
+//! Notes: `POST /api/v4/{entity}/notes`, `GET /api/v4/{entity}/{id}/notes`, `GET /api/v4/{entity}/notes`.
+
+use std::fmt;
+
+use futures::stream::BoxStream;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::{
+    Client, EntityType, Error, GroupId, ListPage, ListParams, NoteId, UserId,
+    common::{WriteResult, batch_write},
+    ids::AccountId,
+};
+
+/// A note type. Unknown types round-trip through [`NoteType::Other`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum NoteType {
+    /// `common`: a text note.
+    Common,
+    /// `call_in`.
+    CallIn,
+    /// `call_out`.
+    CallOut,
+    /// `service_message`.
+    ServiceMessage,
+    /// `extended_service_message`.
+    ExtendedServiceMessage,
+    /// `geolocation`.
+    Geolocation,
+    /// `sms_in`.
+    SmsIn,
+    /// `sms_out`.
+    SmsOut,
+    /// `attachment`.
+    Attachment,
+    /// `message_cashier`.
+    MessageCashier,
+    /// Any other type (`amomail_message`, `invoice_paid`, `ai_result`...), kept as sent.
+    Other(String),
+}
+
+impl NoteType {
+    /// The wire name.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Common => "common",
+            Self::CallIn => "call_in",
+            Self::CallOut => "call_out",
+            Self::ServiceMessage => "service_message",
+            Self::ExtendedServiceMessage => "extended_service_message",
+            Self::Geolocation => "geolocation",
+            Self::SmsIn => "sms_in",
+            Self::SmsOut => "sms_out",
+            Self::Attachment => "attachment",
+            Self::MessageCashier => "message_cashier",
+            Self::Other(s) => s,
+        }
+    }
+
+    /// Parses a wire name.
+    #[must_use]
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "common" => Self::Common,
+            "call_in" => Self::CallIn,
+            "call_out" => Self::CallOut,
+            "service_message" => Self::ServiceMessage,
+            "extended_service_message" => Self::ExtendedServiceMessage,
+            "geolocation" => Self::Geolocation,
+            "sms_in" => Self::SmsIn,
+            "sms_out" => Self::SmsOut,
+            "attachment" => Self::Attachment,
+            "message_cashier" => Self::MessageCashier,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for NoteType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for NoteType {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for NoteType {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) => Self::parse(&s),
+            other => Self::Other(other.to_string()),
+        })
+    }
+}
+
+/// A note as read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Note {
+    /// Id.
+    pub id: NoteId,
+    /// The entity the note is on.
+    #[serde(default)]
+    pub entity_id: Option<u64>,
+    /// The entity type, when Kommo includes it.
+    #[serde(default)]
+    pub entity_type: Option<EntityType>,
+    /// Type.
+    pub note_type: NoteType,
+    /// Parameters per type (`{"text": ...}` for common notes).
+    #[serde(default)]
+    pub params: serde_json::Value,
+    /// Creator.
+    #[serde(default)]
+    pub created_by: Option<UserId>,
+    /// Last editor.
+    #[serde(default)]
+    pub updated_by: Option<UserId>,
+    /// Created (Unix seconds).
+    #[serde(default, deserialize_with = "crate::de::opt_i64")]
+    pub created_at: Option<i64>,
+    /// Updated (Unix seconds).
+    #[serde(default, deserialize_with = "crate::de::opt_i64")]
+    pub updated_at: Option<i64>,
+    /// Responsible user.
+    #[serde(default)]
+    pub responsible_user_id: Option<UserId>,
+    /// Group.
+    #[serde(default)]
+    pub group_id: Option<GroupId>,
+    /// Account.
+    #[serde(default)]
+    pub account_id: Option<AccountId>,
+    /// Other members (`is_pinned`, `_links`).
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Note {
+    /// `params.text`, when present.
+    #[must_use]
+    pub fn text(&self) -> Option<&str> {
+        self.params.get("text").and_then(serde_json::Value::as_str)
+    }
+}
+
+/// A note to add.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[must_use]
+pub struct NewNote {
+    /// The entity id (leads/contacts/companies id).
+    pub entity_id: u64,
+    /// Type.
+    pub note_type: NoteType,
+    /// Parameters per type.
+    pub params: serde_json::Value,
+    /// Responsible user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub responsible_user_id: Option<UserId>,
+    /// Echoed back (set to the index when `None`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+impl NewNote {
+    /// A `common` text note.
+    pub fn common(entity_id: impl Into<u64>, text: impl Into<String>) -> Self {
+        Self {
+            entity_id: entity_id.into(),
+            note_type: NoteType::Common,
+            params: serde_json::json!({ "text": text.into() }),
+            responsible_user_id: None,
+            request_id: None,
+        }
+    }
+
+    /// A `service_message` note shown as coming from `service`.
+    pub fn service_message(entity_id: impl Into<u64>, service: impl Into<String>, text: impl Into<String>) -> Self {
+        Self {
+            entity_id: entity_id.into(),
+            note_type: NoteType::ServiceMessage,
+            params: serde_json::json!({ "service": service.into(), "text": text.into() }),
+            responsible_user_id: None,
+            request_id: None,
+        }
+    }
+
+    /// Any note type with raw params.
+    pub fn new(entity_id: impl Into<u64>, note_type: NoteType, params: serde_json::Value) -> Self {
+        Self { entity_id: entity_id.into(), note_type, params, responsible_user_id: None, request_id: None }
+    }
+
+    /// Sets the request id.
+    pub fn request_id(mut self, id: impl Into<String>) -> Self {
+        self.request_id = Some(id.into());
+        self
+    }
+}
+
+/// Note operations on one entity type: `client.notes(EntityType::Leads)`.
+#[derive(Debug, Clone)]
+pub struct Notes<'a> {
+    pub(crate) client: &'a Client,
+    pub(crate) entity: EntityType,
+}
+
+impl Notes<'_> {
+    /// `POST /api/v4/{entity}/notes` in chunks of 50.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn add(&self, notes: &[NewNote]) -> Result<Vec<WriteResult>, Error> {
+        let path = format!("/api/v4/{}/notes", self.entity.as_str());
+        batch_write(self.client, http::Method::POST, &path, "notes", notes).await
+    }
+
+    /// Adds one note and returns its id.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn add_one(&self, note: NewNote) -> Result<NoteId, Error> {
+        let r = self.add(std::slice::from_ref(&note)).await?;
+        r.first().map(|r| NoteId(r.id)).ok_or_else(|| Error::InvalidRequest("Kommo returned no note".into()))
+    }
+
+    /// Every note on entity `entity_id` (`GET /api/v4/{entity}/{id}/notes`; 204 = none).
+    pub fn list_for(&self, entity_id: u64, params: ListParams) -> BoxStream<'static, Result<Note, Error>> {
+        self.client.stream_list(format!("/api/v4/{}/{entity_id}/notes", self.entity.as_str()), "notes", params)
+    }
+
+    /// One page of notes on entity `entity_id`.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn list_for_page(&self, entity_id: u64, params: &ListParams, page: u32) -> Result<ListPage<Note>, Error> {
+        let path = format!("/api/v4/{}/{entity_id}/notes", self.entity.as_str());
+        self.client.list_page(&path, "notes", params, page).await
+    }
+
+    /// Every note of this entity type (`GET /api/v4/{entity}/notes`, filters e.g. `filter[note_type]`).
+    pub fn list(&self, params: ListParams) -> BoxStream<'static, Result<Note, Error>> {
+        self.client.stream_list(format!("/api/v4/{}/notes", self.entity.as_str()), "notes", params)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_note_type_round_trips() {
+        let t: NoteType = serde_json::from_str("\"ai_result\"").unwrap();
+        assert_eq!(t, NoteType::Other("ai_result".into()));
+        assert_eq!(serde_json::to_string(&t).unwrap(), "\"ai_result\"");
+    }
+
+    #[test]
+    fn common_note_shape() {
+        let v = serde_json::to_value(NewNote::common(7u64, "hi")).unwrap();
+        assert_eq!(v, serde_json::json!({"entity_id":7,"note_type":"common","params":{"text":"hi"}}));
+    }
+}

@@ -1,0 +1,292 @@
+//! Tasks: `GET/POST/PATCH /api/v4/tasks`, `PATCH /api/v4/tasks/{id}`.
+
+use api_core::Request;
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    Client, EntityType, Error, GroupId, ListPage, ListParams, TaskId, UserId,
+    common::{WriteResult, batch_write},
+    ids::AccountId,
+    leads::Updated,
+};
+
+/// Task type 1: "Follow-up" in Kommo (the Russian docs call it "Звонок", a call).
+pub const TASK_TYPE_FOLLOW_UP: u64 = 1;
+/// Task type 2: "Meeting".
+pub const TASK_TYPE_MEETING: u64 = 2;
+
+/// `result` of a completed task.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskResult {
+    /// The result text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+/// A task as read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    /// Id.
+    pub id: TaskId,
+    /// Text.
+    #[serde(default)]
+    pub text: String,
+    /// Due (Unix seconds).
+    #[serde(default, deserialize_with = "crate::de::opt_i64")]
+    pub complete_till: Option<i64>,
+    /// The entity id.
+    #[serde(default)]
+    pub entity_id: Option<u64>,
+    /// The entity type.
+    #[serde(default)]
+    pub entity_type: Option<EntityType>,
+    /// Completed.
+    #[serde(default, deserialize_with = "crate::de::lenient_bool")]
+    pub is_completed: bool,
+    /// Task type id (1 follow-up, 2 meeting, or a custom type).
+    #[serde(default, deserialize_with = "crate::de::opt_i64")]
+    pub task_type_id: Option<i64>,
+    /// Duration (seconds).
+    #[serde(default, deserialize_with = "crate::de::opt_i64")]
+    pub duration: Option<i64>,
+    /// Result (completed tasks); `[]` or `null` when none.
+    #[serde(default, deserialize_with = "result_or_empty")]
+    pub result: Option<TaskResult>,
+    /// Responsible user.
+    #[serde(default)]
+    pub responsible_user_id: Option<UserId>,
+    /// Group.
+    #[serde(default)]
+    pub group_id: Option<GroupId>,
+    /// Creator.
+    #[serde(default)]
+    pub created_by: Option<UserId>,
+    /// Last editor.
+    #[serde(default)]
+    pub updated_by: Option<UserId>,
+    /// Created (Unix seconds).
+    #[serde(default, deserialize_with = "crate::de::opt_i64")]
+    pub created_at: Option<i64>,
+    /// Updated (Unix seconds).
+    #[serde(default, deserialize_with = "crate::de::opt_i64")]
+    pub updated_at: Option<i64>,
+    /// Account.
+    #[serde(default)]
+    pub account_id: Option<AccountId>,
+    /// Other members.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+fn result_or_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<TaskResult>, D::Error> {
+    // PHP serializes an empty result as `[]`
+    Ok(match serde_json::Value::deserialize(d)? {
+        v @ serde_json::Value::Object(_) => serde_json::from_value(v).ok(),
+        _ => None,
+    })
+}
+
+/// A task to create.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[must_use]
+pub struct NewTask {
+    /// Text (required).
+    pub text: String,
+    /// Due (Unix seconds, required).
+    pub complete_till: i64,
+    /// The entity id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entity_id: Option<u64>,
+    /// The entity type.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entity_type: Option<EntityType>,
+    /// Task type (see [`TASK_TYPE_FOLLOW_UP`], [`TASK_TYPE_MEETING`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_type_id: Option<u64>,
+    /// Responsible user (defaults to the token's user).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub responsible_user_id: Option<UserId>,
+    /// Duration (seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<i64>,
+    /// Echoed back (set to the index when `None`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+impl NewTask {
+    /// A task with text and due time.
+    pub fn new(text: impl Into<String>, complete_till: i64) -> Self {
+        Self {
+            text: text.into(),
+            complete_till,
+            entity_id: None,
+            entity_type: None,
+            task_type_id: None,
+            responsible_user_id: None,
+            duration: None,
+            request_id: None,
+        }
+    }
+    /// Attaches the task to an entity.
+    pub fn on(mut self, entity: EntityType, id: u64) -> Self {
+        self.entity_type = Some(entity);
+        self.entity_id = Some(id);
+        self
+    }
+    /// Sets the task type.
+    pub fn task_type(mut self, t: u64) -> Self {
+        self.task_type_id = Some(t);
+        self
+    }
+    /// Sets the responsible user.
+    pub fn responsible(mut self, user: UserId) -> Self {
+        self.responsible_user_id = Some(user);
+        self
+    }
+    /// Sets the duration.
+    pub fn duration(mut self, seconds: i64) -> Self {
+        self.duration = Some(seconds);
+        self
+    }
+    /// Sets the request id.
+    pub fn request_id(mut self, id: impl Into<String>) -> Self {
+        self.request_id = Some(id.into());
+        self
+    }
+}
+
+/// Changes to a task.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[must_use]
+pub struct TaskUpdate {
+    /// The task.
+    pub id: TaskId,
+    /// Text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// Due (Unix seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub complete_till: Option<i64>,
+    /// Completed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub is_completed: Option<bool>,
+    /// Result text (with `is_completed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<TaskResult>,
+    /// Task type.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_type_id: Option<u64>,
+    /// Responsible user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub responsible_user_id: Option<UserId>,
+    /// Duration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<i64>,
+    /// Echoed back in batch responses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+impl TaskUpdate {
+    /// Changes to task `id`.
+    pub fn new(id: TaskId) -> Self {
+        Self { id, ..Self::default() }
+    }
+    /// Moves the due time.
+    pub fn due(mut self, complete_till: i64) -> Self {
+        self.complete_till = Some(complete_till);
+        self
+    }
+    /// Sets the text.
+    pub fn text(mut self, text: impl Into<String>) -> Self {
+        self.text = Some(text.into());
+        self
+    }
+    /// Closes the task with a result text: `{"is_completed": true, "result": {"text": ...}}`.
+    pub fn complete(mut self, result: impl Into<String>) -> Self {
+        self.is_completed = Some(true);
+        self.result = Some(TaskResult { text: Some(result.into()) });
+        self
+    }
+}
+
+/// Task operations: `client.tasks()`.
+#[derive(Debug, Clone, Copy)]
+pub struct Tasks<'a> {
+    pub(crate) client: &'a Client,
+}
+
+impl Tasks<'_> {
+    /// `GET /api/v4/tasks/{id}`.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn get(&self, id: TaskId) -> Result<Task, Error> {
+        self.client.send_json(Request::get(format!("/api/v4/tasks/{id}"))).await
+    }
+
+    /// One page of `GET /api/v4/tasks` (filters: [`ListParams::entity`], [`ListParams::completed`]...).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn list_page(&self, params: &ListParams, page: u32) -> Result<ListPage<Task>, Error> {
+        self.client.list_page("/api/v4/tasks", "tasks", params, page).await
+    }
+
+    /// Every task matching `params`, lazily.
+    pub fn list(&self, params: ListParams) -> BoxStream<'static, Result<Task, Error>> {
+        self.client.stream_list("/api/v4/tasks".into(), "tasks", params)
+    }
+
+    /// Tasks of one entity (`filter[entity_type]` + `filter[entity_id]`).
+    pub fn list_for(&self, entity: EntityType, id: u64) -> BoxStream<'static, Result<Task, Error>> {
+        self.list(ListParams::new().entity(entity, id))
+    }
+
+    /// `POST /api/v4/tasks` in chunks of 50.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn create(&self, tasks: &[NewTask]) -> Result<Vec<WriteResult>, Error> {
+        batch_write(self.client, http::Method::POST, "/api/v4/tasks", "tasks", tasks).await
+    }
+
+    /// Creates one task.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn create_one(&self, task: NewTask) -> Result<TaskId, Error> {
+        let r = self.create(std::slice::from_ref(&task)).await?;
+        r.first().map(|r| TaskId(r.id)).ok_or_else(|| Error::InvalidRequest("Kommo returned no task".into()))
+    }
+
+    /// `PATCH /api/v4/tasks/{id}`.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn update(&self, update: &TaskUpdate) -> Result<Updated, Error> {
+        let req = Request::patch(format!("/api/v4/tasks/{}", update.id))
+            .json(update)
+            .map_err(|e| Error::InvalidRequest(e.to_string()))?
+            .idempotent(true);
+        self.client.send_json(req).await
+    }
+
+    /// `PATCH /api/v4/tasks` in chunks of 50.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn update_many(&self, updates: &[TaskUpdate]) -> Result<Vec<WriteResult>, Error> {
+        batch_write(self.client, http::Method::PATCH, "/api/v4/tasks", "tasks", updates).await
+    }
+
+    /// Closes a task with a result text.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn complete(&self, id: TaskId, result: impl Into<String>) -> Result<Updated, Error> {
+        self.update(&TaskUpdate::new(id).complete(result)).await
+    }
+}
