@@ -1,0 +1,257 @@
+//! Deals and budgets (`/deals`): one resource; `budget: true` on create makes a budget, absent or `false` a deal
+//! (P-old deals.html). `filter[type]` is 1 for deals, 2 for budgets.
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::{
+    Client, Error,
+    jsonapi::{Document, Query, Resource, WriteDocument},
+    types::{Amount, CompanyId, DealId, DealStatusId, DealType, PersonId, ProjectId, ResourceType, rel_id},
+};
+
+/// A deal's or budget's attributes (unknown attributes kept in `extra`; money fields as [`Amount`]).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DealAttributes {
+    /// Name.
+    pub name: String,
+    /// Number, as sent.
+    pub number: Option<Value>,
+    /// `true` for a budget.
+    pub budget: Option<bool>,
+    /// Start date.
+    pub date: Option<NaiveDate>,
+    /// End date.
+    pub end_date: Option<NaiveDate>,
+    /// Currency (`EUR`).
+    pub currency: Option<String>,
+    /// 1 internal, 2 client.
+    pub deal_type_id: Option<DealType>,
+    /// Win probability (percent).
+    pub probability: Option<u32>,
+    /// Total budget amount across services (budget currency).
+    pub budget_total: Option<Amount>,
+    /// Budget used.
+    pub budget_used: Option<Amount>,
+    /// When delivered.
+    pub delivered_on: Option<NaiveDate>,
+    /// When closed.
+    pub closed_at: Option<String>,
+    /// Purchase order number.
+    pub purchase_order_number: Option<String>,
+    /// Note.
+    pub note: Option<String>,
+    /// Custom fields.
+    pub custom_fields: Option<Value>,
+    /// Creation time.
+    pub created_at: Option<String>,
+    /// Unknown attributes.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl ResourceType for DealAttributes {
+    const TYPE: &'static str = "deals";
+    type Id = DealId;
+}
+
+/// A deal or budget resource.
+pub type Deal = Resource<DealAttributes>;
+
+impl Resource<DealAttributes> {
+    /// Whether this is a budget (`budget: true`).
+    #[must_use]
+    pub fn is_budget(&self) -> bool {
+        self.attributes.budget == Some(true)
+    }
+
+    /// The `company` relationship id.
+    #[must_use]
+    pub fn company_id(&self) -> Option<CompanyId> {
+        rel_id(self, "company")
+    }
+
+    /// The `project` relationship id.
+    #[must_use]
+    pub fn project_id(&self) -> Option<ProjectId> {
+        rel_id(self, "project")
+    }
+}
+
+/// Deal or budget, for `filter[type]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DealKind {
+    /// `filter[type]=1`.
+    Deal,
+    /// `filter[type]=2`.
+    Budget,
+}
+
+/// `POST /deals`. Attributes for values, relationships for `company`, `project`, `responsible`, `deal_status`.
+/// Per withone's copy of the docs a create needs name, date, responsible, company, `deal_type_id`, probability,
+/// currency and a deal status (**unverified** as enforced).
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct NewDeal {
+    /// Name.
+    pub name: String,
+    /// `true` for a budget.
+    pub budget: bool,
+    /// Start date.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub date: Option<NaiveDate>,
+    /// End date.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_date: Option<NaiveDate>,
+    /// Currency.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// 1 internal, 2 client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deal_type_id: Option<DealType>,
+    /// Probability (percent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probability: Option<u32>,
+    /// Purchase order number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purchase_order_number: Option<String>,
+    /// Note.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Custom fields.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_fields: Option<Value>,
+    /// The client company (relationship `company`).
+    #[serde(skip)]
+    pub company_id: Option<CompanyId>,
+    /// The project (relationship `project`).
+    #[serde(skip)]
+    pub project_id: Option<ProjectId>,
+    /// The responsible person (relationship `responsible`).
+    #[serde(skip)]
+    pub responsible_id: Option<PersonId>,
+    /// The deal status (relationship `deal_status`).
+    #[serde(skip)]
+    pub deal_status_id: Option<DealStatusId>,
+    /// Any other attributes, sent as given.
+    #[serde(skip)]
+    pub extra: Map<String, Value>,
+}
+
+impl NewDeal {
+    /// A client budget for `company` on `project`.
+    #[must_use]
+    pub fn budget(name: impl Into<String>, company: CompanyId, project: ProjectId) -> Self {
+        Self {
+            name: name.into(),
+            budget: true,
+            deal_type_id: Some(DealType::Client),
+            company_id: Some(company),
+            project_id: Some(project),
+            ..Self::default()
+        }
+    }
+
+    /// A client deal for `company`.
+    #[must_use]
+    pub fn deal(name: impl Into<String>, company: CompanyId) -> Self {
+        Self { name: name.into(), deal_type_id: Some(DealType::Client), company_id: Some(company), ..Self::default() }
+    }
+
+    /// The JSON:API body. `budget` is sent only when `true` (absent makes a deal).
+    ///
+    /// # Errors
+    /// Serialization failure.
+    pub fn to_document(&self) -> Result<WriteDocument, Error> {
+        let mut doc = WriteDocument::create(DealAttributes::TYPE).attributes(self)?;
+        if !self.budget {
+            doc.data.attributes.remove("budget");
+        }
+        let doc = doc
+            .relate_opt("company", "companies", self.company_id.as_ref())
+            .relate_opt("project", "projects", self.project_id.as_ref())
+            .relate_opt("responsible", "people", self.responsible_id.as_ref())
+            .relate_opt("deal_status", "deal_statuses", self.deal_status_id.as_ref());
+        Ok(super::merge_extra(doc, &self.extra))
+    }
+}
+
+impl Client {
+    /// `GET /deals/{id}`.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn get_deal(&self, id: &DealId, query: &Query) -> Result<Document<Deal>, Error> {
+        self.get_resource(&format!("/deals/{id}"), query).await
+    }
+
+    /// `GET /deals` with `query` (one page).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn list_deals(&self, query: &Query) -> Result<Document<Vec<Deal>>, Error> {
+        self.list_page("/deals", query).await
+    }
+
+    /// Deals or budgets of a project (`filter[project_id]`, `filter[type]`), all pages.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn deals_of_project(&self, project: &ProjectId, kind: Option<DealKind>) -> Result<Vec<Deal>, Error> {
+        let mut q = Query::new().filter("project_id", project);
+        if let Some(k) = kind {
+            q = q.filter("type", if k == DealKind::Deal { 1 } else { 2 });
+        }
+        self.list_all_vec("/deals", q).await
+    }
+
+    /// `POST /deals` (a budget when `deal.budget`).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn create_deal(&self, deal: &NewDeal) -> Result<Deal, Error> {
+        Ok(self.post_document("/deals", &deal.to_document()?).await?.data)
+    }
+
+    /// `POST /deals` with `budget: true`.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn create_budget(&self, budget: &NewDeal) -> Result<Deal, Error> {
+        let mut b = budget.clone();
+        b.budget = true;
+        self.create_deal(&b).await
+    }
+
+    /// `PATCH /deals/{id}` with the given attributes.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn update_deal(&self, id: &DealId, attributes: &Map<String, Value>) -> Result<Deal, Error> {
+        let doc = super::merge_extra(WriteDocument::update(DealAttributes::TYPE, id), attributes);
+        Ok(self.patch_document(&format!("/deals/{id}"), &doc).await?.data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_and_deal_bodies() {
+        let mut b = NewDeal::budget("Onboarding", "7".into(), "9".into());
+        b.currency = Some("EUR".into());
+        b.date = NaiveDate::from_ymd_opt(2026, 3, 14);
+        assert_eq!(
+            serde_json::to_value(b.to_document().unwrap()).unwrap(),
+            serde_json::json!({"data": {"type": "deals",
+                "attributes": {"name": "Onboarding", "budget": true, "date": "2026-03-14", "currency": "EUR", "deal_type_id": 2},
+                "relationships": {"company": {"data": {"type": "companies", "id": "7"}},
+                                  "project": {"data": {"type": "projects", "id": "9"}}}}})
+        );
+        let d = NewDeal::deal("Lead", "7".into());
+        let v = serde_json::to_value(d.to_document().unwrap()).unwrap();
+        assert!(v["data"]["attributes"].get("budget").is_none(), "a deal omits `budget`");
+    }
+}
