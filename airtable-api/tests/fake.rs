@@ -1,0 +1,288 @@
+//! The fake, exercised through the client.
+#![cfg(feature = "fake")]
+
+use std::time::Duration;
+
+use airtable_client::{
+    Error, ErrorType, Fields, RecordId, RecordUpdate, WriteOptions,
+    fake::{FakeAirtable, FakeConfig, FakeUser, FieldSpec},
+    webhooks::{ActionSource, ChangeKind, CreateWebhook, WebhookSpecification, verify_mac},
+};
+use api_core::{RetryPolicy, fake::Fault};
+use axum::http::Method;
+use futures::TryStreamExt as _;
+use serde_json::json;
+
+async fn setup() -> (FakeAirtable, airtable_client::TableId) {
+    let fake = FakeAirtable::start().await.unwrap();
+    let t = fake.add_table_with(
+        "Contacts",
+        vec![
+            FieldSpec::new("Email", "email"),
+            FieldSpec::new("Name", "singleLineText"),
+            FieldSpec::single_select("Status", &["Lead", "Customer"]),
+            FieldSpec::new("Score", "number"),
+            FieldSpec::new("Vip", "checkbox"),
+        ],
+    );
+    (fake, t)
+}
+
+#[tokio::test]
+async fn crud_pagination_filter_and_checkbox() {    let t0 = std::time::Instant::now();
+
+    let (fake, _t) = setup().await;
+    eprintln!("step 1 {:?}", t0.elapsed());
+    let client = fake.client_builder().requests_per_second_per_base(None).build().unwrap();
+    eprintln!("step 2 {:?}", t0.elapsed());
+    let table = client.table(fake.id(), "Contacts");
+    eprintln!("step 3 {:?}", t0.elapsed());
+    let recs: Vec<Fields> = (0..25)
+        .map(|i| Fields::new().with("Email", format!("u{i}@x.io")).with("Name", format!("U{i}")).with("Score", i64::from(i)))
+        .collect();
+    let created = table.create(recs, WriteOptions::default()).await.unwrap();
+    eprintln!("step 7 {:?}", t0.elapsed());
+    assert_eq!(created.len(), 25);
+    eprintln!("step 8 {:?}", t0.elapsed());
+    assert!(created[0].id.as_str().starts_with("rec"));
+    eprintln!("step 9 {:?}", t0.elapsed());
+    assert_eq!(fake.count(&Method::POST, &format!("/v0/{}/Contacts", fake.id())), 3, "10/10/5");
+    eprintln!("step 10 {:?}", t0.elapsed());
+
+    let all: Vec<_> = table.list().page_size(10).stream().try_collect().await.unwrap();
+    eprintln!("step 12 {:?}", t0.elapsed());
+    assert_eq!(all.len(), 25);
+    eprintln!("step 13 {:?}", t0.elapsed());
+    assert!(!all[0].get_bool("Vip"), "absent checkbox reads false");
+    eprintln!("step 14 {:?}", t0.elapsed());
+
+    let hit = table.list().filter_by_formula("{Email}='u7@x.io'").all().await.unwrap();
+    eprintln!("step 16 {:?}", t0.elapsed());
+    assert_eq!(hit.len(), 1);
+    eprintln!("step 17 {:?}", t0.elapsed());
+    assert_eq!(hit[0].get_f64("Score"), Some(7.0));
+    eprintln!("step 18 {:?}", t0.elapsed());
+
+    let sorted = table.list().sort("Score", airtable_client::Direction::Desc).max_records(3).all().await.unwrap();
+    eprintln!("step 20 {:?}", t0.elapsed());
+    assert_eq!(sorted.iter().map(|r| r.get_f64("Score").unwrap()).collect::<Vec<_>>(), [24.0, 23.0, 22.0]);
+    eprintln!("step 21 {:?}", t0.elapsed());
+
+    // long formula -> POST listRecords
+    let long = format!("OR({})", (0..800).map(|i| format!("{{Email}}='u{i}@x.io'")).collect::<Vec<_>>().join(","));
+    eprintln!("step 24 {:?}", t0.elapsed());
+    let many = table.list().filter_by_formula(long).all().await.unwrap();
+    eprintln!("step 25 {:?}", t0.elapsed());
+    assert_eq!(many.len(), 25);
+    eprintln!("step 26 {:?}", t0.elapsed());
+    assert!(fake.count(&Method::POST, &format!("/v0/{}/Contacts/listRecords", fake.id())) >= 1);
+    eprintln!("step 27 {:?}", t0.elapsed());
+
+    let id = created[3].id.clone();
+    eprintln!("step 29 {:?}", t0.elapsed());
+    let upd = table
+        .update(&[RecordUpdate { id: id.clone(), fields: Fields::new().with("Vip", true) }], WriteOptions::default())
+        .await
+        .unwrap();
+    assert!(upd[0].get_bool("Vip"));
+    eprintln!("step 34 {:?}", t0.elapsed());
+    assert_eq!(upd[0].get_str("Name"), Some("U3"), "PATCH keeps other fields");
+    eprintln!("step 35 {:?}", t0.elapsed());
+    let put = table
+        .replace(&[RecordUpdate { id: id.clone(), fields: Fields::new().with("Email", "new@x.io") }], WriteOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(put[0].get_str("Name"), None, "PUT clears other fields");
+    eprintln!("step 40 {:?}", t0.elapsed());
+    let del = table.delete(&[id.clone()]).await.unwrap();
+    eprintln!("step 41 {:?}", t0.elapsed());
+    assert!(del[0].deleted);
+    eprintln!("step 42 {:?}", t0.elapsed());
+    let e = table.get(&id).await.unwrap_err();
+    eprintln!("step 43 {:?}", t0.elapsed());
+    assert!(e.is_not_found(), "{e}");
+    eprintln!("step 44 {:?}", t0.elapsed());
+    assert_eq!(fake.records("Contacts").len(), 24);
+    eprintln!("step 45 {:?}", t0.elapsed());
+}
+
+#[tokio::test]
+async fn upsert_semantics_and_typed_errors() {
+    let (fake, _t) = setup().await;
+    let client = fake.client_builder().requests_per_second_per_base(None).build().unwrap();
+    let table = client.table(fake.id(), "Contacts");
+    fake.seed("Contacts", &[json!({"Email": "a@x.io", "Name": "A"})]).unwrap();
+    let r = table
+        .upsert(
+            &[Fields::new().with("Email", "a@x.io").with("Name", "A2"), Fields::new().with("Email", "b@x.io").with("Name", "B")],
+            &["Email"],
+            WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.updated_records.len(), 1);
+    assert_eq!(r.created_records.len(), 1);
+    assert_eq!(fake.find("Contacts", "Email", "a@x.io")[0].get_str("Name"), Some("A2"));
+
+    // ambiguity
+    fake.seed("Contacts", &[json!({"Email": "dup@x.io"}), json!({"Email": "dup@x.io"})]).unwrap();
+    let e = table.upsert(&[Fields::new().with("Email", "dup@x.io")], &["Email"], WriteOptions::default()).await.unwrap_err();
+    assert!(matches!(e, Error::UpsertAmbiguous(_)), "{e:?}");
+
+    // unknown select option without typecast, then with typecast
+    let e = table.create(vec![Fields::new().with("Status", "Churned")], WriteOptions::default()).await.unwrap_err();
+    assert_eq!(e.error_type(), Some(&ErrorType::InvalidMultipleChoiceOptions));
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(422));
+    let ok = table.create(vec![Fields::new().with("Status", "Churned")], WriteOptions::typecast()).await.unwrap();
+    assert_eq!(ok[0].get_str("Status"), Some("Churned"));
+    let schema = client.base_schema(&fake.id()).await.unwrap();
+    let status = schema.table("Contacts").unwrap().field("Status").unwrap();
+    assert!(status.choices().iter().any(|c| c.name == "Churned"));
+
+    // unknown field name
+    let e = table.create(vec![Fields::new().with("Nope", "x")], WriteOptions::default()).await.unwrap_err();
+    assert_eq!(e.error_type(), Some(&ErrorType::UnknownFieldName));
+
+    // unreachable base: 403 INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND
+    let e = client.table("appNOPE", "Contacts").list().all().await.unwrap_err();
+    assert_eq!(e.error_type(), Some(&ErrorType::InvalidPermissionsOrModelNotFound));
+    assert!(e.is_not_found());
+}
+
+#[tokio::test]
+async fn expired_offset_is_typed() {
+    let (fake, _t) = setup().await;
+    let client = fake.client_builder().requests_per_second_per_base(None).build().unwrap();
+    let table = client.table(fake.id(), "Contacts");
+    fake.seed("Contacts", &(0..5).map(|i| json!({"Email": format!("{i}@x.io")})).collect::<Vec<_>>()).unwrap();
+    let list = table.list().page_size(2);
+    let p1 = list.page(None).await.unwrap();
+    assert!(p1.offset.is_some());
+    fake.expire_list_iterators();
+    let e = list.page(p1.offset).await.unwrap_err();
+    assert!(matches!(e, Error::IteratorExpired(_)), "{e:?}");
+}
+
+#[tokio::test]
+async fn webhooks_payload_sources_feed_and_signed_pings() {
+    let (fake, t) = setup().await;
+    // a receiver for pings
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Option<String>, bytes::Bytes)>();
+    let router = axum::Router::new().route(
+        "/ping",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: bytes::Bytes| {
+            let tx = tx.clone();
+            async move {
+                let mac = headers.get("x-airtable-content-mac").and_then(|v| v.to_str().ok()).map(str::to_owned);
+                let _ = tx.send((mac, body));
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let receiver = api_core::fake::FakeServer::start(router).await.unwrap();
+
+    let client = fake.client_builder().requests_per_second_per_base(None).build().unwrap();
+    let base = fake.id();
+    let hook = client
+        .create_webhook(
+            &base,
+            &CreateWebhook {
+                notification_url: Some(format!("{}ping", receiver.base_url)),
+                specification: WebhookSpecification::table_data(t.as_str()),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(hook.id.as_str().starts_with("ach"));
+    assert!(hook.expiration_time.is_some());
+
+    let table = client.table(base.clone(), t.as_str());
+    let rec = table.create_one(Fields::new().with("Email", "p@x.io").with("Status", "Lead"), WriteOptions::default()).await.unwrap();
+    fake.user_edit("Contacts", &rec.id, json!({"Status": "Customer"}), &FakeUser::with_email("sam@x.io")).unwrap();
+
+    let (mac, body) = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+    verify_mac(&hook.mac_secret_base64, &body, mac.as_deref()).unwrap();
+    let ping = airtable_client::WebhookNotification::from_request(&hook.mac_secret_base64, &body, mac.as_deref()).unwrap();
+    assert_eq!(ping.webhook.id, hook.id);
+
+    let (payloads, cursor) = client.payload_feed(&base, &hook.id, 1).collect_all().await.unwrap();
+    assert_eq!(payloads.len(), 2);
+    assert_eq!(cursor, 3);
+    assert_eq!(payloads[0].cursor, 1);
+    assert_eq!(payloads[0].payload.source(), Some(&ActionSource::PublicApi));
+    assert_eq!(payloads[1].payload.source(), Some(&ActionSource::Client));
+    assert_eq!(payloads[1].payload.user().unwrap().email.as_deref(), Some("sam@x.io"));
+    let changes = payloads[1].payload.record_changes();
+    assert_eq!(changes[0].kind, ChangeKind::Updated);
+    let status_fld = fake.field_id("Contacts", "Status").unwrap();
+    let ch = &changes[0].fields[&status_fld];
+    assert_eq!(ch.current.as_ref().unwrap().choice_name(), Some("Customer"), "V2 select object");
+    assert_eq!(ch.previous.as_ref().unwrap().choice_name(), Some("Lead"));
+
+    // resuming from the final cursor yields nothing new
+    let (again, c2) = client.payload_feed(&base, &hook.id, cursor).collect_all().await.unwrap();
+    assert!(again.is_empty());
+    assert_eq!(c2, 3);
+
+    let listed = client.list_webhooks(&base).await.unwrap();
+    assert_eq!(listed[0].cursor_for_next_payload, 3);
+    client.refresh_webhook(&base, &hook.id).await.unwrap();
+    client.set_webhook_notifications(&base, &hook.id, false).await.unwrap();
+    assert!(!client.list_webhooks(&base).await.unwrap()[0].are_notifications_enabled);
+    client.delete_webhook(&base, &hook.id).await.unwrap();
+    assert!(fake.webhooks().is_empty());
+}
+
+#[tokio::test]
+async fn rate_limit_429_and_client_spacing() {
+    let fake = FakeAirtable::start_with(FakeConfig { penalty_after_429: Duration::from_millis(300), ..FakeConfig::default() })
+        .await
+        .unwrap();
+    let _ = fake.add_table("T", &[("Name", "singleLineText")]);
+    // no client-side limiter, no retries: the fake answers 429
+    let raw = fake.client_builder().requests_per_second_per_base(None).retry_policy(RetryPolicy::none()).build().unwrap();
+    let t = raw.table(fake.id(), "T");
+    let mut saw = None;
+    for _ in 0..8 {
+        if let Err(e) = t.list().all().await {
+            saw = Some(e);
+            break;
+        }
+    }
+    let e = saw.expect("a 429");
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(429));
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(30)));
+    assert!(!e.may_have_been_sent());
+    assert!(fake.throttled_count() >= 1);
+
+    // with the client's 5/s limiter: 12 requests, no 429
+    fake.reset_rate_limit();
+    let before = fake.throttled_count();
+    let good = fake.client_builder().build().unwrap();
+    let t = good.table(fake.id(), "T");
+    for _ in 0..12 {
+        t.list().all().await.unwrap();
+    }
+    assert_eq!(fake.throttled_count(), before);
+}
+
+#[tokio::test]
+async fn injected_faults_are_retried_for_reads() {
+    let (fake, _t) = setup().await;
+    let client = fake
+        .client_builder()
+        .requests_per_second_per_base(None)
+        .retry_policy(RetryPolicy { base_delay: Duration::from_millis(1), ..RetryPolicy::default() })
+        .build()
+        .unwrap();
+    let path = format!("/v0/{}/Contacts", fake.id());
+    fake.faults().inject(Some(Method::GET), &path, Fault::json(503, &json!({"error": {"type": "SERVICE_UNAVAILABLE"}})), 2);
+    client.table(fake.id(), "Contacts").list().all().await.unwrap();
+    assert_eq!(fake.count(&Method::GET, &path), 3);
+    // a create is not retried after a 503
+    fake.faults().inject(Some(Method::POST), &path, Fault::json(503, &json!({"error": "SERVICE_UNAVAILABLE"})), 1);
+    let e = client.table(fake.id(), "Contacts").create(vec![Fields::new().with("Name", "x")], WriteOptions::default()).await;
+    assert_eq!(e.unwrap_err().status().map(|s| s.as_u16()), Some(503));
+    assert_eq!(fake.records("Contacts").len(), 0);
+    let _ = RecordId::from("recX");
+}
