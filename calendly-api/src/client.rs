@@ -7,7 +7,7 @@ use std::{
 };
 
 use api_core::{
-    Auth, HttpClient, OAuthSession, Page, RateLimiter, RawResponse, ReqwestTransport, Request, RetryPolicy, Rule,
+    Auth, HttpClient, OAuthSession, Page, RateLimiter, RawResponse, Request, ReqwestTransport, RetryPolicy, Rule,
     Token, Transport, TransportConfig,
 };
 use futures::Stream;
@@ -166,7 +166,8 @@ impl ClientBuilder {
     /// # Errors
     /// [`Error::InvalidRequest`] without credentials or with a bad URL; a TLS initialisation failure.
     pub fn build(self) -> Result<Client, Error> {
-        let auth = self.auth.ok_or_else(|| Error::InvalidRequest("no credentials: call .token() or .oauth()".into()))?;
+        let auth =
+            self.auth.ok_or_else(|| Error::InvalidRequest("no credentials: call .token() or .oauth()".into()))?;
         let base_url = parse_url(&self.base_url)?;
         let auth_base_url = parse_url(&self.auth_base_url)?;
         let transport: Arc<dyn Transport> = match self.custom_transport {
@@ -337,7 +338,11 @@ impl Client {
     }
 
     /// A lazy stream over every item of a collection, following `pagination.next_page_token`.
-    pub(crate) fn stream<T>(&self, path: String, query: Vec<(String, String)>) -> impl Stream<Item = Result<T, Error>> + Send + 'static
+    pub(crate) fn stream<T>(
+        &self,
+        path: String,
+        query: Vec<(String, String)>,
+    ) -> impl Stream<Item = Result<T, Error>> + Send + 'static
     where
         T: DeserializeOwned + Send + 'static,
     {

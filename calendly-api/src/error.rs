@@ -54,7 +54,9 @@ pub struct ApiError {
 
 impl ApiError {
     pub(crate) fn from_response(resp: &api_core::RawResponse) -> Self {
-        let body = serde_json::from_slice::<ApiErrorBody>(&resp.body).ok().filter(|b| !b.title.is_empty() || !b.message.is_empty());
+        let body = serde_json::from_slice::<ApiErrorBody>(&resp.body)
+            .ok()
+            .filter(|b| !b.title.is_empty() || !b.message.is_empty());
         Self {
             body,
             parts: HttpErrorParts::from_response(resp),
@@ -209,7 +211,11 @@ mod tests {
         for (k, v) in headers {
             h.insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
         }
-        api_core::RawResponse { status: StatusCode::from_u16(status).unwrap(), headers: h, body: body.to_owned().into() }
+        api_core::RawResponse {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers: h,
+            body: body.to_owned().into(),
+        }
     }
 
     #[test]
@@ -251,10 +257,15 @@ mod tests {
 
     #[test]
     fn plan_gate() {
-        let r = resp(403, &[], r#"{"title":"Permission Denied","message":"Please upgrade to a paid Calendly account."}"#);
+        let r =
+            resp(403, &[], r#"{"title":"Permission Denied","message":"Please upgrade to a paid Calendly account."}"#);
         let e = Error::from(Box::new(ApiError::from_response(&r)));
         assert!(e.is_plan_gate());
-        let r = resp(403, &[], r#"{"title":"Permission Denied","message":"You do not have permission to access this resource."}"#);
+        let r = resp(
+            403,
+            &[],
+            r#"{"title":"Permission Denied","message":"You do not have permission to access this resource."}"#,
+        );
         assert!(!Error::from(Box::new(ApiError::from_response(&r))).is_plan_gate());
     }
 }

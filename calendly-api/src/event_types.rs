@@ -121,7 +121,10 @@ impl ListEventTypes {
 
 impl Client {
     /// Event types, as a lazy stream.
-    pub fn list_event_types(&self, query: &ListEventTypes) -> impl Stream<Item = Result<EventType, Error>> + Send + 'static {
+    pub fn list_event_types(
+        &self,
+        query: &ListEventTypes,
+    ) -> impl Stream<Item = Result<EventType, Error>> + Send + 'static {
         self.stream("/event_types".to_owned(), query.to_query())
     }
 }

@@ -299,9 +299,8 @@ impl Client {
     /// # Errors
     /// [`Error`]; [`Error::InvalidRequest`] when the URI has no event segment.
     pub async fn get_invitee(&self, invitee: &InviteeUri) -> Result<Invitee, Error> {
-        let event = invitee
-            .event_uuid()
-            .ok_or_else(|| Error::InvalidRequest(format!("not an invitee URI: {invitee}")))?;
+        let event =
+            invitee.event_uuid().ok_or_else(|| Error::InvalidRequest(format!("not an invitee URI: {invitee}")))?;
         self.resource(Request::get(format!("/scheduled_events/{event}/invitees/{}", invitee.uuid()))).await
     }
 

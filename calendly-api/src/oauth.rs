@@ -19,7 +19,7 @@
 use std::sync::Arc;
 
 use api_core::{
-    AuthError, HttpClient, ReqwestTransport, Request, RetryPolicy, Token, TokenSet, Transport, TransportConfig,
+    AuthError, HttpClient, Request, ReqwestTransport, RetryPolicy, Token, TokenSet, Transport, TransportConfig,
     secret::basic_auth_header,
 };
 use futures::future::BoxFuture;
@@ -88,7 +88,8 @@ impl CalendlyRefresher {
         let base = Url::parse(auth_base_url).map_err(|e| Error::InvalidRequest(format!("bad URL: {e}")))?;
         // Token requests are not idempotent (a refresh token works once): transport errors after sending are not
         // retried by the policy; 5xx are reported as `AuthError::Refresh` for the caller to retry later.
-        let http = HttpClient::new(base, transport).with_retry(RetryPolicy { max_attempts: 2, ..RetryPolicy::default() });
+        let http =
+            HttpClient::new(base, transport).with_retry(RetryPolicy { max_attempts: 2, ..RetryPolicy::default() });
         Ok(Self { http, client_id: client_id.into(), client_secret })
     }
 
@@ -96,9 +97,8 @@ impl CalendlyRefresher {
         let body = serde_urlencoded_pairs(form);
         let auth = basic_auth_header(&self.client_id, &self.client_secret)
             .map_err(|e| AuthError::Refresh(format!("bad client credentials: {e}")))?;
-        let req = Request::post("/oauth/token")
-            .header(http::header::AUTHORIZATION, auth)
-            .body(api_core::Body::Form(body));
+        let req =
+            Request::post("/oauth/token").header(http::header::AUTHORIZATION, auth).body(api_core::Body::Form(body));
         let resp = self.http.execute(req).await.map_err(|e| AuthError::Refresh(e.to_string()))?;
         if !resp.is_success() {
             let err: OAuthErrorBody = serde_json::from_slice(&resp.body).unwrap_or_default();

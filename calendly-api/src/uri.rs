@@ -95,8 +95,10 @@ mod tests {
         assert_eq!(i.uuid(), "INV1");
         assert_eq!(i.event_uuid(), Some("EV1"));
         assert_eq!(i.event_uri().unwrap().as_str(), "https://api.calendly.com/scheduled_events/EV1");
-        assert_eq!(InviteeUri::of_event(&EventUri::from("https://x/scheduled_events/E"), "I").as_str(),
-            "https://x/scheduled_events/E/invitees/I");
+        assert_eq!(
+            InviteeUri::of_event(&EventUri::from("https://x/scheduled_events/E"), "I").as_str(),
+            "https://x/scheduled_events/E/invitees/I"
+        );
         let base: url::Url = "https://api.calendly.com/".parse().unwrap();
         assert_eq!(WebhookUri::from_uuid(&base, "W1").as_str(), "https://api.calendly.com/webhook_subscriptions/W1");
         assert_eq!(last_segment("https://a/b/c?x=1"), "c");

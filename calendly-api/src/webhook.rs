@@ -189,8 +189,8 @@ fn decode<T: serde::de::DeserializeOwned>(v: serde_json::Value, prefix: &str) ->
 /// # Errors
 /// [`WebhookError::LegacyFormat`] for a v1 body; [`WebhookError::Decode`] naming the JSON path otherwise.
 pub fn parse_delivery(body: &[u8]) -> Result<WebhookDelivery, WebhookError> {
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| WebhookError::Decode { path: ".".into(), message: e.to_string() })?;
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| WebhookError::Decode { path: ".".into(), message: e.to_string() })?;
     if is_legacy(&value) {
         return Err(WebhookError::LegacyFormat);
     }
@@ -280,10 +280,9 @@ impl WebhookDelivery {
                 .new_invitee
                 .clone()
                 .map(|new| RescheduleSide::Canceled(ReschedulePair { old: inv.uri.clone(), new })),
-            WebhookEvent::InviteeCreated => inv
-                .old_invitee
-                .clone()
-                .map(|old| RescheduleSide::Created(ReschedulePair { old, new: inv.uri.clone() })),
+            WebhookEvent::InviteeCreated => {
+                inv.old_invitee.clone().map(|old| RescheduleSide::Created(ReschedulePair { old, new: inv.uri.clone() }))
+            }
             _ => None,
         }
     }
@@ -317,7 +316,12 @@ impl WebhookVerifier {
     /// A verifier for `signing_key` (the string as UTF-8 bytes, not decoded), with a 3-minute tolerance.
     #[must_use]
     pub fn new(signing_key: Token) -> Self {
-        Self { key: signing_key, tolerance: DEFAULT_TOLERANCE, future_skew: DEFAULT_FUTURE_SKEW, clock: Arc::new(SystemClock) }
+        Self {
+            key: signing_key,
+            tolerance: DEFAULT_TOLERANCE,
+            future_skew: DEFAULT_FUTURE_SKEW,
+            clock: Arc::new(SystemClock),
+        }
     }
 
     /// How old a signature may be (default 3 minutes). Deliveries older than this are rejected as replays.
@@ -384,7 +388,9 @@ impl WebhookVerifier {
     /// # Errors
     /// As [`WebhookVerifier::verify`].
     pub fn verify_headers(&self, headers: &http::HeaderMap, body: &[u8]) -> Result<(), SignatureError> {
-        let h = headers.get(SIGNATURE_HEADER).map(|v| v.to_str().map_err(|_| SignatureError::Malformed("not ASCII".into())));
+        let h = headers
+            .get(SIGNATURE_HEADER)
+            .map(|v| v.to_str().map_err(|_| SignatureError::Malformed("not ASCII".into())));
         let h = h.transpose()?;
         self.verify(h, body)
     }
@@ -450,7 +456,10 @@ mod tests {
         let mut map = http::HeaderMap::new();
         map.insert("calendly-webhook-signature", h.parse().unwrap());
         verifier(1_790_000_000).verify_headers(&map, KAT_BODY).unwrap();
-        assert_eq!(verifier(1_790_000_000).verify_headers(&http::HeaderMap::new(), KAT_BODY), Err(SignatureError::Missing));
+        assert_eq!(
+            verifier(1_790_000_000).verify_headers(&http::HeaderMap::new(), KAT_BODY),
+            Err(SignatureError::Missing)
+        );
     }
 
     #[test]

@@ -364,9 +364,13 @@ impl Client {
         let key = req.signing_key.clone().unwrap_or_else(generate_signing_key);
         let create = req.clone().signing_key(key.clone());
         match self.create_webhook_subscription(&create).await? {
-            CreateOutcome::Created(subscription) => Ok(EnsuredSubscription { subscription, signing_key: Some(key), action }),
+            CreateOutcome::Created(subscription) => {
+                Ok(EnsuredSubscription { subscription, signing_key: Some(key), action })
+            }
             CreateOutcome::AlreadyExists(body) => match self.find_webhook_subscription(&list, &req.url).await? {
-                Some(subscription) => Ok(EnsuredSubscription { subscription, signing_key: None, action: EnsureAction::Kept }),
+                Some(subscription) => {
+                    Ok(EnsuredSubscription { subscription, signing_key: None, action: EnsureAction::Kept })
+                }
                 None => Err(Error::InvalidRequest(format!(
                     "Calendly says the URL is already subscribed ({}) but it is not listed at scope {}",
                     body.message, req.scope
