@@ -8,12 +8,7 @@ use api_core::Request;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::{
-    Client, DeliveryId, Error, Identifier,
-    client::AppLane,
-    ids::encode_segment,
-    limits::ValidationError,
-};
+use crate::{Client, DeliveryId, Error, Identifier, client::AppLane, ids::encode_segment, limits::ValidationError};
 
 /// Which transactional template to use: its numeric id or its trigger name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -326,7 +321,11 @@ impl Client {
     ///
     /// # Errors
     /// [`Error::Invalid`] for an empty id/email list; [`Error::Api`] (422 for recipient errors).
-    pub async fn trigger_broadcast(&self, broadcast_id: u64, trigger: &BroadcastTrigger) -> Result<TriggerResponse, Error> {
+    pub async fn trigger_broadcast(
+        &self,
+        broadcast_id: u64,
+        trigger: &BroadcastTrigger,
+    ) -> Result<TriggerResponse, Error> {
         match &trigger.audience {
             Audience::Ids(v) | Audience::Emails(v) if v.is_empty() => {
                 return Err(ValidationError::Rule("broadcast audience list is empty".into()).into());

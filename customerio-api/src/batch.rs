@@ -103,7 +103,7 @@ impl Operation {
 
     /// `object`/`identify` (create or update an object of type `object_type_id`).
     #[must_use]
-    pub fn identify_object(object_type_id: &str, object_id: &str, attributes: Map<String, Value>) -> Self {
+    pub fn identify_object(object_type_id: &str, object_id: &str, attributes: &Map<String, Value>) -> Self {
         Self(obj(json!({
             "type": "object",
             "identifiers": {"object_type_id": object_type_id, "object_id": object_id},
@@ -290,8 +290,9 @@ impl Client {
         op.validate()?;
         let bytes = serde_json::to_vec(op).map_err(|e| ValidationError::Serialize(e.to_string()))?;
         if bytes.len() > MAX_ENTITY_BYTES {
-            return Err(ValidationError::OperationTooLarge { index: None, bytes: bytes.len(), max: MAX_ENTITY_BYTES }
-                .into());
+            return Err(
+                ValidationError::OperationTooLarge { index: None, bytes: bytes.len(), max: MAX_ENTITY_BYTES }.into()
+            );
         }
         let req = Request::post("/api/v2/entity")
             .body(Body::Json { bytes: Bytes::from(bytes), content_type: "application/json" })

@@ -216,9 +216,8 @@ impl ClientBuilder {
         );
         let broadcasts = lane(
             &app_base,
-            self.broadcast_limiter.unwrap_or_else(|| {
-                RateLimiter::new([Rule::Window { max: 1, window: BROADCAST_TRIGGER_INTERVAL }])
-            }),
+            self.broadcast_limiter
+                .unwrap_or_else(|| RateLimiter::new([Rule::Window { max: 1, window: BROADCAST_TRIGGER_INTERVAL }])),
             "broadcasts",
         );
         Ok(Client {

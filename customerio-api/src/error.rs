@@ -133,7 +133,7 @@ pub enum Error {
     #[error("Customer.io API error {}: {}", parts.status, display_vendor(vendor, parts))]
     Api {
         /// Status, headers of interest, raw body.
-        parts: HttpErrorParts,
+        parts: Box<HttpErrorParts>,
         /// The parsed body.
         vendor: VendorError,
         /// Retry classification.
@@ -149,7 +149,7 @@ pub enum Error {
         /// The parsed body (the App API sends `{"errors":[{"detail":"wrong datacenter","status":"301"}]}`).
         vendor: VendorError,
         /// Status, headers of interest, raw body.
-        parts: HttpErrorParts,
+        parts: Box<HttpErrorParts>,
     },
     /// The request was refused locally, before sending, because it breaks a documented Customer.io limit.
     #[error("invalid request: {0}")]
@@ -185,7 +185,7 @@ fn display_vendor(vendor: &VendorError, parts: &HttpErrorParts) -> String {
 
 impl Error {
     pub(crate) fn from_response(resp: &RawResponse) -> Self {
-        let parts = HttpErrorParts::from_response(resp);
+        let parts = Box::new(HttpErrorParts::from_response(resp));
         let vendor = VendorError::parse(&resp.body);
         if resp.status.is_redirection() {
             let location = resp.header("location").map(str::to_owned);
@@ -209,11 +209,10 @@ impl Error {
     pub fn class(&self) -> ErrorClass {
         match self {
             Self::Api { class, .. } => *class,
-            Self::Redirect { .. } | Self::Invalid(_) => ErrorClass::Client,
+            Self::Redirect { .. } | Self::Invalid(_) | Self::Build(_) => ErrorClass::Client,
             Self::Transport(_) => ErrorClass::Transport,
             Self::Decode(_) => ErrorClass::Decode,
             Self::MissingCredentials { .. } | Self::InvalidCredential => ErrorClass::Auth,
-            Self::Build(_) => ErrorClass::Client,
         }
     }
 
@@ -286,7 +285,10 @@ mod tests {
             VendorError::parse(br#"{"meta":{"errors":["a","b"]}}"#),
             VendorError::Errors(vec!["a".into(), "b".into()])
         );
-        assert_eq!(VendorError::parse(br#"{"meta":{"error":"no primary"}}"#), VendorError::Message("no primary".into()));
+        assert_eq!(
+            VendorError::parse(br#"{"meta":{"error":"no primary"}}"#),
+            VendorError::Message("no primary".into())
+        );
         let v = VendorError::parse(br#"{"errors":[{"batch_index":1,"reason":"r","field":"f","message":"m","x":1}]}"#);
         let VendorError::Items(items) = &v else { panic!("{v:?}") };
         assert_eq!(items[0].batch_index, Some(1));

@@ -107,7 +107,9 @@ pub mod transport;
 pub mod webhook;
 
 pub use api_core::{FixedClock, RateLimiter, RetryPolicy, Rule, SignatureError, Token};
-pub use app::{Audience, BroadcastTrigger, CustomerAttributes, CustomerRef, MessageRef, SendEmail, SendResponse, TriggerResponse};
+pub use app::{
+    Audience, BroadcastTrigger, CustomerAttributes, CustomerRef, MessageRef, SendEmail, SendResponse, TriggerResponse,
+};
 pub use batch::{BatchAbort, BatchReport, Operation, RejectedOperation};
 pub use client::{Client, ClientBuilder};
 pub use error::{Error, ErrorItem, VendorError};

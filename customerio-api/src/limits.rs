@@ -187,6 +187,7 @@ mod tests {
 
     use super::*;
 
+    #[allow(clippy::needless_pass_by_value)]
     fn map(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
     }

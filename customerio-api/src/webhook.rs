@@ -266,9 +266,7 @@ impl ReportingEvent {
             .as_ref()
             .and_then(|i| i.email.as_deref())
             .or(self.data.email_address.as_deref())
-            .or_else(|| {
-                (self.object_type == ObjectType::Email).then_some(self.data.recipient.as_deref()).flatten()
-            })
+            .or_else(|| (self.object_type == ObjectType::Email).then_some(self.data.recipient.as_deref()).flatten())
             .filter(|s| !s.is_empty())
     }
 }

@@ -1,0 +1,271 @@
+//! The fake, driven through our own client.
+#![cfg(feature = "fake")]
+
+use std::{sync::Arc, time::Duration};
+
+use api_core::fake::Fault;
+use customerio_api::{
+    Audience, BroadcastTrigger, Error, Event, EventId, FixedClock, Identifier, Identify, Metric, ObjectType, Operation,
+    RetryPolicy, SendEmail, Token, VendorError, WebhookVerifier,
+    fake::{FakeConfig, FakeCustomerIo},
+    webhook::parse_event,
+};
+use http::Method;
+use serde_json::{Map, Value, json};
+
+fn attrs(v: Value) -> Map<String, Value> {
+    v.as_object().cloned().unwrap()
+}
+
+#[tokio::test]
+async fn identify_creates_updates_and_respects_timestamp_order() {
+    let fake = FakeCustomerIo::start().await.unwrap();
+    let cio = fake.client();
+    let ann = Identifier::email("ann+crm@example.com");
+    cio.identify(&ann, &Identify::new().attr("plan", "pro").id("42").timestamp(200)).await.unwrap();
+    let p = fake.person(&ann).expect("created");
+    assert_eq!(p.id.as_deref(), Some("42"));
+    assert_eq!(p.attributes["plan"], "pro");
+    // stale update (older _timestamp) does not overwrite
+    cio.identify(&Identifier::id("42"), &Identify::new().attr("plan", "free").timestamp(100)).await.unwrap();
+    assert_eq!(fake.person(&ann).unwrap().attributes["plan"], "pro");
+    cio.identify(&Identifier::id("42"), &Identify::new().attr("plan", "team").timestamp(300)).await.unwrap();
+    assert_eq!(fake.person(&ann).unwrap().attributes["plan"], "team");
+    // the path was URL-encoded: `+` travelled as %2B
+    assert!(fake.log().requests()[0].path.ends_with("ann%2Bcrm%40example.com"), "{}", fake.log().requests()[0].path);
+    // lookup by email through the App API; cio_id path works too
+    let found = cio.customers_by_email("ann+crm@example.com").await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id.as_deref(), Some("42"));
+    let cio_id = found[0].cio_id.clone().unwrap();
+    cio.identify(&Identifier::cio_id(cio_id.clone()), &Identify::new().attr("vip", true)).await.unwrap();
+    assert_eq!(fake.person(&ann).unwrap().attributes["vip"], true);
+    let attrs = cio.customer_attributes(&Identifier::id("42")).await.unwrap().unwrap();
+    assert_eq!(attrs.attributes["plan"], "team");
+    assert!(cio.customer_attributes(&Identifier::id("nope")).await.unwrap().is_none());
+    assert!(cio.customers_by_email("none@example.com").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn update_only_never_creates() {
+    let fake = FakeCustomerIo::start().await.unwrap();
+    let cio = fake.client();
+    cio.identify(&Identifier::id("ghost"), &Identify::new().attr("a", 1).update_only()).await.unwrap();
+    assert!(fake.person(&Identifier::id("ghost")).is_none());
+    assert!(fake.activity().iter().any(|a| a.contains("Failed Attribute Change")));
+}
+
+#[tokio::test]
+async fn events_are_deduplicated_by_id() {
+    let fake = FakeCustomerIo::start().await.unwrap();
+    let cio = fake.client();
+    let who = Identifier::id("7");
+    let id = EventId::from_source_key_unix("kommo:lead:7:won", 1_700_000_000);
+    let e = Event::new("deal_won").id(id).timestamp(1_700_000_000).data("amount", 10);
+    cio.track(&who, &e).await.unwrap();
+    cio.track(&who, &e).await.unwrap();
+    let events = fake.events_for(&who);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].id.as_deref(), Some(id.to_string().as_str()));
+    assert_eq!(events[0].data["amount"], 10);
+    // anonymous event, then linked by identify with anonymous_id
+    cio.track_anonymous(&Event::new("visited").anonymous_id("anon-1")).await.unwrap();
+    cio.identify(&who, &Identify::new().anonymous_id("anon-1")).await.unwrap();
+    assert_eq!(fake.events_for(&who).len(), 2);
+}
+
+#[tokio::test]
+async fn drop_after_commit_then_retry_does_not_double_count() {
+    let fake = FakeCustomerIo::start().await.unwrap();
+    let cio = fake.client();
+    let who = Identifier::id("9");
+    fake.faults().inject(Some(Method::POST), "/api/v1/customers/9/events", Fault::DropAfterCommit, 1);
+    // an event with an id is idempotent: the client retries the broken request itself
+    cio.track(&who, &Event::new("signup")).await.unwrap();
+    assert_eq!(fake.log().count(&Method::POST, "/api/v1/customers/9/events"), 2);
+    assert_eq!(fake.events_for(&who).len(), 1);
+}
+
+#[tokio::test]
+async fn rate_limit_429_and_5xx_faults_are_retried() {
+    let fake = FakeCustomerIo::start_with(FakeConfig {
+        track_rate_limit: Some((2, Duration::from_millis(200))),
+        ..FakeConfig::default()
+    })
+    .await
+    .unwrap();
+    let cio = fake.client();
+    for i in 0..5 {
+        cio.identify(&Identifier::id(format!("p{i}")), &Identify::new().attr("n", i)).await.unwrap();
+    }
+    assert_eq!(fake.people().len(), 5);
+    let puts = fake.log().count(&Method::PUT, "/api/v1/customers/");
+    assert!(puts > 5, "some were answered 429 and retried: {puts}");
+
+    fake.faults().inject(None, "/api/v1/customers/x", Fault::json(503, &json!({"meta": {"errors": ["down"]}})), 1);
+    cio.identify(&Identifier::id("x"), &Identify::new()).await.unwrap();
+    // with retries off, the typed error comes back
+    let strict = fake.client_builder().retry_policy(RetryPolicy::none()).build().unwrap();
+    fake.faults().inject(None, "/api/v1/customers/y", Fault::json(503, &json!({"meta": {"errors": ["down"]}})), 1);
+    let err = strict.identify(&Identifier::id("y"), &Identify::new()).await.unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(503));
+    assert_eq!(err.vendor(), Some(&VendorError::Errors(vec!["down".into()])));
+    assert!(err.is_retryable());
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_401() {
+    let fake = FakeCustomerIo::start().await.unwrap();
+    let cio = fake.client_builder().track_credentials("fake-site-id", Token::new("wrong")).build().unwrap();
+    let err = cio.identify(&Identifier::id("1"), &Identify::new()).await.unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(401));
+    assert_eq!(err.class(), api_core::ErrorClass::Auth);
+}
+
+#[tokio::test]
+async fn suppress_merge_devices_delete() {
+    let fake = FakeCustomerIo::start().await.unwrap();
+    let cio = fake.client();
+    let a = Identifier::id("a");
+    let b = Identifier::email("b@example.com");
+    fake.seed_person(&a, &attrs(json!({"plan": "pro"})));
+    fake.seed_person(&b, &attrs(json!({"city": "Oslo", "plan": "free"})));
+    cio.track(&b, &Event::new("opened_app")).await.unwrap();
+    cio.merge_people(&a, &b).await.unwrap();
+    let merged = fake.person(&a).unwrap();
+    assert_eq!(merged.attributes["plan"], "pro");
+    assert_eq!(merged.attributes["city"], "Oslo");
+    assert!(fake.person(&b).is_none());
+    assert_eq!(fake.events_for(&a).len(), 1);
+    // merge with a missing primary: 400 {"meta":{"error":...}}
+    let err = cio.merge_people(&Identifier::id("missing"), &a).await.unwrap_err();
+    assert!(matches!(err.vendor(), Some(VendorError::Message(_))), "{err:?}");
+
+    cio.add_device(&a, &customerio_api::Device::new("tok1", customerio_api::Platform::Ios).last_used(5)).await.unwrap();
+    assert_eq!(fake.person(&a).unwrap().devices.len(), 1);
+    cio.delete_device(&a, "tok1").await.unwrap();
+    assert!(fake.person(&a).unwrap().devices.is_empty());
+
+    cio.suppress(&a).await.unwrap();
+    assert!(fake.person(&a).is_none());
+    assert!(fake.is_suppressed(&a));
+    cio.identify(&a, &Identify::new().attr("plan", "x")).await.unwrap();
+    assert!(fake.person(&a).is_none(), "suppressed identifiers are not re-added");
+    cio.unsuppress(&a).await.unwrap();
+    cio.identify(&a, &Identify::new().attr("plan", "x")).await.unwrap();
+    assert!(fake.person(&a).is_some());
+    cio.delete_person(&a).await.unwrap();
+    assert!(fake.person(&a).is_none());
+}
+
+#[tokio::test]
+async fn batch_207_reports_failed_indexes_and_applies_the_rest() {
+    let fake = FakeCustomerIo::start().await.unwrap();
+    let cio = fake.client();
+    let ops = vec![
+        Operation::identify(&Identifier::id("1"), attrs(json!({"plan": "pro"}))),
+        Operation::raw(json!({"type": "person", "action": "identify", "identifiers": {"id": "2", "email": "x@y.z"}}))
+            .unwrap(),
+        Operation::event(&Identifier::id("1"), "won", EventId::new(), Some(5), Map::new()),
+        Operation::raw(json!({"type": "spaceship", "action": "launch"})).unwrap(),
+        Operation::identify_object("1", "acme", &attrs(json!({"name": "Acme"}))),
+    ];
+    let report = cio.batch(&ops).await.unwrap();
+    assert_eq!(report.rejected_indexes(), vec![1, 3]);
+    assert!(report.aborted.is_none());
+    assert_eq!(fake.person(&Identifier::id("1")).unwrap().attributes["plan"], "pro");
+    assert_eq!(fake.events_for(&Identifier::id("1")).len(), 1);
+    assert_eq!(fake.object("1", "acme").unwrap()["name"], "Acme");
+    cio.entity(&Operation::identify(&Identifier::id("3"), attrs(json!({"a": 1}))).with_timestamp(10)).await.unwrap();
+    assert!(fake.person(&Identifier::id("3")).is_some());
+    let err = cio
+        .entity(&Operation::raw(json!({"type": "person", "action": "fly", "identifiers": {"id": "3"}})).unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(err.vendor(), Some(VendorError::Items(i)) if i[0].field.as_deref() == Some("action")), "{err:?}");
+}
+
+#[tokio::test]
+async fn app_api_send_and_broadcast() {
+    let fake = FakeCustomerIo::start().await.unwrap();
+    let cio = fake.client();
+    let sent = cio
+        .send_email(&SendEmail::template(customerio_api::MessageRef::Id(3), "ann@example.com", Identifier::id("42")))
+        .await
+        .unwrap();
+    assert!(!sent.delivery_id.as_str().is_empty());
+    assert_eq!(fake.sent_messages()[0].body["transactional_message_id"], 3);
+    let t =
+        cio.trigger_broadcast(9, &BroadcastTrigger::new().audience(Audience::Ids(vec!["42".into()]))).await.unwrap();
+    assert_eq!(t.id, 1);
+    assert_eq!(fake.broadcast_triggers()[0].body["ids"], json!(["42"]));
+    // the fake enforces 1 per 10 s; with retries off the 429 surfaces as Throttled
+    let strict = fake.client_builder().retry_policy(RetryPolicy::none()).build().unwrap();
+    let err = strict.trigger_broadcast(9, &BroadcastTrigger::new()).await.unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(429));
+    assert_eq!(err.class(), api_core::ErrorClass::Throttled);
+    assert!(err.retry_hint().is_some());
+}
+
+#[tokio::test]
+async fn signed_webhooks_verify_and_deliver() {
+    let clock = FixedClock::at_unix(1_700_000_000);
+    let fake = FakeCustomerIo::start_with(FakeConfig { clock: Arc::new(clock.clone()), ..FakeConfig::default() })
+        .await
+        .unwrap();
+    let ann = Identifier::email("ann@example.com");
+    fake.seed_person(&ann, &attrs(json!({"id": "42"})));
+    let hook = fake.webhook(&ann, Metric::Clicked).href("https://example.com/pricing").subject("Hi").build();
+    let verifier =
+        WebhookVerifier::new(Token::new(fake.config().webhook_signing_key.clone())).clock(Arc::new(clock.clone()));
+    let event = verifier.verify_and_parse(&hook.header_map(), &hook.body).unwrap();
+    assert_eq!(event.metric, Metric::Clicked);
+    assert_eq!(event.object_type, ObjectType::Email);
+    assert_eq!(event.data.href.as_deref(), Some("https://example.com/pricing"));
+    assert_eq!(event.person_id(), Some("42"));
+    assert_eq!(event.person_email(), Some("ann@example.com"));
+    assert_eq!(event.timestamp, 1_700_000_000);
+    assert_eq!(hook.signed_timestamp(), "1700000000");
+    // stale: signed 10 minutes ago
+    let stale = fake.webhook(&ann, Metric::Opened).signed_at(1_700_000_000 - 600).build();
+    assert!(verifier.verify_and_parse(&stale.header_map(), &stale.body).is_err());
+    let unsub = fake.webhook(&ann, Metric::Unsubscribed).build();
+    assert_eq!(parse_event(&unsub.body).unwrap().metric, Metric::Unsubscribed);
+
+    // delivery to a receiver (an axum route standing in for the sync engine's ingest)
+    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let g = got.clone();
+    let v = verifier.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: http::HeaderMap, body: bytes::Bytes| {
+            let g = g.clone();
+            let v = v.clone();
+            async move {
+                match v.verify_and_parse(&headers, &body) {
+                    Ok(e) => {
+                        g.lock().unwrap().push(e);
+                        http::StatusCode::OK
+                    }
+                    Err(_) => http::StatusCode::UNAUTHORIZED,
+                }
+            }
+        }),
+    );
+    let receiver = api_core::fake::FakeServer::start(app).await.unwrap();
+    let url = receiver.base_url.join("/hook").unwrap();
+    assert_eq!(hook.deliver(&url).await.unwrap(), 200);
+    assert_eq!(stale.deliver(&url).await.unwrap(), 401);
+    assert_eq!(got.lock().unwrap().len(), 1);
+    assert_eq!(got.lock().unwrap()[0].event_id, hook.event.event_id);
+}
+
+#[tokio::test]
+async fn guard_errors_never_reach_the_fake() {
+    let fake = FakeCustomerIo::start().await.unwrap();
+    let cio = fake.client();
+    let err = cio.identify(&Identifier::id("i".repeat(151)), &Identify::new()).await.unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)));
+    assert!(!err.may_have_been_sent());
+    assert_eq!(fake.log().requests().len(), 0);
+}
