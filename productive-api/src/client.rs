@@ -4,7 +4,7 @@
 use std::{fmt, sync::Arc, time::Duration};
 
 use api_core::{
-    Body, HttpClient, Page, RateLimiter, RawResponse, ReqwestTransport, Request, RetryPolicy, Rule, Token, Transport,
+    Body, HttpClient, Page, RateLimiter, RawResponse, Request, ReqwestTransport, RetryPolicy, Rule, Token, Transport,
     TransportConfig, VendorHint,
 };
 use futures::Stream;
@@ -163,9 +163,9 @@ impl ClientBuilder {
             Url::parse(&self.base_url).map_err(|e| Error::Config(format!("base URL {:?}: {e}", self.base_url)))?;
         let transport: Arc<dyn Transport> = match self.transport {
             Some(t) => t,
-            None => Arc::new(
-                ReqwestTransport::new(self.transport_config).map_err(|e| Error::Config(e.message.clone()))?,
-            ),
+            None => {
+                Arc::new(ReqwestTransport::new(self.transport_config).map_err(|e| Error::Config(e.message.clone()))?)
+            }
         };
         let limiter = self.limiter.unwrap_or_else(default_rate_limiter);
         let http = HttpClient::new(base_url.clone(), transport.clone())
@@ -380,12 +380,12 @@ impl Client {
     ///
     /// # Errors
     /// See [`Error`].
-    pub async fn report(
-        &self,
-        path: &str,
-        query: &Query,
-    ) -> Result<Document<Vec<Resource<serde_json::Value>>>, Error> {
-        let p = if path.starts_with("/reports") { path.to_owned() } else { format!("/reports/{}", path.trim_start_matches('/')) };
+    pub async fn report(&self, path: &str, query: &Query) -> Result<Document<Vec<Resource<serde_json::Value>>>, Error> {
+        let p = if path.starts_with("/reports") {
+            path.to_owned()
+        } else {
+            format!("/reports/{}", path.trim_start_matches('/'))
+        };
         self.get_document(&p, query).await
     }
 }
@@ -413,7 +413,10 @@ mod tests {
             Client::builder().token(Token::new("t")).organization_id(1).base_url("not a url").build(),
             Err(Error::Config(_))
         ));
-        assert!(matches!(Client::builder().token(Token::new("bad\nvalue")).organization_id(1).build(), Err(Error::Config(_))));
+        assert!(matches!(
+            Client::builder().token(Token::new("bad\nvalue")).organization_id(1).build(),
+            Err(Error::Config(_))
+        ));
     }
 
     fn is_send_sync<T: Send + Sync + Clone + fmt::Debug>() {}

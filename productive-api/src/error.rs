@@ -37,9 +37,7 @@ pub enum Error {
     #[error("Productive API error: {0}")]
     Api(Box<ApiError>),
     /// 415: the request's `Content-Type` was not `application/vnd.api+json` (a bug in the caller or a proxy).
-    #[error(
-        "Productive rejected the request's Content-Type (415): it must be `application/vnd.api+json` — {0}"
-    )]
+    #[error("Productive rejected the request's Content-Type (415): it must be `application/vnd.api+json` — {0}")]
     UnsupportedMediaType(Box<ApiError>),
     /// No response arrived.
     #[error("transport error: {0}")]
@@ -74,11 +72,7 @@ impl Error {
             resp.header("retry-after").and_then(|v| api_core::parse_retry_after(v, std::time::SystemTime::now()));
         let class = ErrorClass::from_status(resp.status);
         let e = Box::new(ApiError { parts, document, class, retry_after });
-        if resp.status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
-            Self::UnsupportedMediaType(e)
-        } else {
-            Self::Api(e)
-        }
+        if resp.status == StatusCode::UNSUPPORTED_MEDIA_TYPE { Self::UnsupportedMediaType(e) } else { Self::Api(e) }
     }
 
     /// The API error, for [`Error::Api`] and [`Error::UnsupportedMediaType`].
@@ -186,7 +180,11 @@ mod tests {
         if let Some(r) = retry_after {
             headers.insert("retry-after", r.parse().unwrap());
         }
-        RawResponse { status: StatusCode::from_u16(status).unwrap(), headers, body: bytes::Bytes::from(body.to_owned()) }
+        RawResponse {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers,
+            body: bytes::Bytes::from(body.to_owned()),
+        }
     }
 
     #[test]

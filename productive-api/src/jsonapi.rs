@@ -179,9 +179,8 @@ pub struct Resource<A> {
 
 fn default_attrs<A: DeserializeOwned>() -> A {
     // Attributes types in this crate are `#[serde(default)]` structs or `Value`; both decode from `{}`.
-    serde_json::from_value(Value::Object(Map::new())).unwrap_or_else(|_| {
-        serde_json::from_value(Value::Null).expect("attributes type must decode from {} or null")
-    })
+    serde_json::from_value(Value::Object(Map::new()))
+        .unwrap_or_else(|_| serde_json::from_value(Value::Null).expect("attributes type must decode from {} or null"))
 }
 
 impl<A> Resource<A> {
@@ -1079,10 +1078,8 @@ mod tests {
             ]
         );
         assert_eq!(Query::new().page_size(1000).page_size_value(), Some(200));
-        let g = Query::new().filter_group(
-            LogicalOp::Or,
-            [Filter::eq("email", "a@x.io"), Filter::op("name", FilterOp::NotEq, "B")],
-        );
+        let g = Query::new()
+            .filter_group(LogicalOp::Or, [Filter::eq("email", "a@x.io"), Filter::op("name", FilterOp::NotEq, "B")]);
         assert_eq!(
             g.to_query_string(),
             "filter%5B%24op%5D=or&filter%5B0%5D%5Bemail%5D=a%40x.io&filter%5B1%5D%5Bname%5D%5Bnot_eq%5D=B"

@@ -333,7 +333,10 @@ mod tests {
         assert_eq!(sign(&token, 1_758_646_018, TASK_CREATED.as_bytes()), format!("t=1758646018, s={KAT_SIG}"));
         let clock = FixedClock::at_unix(1_758_646_018 + 10);
         let h = format!("t=1758646018,s={KAT_SIG}");
-        assert_eq!(verify_signature(&token, Some(&h), TASK_CREATED.as_bytes(), &clock, DEFAULT_TOLERANCE), Ok(1_758_646_018));
+        assert_eq!(
+            verify_signature(&token, Some(&h), TASK_CREATED.as_bytes(), &clock, DEFAULT_TOLERANCE),
+            Ok(1_758_646_018)
+        );
     }
 
     #[test]

@@ -14,7 +14,10 @@ pub mod webhooks;
 use serde_json::{Map, Value};
 
 /// Serializes `extra` attributes into a map (used by the `extra` escape hatch of create requests).
-pub(crate) fn merge_extra(doc: crate::jsonapi::WriteDocument, extra: &Map<String, Value>) -> crate::jsonapi::WriteDocument {
+pub(crate) fn merge_extra(
+    doc: crate::jsonapi::WriteDocument,
+    extra: &Map<String, Value>,
+) -> crate::jsonapi::WriteDocument {
     let mut doc = doc;
     for (k, v) in extra {
         doc.data.attributes.insert(k.clone(), v.clone());
@@ -27,4 +30,3 @@ pub(crate) fn merge_extra(doc: crate::jsonapi::WriteDocument, extra: &Map<String
 pub(crate) fn is_false(v: &bool) -> bool {
     !*v
 }
-

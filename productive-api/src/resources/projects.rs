@@ -379,7 +379,13 @@ mod tests {
         ProjectCopy::from_template("1".into(), "x").validate().unwrap();
         let c = ProjectCopy { copy_task_lists: true, ..ProjectCopy::new("1".into(), "x") };
         assert!(c.validate().is_err());
-        let c = ProjectCopy { copy_assignees: true, copy_open_tasks: true, copy_task_lists: true, copy_boards: true, ..ProjectCopy::new("1".into(), "x") };
+        let c = ProjectCopy {
+            copy_assignees: true,
+            copy_open_tasks: true,
+            copy_task_lists: true,
+            copy_boards: true,
+            ..ProjectCopy::new("1".into(), "x")
+        };
         assert!(c.validate().is_err(), "assignees need memberships");
     }
 

@@ -184,11 +184,9 @@ impl Client {
     /// # Errors
     /// See [`Error`].
     pub async fn create_task_list(&self, project: &ProjectId, name: &str) -> Result<TaskList, Error> {
-        let doc = WriteDocument::create(TaskListAttributes::TYPE).attribute("name", name).relate(
-            "project",
-            "projects",
-            project,
-        );
+        let doc = WriteDocument::create(TaskListAttributes::TYPE)
+            .attribute("name", name)
+            .relate("project", "projects", project);
         Ok(self.post_document("/task_lists", &doc).await?.data)
     }
 }
