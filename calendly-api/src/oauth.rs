@@ -1,4 +1,4 @@
-//! OAuth 2.0 for Calendly: a [`Refresher`] for `POST https://auth.calendly.com/oauth/token` and the
+//! OAuth 2.0 for Calendly: a [`Refresher`](api_core::Refresher) for `POST https://auth.calendly.com/oauth/token` and the
 //! authorization-code exchange. Calendly's refresh tokens are **single-use and rotate**: every successful refresh
 //! revokes the old refresh token, so the new one must be stored before it is used — [`api_core::OAuthSession`]
 //! does that, single-flight, with a [`api_core::TokenStore`].
