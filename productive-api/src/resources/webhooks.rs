@@ -1,6 +1,6 @@
 //! Webhook subscriptions (`/webhooks`): create (one per `event_id`), list, get, delete. The create response's
 //! `signature_token` is the HMAC key for [`crate::webhook::verify_signature`]; persist it. It is a
-//! [`Token`](api_core::Token), so `Debug` prints `[redacted]`.
+//! [`Token`], so `Debug` prints `[redacted]`.
 
 use api_core::Token;
 use serde::{Deserialize, Serialize};
