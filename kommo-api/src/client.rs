@@ -3,7 +3,7 @@
 use std::{fmt, sync::Arc, time::Duration};
 
 use api_core::{
-    Auth, HttpClient, HttpErrorParts, OAuthSession, RateLimiter, RawResponse, ReqwestTransport, Request, RetryPolicy,
+    Auth, HttpClient, HttpErrorParts, OAuthSession, RateLimiter, RawResponse, Request, ReqwestTransport, RetryPolicy,
     Rule, Token, Transport, TransportConfig, VendorHint,
 };
 use futures::stream::BoxStream;
@@ -186,8 +186,7 @@ impl ClientBuilder {
     pub fn build(self) -> Result<Client, Error> {
         let raw = self.base_url.ok_or_else(|| Error::InvalidRequest("base_url is required".into()))?;
         let raw = if raw.contains("://") { raw } else { format!("https://{raw}") };
-        let base_url =
-            Url::parse(&raw).map_err(|e| Error::InvalidRequest(format!("invalid base URL {raw:?}: {e}")))?;
+        let base_url = Url::parse(&raw).map_err(|e| Error::InvalidRequest(format!("invalid base URL {raw:?}: {e}")))?;
         if base_url.host_str().is_none() {
             return Err(Error::InvalidRequest(format!("base URL {raw:?} has no host")));
         }

@@ -9,10 +9,7 @@ use std::fmt;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::{
-    Client, CustomFieldId, EntityType, EnumId, Error, ListParams, StatusId,
-    ids::PipelineId,
-};
+use crate::{Client, CustomFieldId, EntityType, EnumId, Error, ListParams, StatusId, ids::PipelineId};
 
 /// A custom field type. Unknown types round-trip through [`FieldType::Other`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -332,7 +329,9 @@ pub trait CustomFieldsExt {
 
     /// All text values of the field with this code (every email of a contact with `"EMAIL"`).
     fn values_by_code(&self, code: &str) -> Vec<String> {
-        self.custom_field_by_code(code).map(|f| f.values.iter().filter_map(FieldValue::as_text).collect()).unwrap_or_default()
+        self.custom_field_by_code(code)
+            .map(|f| f.values.iter().filter_map(FieldValue::as_text).collect())
+            .unwrap_or_default()
     }
 }
 
@@ -441,11 +440,7 @@ impl FieldValueWrite {
             values: Some(
                 values
                     .into_iter()
-                    .map(|(v, c)| WriteValue {
-                        value: Some(v.into().into()),
-                        enum_code: Some(c.into()),
-                        enum_id: None,
-                    })
+                    .map(|(v, c)| WriteValue { value: Some(v.into().into()), enum_code: Some(c.into()), enum_id: None })
                     .collect(),
             ),
         }

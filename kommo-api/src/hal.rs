@@ -80,7 +80,11 @@ pub(crate) fn decode_list<T: DeserializeOwned>(resp: &RawResponse, key: &str, pa
 pub(crate) fn decode_at<T: DeserializeOwned>(value: serde_json::Value, prefix: &str, body: &[u8]) -> Result<T, Error> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let inner = e.path().to_string();
-        let path = if inner == "." { prefix.to_owned() } else { format!("{prefix}{}{inner}", if inner.starts_with('[') { "" } else { "." }) };
+        let path = if inner == "." {
+            prefix.to_owned()
+        } else {
+            format!("{prefix}{}{inner}", if inner.starts_with('[') { "" } else { "." })
+        };
         Error::Decode(api_core::DecodeError {
             path,
             message: e.inner().to_string(),

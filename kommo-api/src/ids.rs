@@ -63,6 +63,11 @@ api_core::int_id!(
 
 macro_rules! default_zero {
     ($($t:ident),*) => {$(
+        impl From<$t> for u64 {
+            fn from(id: $t) -> u64 {
+                id.0
+            }
+        }
         impl Default for $t {
             /// `0` (Kommo uses 0 for "none"/"robot" in a few places); only useful as a builder placeholder.
             fn default() -> Self {
@@ -72,8 +77,21 @@ macro_rules! default_zero {
     )*};
 }
 default_zero!(
-    LeadId, ContactId, CompanyId, NoteId, TaskId, UserId, PipelineId, StatusId, CustomFieldId, EnumId, AccountId,
-    TagId, GroupId, LossReasonId, WebhookId
+    LeadId,
+    ContactId,
+    CompanyId,
+    NoteId,
+    TaskId,
+    UserId,
+    PipelineId,
+    StatusId,
+    CustomFieldId,
+    EnumId,
+    AccountId,
+    TagId,
+    GroupId,
+    LossReasonId,
+    WebhookId
 );
 
 impl StatusId {

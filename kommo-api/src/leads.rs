@@ -464,7 +464,8 @@ impl Leads<'_> {
         if leads.len() > crate::common::BATCH_SIZE {
             return Err(Error::InvalidRequest(format!("leads/complex takes at most 50 leads, got {}", leads.len())));
         }
-        let req = Request::post("/api/v4/leads/complex").json(leads).map_err(|e| Error::InvalidRequest(e.to_string()))?;
+        let req =
+            Request::post("/api/v4/leads/complex").json(leads).map_err(|e| Error::InvalidRequest(e.to_string()))?;
         self.client.send_json(req).await
     }
 }

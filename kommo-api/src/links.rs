@@ -40,13 +40,25 @@ impl Link {
     /// A link to a company.
     #[must_use]
     pub fn company(id: impl Into<u64>) -> Self {
-        Self { entity_id: None, entity_type: None, to_entity_id: id.into(), to_entity_type: EntityType::Companies, metadata: None }
+        Self {
+            entity_id: None,
+            entity_type: None,
+            to_entity_id: id.into(),
+            to_entity_type: EntityType::Companies,
+            metadata: None,
+        }
     }
 
     /// A link to a lead.
     #[must_use]
     pub fn lead(id: impl Into<u64>) -> Self {
-        Self { entity_id: None, entity_type: None, to_entity_id: id.into(), to_entity_type: EntityType::Leads, metadata: None }
+        Self {
+            entity_id: None,
+            entity_type: None,
+            to_entity_id: id.into(),
+            to_entity_type: EntityType::Leads,
+            metadata: None,
+        }
     }
 }
 

@@ -105,7 +105,8 @@ impl KommoOAuth {
         let raw = if base_url.contains("://") { base_url.to_owned() } else { format!("https://{base_url}") };
         let url = Url::parse(&raw).map_err(|e| Error::InvalidRequest(format!("invalid base URL {raw:?}: {e}")))?;
         // a token request is never retried after it may have been sent: the old refresh token could be spent
-        let http = HttpClient::new(url, transport).with_retry(RetryPolicy { max_attempts: 2, ..RetryPolicy::default() });
+        let http =
+            HttpClient::new(url, transport).with_retry(RetryPolicy { max_attempts: 2, ..RetryPolicy::default() });
         Ok(Self { http, client_id: client_id.into(), client_secret, redirect_uri: redirect_uri.into() })
     }
 
@@ -155,8 +156,10 @@ impl KommoOAuth {
         }
         let t: TokenResponse = resp.json().map_err(|e| AuthError::Refresh(e.to_string()))?;
         let now = t.server_time.unwrap_or_else(|| {
-            i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs())
-                .unwrap_or(0)
+            i64::try_from(
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs(),
+            )
+            .unwrap_or(0)
         });
         Ok(TokenSet::from_expires_in(Token::new(t.access_token), t.refresh_token.map(Token::new), t.expires_in, now))
     }

@@ -187,7 +187,12 @@ fn split_key(key: &str) -> Option<Vec<String>> {
     Some(segs)
 }
 
-fn insert(root: &mut BTreeMap<String, FormNode>, segs: &[String], value: String, key: &str) -> Result<(), WebhookError> {
+fn insert(
+    root: &mut BTreeMap<String, FormNode>,
+    segs: &[String],
+    value: String,
+    key: &str,
+) -> Result<(), WebhookError> {
     let conflict = || WebhookError::Conflict { path: key.to_owned() };
     let mut map = root;
     for (i, seg) in segs.iter().enumerate() {

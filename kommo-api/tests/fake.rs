@@ -1,0 +1,254 @@
+//! The fake Kommo, exercised through the client.
+#![cfg(feature = "fake")]
+
+use std::time::Duration;
+
+use futures::TryStreamExt as _;
+use kommo_api::{
+    CustomFieldsExt, EntityType, Error, FieldType, FieldValueWrite, LeadId, ListParams, Order, StatusId,
+    contacts::NewContact,
+    fake::{FakeConfig, FakeKommo, FakeWebhook, SeedLead},
+    leads::{LeadUpdate, NewLead},
+    links::Link,
+    notes::NewNote,
+    tasks::{NewTask, TaskUpdate},
+    webhook::{self, WebhookAction, WebhookEvent},
+};
+
+async fn fake_unlimited() -> FakeKommo {
+    FakeKommo::start_with(FakeConfig { rate_limit: None, ..FakeConfig::default() }).await.unwrap()
+}
+
+#[tokio::test]
+async fn leads_crud_filters_and_updated_at() {
+    let fake = fake_unlimited().await;
+    let client = fake.client();
+    let pipeline = fake.main_pipeline();
+    let stages = fake.stages(pipeline);
+    let field = fake.seed_custom_field(EntityType::Leads, "Next Contact Date", FieldType::Date, None, &[]);
+    let select = fake.seed_custom_field(EntityType::Leads, "Source", FieldType::Select, None, &["Web", "Referral"]);
+
+    let ids = client
+        .leads()
+        .create(&[
+            NewLead::new("A").price(100).stage(pipeline, stages[0]),
+            NewLead::new("B")
+                .price(200)
+                .stage(pipeline, stages[1])
+                .field(FieldValueWrite::date(field, 1_700_000_000))
+                .field(FieldValueWrite::select_value(select, "Referral")),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(ids[0].request_id.as_deref(), Some("0"));
+    let b = LeadId(ids[1].id);
+    let lead = client.leads().get(b, &["contacts"]).await.unwrap();
+    assert_eq!(lead.name, "B");
+    assert_eq!(lead.custom_field(field).unwrap().first().unwrap().as_unix(), Some(1_700_000_000));
+    assert_eq!(lead.custom_field(select).unwrap().first().unwrap().enum_id, fake.enum_id(select, "Referral"));
+    let a = client.leads().get(LeadId(ids[0].id), &[]).await.unwrap();
+    assert!(a.custom_fields_values.is_empty(), "null custom fields decode as empty");
+
+    // update bumps updated_at and is visible
+    let before = lead.updated_at.unwrap();
+    let u = client.leads().update(&LeadUpdate::new(b).stage(pipeline, StatusId::WON)).await.unwrap();
+    assert!(u.updated_at.unwrap() > before);
+    let won: Vec<_> =
+        client.leads().list(ListParams::new().status(pipeline, StatusId::WON)).try_collect().await.unwrap();
+    assert_eq!(won.iter().map(|l| l.id).collect::<Vec<_>>(), vec![b]);
+    let recent: Vec<_> = client
+        .leads()
+        .list(ListParams::new().updated_between(Some(u.updated_at.unwrap()), None).order("updated_at", Order::Asc))
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(recent.len(), 1);
+
+    // batch update
+    let r = client
+        .leads()
+        .update_many(&[LeadUpdate::new(LeadId(ids[0].id)).price(150), LeadUpdate::new(b).name("B2")])
+        .await
+        .unwrap();
+    assert_eq!(r.len(), 2);
+    assert_eq!(fake.lead(b).unwrap().name, "B2");
+    assert_eq!(fake.lead(LeadId(ids[0].id)).unwrap().price, Some(150));
+}
+
+#[tokio::test]
+async fn pagination_ends_with_204_after_a_full_page() {
+    let fake = fake_unlimited().await;
+    for i in 0..4 {
+        fake.seed_lead(SeedLead::new(format!("L{i}")));
+    }
+    let client = fake.client();
+    let all: Vec<_> = client.leads().list(ListParams::new().limit(2)).try_collect().await.unwrap();
+    assert_eq!(all.len(), 4);
+    // pages 1, 2 (full, with next) and 3 (204)
+    assert_eq!(fake.log().count(&http::Method::GET, "/api/v4/leads"), 3);
+    let empty = client.leads().list_page(&ListParams::new().limit(2), 3).await.unwrap();
+    assert!(empty.items.is_empty() && !empty.has_next);
+}
+
+#[tokio::test]
+async fn contacts_search_link_notes_tasks() {
+    let fake = fake_unlimited().await;
+    let client = fake.client();
+    let lead = fake.seed_lead(SeedLead::new("Deal"));
+    assert!(client.contacts().find_by_email("nobody@example.com").await.unwrap().is_none(), "204 miss");
+    let cid = client
+        .contacts()
+        .create_one(NewContact::new("Ann Lee").email("ann@example.com").phone("+1 555 0100"))
+        .await
+        .unwrap();
+    let found = client.contacts().find_by_email("ANN@example.com").await.unwrap().unwrap();
+    assert_eq!(found.id, cid);
+    assert_eq!(found.phones(), vec!["+1 555 0100".to_owned()]);
+    assert!(client.contacts().find_by_phone("15550100").await.unwrap().is_some());
+
+    client.entity(EntityType::Leads).link(lead.get(), &[Link::contact(cid, true)]).await.unwrap();
+    let l = client.leads().get(lead, &["contacts"]).await.unwrap();
+    assert_eq!(l.main_contact(), Some(cid));
+
+    let note = client.notes(EntityType::Leads).add_one(NewNote::common(lead, "Hello")).await.unwrap();
+    let notes = fake.notes_for(EntityType::Leads, lead.get());
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0].id, note);
+    assert_eq!(notes[0].text(), Some("Hello"));
+    let listed: Vec<_> =
+        client.notes(EntityType::Leads).list_for(lead.get(), ListParams::new()).try_collect().await.unwrap();
+    assert_eq!(listed.len(), 1);
+
+    let due = fake.now() + 3600;
+    let task = client
+        .tasks()
+        .create_one(NewTask::new("Call back", due).on(EntityType::Leads, lead.get()).task_type(2))
+        .await
+        .unwrap();
+    client.tasks().update(&TaskUpdate::new(task).due(due + 600)).await.unwrap();
+    client.tasks().complete(task, "Done").await.unwrap();
+    let t = &fake.tasks_for(EntityType::Leads, lead.get())[0];
+    assert!(t.is_completed);
+    assert_eq!(t.complete_till, Some(due + 600));
+    assert_eq!(t.result.as_ref().unwrap().text.as_deref(), Some("Done"));
+    let open: Vec<_> = client
+        .tasks()
+        .list(ListParams::new().entity(EntityType::Leads, lead.get()).completed(false))
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(open.is_empty());
+}
+
+#[tokio::test]
+async fn validation_errors_are_problem_json() {
+    let fake = fake_unlimited().await;
+    let client = fake.client();
+    let err = client
+        .leads()
+        .create(&[NewLead::new("x").field(FieldValueWrite::text(kommo_api::CustomFieldId(999_999), "v"))])
+        .await
+        .unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(400));
+    let v = &err.validation_errors()[0];
+    assert_eq!(v.request_id.as_deref(), Some("0"));
+    assert_eq!(v.errors[0].code.as_deref(), Some("NotSupportedChoice"));
+    assert!(fake.leads().is_empty(), "nothing written");
+}
+
+#[tokio::test]
+async fn wrong_token_is_unauthorized() {
+    let fake = fake_unlimited().await;
+    let client = fake.client_builder().long_lived_token("wrong").build().unwrap();
+    let err = client.account(&[]).await.unwrap_err();
+    assert!(matches!(err, Error::Unauthorized { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn rate_limit_enforced_with_html_429_and_client_spacing_avoids_it() {
+    let fake = FakeKommo::start().await.unwrap();
+    // an unthrottled client bursting 10 requests gets a 429
+    let burst = fake.client_builder().rate_limit(0).build().unwrap();
+    let mut throttled = None;
+    for _ in 0..10 {
+        if let Err(e) = burst.account(&[]).await {
+            throttled = Some(e);
+            break;
+        }
+    }
+    let e = throttled.expect("a burst must be throttled");
+    assert!(matches!(e, Error::Throttled { .. }), "{e:?}");
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(1)));
+    assert!(e.parts().unwrap().body_excerpt().contains("429 Too Many Requests"));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // the default client (7/s, spaced) never trips it
+    let client = fake.client();
+    for _ in 0..10 {
+        client.account(&[]).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn injected_faults() {
+    let fake = fake_unlimited().await;
+    let client = fake.client();
+    fake.inject_status(502, 2);
+    client.account(&[]).await.unwrap(); // GET retried through two 502s
+    fake.inject_ban(1);
+    let e = client.account(&[]).await.unwrap_err();
+    assert!(matches!(e, Error::Banned { .. }), "{e:?}");
+    fake.faults().inject(Some(http::Method::POST), "/api/v4/leads", api_core::fake::Fault::DropAfterCommit, 1);
+    let e = client.leads().create_one(NewLead::new("maybe")).await.unwrap_err();
+    assert!(e.may_have_been_sent());
+    assert_eq!(fake.leads().len(), 1, "committed although the client saw an error");
+}
+
+#[tokio::test]
+async fn webhook_bodies_parse_back() {
+    let fake = fake_unlimited().await;
+    let date = fake.seed_custom_field(EntityType::Leads, "Start", FieldType::Date, None, &[]);
+    let c = fake.seed_contact("Bob", Some("bob@example.com"), None);
+    let lead = fake.seed_lead(
+        SeedLead::new("Deal").price(900).contact(c).field(date, serde_json::json!({"value": 1_542_067_200})).tag("vip"),
+    );
+    let old_status = fake.lead(lead).unwrap().status_id.unwrap();
+    let t = fake.set_lead_status(lead, fake.main_pipeline(), StatusId::WON);
+    let body = fake.webhook_for_lead_status(lead);
+    assert!(body.contains("leads%5Bstatus%5D%5B0%5D%5Bid%5D="), "{body}");
+    let p = webhook::parse(body.as_bytes()).unwrap();
+    assert_eq!(p.account.id.map(|a| a.get()), Some(fake.account_id()));
+    let WebhookEvent::Lead { action: WebhookAction::Status, lead: l } = &p.events[0] else { panic!("{p:?}") };
+    assert_eq!(l.id, lead);
+    assert_eq!(l.status_id, Some(StatusId::WON));
+    assert_eq!(l.old_status_id, Some(old_status));
+    assert_eq!(l.updated_at, Some(t));
+    assert_eq!(l.price, Some(900));
+    assert_eq!(l.custom_field(date).unwrap().as_unix(), Some(1_542_067_200));
+    assert_eq!(l.tags[0].name, "vip");
+    assert_eq!(p.events[0].dedup_key(), format!("lead:status:{lead}:{t}:142"));
+
+    let contact_body = fake.webhook_body(&[FakeWebhook::ContactAdd(c), FakeWebhook::LeadAdd(lead)]);
+    let p = webhook::parse(contact_body.as_bytes()).unwrap();
+    assert_eq!(p.events.len(), 2);
+    let contact = p.events.iter().find_map(|e| match e {
+        WebhookEvent::Contact { contact, .. } => Some(contact),
+        _ => None,
+    });
+    assert_eq!(contact.unwrap().emails(), vec!["bob@example.com".to_owned()]);
+    assert_eq!(contact.unwrap().linked_leads, vec![lead]);
+}
+
+#[tokio::test]
+async fn account_users_pipelines_fields() {
+    let fake = fake_unlimited().await;
+    let client = fake.client();
+    let acc = client.account(&["task_types"]).await.unwrap();
+    assert_eq!(acc.id.get(), fake.account_id());
+    let pipelines = client.pipelines().list().await.unwrap();
+    assert!(pipelines[0].statuses().iter().any(|s| s.id == StatusId::WON));
+    let users: Vec<_> = client.users().list(ListParams::new()).try_collect().await.unwrap();
+    assert_eq!(users[0].email.as_deref(), Some("admin@example.com"));
+    let fields = client.custom_fields(EntityType::Contacts).list().await.unwrap();
+    assert!(fields.iter().any(|f| f.code.as_deref() == Some("EMAIL")));
+}
