@@ -8,7 +8,9 @@ use calendly_api::{
     invitees::{InviteeStatus, ListInvitees},
     scheduled_events::{EventStatus, ListScheduledEvents, LocationType},
     users::{ListMemberships, MembershipRole},
-    webhook_subscriptions::{CreateOutcome, CreateWebhookSubscription, ListWebhookSubscriptions, SubscriptionState, WebhookScope},
+    webhook_subscriptions::{
+        CreateOutcome, CreateWebhookSubscription, ListWebhookSubscriptions, SubscriptionState, WebhookScope,
+    },
 };
 use chrono::{TimeZone as _, Utc};
 use futures::{StreamExt as _, TryStreamExt as _};
@@ -147,7 +149,10 @@ async fn empty_collection() {
         .mount(&server)
         .await;
     let invs: Vec<_> = client
-        .list_invitees(&EventUri::from("https://api.calendly.com/scheduled_events/EV1"), &ListInvitees::default().status(InviteeStatus::Canceled).count(50))
+        .list_invitees(
+            &EventUri::from("https://api.calendly.com/scheduled_events/EV1"),
+            &ListInvitees::default().status(InviteeStatus::Canceled).count(50),
+        )
         .try_collect()
         .await
         .unwrap();
@@ -176,17 +181,29 @@ async fn event_invitees_and_single_resources() {
         .expect(1)
         .mount(&server)
         .await;
-    let ev = client.get_scheduled_event(&"https://api.calendly.com/scheduled_events/GBGBDCAADAEDCRZ2".into()).await.unwrap();
+    let ev =
+        client.get_scheduled_event(&"https://api.calendly.com/scheduled_events/GBGBDCAADAEDCRZ2".into()).await.unwrap();
     assert_eq!(ev.name.as_deref(), Some("15 Minute Meeting"));
     assert_eq!(ev.extra["booking_method"], "instant");
     let invs: Vec<_> = client
-        .list_invitees(&"https://api.calendly.com/scheduled_events/AAAAAAAAAAAAAAAA".into(), &ListInvitees::default().email("test@example.com"))
+        .list_invitees(
+            &"https://api.calendly.com/scheduled_events/AAAAAAAAAAAAAAAA".into(),
+            &ListInvitees::default().email("test@example.com"),
+        )
         .try_collect()
         .await
         .unwrap();
     assert_eq!(invs[0].email.as_deref(), Some("test@example.com"));
-    assert_eq!(invs[0].questions_and_answers.len(), fixture("invitees_list.json")["collection"][0]["questions_and_answers"].as_array().unwrap().len());
-    let inv = client.get_invitee(&InviteeUri::from("https://api.calendly.com/scheduled_events/AAAAAAAAAAAAAAAA/invitees/AAAAAAAAAAAAAAAA")).await.unwrap();
+    assert_eq!(
+        invs[0].questions_and_answers.len(),
+        fixture("invitees_list.json")["collection"][0]["questions_and_answers"].as_array().unwrap().len()
+    );
+    let inv = client
+        .get_invitee(&InviteeUri::from(
+            "https://api.calendly.com/scheduled_events/AAAAAAAAAAAAAAAA/invitees/AAAAAAAAAAAAAAAA",
+        ))
+        .await
+        .unwrap();
     // the spec's single-invitee example uses another (old-style) URI than its list example
     assert_eq!(inv.uri.uuid(), "ABCDABCDABCDABCD");
     assert_eq!(inv.email.as_deref(), Some("email@example.com"));
@@ -218,7 +235,8 @@ async fn event_types_and_memberships() {
         .unwrap();
     assert_eq!(ets[0].duration, Some(30));
     assert_eq!(ets[0].kind.as_deref(), Some("solo"));
-    let ms: Vec<_> = client.list_memberships(&ListMemberships::for_organization(ORG.into())).try_collect().await.unwrap();
+    let ms: Vec<_> =
+        client.list_memberships(&ListMemberships::for_organization(ORG.into())).try_collect().await.unwrap();
     assert_eq!(ms[0].role, MembershipRole::Admin);
     assert_eq!(ms[0].user.name.as_deref(), Some("John Doe"));
 }
@@ -238,11 +256,15 @@ async fn cancel_with_reason_and_no_shows() {
     Mock::given(method("POST"))
         .and(path("/scheduled_events/EV2/cancellation"))
         .and(body_json(json!({})))
-        .respond_with(ResponseTemplate::new(403).set_body_json(json!({"title": "Permission Denied", "message": "Event is already canceled"})))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .set_body_json(json!({"title": "Permission Denied", "message": "Event is already canceled"})),
+        )
         .expect(1)
         .mount(&server)
         .await;
-    let inv = "https://api.calendly.com/scheduled_events/GBGBDCAADAEDCRZ2/invitees/7c1dbe46-bd84-42e2-9b97-05e2fb379bfe";
+    let inv =
+        "https://api.calendly.com/scheduled_events/GBGBDCAADAEDCRZ2/invitees/7c1dbe46-bd84-42e2-9b97-05e2fb379bfe";
     Mock::given(method("POST"))
         .and(path("/invitee_no_shows"))
         .and(body_json(json!({"invitee": inv})))
@@ -256,7 +278,10 @@ async fn cancel_with_reason_and_no_shows() {
         .expect(1)
         .mount(&server)
         .await;
-    let c = client.cancel_event(&"https://api.calendly.com/scheduled_events/EV1".into(), Some("Host unavailable")).await.unwrap();
+    let c = client
+        .cancel_event(&"https://api.calendly.com/scheduled_events/EV1".into(), Some("Host unavailable"))
+        .await
+        .unwrap();
     assert_eq!(c.canceled_by.as_deref(), Some("John Doe"));
     let e = client.cancel_event(&"https://api.calendly.com/scheduled_events/EV2".into(), None).await.unwrap_err();
     assert_eq!(e.status().unwrap().as_u16(), 403);
@@ -315,12 +340,17 @@ async fn webhook_subscription_operations() {
         .expect(1)
         .mount(&server)
         .await;
-    let CreateOutcome::Created(sub) = client.create_webhook_subscription(&req).await.unwrap() else { panic!("created") };
+    let CreateOutcome::Created(sub) = client.create_webhook_subscription(&req).await.unwrap() else {
+        panic!("created")
+    };
     assert_eq!(sub.state, SubscriptionState::Active);
     assert_eq!(sub.scope, WebhookScope::User);
-    let CreateOutcome::AlreadyExists(body) = client.create_webhook_subscription(&req).await.unwrap() else { panic!("409") };
+    let CreateOutcome::AlreadyExists(body) = client.create_webhook_subscription(&req).await.unwrap() else {
+        panic!("409")
+    };
     assert_eq!(body.title, "Already Exists");
-    let list = ListWebhookSubscriptions::new(OrganizationUri::from(ORG), WebhookScope::User).user(UserUri::from("https://api.calendly.com/users/AAAAAAAAAAAAAAAA"));
+    let list = ListWebhookSubscriptions::new(OrganizationUri::from(ORG), WebhookScope::User)
+        .user(UserUri::from("https://api.calendly.com/users/AAAAAAAAAAAAAAAA"));
     let existing = client.find_webhook_subscription(&list, "https://blah.foo/bar").await.unwrap().unwrap();
     assert_eq!(existing.uri, sub.uri);
     assert!(client.delete_webhook_subscription(&WebhookUri::from(existing.uri.as_str())).await.unwrap());
@@ -343,7 +373,9 @@ async fn error_shapes() {
         .await;
     Mock::given(method("GET"))
         .and(path("/scheduled_events/BAD"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"resource": {"uri": "u", "start_time": "yesterday"}})))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"resource": {"uri": "u", "start_time": "yesterday"}})),
+        )
         .expect(1)
         .mount(&server)
         .await;
@@ -354,11 +386,20 @@ async fn error_shapes() {
     assert_eq!(b.details[0].parameter.as_deref(), Some("string"));
     assert_eq!(e.api().unwrap().parts.body, serde_json::to_vec(&fixture("error_404.json")).unwrap());
     let e = client
-        .create_webhook_subscription(&CreateWebhookSubscription::new("https://x", [WebhookEvent::InviteeCreated], ORG.into(), WebhookScope::Organization))
+        .create_webhook_subscription(&CreateWebhookSubscription::new(
+            "https://x",
+            [WebhookEvent::InviteeCreated],
+            ORG.into(),
+            WebhookScope::Organization,
+        ))
         .await
         .unwrap_err();
     assert!(e.is_plan_gate());
-    assert_eq!(server.received_requests().await.unwrap().iter().filter(|r| r.method.as_str() == "POST").count(), 1, "403 is not retried");
+    assert_eq!(
+        server.received_requests().await.unwrap().iter().filter(|r| r.method.as_str() == "POST").count(),
+        1,
+        "403 is not retried"
+    );
     let e = client.get_scheduled_event(&"https://api.calendly.com/scheduled_events/BAD".into()).await.unwrap_err();
     let Error::Decode(d) = &e else { panic!("{e:?}") };
     assert_eq!(d.path, "resource.start_time");
@@ -369,7 +410,9 @@ async fn server_errors_retried_for_get_not_for_post() {
     let (server, client) = setup().await;
     Mock::given(method("GET"))
         .and(path("/users/me"))
-        .respond_with(ResponseTemplate::new(500).set_body_json(json!({"title": "Internal Server Error", "message": "oops"})))
+        .respond_with(
+            ResponseTemplate::new(500).set_body_json(json!({"title": "Internal Server Error", "message": "oops"})),
+        )
         .up_to_n_times(2)
         .expect(2)
         .mount(&server)
@@ -396,7 +439,9 @@ async fn server_errors_retried_for_get_not_for_post() {
 #[tokio::test]
 async fn sample_webhook_data_is_unwrapped_envelope() {
     let (server, client) = setup().await;
-    let body = std::fs::read_to_string(format!("{}/tests/fixtures/webhook_invitee_created.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let body =
+        std::fs::read_to_string(format!("{}/tests/fixtures/webhook_invitee_created.json", env!("CARGO_MANIFEST_DIR")))
+            .unwrap();
     Mock::given(method("GET"))
         .and(path("/sample_webhook_data"))
         .and(query_param("event", "invitee.created"))
@@ -408,7 +453,10 @@ async fn sample_webhook_data_is_unwrapped_envelope() {
         .mount(&server)
         .await;
     let d = client
-        .sample_webhook_data(&WebhookEvent::InviteeCreated, &ListWebhookSubscriptions::new(ORG.into(), WebhookScope::Organization))
+        .sample_webhook_data(
+            &WebhookEvent::InviteeCreated,
+            &ListWebhookSubscriptions::new(ORG.into(), WebhookScope::Organization),
+        )
         .await
         .unwrap();
     assert_eq!(d.invitee().unwrap().email.as_deref(), Some("invitee@example.com"));
@@ -421,7 +469,12 @@ async fn sample_webhook_data_is_unwrapped_envelope() {
 fn requests_match_openapi() {
     let spec = fixture("openapi_subset.json");
     let allowed = |op: &str| -> Vec<String> {
-        let mut v: Vec<String> = spec["operations"][op]["query"].as_array().unwrap_or_else(|| panic!("{op}")).iter().map(|s| s.as_str().unwrap().to_owned()).collect();
+        let mut v: Vec<String> = spec["operations"][op]["query"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{op}"))
+            .iter()
+            .map(|s| s.as_str().unwrap().to_owned())
+            .collect();
         v.push("group".into());
         v
     };
@@ -456,11 +509,17 @@ fn requests_match_openapi() {
         "GET /webhook_subscriptions",
         ListWebhookSubscriptions::new(ORG.into(), WebhookScope::User).user("https://x/users/U".into()).to_query(),
     );
-    let body = CreateWebhookSubscription::new("https://x", [WebhookEvent::InviteeCreated], ORG.into(), WebhookScope::User)
-        .user("https://x/users/U".into())
-        .signing_key(Token::new("k"))
-        .to_body();
-    let props: Vec<&str> = spec["operations"]["POST /webhook_subscriptions"]["body"]["properties"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let body =
+        CreateWebhookSubscription::new("https://x", [WebhookEvent::InviteeCreated], ORG.into(), WebhookScope::User)
+            .user("https://x/users/U".into())
+            .signing_key(Token::new("k"))
+            .to_body();
+    let props: Vec<&str> = spec["operations"]["POST /webhook_subscriptions"]["body"]["properties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     for k in body.as_object().unwrap().keys() {
         assert!(props.contains(&k.as_str()) || k == "group", "{k}");
     }
@@ -468,7 +527,10 @@ fn requests_match_openapi() {
         assert!(body.get(r.as_str().unwrap()).is_some(), "required {r}");
     }
     assert_eq!(spec["operations"]["POST /invitee_no_shows"]["body"]["properties"], json!(["invitee"]));
-    assert_eq!(spec["operations"]["POST /scheduled_events/{uuid}/cancellation"]["body"]["properties"], json!(["reason"]));
+    assert_eq!(
+        spec["operations"]["POST /scheduled_events/{uuid}/cancellation"]["body"]["properties"],
+        json!(["reason"])
+    );
     for op in [
         "GET /users/me",
         "GET /scheduled_events/{uuid}",

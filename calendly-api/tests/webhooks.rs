@@ -48,7 +48,10 @@ fn invitee_created_capture() {
     assert_eq!(se.event_memberships[0].user_email.as_deref(), Some("host@example.com"));
     assert_eq!(se.invitees_counter.unwrap().limit, 1);
     assert_eq!(inv.event_uri().unwrap(), se.uri);
-    assert_eq!(d.dedup_key(), "invitee.created|https://api.calendly.com/scheduled_events/EVENT-UUID/invitees/INVITEE-UUID");
+    assert_eq!(
+        d.dedup_key(),
+        "invitee.created|https://api.calendly.com/scheduled_events/EVENT-UUID/invitees/INVITEE-UUID"
+    );
     assert!(d.reschedule().is_none());
 }
 
@@ -69,7 +72,10 @@ fn spec_2023_examples_decode() {
     assert_eq!(s.questions_and_answers[0].answer, "IT & Software");
     assert_eq!(s.questions_and_answers[0].extra["question_uuid"], "123e4567-e89b-12d3-a456-426614174000");
     assert_eq!(s.submitter_type.as_deref(), Some("Invitee"));
-    assert_eq!(r.dedup_key(), "routing_form_submission.created|https://api.calendly.com/routing_form_submissions/AAAAAAAAAAAAAAAA");
+    assert_eq!(
+        r.dedup_key(),
+        "routing_form_submission.created|https://api.calendly.com/routing_form_submissions/AAAAAAAAAAAAAAAA"
+    );
 }
 
 #[test]
