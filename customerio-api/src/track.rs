@@ -1,7 +1,7 @@
 //! Track API v1: people, events, devices, suppression, merges.
 //!
 //! Every call checks Customer.io's documented limits first ([`crate::limits`]) and fails with
-//! [`Error::Invalid`](crate::Error::Invalid) instead of a vendor 400.
+//! [`Error::Invalid`] instead of a vendor 400.
 
 use api_core::Request;
 use serde::{Deserialize, Serialize};

@@ -14,7 +14,10 @@ use http::Method;
 use serde_json::{Map, Value, json};
 
 fn attrs(v: Value) -> Map<String, Value> {
-    v.as_object().cloned().unwrap()
+    match v {
+        Value::Object(m) => m,
+        other => panic!("not an object: {other}"),
+    }
 }
 
 #[tokio::test]
