@@ -193,12 +193,25 @@ pub struct Invitee {
     /// The user who booked on the invitee's behalf.
     #[serde(default)]
     pub invitee_scheduled_by: Option<UserUri>,
-    /// The embedded event (webhook payloads only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The embedded event (webhook payloads only). Decoded leniently: an embedded event that does not match
+    /// [`ScheduledEvent`] (a field missing or of another type) becomes `None` rather than failing the whole delivery;
+    /// the raw JSON stays in [`crate::webhook::WebhookDelivery::raw_payload`].
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient_event")]
     pub scheduled_event: Option<ScheduledEvent>,
     /// Other fields, kept.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+fn lenient_event<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ScheduledEvent>, D::Error> {
+    let v = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(v.and_then(|v| match serde_json::from_value::<ScheduledEvent>(v) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            tracing::warn!(error = %e, "embedded scheduled_event does not decode; ignoring it");
+            None
+        }
+    }))
 }
 
 fn default_active() -> InviteeStatus {
@@ -225,6 +238,25 @@ impl Invitee {
     #[must_use]
     pub fn rescheduled_from(&self) -> Option<&InviteeUri> {
         self.old_invitee.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tolerant_of_missing_fields_and_bad_embedded_event() {
+        let i: Invitee = serde_json::from_str(
+            r#"{"uri":"https://api.calendly.com/scheduled_events/E/invitees/I","scheduled_event":{"uri":"https://api.calendly.com/scheduled_events/E"},"future_field":[1]}"#,
+        )
+        .unwrap();
+        assert!(i.scheduled_event.is_none(), "no start/end time: dropped, not fatal");
+        assert_eq!(i.status, InviteeStatus::Active);
+        assert_eq!(i.event_uri().unwrap().uuid(), "E");
+        assert_eq!(i.extra["future_field"], serde_json::json!([1]));
+        let unknown: InviteeStatus = serde_json::from_str("\"pending\"").unwrap();
+        assert_eq!(unknown, InviteeStatus::Unknown("pending".into()));
     }
 }
 

@@ -59,3 +59,8 @@ pub use uri::{
     EventTypeUri, EventUri, GroupUri, InviteeUri, MembershipUri, NoShowUri, OrganizationUri, UserUri, WebhookUri,
 };
 pub use webhook::{WebhookDelivery, WebhookError, WebhookEvent, WebhookPayload, WebhookVerifier};
+
+/// The README's examples, compiled as doctests.
+#[cfg(all(doctest, feature = "fake"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
