@@ -109,8 +109,8 @@ pub enum CellValue {
     /// `checkbox` (only ever `true` when read: unchecked is absent), or a boolean formula result.
     Checkbox(bool),
     /// `number`, `currency`, `percent` (0.5 = 50 %), `rating`, `duration` (seconds), `autoNumber`, `count`, numeric
-    /// formula/rollup results.
-    Number(f64),
+    /// formula/rollup results. Kept as a JSON number so integers round-trip exactly.
+    Number(serde_json::Number),
     /// `singleLineText`, `multilineText`, `richText`, `email`, `url`, `phoneNumber`, `singleSelect` (the option name),
     /// `date` (`2024-05-01`), `dateTime`/`createdTime`/`lastModifiedTime` (ISO 8601), text formula results.
     Text(String),
@@ -150,7 +150,16 @@ impl CellValue {
     #[must_use]
     pub fn as_f64(&self) -> Option<f64> {
         match self {
-            Self::Number(n) => Some(*n),
+            Self::Number(n) => n.as_f64(),
+            _ => None,
+        }
+    }
+
+    /// The number as an integer, when it is one.
+    #[must_use]
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Self::Number(n) => n.as_i64(),
             _ => None,
         }
     }
@@ -232,15 +241,14 @@ impl From<String> for CellValue {
     }
 }
 impl From<f64> for CellValue {
+    /// A non-finite number (NaN, infinity) has no JSON form and becomes `Unknown(null)`.
     fn from(n: f64) -> Self {
-        Self::Number(n)
+        serde_json::Number::from_f64(n).map_or(Self::Unknown(serde_json::Value::Null), Self::Number)
     }
 }
 impl From<i64> for CellValue {
     fn from(n: i64) -> Self {
-        // cell numbers are f64 in Airtable; values beyond 2^53 lose precision there too
-        #[allow(clippy::cast_precision_loss)]
-        Self::Number(n as f64)
+        Self::Number(n.into())
     }
 }
 impl From<bool> for CellValue {

@@ -399,8 +399,8 @@ pub struct NamedRef {
 pub enum PayloadCellValue {
     /// Checkbox.
     Checkbox(bool),
-    /// Number, currency, percent, rating, duration.
-    Number(f64),
+    /// Number, currency, percent, rating, duration (kept as a JSON number: integers round-trip).
+    Number(serde_json::Number),
     /// Text, date, dateTime.
     Text(String),
     /// Arrays: multiple selects, links, attachments, collaborators, lookups.
@@ -429,7 +429,7 @@ impl PayloadCellValue {
     #[must_use]
     pub fn as_f64(&self) -> Option<f64> {
         match self {
-            Self::Number(n) => Some(*n),
+            Self::Number(n) => n.as_f64(),
             _ => None,
         }
     }

@@ -91,6 +91,14 @@ pub struct FakeConfig {
     pub max_webhooks_per_base: usize,
 }
 
+impl FakeConfig {
+    /// No server-side rate limit (for functional tests that do not care about throttling).
+    #[must_use]
+    pub fn unlimited() -> Self {
+        Self { rate_limit_per_base: None, ..Self::default() }
+    }
+}
+
 impl Default for FakeConfig {
     fn default() -> Self {
         Self {
