@@ -88,6 +88,10 @@ pub struct FakeConfig {
     pub copy_polls: u32,
     /// The clock used for timestamps and webhook signatures.
     pub clock: Arc<dyn Clock>,
+    /// Emit webhooks for API writes, as Productive does (`POST`/`PATCH` of tasks, deals/budgets, projects,
+    /// companies, people → the matching create/update event), delivered in a background task after the response.
+    /// Off by default so tests stay deterministic; the helpers ([`FakeProductive::complete_task`], …) always emit.
+    pub emit_on_api_writes: bool,
 }
 
 impl Default for FakeConfig {
@@ -100,6 +104,7 @@ impl Default for FakeConfig {
             retry_after: None,
             copy_polls: 2,
             clock: Arc::new(SystemClock),
+            emit_on_api_writes: false,
         }
     }
 }
@@ -141,6 +146,7 @@ struct Inner {
     short: Option<WindowCounter>,
     long: Option<WindowCounter>,
     base: std::sync::OnceLock<String>,
+    http: reqwest::Client,
 }
 
 /// A running fake Productive. Stops when dropped.
@@ -148,7 +154,6 @@ pub struct FakeProductive {
     /// The underlying server: `base_url`, request `log`, `faults`.
     pub server: FakeServer,
     inner: Arc<Inner>,
-    http: reqwest::Client,
 }
 
 impl std::fmt::Debug for FakeProductive {
@@ -224,6 +229,73 @@ fn is_collection(kind: &str) -> bool {
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, Store> {
         self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    // The delivery body Productive would send for `event` about record `kind`/`id`:
+    // `{event, item_type, item_id (number), created, object: {data, included}}`, relationships with linkage and
+    // the related records included. `None` when the record does not exist.
+    fn webhook_body(&self, event: EventId, kind: &str, id: &str) -> Option<Vec<u8>> {
+        let (name, item_type) = event_name(event);
+        let st = self.lock();
+        let rid: u64 = id.parse().ok()?;
+        let r = st.get(kind, rid)?;
+        let mut included = Vec::new();
+        for target in r.relationships.values().flatten() {
+            if let Some(rel) = target.1.parse().ok().and_then(|tid| st.get(&target.0, tid)) {
+                included.push(rel.to_json(Some(&[])));
+            }
+        }
+        let body = json!({
+            "event": name,
+            "item_type": item_type,
+            "item_id": rid,
+            "created": self.now(),
+            "object": {"data": r.to_json(None), "included": included},
+        });
+        Some(body.to_string().into_bytes())
+    }
+
+    // POSTs the delivery for `event` about `kind`/`id` to every webhook subscribed to `event` (signed with its
+    // `signature_token`, `Content-Type: application/json`, plus its `custom_headers`), and records the attempts.
+    async fn emit(&self, event: EventId, kind: &str, id: &str) -> Vec<DeliveryAttempt> {
+        let Some(body) = self.webhook_body(event, kind, id) else { return Vec::new() };
+        let subs: Vec<Record> = self
+            .lock()
+            .all("webhooks")
+            .into_iter()
+            .filter(|w| w.attributes.get("event_id").and_then(Value::as_u64) == Some(event.value()))
+            .cloned()
+            .collect();
+        let mut out = Vec::new();
+        for w in subs {
+            let token = Token::new(w.attributes.get("signature_token").and_then(Value::as_str).unwrap_or_default());
+            let target = w.attributes.get("target_url").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let signature = crate::webhook::sign(&token, self.config.clock.unix_seconds(), &body);
+            let mut req = self
+                .http
+                .post(&target)
+                .header("content-type", "application/json")
+                .header(crate::webhook::SIGNATURE_HEADER, &signature)
+                .body(body.clone());
+            if let Some(Value::Object(h)) = w.attributes.get("custom_headers") {
+                for (k, v) in h {
+                    if let Some(v) = v.as_str() {
+                        req = req.header(k.as_str(), v);
+                    }
+                }
+            }
+            let status = req.send().await.ok().map(|r| r.status().as_u16());
+            let attempt = DeliveryAttempt {
+                webhook_id: w.id.to_string(),
+                target_url: target,
+                body: Bytes::from(body.clone()),
+                signature,
+                status,
+            };
+            self.lock().deliveries.push(attempt.clone());
+            out.push(attempt);
+        }
+        out
     }
 
     fn now(&self) -> String {
@@ -315,7 +387,14 @@ fn error_response(status: u16, title: &str, detail: &str, pointer: Option<&str>)
 }
 
 fn jsonapi_response(status: StatusCode, v: &Value) -> Response {
-    (status, [(axum::http::header::CONTENT_TYPE, MEDIA_TYPE)], v.to_string()).into_response()
+    let mut resp = (status, [(axum::http::header::CONTENT_TYPE, MEDIA_TYPE)], v.to_string()).into_response();
+    // the written record's id, for background webhook emission (a fake-only header)
+    if let Some(id) = v.pointer("/data/id").and_then(Value::as_str)
+        && let Ok(h) = axum::http::HeaderValue::from_str(id)
+    {
+        resp.headers_mut().insert("x-fake-id", h);
+    }
+    resp
 }
 
 #[derive(Debug, Clone)]
@@ -449,19 +528,20 @@ impl FakeProductive {
     pub async fn start_with(config: FakeConfig) -> std::io::Result<Self> {
         let short = config.per_10s.map(|n| WindowCounter::new(n, Duration::from_secs(10)));
         let long = config.per_30min.map(|n| WindowCounter::new(n, Duration::from_secs(1800)));
+        let http =
+            reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(std::io::Error::other)?;
         let inner = Arc::new(Inner {
             config,
             store: Mutex::new(Store { next_id: 1000, ..Store::default() }),
             short,
             long,
             base: std::sync::OnceLock::new(),
+            http,
         });
         let router = Router::new().fallback(handle).with_state(inner.clone());
         let server = FakeServer::start(router).await?;
         let _ = inner.base.set(server.base_url.as_str().trim_end_matches('/').to_owned());
-        let http =
-            reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(std::io::Error::other)?;
-        Ok(Self { server, inner, http })
+        Ok(Self { server, inner })
     }
 
     /// The base URL to give a client: `http://127.0.0.1:<port>/api/v2`.
@@ -633,68 +713,13 @@ impl FakeProductive {
     /// the related records included. `None` when the record does not exist.
     #[must_use]
     pub fn webhook_body(&self, event: EventId, kind: &str, id: &str) -> Option<Vec<u8>> {
-        let (name, item_type) = event_name(event);
-        let st = self.inner.lock();
-        let rid: u64 = id.parse().ok()?;
-        let r = st.get(kind, rid)?;
-        let mut included = Vec::new();
-        for target in r.relationships.values().flatten() {
-            if let Some(rel) = target.1.parse().ok().and_then(|tid| st.get(&target.0, tid)) {
-                included.push(rel.to_json(Some(&[])));
-            }
-        }
-        let body = json!({
-            "event": name,
-            "item_type": item_type,
-            "item_id": rid,
-            "created": self.inner.now(),
-            "object": {"data": r.to_json(None), "included": included},
-        });
-        Some(body.to_string().into_bytes())
+        self.inner.webhook_body(event, kind, id)
     }
 
     /// POSTs the delivery for `event` about `kind`/`id` to every webhook subscribed to `event` (signed with its
     /// `signature_token`, `Content-Type: application/json`, plus its `custom_headers`), and records the attempts.
     pub async fn emit(&self, event: EventId, kind: &str, id: &str) -> Vec<DeliveryAttempt> {
-        let Some(body) = self.webhook_body(event, kind, id) else { return Vec::new() };
-        let subs: Vec<Record> = self
-            .inner
-            .lock()
-            .all("webhooks")
-            .into_iter()
-            .filter(|w| w.attributes.get("event_id").and_then(Value::as_u64) == Some(event.value()))
-            .cloned()
-            .collect();
-        let mut out = Vec::new();
-        for w in subs {
-            let token = Token::new(w.attributes.get("signature_token").and_then(Value::as_str).unwrap_or_default());
-            let target = w.attributes.get("target_url").and_then(Value::as_str).unwrap_or_default().to_owned();
-            let signature = crate::webhook::sign(&token, self.inner.config.clock.unix_seconds(), &body);
-            let mut req = self
-                .http
-                .post(&target)
-                .header("content-type", "application/json")
-                .header(crate::webhook::SIGNATURE_HEADER, &signature)
-                .body(body.clone());
-            if let Some(Value::Object(h)) = w.attributes.get("custom_headers") {
-                for (k, v) in h {
-                    if let Some(v) = v.as_str() {
-                        req = req.header(k.as_str(), v);
-                    }
-                }
-            }
-            let status = req.send().await.ok().map(|r| r.status().as_u16());
-            let attempt = DeliveryAttempt {
-                webhook_id: w.id.to_string(),
-                target_url: target,
-                body: Bytes::from(body.clone()),
-                signature,
-                status,
-            };
-            self.inner.lock().deliveries.push(attempt.clone());
-            out.push(attempt);
-        }
-        out
+        self.inner.emit(event, kind, id).await
     }
 
     /// Every delivery attempted so far.
@@ -775,7 +800,7 @@ async fn handle(
         Ok(p) => p,
         Err(r) => return r,
     };
-    match (method.clone(), segs.as_slice()) {
+    let resp = match (method.clone(), segs.as_slice()) {
         (Method::POST, ["projects", "copy"]) => copy_project(&inner, &body),
         (_, [kind, ..]) if !is_collection(kind) => {
             error_response(404, "Not Found", &format!("Unknown resource {kind}"), None)
@@ -786,7 +811,50 @@ async fn handle(
         (Method::PATCH, [kind, id]) => update(&inner, kind, id, &body),
         (Method::DELETE, [kind, id]) => delete(&inner, kind, id),
         _ => error_response(405, "Method Not Allowed", &format!("{method} {path}"), None),
+    };
+    if inner.config.emit_on_api_writes
+        && resp.status().is_success()
+        && (method == Method::POST || method == Method::PATCH)
+    {
+        schedule_emission(&inner, &method, &segs, &resp);
     }
+    resp
+}
+
+/// The event an API write would fire, and the written record, delivered in the background.
+fn schedule_emission(inner: &Arc<Inner>, method: &Method, segs: &[&str], resp: &Response) {
+    let created = *method == Method::POST;
+    let (kind, id) = match segs {
+        ["projects", "copy"] => ("projects".to_owned(), resp.headers().get("x-fake-id")),
+        [kind] | [kind, _] => ((*kind).to_owned(), resp.headers().get("x-fake-id")),
+        _ => return,
+    };
+    let Some(id) = id.and_then(|v| v.to_str().ok()).map(str::to_owned) else { return };
+    let is_budget = || {
+        id.parse()
+            .ok()
+            .and_then(|i| inner.lock().get("deals", i).map(|r| r.attributes.get("budget") == Some(&Value::Bool(true))))
+            == Some(true)
+    };
+    let event = match (kind.as_str(), created) {
+        ("tasks", true) => EventId::TaskCreated,
+        ("tasks", false) => EventId::TaskUpdated,
+        ("deals", true) if is_budget() => EventId::BudgetCreated,
+        ("deals", false) if is_budget() => EventId::BudgetUpdated,
+        ("deals", true) => EventId::DealCreated,
+        ("deals", false) => EventId::DealUpdated,
+        ("projects", true) => EventId::ProjectCreated,
+        ("projects", false) => EventId::ProjectUpdated,
+        ("companies", true) => EventId::CompanyCreated,
+        ("companies", false) => EventId::CompanyUpdated,
+        ("people", true) => EventId::PersonCreated,
+        ("people", false) => EventId::PersonUpdated,
+        _ => return,
+    };
+    let inner = inner.clone();
+    tokio::spawn(async move {
+        inner.emit(event, &kind, &id).await;
+    });
 }
 
 fn check_includes(kind: &str, include: &[String]) -> Result<(), Response> {

@@ -221,3 +221,67 @@ async fn webhooks_are_signed_and_parse() {
     client.delete_webhook(&task_hook.typed_id()).await.unwrap();
     assert_eq!(client.list_webhooks(Query::new()).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn api_writes_emit_webhooks_when_enabled() {
+    use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
+    let receiver = MockServer::start().await;
+    Mock::given(matchers::method("POST")).respond_with(ResponseTemplate::new(500)).mount(&receiver).await;
+    let fake =
+        FakeProductive::start_with(FakeConfig { emit_on_api_writes: true, ..FakeConfig::default() }).await.unwrap();
+    let client = fake.client();
+    let hook =
+        client.create_webhook(&NewWebhook::new(EventId::TaskUpdated, format!("{}/h", receiver.uri()))).await.unwrap();
+    let pm = fake.seed_person("P", "M", "pm@x.io");
+    let template = fake.seed_template_project("T", &pm, &["One"]);
+    let task = fake.all::<TaskAttributes>().into_iter().find(|t| t.project_id() == Some(template.clone())).unwrap();
+    let updated =
+        client.update_task(&task.typed_id(), &serde_json::from_value(json!({"closed": true})).unwrap()).await.unwrap();
+    assert!(updated.attributes.closed);
+    let mut deliveries = Vec::new();
+    for _ in 0..200 {
+        deliveries = fake.deliveries();
+        if !deliveries.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0].status, Some(500), "a failing receiver is recorded");
+    assert_eq!(deliveries[0].webhook_id, hook.id);
+    let token = fake.webhook_token(&hook.id).unwrap();
+    let d = Verifier::new(token).verify(Some(&deliveries[0].signature), &deliveries[0].body).unwrap();
+    assert!(matches!(d.typed().unwrap(), WebhookEvent::Task { completed: true, .. }));
+}
+
+#[tokio::test]
+async fn duplicate_service_assignment_sort_and_body_produced_without_sending() {
+    let fake = FakeProductive::start().await.unwrap();
+    let client = fake.client();
+    let pm = fake.seed_person("P", "M", "pm@x.io");
+    let st = fake.seed_service_type("Dev");
+    let c = fake.seed_company("B company");
+    fake.seed_company("A company");
+    let project = fake.seed_template_project("T", &pm, &[]);
+    let budget = client.create_budget(&NewDeal::budget("B", c, project)).await.unwrap();
+    let svc = client
+        .create_service(&NewService::new("Dev", budget.typed_id(), st, ServiceUnit::Day, BillingType::Fixed))
+        .await
+        .unwrap();
+    assert!(client.assign_person_to_service(&svc.typed_id(), &pm).await.unwrap().is_created());
+    assert!(!client.assign_person_to_service(&svc.typed_id(), &pm).await.unwrap().is_created());
+    let sorted = client.list_companies(&Query::new().sort("name")).await.unwrap();
+    assert_eq!(sorted.data[0].attributes.name, "A company");
+    let sorted = client.list_companies(&Query::new().sort("-name")).await.unwrap();
+    assert_eq!(sorted.data[0].attributes.name, "B company");
+    let body = fake.webhook_body(EventId::BudgetUpdated, "deals", &budget.id).unwrap();
+    let d = Delivery::parse(&body).unwrap();
+    assert_eq!(
+        (d.event.as_str(), d.item_type.as_str(), d.item_id.as_str()),
+        ("update_budget", "deal", budget.id.as_str())
+    );
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(v["item_id"].is_number(), "item_id is a JSON number, like Productive's");
+    assert_eq!(v["object"]["data"]["relationships"]["company"]["data"]["type"], "companies");
+    assert!(fake.deliveries().is_empty(), "webhook_body does not send");
+}

@@ -171,6 +171,15 @@ impl Client {
         Ok(self.post_document("/tasks", &task.to_document()?).await?.data)
     }
 
+    /// `PATCH /tasks/{id}` with the given attributes (e.g. `{"closed": true}`).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn update_task(&self, id: &TaskId, attributes: &Map<String, Value>) -> Result<Task, Error> {
+        let doc = super::merge_extra(WriteDocument::update(TaskAttributes::TYPE, id), attributes);
+        Ok(self.patch_document(&format!("/tasks/{id}"), &doc).await?.data)
+    }
+
     /// `GET /task_lists` of a project (`filter[project_id]`), all pages.
     ///
     /// # Errors
