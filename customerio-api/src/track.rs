@@ -153,6 +153,16 @@ impl Event {
         }
     }
 
+    /// A page view (`type: page`, the name is the URL), with a fresh id.
+    pub fn page(url: impl Into<String>) -> Self {
+        Self::new(url).kind(EventType::Page)
+    }
+
+    /// A mobile screen view (`type: screen`), with a fresh id.
+    pub fn screen(name: impl Into<String>) -> Self {
+        Self::new(name).kind(EventType::Screen)
+    }
+
     /// Sets the dedup id (e.g. [`EventId::from_source_key`]).
     pub fn id(mut self, id: EventId) -> Self {
         self.id = Some(id);
@@ -377,6 +387,42 @@ impl Client {
         secondary.validate()?;
         let body = serde_json::json!({ "primary": primary, "secondary": secondary });
         let req = json_req(Request::post("/api/v1/merge_customers"), &body)?;
+        self.track_send(req).await.map(drop)
+    }
+
+    /// Adds people to a manual segment: `POST /api/v1/segments/{segment_id}/add_customers?id_type=…` with
+    /// `{"ids": [...]}` (1 to 1,000 values of the kind given by `id_type`: `"id"`, `"email"` or `"cio_id"`).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for an empty list, more than 1,000 ids, or an unknown `id_type`; others from the call.
+    pub async fn add_to_segment(&self, segment_id: u64, id_type: &str, ids: &[String]) -> Result<(), Error> {
+        self.segment_change(segment_id, "add_customers", id_type, ids).await
+    }
+
+    /// Removes people from a manual segment: `POST /api/v1/segments/{segment_id}/remove_customers`.
+    ///
+    /// # Errors
+    /// See [`Client::add_to_segment`].
+    pub async fn remove_from_segment(&self, segment_id: u64, id_type: &str, ids: &[String]) -> Result<(), Error> {
+        self.segment_change(segment_id, "remove_customers", id_type, ids).await
+    }
+
+    async fn segment_change(&self, segment_id: u64, op: &str, id_type: &str, ids: &[String]) -> Result<(), Error> {
+        if !matches!(id_type, "id" | "email" | "cio_id") {
+            return Err(ValidationError::Rule(format!("id_type must be id, email or cio_id, not {id_type:?}")).into());
+        }
+        if ids.is_empty() || ids.len() > 1000 {
+            return Err(
+                ValidationError::Rule(format!("a segment change takes 1 to 1000 ids, not {}", ids.len())).into()
+            );
+        }
+        for id in ids {
+            check_identifier_value(id)?;
+        }
+        let req =
+            json_req(Request::post(format!("/api/v1/segments/{segment_id}/{op}")), &serde_json::json!({ "ids": ids }))?
+                .query("id_type", id_type)
+                .idempotent(true);
         self.track_send(req).await.map(drop)
     }
 

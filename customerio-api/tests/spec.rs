@@ -196,6 +196,8 @@ fn every_path_and_method_the_client_calls_exists() {
         ("post", "/api/v1/customers/{identifier}/events"),
         ("post", "/api/v1/events"),
         ("post", "/api/v1/merge_customers"),
+        ("post", "/api/v1/segments/{segment_id}/add_customers"),
+        ("post", "/api/v1/segments/{segment_id}/remove_customers"),
         ("post", "/api/v2/entity"),
         ("post", "/api/v2/batch"),
     ] {
@@ -228,6 +230,11 @@ fn v1_bodies_match_the_spec() {
     let anon = Event::new("visited").id(id).anonymous_id("anon-1").data("x", 1);
     assert_valid(&spec, "post", "/api/v1/events", &serde_json::to_value(&anon).unwrap());
 
+    let page = Event::page("https://example.com/").id(id);
+    assert_valid(&spec, "post", "/api/v1/customers/{identifier}/events", &serde_json::to_value(&page).unwrap());
+    let screen = Event::screen("Home").id(id).anonymous_id("anon-1");
+    assert_valid(&spec, "post", "/api/v1/customers/{identifier}/events", &serde_json::to_value(&screen).unwrap());
+    assert_valid(&spec, "post", "/api/v1/segments/{segment_id}/add_customers", &json!({"ids": ["a", "b"]}));
     let device = json!({"device": Device::new("tok", Platform::Android).last_used(5).attr("app_version", "1.0")});
     assert_valid(&spec, "put", "/api/v1/customers/{identifier}/devices", &device);
 

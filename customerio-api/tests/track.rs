@@ -141,8 +141,26 @@ async fn other_v1_operations() {
         .expect(1)
         .mount(&server)
         .await;
+    m("POST", "/api/v1/segments/7/add_customers")
+        .and(query_param("id_type", "email"))
+        .and(body_json(json!({"ids": ["a@x.io", "b@x.io"]})))
+        .respond_with(ok())
+        .expect(1)
+        .mount(&server)
+        .await;
+    m("POST", "/api/v1/segments/7/remove_customers")
+        .and(query_param("id_type", "id"))
+        .and(body_json(json!({"ids": ["42"]})))
+        .respond_with(ok())
+        .expect(1)
+        .mount(&server)
+        .await;
     let c = client(&server);
     let who = Identifier::id("42");
+    c.add_to_segment(7, "email", &["a@x.io".into(), "b@x.io".into()]).await.unwrap();
+    c.remove_from_segment(7, "id", &["42".into()]).await.unwrap();
+    assert!(matches!(c.add_to_segment(7, "phone", &["1".into()]).await, Err(Error::Invalid(_))));
+    assert!(matches!(c.add_to_segment(7, "id", &[]).await, Err(Error::Invalid(_))));
     c.delete_person(&who).await.unwrap();
     c.suppress(&who).await.unwrap();
     c.unsuppress(&who).await.unwrap();
