@@ -80,6 +80,10 @@ pub struct FakeConfig {
     /// Emit the reschedule pair as `invitee.created` then `invitee.canceled` (default: canceled first). Calendly
     /// documents no order; consumers must handle both.
     pub reschedule_created_first: bool,
+    /// Disable a subscription after this many consecutive failed deliveries (non-2xx or transport error) made by
+    /// the fake (auto-delivery, [`FakeCalendly::deliver`], [`FakeCalendly::deliver_pending`]), as Calendly does after
+    /// 24 h of failures. `None` (default): never.
+    pub disable_after_failures: Option<u32>,
     /// The clock for timestamps and signatures.
     pub clock: Arc<dyn Clock>,
 }
@@ -91,6 +95,7 @@ impl Default for FakeConfig {
             rate_window: Duration::from_secs(60),
             auto_deliver: false,
             reschedule_created_first: false,
+            disable_after_failures: None,
             clock: Arc::new(SystemClock),
         }
     }
@@ -213,6 +218,22 @@ impl OutgoingWebhook {
             }
         }
         m
+    }
+
+    /// A copy signed with `key` at `timestamp` (e.g. a stale replay: the same body signed long ago).
+    #[must_use]
+    pub fn resigned(&self, key: &str, timestamp: i64) -> Self {
+        let mut w = self.clone();
+        w.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(SIGNATURE_HEADER));
+        w.headers.push((SIGNATURE_HEADER.to_owned(), sign(key.as_bytes(), timestamp, &w.body)));
+        w.timestamp = timestamp;
+        w
+    }
+
+    /// A copy with a forged signature (signed with a key the receiver does not know), for rejection tests.
+    #[must_use]
+    pub fn forged(&self) -> Self {
+        self.resigned("forged-key-not-the-signing-key", self.timestamp)
     }
 
     /// Parses the body (no signature check).
@@ -365,6 +386,31 @@ struct St {
     windows: HashMap<String, (Instant, u32)>,
     outbox: Vec<OutgoingWebhook>,
     config_created_first: bool,
+    disable_after_failures: Option<u32>,
+    /// consecutive failed deliveries per subscription uuid
+    failures: HashMap<String, u32>,
+}
+
+impl St {
+    /// Records a delivery result; disables the subscription after too many consecutive failures.
+    fn record_delivery(&mut self, w: &OutgoingWebhook, result: &Result<u16, String>) {
+        let ok = matches!(result, Ok(s) if (200..300).contains(s));
+        let uuid = w.subscription.uuid().to_owned();
+        if ok {
+            self.failures.remove(&uuid);
+            return;
+        }
+        let n = {
+            let e = self.failures.entry(uuid.clone()).or_insert(0);
+            *e += 1;
+            *e
+        };
+        if self.disable_after_failures.is_some_and(|max| n >= max)
+            && let Some(sub) = self.subs.iter_mut().find(|x| x.uuid == uuid)
+        {
+            sub.state = SubscriptionState::Disabled;
+        }
+    }
 }
 
 impl St {
@@ -680,17 +726,22 @@ impl FakeCalendly {
             windows: HashMap::new(),
             outbox: Vec::new(),
             config_created_first: config.reschedule_created_first,
+            disable_after_failures: config.disable_after_failures,
+            failures: HashMap::new(),
         };
         let http =
             reqwest::Client::builder().timeout(Duration::from_secs(15)).build().map_err(std::io::Error::other)?;
         let deliveries: Arc<Mutex<Vec<DeliveryRecord>>> = Arc::default();
+        let st = Arc::new(Mutex::new(st));
         let deliver_tx = if config.auto_deliver {
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<OutgoingWebhook>();
             let http = http.clone();
             let log = deliveries.clone();
+            let state = st.clone();
             tokio::spawn(async move {
                 while let Some(w) = rx.recv().await {
                     let result = w.post(&http).await;
+                    state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).record_delivery(&w, &result);
                     log.lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .push(DeliveryRecord { webhook: w, result });
@@ -700,7 +751,7 @@ impl FakeCalendly {
         } else {
             None
         };
-        let shared = Shared { st: Arc::new(Mutex::new(st)), clock: config.clock.clone(), deliver_tx };
+        let shared = Shared { st, clock: config.clock.clone(), deliver_tx };
         let server = FakeServer::start_on(addr, router(shared.clone())).await?;
         Ok(Self { server, shared, deliveries, http })
     }
@@ -883,6 +934,21 @@ impl FakeCalendly {
     /// # Errors
     /// [`FakeError`] for an unknown or canceled invitee.
     pub fn reschedule(&self, invitee: &InviteeUri, new_start: DateTime<Utc>) -> Result<Rescheduled, FakeError> {
+        let created_first = self.shared.lock().config_created_first;
+        self.reschedule_ordered(invitee, new_start, created_first)
+    }
+
+    /// Like [`FakeCalendly::reschedule`], choosing the order of the pair: `created_first` emits `invitee.created`
+    /// before `invitee.canceled`.
+    ///
+    /// # Errors
+    /// [`FakeError`] for an unknown or canceled invitee.
+    pub fn reschedule_ordered(
+        &self,
+        invitee: &InviteeUri,
+        new_start: DateTime<Utc>,
+        created_first: bool,
+    ) -> Result<Rescheduled, FakeError> {
         let now = self.shared.now();
         let mut st = self.shared.lock();
         let idx = find_active_invitee(&st, invitee)?;
@@ -923,7 +989,7 @@ impl FakeCalendly {
         cancel_invitee_locked(&mut st, idx, &c, now);
         let canceled = st.emit(&WebhookEvent::InviteeCanceled, &old.uuid, now);
         let created = st.emit(&WebhookEvent::InviteeCreated, &new_uuid_, now);
-        let webhooks: Vec<OutgoingWebhook> = if st.config_created_first {
+        let webhooks: Vec<OutgoingWebhook> = if created_first {
             created.into_iter().chain(canceled).collect()
         } else {
             canceled.into_iter().chain(created).collect()
@@ -1048,10 +1114,20 @@ impl FakeCalendly {
     pub async fn deliver_pending(&self) -> Vec<DeliveryRecord> {
         let mut out = Vec::new();
         for w in self.take_outbox() {
-            let result = w.post(&self.http).await;
+            let result = self.deliver(&w).await;
             out.push(DeliveryRecord { webhook: w, result });
         }
         out
+    }
+
+    /// POSTs one delivery (again, e.g. to simulate Calendly's retry of the same event) and returns the status.
+    ///
+    /// # Errors
+    /// The transport error text.
+    pub async fn deliver(&self, webhook: &OutgoingWebhook) -> Result<u16, String> {
+        let result = webhook.post(&self.http).await;
+        self.shared.lock().record_delivery(webhook, &result);
+        result
     }
 
     /// Auto-deliveries made so far ([`FakeConfig::auto_deliver`]).

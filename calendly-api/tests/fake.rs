@@ -393,3 +393,69 @@ async fn oauth_refresh_rotates_single_use_tokens() {
     assert_eq!(fake.server.log.count(&http::Method::POST, "/oauth/token"), 2);
     let _ = InviteeUri::from("x");
 }
+
+#[tokio::test]
+async fn reschedule_pair_in_created_first_order() {
+    let (fake, _) = fake().await;
+    let _ =
+        fake.subscribe("http://127.0.0.1:9/hook", &[WebhookEvent::InviteeCreated, WebhookEvent::InviteeCanceled], "k");
+    let b = fake.book(Booking::new("a@example.com", "A", at(1)));
+    let r = fake.reschedule_ordered(&b.invitee.uri, at(3), true).unwrap();
+    let kinds: Vec<_> = r.webhooks.iter().map(|w| w.event.clone()).collect();
+    assert_eq!(kinds, [WebhookEvent::InviteeCreated, WebhookEvent::InviteeCanceled]);
+    assert_eq!(
+        r.webhooks[0].parse().unwrap().reschedule().unwrap().pair(),
+        r.webhooks[1].parse().unwrap().reschedule().unwrap().pair()
+    );
+    assert_eq!(r.event.start_time, at(3));
+    assert_eq!(r.event.end_time, at(3) + chrono::Duration::minutes(30));
+    // the old invitee cannot be rescheduled again
+    assert!(fake.reschedule(&b.invitee.uri, at(4)).is_err());
+}
+
+#[tokio::test]
+async fn forged_and_stale_copies_and_disabled_subscriptions() {
+    let (fake, _) = fake().await;
+    let sub = fake.subscribe("http://127.0.0.1:9/hook", &[WebhookEvent::InviteeCreated], "k");
+    let w = fake.book(Booking::new("a@example.com", "A", at(1))).webhooks.remove(0);
+    let v = WebhookVerifier::new(Token::new("k")).with_clock(Arc::new(FixedClock::at_unix(NOW)));
+    v.verify(w.signature(), &w.body).unwrap();
+    assert!(v.verify(w.forged().signature(), &w.body).is_err());
+    let stale = w.resigned("k", i64::try_from(NOW).unwrap() - 3600);
+    assert!(matches!(v.verify(stale.signature(), &stale.body), Err(api_core::SignatureError::Expired { .. })));
+    fake.set_subscription_state(&sub, SubscriptionState::Disabled).unwrap();
+    assert!(fake.book(Booking::new("b@example.com", "B", at(2))).webhooks.is_empty(), "disabled: nothing delivered");
+}
+
+#[tokio::test]
+async fn failing_receiver_gets_subscription_disabled() {
+    let receiver = MockServer::start().await;
+    Mock::given(matchers::method("POST")).respond_with(ResponseTemplate::new(500)).expect(2).mount(&receiver).await;
+    let fake = FakeCalendly::start_with(FakeConfig { disable_after_failures: Some(2), ..FakeConfig::default() })
+        .await
+        .unwrap();
+    let sub = fake.subscribe(&format!("{}/hook", receiver.uri()), &[WebhookEvent::InviteeCreated], "k");
+    let w = fake.book(Booking::new("a@example.com", "A", at(1))).webhooks.remove(0);
+    assert_eq!(fake.deliver(&w).await, Ok(500));
+    assert_eq!(fake.subscriptions()[0].subscription.state, SubscriptionState::Active);
+    let recs = fake.deliver_pending().await;
+    assert_eq!(recs[0].result, Ok(500));
+    let s = fake.client().get_webhook_subscription(&sub).await.unwrap();
+    assert_eq!(s.state, SubscriptionState::Disabled);
+}
+
+#[tokio::test]
+async fn drop_after_commit_on_cancel() {
+    let (fake, _) = fake().await;
+    let b = fake.book(Booking::new("a@example.com", "A", at(1)));
+    fake.server.faults.inject(
+        Some(http::Method::POST),
+        "/scheduled_events/",
+        api_core::fake::Fault::DropAfterCommit,
+        1,
+    );
+    let c = fake.client();
+    let e = c.cancel_event(&b.event.uri, Some("x")).await.unwrap_err();
+    assert!(e.may_have_been_sent());
+    assert_eq!(c.get_scheduled_event(&b.event.uri).await.unwrap().status, EventStatus::Canceled, "it took effect");
+}
