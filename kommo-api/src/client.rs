@@ -279,7 +279,7 @@ impl Client {
         }
         let problem = Problem::parse(&resp.body);
         if problem.as_ref().is_some_and(Problem::is_revoked) && matches!(self.inner.auth, Auth::Static(_)) {
-            return Err(revoked(&resp, problem));
+            return Err(revoked(&resp, problem.as_ref()));
         }
         // at most one refresh, then one more try
         let Some(fresh) = self.inner.auth.on_unauthorized(&token).await? else {
@@ -290,7 +290,7 @@ impl Client {
         if resp.status == StatusCode::UNAUTHORIZED {
             let problem = Problem::parse(&resp.body);
             if problem.as_ref().is_some_and(Problem::is_revoked) {
-                return Err(revoked(&resp, problem));
+                return Err(revoked(&resp, problem.as_ref()));
             }
             return Err(Error::Unauthorized { parts: HttpErrorParts::from_response(&resp), problem });
         }
@@ -386,9 +386,8 @@ impl Client {
     }
 }
 
-fn revoked(resp: &RawResponse, problem: Option<Problem>) -> Error {
+fn revoked(resp: &RawResponse, problem: Option<&Problem>) -> Error {
     let reason = problem
-        .as_ref()
         .and_then(|p| p.hint.clone().or_else(|| p.detail.clone()))
         .unwrap_or_else(|| "token has been revoked".into());
     Error::AuthRevoked { reason, parts: Some(HttpErrorParts::from_response(resp)) }

@@ -218,9 +218,8 @@ impl Error {
     pub fn class(&self) -> ErrorClass {
         match self {
             Self::Api { parts, .. } => ErrorClass::from_status(parts.status),
-            Self::Unauthorized { .. } | Self::AuthRevoked { .. } => ErrorClass::Auth,
             Self::Auth(AuthError::Refresh(_)) => ErrorClass::Transient,
-            Self::Auth(_) => ErrorClass::Auth,
+            Self::Unauthorized { .. } | Self::AuthRevoked { .. } | Self::Auth(_) => ErrorClass::Auth,
             Self::Throttled { .. } | Self::Banned { .. } => ErrorClass::Throttled,
             Self::Transport(_) => ErrorClass::Transport,
             Self::Decode(_) | Self::RepeatedCursor(_) => ErrorClass::Decode,

@@ -30,6 +30,7 @@
 //! assert_eq!(fake.notes_for(EntityType::Leads, lead.get()).len(), 1);
 //! # let _ = body; Ok(()) }
 //! ```
+#![allow(clippy::needless_pass_by_value)] // seeding helpers take ids and enums by value for ergonomics
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -397,12 +398,12 @@ impl St {
         if !input["custom_fields_values"].is_null() {
             self.apply_fields(kind, &mut cfv, &input["custom_fields_values"], &mut errors);
         }
-        if kind == Kind::Leads {
-            if let Some(s) = input["status_id"].as_u64() {
-                let known = s == 142 || s == 143 || self.pipeline_of_status(s).is_some();
-                if !known {
-                    errors.push(json!({"code": "NotSupportedChoice", "path": "status_id", "detail": "The value you selected is not a valid choice."}));
-                }
+        if kind == Kind::Leads
+            && let Some(s) = input["status_id"].as_u64()
+        {
+            let known = s == 142 || s == 143 || self.pipeline_of_status(s).is_some();
+            if !known {
+                errors.push(json!({"code": "NotSupportedChoice", "path": "status_id", "detail": "The value you selected is not a valid choice."}));
             }
         }
         if !errors.is_empty() {
@@ -497,12 +498,11 @@ impl St {
             self.apply_fields(kind, &mut cfv, &input["custom_fields_values"], &mut errors);
             cur["custom_fields_values"] = json!(cfv);
         }
-        if kind == Kind::Leads {
-            if let Some(s) = input["status_id"].as_u64() {
-                if !(s == 142 || s == 143 || self.pipeline_of_status(s).is_some()) {
-                    errors.push(json!({"code": "NotSupportedChoice", "path": "status_id", "detail": "The value you selected is not a valid choice."}));
-                }
-            }
+        if kind == Kind::Leads
+            && let Some(s) = input["status_id"].as_u64()
+            && !(s == 142 || s == 143 || self.pipeline_of_status(s).is_some())
+        {
+            errors.push(json!({"code": "NotSupportedChoice", "path": "status_id", "detail": "The value you selected is not a valid choice."}));
         }
         if !errors.is_empty() {
             return Err(errors);
@@ -514,27 +514,30 @@ impl St {
         };
         for m in members {
             if let Some(val) = input.get(*m) {
-                if *m == "responsible_user_id" && cur[*m] != *val {
-                    if let Some(old) = cur[*m].as_u64() {
-                        self.prev_responsible.insert(id, old);
-                    }
+                if *m == "responsible_user_id"
+                    && cur[*m] != *val
+                    && let Some(old) = cur[*m].as_u64()
+                {
+                    self.prev_responsible.insert(id, old);
                 }
                 cur[*m] = val.clone();
             }
         }
-        if kind == Kind::Leads {
-            if let Some(s) = input["status_id"].as_u64() {
-                let old = (cur["status_id"].as_u64().unwrap_or(0), cur["pipeline_id"].as_u64().unwrap_or(0));
-                cur["status_id"] = json!(s);
-                if input["pipeline_id"].is_null() && s != 142 && s != 143 {
-                    if let Some(p) = self.pipeline_of_status(s) {
-                        cur["pipeline_id"] = json!(p);
-                    }
-                }
-                if old.0 != s {
-                    self.prev_status.insert(id, old);
-                    cur["closed_at"] = if s == 142 || s == 143 { json!(self.now()) } else { Value::Null };
-                }
+        if kind == Kind::Leads
+            && let Some(s) = input["status_id"].as_u64()
+        {
+            let old = (cur["status_id"].as_u64().unwrap_or(0), cur["pipeline_id"].as_u64().unwrap_or(0));
+            cur["status_id"] = json!(s);
+            if input["pipeline_id"].is_null()
+                && s != 142
+                && s != 143
+                && let Some(p) = self.pipeline_of_status(s)
+            {
+                cur["pipeline_id"] = json!(p);
+            }
+            if old.0 != s {
+                self.prev_status.insert(id, old);
+                cur["closed_at"] = if s == 142 || s == 143 { json!(self.now()) } else { Value::Null };
             }
         }
         if let Some(tags) = input["_embedded"]["tags"].as_array() {
@@ -571,6 +574,7 @@ fn problem(status: u16, title: &str, detail: &str) -> Response {
     respond(status, "application/problem+json", body.to_string())
 }
 
+#[allow(clippy::needless_pass_by_value)]
 fn validation(errors: Vec<Value>) -> Response {
     let body = json!({
         "validation-errors": errors,
@@ -648,15 +652,15 @@ impl Query {
 
 fn range_ok(q: &Query, field: &str, v: &Value) -> bool {
     let val = v[field].as_i64();
-    if let Some(from) = q.get(&format!("filter[{field}][from]")).and_then(|s| s.parse::<i64>().ok()) {
-        if val.is_none_or(|x| x < from) {
-            return false;
-        }
+    if let Some(from) = q.get(&format!("filter[{field}][from]")).and_then(|s| s.parse::<i64>().ok())
+        && val.is_none_or(|x| x < from)
+    {
+        return false;
     }
-    if let Some(to) = q.get(&format!("filter[{field}][to]")).and_then(|s| s.parse::<i64>().ok()) {
-        if val.is_none_or(|x| x > to) {
-            return false;
-        }
+    if let Some(to) = q.get(&format!("filter[{field}][to]")).and_then(|s| s.parse::<i64>().ok())
+        && val.is_none_or(|x| x > to)
+    {
+        return false;
     }
     true
 }
@@ -747,10 +751,10 @@ fn filter_entities(st: &St, kind: Kind, q: &Query) -> Vec<Value> {
 }
 
 async fn handle(State(app): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(l) = &app.limiter {
-        if !l.admit("account") {
-            return respond(429, "text/html", THROTTLE_HTML.into());
-        }
+    if let Some(l) = &app.limiter
+        && !l.admit("account")
+    {
+        return respond(429, "text/html", THROTTLE_HTML.into());
     }
     let path = uri.path().trim_end_matches('/').to_owned();
     let q = Query::parse(uri.query());
@@ -942,7 +946,7 @@ fn entity_route(
                 };
                 match st.update(kind, id, item) {
                     Ok(u) => {
-                        out.push(json!({"id": id, "updated_at": u, "request_id": rid, "_links": st.link(kind, id)}))
+                        out.push(json!({"id": id, "updated_at": u, "request_id": rid, "_links": st.link(kind, id)}));
                     }
                     Err(e) => errs.push(json!({"request_id": rid, "errors": e})),
                 }
@@ -1126,7 +1130,9 @@ fn links_of(st: &St, kind: Kind, id: u64) -> Vec<Value> {
 
 fn add_notes(st: &mut St, kind: Kind, parent: Option<u64>, body: &Value, base: &str) -> Response {
     let Some(arr) = body.as_array() else {
-        return validation(vec![json!({"code":"InvalidType","path":"","detail":"This value should be of type array."})]);
+        return validation(vec![
+            json!({"code":"InvalidType","path":"","detail":"This value should be of type array."}),
+        ]);
     };
     let mut errs = Vec::new();
     for (i, n) in arr.iter().enumerate() {
@@ -1194,7 +1200,9 @@ fn list_tasks(st: &St, q: &Query, path: &str, base: &str) -> Response {
 
 fn create_tasks(st: &mut St, body: &Value, base: &str) -> Response {
     let Some(arr) = body.as_array() else {
-        return validation(vec![json!({"code":"InvalidType","path":"","detail":"This value should be of type array."})]);
+        return validation(vec![
+            json!({"code":"InvalidType","path":"","detail":"This value should be of type array."}),
+        ]);
     };
     let mut errs = Vec::new();
     for (i, t) in arr.iter().enumerate() {
@@ -1206,10 +1214,10 @@ fn create_tasks(st: &mut St, body: &Value, base: &str) -> Response {
         if t["complete_till"].as_i64().is_none() {
             e.push(json!({"code": "NotBlank", "path": "complete_till", "detail": "This value should not be blank."}));
         }
-        if let (Some(et), Some(eid)) = (t["entity_type"].as_str(), t["entity_id"].as_u64()) {
-            if Kind::parse(et).is_none_or(|k| st.get(k, eid).is_none()) {
-                e.push(json!({"code": "NotFound", "path": "entity_id", "detail": "Entity not found"}));
-            }
+        if let (Some(et), Some(eid)) = (t["entity_type"].as_str(), t["entity_id"].as_u64())
+            && Kind::parse(et).is_none_or(|k| st.get(k, eid).is_none())
+        {
+            e.push(json!({"code": "NotFound", "path": "entity_id", "detail": "Entity not found"}));
         }
         if !e.is_empty() {
             errs.push(json!({"request_id": rid, "errors": e}));
@@ -1276,7 +1284,9 @@ fn update_task(st: &mut St, id: u64, t: &Value) -> Result<i64, Response> {
 
 fn complex(st: &mut St, body: &Value) -> Response {
     let Some(arr) = body.as_array() else {
-        return validation(vec![json!({"code":"InvalidType","path":"","detail":"This value should be of type array."})]);
+        return validation(vec![
+            json!({"code":"InvalidType","path":"","detail":"This value should be of type array."}),
+        ]);
     };
     if arr.len() > 50 {
         return validation(vec![
@@ -1431,7 +1441,10 @@ impl SeedLead {
     pub fn field(mut self, id: CustomFieldId, value: Value) -> Self {
         let arr = self.body.entry("custom_fields_values").or_insert_with(|| json!([]));
         if let Some(a) = arr.as_array_mut() {
-            a.push(json!({"field_id": id.get(), "values": [value]}));
+            let mut f = Map::new();
+            f.insert("field_id".into(), json!(id.get()));
+            f.insert("values".into(), Value::Array(vec![value]));
+            a.push(Value::Object(f));
         }
         self
     }
@@ -2175,7 +2188,6 @@ fn webhook_fields(s: &St, ev: &FakeWebhook) -> (&'static str, &'static str, Vec<
                 .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
                 .unwrap_or_default();
             let note_type = match v["note_type"].as_str() {
-                Some("common") => "4",
                 Some("call_in") => "10",
                 Some("call_out") => "11",
                 Some("service_message") => "25",

@@ -176,12 +176,14 @@ impl ListParams {
     }
 
     /// `filter[<field>]=<value>` (a single value).
+    #[allow(clippy::needless_pass_by_value)]
     pub fn filter(mut self, field: &str, value: impl ToString) -> Self {
         self.pairs.push((format!("filter[{field}]"), value.to_string()));
         self
     }
 
     /// `filter[<field>][<i>]=<value>`, indexed across calls (an "or" list).
+    #[allow(clippy::needless_pass_by_value)]
     pub fn filter_in(mut self, field: &str, value: impl ToString) -> Self {
         let i = self.indexed.entry(field.to_owned()).or_insert(0);
         self.pairs.push((format!("filter[{field}][{i}]"), value.to_string()));
@@ -250,6 +252,7 @@ impl ListParams {
     }
 
     /// Tasks: `filter[entity_type]=<leads|contacts|companies>&filter[entity_id][0]=<id>`.
+    #[allow(clippy::needless_pass_by_value)]
     pub fn entity(self, entity: crate::EntityType, id: u64) -> Self {
         self.filter("entity_type", entity.as_str()).filter_in("entity_id", id)
     }
@@ -271,10 +274,10 @@ impl ListParams {
 
     /// Adds the parameters for `page` to `req`.
     pub(crate) fn apply(&self, mut req: Request, page: u32) -> Result<Request, Error> {
-        if let Some(l) = self.limit {
-            if l == 0 || l > MAX_LIMIT {
-                return Err(Error::InvalidRequest(format!("limit must be 1..={MAX_LIMIT}, got {l}")));
-            }
+        if let Some(l) = self.limit
+            && (l == 0 || l > MAX_LIMIT)
+        {
+            return Err(Error::InvalidRequest(format!("limit must be 1..={MAX_LIMIT}, got {l}")));
         }
         if !self.with.is_empty() {
             req = req.query("with", self.with.join(","));

@@ -25,11 +25,12 @@ pub fn parse_kommo_time(s: &str) -> Option<i64> {
     if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
         return d.and_hms_opt(0, 0, 0).map(|dt| dt.and_utc().timestamp());
     }
-    if let Ok(f) = s.parse::<f64>() {
-        if f.is_finite() && f.abs() < 1e15 {
-            #[allow(clippy::cast_possible_truncation)]
-            return Some(f.trunc() as i64);
-        }
+    if let Ok(f) = s.parse::<f64>()
+        && f.is_finite()
+        && f.abs() < 1e15
+    {
+        #[allow(clippy::cast_possible_truncation)]
+        return Some(f.trunc() as i64);
     }
     None
 }

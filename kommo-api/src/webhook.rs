@@ -363,12 +363,12 @@ fn parse_custom_fields(node: Option<&FormNode>) -> Vec<WebhookCustomField> {
                 .map(|vals| {
                     vals.items()
                         .into_iter()
-                        .filter_map(|(_, v)| match v {
-                            FormNode::Leaf(s) => Some(WebhookFieldValue { value: s.clone(), enum_id: None }),
-                            FormNode::Map(_) => Some(WebhookFieldValue {
+                        .map(|(_, v)| match v {
+                            FormNode::Leaf(s) => WebhookFieldValue { value: s.clone(), enum_id: None },
+                            FormNode::Map(_) => WebhookFieldValue {
                                 value: v.str("value").unwrap_or_default().to_owned(),
                                 enum_id: v.str("enum").and_then(|e| e.trim().parse().ok()).map(EnumId),
-                            }),
+                            },
                         })
                         .collect()
                 })
@@ -859,11 +859,11 @@ impl WebhookEvent {
         let id = self.entity_id().map_or_else(|| "?".to_owned(), |i| i.to_string());
         let t = self.time().map_or_else(|| "?".to_owned(), |t| t.to_string());
         let mut key = format!("{}:{}:{id}:{t}", self.entity_name(), self.action_name());
-        if let Self::Lead { action: WebhookAction::Status, lead } = self {
-            if let Some(s) = lead.status_id {
-                key.push(':');
-                key.push_str(&s.to_string());
-            }
+        if let Self::Lead { action: WebhookAction::Status, lead } = self
+            && let Some(s) = lead.status_id
+        {
+            key.push(':');
+            key.push_str(&s.to_string());
         }
         key
     }
@@ -895,10 +895,10 @@ impl WebhookPayload {
     /// # Errors
     /// [`WebhookError::WrongAccount`].
     pub fn check_account(&self, id: Option<AccountId>, subdomain: Option<&str>) -> Result<(), WebhookError> {
-        if let (Some(want), Some(got)) = (id, self.account.id) {
-            if want != got {
-                return Err(WebhookError::WrongAccount { found: got.to_string(), expected: want.to_string() });
-            }
+        if let (Some(want), Some(got)) = (id, self.account.id)
+            && want != got
+        {
+            return Err(WebhookError::WrongAccount { found: got.to_string(), expected: want.to_string() });
         }
         if let Some(want) = subdomain {
             let got = self.account.subdomain.as_deref().unwrap_or_default();

@@ -217,7 +217,7 @@ async fn webhook_bodies_parse_back() {
     let body = fake.webhook_for_lead_status(lead);
     assert!(body.contains("leads%5Bstatus%5D%5B0%5D%5Bid%5D="), "{body}");
     let p = webhook::parse(body.as_bytes()).unwrap();
-    assert_eq!(p.account.id.map(|a| a.get()), Some(fake.account_id()));
+    assert_eq!(p.account.id.map(kommo_api::AccountId::get), Some(fake.account_id()));
     let WebhookEvent::Lead { action: WebhookAction::Status, lead: l } = &p.events[0] else { panic!("{p:?}") };
     assert_eq!(l.id, lead);
     assert_eq!(l.status_id, Some(StatusId::WON));
