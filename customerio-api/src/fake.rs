@@ -85,6 +85,9 @@ pub struct FakeConfig {
     pub transactional_rate_limit: Option<(u32, Duration)>,
     /// Broadcast triggers per window. Default 1 per 10 seconds.
     pub broadcast_rate_limit: Option<(u32, Duration)>,
+    /// `Retry-After` sent with the fake's 429s (default 1 s; whole seconds are sent as an integer, anything else as
+    /// fractional seconds, which api-core also parses).
+    pub rate_limit_retry_after: Duration,
     /// The clock for default timestamps and webhook signatures.
     pub clock: Arc<dyn Clock>,
 }
@@ -101,6 +104,7 @@ impl Default for FakeConfig {
             app_rate_limit: Some((10, Duration::from_secs(1))),
             transactional_rate_limit: Some((100, Duration::from_secs(1))),
             broadcast_rate_limit: Some((1, Duration::from_secs(10))),
+            rate_limit_retry_after: Duration::from_secs(1),
             clock: Arc::new(SystemClock),
         }
     }
@@ -280,8 +284,13 @@ fn meta_error(status: StatusCode, msg: &str) -> Response {
     json_response(status, &json!({"meta": {"error": msg}}))
 }
 
-fn too_many() -> Response {
-    (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], "Too Many Requests").into_response()
+fn retry_after_value(d: Duration) -> String {
+    if d.subsec_nanos() == 0 { d.as_secs().to_string() } else { format!("{:.3}", d.as_secs_f64()) }
+}
+
+fn too_many(retry_after: Duration) -> Response {
+    (StatusCode::TOO_MANY_REQUESTS, [("retry-after", retry_after_value(retry_after))], "Too Many Requests")
+        .into_response()
 }
 
 fn parse_path_identifier(raw: &str) -> Identifier {
@@ -411,6 +420,21 @@ impl Db {
     fn identify(&mut self, who: &Identifier, body: &Map<String, Value>, default_ts: i64) {
         let update_only = body.get("_update").and_then(Value::as_bool).unwrap_or(false);
         let ts = body.get("_timestamp").and_then(Value::as_i64).unwrap_or(default_ts);
+        // "Email or ID" workspaces: an identify with a new id and an existing email updates that person and gives
+        // them the id (Track spec, identify description).
+        if let Identifier::Id(new_id) = who
+            && self.find(who).is_none()
+            && !self.is_suppressed(who)
+            && let Some(Value::String(email)) = body.get("email")
+            && let Some(j) = self.find(&Identifier::email(email.clone()))
+        {
+            if self.people[j].id.as_ref().is_some_and(|old| old != new_id) {
+                self.activity.push(format!("Attribute Update Failure: email {email:?} belongs to another person"));
+                return;
+            }
+            self.people[j].id = Some(new_id.clone());
+            self.people[j].attributes.insert("id".into(), new_id.clone().into());
+        }
         let Some(ix) = self.resolve(who, update_only, "identify") else { return };
         // identifier changes in the body must not belong to someone else
         for key in ["id", "email"] {
@@ -683,7 +707,7 @@ fn track_gate(s: &Shared, headers: &HeaderMap) -> Result<(), Response> {
     if let Some(c) = &s.track_limit
         && !c.admit(&s.config.site_id)
     {
-        return Err(too_many());
+        return Err(too_many(s.config.rate_limit_retry_after));
     }
     Ok(())
 }
@@ -700,10 +724,14 @@ fn app_gate(s: &Shared, headers: &HeaderMap, limit: Option<&WindowCounter>) -> R
     if let Some(c) = limit
         && !c.admit("app")
     {
-        return Err(json_response(
+        let mut resp = json_response(
             StatusCode::TOO_MANY_REQUESTS,
             &json!({"meta": {"error": "Your request is over the rate limit."}}),
-        ));
+        );
+        if let Ok(v) = retry_after_value(s.config.rate_limit_retry_after).parse() {
+            resp.headers_mut().insert("retry-after", v);
+        }
+        return Err(resp);
     }
     Ok(())
 }

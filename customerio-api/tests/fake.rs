@@ -50,6 +50,23 @@ async fn identify_creates_updates_and_respects_timestamp_order() {
 }
 
 #[tokio::test]
+async fn identify_by_new_id_with_existing_email_adopts_the_person() {
+    let fake = FakeCustomerIo::start().await.unwrap();
+    let cio = fake.client();
+    cio.identify(&Identifier::email("bo@example.com"), &Identify::new().attr("source", "form")).await.unwrap();
+    cio.identify(&Identifier::id("kommo-7"), &Identify::new().email("bo@example.com").attr("stage", "won"))
+        .await
+        .unwrap();
+    assert_eq!(fake.people().len(), 1, "{:?}", fake.people());
+    let p = fake.person(&Identifier::id("kommo-7")).unwrap();
+    assert_eq!((p.attributes["source"].clone(), p.attributes["stage"].clone()), (json!("form"), json!("won")));
+    // an email that already belongs to someone with another id is a conflict: 200, nothing changes
+    cio.identify(&Identifier::id("other"), &Identify::new().email("bo@example.com")).await.unwrap();
+    assert!(fake.person(&Identifier::id("other")).is_none());
+    assert!(fake.activity().iter().any(|a| a.contains("Attribute Update Failure")));
+}
+
+#[tokio::test]
 async fn update_only_never_creates() {
     let fake = FakeCustomerIo::start().await.unwrap();
     let cio = fake.client();
@@ -93,6 +110,7 @@ async fn drop_after_commit_then_retry_does_not_double_count() {
 async fn rate_limit_429_and_5xx_faults_are_retried() {
     let fake = FakeCustomerIo::start_with(FakeConfig {
         track_rate_limit: Some((2, Duration::from_millis(200))),
+        rate_limit_retry_after: Duration::from_millis(200),
         ..FakeConfig::default()
     })
     .await
