@@ -173,9 +173,10 @@ impl ClientBuilder {
             .with_default_key(format!("org:{org}"))
             .with_retry(self.retry)
             .with_classifier(classify);
+        // Reports count against the general (token, organization) budget as well as their own 10 / 30 s.
         let reports = HttpClient::new(base_url, transport)
-            .with_limiter(self.reports_limiter.unwrap_or_else(reports_rate_limiter))
-            .with_global_limiter(limiter)
+            .with_limiter(limiter)
+            .with_global_limiter(self.reports_limiter.unwrap_or_else(reports_rate_limiter))
             .with_default_key(format!("org:{org}"))
             .with_retry(self.retry)
             .with_classifier(classify);

@@ -498,3 +498,25 @@ fn delivery_fixture_known_answer_signature_and_parsing() {
     assert_eq!(task.assignee_id(), None);
     assert_eq!(included.all().len(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn reports_have_their_own_limit_and_count_against_the_general_one() {
+    let s = Arc::new(Script { queue: Mutex::new(vec![(200, None); 111]), ..Script::default() });
+    let c = scripted(s.clone());
+    for _ in 0..11 {
+        c.report("/reports/time_reports", &Query::new()).await.unwrap();
+    }
+    {
+        let calls = s.calls.lock().unwrap();
+        assert!(calls[9] - calls[0] < Duration::from_secs(1));
+        assert!(calls[10] - calls[0] >= Duration::from_secs(30), "the 11th report waits for the 30 s window");
+    }
+    // the 11th report (at t≈30 s) also used the general 100 / 10 s window: 99 more requests pass at once, the
+    // 100th waits until that report is 10 s old
+    for _ in 0..100 {
+        c.list_companies(&Query::new()).await.unwrap();
+    }
+    let calls = s.calls.lock().unwrap();
+    assert!(calls[109] - calls[10] < Duration::from_secs(1));
+    assert!(calls[110] - calls[10] >= Duration::from_secs(10), "{:?}", calls[110] - calls[10]);
+}
