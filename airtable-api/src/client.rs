@@ -3,14 +3,14 @@
 use std::{fmt, sync::Arc, time::Duration};
 
 use api_core::{
-    HttpClient, RateLimiter, RawResponse, ReqwestTransport, Request, RetryPolicy, Rule, Token, Transport,
+    HttpClient, RateLimiter, RawResponse, Request, ReqwestTransport, RetryPolicy, Rule, Token, Transport,
     TransportConfig, VendorHint,
 };
 use http::header::AUTHORIZATION;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use crate::error::{ApiError, ErrorBody, Error, Operation, RATE_LIMIT_PENALTY};
+use crate::error::{ApiError, Error, ErrorBody, Operation, RATE_LIMIT_PENALTY};
 
 /// The production base URL.
 pub const DEFAULT_BASE_URL: &str = "https://api.airtable.com/v0";
@@ -190,7 +190,8 @@ impl ClientBuilder {
     /// [`Error::InvalidRequest`] when the token is missing or empty, the base URL does not parse, or TLS cannot
     /// initialise.
     pub fn build(self) -> Result<Client, Error> {
-        let token = self.token.filter(|t| !t.is_empty()).ok_or_else(|| Error::InvalidRequest("token missing".into()))?;
+        let token =
+            self.token.filter(|t| !t.is_empty()).ok_or_else(|| Error::InvalidRequest("token missing".into()))?;
         token.bearer_header().map_err(|_| Error::InvalidRequest("token contains invalid header characters".into()))?;
         let mut base = self.base_url.trim_end_matches('/').to_owned();
         base.push('/');

@@ -221,8 +221,10 @@ impl ApiError {
     /// cannot see it (Airtable deliberately does not distinguish).
     #[must_use]
     pub fn is_not_found_or_forbidden(&self) -> bool {
-        matches!(self.kind, ErrorType::InvalidPermissionsOrModelNotFound | ErrorType::NotFound | ErrorType::ModelIdNotFound)
-            || self.parts.status == StatusCode::NOT_FOUND
+        matches!(
+            self.kind,
+            ErrorType::InvalidPermissionsOrModelNotFound | ErrorType::NotFound | ErrorType::ModelIdNotFound
+        ) || self.parts.status == StatusCode::NOT_FOUND
     }
 
     /// An upsert failed because more than one existing record matched `fieldsToMergeOn`.

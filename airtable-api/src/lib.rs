@@ -41,7 +41,7 @@ pub mod webhooks;
 
 pub use cell::{Attachment, CellValue, Collaborator, Fields, Record};
 pub use client::{Client, ClientBuilder};
-pub use error::{ApiError, ErrorBody, ErrorField, ErrorType, Error};
+pub use error::{ApiError, Error, ErrorBody, ErrorField, ErrorType};
 pub use ids::{BaseId, FieldId, RecordId, TableId, UserId, ViewId, WebhookId};
 pub use metadata::{BaseInfo, BaseSchema, FieldSchema, FieldType, TableSchema};
 pub use records::{Direction, ListRecords, RecordPage, RecordUpdate, Table, UpsertResult, WriteOptions};

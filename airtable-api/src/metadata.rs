@@ -257,7 +257,10 @@ impl TableSchema {
     /// A field by id or (exact) name.
     #[must_use]
     pub fn field(&self, id_or_name: &str) -> Option<&FieldSchema> {
-        self.fields.iter().find(|f| f.id.as_str() == id_or_name).or_else(|| self.fields.iter().find(|f| f.name == id_or_name))
+        self.fields
+            .iter()
+            .find(|f| f.id.as_str() == id_or_name)
+            .or_else(|| self.fields.iter().find(|f| f.name == id_or_name))
     }
 }
 
@@ -272,7 +275,10 @@ impl BaseSchema {
     /// A table by id or (exact) name.
     #[must_use]
     pub fn table(&self, id_or_name: &str) -> Option<&TableSchema> {
-        self.tables.iter().find(|t| t.id.as_str() == id_or_name).or_else(|| self.tables.iter().find(|t| t.name == id_or_name))
+        self.tables
+            .iter()
+            .find(|t| t.id.as_str() == id_or_name)
+            .or_else(|| self.tables.iter().find(|t| t.name == id_or_name))
     }
 }
 

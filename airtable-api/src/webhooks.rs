@@ -447,7 +447,9 @@ impl PayloadCellValue {
     #[must_use]
     pub fn ref_ids(&self) -> Vec<&str> {
         match self {
-            Self::List(v) => v.iter().filter_map(|x| if let Self::Ref(r) = x { Some(r.id.as_str()) } else { None }).collect(),
+            Self::List(v) => {
+                v.iter().filter_map(|x| if let Self::Ref(r) = x { Some(r.id.as_str()) } else { None }).collect()
+            }
             Self::Ref(r) => vec![r.id.as_str()],
             _ => Vec::new(),
         }
@@ -731,7 +733,9 @@ impl WebhookPayload {
                 // a field present only in `previous` was cleared
                 if let Some(p) = prev {
                     for (f, v) in p {
-                        fields.entry(f.clone()).or_insert_with(|| FieldValueChange { previous: v.clone(), current: None });
+                        fields
+                            .entry(f.clone())
+                            .or_insert_with(|| FieldValueChange { previous: v.clone(), current: None });
                     }
                 }
                 out.push(RecordChange {
@@ -825,11 +829,11 @@ impl PayloadFeed {
             if !self.more {
                 return None;
             }
-            let page = match self.client.webhook_payloads(&self.base, &self.webhook, Some(self.cursor), self.limit).await
-            {
-                Ok(p) => p,
-                Err(e) => return Some(Err(e)),
-            };
+            let page =
+                match self.client.webhook_payloads(&self.base, &self.webhook, Some(self.cursor), self.limit).await {
+                    Ok(p) => p,
+                    Err(e) => return Some(Err(e)),
+                };
             self.pages += 1;
             let progressed = page.cursor != self.cursor || !page.payloads.is_empty();
             self.more = page.might_have_more && progressed;
@@ -905,7 +909,8 @@ impl Client {
     /// # Errors
     /// [`Error`].
     pub async fn refresh_webhook(&self, base: &BaseId, id: &WebhookId) -> Result<RefreshedWebhook, Error> {
-        let r = Request::post(format!("{}/refresh", Self::hook_path(base, id))).idempotent(true).rate_key(base.as_str());
+        let r =
+            Request::post(format!("{}/refresh", Self::hook_path(base, id))).idempotent(true).rate_key(base.as_str());
         self.send_json(r, Operation::Other).await
     }
 
@@ -1000,7 +1005,10 @@ mod tests {
             cursor: 10,
             might_have_more: false,
             payloads: vec![
-                serde_json::from_value(serde_json::json!({"timestamp": "t", "baseTransactionNumber": 1, "payloadFormat": "v0"})).unwrap();
+                serde_json::from_value(
+                    serde_json::json!({"timestamp": "t", "baseTransactionNumber": 1, "payloadFormat": "v0"})
+                )
+                .unwrap();
                 2
             ],
         };

@@ -37,7 +37,11 @@ fn client(server: &MockServer) -> Client {
         .base_url(format!("{}/v0", server.uri()))
         .requests_per_second_per_base(None)
         .requests_per_second_per_token(None)
-        .retry_policy(RetryPolicy { base_delay: Duration::from_millis(1), max_delay: Duration::from_millis(5), ..RetryPolicy::default() })
+        .retry_policy(RetryPolicy {
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(5),
+            ..RetryPolicy::default()
+        })
         .build()
         .unwrap()
 }
@@ -95,7 +99,8 @@ async fn upsert_body_and_response_mapping() {
         Fields::new().with("Name", "Kick off design work").with("Status", "In progress"),
         Fields::new().with("Name", "New homepage").with("Status", "To do"),
     ];
-    let r = client(&server).table("appB", "tblTasks").upsert(&records, &["Name"], WriteOptions::default()).await.unwrap();
+    let r =
+        client(&server).table("appB", "tblTasks").upsert(&records, &["Name"], WriteOptions::default()).await.unwrap();
     assert_eq!(r.created_records, [RecordId::from("rec1")]);
     assert_eq!(r.updated_records, [RecordId::from("rec2")]);
     assert_eq!(r.records[1].get_str("Status"), Some("To do"));
@@ -153,7 +158,10 @@ async fn update_patch_put_single_and_delete_bodies() {
     Mock::given(method("DELETE"))
         .and(path("/v0/appB/T"))
         .and(query_param("records[]", "rec1"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"records": [{"id": "rec1", "deleted": true}, {"id": "rec2", "deleted": true}]})))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"records": [{"id": "rec1", "deleted": true}, {"id": "rec2", "deleted": true}]})),
+        )
         .expect(1)
         .mount(&server)
         .await;
@@ -196,7 +204,10 @@ async fn list_pagination_params_and_empty_table() {
         .and(query_param("timeZone", "Europe/Berlin"))
         .and(query_param("userLocale", "en-gb"))
         .and(|r: &wiremock::Request| !r.url.query().unwrap_or("").contains("offset"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"records": [rec("rec1", "a"), rec("rec2", "b")], "offset": "itr1/rec3"})))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"records": [rec("rec1", "a"), rec("rec2", "b")], "offset": "itr1/rec3"})),
+        )
         .expect(1)
         .mount(&server)
         .await;
@@ -248,7 +259,10 @@ async fn list_stream_is_lazy_and_stops_after_error() {
     Mock::given(method("GET"))
         .and(path("/v0/appB/T"))
         .and(query_param("offset", "o1"))
-        .respond_with(ResponseTemplate::new(422).set_body_json(json!({"error": {"type": "LIST_RECORDS_ITERATOR_NOT_AVAILABLE", "message": "expired"}})))
+        .respond_with(
+            ResponseTemplate::new(422)
+                .set_body_json(json!({"error": {"type": "LIST_RECORDS_ITERATOR_NOT_AVAILABLE", "message": "expired"}})),
+        )
         .expect(1)
         .mount(&server)
         .await;
@@ -263,7 +277,8 @@ async fn list_stream_is_lazy_and_stops_after_error() {
 #[tokio::test]
 async fn long_formula_uses_post_list_records() {
     let server = MockServer::start().await;
-    let formula = format!("OR({})", (0..900).map(|i| format!("{{Email}}='user{i}@example.com'")).collect::<Vec<_>>().join(","));
+    let formula =
+        format!("OR({})", (0..900).map(|i| format!("{{Email}}='user{i}@example.com'")).collect::<Vec<_>>().join(","));
     Mock::given(method("POST"))
         .and(path("/v0/appB/T/listRecords"))
         .and(body_json(json!({"filterByFormula": formula, "pageSize": 100})))
@@ -294,7 +309,9 @@ async fn both_error_shapes_are_typed() {
     }
     Mock::given(method("GET"))
         .and(path("/v0/appB/E/rec1"))
-        .respond_with(ResponseTemplate::new(422).set_body_json(json!({"error": {"type": "SOMETHING_NEW", "message": "m"}})))
+        .respond_with(
+            ResponseTemplate::new(422).set_body_json(json!({"error": {"type": "SOMETHING_NEW", "message": "m"}})),
+        )
         .mount(&server)
         .await;
     let c = client(&server);
@@ -309,7 +326,9 @@ async fn both_error_shapes_are_typed() {
     assert!(e.as_ref().unwrap_err().is_not_found());
     assert!(e.unwrap_err().to_string().contains("no access"));
     let e = c.table("appB", "D").get(&"rec1".into()).await.unwrap_err();
-    assert!(matches!(&e.api().unwrap().body.as_ref().unwrap().error, airtable_client::ErrorField::Code(c) if c == "NOT_FOUND"));
+    assert!(
+        matches!(&e.api().unwrap().body.as_ref().unwrap().error, airtable_client::ErrorField::Code(c) if c == "NOT_FOUND")
+    );
     let e = c.table("appB", "E").get(&"rec1".into()).await.unwrap_err();
     assert_eq!(e.error_type(), Some(&ErrorType::Other("SOMETHING_NEW".into())));
 }
@@ -338,7 +357,8 @@ async fn server_errors_retried_for_reads_not_for_creates() {
         .await;
     let c = client(&server);
     c.table("appB", "T").list().all().await.unwrap();
-    let e = c.table("appB", "T").create(vec![Fields::new().with("Name", "x")], WriteOptions::default()).await.unwrap_err();
+    let e =
+        c.table("appB", "T").create(vec![Fields::new().with("Name", "x")], WriteOptions::default()).await.unwrap_err();
     assert_eq!(e.status().unwrap().as_u16(), 503);
     assert!(e.api().unwrap().body.is_none(), "non-Airtable body kept raw");
     assert_eq!(e.error_type(), Some(&ErrorType::ServerError));
@@ -349,7 +369,9 @@ async fn billing_cap_429_is_not_retried() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/v0/appB/T"))
-        .respond_with(ResponseTemplate::new(429).set_body_json(json!({"error": {"type": "PUBLIC_API_BILLING_LIMIT_EXCEEDED"}})))
+        .respond_with(
+            ResponseTemplate::new(429).set_body_json(json!({"error": {"type": "PUBLIC_API_BILLING_LIMIT_EXCEEDED"}})),
+        )
         .expect(1)
         .mount(&server)
         .await;
@@ -401,7 +423,9 @@ async fn webhook_management_bodies() {
         .await;
     Mock::given(method("GET"))
         .and(path("/v0/bases/appB/webhooks"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"webhooks": [fixture("webhook_pyairtable.json")]})))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"webhooks": [fixture("webhook_pyairtable.json")]})),
+        )
         .expect(1)
         .mount(&server)
         .await;
@@ -427,7 +451,10 @@ async fn webhook_management_bodies() {
     let c = client(&server);
     let base = "appB".into();
     let created = c
-        .create_webhook(&base, &CreateWebhook { notification_url: Some("https://foo.com/receive-ping".into()), specification: spec })
+        .create_webhook(
+            &base,
+            &CreateWebhook { notification_url: Some("https://foo.com/receive-ping".into()), specification: spec },
+        )
         .await
         .unwrap();
     assert_eq!(created.mac_secret_base64.expose_base64(), "c3VwZXIgZHVwZXIgc2VjcmV0");
@@ -436,7 +463,10 @@ async fn webhook_management_bodies() {
     assert!(!r.success);
     assert_eq!(r.will_be_retried, Some(true));
     let id = "ach1".into();
-    assert_eq!(c.refresh_webhook(&base, &id).await.unwrap().expiration_time.as_deref(), Some("2023-02-06T00:00:00.000Z"));
+    assert_eq!(
+        c.refresh_webhook(&base, &id).await.unwrap().expiration_time.as_deref(),
+        Some("2023-02-06T00:00:00.000Z")
+    );
     c.set_webhook_notifications(&base, &id, false).await.unwrap();
     c.delete_webhook(&base, &id).await.unwrap();
 }
@@ -444,11 +474,15 @@ async fn webhook_management_bodies() {
 #[tokio::test]
 async fn payload_feed_three_pages_with_cursor_hand_off() {
     let server = MockServer::start().await;
-    let p = |n: u64| json!({"timestamp": "2022-02-01T21:25:05.663Z", "baseTransactionNumber": n, "payloadFormat": "v0",
-        "actionMetadata": {"source": "publicApi", "sourceMetadata": {}}});
-    let pages = [("3", json!({"cursor": 5, "mightHaveMore": true, "payloads": [p(10), p(11)]})),
+    let p = |n: u64| {
+        json!({"timestamp": "2022-02-01T21:25:05.663Z", "baseTransactionNumber": n, "payloadFormat": "v0",
+        "actionMetadata": {"source": "publicApi", "sourceMetadata": {}}})
+    };
+    let pages = [
+        ("3", json!({"cursor": 5, "mightHaveMore": true, "payloads": [p(10), p(11)]})),
         ("5", json!({"cursor": 7, "mightHaveMore": true, "payloads": [p(12), p(12)]})),
-        ("7", json!({"cursor": 8, "mightHaveMore": false, "payloads": [p(13)]}))];
+        ("7", json!({"cursor": 8, "mightHaveMore": false, "payloads": [p(13)]})),
+    ];
     for (cur, body) in pages {
         Mock::given(method("GET"))
             .and(path("/v0/bases/appB/webhooks/ach1/payloads"))
@@ -478,7 +512,9 @@ async fn payload_feed_empty_keeps_cursor() {
     Mock::given(method("GET"))
         .and(path("/v0/bases/appB/webhooks/ach1/payloads"))
         .and(query_param("cursor", "9"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"cursor": 9, "mightHaveMore": false, "payloads": []})))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"cursor": 9, "mightHaveMore": false, "payloads": []})),
+        )
         .expect(1)
         .mount(&server)
         .await;
@@ -508,7 +544,10 @@ fn payload_fixtures_parse() {
     full["changedTablesById"] = json!({"tbl00000000000000": fixture("table_changed_official.json")});
     let p: WebhookPayload = serde_json::from_value(full.clone()).unwrap();
     let t = &p.changed_tables_by_id[&"tbl00000000000000".into()];
-    assert_eq!(t.changed_fields_by_id[&"fld10000000000002".into()].previous.as_ref().unwrap().kind.as_deref(), Some("rating"));
+    assert_eq!(
+        t.changed_fields_by_id[&"fld10000000000002".into()].previous.as_ref().unwrap().kind.as_deref(),
+        Some("rating")
+    );
     assert_eq!(t.changed_views_by_id.len(), 1);
     let changes = p.record_changes();
     let kinds: Vec<ChangeKind> = changes.iter().map(|c| c.kind).collect();
@@ -522,9 +561,11 @@ fn payload_fixtures_parse() {
 
 #[test]
 fn payload_v2_cells() {
-    let v: airtable_client::PayloadCellValue = serde_json::from_value(json!([{"id": "rec560UJdUtocSouk", "name": "Record primary column value"}])).unwrap();
+    let v: airtable_client::PayloadCellValue =
+        serde_json::from_value(json!([{"id": "rec560UJdUtocSouk", "name": "Record primary column value"}])).unwrap();
     assert_eq!(v.ref_ids(), ["rec560UJdUtocSouk"]);
-    let s: airtable_client::PayloadCellValue = serde_json::from_value(json!({"id": "selX", "name": "Done", "color": "greenLight2"})).unwrap();
+    let s: airtable_client::PayloadCellValue =
+        serde_json::from_value(json!({"id": "selX", "name": "Done", "color": "greenLight2"})).unwrap();
     assert_eq!(s.choice_name(), Some("Done"));
     let u: airtable_client::PayloadCellValue = serde_json::from_value(json!({"weird": true})).unwrap();
     assert!(matches!(u, airtable_client::PayloadCellValue::Unknown(_)));
@@ -594,7 +635,10 @@ fn scripted_client(t: Arc<Scripted>) -> Client {
 #[tokio::test(start_paused = true)]
 async fn waits_30_seconds_after_a_429_for_that_base() {
     let t = Arc::new(Scripted::default());
-    t.replies.lock().unwrap().push_back((429, json!({"error": {"type": "RATE_LIMIT_REACHED", "message": "Rate limit exceeded. Please try again later"}})));
+    t.replies.lock().unwrap().push_back((
+        429,
+        json!({"error": {"type": "RATE_LIMIT_REACHED", "message": "Rate limit exceeded. Please try again later"}}),
+    ));
     let c = scripted_client(t.clone());
     let start = Instant::now();
     c.table("appA", "T").list().all().await.unwrap();

@@ -35,7 +35,9 @@ async fn crud_pagination_filter_and_checkbox() {
     let client = fake.client_builder().requests_per_second_per_base(None).build().unwrap();
     let table = client.table(fake.id(), "Contacts");
     let recs: Vec<Fields> = (0..25)
-        .map(|i| Fields::new().with("Email", format!("u{i}@x.io")).with("Name", format!("U{i}")).with("Score", i64::from(i)))
+        .map(|i| {
+            Fields::new().with("Email", format!("u{i}@x.io")).with("Name", format!("U{i}")).with("Score", i64::from(i))
+        })
         .collect();
     let created = table.create(recs, WriteOptions::default()).await.unwrap();
     assert_eq!(created.len(), 25);
@@ -67,11 +69,14 @@ async fn crud_pagination_filter_and_checkbox() {
     assert!(upd[0].get_bool("Vip"));
     assert_eq!(upd[0].get_str("Name"), Some("U3"), "PATCH keeps other fields");
     let put = table
-        .replace(&[RecordUpdate { id: id.clone(), fields: Fields::new().with("Email", "new@x.io") }], WriteOptions::default())
+        .replace(
+            &[RecordUpdate { id: id.clone(), fields: Fields::new().with("Email", "new@x.io") }],
+            WriteOptions::default(),
+        )
         .await
         .unwrap();
     assert_eq!(put[0].get_str("Name"), None, "PUT clears other fields");
-    let del = table.delete(&[id.clone()]).await.unwrap();
+    let del = table.delete(std::slice::from_ref(&id)).await.unwrap();
     assert!(del[0].deleted);
     let e = table.get(&id).await.unwrap_err();
     assert!(e.is_not_found(), "{e}");
@@ -86,7 +91,10 @@ async fn upsert_semantics_and_typed_errors() {
     fake.seed("Contacts", &[json!({"Email": "a@x.io", "Name": "A"})]).unwrap();
     let r = table
         .upsert(
-            &[Fields::new().with("Email", "a@x.io").with("Name", "A2"), Fields::new().with("Email", "b@x.io").with("Name", "B")],
+            &[
+                Fields::new().with("Email", "a@x.io").with("Name", "A2"),
+                Fields::new().with("Email", "b@x.io").with("Name", "B"),
+            ],
             &["Email"],
             WriteOptions::default(),
         )
@@ -98,7 +106,10 @@ async fn upsert_semantics_and_typed_errors() {
 
     // ambiguity
     fake.seed("Contacts", &[json!({"Email": "dup@x.io"}), json!({"Email": "dup@x.io"})]).unwrap();
-    let e = table.upsert(&[Fields::new().with("Email", "dup@x.io")], &["Email"], WriteOptions::default()).await.unwrap_err();
+    let e = table
+        .upsert(&[Fields::new().with("Email", "dup@x.io")], &["Email"], WriteOptions::default())
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::UpsertAmbiguous(_)), "{e:?}");
 
     // unknown select option without typecast, then with typecast
@@ -169,12 +180,16 @@ async fn webhooks_payload_sources_feed_and_signed_pings() {
     assert!(hook.expiration_time.is_some());
 
     let table = client.table(base.clone(), t.as_str());
-    let rec = table.create_one(Fields::new().with("Email", "p@x.io").with("Status", "Lead"), WriteOptions::default()).await.unwrap();
+    let rec = table
+        .create_one(Fields::new().with("Email", "p@x.io").with("Status", "Lead"), WriteOptions::default())
+        .await
+        .unwrap();
     fake.user_edit("Contacts", &rec.id, json!({"Status": "Customer"}), &FakeUser::with_email("sam@x.io")).unwrap();
 
     let (mac, body) = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
     verify_mac(&hook.mac_secret_base64, &body, mac.as_deref()).unwrap();
-    let ping = airtable_client::WebhookNotification::from_request(&hook.mac_secret_base64, &body, mac.as_deref()).unwrap();
+    let ping =
+        airtable_client::WebhookNotification::from_request(&hook.mac_secret_base64, &body, mac.as_deref()).unwrap();
     assert_eq!(ping.webhook.id, hook.id);
 
     let (payloads, cursor) = client.payload_feed(&base, &hook.id, 1).collect_all().await.unwrap();
@@ -207,12 +222,14 @@ async fn webhooks_payload_sources_feed_and_signed_pings() {
 
 #[tokio::test]
 async fn rate_limit_429_and_client_spacing() {
-    let fake = FakeAirtable::start_with(FakeConfig { penalty_after_429: Duration::from_millis(300), ..FakeConfig::default() })
-        .await
-        .unwrap();
+    let fake =
+        FakeAirtable::start_with(FakeConfig { penalty_after_429: Duration::from_millis(300), ..FakeConfig::default() })
+            .await
+            .unwrap();
     let _ = fake.add_table("T", &[("Name", "singleLineText")]);
     // no client-side limiter, no retries: the fake answers 429
-    let raw = fake.client_builder().requests_per_second_per_base(None).retry_policy(RetryPolicy::none()).build().unwrap();
+    let raw =
+        fake.client_builder().requests_per_second_per_base(None).retry_policy(RetryPolicy::none()).build().unwrap();
     let t = raw.table(fake.id(), "T");
     let mut saw = None;
     for _ in 0..8 {
@@ -248,12 +265,20 @@ async fn injected_faults_are_retried_for_reads() {
         .build()
         .unwrap();
     let path = format!("/v0/{}/Contacts", fake.id());
-    fake.faults().inject(Some(Method::GET), &path, Fault::json(503, &json!({"error": {"type": "SERVICE_UNAVAILABLE"}})), 2);
+    fake.faults().inject(
+        Some(Method::GET),
+        &path,
+        Fault::json(503, &json!({"error": {"type": "SERVICE_UNAVAILABLE"}})),
+        2,
+    );
     client.table(fake.id(), "Contacts").list().all().await.unwrap();
     assert_eq!(fake.count(&Method::GET, &path), 3);
     // a create is not retried after a 503
     fake.faults().inject(Some(Method::POST), &path, Fault::json(503, &json!({"error": "SERVICE_UNAVAILABLE"})), 1);
-    let e = client.table(fake.id(), "Contacts").create(vec![Fields::new().with("Name", "x")], WriteOptions::default()).await;
+    let e = client
+        .table(fake.id(), "Contacts")
+        .create(vec![Fields::new().with("Name", "x")], WriteOptions::default())
+        .await;
     assert_eq!(e.unwrap_err().status().map(|s| s.as_u16()), Some(503));
     assert_eq!(fake.records("Contacts").len(), 0);
     let _ = RecordId::from("recX");

@@ -36,7 +36,13 @@ impl V {
             Self::Blank => String::new(),
             Self::Str(s) => s.clone(),
             Self::Num(n) => fmt_num(*n),
-            Self::Bool(b) => if *b { "1".into() } else { "0".into() },
+            Self::Bool(b) => {
+                if *b {
+                    "1".into()
+                } else {
+                    "0".into()
+                }
+            }
         }
     }
 
@@ -217,7 +223,11 @@ pub(crate) fn parse(formula: &str) -> Result<Expr, String> {
 }
 
 /// Evaluates against a record: `field(name)` returns the REST cell by field name.
-pub(crate) fn eval(e: &Expr, record_id: &str, field: &dyn Fn(&str) -> Result<Option<Value>, String>) -> Result<V, String> {
+pub(crate) fn eval(
+    e: &Expr,
+    record_id: &str,
+    field: &dyn Fn(&str) -> Result<Option<Value>, String>,
+) -> Result<V, String> {
     Ok(match e {
         Expr::Field(name) => cell_to_v(field(name)?.as_ref()),
         Expr::Str(s) => V::Str(s.clone()),
@@ -268,7 +278,11 @@ pub(crate) fn eval(e: &Expr, record_id: &str, field: &dyn Fn(&str) -> Result<Opt
                     V::Num(n)
                 }
                 "IF" => {
-                    if arg(0).truthy() { arg(1) } else { arg(2) }
+                    if arg(0).truthy() {
+                        arg(1)
+                    } else {
+                        arg(2)
+                    }
                 }
                 other => return Err(format!("unsupported function {other}()")),
             }

@@ -52,7 +52,7 @@ use std::{
     time::Duration,
 };
 
-use api_core::fake::{Faults, FakeServer, RequestLog};
+use api_core::fake::{FakeServer, Faults, RequestLog};
 use axum::{
     Router,
     body::Bytes,
@@ -426,8 +426,12 @@ fn normalize(f: &FieldSt, v: &Value, typecast: bool, new_choices: &mut Vec<Strin
         }
         "multipleSelects" => {
             let names: Vec<String> = match v {
-                Value::Array(a) => a.iter().map(|x| x.as_str().map(str::to_owned).ok_or_else(bad)).collect::<Result<_, _>>()?,
-                Value::String(s) if typecast => s.split(',').map(|x| x.trim().to_owned()).filter(|x| !x.is_empty()).collect(),
+                Value::Array(a) => {
+                    a.iter().map(|x| x.as_str().map(str::to_owned).ok_or_else(bad)).collect::<Result<_, _>>()?
+                }
+                Value::String(s) if typecast => {
+                    s.split(',').map(|x| x.trim().to_owned()).filter(|x| !x.is_empty()).collect()
+                }
                 _ => return Err(bad()),
             };
             for n in &names {
@@ -495,12 +499,11 @@ fn normalize(f: &FieldSt, v: &Value, typecast: bool, new_choices: &mut Vec<Strin
     Ok(Some(out))
 }
 
+/// Field id → value to store (`None` = clear), and select options to create per field id.
+type Validated = (Vec<(String, Option<Value>)>, Vec<(String, Vec<String>)>);
+
 /// Validates a `fields` object against the table: field id → value (`None` = clear), plus options to create.
-fn validate_fields(
-    t: &TableSt,
-    fields: &Value,
-    typecast: bool,
-) -> Result<(Vec<(String, Option<Value>)>, Vec<(String, Vec<String>)>), ApiErr> {
+fn validate_fields(t: &TableSt, fields: &Value, typecast: bool) -> Result<Validated, ApiErr> {
     let obj = fields.as_object().ok_or_else(|| err(422, "INVALID_REQUEST_UNKNOWN", "fields must be an object"))?;
     let mut out = Vec::new();
     let mut created = Vec::new();
@@ -564,7 +567,9 @@ fn to_v2(base: &BaseSt, t: &TableSt, fid: &str, v: &Value) -> Value {
     };
     match (f.kind.as_str(), v) {
         ("singleSelect", Value::String(s)) => choice(s),
-        ("multipleSelects", Value::Array(a)) => Value::Array(a.iter().map(|x| choice(x.as_str().unwrap_or(""))).collect()),
+        ("multipleSelects", Value::Array(a)) => {
+            Value::Array(a.iter().map(|x| choice(x.as_str().unwrap_or(""))).collect())
+        }
         ("multipleRecordLinks", Value::Array(a)) => {
             let linked = f.options.as_ref().and_then(|o| o.get("linkedTableId")).and_then(Value::as_str);
             Value::Array(
@@ -802,7 +807,10 @@ pub struct FakeAirtable {
 
 impl std::fmt::Debug for FakeAirtable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FakeAirtable").field("base_url", &self.base_url()).field("default_base", &self.default_base.id).finish()
+        f.debug_struct("FakeAirtable")
+            .field("base_url", &self.base_url())
+            .field("default_base", &self.default_base.id)
+            .finish()
     }
 }
 
@@ -854,7 +862,8 @@ impl FakeAirtable {
             },
             pings: Vec::new(),
         }));
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(25)).build().map_err(std::io::Error::other)?;
+        let http =
+            reqwest::Client::builder().timeout(Duration::from_secs(25)).build().map_err(std::io::Error::other)?;
         let app = App { st, http };
         let router = Router::new().fallback(handle).with_state(app.clone());
         let server = FakeServer::start(router).await?;
@@ -865,7 +874,13 @@ impl FakeAirtable {
     fn new_base(app: &App, name: &str) -> FakeBase {
         let mut st = lock(&app.st);
         let id = st.new_id("app");
-        st.bases.push(BaseSt { id: id.clone(), name: name.to_owned(), tables: Vec::new(), hooks: Vec::new(), transaction: 0 });
+        st.bases.push(BaseSt {
+            id: id.clone(),
+            name: name.to_owned(),
+            tables: Vec::new(),
+            hooks: Vec::new(),
+            transaction: 0,
+        });
         FakeBase { app: app.clone(), id: BaseId::from(id) }
     }
 
@@ -996,7 +1011,9 @@ impl FieldSpec {
         Self {
             name: name.into(),
             kind: "multipleRecordLinks".into(),
-            options: Some(json!({"linkedTableId": table.as_str(), "isReversed": false, "prefersSingleRecordLink": false})),
+            options: Some(
+                json!({"linkedTableId": table.as_str(), "isReversed": false, "prefersSingleRecordLink": false}),
+            ),
         }
     }
 }
@@ -1136,6 +1153,7 @@ impl FakeBase {
     ///
     /// # Errors
     /// The 422/404 body text.
+    #[allow(clippy::needless_pass_by_value)] // by value so `json!({..})` can be passed inline
     pub fn user_edit(&self, table: &str, record_id: &RecordId, fields: Value, user: &FakeUser) -> Result<(), String> {
         let pings = self.with(|st| {
             let (tid, changes) = {
@@ -1159,6 +1177,7 @@ impl FakeBase {
     ///
     /// # Errors
     /// The 422 body text.
+    #[allow(clippy::needless_pass_by_value)] // by value so `json!({..})` can be passed inline
     pub fn user_create(&self, table: &str, fields: Value, user: &FakeUser) -> Result<RecordId, String> {
         let (id, pings) = self.with(|st| {
             let (tid, change) = {
@@ -1275,7 +1294,8 @@ impl FakeBase {
         let (url, body, mac) = self.with(|st| {
             let b = st.base(self.id.as_str())?;
             let h = b.hooks.iter().find(|h| h.id == webhook.as_str()).ok_or_else(not_found)?;
-            let url = h.notification_url.clone().ok_or_else(|| err(422, "INVALID_REQUEST_UNKNOWN", "no notificationUrl"))?;
+            let url =
+                h.notification_url.clone().ok_or_else(|| err(422, "INVALID_REQUEST_UNKNOWN", "no notificationUrl"))?;
             let body = json!({"base": {"id": self.id}, "webhook": {"id": h.id}, "timestamp": now_iso()}).to_string();
             let mac = MacSecret::from_base64(h.secret.clone()).sign(body.as_bytes()).unwrap_or_default();
             Ok((url, body, mac))
@@ -1341,10 +1361,8 @@ type Reply = Result<(StatusCode, Value), ApiErr>;
 
 async fn handle(AxState(app): AxState<App>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let segs: Vec<String> = uri.path().trim_start_matches('/').split('/').map(pct_decode).collect();
-    let query: Vec<(String, String)> = uri
-        .query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default();
+    let query: Vec<(String, String)> =
+        uri.query().map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
     let (result, pings) = {
         let mut st = lock(&app.st);
         match dispatch(&mut st, &method, &segs, &query, &headers, &body) {
@@ -1408,7 +1426,13 @@ fn dispatch(
         if body.is_empty() {
             return Ok(json!({}));
         }
-        serde_json::from_slice(body).map_err(|_| err(400, "INVALID_REQUEST_UNKNOWN", "Invalid request: parameter validation failed. Check your request data."))
+        serde_json::from_slice(body).map_err(|_| {
+            err(
+                400,
+                "INVALID_REQUEST_UNKNOWN",
+                "Invalid request: parameter validation failed. Check your request data.",
+            )
+        })
     };
     let no_pings = |r: Reply| r.map(|x| (x, Vec::new()));
     match (method.clone(), &s[1..]) {
@@ -1462,7 +1486,14 @@ fn table_schema_json(t: &TableSt) -> Value {
     v
 }
 
-fn webhook_route(st: &mut St, m: &Method, base: &str, rest: &[&str], query: &[(String, String)], body: &Value) -> Reply {
+fn webhook_route(
+    st: &mut St,
+    m: &Method,
+    base: &str,
+    rest: &[&str],
+    query: &[(String, String)],
+    body: &Value,
+) -> Reply {
     let max = st.cfg.max_webhooks_per_base;
     match (m.clone(), rest) {
         (Method::GET, []) => {
@@ -1532,11 +1563,15 @@ fn webhook_route(st: &mut St, m: &Method, base: &str, rest: &[&str], query: &[(S
                 (Method::GET, ["payloads"]) => {
                     let get = |k: &str| query.iter().find(|(q, _)| q == k).map(|(_, v)| v.clone());
                     let cursor: usize = match get("cursor") {
-                        Some(c) => c.parse().map_err(|_| err(422, "INVALID_REQUEST_UNKNOWN", "cursor must be a number"))?,
+                        Some(c) => {
+                            c.parse().map_err(|_| err(422, "INVALID_REQUEST_UNKNOWN", "cursor must be a number"))?
+                        }
                         None => 1,
                     };
                     let limit: usize = match get("limit") {
-                        Some(l) => l.parse().map_err(|_| err(422, "INVALID_REQUEST_UNKNOWN", "limit must be a number"))?,
+                        Some(l) => {
+                            l.parse().map_err(|_| err(422, "INVALID_REQUEST_UNKNOWN", "limit must be a number"))?
+                        }
                         None => 50,
                     };
                     let limit = limit.clamp(1, 50);
@@ -1572,7 +1607,8 @@ struct ListQ {
 
 fn list_q_from_query(q: &[(String, String)]) -> Result<ListQ, ApiErr> {
     let get = |k: &str| q.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone());
-    let fields: Vec<String> = q.iter().filter(|(k, _)| k == "fields[]" || k == "fields").map(|(_, v)| v.clone()).collect();
+    let fields: Vec<String> =
+        q.iter().filter(|(k, _)| k == "fields[]" || k == "fields").map(|(_, v)| v.clone()).collect();
     let mut sort = Vec::new();
     for i in 0.. {
         match get(&format!("sort[{i}][field]")) {
@@ -1581,7 +1617,9 @@ fn list_q_from_query(q: &[(String, String)]) -> Result<ListQ, ApiErr> {
         }
     }
     let num = |k: &str| -> Result<Option<usize>, ApiErr> {
-        get(k).map(|v| v.parse().map_err(|_| err(422, "INVALID_REQUEST_UNKNOWN", format!("{k} must be a number")))).transpose()
+        get(k)
+            .map(|v| v.parse().map_err(|_| err(422, "INVALID_REQUEST_UNKNOWN", format!("{k} must be a number"))))
+            .transpose()
     };
     Ok(ListQ {
         view: get("view"),
@@ -1602,14 +1640,22 @@ fn list_q_from_body(b: &Value) -> Result<ListQ, ApiErr> {
     let n = |k: &str| b.get(k).and_then(Value::as_u64).and_then(|x| usize::try_from(x).ok());
     Ok(ListQ {
         view: s("view"),
-        fields: b.get("fields").and_then(Value::as_array).map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect()),
+        fields: b
+            .get("fields")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect()),
         formula: s("filterByFormula"),
         sort: b
             .get("sort")
             .and_then(Value::as_array)
             .map(|a| {
                 a.iter()
-                    .filter_map(|x| Some((x.get("field")?.as_str()?.to_owned(), x.get("direction").and_then(Value::as_str) == Some("desc"))))
+                    .filter_map(|x| {
+                        Some((
+                            x.get("field")?.as_str()?.to_owned(),
+                            x.get("direction").and_then(Value::as_str) == Some("desc"),
+                        ))
+                    })
                     .collect()
             })
             .unwrap_or_default(),
@@ -1649,18 +1695,27 @@ fn stringify(v: &Value) -> Value {
     match v {
         Value::String(_) => v.clone(),
         Value::Bool(true) => json!("checked"),
-        Value::Array(a) => json!(a.iter().map(|x| stringify(x).as_str().map_or_else(|| x.to_string(), str::to_owned)).collect::<Vec<_>>().join(", ")),
+        Value::Array(a) => json!(
+            a.iter()
+                .map(|x| stringify(x).as_str().map_or_else(|| x.to_string(), str::to_owned))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         Value::Object(_) => json!(formula::display_object(v)),
         other => json!(other.to_string()),
     }
 }
 
-fn list_records(st: &mut St, base: &str, table: &str, q: ListQ) -> Reply {
+fn list_records(st: &mut St, base: &str, table: &str, q: &ListQ) -> Reply {
     if q.page_size == 0 || q.page_size > 100 {
         return Err(err(422, "INVALID_REQUEST_UNKNOWN", "pageSize must be between 1 and 100"));
     }
     if q.string_format && !q.tz_locale {
-        return Err(err(422, "INVALID_REQUEST_UNKNOWN", "timeZone and userLocale are required when cellFormat is string"));
+        return Err(err(
+            422,
+            "INVALID_REQUEST_UNKNOWN",
+            "timeZone and userLocale are required when cellFormat is string",
+        ));
     }
     let mut counter = st.counter;
     let b = st.bases.iter_mut().find(|b| b.id == base).ok_or_else(not_found_or_forbidden)?;
@@ -1683,26 +1738,30 @@ fn list_records(st: &mut St, base: &str, table: &str, q: ListQ) -> Reply {
             (itr.to_owned(), ids, start)
         }
         None => {
-            let expr = q
-                .formula
-                .as_deref()
-                .filter(|f| !f.trim().is_empty())
-                .map(formula::parse)
-                .transpose()
-                .map_err(|e| err(422, "INVALID_FILTER_BY_FORMULA", format!("The formula for filtering records is invalid: {e}")))?;
+            let expr =
+                q.formula.as_deref().filter(|f| !f.trim().is_empty()).map(formula::parse).transpose().map_err(|e| {
+                    err(422, "INVALID_FILTER_BY_FORMULA", format!("The formula for filtering records is invalid: {e}"))
+                })?;
             let mut rows: Vec<&RecordSt> = Vec::new();
             for r in &t.records {
                 let keep = match &expr {
                     None => true,
-                    Some(e) => formula::matches(e, &r.id, &|name| t.cell_by_name(r, name))
-                        .map_err(|m| err(422, "INVALID_FILTER_BY_FORMULA", format!("The formula for filtering records is invalid: {m}")))?,
+                    Some(e) => formula::matches(e, &r.id, &|name| t.cell_by_name(r, name)).map_err(|m| {
+                        err(
+                            422,
+                            "INVALID_FILTER_BY_FORMULA",
+                            format!("The formula for filtering records is invalid: {m}"),
+                        )
+                    })?,
                 };
                 if keep {
                     rows.push(r);
                 }
             }
             for (field, desc) in q.sort.iter().rev() {
-                let f = t.field(field).ok_or_else(|| err(422, "UNKNOWN_FIELD_NAME", format!("Unknown field name: \"{field}\"")))?;
+                let f = t
+                    .field(field)
+                    .ok_or_else(|| err(422, "UNKNOWN_FIELD_NAME", format!("Unknown field name: \"{field}\"")))?;
                 rows.sort_by(|a, b| {
                     let o = cmp_values(a.cells.get(&f.id), b.cells.get(&f.id));
                     if *desc { o.reverse() } else { o }
@@ -1742,11 +1801,7 @@ fn list_records(st: &mut St, base: &str, table: &str, q: ListQ) -> Reply {
 }
 
 fn iterator_gone() -> ApiErr {
-    err(
-        422,
-        "LIST_RECORDS_ITERATOR_NOT_AVAILABLE",
-        "Iteration timed out. Please restart iteration from the beginning.",
-    )
+    err(422, "LIST_RECORDS_ITERATOR_NOT_AVAILABLE", "Iteration timed out. Please restart iteration from the beginning.")
 }
 
 const MAX_BATCH: usize = 10;
@@ -1767,10 +1822,10 @@ fn records_route(
 ) -> Result<((StatusCode, Value), Vec<PendingPing>), ApiErr> {
     let api_user = st.api_user.clone();
     match (m.clone(), record) {
-        (Method::GET, None) => Ok((list_records(st, base, table, list_q_from_query(query)?)?, Vec::new())),
+        (Method::GET, None) => Ok((list_records(st, base, table, &list_q_from_query(query)?)?, Vec::new())),
         (Method::POST, Some("listRecords")) => {
             let q = list_q_from_body(&json_body()?)?;
-            Ok((list_records(st, base, table, q)?, Vec::new()))
+            Ok((list_records(st, base, table, &q)?, Vec::new()))
         }
         (Method::GET, Some(rid)) => {
             let by_id = query.iter().any(|(k, v)| k == "returnFieldsByFieldId" && (v == "true" || v == "1"));
@@ -1785,7 +1840,11 @@ fn records_route(
             let by_id = body.get("returnFieldsByFieldId").and_then(Value::as_bool).unwrap_or(false);
             let single = body.get("records").is_none();
             let inputs: Vec<Value> = if single {
-                vec![body.get("fields").cloned().ok_or_else(|| err(422, "INVALID_REQUEST_MISSING_FIELDS", "Missing records or fields"))?]
+                vec![
+                    body.get("fields")
+                        .cloned()
+                        .ok_or_else(|| err(422, "INVALID_REQUEST_MISSING_FIELDS", "Missing records or fields"))?,
+                ]
             } else {
                 body["records"]
                     .as_array()
@@ -1840,7 +1899,10 @@ fn records_route(
                     .ok_or_else(|| err(422, "INVALID_RECORDS", "records must be an array"))?
                     .iter()
                     .map(|r| {
-                        (r.get("id").and_then(Value::as_str).map(str::to_owned), r.get("fields").cloned().unwrap_or_else(|| json!({})))
+                        (
+                            r.get("id").and_then(Value::as_str).map(str::to_owned),
+                            r.get("fields").cloned().unwrap_or_else(|| json!({})),
+                        )
                     })
                     .collect(),
             };
@@ -1868,7 +1930,11 @@ fn records_route(
             let merge_ids: Option<Vec<String>> = match &merge_on {
                 Some(list) => Some(
                     list.iter()
-                        .map(|k| t.field(k).map(|f| f.id.clone()).ok_or_else(|| err(422, "UNKNOWN_FIELD_NAME", format!("Unknown field name: \"{k}\""))))
+                        .map(|k| {
+                            t.field(k)
+                                .map(|f| f.id.clone())
+                                .ok_or_else(|| err(422, "UNKNOWN_FIELD_NAME", format!("Unknown field name: \"{k}\"")))
+                        })
                         .collect::<Result<_, _>>()?,
                 ),
                 None => None,
@@ -1882,7 +1948,9 @@ fn records_route(
                 let target = match (id, &merge_ids) {
                     (Some(id), _) => {
                         if !scratch.records.iter().any(|r| &r.id == id) {
-                            return Err(if single { not_found() } else {
+                            return Err(if single {
+                                not_found()
+                            } else {
                                 err(422, "ROW_DOES_NOT_EXIST", format!("Record ID {id} does not exist"))
                             });
                         }
@@ -1891,9 +1959,14 @@ fn records_route(
                     (None, Some(mids)) => {
                         let mut key = Vec::new();
                         for mid in mids {
-                            let v = cells.iter().find(|(k, _)| k == mid).and_then(|(_, v)| v.clone()).ok_or_else(|| {
-                                err(422, "INVALID_REQUEST_MISSING_FIELDS", "Each record must include every field in fieldsToMergeOn")
-                            })?;
+                            let v =
+                                cells.iter().find(|(k, _)| k == mid).and_then(|(_, v)| v.clone()).ok_or_else(|| {
+                                    err(
+                                        422,
+                                        "INVALID_REQUEST_MISSING_FIELDS",
+                                        "Each record must include every field in fieldsToMergeOn",
+                                    )
+                                })?;
                             key.push((mid.clone(), v));
                         }
                         let matches: Vec<&RecordSt> = scratch
@@ -1958,13 +2031,21 @@ fn records_route(
                 match t.records.iter().find(|r| &r.id == id) {
                     Some(before) => {
                         updated_ids.push(json!(id));
-                        changes.push(Change::Updated { id: id.clone(), before: before.cells.clone(), after: after.cells.clone() });
+                        changes.push(Change::Updated {
+                            id: id.clone(),
+                            before: before.cells.clone(),
+                            after: after.cells.clone(),
+                        });
                     }
                     None => {
                         if *created {
                             created_ids.push(json!(id));
                         }
-                        changes.push(Change::Created { id: id.clone(), created_time: after.created_time.clone(), cells: after.cells.clone() });
+                        changes.push(Change::Created {
+                            id: id.clone(),
+                            created_time: after.created_time.clone(),
+                            cells: after.cells.clone(),
+                        });
                     }
                 }
             }
@@ -1983,7 +2064,9 @@ fn records_route(
         (Method::DELETE, rid) => {
             let ids: Vec<String> = match rid {
                 Some(r) => vec![r.to_owned()],
-                None => query.iter().filter(|(k, _)| k == "records[]" || k == "records").map(|(_, v)| v.clone()).collect(),
+                None => {
+                    query.iter().filter(|(k, _)| k == "records[]" || k == "records").map(|(_, v)| v.clone()).collect()
+                }
             };
             if ids.len() > MAX_BATCH {
                 return Err(too_many());
@@ -1991,7 +2074,9 @@ fn records_route(
             let b = st.base(base)?;
             let t = find_table(b, table)?;
             if let Some(missing) = ids.iter().find(|id| !t.records.iter().any(|r| &r.id == *id)) {
-                return Err(if rid.is_some() { not_found() } else {
+                return Err(if rid.is_some() {
+                    not_found()
+                } else {
                     err(422, "ROW_DOES_NOT_EXIST", format!("Record ID {missing} does not exist"))
                 });
             }
