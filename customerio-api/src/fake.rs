@@ -39,9 +39,10 @@ use std::{
     time::Duration,
 };
 
+pub use api_core::fake::{Fault, Faults, LoggedRequest, RequestLog};
 use api_core::{
     Clock, SystemClock, Token,
-    fake::{FakeServer, Faults, RequestLog, WindowCounter},
+    fake::{FakeServer, WindowCounter},
 };
 use axum::{
     Router,
@@ -1100,6 +1101,14 @@ impl FakeCustomerIo {
     /// # Errors
     /// When the socket cannot be bound.
     pub async fn start_with(config: FakeConfig) -> std::io::Result<Self> {
+        Self::start_on("127.0.0.1:0".parse().expect("valid address"), config).await
+    }
+
+    /// Starts a fake on a given loopback address (e.g. to restart it on the same port in a demo).
+    ///
+    /// # Errors
+    /// When the socket cannot be bound.
+    pub async fn start_on(addr: std::net::SocketAddr, config: FakeConfig) -> std::io::Result<Self> {
         let counter = |l: Option<(u32, Duration)>| l.map(|(max, w)| WindowCounter::new(max, w));
         let shared = Arc::new(Shared {
             track_limit: counter(config.track_rate_limit),
@@ -1109,7 +1118,7 @@ impl FakeCustomerIo {
             config,
             state: Mutex::new(Db::default()),
         });
-        let server = FakeServer::start(router(shared.clone())).await?;
+        let server = FakeServer::start_on(addr, router(shared.clone())).await?;
         Ok(Self { server, shared })
     }
 

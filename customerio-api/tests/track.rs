@@ -76,6 +76,34 @@ async fn identify_5xx_is_retried_because_put_is_idempotent() {
 }
 
 #[tokio::test]
+async fn request_timeout_408_is_retried_for_idempotent_requests() {
+    let server = MockServer::start().await;
+    Mock::given(method("DELETE"))
+        .respond_with(ResponseTemplate::new(408))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("DELETE")).respond_with(ok()).expect(1).mount(&server).await;
+    client(&server).delete_person(&Identifier::id("1")).await.unwrap();
+}
+
+#[tokio::test]
+async fn connect_errors_are_typed_and_not_sent() {
+    // nothing listens on port 9 of loopback
+    let c = Client::builder()
+        .track_credentials("s", Token::new("k"))
+        .track_base_url("http://127.0.0.1:9".parse().unwrap())
+        .retry_policy(RetryPolicy::none())
+        .build()
+        .unwrap();
+    let err = c.track(&Identifier::id("1"), &Event::new("x")).await.unwrap_err();
+    assert!(matches!(err, Error::Transport(_)), "{err:?}");
+    assert!(!err.may_have_been_sent());
+    assert!(err.is_retryable());
+}
+
+#[tokio::test]
 async fn track_event_with_id_is_retried_without_id_is_not() {
     let server = MockServer::start().await;
     let id: EventId = "01E4C4CT6YDC7Y5M7FE1GWWPQJ".parse().unwrap();
