@@ -539,7 +539,7 @@ impl CustomField {
     /// The option with this text (case-insensitive).
     #[must_use]
     pub fn enum_by_value(&self, value: &str) -> Option<&FieldEnum> {
-        self.enums.iter().find(|e| e.value.eq_ignore_ascii_case(value))
+        self.enums.iter().find(|e| e.value.to_lowercase() == value.to_lowercase())
     }
 }
 

@@ -85,7 +85,7 @@ impl Pipeline {
     /// The status with this name (case-insensitive).
     #[must_use]
     pub fn status_by_name(&self, name: &str) -> Option<&Status> {
-        self.embedded.statuses.iter().find(|s| s.name.eq_ignore_ascii_case(name))
+        self.embedded.statuses.iter().find(|s| s.name.to_lowercase() == name.to_lowercase())
     }
 }
 

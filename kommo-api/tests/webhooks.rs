@@ -8,7 +8,8 @@ use proptest::prelude::*;
 
 /// Reads a `.form` fixture (decoded `key=value` lines, `#` comments) and encodes it as Kommo sends it.
 fn form(name: &str) -> String {
-    let text = std::fs::read_to_string(format!("{}/tests/fixtures/webhooks/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let text =
+        std::fs::read_to_string(format!("{}/tests/fixtures/webhooks/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
     let pairs: Vec<(String, String)> = text
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
@@ -139,7 +140,9 @@ fn responsible_task_reduced_and_unknown() {
 
 #[test]
 fn percent_encoded_contact_update() {
-    let raw = std::fs::read(format!("{}/tests/fixtures/webhooks/contact_update_2018.urlencoded", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let raw =
+        std::fs::read(format!("{}/tests/fixtures/webhooks/contact_update_2018.urlencoded", env!("CARGO_MANIFEST_DIR")))
+            .unwrap();
     let p = webhook::parse(&raw).unwrap();
     let WebhookEvent::Contact { action: WebhookAction::Update, contact } = &p.events[0] else { panic!() };
     assert_eq!(contact.name.as_deref(), Some("Иван Петров"));
