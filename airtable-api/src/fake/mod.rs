@@ -80,8 +80,9 @@ pub struct FakeConfig {
     pub rate_limit_per_base: Option<u32>,
     /// The window. Default 1 s.
     pub rate_window: Duration,
-    /// Jitter allowance subtracted from the window when counting (network timing between a spaced client and the
-    /// fake). Default 20 ms.
+    /// Jitter allowance subtracted from the window when counting: a client spacing requests 200 ms apart is seen
+    /// with scheduling/network jitter, so the fake counts 5 requests per 850 ms by default (150 ms). A bursting
+    /// client is still caught at once; a client at 5.9 requests/s is not.
     pub rate_slack: Duration,
     /// How long a base stays blocked after a 429. Default 30 s (Airtable's rule).
     pub penalty_after_429: Duration,
@@ -104,7 +105,7 @@ impl Default for FakeConfig {
         Self {
             rate_limit_per_base: Some(5),
             rate_window: Duration::from_secs(1),
-            rate_slack: Duration::from_millis(20),
+            rate_slack: Duration::from_millis(150),
             penalty_after_429: Duration::from_secs(30),
             token: Some(FAKE_TOKEN.to_owned()),
             max_webhooks_per_base: 10,
