@@ -308,6 +308,7 @@ struct UserRec {
     name: String,
     email: String,
     role: &'static str,
+    timezone: String,
     created_at: DateTime<Utc>,
 }
 
@@ -443,7 +444,7 @@ impl St {
             "slug": slug(&u.name),
             "email": u.email,
             "scheduling_url": format!("https://calendly.com/{}", slug(&u.name)),
-            "timezone": "America/New_York",
+            "timezone": u.timezone,
             "avatar_url": null,
             "created_at": ts(u.created_at),
             "updated_at": ts(u.created_at),
@@ -701,6 +702,7 @@ impl FakeCalendly {
             name: "Olivia Owner".into(),
             email: "owner@example.com".into(),
             role: "owner",
+            timezone: "America/New_York".into(),
             created_at: now,
         };
         let et = EventTypeRec {
@@ -803,7 +805,14 @@ impl FakeCalendly {
     pub fn add_user(&self, name: &str, email: &str) -> UserUri {
         let now = self.shared.now();
         let mut st = self.shared.lock();
-        let u = UserRec { uuid: new_uuid(), name: name.into(), email: email.into(), role: "user", created_at: now };
+        let u = UserRec {
+            uuid: new_uuid(),
+            name: name.into(),
+            email: email.into(),
+            role: "user",
+            timezone: "America/New_York".into(),
+            created_at: now,
+        };
         let uri = st.user_uri(&u.uuid);
         st.users.push(u);
         UserUri::from(uri)
@@ -819,6 +828,18 @@ impl FakeCalendly {
         let uri = st.uri("event_types", &et.uuid);
         st.event_types.push(et);
         EventTypeUri::from(uri)
+    }
+
+    /// Sets a user's time zone (what `/users/me` reports; default `America/New_York`).
+    ///
+    /// # Errors
+    /// [`FakeError::NotFound`].
+    pub fn set_user_timezone(&self, user: &UserUri, timezone: &str) -> Result<(), FakeError> {
+        let mut st = self.shared.lock();
+        let u =
+            st.users.iter_mut().find(|u| u.uuid == user.uuid()).ok_or_else(|| FakeError::NotFound(user.to_string()))?;
+        u.timezone = timezone.to_owned();
+        Ok(())
     }
 
     /// Accepts another bearer token (acting as the main user).

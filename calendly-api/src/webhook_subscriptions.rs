@@ -66,7 +66,7 @@ pub struct WebhookSubscription {
     #[serde(default)]
     pub user: Option<UserUri>,
     /// Group (group scope).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<GroupUri>,
     /// Who created it (`created_by` of deliveries).
     #[serde(default)]

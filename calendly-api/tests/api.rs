@@ -543,3 +543,78 @@ fn requests_match_openapi() {
         assert!(spec["operations"].get(op).is_some(), "{op} exists in the spec");
     }
 }
+
+#[tokio::test]
+async fn single_resource_gets_and_delete_404() {
+    let (server, client) = setup().await;
+    let mut user = fixture("users_me.json");
+    user["resource"]["uri"] = json!("https://api.calendly.com/users/BBBB");
+    Mock::given(method("GET"))
+        .and(path("/users/BBBB"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(user))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/invitee_no_shows/639fa667-4c1b-4b20-93b5-1b1969d67dc6"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("invitee_no_show_created.json")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let mut sub = fixture("webhook_subscription_created.json");
+    sub["resource"]["state"] = json!("disabled");
+    Mock::given(method("GET"))
+        .and(path("/webhook_subscriptions/AAAAAAAAAAAAAAAA"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(sub))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path("/webhook_subscriptions/GONE"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(fixture("error_404.json")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    assert_eq!(
+        client.get_user(&UserUri::from("https://api.calendly.com/users/BBBB")).await.unwrap().uri.uuid(),
+        "BBBB"
+    );
+    let ns = client
+        .get_no_show(&NoShowUri::from("https://api.calendly.com/invitee_no_shows/639fa667-4c1b-4b20-93b5-1b1969d67dc6"))
+        .await
+        .unwrap();
+    assert!(ns.invitee.is_some());
+    let s = client
+        .get_webhook_subscription(&WebhookUri::from("https://api.calendly.com/webhook_subscriptions/AAAAAAAAAAAAAAAA"))
+        .await
+        .unwrap();
+    assert_eq!(s.state, SubscriptionState::Disabled);
+    assert!(
+        !client
+            .delete_webhook_subscription(&WebhookUri::from("https://api.calendly.com/webhook_subscriptions/GONE"))
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn unknown_enum_values_round_trip_from_the_wire() {
+    let (server, client) = setup().await;
+    let mut sub = fixture("webhook_subscription_created.json");
+    sub["resource"]["state"] = json!("paused");
+    sub["resource"]["scope"] = json!("team");
+    sub["resource"]["events"] = json!(["invitee.created", "meeting_recap.created"]);
+    Mock::given(method("GET"))
+        .and(path("/webhook_subscriptions/AAAAAAAAAAAAAAAA"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(sub.clone()))
+        .mount(&server)
+        .await;
+    let s = client
+        .get_webhook_subscription(&WebhookUri::from("https://api.calendly.com/webhook_subscriptions/AAAAAAAAAAAAAAAA"))
+        .await
+        .unwrap();
+    assert_eq!(s.state, SubscriptionState::Unknown("paused".into()));
+    assert_eq!(s.scope, WebhookScope::Unknown("team".into()));
+    assert_eq!(s.events[1], WebhookEvent::Unknown("meeting_recap.created".into()));
+    assert_eq!(serde_json::to_value(&s).unwrap(), sub["resource"], "serializes back to the same JSON");
+}

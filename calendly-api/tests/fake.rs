@@ -381,7 +381,10 @@ async fn oauth_refresh_rotates_single_use_tokens() {
     let session = Arc::new(OAuthSession::new(store.clone(), Arc::new(refresher.clone())));
     session.install(initial.clone()).await.unwrap();
     let c = fake.client_builder().oauth(session).build().unwrap();
-    c.me().await.unwrap();
+    assert!(!format!("{c:?}").contains(initial.access_token.expose()), "Debug never shows tokens");
+    assert!(!format!("{c:?}").contains(first_refresh.expose()));
+    fake.set_user_timezone(&fake.user(), "Europe/Madrid").unwrap();
+    assert_eq!(c.me().await.unwrap().timezone.as_deref(), Some("Europe/Madrid"));
     // the access token is revoked: the client refreshes once and retries
     fake.revoke_token(initial.access_token.expose());
     c.me().await.unwrap();
