@@ -146,7 +146,8 @@ struct Inner {
     short: Option<WindowCounter>,
     long: Option<WindowCounter>,
     base: std::sync::OnceLock<String>,
-    http: reqwest::Client,
+    // built on first delivery: building a TLS-capable client costs ~0.4 s in debug builds
+    http: std::sync::OnceLock<reqwest::Client>,
 }
 
 /// A running fake Productive. Stops when dropped.
@@ -154,6 +155,7 @@ pub struct FakeProductive {
     /// The underlying server: `base_url`, request `log`, `faults`.
     pub server: FakeServer,
     inner: Arc<Inner>,
+    client: std::sync::OnceLock<Client>,
 }
 
 impl std::fmt::Debug for FakeProductive {
@@ -272,7 +274,7 @@ impl Inner {
             let target = w.attributes.get("target_url").and_then(Value::as_str).unwrap_or_default().to_owned();
             let signature = crate::webhook::sign(&token, self.config.clock.unix_seconds(), &body);
             let mut req = self
-                .http
+                .http()
                 .post(&target)
                 .header("content-type", "application/json")
                 .header(crate::webhook::SIGNATURE_HEADER, &signature)
@@ -296,6 +298,15 @@ impl Inner {
             out.push(attempt);
         }
         out
+    }
+
+    fn http(&self) -> &reqwest::Client {
+        self.http.get_or_init(|| {
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_else(|_| reqwest::Client::new())
+        })
     }
 
     fn now(&self) -> String {
@@ -528,20 +539,18 @@ impl FakeProductive {
     pub async fn start_with(config: FakeConfig) -> std::io::Result<Self> {
         let short = config.per_10s.map(|n| WindowCounter::new(n, Duration::from_secs(10)));
         let long = config.per_30min.map(|n| WindowCounter::new(n, Duration::from_secs(1800)));
-        let http =
-            reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(std::io::Error::other)?;
         let inner = Arc::new(Inner {
             config,
             store: Mutex::new(Store { next_id: 1000, ..Store::default() }),
             short,
             long,
             base: std::sync::OnceLock::new(),
-            http,
+            http: std::sync::OnceLock::new(),
         });
         let router = Router::new().fallback(handle).with_state(inner.clone());
         let server = FakeServer::start(router).await?;
         let _ = inner.base.set(server.base_url.as_str().trim_end_matches('/').to_owned());
-        Ok(Self { server, inner })
+        Ok(Self { server, inner, client: std::sync::OnceLock::new() })
     }
 
     /// The base URL to give a client: `http://127.0.0.1:<port>/api/v2`.
@@ -556,13 +565,14 @@ impl FakeProductive {
         &self.inner.config
     }
 
-    /// A [`Client`] for this fake (its token and organization, fast retries).
+    /// A [`Client`] for this fake (its token and organization, fast retries). Built once and cloned afterwards
+    /// (clones share the connection pool and the rate limiter).
     ///
     /// # Panics
     /// Never in practice (the configuration is valid).
     #[must_use]
     pub fn client(&self) -> Client {
-        self.client_builder().build().expect("valid fake client configuration")
+        self.client.get_or_init(|| self.client_builder().build().expect("valid fake client configuration")).clone()
     }
 
     /// A client builder preset for this fake (token, organization id, base URL, short retry delays).
