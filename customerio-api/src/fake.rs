@@ -202,6 +202,7 @@ struct Db {
     sent: Vec<SentMessage>,
     broadcasts: Vec<BroadcastRecord>,
     activity: Vec<String>,
+    reporting_webhooks: Vec<Value>,
     next_cio: u64,
     next_trigger: i64,
     next_delivery: u64,
@@ -1067,6 +1068,57 @@ async fn app_trigger(AxState(s): AxState<S>, headers: HeaderMap, Path(id): Path<
     json_response(StatusCode::OK, &json!({"id": trigger_id}))
 }
 
+async fn app_reporting_webhooks_list(AxState(s): AxState<S>, headers: HeaderMap) -> Response {
+    tri!(app_gate(&s, &headers, s.app_limit.as_ref()));
+    let list = s.lock().reporting_webhooks.clone();
+    json_response(StatusCode::OK, &json!({"reporting_webhooks": list}))
+}
+
+fn webhook_body(body: &[u8]) -> Result<Map<String, Value>, String> {
+    let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(body) else {
+        return Err("Request entity must be JSON encoded".into());
+    };
+    for k in ["name", "endpoint", "events"] {
+        if !m.contains_key(k) {
+            return Err(format!("\"{k}\" is required"));
+        }
+    }
+    Ok(m)
+}
+
+async fn app_reporting_webhooks_create(AxState(s): AxState<S>, headers: HeaderMap, body: Bytes) -> Response {
+    tri!(app_gate(&s, &headers, s.app_limit.as_ref()));
+    let mut m = match webhook_body(&body) {
+        Ok(m) => m,
+        Err(e) => return meta_error(StatusCode::BAD_REQUEST, &e),
+    };
+    let mut st = s.lock();
+    let id = st.reporting_webhooks.len() + 1;
+    m.insert("id".into(), id.into());
+    st.reporting_webhooks.push(Value::Object(m.clone()));
+    json_response(StatusCode::OK, &Value::Object(m))
+}
+
+async fn app_reporting_webhooks_update(
+    AxState(s): AxState<S>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+    body: Bytes,
+) -> Response {
+    tri!(app_gate(&s, &headers, s.app_limit.as_ref()));
+    let mut m = match webhook_body(&body) {
+        Ok(m) => m,
+        Err(e) => return meta_error(StatusCode::BAD_REQUEST, &e),
+    };
+    let mut st = s.lock();
+    let Some(slot) = st.reporting_webhooks.iter_mut().find(|w| w["id"].as_u64() == Some(id)) else {
+        return meta_error(StatusCode::NOT_FOUND, "webhook not found");
+    };
+    m.insert("id".into(), id.into());
+    *slot = Value::Object(m.clone());
+    json_response(StatusCode::OK, &Value::Object(m))
+}
+
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/api/v1/accounts/region", get(v1_region))
@@ -1084,6 +1136,8 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/customers/{id}/attributes", get(app_customer_attributes))
         .route("/v1/send/{kind}", post(app_send))
         .route("/v1/campaigns/{id}/triggers", post(app_trigger))
+        .route("/v1/reporting_webhooks", get(app_reporting_webhooks_list).post(app_reporting_webhooks_create))
+        .route("/v1/reporting_webhooks/{id}", put(app_reporting_webhooks_update))
         .with_state(shared)
 }
 
@@ -1235,6 +1289,12 @@ impl FakeCustomerIo {
     #[must_use]
     pub fn broadcast_triggers(&self) -> Vec<BroadcastRecord> {
         self.shared.lock().broadcasts.clone()
+    }
+
+    /// Reporting-webhook configurations created through the App API.
+    #[must_use]
+    pub fn reporting_webhooks(&self) -> Vec<Value> {
+        self.shared.lock().reporting_webhooks.clone()
     }
 
     /// The activity log: what Customer.io reports only in its UI ("Failed Attribute Change", "Attribute Update

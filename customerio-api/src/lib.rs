@@ -108,7 +108,8 @@ pub mod webhook;
 
 pub use api_core::{FixedClock, RateLimiter, RetryPolicy, Rule, SignatureError, Token};
 pub use app::{
-    Audience, BroadcastTrigger, CustomerAttributes, CustomerRef, MessageRef, SendEmail, SendResponse, TriggerResponse,
+    Audience, BroadcastTrigger, CustomerAttributes, CustomerRef, MessageRef, ReportingWebhookConfig,
+    ReportingWebhookInfo, SendEmail, SendResponse, TriggerResponse,
 };
 pub use batch::{BatchAbort, BatchReport, Operation, RejectedOperation};
 pub use client::{Client, ClientBuilder};

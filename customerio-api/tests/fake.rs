@@ -226,6 +226,23 @@ async fn app_api_send_and_broadcast() {
     assert_eq!(err.status().map(|s| s.as_u16()), Some(429));
     assert_eq!(err.class(), api_core::ErrorClass::Throttled);
     assert!(err.retry_hint().is_some());
+
+    let cfg = customerio_api::ReportingWebhookConfig::new(
+        "crm-sync",
+        "https://sync.example.com/hooks/cio",
+        ["email_opened".to_owned(), "email_clicked".to_owned()],
+    );
+    let created = cio.create_reporting_webhook(&cfg).await.unwrap();
+    assert_eq!(created.id, Some(1));
+    let updated = cio
+        .update_reporting_webhook(1, &customerio_api::ReportingWebhookConfig { disabled: Some(true), ..cfg })
+        .await
+        .unwrap();
+    assert_eq!(updated.raw["disabled"], true);
+    let list = cio.list_reporting_webhooks().await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].endpoint.as_deref(), Some("https://sync.example.com/hooks/cio"));
+    assert_eq!(fake.reporting_webhooks().len(), 1);
 }
 
 #[tokio::test]
