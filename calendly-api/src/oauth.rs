@@ -70,12 +70,25 @@ impl CalendlyRefresher {
     /// # Errors
     /// TLS initialisation.
     pub fn new(client_id: impl Into<String>, client_secret: Token) -> Result<Self, Error> {
-        let t = ReqwestTransport::new(TransportConfig::new(api_core::user_agent!()))
-            .map_err(|e| Error::InvalidRequest(format!("HTTP client initialisation: {e}")))?;
-        Self::with_transport(DEFAULT_AUTH_BASE_URL, client_id, client_secret, Arc::new(t))
+        Self::with_base_url(DEFAULT_AUTH_BASE_URL, client_id, client_secret)
     }
 
-    /// A refresher against another auth base URL (the fake, a proxy) over `transport`.
+    /// A refresher against another auth base URL (the fake, a proxy), e.g. the client's
+    /// [`Client::auth_base_url`](crate::Client::auth_base_url).
+    ///
+    /// # Errors
+    /// TLS initialisation or a bad URL.
+    pub fn with_base_url(
+        auth_base_url: &str,
+        client_id: impl Into<String>,
+        client_secret: Token,
+    ) -> Result<Self, Error> {
+        let t = ReqwestTransport::new(TransportConfig::new(api_core::user_agent!()))
+            .map_err(|e| Error::InvalidRequest(format!("HTTP client initialisation: {e}")))?;
+        Self::with_transport(auth_base_url, client_id, client_secret, Arc::new(t))
+    }
+
+    /// A refresher against another auth base URL over `transport`.
     ///
     /// # Errors
     /// A bad URL.

@@ -51,20 +51,15 @@ impl RateLimitInfo {
 /// Default wait after a 429 that carries no `X-RateLimit-Reset` (Calendly's window is a minute).
 pub const DEFAULT_THROTTLE_WAIT: Duration = Duration::from_secs(60);
 
-/// The classifier installed on the HTTP client: a 429 (or any failure with `Remaining: 0`) waits until the reset.
+/// The classifier installed on the HTTP client: a 429 waits until `X-RateLimit-Reset` (60 s without it).
 #[must_use]
 pub fn classify(resp: &RawResponse) -> VendorHint {
     let info = RateLimitInfo::from_headers(&resp.headers);
     if resp.status == http::StatusCode::TOO_MANY_REQUESTS {
         return VendorHint::WaitAtLeast(info.and_then(|i| i.reset).unwrap_or(DEFAULT_THROTTLE_WAIT));
     }
-    if let Some(i) = info
-        && i.exhausted()
-        && let Some(reset) = i.reset
-        && resp.status.is_server_error()
-    {
-        return VendorHint::WaitAtLeast(reset);
-    }
+    // Anything else follows the generic rules (5xx retried only when idempotent); the client pauses its limiter
+    // on `Remaining: 0` after every final response, whatever its status.
     VendorHint::Default
 }
 
@@ -109,6 +104,13 @@ mod tests {
         let r = RawResponse { headers: HeaderMap::new(), ..r };
         assert_eq!(classify(&r), VendorHint::WaitAtLeast(DEFAULT_THROTTLE_WAIT));
         let r = RawResponse { status: http::StatusCode::NOT_FOUND, ..r };
+        assert_eq!(classify(&r), VendorHint::Default);
+        // a 500 with an exhausted window is not a throttle: a POST must not be retried because of it
+        let r = RawResponse {
+            status: http::StatusCode::INTERNAL_SERVER_ERROR,
+            headers: headers(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "17")]),
+            body: bytes::Bytes::new(),
+        };
         assert_eq!(classify(&r), VendorHint::Default);
     }
 }
