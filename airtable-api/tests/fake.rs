@@ -283,3 +283,118 @@ async fn injected_faults_are_retried_for_reads() {
     assert_eq!(fake.records("Contacts").len(), 0);
     let _ = RecordId::from("recX");
 }
+
+#[tokio::test]
+async fn webhook_filters_links_and_error_payloads() {
+    let fake = FakeAirtable::start_with(FakeConfig::unlimited()).await.unwrap();
+    let companies = fake.add_table("Companies", &[("Name", "singleLineText")]);
+    let people = fake.add_table_with(
+        "People",
+        vec![
+            FieldSpec::new("Email", "email"),
+            FieldSpec::new("Note", "multilineText"),
+            FieldSpec::link("Company", &companies),
+        ],
+    );
+    let acme = fake.seed("Companies", &[json!({"Name": "Acme"})]).unwrap().remove(0);
+    let client = fake.client();
+    let base = fake.id();
+    let email_fld = fake.field_id("People", "Email").unwrap();
+    // only UI changes, only the Email field
+    let mut spec = WebhookSpecification::table_data(people.as_str());
+    spec.options.filters.from_sources = vec![ActionSource::Client];
+    spec.options.filters.watch_data_in_field_ids = vec![email_fld.clone()];
+    let ui_only =
+        client.create_webhook(&base, &CreateWebhook { notification_url: None, specification: spec }).await.unwrap();
+    let all = client
+        .create_webhook(
+            &base,
+            &CreateWebhook { notification_url: None, specification: WebhookSpecification::table_data(people.as_str()) },
+        )
+        .await
+        .unwrap();
+
+    let t = client.table(base.clone(), "People");
+    let r = t
+        .create_one(Fields::new().with("Email", "a@x.io").with("Company", vec![acme.clone()]), WriteOptions::default())
+        .await
+        .unwrap();
+    fake.user_edit("People", &r.id, json!({"Note": "hello"}), &FakeUser::default()).unwrap();
+    fake.user_edit("People", &r.id, json!({"Email": "b@x.io"}), &FakeUser::default()).unwrap();
+
+    let ui = fake.payloads(&ui_only.id);
+    assert_eq!(ui.len(), 1, "publicApi create and the Note edit are filtered out");
+    assert_eq!(ui[0].record_changes()[0].fields.keys().collect::<Vec<_>>(), [&email_fld]);
+    let every = fake.payloads(&all.id);
+    assert_eq!(every.len(), 3);
+    let created = &every[0].record_changes()[0];
+    assert_eq!(created.kind, ChangeKind::Created);
+    let link = created.fields[&fake.field_id("People", "Company").unwrap()].current.clone().unwrap();
+    assert_eq!(link.ref_ids(), [acme.as_str()]);
+    assert_eq!(link.ref_names(), ["Acme"], "V2 links carry the primary value");
+    assert!(every.windows(2).all(|w| w[0].base_transaction_number < w[1].base_transaction_number));
+
+    // an error payload comes through the feed typed
+    fake.push_payload(
+        &all.id,
+        json!({"timestamp": "2022-02-01T21:25:05.663Z", "baseTransactionNumber": 99,
+        "payloadFormat": "v0", "error": true, "code": "INVALID_FILTERS"}),
+    );
+    let (ps, cursor) = client.payload_feed(&base, &all.id, 3).collect_all().await.unwrap();
+    assert_eq!(ps.len(), 2);
+    assert!(ps[1].payload.is_error());
+    assert_eq!(cursor, 5);
+
+    // refresh extends, an expired hook cannot be refreshed
+    let before = fake.webhooks().into_iter().find(|h| h.id == all.id).unwrap().expiration_time.unwrap();
+    let after = client.refresh_webhook(&base, &all.id).await.unwrap().expiration_time.unwrap();
+    assert!(after >= before);
+    fake.expire_webhook(&all.id);
+    assert!(client.refresh_webhook(&base, &all.id).await.is_err());
+    assert!(!client.list_webhooks(&base).await.unwrap().iter().find(|h| h.id == all.id).unwrap().is_hook_enabled);
+}
+
+#[tokio::test]
+async fn fake_enforces_batch_limit_and_auth() {
+    let fake = FakeAirtable::start_with(FakeConfig::unlimited()).await.unwrap();
+    let _ = fake.add_table("T", &[("Name", "singleLineText")]);
+    let http = reqwest::Client::new();
+    let url = format!("{}/{}/T", fake.base_url(), fake.id());
+    let records: Vec<_> = (0..11).map(|i| json!({"fields": {"Name": format!("n{i}")}})).collect();
+    let resp = http
+        .post(&url)
+        .bearer_auth(airtable_client::fake::FAKE_TOKEN)
+        .json(&json!({"records": records}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 422);
+    assert!(fake.records("T").is_empty(), "nothing applied");
+    let resp = http.get(&url).bearer_auth("patWRONG").send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    let resp = http.get(format!("{url}/recNOPE")).bearer_auth(airtable_client::fake::FAKE_TOKEN).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    assert_eq!(resp.json::<serde_json::Value>().await.unwrap(), json!({"error": "NOT_FOUND"}));
+}
+
+#[tokio::test]
+async fn no_ping_when_notifications_disabled() {
+    let fake = FakeAirtable::start_with(FakeConfig::unlimited()).await.unwrap();
+    let t = fake.add_table("T", &[("Name", "singleLineText")]);
+    let client = fake.client();
+    let hook = client
+        .create_webhook(
+            &fake.id(),
+            &CreateWebhook {
+                notification_url: Some("http://127.0.0.1:9/unreachable".into()),
+                specification: WebhookSpecification::table_data(t.as_str()),
+            },
+        )
+        .await
+        .unwrap();
+    client.set_webhook_notifications(&fake.id(), &hook.id, false).await.unwrap();
+    client.table(fake.id(), "T").create_one(Fields::new().with("Name", "x"), WriteOptions::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(fake.pings().is_empty());
+    assert_eq!(fake.payloads(&hook.id).len(), 1, "payloads still accumulate");
+}
