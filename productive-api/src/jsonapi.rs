@@ -770,13 +770,15 @@ impl Query {
             .map(|(_, v)| v.split(',').map(str::to_owned).collect())
             .unwrap_or_default();
         for p in paths {
-            let p = p.as_ref().to_owned();
-            if !all.contains(&p) {
+            let p = p.as_ref().trim().to_owned();
+            if !p.is_empty() && !all.contains(&p) {
                 all.push(p);
             }
         }
         self.pairs.retain(|(k, _)| k != "include");
-        self.pairs.push(("include".into(), all.join(",")));
+        if !all.is_empty() {
+            self.pairs.push(("include".into(), all.join(",")));
+        }
         self
     }
 
@@ -1078,6 +1080,7 @@ mod tests {
             ]
         );
         assert_eq!(Query::new().page_size(1000).page_size_value(), Some(200));
+        assert!(Query::new().include(Vec::<&str>::new()).pairs().is_empty(), "no empty include=");
         let g = Query::new()
             .filter_group(LogicalOp::Or, [Filter::eq("email", "a@x.io"), Filter::op("name", FilterOp::NotEq, "B")]);
         assert_eq!(

@@ -520,3 +520,22 @@ async fn reports_have_their_own_limit_and_count_against_the_general_one() {
     assert!(calls[109] - calls[10] < Duration::from_secs(1));
     assert!(calls[110] - calls[10] >= Duration::from_secs(10), "{:?}", calls[110] - calls[10]);
 }
+
+#[tokio::test]
+async fn a_server_that_ignores_page_number_is_an_error_not_a_loop() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/companies"))
+        .respond_with(vnd(
+            200,
+            &json!({"data": [{"id": "1", "type": "companies", "attributes": {"name": "A"}}],
+            "meta": {"current_page": 1, "total_pages": 3, "total_count": 3}}),
+        ))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let items: Vec<_> = client(&server).list_all::<CompanyAttributes>("/companies", Query::new()).collect().await;
+    assert_eq!(items.len(), 3);
+    assert!(items[0].is_ok() && items[1].is_ok());
+    assert!(matches!(items[2], Err(Error::RepeatedPage(_))), "{:?}", items[2]);
+}
