@@ -667,7 +667,7 @@ pub struct FakeCalendly {
     pub server: FakeServer,
     shared: Shared,
     deliveries: Arc<Mutex<Vec<DeliveryRecord>>>,
-    http: reqwest::Client,
+    http: Arc<std::sync::OnceLock<reqwest::Client>>,
 }
 
 impl std::fmt::Debug for FakeCalendly {
@@ -731,8 +731,8 @@ impl FakeCalendly {
             disable_after_failures: config.disable_after_failures,
             failures: HashMap::new(),
         };
-        let http =
-            reqwest::Client::builder().timeout(Duration::from_secs(15)).build().map_err(std::io::Error::other)?;
+        // built on first delivery (building a reqwest client loads TLS roots)
+        let http: Arc<std::sync::OnceLock<reqwest::Client>> = Arc::default();
         let deliveries: Arc<Mutex<Vec<DeliveryRecord>>> = Arc::default();
         let st = Arc::new(Mutex::new(st));
         let deliver_tx = if config.auto_deliver {
@@ -742,7 +742,7 @@ impl FakeCalendly {
             let state = st.clone();
             tokio::spawn(async move {
                 while let Some(w) = rx.recv().await {
-                    let result = w.post(&http).await;
+                    let result = w.post(delivery_client(&http)).await;
                     state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).record_delivery(&w, &result);
                     log.lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -1146,7 +1146,7 @@ impl FakeCalendly {
     /// # Errors
     /// The transport error text.
     pub async fn deliver(&self, webhook: &OutgoingWebhook) -> Result<u16, String> {
-        let result = webhook.post(&self.http).await;
+        let result = webhook.post(delivery_client(&self.http)).await;
         self.shared.lock().record_delivery(webhook, &result);
         result
     }
@@ -1168,6 +1168,17 @@ impl FakeCalendly {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+}
+
+/// The client that delivers webhooks (Calendly's delivery timeouts: connect 10 s, read 15 s).
+fn delivery_client(cell: &std::sync::OnceLock<reqwest::Client>) -> &reqwest::Client {
+    cell.get_or_init(|| {
+        reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(15))
+            .build()
+            .unwrap_or_default()
+    })
 }
 
 fn typed<T: serde::de::DeserializeOwned>(v: Value) -> T {
