@@ -280,6 +280,21 @@ pub struct RegionInfo {
 
 fn customer_path(who: &Identifier) -> Result<String, Error> {
     who.validate()?;
+    // Customer.io reads the path identifier's type from its shape: an id with `@` would address an email, and an
+    // id starting with `cio_` a cio_id, i.e. possibly someone else. Refuse instead of guessing.
+    if let Identifier::Id(v) = who
+        && (v.contains('@') || v.starts_with("cio_"))
+    {
+        return Err(ValidationError::Rule(format!(
+            "id {v:?} would be read as an email or cio_id in a v1 path; use the v2 API (Client::entity) for it"
+        ))
+        .into());
+    }
+    if let Identifier::Email(v) = who
+        && !v.contains('@')
+    {
+        return Err(ValidationError::Rule(format!("email {v:?} has no `@`; Customer.io would read it as an id")).into());
+    }
     Ok(format!("/api/v1/customers/{}", who.path_segment()))
 }
 

@@ -326,6 +326,11 @@ async fn guards_refuse_before_sending() {
     let who = Identifier::id("1");
     let e = c.identify(&Identifier::id("x".repeat(151)), &Identify::new()).await.unwrap_err();
     assert!(matches!(e, Error::Invalid(ValidationError::IdentifierTooLong { bytes: 151, max: 150 })));
+    // identifiers whose shape Customer.io would misread in a v1 path
+    for bad in [Identifier::id("ann@example.com"), Identifier::id("cio_123"), Identifier::email("not-an-email")] {
+        let e = c.identify(&bad, &Identify::new()).await.unwrap_err();
+        assert!(matches!(e, Error::Invalid(ValidationError::Rule(_))), "{bad:?}: {e:?}");
+    }
     let e = c.identify(&who, &Identify::new().attr("bio", "x".repeat(1001))).await.unwrap_err();
     assert!(matches!(e, Error::Invalid(ValidationError::AttributeValueTooLarge { .. })));
     let mut many = Identify::new();
