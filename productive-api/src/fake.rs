@@ -17,6 +17,7 @@
 //! - relationships accepted as JSON:API relationships or as `<name>_id` attributes; a relationship to a missing
 //!   record or a missing required attribute is a 422 with `source.pointer`;
 //! - a duplicate project or service assignment is a 409;
+//! - a deal's `budget_total` is recomputed as Σ price × quantity of its services when a service is created;
 //! - `POST /projects/copy` creates the project at once with `duplication_status: "in_progress"`; the copy
 //!   finishes (task lists, open tasks and memberships are copied per the `copy_*` flags, the status becomes
 //!   `"idle"`) after [`FakeConfig::copy_polls`] reads of that project;
@@ -537,6 +538,14 @@ impl FakeProductive {
     /// # Errors
     /// When the socket cannot be bound.
     pub async fn start_with(config: FakeConfig) -> std::io::Result<Self> {
+        Self::start_on("127.0.0.1:0".parse().expect("valid address"), config).await
+    }
+
+    /// Starts a fake with `config` on a given loopback address (e.g. a fixed port for a demo). State starts empty.
+    ///
+    /// # Errors
+    /// When the socket cannot be bound.
+    pub async fn start_on(addr: std::net::SocketAddr, config: FakeConfig) -> std::io::Result<Self> {
         let short = config.per_10s.map(|n| WindowCounter::new(n, Duration::from_secs(10)));
         let long = config.per_30min.map(|n| WindowCounter::new(n, Duration::from_secs(1800)));
         let inner = Arc::new(Inner {
@@ -548,7 +557,7 @@ impl FakeProductive {
             http: std::sync::OnceLock::new(),
         });
         let router = Router::new().fallback(handle).with_state(inner.clone());
-        let server = FakeServer::start(router).await?;
+        let server = FakeServer::start_on(addr, router).await?;
         let _ = inner.base.set(server.base_url.as_str().trim_end_matches('/').to_owned());
         Ok(Self { server, inner, client: std::sync::OnceLock::new() })
     }
@@ -1137,10 +1146,37 @@ fn create(inner: &Inner, kind: &str, body: &[u8]) -> Response {
         _ => {}
     }
     let id = st.insert(kind, attrs, rels, &now);
+    if kind == "services" {
+        recompute_budget_total(&mut st, id);
+    }
     let r = st.get(kind, id).cloned().expect("just inserted");
     // write responses carry linkage for the relationships that were written
     let linked: Vec<String> = r.relationships.iter().filter(|(_, v)| v.is_some()).map(|(k, _)| k.clone()).collect();
     jsonapi_response(StatusCode::CREATED, &json!({"data": r.to_json(Some(&linked)), "meta": {}}))
+}
+
+/// A deal's `budget_total` is derived from its services: Σ price × quantity, as a decimal string (Productive's
+/// money units are unverified; the fake does not scale).
+fn recompute_budget_total(st: &mut Store, service: u64) {
+    let Some(deal) = st.get("services", service).and_then(|s| s.rel_id("deal")).and_then(|d| d.parse::<u64>().ok())
+    else {
+        return;
+    };
+    let num = |v: Option<&Value>| match v {
+        Some(Value::String(s)) => s.parse::<f64>().unwrap_or(0.0),
+        Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0),
+        _ => 0.0,
+    };
+    let dealid = deal.to_string();
+    let total: f64 = st
+        .all("services")
+        .iter()
+        .filter(|s| s.rel_id("deal") == Some(dealid.as_str()))
+        .map(|s| num(s.attributes.get("price")) * s.attributes.get("quantity").map_or(1.0, |q| num(Some(q))))
+        .sum();
+    if let Some(d) = st.get_mut("deals", deal) {
+        d.attributes.insert("budget_total".into(), json!(format!("{total:.1}")));
+    }
 }
 
 fn update(inner: &Inner, kind: &str, id: &str, body: &[u8]) -> Response {

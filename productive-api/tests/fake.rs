@@ -70,7 +70,10 @@ async fn kommo_to_productive_saga_against_the_fake() {
     let mut svc =
         NewService::new("Design", budget.typed_id(), design, ServiceUnit::Hour, BillingType::TimeAndMaterials);
     svc.price = Some("10000".into());
+    svc.quantity = Some(3.into());
     let svc = client.create_service(&svc).await.unwrap();
+    let b = client.get_deal(&budget.typed_id(), &Query::new()).await.unwrap().data;
+    assert_eq!(b.attributes.budget_total.unwrap().as_f64(), Some(30000.0), "budget_total = Σ price × quantity");
     assert_eq!(client.services_of_deal(&budget.typed_id()).await.unwrap()[0].id, svc.id);
     // pm was copied as a member; assigning again is an ignorable duplicate
     let again = client.assign_person_to_project(&project.typed_id(), &pm).await.unwrap();
