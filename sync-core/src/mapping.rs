@@ -198,7 +198,10 @@ impl Schema {
         self.fields.iter().find(|f| f.name == name)
     }
 
-    fn closest(&self, name: &str) -> Option<&str> {
+    /// The field name closest to `name` (case-insensitive match, else the nearest by edit distance), for "did you
+    /// mean" messages.
+    #[must_use]
+    pub fn closest(&self, name: &str) -> Option<&str> {
         let lower = name.to_lowercase();
         self.fields
             .iter()

@@ -1,0 +1,1172 @@
+//! Kommo ↔ Airtable: won deals become onboarding records, onboarding progress flows back to Kommo.
+//!
+//! | source | what arrives | what the flow does |
+//! |---|---|---|
+//! | `kommo` | Kommo's form-encoded webhooks (`leads[status]`, `leads[update]`, `leads[add]`), behind a secret path token (Kommo signs nothing); also the reconcile poll and `backfill`, with the same dedup keys | re-fetches the lead (the payload is not trusted), applies the filters, upserts the onboarding record by "Kommo Deal ID" (`performUpsert`), sets "Status" on create only, keeps mapped fields in sync |
+//! | `airtable-ping` | Airtable's notification ping (MAC-verified) | drains the payload feed from the stored cursor and stores one `airtable` event per changed record, advancing the cursor in the same transaction |
+//! | `airtable` | one record change of one payload (internal) | a changed "Status" → a Kommo note with who changed it; a changed two-way field ("Next Contact Date") → the mapped Kommo custom field |
+//!
+//! # Exactly-once effects
+//! - Kommo events dedup on `lead:<id>:<updated_at>` (one key per lead state, whatever the action), so a status
+//!   webhook, an update webhook for the same change, a redelivery, the reconcile poll and a backfill all collapse.
+//! - The record is upserted by external key; the id map keeps lead ↔ record; "Status" is only set while empty.
+//! - Notes are added inside a journaled step that first looks for an identical note on the lead, so neither a retry
+//!   nor a crash after the POST duplicates it.
+//! - Payload events dedup on `<webhook>:<cursor>:<record>`; the cursor is stored with the rows it produced.
+//!
+//! # No echo loops, no stale overwrites
+//! Every value we write is remembered ([`crate::Ctx::remember_written`]); an incoming change equal to what we last
+//! wrote to that side is our own echo and is skipped (Airtable `publicApi` payloads, Kommo `leads[update]` hooks).
+//! Each (lead, field) has a watermark: a change older than the last one applied is dropped.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    fmt::Write as _,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use airtable_client::{
+    BaseId, FieldType as AtFieldType, Fields, MacSecret, RecordId, WebhookId, WebhookNotification, WriteOptions,
+    webhooks::{ActionSource, ChangeKind, CreateWebhook, WebhookSpecification},
+};
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use futures::{StreamExt as _, TryStreamExt as _};
+use kommo_api::{
+    CustomFieldsExt as _, EntityType, FieldType as KmFieldType, FieldValueWrite, LeadId, ListParams, Order,
+    PipelineId, StatusId, leads::LeadUpdate, notes::NewNote, webhook::WebhookEvent,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::{
+    BoxError, Ctx, Event, Flow, KeyError, NewEvent, Outcome, RawEvent, Store,
+    mapping::{FieldKind, FieldSchema, Mapping, Schema},
+    server::{FnVerifier, SourceRoute, VerifyRequest},
+};
+
+/// Source of Kommo webhooks (and of the reconcile poll / backfill events).
+pub const SOURCE_KOMMO: &str = "kommo";
+/// Source of Airtable notification pings.
+pub const SOURCE_AIRTABLE_PING: &str = "airtable-ping";
+/// Source of Airtable record changes (one per record per payload; produced by the ping handler).
+pub const SOURCE_AIRTABLE: &str = "airtable";
+/// Id map system and kind for lead ↔ onboarding record.
+const MAP_SYSTEM: &str = "airtable";
+const MAP_KIND: &str = "onboarding";
+/// Cursor source for the stored Airtable webhook (id + MAC secret) and its payload cursor.
+const CURSOR_WEBHOOK: &str = "airtable-webhook";
+/// Cursor source of the Kommo reconcile poll.
+const CURSOR_RECONCILE: &str = "kommo-reconcile";
+
+// ------------------------------------------------------------------------------------------------- config
+
+/// The flow's configuration (TOML). No secrets: tokens come from the environment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Kommo side.
+    pub kommo: KommoConfig,
+    /// Airtable side.
+    pub airtable: AirtableConfig,
+    /// Which deals count.
+    #[serde(default)]
+    pub trigger: Trigger,
+    /// Field mapping, Kommo (source) → Airtable (target). Kommo names: `name`, `price`, `responsible_user`,
+    /// `pipeline`, `status`, `closed_at`, `contact.name`, `contact.email`, `contact.phone`, `company.name`, or a
+    /// Kommo lead custom field by name. Two-way fields must be Kommo custom fields.
+    #[serde(default = "default_mapping")]
+    pub mapping: Mapping,
+    /// The periodic Kommo reconcile poll.
+    #[serde(default)]
+    pub reconcile: Reconcile,
+}
+
+/// Kommo settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KommoConfig {
+    /// The account URL, e.g. `https://yourcompany.kommo.com`.
+    pub base_url: String,
+    /// If set, webhooks from another account id are rejected.
+    #[serde(default)]
+    pub account_id: Option<u64>,
+    /// Time zone of the account (dates written to Kommo date fields are midnight in this zone).
+    #[serde(default = "default_tz")]
+    pub time_zone: String,
+}
+
+/// Airtable settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AirtableConfig {
+    /// Base id (`app…`).
+    pub base_id: String,
+    /// Table name or id.
+    #[serde(default = "default_table")]
+    pub table: String,
+    /// API base URL override (fakes, proxies).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// The text field holding the Kommo lead id (the upsert key).
+    #[serde(default = "default_deal_id_field")]
+    pub deal_id_field: String,
+    /// The single-select status field.
+    #[serde(default = "default_status_field")]
+    pub status_field: String,
+    /// Status given to new records (never written over an existing status).
+    #[serde(default = "default_initial_status")]
+    pub initial_status: String,
+    /// Public URL Airtable notifies (`…/hooks/airtable-ping`); `serve` creates or adopts the webhook for it.
+    #[serde(default)]
+    pub notification_url: Option<String>,
+}
+
+/// Which deals the flow handles.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trigger {
+    /// Pipelines to watch (empty: all).
+    #[serde(default)]
+    pub pipeline_ids: Vec<u64>,
+    /// The status that creates the record (default 142, Kommo's won).
+    #[serde(default = "default_won")]
+    pub won_status_id: u64,
+    /// Deals with any of these tags are ignored (case-insensitive).
+    #[serde(default)]
+    pub exclude_tags: Vec<String>,
+}
+
+impl Default for Trigger {
+    fn default() -> Self {
+        Self { pipeline_ids: Vec::new(), won_status_id: default_won(), exclude_tags: Vec::new() }
+    }
+}
+
+/// Reconcile poll settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reconcile {
+    /// Seconds between polls (0 disables).
+    #[serde(default = "default_reconcile_interval")]
+    pub interval_secs: u64,
+    /// Overlap with the previous poll, in seconds (webhooks and polls share dedup keys, so overlap is free).
+    #[serde(default = "default_overlap")]
+    pub overlap_secs: u64,
+}
+
+impl Default for Reconcile {
+    fn default() -> Self {
+        Self { interval_secs: default_reconcile_interval(), overlap_secs: default_overlap() }
+    }
+}
+
+fn default_tz() -> String {
+    "UTC".into()
+}
+fn default_table() -> String {
+    "Client Onboarding".into()
+}
+fn default_deal_id_field() -> String {
+    "Kommo Deal ID".into()
+}
+fn default_status_field() -> String {
+    "Status".into()
+}
+fn default_initial_status() -> String {
+    "Not Started".into()
+}
+fn default_won() -> u64 {
+    StatusId::WON.get()
+}
+fn default_reconcile_interval() -> u64 {
+    300
+}
+fn default_overlap() -> u64 {
+    120
+}
+
+/// The mapping used when the config has none (the fields of the articles' "Client Onboarding" table).
+#[must_use]
+pub fn default_mapping() -> Mapping {
+    Mapping::from_toml(
+        r#"
+        [[fields]]
+        source = "name"
+        target = "Deal Name"
+        [[fields]]
+        source = "price"
+        target = "Deal Value"
+        convert = { type = "number" }
+        [[fields]]
+        source = "responsible_user"
+        target = "Responsible"
+        [[fields]]
+        source = "contact.name"
+        target = "Client Name"
+        [[fields]]
+        source = "contact.email"
+        target = "Email"
+        [[fields]]
+        source = "contact.phone"
+        target = "Phone"
+        [[fields]]
+        source = "company.name"
+        target = "Company"
+        [[fields]]
+        source = "Next Contact Date"
+        target = "Next Contact Date"
+        direction = "two-way"
+        convert = { type = "date" }
+        "#,
+    )
+    .expect("the default mapping is valid TOML")
+}
+
+impl Config {
+    /// Parses TOML.
+    ///
+    /// # Errors
+    /// With the TOML error (which names the line and the unknown key).
+    pub fn from_toml(s: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(s)
+    }
+}
+
+/// The Kommo fields that are not custom fields.
+const KOMMO_BUILTINS: &[(&str, FieldKind)] = &[
+    ("name", FieldKind::Text),
+    ("price", FieldKind::Number),
+    ("responsible_user", FieldKind::Text),
+    ("pipeline", FieldKind::Text),
+    ("status", FieldKind::Text),
+    ("closed_at", FieldKind::DateTime),
+    ("contact.name", FieldKind::Text),
+    ("contact.email", FieldKind::Text),
+    ("contact.phone", FieldKind::Text),
+    ("company.name", FieldKind::Text),
+];
+
+// ------------------------------------------------------------------------------------------------- errors
+
+/// Why start-up or a poll failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// The config does not match the live systems.
+    #[error("configuration does not match the live systems:\n{0}")]
+    Invalid(String),
+    /// Kommo failed.
+    #[error("Kommo: {0}")]
+    Kommo(#[from] kommo_api::Error),
+    /// Airtable failed.
+    #[error("Airtable: {0}")]
+    Airtable(#[from] airtable_client::Error),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::Error),
+}
+
+/// A handler failure, classified.
+enum Fault {
+    Retry(Option<Duration>, String),
+    Fail(String),
+}
+
+impl From<kommo_api::Error> for Fault {
+    fn from(e: kommo_api::Error) -> Self {
+        if e.class().is_retryable() { Self::Retry(e.retry_after(), format!("Kommo: {e}")) } else { Self::Fail(format!("Kommo: {e}")) }
+    }
+}
+
+impl From<airtable_client::Error> for Fault {
+    fn from(e: airtable_client::Error) -> Self {
+        if e.class().is_retryable() {
+            Self::Retry(e.retry_after(), format!("Airtable: {e}"))
+        } else {
+            Self::Fail(format!("Airtable: {e}"))
+        }
+    }
+}
+
+impl From<crate::Error> for Fault {
+    fn from(e: crate::Error) -> Self {
+        match e {
+            crate::Error::Step { step, source } => match source.downcast::<StepFault>() {
+                Ok(f) => match *f {
+                    StepFault(Self::Retry(after, why)) => Self::Retry(after, format!("step {step}: {why}")),
+                    StepFault(Self::Fail(why)) => Self::Fail(format!("step {step}: {why}")),
+                },
+                Err(other) => Self::Retry(None, format!("step {step}: {other}")),
+            },
+            other => Self::Retry(None, other.to_string()),
+        }
+    }
+}
+
+/// A [`Fault`] carried through [`Ctx::step`]'s boxed error.
+struct StepFault(Fault);
+
+impl std::fmt::Debug for StepFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Fault::Retry(_, w) | Fault::Fail(w) => f.write_str(w),
+        }
+    }
+}
+impl std::fmt::Display for StepFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+impl std::error::Error for StepFault {}
+
+fn boxed(f: impl Into<Fault>) -> BoxError {
+    Box::new(StepFault(f.into()))
+}
+
+impl From<Fault> for Outcome {
+    fn from(f: Fault) -> Self {
+        match f {
+            Fault::Retry(after, reason) => Outcome::Retry { after, reason },
+            Fault::Fail(reason) => Outcome::Fail { reason },
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------- the flow
+
+/// What start-up learned from the live systems.
+#[derive(Debug, Clone, Default)]
+struct Resolved {
+    /// Kommo lead custom fields by name: (id, type).
+    kommo_fields: HashMap<String, (kommo_api::CustomFieldId, KmFieldType)>,
+    /// Airtable field id → name, for the onboarding table.
+    airtable_names: HashMap<String, String>,
+    /// The onboarding table's id.
+    table_id: String,
+}
+
+/// Counters shown by the demo and `status`.
+#[derive(Debug, Default)]
+pub struct FlowStats {
+    /// Records created.
+    pub records_created: std::sync::atomic::AtomicU64,
+    /// Record updates written.
+    pub records_updated: std::sync::atomic::AtomicU64,
+    /// Kommo notes added.
+    pub notes_added: std::sync::atomic::AtomicU64,
+    /// Kommo field writes.
+    pub kommo_writes: std::sync::atomic::AtomicU64,
+    /// Events skipped as our own echo.
+    pub echoes_skipped: std::sync::atomic::AtomicU64,
+    /// Changes dropped as older than what was applied.
+    pub stale_skipped: std::sync::atomic::AtomicU64,
+    /// Events filtered out (wrong pipeline/status, excluded tag).
+    pub filtered: std::sync::atomic::AtomicU64,
+}
+
+fn bump(c: &std::sync::atomic::AtomicU64) {
+    c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The Kommo ↔ Airtable flow. Build it, call [`KommoAirtable::validate`], then register it with an
+/// [`crate::Engine`] and mount [`KommoAirtable::routes`].
+#[derive(Debug, Clone)]
+pub struct KommoAirtable {
+    config: Arc<Config>,
+    kommo: kommo_api::Client,
+    airtable: airtable_client::Client,
+    base: BaseId,
+    resolved: Arc<RwLock<Resolved>>,
+    webhook: Arc<RwLock<Option<(WebhookId, MacSecret)>>>,
+    tz: chrono_tz::Tz,
+    stats: Arc<FlowStats>,
+}
+
+/// The stored Airtable webhook (in the `cursors` table: source `airtable-webhook`, stream `current`).
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredWebhook {
+    id: String,
+    mac_secret_base64: String,
+    #[serde(default)]
+    expiration_time: Option<String>,
+}
+
+/// The body of an internal `airtable` event.
+#[derive(Debug, Serialize, Deserialize)]
+struct RecordChangeEvent {
+    webhook: String,
+    cursor: u64,
+    record_id: String,
+    payload: airtable_client::WebhookPayload,
+}
+
+impl KommoAirtable {
+    /// Builds the flow.
+    ///
+    /// # Errors
+    /// When the configured time zone is unknown.
+    pub fn new(config: Config, kommo: kommo_api::Client, airtable: airtable_client::Client) -> Result<Self, SetupError> {
+        let tz: chrono_tz::Tz = config
+            .kommo
+            .time_zone
+            .parse()
+            .map_err(|_| SetupError::Invalid(format!("kommo.time_zone: unknown time zone `{}`", config.kommo.time_zone)))?;
+        Ok(Self {
+            base: BaseId::from(config.airtable.base_id.as_str()),
+            config: Arc::new(config),
+            kommo,
+            airtable,
+            resolved: Arc::default(),
+            webhook: Arc::default(),
+            tz,
+            stats: Arc::default(),
+        })
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Live counters.
+    #[must_use]
+    pub fn stats(&self) -> &Arc<FlowStats> {
+        &self.stats
+    }
+
+    fn table(&self) -> airtable_client::Table {
+        self.airtable.table(self.base.clone(), self.config.airtable.table.clone())
+    }
+
+    /// Checks the configuration against Kommo's lead custom fields and the Airtable table schema, and remembers
+    /// the ids it needs. Every problem is reported, each naming the field and a fix.
+    ///
+    /// # Errors
+    /// [`SetupError::Invalid`] listing the problems, or the API error that prevented the check.
+    pub async fn validate(&self) -> Result<(), SetupError> {
+        let cfg = &self.config;
+        let kommo_fields = self.kommo.custom_fields(EntityType::Leads).list().await?;
+        let schema = self.airtable.base_schema(&self.base).await?;
+        let mut problems = Vec::new();
+        let Some(table) = schema.table(&cfg.airtable.table) else {
+            let names: Vec<&str> = schema.tables.iter().map(|t| t.name.as_str()).collect();
+            return Err(SetupError::Invalid(format!(
+                "airtable.table: no table `{}` in base {}; tables: {}",
+                cfg.airtable.table,
+                self.base,
+                names.join(", ")
+            )));
+        };
+        let mut target = Vec::new();
+        let mut airtable_names = HashMap::new();
+        for f in &table.fields {
+            airtable_names.insert(f.id.to_string(), f.name.clone());
+            let kind = match f.kind {
+                AtFieldType::Number | AtFieldType::Percent => FieldKind::Number,
+                AtFieldType::Currency => FieldKind::Currency,
+                AtFieldType::Date => FieldKind::Date,
+                AtFieldType::DateTime => FieldKind::DateTime,
+                AtFieldType::SingleSelect => FieldKind::SingleSelect,
+                AtFieldType::MultipleRecordLinks => FieldKind::LinkedRecords,
+                AtFieldType::SingleLineText
+                | AtFieldType::Email
+                | AtFieldType::Url
+                | AtFieldType::MultilineText
+                | AtFieldType::PhoneNumber
+                | AtFieldType::RichText => FieldKind::Text,
+                _ => FieldKind::Other,
+            };
+            let mut fs = FieldSchema::new(f.name.clone(), kind);
+            fs.options = f.choices().into_iter().map(|c| c.name).collect();
+            fs.read_only = f.kind.is_computed();
+            target.push(fs);
+        }
+        let target = Schema::new("Airtable", target);
+        for (name, what) in [(&cfg.airtable.deal_id_field, "airtable.deal_id_field"), (&cfg.airtable.status_field, "airtable.status_field")] {
+            if target.field(name).is_none() {
+                problems.push(format!("{what}: no field `{name}` in table `{}`{}", table.name, suggest(&target, name)));
+            }
+        }
+        if let Some(status) = target.field(&cfg.airtable.status_field)
+            && status.kind == FieldKind::SingleSelect
+            && !status.options.iter().any(|o| o == &cfg.airtable.initial_status)
+        {
+            problems.push(format!(
+                "airtable.initial_status: `{}` is not an option of `{}` (options: {})",
+                cfg.airtable.initial_status,
+                status.name,
+                status.options.join(", ")
+            ));
+        }
+        let mut source: Vec<FieldSchema> = KOMMO_BUILTINS.iter().map(|(n, k)| FieldSchema::new(*n, *k)).collect();
+        let mut by_name = HashMap::new();
+        for f in &kommo_fields {
+            let kind = match f.field_type {
+                KmFieldType::Numeric | KmFieldType::Price | KmFieldType::Monetary => FieldKind::Number,
+                KmFieldType::Date | KmFieldType::Birthday => FieldKind::Date,
+                KmFieldType::DateTime => FieldKind::DateTime,
+                KmFieldType::Select | KmFieldType::Radiobutton => FieldKind::SingleSelect,
+                KmFieldType::Text | KmFieldType::Textarea | KmFieldType::Url => FieldKind::Text,
+                _ => FieldKind::Other,
+            };
+            let mut fs = FieldSchema::new(f.name.clone(), kind);
+            fs.options = f.enums.iter().map(|e| e.value.clone()).collect();
+            source.push(fs);
+            by_name.insert(f.name.clone(), (f.id, f.field_type.clone()));
+        }
+        for fm in &cfg.mapping.fields {
+            if fm.direction == crate::mapping::Direction::TwoWay && !by_name.contains_key(&fm.source) {
+                problems.push(format!(
+                    "mapping `{}` ↔ `{}`: two-way fields must be Kommo lead custom fields (`{}` is not one){}",
+                    fm.source,
+                    fm.target,
+                    fm.source,
+                    if KOMMO_BUILTINS.iter().any(|(n, _)| *n == fm.source) { "; make it one-way" } else { "" }
+                ));
+            }
+        }
+        if let Err(errors) = cfg.mapping.validate(&Schema::new("Kommo", source), &target) {
+            problems.push(errors.to_string());
+        }
+        if !problems.is_empty() {
+            return Err(SetupError::Invalid(problems.join("\n")));
+        }
+        *self.resolved.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Resolved { kommo_fields: by_name, airtable_names, table_id: table.id.to_string() };
+        Ok(())
+    }
+
+    /// The webhook routes: `kommo` behind a secret path token (`/hooks/kommo/<token>`), and `airtable-ping`
+    /// verified with the stored MAC secret.
+    #[must_use]
+    pub fn routes(&self, kommo_path_token: api_core::Token) -> Vec<SourceRoute> {
+        let token = kommo_path_token;
+        let kommo = SourceRoute::new(
+            SOURCE_KOMMO,
+            FnVerifier(move |r: &VerifyRequest<'_>| match r.path_token {
+                Some(t) if kommo_api::webhook::verify_path_token(&token, t) => Ok(()),
+                Some(_) => Err("wrong path token".to_owned()),
+                None => Err("missing path token (/hooks/kommo/<token>)".to_owned()),
+            }),
+        );
+        let hook = self.webhook.clone();
+        let ping = SourceRoute::new(
+            SOURCE_AIRTABLE_PING,
+            FnVerifier(move |r: &VerifyRequest<'_>| {
+                let guard = hook.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let Some((_, secret)) = guard.as_ref() else { return Err("no Airtable webhook is set up".to_owned()) };
+                let mac = r.headers.get("x-airtable-content-mac").map(String::as_str);
+                airtable_client::verify_mac(secret, r.body, mac).map_err(|e| e.to_string())
+            }),
+        )
+        .keep_headers(["x-airtable-content-mac"]);
+        vec![kommo, ping]
+    }
+
+    /// Loads the stored Airtable webhook, if any (call before serving pings).
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn load_webhook(&self, store: &Store) -> Result<Option<WebhookId>, SetupError> {
+        let Some(raw) = store.cursor_get(CURSOR_WEBHOOK, "current").await? else { return Ok(None) };
+        let Ok(stored) = serde_json::from_str::<StoredWebhook>(&raw) else { return Ok(None) };
+        let id = WebhookId::from(stored.id.as_str());
+        *self.webhook.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((id.clone(), MacSecret::from_base64(stored.mac_secret_base64)));
+        Ok(Some(id))
+    }
+
+    /// Creates the Airtable webhook for `notification_url`, or adopts ours when it still exists; refreshes it when it
+    /// expires within two days; recreates it when it was lost (deleted, expired, or its secret is not ours).
+    ///
+    /// # Errors
+    /// API or store errors.
+    pub async fn ensure_webhook(&self, store: &Store, notification_url: &str) -> Result<WebhookId, SetupError> {
+        let known = self.load_webhook(store).await?;
+        let hooks = self.airtable.list_webhooks(&self.base).await?;
+        if let Some(id) = &known
+            && let Some(h) = hooks.iter().find(|h| &h.id == id && h.is_hook_enabled)
+        {
+            let expires_soon = h
+                .expiration_time
+                .as_deref()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .is_some_and(|t| t.with_timezone(&Utc) - Utc::now() < chrono::Duration::days(2));
+            if expires_soon {
+                let refreshed = self.airtable.refresh_webhook(&self.base, id).await?;
+                tracing::info!(webhook = %id, expires = ?refreshed.expiration_time, "Airtable webhook refreshed");
+            }
+            return Ok(id.clone());
+        }
+        // ours is gone (or never existed): remove stale hooks pointing at our URL, then create a new one
+        for h in hooks.iter().filter(|h| h.notification_url.as_deref() == Some(notification_url)) {
+            self.airtable.delete_webhook(&self.base, &h.id).await?;
+        }
+        let table_id = self.resolved.read().unwrap_or_else(std::sync::PoisonError::into_inner).table_id.clone();
+        let created = self
+            .airtable
+            .create_webhook(
+                &self.base,
+                &CreateWebhook {
+                    notification_url: Some(notification_url.to_owned()),
+                    specification: WebhookSpecification::table_data(table_id),
+                },
+            )
+            .await?;
+        let stored = StoredWebhook {
+            id: created.id.to_string(),
+            mac_secret_base64: created.mac_secret_base64.expose_base64().to_owned(),
+            expiration_time: created.expiration_time.clone(),
+        };
+        store.cursor_set(CURSOR_WEBHOOK, "current", &serde_json::to_string(&stored).unwrap_or_default()).await?;
+        // a new webhook starts its payload cursor at 1
+        store.cursor_set(CURSOR_WEBHOOK, &format!("cursor:{}", created.id), "1").await?;
+        *self.webhook.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((created.id.clone(), created.mac_secret_base64));
+        tracing::info!(webhook = %created.id, "Airtable webhook created");
+        Ok(created.id)
+    }
+
+    /// Drains the payload feed of the stored webhook into `airtable` events, advancing the cursor in the same
+    /// transaction as the rows. Returns the number of new events.
+    ///
+    /// # Errors
+    /// API or store errors (nothing is lost: the cursor only moves with the rows).
+    pub async fn poll_payloads(&self, store: &Store) -> Result<usize, SetupError> {
+        let Some(webhook) = self.webhook.read().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref().map(|w| w.0.clone())
+        else {
+            return Ok(0);
+        };
+        let stream = format!("cursor:{webhook}");
+        let start: u64 = store.cursor_get(CURSOR_WEBHOOK, &stream).await?.and_then(|c| c.parse().ok()).unwrap_or(1);
+        let mut feed = self.airtable.payload_feed(&self.base, &webhook, start);
+        let table_id = self.resolved.read().unwrap_or_else(std::sync::PoisonError::into_inner).table_id.clone();
+        let mut batch = Vec::new();
+        let mut new = 0;
+        loop {
+            let next = feed.next().await.transpose()?;
+            if let Some(p) = &next {
+                for change in p.payload.record_changes() {
+                    if change.table_id.as_str() != table_id || change.kind == ChangeKind::Destroyed {
+                        continue;
+                    }
+                    let body = RecordChangeEvent {
+                        webhook: webhook.to_string(),
+                        cursor: p.cursor,
+                        record_id: change.record_id.to_string(),
+                        payload: p.payload.clone(),
+                    };
+                    let key = format!("{webhook}:{}:{}", p.cursor, change.record_id);
+                    batch.push(
+                        NewEvent::new(SOURCE_AIRTABLE, key, serde_json::to_vec(&body).unwrap_or_default())
+                            .ordering_key(format!("record:{}", change.record_id)),
+                    );
+                }
+            }
+            if next.is_none() || batch.len() >= 200 {
+                let cursor = feed.cursor().to_string();
+                let stored = store.ingest_batch_with_cursor(&batch, Some((CURSOR_WEBHOOK, &stream, &cursor))).await?;
+                new += stored.iter().filter(|i| matches!(i, crate::Ingested::Accepted { .. })).count();
+                batch.clear();
+            }
+            if next.is_none() {
+                break;
+            }
+        }
+        Ok(new)
+    }
+
+    /// One Kommo reconcile pass: leads updated since the last pass (minus the overlap) are fed to the inbox with
+    /// the same dedup keys webhooks use, so missed webhooks are filled in and delivered ones are not repeated.
+    /// Returns the number of new events.
+    ///
+    /// # Errors
+    /// API or store errors.
+    pub async fn reconcile(&self, store: &Store) -> Result<usize, SetupError> {
+        let overlap = i64::try_from(self.config.reconcile.overlap_secs).unwrap_or(0);
+        let since: Option<i64> = store.cursor_get(CURSOR_RECONCILE, "leads").await?.and_then(|c| c.parse().ok());
+        let params =
+            ListParams::new().updated_between(since.map(|s| s - overlap), None).order("updated_at", Order::Asc).limit(250);
+        let mut leads = self.kommo.leads().list(params);
+        let mut batch = Vec::new();
+        let mut max_seen = since.unwrap_or(0);
+        let mut new = 0;
+        while let Some(lead) = leads.next().await {
+            let lead = lead?;
+            let updated = lead.updated_at.unwrap_or(0);
+            max_seen = max_seen.max(updated);
+            batch.push(lead_event(lead.id, updated));
+            if batch.len() >= 250 {
+                new += self.store_batch(store, &mut batch, None).await?;
+            }
+        }
+        let cursor = max_seen.to_string();
+        new += self.store_batch(store, &mut batch, Some((CURSOR_RECONCILE, "leads", &cursor))).await?;
+        Ok(new)
+    }
+
+    /// Feeds every lead currently in the won status of the watched pipelines to the inbox (same dedup keys as
+    /// webhooks: re-running it adds nothing new). Calls `progress` with the running count.
+    ///
+    /// # Errors
+    /// API or store errors.
+    pub async fn backfill(&self, store: &Store, mut progress: impl FnMut(usize)) -> Result<(usize, usize), SetupError> {
+        let won = StatusId::from(self.config.trigger.won_status_id);
+        let mut params = ListParams::new().limit(250);
+        let pipelines: Vec<PipelineId> = if self.config.trigger.pipeline_ids.is_empty() {
+            self.kommo.pipelines().list().await?.into_iter().map(|p| p.id).collect()
+        } else {
+            self.config.trigger.pipeline_ids.iter().map(|p| PipelineId::from(*p)).collect()
+        };
+        for p in pipelines {
+            params = params.status(p, won);
+        }
+        let mut leads = self.kommo.leads().list(params);
+        let (mut seen, mut new) = (0, 0);
+        let mut batch = Vec::new();
+        while let Some(lead) = leads.next().await {
+            let lead = lead?;
+            seen += 1;
+            batch.push(lead_event(lead.id, lead.updated_at.unwrap_or(0)));
+            if batch.len() >= 100 {
+                new += self.store_batch(store, &mut batch, None).await?;
+            }
+            progress(seen);
+        }
+        new += self.store_batch(store, &mut batch, None).await?;
+        Ok((seen, new))
+    }
+
+    async fn store_batch(&self, store: &Store, batch: &mut Vec<NewEvent>, cursor: Option<(&str, &str, &str)>) -> Result<usize, SetupError> {
+        if batch.is_empty() && cursor.is_none() {
+            return Ok(0);
+        }
+        let r = store.ingest_batch_with_cursor(batch, cursor).await?;
+        batch.clear();
+        Ok(r.iter().filter(|i| matches!(i, crate::Ingested::Accepted { .. })).count())
+    }
+
+    // --------------------------------------------------------------------------------------------- handlers
+
+    async fn handle_kommo(&self, ctx: &Ctx, body: &[u8]) -> Result<Outcome, Fault> {
+        let payload = kommo_api::webhook::parse(body).map_err(|e| Fault::Fail(format!("unparsable Kommo webhook: {e}")))?;
+        if let Some(id) = self.config.kommo.account_id {
+            payload
+                .check_account(Some(kommo_api::AccountId::from(id)), None)
+                .map_err(|e| Fault::Fail(format!("webhook from another account: {e}")))?;
+        }
+        let mut leads: BTreeMap<LeadId, i64> = BTreeMap::new();
+        for ev in &payload.events {
+            if let WebhookEvent::Lead { lead, .. } = ev {
+                let t = ev.time().unwrap_or(0);
+                let e = leads.entry(lead.id).or_insert(t);
+                *e = (*e).max(t);
+            }
+        }
+        if leads.is_empty() {
+            tracing::info!("Kommo webhook without lead events: nothing to do");
+            return Ok(Outcome::Done);
+        }
+        for (lead, time) in leads {
+            self.sync_lead(ctx, lead, time).await?;
+        }
+        Ok(Outcome::Done)
+    }
+
+    /// Kommo → Airtable for one lead, from its current state.
+    async fn sync_lead(&self, ctx: &Ctx, lead_id: LeadId, event_time: i64) -> Result<(), Fault> {
+        let cfg = &self.config;
+        let Some(lead) = self.kommo.leads().find(lead_id, &["contacts", "companies"]).await? else {
+            tracing::info!(lead = %lead_id, "lead no longer exists: nothing to do");
+            return Ok(());
+        };
+        let existing = ctx.id_get(MAP_SYSTEM, MAP_KIND, &lead_id.to_string()).await?;
+        if let Some(reason) = self.filtered_out(&lead, existing.is_some()) {
+            bump(&self.stats.filtered);
+            tracing::info!(lead = %lead_id, reason, "filtered out");
+            return Ok(());
+        }
+        let flat = self.flat_lead(&lead).await?;
+        let mapped = cfg.mapping.forward(&flat, &mut |_, _, _| None).map_err(|e| Fault::Fail(format!("mapping: {e}")))?;
+        let lead_key = lead_id.to_string();
+        let time = DateTime::from_timestamp(event_time.max(lead.updated_at.unwrap_or(0)), 0).unwrap_or_else(|| ctx.now());
+        // which fields to write: not our own echo from Airtable, not older than the last applied change
+        let mut fields = Map::new();
+        for fm in &cfg.mapping.fields {
+            let Some(value) = mapped.get(&fm.target) else { continue };
+            let source_value = flat.get(&fm.source).cloned().unwrap_or(Value::Null);
+            if ctx.is_echo("kommo", &lead_key, &fm.source, &source_value).await? {
+                bump(&self.stats.echoes_skipped);
+                continue; // Kommo holds what we wrote from Airtable: nothing new
+            }
+            if ctx.is_echo("airtable", &lead_key, &fm.target, value).await? {
+                continue; // Airtable already holds this value (we wrote it)
+            }
+            if !ctx.watermark_advance(&format!("field:{lead_key}:{}", fm.source), time).await? {
+                bump(&self.stats.stale_skipped);
+                tracing::info!(lead = %lead_id, field = %fm.source, "older than the last applied change: skipped");
+                continue;
+            }
+            fields.insert(fm.target.clone(), value.clone());
+        }
+        let record = match existing {
+            Some(rec) => {
+                if fields.is_empty() {
+                    return Ok(());
+                }
+                let rec = RecordId::from(rec.as_str());
+                let to_write = fields.clone();
+                let step = format!("update:{}", api_core_hash(&to_write));
+                let table = self.table();
+                ctx.step(&step, || async move {
+                    let f: Fields = to_write.into_iter().collect();
+                    table.update_one(&rec, &f, WriteOptions::typecast()).await.map_err(boxed)?;
+                    Ok::<_, BoxError>(rec.to_string())
+                })
+                .await?;
+                bump(&self.stats.records_updated);
+                RecordId::from(
+                    ctx.id_get(MAP_SYSTEM, MAP_KIND, &lead_key).await?.unwrap_or_default().as_str(),
+                )
+            }
+            None => {
+                let mut to_write = fields.clone();
+                to_write.insert(cfg.airtable.deal_id_field.clone(), Value::String(lead_key.clone()));
+                let table = self.table();
+                let key_field = cfg.airtable.deal_id_field.clone();
+                let status_field = cfg.airtable.status_field.clone();
+                let initial = cfg.airtable.initial_status.clone();
+                // upsert by the external key: a retry or a crash after the write never makes a second record
+                let (rec, created): (String, bool) = ctx
+                    .step("upsert", || async move {
+                        let f: Fields = to_write.into_iter().collect();
+                        let res = table.upsert(&[f], &[key_field.as_str()], WriteOptions::typecast()).await.map_err(boxed)?;
+                        let record = res.records.into_iter().next().ok_or_else(|| boxed(Fault::Fail("upsert returned no record".into())))?;
+                        let created = res.created_records.contains(&record.id);
+                        // "Status" is set on create only; an update never resets a status the team moved on
+                        if record.fields.get(&status_field).is_none() {
+                            let f = Fields::new().with(status_field.as_str(), initial.as_str());
+                            table.update_one(&record.id, &f, WriteOptions::typecast()).await.map_err(boxed)?;
+                        }
+                        Ok::<_, BoxError>((record.id.to_string(), created))
+                    })
+                    .await?;
+                ctx.id_put(MAP_SYSTEM, MAP_KIND, &lead_key, &rec).await?;
+                if created {
+                    bump(&self.stats.records_created);
+                    tracing::info!(lead = %lead_id, record = %rec, "onboarding record created");
+                } else {
+                    bump(&self.stats.records_updated);
+                }
+                RecordId::from(rec.as_str())
+            }
+        };
+        for (field, value) in &fields {
+            ctx.remember_written("airtable", &lead_key, field, value).await?;
+        }
+        let _ = record;
+        Ok(())
+    }
+
+    fn filtered_out(&self, lead: &kommo_api::leads::Lead, mapped: bool) -> Option<String> {
+        let t = &self.config.trigger;
+        if !t.pipeline_ids.is_empty() && !lead.pipeline_id.is_some_and(|p| t.pipeline_ids.contains(&p.get())) {
+            return Some(format!("pipeline {:?} is not watched", lead.pipeline_id.map(PipelineId::get)));
+        }
+        let tags: BTreeSet<String> = lead.embedded.tags.iter().map(|t| t.name.to_lowercase()).collect();
+        if let Some(tag) = t.exclude_tags.iter().find(|x| tags.contains(&x.to_lowercase())) {
+            return Some(format!("tagged `{tag}`"));
+        }
+        if !mapped && lead.status_id.map(StatusId::get) != Some(t.won_status_id) {
+            return Some(format!("status {:?} is not the trigger status {}", lead.status_id.map(StatusId::get), t.won_status_id));
+        }
+        None
+    }
+
+    /// The lead as a flat JSON object with the names the mapping uses.
+    async fn flat_lead(&self, lead: &kommo_api::leads::Lead) -> Result<Value, Fault> {
+        let mut flat = Map::new();
+        flat.insert("name".into(), json!(lead.name));
+        if let Some(p) = lead.price {
+            flat.insert("price".into(), json!(p));
+        }
+        if let Some(p) = lead.pipeline_id {
+            flat.insert("pipeline".into(), json!(p.to_string()));
+        }
+        if let Some(s) = lead.status_id {
+            flat.insert("status".into(), json!(s.to_string()));
+        }
+        if let Some(c) = lead.closed_at {
+            flat.insert("closed_at".into(), json!(c));
+        }
+        if let Some(u) = lead.responsible_user_id {
+            let name = self.kommo.users().get(u).await.map(|u| u.name).unwrap_or_else(|_| u.to_string());
+            flat.insert("responsible_user".into(), json!(name));
+        }
+        if let Some(cid) = lead.main_contact() {
+            let c = self.kommo.contacts().get(cid, &[]).await?;
+            flat.insert("contact.name".into(), json!(c.name));
+            if let Some(e) = c.emails().into_iter().next() {
+                flat.insert("contact.email".into(), json!(e));
+            }
+            if let Some(p) = c.phones().into_iter().next() {
+                flat.insert("contact.phone".into(), json!(p));
+            }
+        }
+        if let Some(co) = lead.embedded.companies.first() {
+            let c = self.kommo.companies().get(co.id, &[]).await?;
+            flat.insert("company.name".into(), json!(c.name));
+        }
+        let resolved = self.resolved.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        for (name, (id, kind)) in &resolved.kommo_fields {
+            let Some(v) = lead.custom_field(*id) else { continue };
+            let value = match kind {
+                KmFieldType::Date | KmFieldType::Birthday | KmFieldType::DateTime => v.first().and_then(kommo_api::custom_fields::FieldValue::as_unix).map(|u| json!(u)),
+                KmFieldType::Numeric | KmFieldType::Price | KmFieldType::Monetary => v.first().and_then(kommo_api::custom_fields::FieldValue::as_f64).map(|n| json!(n)),
+                _ => v.text().map(|t| json!(t)),
+            };
+            if let Some(value) = value {
+                flat.insert(name.clone(), value);
+            }
+        }
+        Ok(Value::Object(flat))
+    }
+
+    async fn handle_ping(&self, ctx: &Ctx) -> Result<Outcome, Fault> {
+        let n = self.poll_payloads(ctx.store()).await.map_err(|e| match e {
+            SetupError::Airtable(e) => Fault::from(e),
+            other => Fault::Retry(None, other.to_string()),
+        })?;
+        tracing::debug!(new_events = n, "Airtable payload feed drained");
+        Ok(Outcome::Done)
+    }
+
+    /// Airtable → Kommo for one record change.
+    async fn handle_record_change(&self, ctx: &Ctx, body: &[u8]) -> Result<Outcome, Fault> {
+        let ev: RecordChangeEvent =
+            serde_json::from_slice(body).map_err(|e| Fault::Fail(format!("bad internal airtable event: {e}")))?;
+        let Some(lead_key) = ctx.id_get_local(MAP_SYSTEM, MAP_KIND, &ev.record_id).await? else {
+            tracing::info!(record = %ev.record_id, "record is not linked to a Kommo deal: ignored");
+            return Ok(Outcome::Done);
+        };
+        let lead_id: LeadId = lead_key.parse().map_err(|_| Fault::Fail(format!("bad lead id `{lead_key}` in the id map")))?;
+        let resolved = self.resolved.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let change = ev.payload.record_changes().into_iter().find(|c| c.record_id.as_str() == ev.record_id);
+        let Some(change) = change else { return Ok(Outcome::Done) };
+        let time = DateTime::parse_from_rfc3339(&ev.payload.timestamp).map_or_else(|_| ctx.now(), |t| t.with_timezone(&Utc));
+        let own_api_write = matches!(ev.payload.source(), Some(ActionSource::PublicApi));
+        let who = ev.payload.user().map_or_else(
+            || ev.payload.source().map_or_else(|| "someone".to_owned(), |s| format!("an {s:?} change")),
+            |u| u.name.clone().or_else(|| u.email.clone()).unwrap_or_else(|| u.id.to_string()),
+        );
+        for (field_id, fc) in &change.fields {
+            let Some(name) = resolved.airtable_names.get(field_id.as_str()) else { continue };
+            let current = fc.current.as_ref().map_or(Value::Null, |c| payload_value_json(c));
+            if ctx.is_echo("airtable", &lead_key, name, &current).await? {
+                bump(&self.stats.echoes_skipped);
+                continue; // our own write coming back
+            }
+            if own_api_write {
+                tracing::debug!(field = %name, "publicApi change that is not ours: processing it");
+            }
+            if name == &self.config.airtable.status_field {
+                let new = fc.current.as_ref().and_then(|c| c.choice_name().or_else(|| c.as_str()).map(str::to_owned));
+                let Some(new) = new else { continue };
+                if !ctx.watermark_advance(&format!("status:{lead_key}"), time).await? {
+                    bump(&self.stats.stale_skipped);
+                    continue;
+                }
+                let mut text = format!("Onboarding status: {new}");
+                let _ = write!(text, " (changed by {who} in Airtable");
+                if let Some(prev) = fc.previous.as_ref().and_then(|p| p.choice_name().or_else(|| p.as_str())) {
+                    let _ = write!(text, "; was {prev}");
+                }
+                text.push(')');
+                self.add_note_once(ctx, lead_id, &format!("note:status:{}", ev.cursor), text).await?;
+                continue;
+            }
+            // two-way mapped fields: Airtable → Kommo custom field
+            for fm in self.config.mapping.fields.iter().filter(|f| f.direction == crate::mapping::Direction::TwoWay && &f.target == name) {
+                let Some((cf_id, cf_kind)) = resolved.kommo_fields.get(&fm.source).cloned() else { continue };
+                if !ctx.watermark_advance(&format!("field:{lead_key}:{}", fm.source), time).await? {
+                    bump(&self.stats.stale_skipped);
+                    tracing::info!(lead = %lead_id, field = %fm.source, "older than the last applied change: skipped");
+                    continue;
+                }
+                let mut record = Map::new();
+                record.insert(name.clone(), current.clone());
+                let reversed = self
+                    .config
+                    .mapping
+                    .reverse(&Value::Object(record), &mut |_, _, _| None)
+                    .map_err(|e| Fault::Fail(format!("mapping: {e}")))?;
+                let kommo_value = reversed.get(&fm.source).cloned().unwrap_or(Value::Null);
+                let (write, stored) = self.kommo_write(cf_id, &cf_kind, &kommo_value)?;
+                let step = format!("kommo:{}:{}", fm.source, ev.cursor);
+                let kommo = self.kommo.clone();
+                ctx.step(&step, || async move {
+                    kommo.leads().update(&LeadUpdate::new(lead_id).field(write)).await.map_err(boxed)?;
+                    Ok::<_, BoxError>(())
+                })
+                .await?;
+                bump(&self.stats.kommo_writes);
+                // remember both sides: the Kommo echo (leads[update]) and the Airtable value are ours now
+                ctx.remember_written("kommo", &lead_key, &fm.source, &stored).await?;
+                ctx.remember_written("airtable", &lead_key, name, &current).await?;
+            }
+        }
+        Ok(Outcome::Done)
+    }
+
+    /// The Kommo write for a custom field value, and the value as it will read back in the flat lead.
+    fn kommo_write(&self, id: kommo_api::CustomFieldId, kind: &KmFieldType, v: &Value) -> Result<(FieldValueWrite, Value), Fault> {
+        if v.is_null() {
+            return Ok((FieldValueWrite::clear(id), Value::Null));
+        }
+        match kind {
+            KmFieldType::Date | KmFieldType::Birthday | KmFieldType::DateTime => {
+                let unix = match v {
+                    Value::Number(n) => n.as_i64(),
+                    Value::String(s) => NaiveDate::parse_from_str(&s[..s.len().min(10)], "%Y-%m-%d")
+                        .ok()
+                        .and_then(|d| self.tz.from_local_datetime(&d.and_hms_opt(0, 0, 0)?).earliest())
+                        .map(|d| d.timestamp()),
+                    _ => None,
+                }
+                .ok_or_else(|| Fault::Fail(format!("`{v}` is not a date for Kommo field {id}")))?;
+                Ok((FieldValueWrite::date(id, unix), json!(unix)))
+            }
+            KmFieldType::Numeric | KmFieldType::Price | KmFieldType::Monetary => {
+                let n = v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok()));
+                let n = n.ok_or_else(|| Fault::Fail(format!("`{v}` is not a number for Kommo field {id}")))?;
+                Ok((FieldValueWrite::numeric(id, n), json!(n)))
+            }
+            KmFieldType::Select | KmFieldType::Radiobutton => {
+                let s = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+                Ok((FieldValueWrite::select_value(id, s.clone()), json!(s)))
+            }
+            _ => {
+                let s = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+                Ok((FieldValueWrite::text(id, s.clone()), json!(s)))
+            }
+        }
+    }
+
+    /// Adds a common note once: inside a journaled step, after checking that no identical note exists on the lead
+    /// (so a crash between Kommo's answer and the journal write does not duplicate it).
+    async fn add_note_once(&self, ctx: &Ctx, lead: LeadId, step: &str, text: String) -> Result<(), Fault> {
+        let kommo = self.kommo.clone();
+        let added: bool = ctx
+            .step(step, || async move {
+                let notes = kommo.notes(EntityType::Leads);
+                let existing: Vec<kommo_api::notes::Note> =
+                    notes.list_for(lead.get(), ListParams::new().limit(250)).try_collect().await.map_err(boxed)?;
+                if existing.iter().any(|n| n.text() == Some(text.as_str())) {
+                    return Ok::<_, BoxError>(false);
+                }
+                notes.add_one(NewNote::common(lead.get(), text)).await.map_err(boxed)?;
+                Ok(true)
+            })
+            .await?;
+        if added {
+            bump(&self.stats.notes_added);
+        }
+        Ok(())
+    }
+}
+
+/// A short, stable hash of a JSON value (names a journal step after what it writes).
+fn api_core_hash(v: &Map<String, Value>) -> String {
+    crate::store::value_hash(&Value::Object(v.clone()))[..16].to_owned()
+}
+
+fn suggest(schema: &Schema, name: &str) -> String {
+    schema.closest(name).map_or_else(String::new, |c| format!("; did you mean `{c}`?"))
+}
+
+/// A payload cell value as the JSON the mapping expects (select → its name).
+fn payload_value_json(v: &airtable_client::PayloadCellValue) -> Value {
+    if let Some(name) = v.choice_name() {
+        return json!(name);
+    }
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+/// The inbox event for a lead state (reconcile and backfill): the same dedup key as its webhook.
+fn lead_event(id: LeadId, updated_at: i64) -> NewEvent {
+    let body = kommo_api::webhook::encode_form(&[
+        ("leads[update][0][id]", id.to_string()),
+        ("leads[update][0][updated_at]", updated_at.to_string()),
+    ]);
+    NewEvent::new(SOURCE_KOMMO, format!("lead:{id}:{updated_at}"), body.into_bytes()).ordering_key(format!("lead:{id}"))
+}
+
+fn kommo_keys(body: &[u8]) -> Result<(String, Option<String>), KeyError> {
+    let payload = kommo_api::webhook::parse(body).map_err(|e| KeyError(format!("not a Kommo webhook: {e}")))?;
+    let mut keys = BTreeSet::new();
+    let mut first_lead = None;
+    for ev in &payload.events {
+        let key = match ev {
+            WebhookEvent::Lead { lead, .. } => {
+                first_lead.get_or_insert(lead.id);
+                format!("lead:{}:{}", lead.id, ev.time().unwrap_or(0))
+            }
+            other => other.dedup_key(),
+        };
+        keys.insert(key);
+    }
+    if keys.is_empty() {
+        return Err(KeyError("Kommo webhook without events".into()));
+    }
+    let key = keys.into_iter().collect::<Vec<_>>().join("|");
+    Ok((key, first_lead.map(|l| format!("lead:{l}"))))
+}
+
+#[async_trait]
+impl Flow for KommoAirtable {
+    fn name(&self) -> &str {
+        "kommo-airtable"
+    }
+
+    fn sources(&self) -> Vec<String> {
+        vec![SOURCE_KOMMO.into(), SOURCE_AIRTABLE_PING.into(), SOURCE_AIRTABLE.into()]
+    }
+
+    fn dedup_key(&self, event: &RawEvent<'_>) -> Result<String, KeyError> {
+        match event.source {
+            SOURCE_KOMMO => kommo_keys(event.body).map(|k| k.0),
+            SOURCE_AIRTABLE_PING => {
+                let ping: WebhookNotification = serde_json::from_slice(event.body)
+                    .map_err(|e| KeyError(format!("not an Airtable notification: {e}")))?;
+                Ok(format!("{}:{}", ping.webhook.id, ping.timestamp))
+            }
+            _ => {
+                let ev: RecordChangeEvent =
+                    serde_json::from_slice(event.body).map_err(|e| KeyError(format!("bad record change: {e}")))?;
+                Ok(format!("{}:{}:{}", ev.webhook, ev.cursor, ev.record_id))
+            }
+        }
+    }
+
+    fn ordering_key(&self, event: &RawEvent<'_>) -> Option<String> {
+        match event.source {
+            SOURCE_KOMMO => kommo_keys(event.body).ok().and_then(|k| k.1),
+            SOURCE_AIRTABLE_PING => Some("airtable-feed".into()),
+            _ => None,
+        }
+    }
+
+    async fn handle(&self, ctx: &Ctx, event: &Event) -> Result<Outcome, BoxError> {
+        let result = match event.source.as_str() {
+            SOURCE_KOMMO => self.handle_kommo(ctx, &event.payload).await,
+            SOURCE_AIRTABLE_PING => self.handle_ping(ctx).await,
+            SOURCE_AIRTABLE => self.handle_record_change(ctx, &event.payload).await,
+            other => Err(Fault::Fail(format!("unknown source {other}"))),
+        };
+        Ok(result.unwrap_or_else(Outcome::from))
+    }
+}
