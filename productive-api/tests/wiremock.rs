@@ -539,3 +539,20 @@ async fn a_server_that_ignores_page_number_is_an_error_not_a_loop() {
     assert!(items[0].is_ok() && items[1].is_ok());
     assert!(matches!(items[2], Err(Error::RepeatedPage(_))), "{:?}", items[2]);
 }
+
+#[tokio::test]
+async fn decode_errors_name_the_json_path() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/companies/5"))
+        .respond_with(vnd(
+            200,
+            &json!({"data": {"id": "5", "type": "companies", "attributes": {"name": ["not", "a", "string"]}}}),
+        ))
+        .mount(&server)
+        .await;
+    let e = client(&server).get_company(&"5".into()).await.unwrap_err();
+    let Error::Decode(d) = &e else { panic!("{e:?}") };
+    assert_eq!(d.path, "data.attributes.name");
+    assert_eq!(e.class(), api_core::ErrorClass::Decode);
+}
