@@ -1,4 +1,53 @@
 //! Typed async client for the Kommo (amoCRM) API v4, with OAuth token rotation, rate limiting and webhook parsing.
+//!
+//! ```no_run
+//! use futures::TryStreamExt as _;
+//! use kommo_api::{Client, EntityType, ListParams, Order, PipelineId, StatusId, notes::NewNote};
+//!
+//! # async fn demo() -> Result<(), kommo_api::Error> {
+//! // a private integration's long-lived token; the account's own host
+//! let client = Client::builder()
+//!     .base_url("https://mycompany.kommo.com")
+//!     .long_lived_token(std::env::var("KOMMO_TOKEN").unwrap_or_default())
+//!     .build()?;
+//!
+//! // every won lead of a pipeline changed since yesterday, oldest first, 250 per page, with contacts
+//! let since = chrono::Utc::now().timestamp() - 86_400;
+//! let won: Vec<_> = client
+//!     .leads()
+//!     .list(
+//!         ListParams::new()
+//!             .limit(250)
+//!             .with(["contacts"])
+//!             .status(PipelineId(7_130_863), StatusId::WON)
+//!             .updated_between(Some(since), None)
+//!             .order("updated_at", Order::Asc),
+//!     )
+//!     .try_collect()
+//!     .await?;
+//!
+//! for lead in &won {
+//!     client.notes(EntityType::Leads).add_one(NewNote::common(lead.id, "Onboarding started")).await?;
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # What the client does for you
+//!
+//! | Kommo behaviour | here |
+//! |---|---|
+//! | per-account host (`{sub}.kommo.com`, `{sub}.amocrm.ru`, `{sub}.amocrm.com`) | [`ClientBuilder::base_url`] takes the whole URL |
+//! | long-lived tokens, or OAuth with **single-use, rotating** refresh tokens | [`Auth`]; [`oauth::KommoOAuth`] + [`OAuthSession`]: single-flight refresh, persisted through a [`TokenStore`] before use, ahead of expiry; a 401 triggers at most one refresh, then [`Error::Unauthorized`] / [`Error::AuthRevoked`] |
+//! | "not more than 7 requests per second" | a shared limiter per account, evenly spaced, no burst ([`ClientBuilder::rate_limit`]) |
+//! | 429 and the 403 ban page are HTML, with no `Retry-After` | [`Error::Throttled`] / [`Error::Banned`], never retried in-process; the account is paused for the backoff and [`Error::retry_after`] tells the caller when to come back |
+//! | 5xx, connection errors | retried with jittered backoff for idempotent requests ([`RetryPolicy`]) |
+//! | HAL lists, `page`/`limit` ≤ 250, **204 = empty** (also for search misses and the page after the last) | [`ListParams`], [`ListPage`], lazy streams that stop on 204 or a missing `_links.next` |
+//! | `custom_fields_values: null`, numbers as strings | decode as empty / numbers; [`TypedValue`] per field type |
+//! | problem+json with `validation-errors[{request_id, errors[{code, path, detail}]}]` | [`Problem`] on [`Error::Api`] |
+//! | batch writes, `request_id` echoed | chunked by 50, `request_id` set per element, results in input order; [`Error::Batch`] on a partial failure |
+//! | form-encoded, unsigned webhooks | [`webhook::parse`] into typed events, [`webhook::verify_path_token`] |
+//!
+//! With the `fake` feature, [`fake::FakeKommo`] runs a stateful Kommo on `127.0.0.1` for tests and demos.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 // `Error` keeps the whole failed response (status, headers of interest, raw body, parsed problem) so callers can

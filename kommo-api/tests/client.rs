@@ -50,7 +50,7 @@ async fn get_lead_with_contacts_decodes_fixture() {
     assert_eq!(lead.status_id, Some(StatusId::WON));
     assert!(lead.is_won());
     assert_eq!(lead.price, Some(46333));
-    assert_eq!(lead.main_contact().map(|c| c.get()), Some(10_971_465));
+    assert_eq!(lead.main_contact().map(kommo_api::ContactId::get), Some(10_971_465));
     assert_eq!(lead.embedded.companies[0].id.get(), 10_971_463);
     assert_eq!(lead.custom_field(CustomFieldId(294_471)).unwrap().typed(), TypedValue::Date(1_534_156_200));
     assert_eq!(

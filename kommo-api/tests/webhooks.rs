@@ -127,7 +127,7 @@ fn responsible_task_reduced_and_unknown() {
 
     let p = webhook::parse(form("lead_status_reduced.form").as_bytes()).unwrap();
     let lead = p.events[0].as_lead().unwrap();
-    assert_eq!(lead.old_pipeline_id.map(|p| p.get()), Some(6_543_210));
+    assert_eq!(lead.old_pipeline_id.map(kommo_api::PipelineId::get), Some(6_543_210));
     assert_eq!(lead.name, None);
     assert_eq!(p.events[0].time(), None);
     assert_eq!(p.events[0].dedup_key(), "lead:status:33269438:?:142");
@@ -148,7 +148,7 @@ fn percent_encoded_contact_update() {
     assert_eq!(contact.name.as_deref(), Some("Иван Петров"));
     assert_eq!(contact.phones(), vec!["+7 999 123-45-67".to_owned()]);
     assert_eq!(contact.linked_leads.len(), 3);
-    assert_eq!(contact.linked_company_id.map(|c| c.get()), Some(9_982_710));
+    assert_eq!(contact.linked_company_id.map(kommo_api::CompanyId::get), Some(9_982_710));
 }
 
 #[test]
