@@ -38,6 +38,9 @@ pub enum Error {
         /// The stale attempt number.
         attempt_no: i64,
     },
+    /// A grouped ingest failed (the message of the underlying error); nothing of the group was stored.
+    #[error("ingest failed: {0}")]
+    Ingest(String),
     /// Invalid configuration (store URL, flow registration, ...).
     #[error("configuration error: {0}")]
     Config(String),

@@ -120,6 +120,16 @@ pub fn start(engine: Engine, config: WorkerConfig) -> WorkerHandle {
     WorkerHandle { owner, stop, task, stats }
 }
 
+/// Runs a pool until `signal` resolves (e.g. `tokio::signal::ctrl_c()`), then shuts it down gracefully.
+pub async fn run_until<F>(engine: Engine, config: WorkerConfig, signal: F)
+where
+    F: std::future::Future + Send,
+{
+    let handle = start(engine, config);
+    signal.await;
+    handle.shutdown().await;
+}
+
 type InFlight = Arc<Mutex<HashMap<i64, Lease>>>;
 
 async fn run(engine: Engine, cfg: WorkerConfig, owner: String, mut stop: watch::Receiver<bool>, stats: Arc<WorkerStats>) {
