@@ -30,7 +30,7 @@ fn tokens(access: &str, refresh: &str, expires_at: i64) -> TokenSet {
     }
 }
 
-async fn oauth_client(server: &MockServer, store: Arc<dyn TokenStore>, now: u64) -> Client {
+fn oauth_client(server: &MockServer, store: Arc<dyn TokenStore>, now: u64) -> Client {
     let session =
         Arc::new(OAuthSession::new(store, Arc::new(app(server))).with_clock(Arc::new(FixedClock::at_unix(now))));
     Client::builder().base_url(server.uri()).oauth(session).rate_limit(0).build().unwrap()
@@ -65,7 +65,7 @@ async fn hundred_concurrent_calls_with_an_expired_token_refresh_once() {
         .mount(&server)
         .await;
     let store = MemoryTokenStore::new(Some(tokens("old-access", "old-refresh", 1_000)));
-    let client = oauth_client(&server, Arc::new(store.clone()), 2_000).await;
+    let client = oauth_client(&server, Arc::new(store.clone()), 2_000);
     let mut tasks = Vec::new();
     for _ in 0..100 {
         let c = client.clone();
@@ -101,7 +101,7 @@ async fn a_401_refreshes_once_and_retries() {
         .mount(&server)
         .await;
     let store = MemoryTokenStore::new(Some(tokens("old-access", "old-refresh", 10_000_000)));
-    let client = oauth_client(&server, Arc::new(store), 2_000).await;
+    let client = oauth_client(&server, Arc::new(store), 2_000);
     client.account(&[]).await.unwrap();
 }
 
@@ -120,7 +120,7 @@ async fn a_401_after_the_refresh_is_unauthorized() {
         .mount(&server)
         .await;
     let store = MemoryTokenStore::new(Some(tokens("old-access", "old-refresh", 10_000_000)));
-    let client = oauth_client(&server, Arc::new(store), 2_000).await;
+    let client = oauth_client(&server, Arc::new(store), 2_000);
     let e = client.account(&[]).await.unwrap_err();
     assert!(matches!(e, Error::Unauthorized { .. }), "{e:?}");
 }
@@ -138,7 +138,7 @@ async fn a_spent_refresh_token_is_auth_revoked_and_nothing_is_stored() {
         .await;
     Mock::given(method("GET")).respond_with(account_ok()).expect(0).mount(&server).await;
     let store = MemoryTokenStore::new(Some(tokens("old-access", "spent", 1_000)));
-    let client = oauth_client(&server, Arc::new(store.clone()), 2_000).await;
+    let client = oauth_client(&server, Arc::new(store.clone()), 2_000);
     let e = client.account(&[]).await.unwrap_err();
     let Error::AuthRevoked { reason, .. } = &e else { panic!("{e:?}") };
     assert_eq!(reason, "Token has been revoked");
@@ -155,7 +155,7 @@ async fn token_endpoint_5xx_is_a_transient_auth_error() {
         .mount(&server)
         .await;
     let store = MemoryTokenStore::new(Some(tokens("old-access", "old-refresh", 1_000)));
-    let client = oauth_client(&server, Arc::new(store), 2_000).await;
+    let client = oauth_client(&server, Arc::new(store), 2_000);
     let e = client.account(&[]).await.unwrap_err();
     assert!(matches!(e, Error::Auth(api_core::AuthError::Refresh(_))), "{e:?}");
     assert_eq!(e.class(), api_core::ErrorClass::Transient);
@@ -199,7 +199,7 @@ async fn debug_shows_no_secret() {
     let a = app(&server);
     assert!(!format!("{a:?}").contains("client-secret"));
     let store = MemoryTokenStore::new(Some(tokens("ACCESS-SECRET", "REFRESH-SECRET", 1)));
-    let c = oauth_client(&server, Arc::new(store), 0).await;
+    let c = oauth_client(&server, Arc::new(store), 0);
     let s = format!("{c:?}");
     assert!(!s.contains("SECRET"), "{s}");
 }
