@@ -148,6 +148,13 @@ impl EventId {
         Self(ulid::Ulid::from_parts(ms, random))
     }
 
+    /// A deterministic ULID from the key alone (time part zero): for sources whose event time may differ between
+    /// deliveries of the same logical event.
+    #[must_use]
+    pub fn from_key(source_key: &str) -> Self {
+        Self::from_source_key(source_key, UNIX_EPOCH)
+    }
+
     /// Like [`EventId::from_source_key`] with the time in unix seconds.
     #[must_use]
     pub fn from_source_key_unix(source_key: &str, unix_seconds: i64) -> Self {
@@ -212,6 +219,9 @@ mod tests {
         // python3 -c "import hashlib;print(hashlib.sha256(b'kommo:lead:1:status:142').digest()[:10].hex())"
         assert_eq!(a.0.random(), 0xfc8e_ba0a_155c_79e6_962f);
         assert_eq!(EventId::from_source_key_unix("k", 1_700_000_000), EventId::from_source_key("k", at));
+        assert_eq!(EventId::from_key("k"), EventId::from_key("k"));
+        assert_eq!(EventId::from_key("k").0.timestamp_ms(), 0);
+        assert_ne!(EventId::from_key("k"), EventId::from_key("j"));
         let parsed: EventId = a.to_string().parse().unwrap();
         assert_eq!(parsed, a);
     }
