@@ -284,6 +284,17 @@ pub enum Error {
     /// The API handed back a pagination cursor twice.
     #[error(transparent)]
     RepeatedCursor(#[from] RepeatedCursor),
+    /// A chunked batch (create/update/upsert/delete of more than 10 records) failed after earlier chunks were
+    /// committed: `committed` lists the records those chunks wrote (or deleted). Accessors delegate to `source`.
+    #[error("batch failed at chunk {failed_chunk} after {} record(s) were committed: {source}", committed.len())]
+    PartialBatch {
+        /// Index of the failed chunk (≥ 1).
+        failed_chunk: usize,
+        /// Records written (or deleted) by the earlier chunks.
+        committed: Vec<crate::ids::RecordId>,
+        /// The failure of chunk `failed_chunk`.
+        source: Box<Error>,
+    },
     /// A request that could not be built (bad token characters, unserializable body, invalid argument).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
@@ -305,7 +316,26 @@ impl Error {
     pub fn api(&self) -> Option<&ApiError> {
         match self {
             Self::Api(e) | Self::UpsertAmbiguous(e) | Self::IteratorExpired(e) => Some(e),
+            Self::PartialBatch { source, .. } => source.api(),
             _ => None,
+        }
+    }
+
+    /// Records committed by earlier chunks of a failed batch (empty for other errors).
+    #[must_use]
+    pub fn committed(&self) -> &[crate::ids::RecordId] {
+        match self {
+            Self::PartialBatch { committed, .. } => committed,
+            _ => &[],
+        }
+    }
+
+    /// The error without the partial-batch wrapper.
+    #[must_use]
+    pub fn root(&self) -> &Error {
+        match self {
+            Self::PartialBatch { source, .. } => source.root(),
+            other => other,
         }
     }
 
@@ -329,6 +359,7 @@ impl Error {
             Self::Transport(_) => ErrorClass::Transport,
             Self::Decode(_) | Self::RepeatedCursor(_) => ErrorClass::Decode,
             Self::InvalidRequest(_) => ErrorClass::Client,
+            Self::PartialBatch { source, .. } => source.class(),
         }
     }
 
@@ -337,6 +368,7 @@ impl Error {
     #[must_use]
     pub fn may_have_been_sent(&self) -> bool {
         match self {
+            Self::PartialBatch { source, .. } => source.may_have_been_sent(),
             Self::Transport(e) => e.source.may_have_been_sent,
             Self::InvalidRequest(_) => false,
             // a 429 was refused before doing anything
@@ -349,6 +381,9 @@ impl Error {
     /// `None` for errors a retry will not fix.
     #[must_use]
     pub fn retry_after(&self) -> Option<Duration> {
+        if let Self::PartialBatch { source, .. } = self {
+            return source.retry_after();
+        }
         match self.api() {
             Some(e) if e.kind == ErrorType::PublicApiBillingLimitExceeded => None,
             Some(e) if e.parts.status == StatusCode::TOO_MANY_REQUESTS => Some(RATE_LIMIT_PENALTY),
@@ -359,6 +394,18 @@ impl Error {
                 _ => None,
             },
         }
+    }
+
+    /// Whether an upsert failed because more than one record matched (also inside [`Error::PartialBatch`]).
+    #[must_use]
+    pub fn is_upsert_ambiguous(&self) -> bool {
+        matches!(self.root(), Self::UpsertAmbiguous(_))
+    }
+
+    /// Whether a list offset expired (restart the listing).
+    #[must_use]
+    pub fn is_iterator_expired(&self) -> bool {
+        matches!(self.root(), Self::IteratorExpired(_))
     }
 
     /// Whether this is the not-found-or-forbidden case (see [`ApiError::is_not_found_or_forbidden`]).

@@ -2,7 +2,8 @@
 //!
 //! Every batch call is split into requests of at most [`MAX_RECORDS_PER_REQUEST`] records, sent one after another
 //! (Airtable rejects more than 10 per request). When a later chunk fails, the earlier chunks are already committed:
-//! the error says which chunk failed ([`BatchFailure`] is logged via `tracing`), and re-running an upsert is safe.
+//! the error is then [`Error::PartialBatch`] with the committed record ids, so a caller does not re-create them
+//! (re-running an upsert is safe either way).
 
 use api_core::{Page, Request, paginate};
 use futures::Stream;
@@ -128,15 +129,6 @@ pub struct RecordUpdate {
     pub fields: Fields,
 }
 
-/// Where a chunked batch stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchFailure {
-    /// Index of the failed chunk (0-based).
-    pub chunk: usize,
-    /// Records committed by earlier chunks.
-    pub committed: usize,
-}
-
 #[derive(Deserialize)]
 struct RecordsAnswer {
     records: Vec<Record>,
@@ -207,7 +199,7 @@ impl Table {
     /// # Errors
     /// [`Error`] from the first failing chunk (earlier chunks are committed).
     pub async fn create(&self, records: Vec<Fields>, opts: WriteOptions) -> Result<Vec<Record>, Error> {
-        let mut out = Vec::with_capacity(records.len());
+        let mut out: Vec<Record> = Vec::with_capacity(records.len());
         for (i, chunk) in records.chunks(MAX_RECORDS_PER_REQUEST).enumerate() {
             let body = WriteBody {
                 records: chunk.iter().map(|f| WriteRecord { id: None, fields: f }).collect(),
@@ -217,9 +209,11 @@ impl Table {
             };
             // creating is not idempotent: never retried once it may have been sent
             let r = self.req(Request::post(self.path()).json(&body)?);
-            let a: RecordsAnswer = self.client.send_json(r, Operation::Other).await.inspect_err(|_| {
-                log_failure(BatchFailure { chunk: i, committed: out.len() });
-            })?;
+            let a: RecordsAnswer = self
+                .client
+                .send_json(r, Operation::Other)
+                .await
+                .map_err(|e| partial(e, i, out.iter().map(|r| r.id.clone())))?;
             out.extend(a.records);
         }
         Ok(out)
@@ -242,7 +236,7 @@ impl Table {
         opts: WriteOptions,
         replace: bool,
     ) -> Result<Vec<Record>, Error> {
-        let mut out = Vec::with_capacity(updates.len());
+        let mut out: Vec<Record> = Vec::with_capacity(updates.len());
         for (i, chunk) in updates.chunks(MAX_RECORDS_PER_REQUEST).enumerate() {
             let body = WriteBody {
                 records: chunk.iter().map(|u| WriteRecord { id: Some(&u.id), fields: &u.fields }).collect(),
@@ -253,9 +247,11 @@ impl Table {
             let r = if replace { Request::put(self.path()) } else { Request::patch(self.path()) };
             // setting fields by record id is idempotent
             let r = self.req(r.json(&body)?.idempotent(true));
-            let a: RecordsAnswer = self.client.send_json(r, Operation::Other).await.inspect_err(|_| {
-                log_failure(BatchFailure { chunk: i, committed: out.len() });
-            })?;
+            let a: RecordsAnswer = self
+                .client
+                .send_json(r, Operation::Other)
+                .await
+                .map_err(|e| partial(e, i, out.iter().map(|r| r.id.clone())))?;
             out.extend(a.records);
         }
         Ok(out)
@@ -344,9 +340,11 @@ impl Table {
             let r = if replace { Request::put(self.path()) } else { Request::patch(self.path()) };
             // an upsert keyed on merge fields converges when repeated
             let r = self.req(r.json(&body)?.idempotent(true));
-            let a: UpsertResult = self.client.send_json(r, Operation::Upsert).await.inspect_err(|_| {
-                log_failure(BatchFailure { chunk: i, committed: out.records.len() });
-            })?;
+            let a: UpsertResult = self
+                .client
+                .send_json(r, Operation::Upsert)
+                .await
+                .map_err(|e| partial(e, i, out.records.iter().map(|r| r.id.clone())))?;
             out.records.extend(a.records);
             out.created_records.extend(a.created_records);
             out.updated_records.extend(a.updated_records);
@@ -359,15 +357,17 @@ impl Table {
     /// # Errors
     /// [`Error`] from the first failing chunk.
     pub async fn delete(&self, ids: &[RecordId]) -> Result<Vec<DeletedRecord>, Error> {
-        let mut out = Vec::with_capacity(ids.len());
+        let mut out: Vec<DeletedRecord> = Vec::with_capacity(ids.len());
         for (i, chunk) in ids.chunks(MAX_RECORDS_PER_REQUEST).enumerate() {
             let mut r = Request::delete(self.path());
             for id in chunk {
                 r = r.query("records[]", id);
             }
-            let a: DeletedAnswer = self.client.send_json(self.req(r), Operation::Other).await.inspect_err(|_| {
-                log_failure(BatchFailure { chunk: i, committed: out.len() });
-            })?;
+            let a: DeletedAnswer = self
+                .client
+                .send_json(self.req(r), Operation::Other)
+                .await
+                .map_err(|e| partial(e, i, out.iter().map(|r| r.id.clone())))?;
             out.extend(a.records);
         }
         Ok(out)
@@ -383,8 +383,14 @@ impl Table {
     }
 }
 
-fn log_failure(f: BatchFailure) {
-    tracing::warn!(chunk = f.chunk, committed = f.committed, "airtable batch failed; earlier chunks are committed");
+/// Wraps the failure of chunk `chunk` in [`Error::PartialBatch`] when earlier chunks committed something.
+fn partial(e: Error, chunk: usize, committed: impl Iterator<Item = RecordId>) -> Error {
+    let committed: Vec<RecordId> = committed.collect();
+    if chunk == 0 || committed.is_empty() {
+        return e;
+    }
+    tracing::warn!(chunk, committed = committed.len(), "airtable batch failed; earlier chunks are committed");
+    Error::PartialBatch { failed_chunk: chunk, committed, source: Box::new(e) }
 }
 
 #[derive(Serialize)]

@@ -695,3 +695,31 @@ async fn never_six_requests_to_one_base_within_a_second() {
     let other: Vec<Instant> = sent.iter().filter(|(_, p)| p.contains("/appOther/")).map(|(t, _)| *t).collect();
     assert!(other[4] - other[0] < Duration::from_secs(1) + Duration::from_millis(1));
 }
+
+#[tokio::test]
+async fn failed_later_chunk_reports_committed_records() {
+    let server = MockServer::start().await;
+    let first: Vec<Value> = (0..10).map(|i| rec(&format!("rec{i}"), "x")).collect();
+    Mock::given(method("POST"))
+        .and(path("/v0/appB/T"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"records": first})))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v0/appB/T"))
+        .respond_with(
+            ResponseTemplate::new(422)
+                .set_body_json(json!({"error": {"type": "INVALID_VALUE_FOR_COLUMN", "message": "bad"}})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let fields: Vec<Fields> = (0..15).map(|i| Fields::new().with("Name", format!("n{i}"))).collect();
+    let e = client(&server).table("appB", "T").create(fields, WriteOptions::default()).await.unwrap_err();
+    assert!(matches!(e, Error::PartialBatch { failed_chunk: 1, .. }), "{e:?}");
+    assert_eq!(e.committed().len(), 10);
+    assert_eq!(e.error_type(), Some(&ErrorType::InvalidValueForColumn));
+    assert!(!e.is_upsert_ambiguous());
+}
