@@ -451,6 +451,11 @@ mod tests {
     }
 
     #[test]
+    fn verifier_debug_hides_key() {
+        assert!(!format!("{:?}", verifier(0)).contains("test-signing-key"));
+    }
+
+    #[test]
     fn headers_lookup_is_case_insensitive() {
         let h = sign(b"test-signing-key", 1_790_000_000, KAT_BODY);
         let mut map = http::HeaderMap::new();

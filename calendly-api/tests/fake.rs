@@ -423,6 +423,8 @@ async fn forged_and_stale_copies_and_disabled_subscriptions() {
     let w = fake.book(Booking::new("a@example.com", "A", at(1))).webhooks.remove(0);
     let v = WebhookVerifier::new(Token::new("k")).with_clock(Arc::new(FixedClock::at_unix(NOW)));
     v.verify(w.signature(), &w.body).unwrap();
+    v.verify_headers(&w.header_map(), &w.body).unwrap();
+    assert_eq!(w.header("content-type"), Some("application/json; charset=utf-8"));
     assert!(v.verify(w.forged().signature(), &w.body).is_err());
     let stale = w.resigned("k", i64::try_from(NOW).unwrap() - 3600);
     assert!(matches!(v.verify(stale.signature(), &stale.body), Err(api_core::SignatureError::Expired { .. })));
