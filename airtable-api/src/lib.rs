@@ -43,7 +43,7 @@ pub use cell::{Attachment, CellValue, Collaborator, Fields, Record};
 pub use client::{Client, ClientBuilder};
 pub use error::{ApiError, Error, ErrorBody, ErrorField, ErrorType};
 pub use ids::{BaseId, FieldId, RecordId, TableId, UserId, ViewId, WebhookId};
-pub use metadata::{BaseInfo, BaseSchema, FieldSchema, FieldType, TableSchema};
+pub use metadata::{BaseInfo, BaseSchema, FieldSchema, FieldType, TableSchema, TypedCell};
 pub use records::{Direction, ListRecords, RecordPage, RecordUpdate, Table, UpsertResult, WriteOptions};
 pub use webhooks::{
     ActionSource, CreateWebhook, CreatedWebhook, CursoredPayload, MacSecret, PayloadCellValue, PayloadFeed,

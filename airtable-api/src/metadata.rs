@@ -327,3 +327,146 @@ mod tests {
         assert!(FieldType::Formula.is_computed());
     }
 }
+
+/// A cell read through its field's schema: the variant follows the field type, not just the JSON shape.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum TypedCell {
+    /// Text-like fields (`singleLineText`, `multilineText`, `richText`, `email`, `url`, `phoneNumber`).
+    Text(String),
+    /// `number`, `autoNumber`, `count`.
+    Number(f64),
+    /// `currency`.
+    Currency(f64),
+    /// `percent` (0.5 = 50 %).
+    Percent(f64),
+    /// `rating` (1–10).
+    Rating(u8),
+    /// `duration` in seconds.
+    Duration(f64),
+    /// `checkbox` (absent = `false`).
+    Checkbox(bool),
+    /// `singleSelect`: the option name.
+    SingleSelect(String),
+    /// `multipleSelects`: option names.
+    MultipleSelects(Vec<String>),
+    /// `date`.
+    Date(chrono::NaiveDate),
+    /// `dateTime`, `createdTime`, `lastModifiedTime`.
+    DateTime(chrono::DateTime<chrono::Utc>),
+    /// `multipleRecordLinks`: record ids.
+    LinkedRecords(Vec<crate::ids::RecordId>),
+    /// `multipleAttachments`.
+    Attachments(Vec<crate::cell::Attachment>),
+    /// `singleCollaborator`, `createdBy`, `lastModifiedBy`.
+    Collaborator(crate::cell::Collaborator),
+    /// `multipleCollaborators`.
+    Collaborators(Vec<crate::cell::Collaborator>),
+    /// `barcode`.
+    Barcode(crate::cell::Barcode),
+    /// `button`.
+    Button(crate::cell::Button),
+    /// `formula`, `rollup`, `multipleLookupValues`, `aiText`, …: the raw value (its type depends on the options).
+    Computed(crate::cell::CellValue),
+    /// An empty cell of a non-checkbox field.
+    Empty,
+    /// A value that does not fit the field type, or an unknown type: kept as is.
+    Unknown(serde_json::Value),
+}
+
+impl FieldSchema {
+    /// Reads a cell (as found in `fields`, `None` when absent) through this field's type.
+    #[must_use]
+    pub fn typed(&self, value: Option<&crate::cell::CellValue>) -> TypedCell {
+        use crate::cell::CellValue as C;
+        let Some(v) = value else {
+            return if self.kind == FieldType::Checkbox { TypedCell::Checkbox(false) } else { TypedCell::Empty };
+        };
+        let unknown = || TypedCell::Unknown(v.to_json());
+        let num = || v.as_f64();
+        match &self.kind {
+            FieldType::SingleLineText
+            | FieldType::MultilineText
+            | FieldType::RichText
+            | FieldType::Email
+            | FieldType::Url
+            | FieldType::PhoneNumber => v.as_str().map_or_else(unknown, |s| TypedCell::Text(s.to_owned())),
+            FieldType::Number | FieldType::AutoNumber | FieldType::Count => {
+                num().map_or_else(unknown, TypedCell::Number)
+            }
+            FieldType::Currency => num().map_or_else(unknown, TypedCell::Currency),
+            FieldType::Percent => num().map_or_else(unknown, TypedCell::Percent),
+            FieldType::Duration => num().map_or_else(unknown, TypedCell::Duration),
+            FieldType::Rating => v.as_i64().and_then(|n| u8::try_from(n).ok()).map_or_else(unknown, TypedCell::Rating),
+            FieldType::Checkbox => v.as_bool().map_or_else(unknown, TypedCell::Checkbox),
+            FieldType::SingleSelect => v.as_str().map_or_else(unknown, |s| TypedCell::SingleSelect(s.to_owned())),
+            FieldType::MultipleSelects => match v {
+                C::Texts(t) => TypedCell::MultipleSelects(t.clone()),
+                _ => unknown(),
+            },
+            FieldType::Date => v.as_date().map_or_else(unknown, TypedCell::Date),
+            FieldType::DateTime | FieldType::CreatedTime | FieldType::LastModifiedTime => {
+                v.as_datetime().map_or_else(unknown, TypedCell::DateTime)
+            }
+            FieldType::MultipleRecordLinks => v.as_record_ids().map_or_else(unknown, TypedCell::LinkedRecords),
+            FieldType::MultipleAttachments => match v {
+                C::Attachments(a) => TypedCell::Attachments(a.clone()),
+                _ => unknown(),
+            },
+            FieldType::SingleCollaborator | FieldType::CreatedBy | FieldType::LastModifiedBy => match v {
+                C::Collaborator(c) => TypedCell::Collaborator(c.clone()),
+                _ => unknown(),
+            },
+            FieldType::MultipleCollaborators => match v {
+                C::Collaborators(c) => TypedCell::Collaborators(c.clone()),
+                _ => unknown(),
+            },
+            FieldType::Barcode => match v {
+                C::Barcode(b) => TypedCell::Barcode(b.clone()),
+                _ => unknown(),
+            },
+            FieldType::Button => match v {
+                C::Button(b) => TypedCell::Button(b.clone()),
+                _ => unknown(),
+            },
+            FieldType::Formula
+            | FieldType::Rollup
+            | FieldType::MultipleLookupValues
+            | FieldType::AiText
+            | FieldType::ExternalSyncSource => TypedCell::Computed(v.clone()),
+            FieldType::ManualSort | FieldType::Unknown(_) => unknown(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod typed_tests {
+    use super::*;
+    use crate::cell::CellValue;
+
+    fn field(kind: &str) -> FieldSchema {
+        serde_json::from_value(serde_json::json!({"id": "fld1", "name": "F", "type": kind})).unwrap()
+    }
+
+    #[test]
+    fn cells_read_through_the_schema() {
+        let v = |j: serde_json::Value| CellValue::from(j);
+        assert_eq!(field("checkbox").typed(None), TypedCell::Checkbox(false));
+        assert_eq!(field("singleLineText").typed(None), TypedCell::Empty);
+        assert_eq!(field("singleSelect").typed(Some(&v("Done".into()))), TypedCell::SingleSelect("Done".into()));
+        assert_eq!(
+            field("date").typed(Some(&v("2024-05-01".into()))),
+            TypedCell::Date(chrono::NaiveDate::from_ymd_opt(2024, 5, 1).unwrap())
+        );
+        assert!(matches!(field("dateTime").typed(Some(&v("2023-05-22T21:24:15.000Z".into()))), TypedCell::DateTime(_)));
+        assert_eq!(field("rating").typed(Some(&v(4.into()))), TypedCell::Rating(4));
+        assert_eq!(field("percent").typed(Some(&v(0.5.into()))), TypedCell::Percent(0.5));
+        assert_eq!(
+            field("multipleRecordLinks").typed(Some(&v(serde_json::json!(["rec1"])))),
+            TypedCell::LinkedRecords(vec!["rec1".into()])
+        );
+        assert!(matches!(field("formula").typed(Some(&v(3.into()))), TypedCell::Computed(_)));
+        assert!(matches!(field("number").typed(Some(&v("x".into()))), TypedCell::Unknown(_)));
+        assert!(matches!(field("hologram").typed(Some(&v(1.into()))), TypedCell::Unknown(_)));
+    }
+}

@@ -859,6 +859,20 @@ impl PayloadFeed {
         self.pages
     }
 
+    /// The feed as a [`futures::Stream`] of payloads (ends when drained or after the first error). Use
+    /// [`PayloadFeed::next`] instead when you need [`PayloadFeed::cursor`] afterwards.
+    pub fn into_stream(self) -> impl futures::Stream<Item = Result<CursoredPayload, Error>> + Send {
+        futures::stream::unfold((self, false), |(mut feed, failed)| async move {
+            if failed {
+                return None;
+            }
+            match feed.next().await? {
+                Ok(p) => Some((Ok(p), (feed, false))),
+                Err(e) => Some((Err(e), (feed, true))),
+            }
+        })
+    }
+
     /// Drains everything into a vector and returns it with the final cursor.
     ///
     /// # Errors

@@ -723,3 +723,29 @@ async fn failed_later_chunk_reports_committed_records() {
     assert_eq!(e.error_type(), Some(&ErrorType::InvalidValueForColumn));
     assert!(!e.is_upsert_ambiguous());
 }
+
+#[tokio::test]
+async fn payload_feed_as_stream_stops_after_error() {
+    let server = MockServer::start().await;
+    let p = json!({"timestamp": "2022-02-01T21:25:05.663Z", "baseTransactionNumber": 1, "payloadFormat": "v0"});
+    Mock::given(method("GET"))
+        .and(path("/v0/bases/appB/webhooks/ach1/payloads"))
+        .and(query_param("cursor", "1"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"cursor": 2, "mightHaveMore": true, "payloads": [p]})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v0/bases/appB/webhooks/ach1/payloads"))
+        .and(query_param("cursor", "2"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({"error": "NOT_FOUND"})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let items: Vec<_> = client(&server).payload_feed(&"appB".into(), &"ach1".into(), 1).into_stream().collect().await;
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0].as_ref().unwrap().cursor, 1);
+    assert!(items[1].as_ref().unwrap_err().is_not_found());
+}
