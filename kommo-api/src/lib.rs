@@ -61,6 +61,7 @@ pub mod contacts;
 pub mod custom_fields;
 mod de;
 pub mod error;
+pub mod events;
 #[cfg(feature = "fake")]
 pub mod fake;
 pub mod hal;
@@ -130,6 +131,18 @@ impl Client {
     #[must_use]
     pub fn users(&self) -> users::Users<'_> {
         users::Users { client: self }
+    }
+
+    /// The event log.
+    #[must_use]
+    pub fn events(&self) -> events::Events<'_> {
+        events::Events { client: self }
+    }
+
+    /// Webhook subscriptions.
+    #[must_use]
+    pub fn webhooks(&self) -> events::Webhooks<'_> {
+        events::Webhooks { client: self }
     }
 
     /// Tags and links of one entity type.

@@ -252,3 +252,56 @@ async fn account_users_pipelines_fields() {
     let fields = client.custom_fields(EntityType::Contacts).list().await.unwrap();
     assert!(fields.iter().any(|f| f.code.as_deref() == Some("EMAIL")));
 }
+
+#[tokio::test]
+async fn webhook_subscriptions_round_trip() {
+    let fake = fake_unlimited().await;
+    let client = fake.client();
+    assert!(client.webhooks().list().await.unwrap().is_empty(), "204 = none");
+    let w = client
+        .webhooks()
+        .subscribe("https://me.example/hooks/kommo/s3cret", &["status_lead", "add_contact"])
+        .await
+        .unwrap();
+    assert_eq!(w.settings, vec!["status_lead".to_owned(), "add_contact".to_owned()]);
+    assert_eq!(client.webhooks().list().await.unwrap().len(), 1);
+    client.webhooks().unsubscribe("https://me.example/hooks/kommo/s3cret").await.unwrap();
+    assert!(fake.webhook_subscriptions().is_empty());
+}
+
+#[tokio::test]
+async fn oauth_against_the_fake_rotates_and_revokes() {
+    let fake = FakeKommo::start_with(FakeConfig {
+        rate_limit: None,
+        oauth: Some(("cid".into(), "csecret".into())),
+        ..FakeConfig::default()
+    })
+    .await
+    .unwrap();
+    let app = kommo_api::oauth::KommoOAuth::new(
+        fake.base_url().as_str(),
+        "cid",
+        kommo_api::Token::new("csecret"),
+        "https://me/cb",
+    )
+    .unwrap();
+    let code = fake.issue_auth_code();
+    let set = app.exchange_code(&code).await.unwrap();
+    assert!(matches!(app.exchange_code(&code).await, Err(Error::AuthRevoked { .. })), "codes are single-use");
+    let store = kommo_api::MemoryTokenStore::new(None);
+    let session = app.session(std::sync::Arc::new(store.clone()));
+    session.install(set).await.unwrap();
+    let client = fake.client_builder().oauth(session).build().unwrap();
+    client.account(&[]).await.unwrap();
+    // the access token is revoked server-side: a 401 triggers one refresh with the rotated refresh token
+    let first = kommo_api::TokenStore::load(&store).await.unwrap().unwrap();
+    fake.revoke_token(first.access_token.expose());
+    client.account(&[]).await.unwrap();
+    let second = kommo_api::TokenStore::load(&store).await.unwrap().unwrap();
+    assert_ne!(first.refresh_token.as_ref().unwrap().expose(), second.refresh_token.as_ref().unwrap().expose());
+    // reusing the spent refresh token is revoked
+    let replay = app.exchange_code("nope").await;
+    assert!(replay.is_err());
+    let spent = api_core::Refresher::refresh(&app, first.refresh_token.as_ref().unwrap()).await;
+    assert!(matches!(spent, Err(api_core::AuthError::Revoked(_))), "{spent:?}");
+}
