@@ -104,6 +104,14 @@ async fn upsert_semantics_and_typed_errors() {
     assert_eq!(r.created_records.len(), 1);
     assert_eq!(fake.find("Contacts", "Email", "a@x.io")[0].get_str("Name"), Some("A2"));
 
+    // numeric merge keys match whatever the JSON representation (7 vs 7.0)
+    let seeded = fake.seed("Contacts", &[json!({"Email": "n@x.io", "Score": 7})]).unwrap();
+    let r = table
+        .upsert(&[Fields::new().with("Score", 7.0).with("Name", "N")], &["Score"], WriteOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(r.updated_records, seeded);
+
     // ambiguity
     fake.seed("Contacts", &[json!({"Email": "dup@x.io"}), json!({"Email": "dup@x.io"})]).unwrap();
     let e = table

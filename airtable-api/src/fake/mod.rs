@@ -353,6 +353,11 @@ fn is_empty(v: &Value) -> bool {
     }
 }
 
+#[allow(clippy::cast_possible_truncation)]
+fn canonical_number(x: f64) -> Value {
+    if x.fract() == 0.0 && x.abs() < 9.0e15 { json!(x as i64) } else { json!(x) }
+}
+
 fn choice_names(f: &FieldSt) -> Vec<String> {
     f.options
         .as_ref()
@@ -399,10 +404,9 @@ fn normalize(f: &FieldSt, v: &Value, typecast: bool, new_choices: &mut Vec<Strin
             _ => return Err(bad()),
         },
         "number" | "percent" | "currency" | "rating" | "duration" => match v {
-            Value::Number(_) => v.clone(),
-            Value::String(s) if typecast => {
-                json!(s.trim().parse::<f64>().map_err(|_| bad())?)
-            }
+            // one representation per value, so `7` and `7.0` match as upsert keys and filters
+            Value::Number(n) => canonical_number(n.as_f64().ok_or_else(bad)?),
+            Value::String(s) if typecast => canonical_number(s.trim().parse::<f64>().map_err(|_| bad())?),
             _ => return Err(bad()),
         },
         "checkbox" => match v {
