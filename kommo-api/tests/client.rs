@@ -567,3 +567,45 @@ async fn decode_error_names_the_json_path() {
     let Error::Decode(d) = &e else { panic!("{e:?}") };
     assert_eq!(d.path, "_embedded.leads[1].id");
 }
+
+#[tokio::test]
+async fn complex_leads_and_events() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v4/leads/complex"))
+        .and(body_json(json!([{
+            "name": "Deal", "request_id": "1",
+            "_embedded": {"contacts": [{"name": "Ann", "custom_fields_values": [{"field_code": "EMAIL", "values": [{"value": "a@b.c", "enum_code": "WORK"}]}]}]}
+        }])))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([{"id": 9774766, "contact_id": 12117258, "company_id": 12117260, "request_id": ["1"], "merged": false}])))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/events"))
+        .and(query_param("filter[type][0]", "lead_deleted"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"_page": 1, "_links": {}, "_embedded": {"events": [
+            {"id": "01pz58t6p04vry6tvk7wfqtgbb", "type": "lead_status_changed", "entity_id": 42, "entity_type": "lead", "created_by": 9,
+             "created_at": 1700000000, "value_after": [{"lead_status": {"id": 142, "pipeline_id": 11}}],
+             "value_before": [{"lead_status": {"id": 21, "pipeline_id": 11}}], "account_id": 1}
+        ]}})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let c = client(&server);
+    let complex = kommo_api::leads::ComplexLead {
+        lead: NewLead::new("Deal").request_id("1"),
+        embedded: kommo_api::leads::ComplexEmbedded {
+            contacts: vec![NewContact::new("Ann").email("a@b.c")],
+            ..Default::default()
+        },
+    };
+    let r = c.leads().create_complex(&[complex]).await.unwrap();
+    assert_eq!(r[0].contact_id.map(kommo_api::ContactId::get), Some(12_117_258));
+    assert_eq!(r[0].request_id, vec!["1".to_owned()]);
+    let too_many: Vec<_> = (0..51).map(|_| kommo_api::leads::ComplexLead::default()).collect();
+    assert!(matches!(c.leads().create_complex(&too_many).await, Err(Error::InvalidRequest(_))));
+    let events: Vec<_> =
+        c.events().list(ListParams::new().filter_in("type", "lead_deleted")).try_collect().await.unwrap();
+    assert_eq!(events[0].value_after[0]["lead_status"]["id"], 142);
+}

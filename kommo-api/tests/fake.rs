@@ -305,3 +305,26 @@ async fn oauth_against_the_fake_rotates_and_revokes() {
     let spent = api_core::Refresher::refresh(&app, first.refresh_token.as_ref().unwrap()).await;
     assert!(matches!(spent, Err(api_core::AuthError::Revoked(_))), "{spent:?}");
 }
+
+#[tokio::test]
+async fn post_webhook_sends_kommo_headers_and_body() {
+    use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
+    let fake = fake_unlimited().await;
+    let lead = fake.seed_lead(SeedLead::new("Deal"));
+    let body = fake.webhook_for_lead_add(lead);
+    let receiver = MockServer::start().await;
+    Mock::given(matchers::method("POST"))
+        .and(matchers::path("/hooks/kommo/s3cret"))
+        .and(matchers::header("content-type", "application/x-www-form-urlencoded"))
+        .and(matchers::header("user-agent", "amoCRM-WebHook-client/1.0"))
+        .and(matchers::body_string(body.clone()))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&receiver)
+        .await;
+    let status = kommo_api::fake::post_webhook(&format!("{}/hooks/kommo/s3cret", receiver.uri()), &body).await.unwrap();
+    assert_eq!(status.as_u16(), 200);
+    let p = webhook::parse(body.as_bytes()).unwrap();
+    assert_eq!(p.events[0].entity_id(), Some(lead.get()));
+    assert_eq!(p.events[0].action_name(), "add");
+}
