@@ -66,7 +66,7 @@ use api_core::Token;
 use async_trait::async_trait;
 use futures::TryStreamExt as _;
 use kommo_api::webhook::{WebhookAction, WebhookEvent as KommoEvent};
-use kommo_api::{CustomFieldsExt as _, EntityType, LeadId, ListParams, StatusId};
+use kommo_api::{EntityType, LeadId, ListParams, StatusId};
 use productive_api::resources::deals::{DealKind, NewDeal};
 use productive_api::resources::projects::{NewProject, ProjectCopy};
 use productive_api::resources::services::NewService;
