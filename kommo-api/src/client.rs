@@ -343,6 +343,12 @@ impl Client {
         Ok(Some(resp.json()?))
     }
 
+    /// GET one entity; a 204 (Kommo's answer for an unknown id) is [`Error::NotFound`].
+    pub(crate) async fn get_one<T: DeserializeOwned>(&self, request: Request) -> Result<T, Error> {
+        let what = request.path.clone();
+        self.get_json(request).await?.ok_or(Error::NotFound(what))
+    }
+
     /// Sends and decodes JSON (a 204 or empty body is a decode error naming the root).
     pub(crate) async fn send_json<T: DeserializeOwned>(&self, request: Request) -> Result<T, Error> {
         let resp = self.execute(request).await?;

@@ -167,7 +167,7 @@ impl Companies<'_> {
         if !with.is_empty() {
             req = req.query("with", with.join(","));
         }
-        self.client.send_json(req).await
+        self.client.get_one(req).await
     }
 
     /// One page of `GET /api/v4/companies`.

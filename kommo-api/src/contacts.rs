@@ -255,7 +255,18 @@ impl Contacts<'_> {
         if !with.is_empty() {
             req = req.query("with", with.join(","));
         }
-        self.client.send_json(req).await
+        self.client.get_one(req).await
+    }
+
+    /// Like [`Contacts::get`], `None` when the contact does not exist.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn find(&self, id: ContactId, with: &[&str]) -> Result<Option<Contact>, Error> {
+        match self.get(id, with).await {
+            Err(e) if e.is_not_found() => Ok(None),
+            other => other.map(Some),
+        }
     }
 
     /// One page of `GET /api/v4/contacts`.

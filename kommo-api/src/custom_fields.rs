@@ -574,7 +574,7 @@ impl CustomFields<'_> {
     /// # Errors
     /// See [`Error`]; 404 for an unknown id.
     pub async fn get(&self, id: CustomFieldId) -> Result<CustomField, Error> {
-        self.client.send_json(api_core::Request::get(format!("{}/{id}", self.path()))).await
+        self.client.get_one(api_core::Request::get(format!("{}/{id}", self.path()))).await
     }
 }
 

@@ -150,6 +150,9 @@ pub enum Error {
     /// The request is invalid before sending (limit over 250, unserializable body, bad base URL).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// The entity does not exist: Kommo answered 204 (no content) to a single-entity GET.
+    #[error("not found: {0}")]
+    NotFound(String),
     /// Pagination handed back a page it had already returned.
     #[error(transparent)]
     RepeatedCursor(#[from] RepeatedCursor),
@@ -223,7 +226,7 @@ impl Error {
             Self::Throttled { .. } | Self::Banned { .. } => ErrorClass::Throttled,
             Self::Transport(_) => ErrorClass::Transport,
             Self::Decode(_) | Self::RepeatedCursor(_) => ErrorClass::Decode,
-            Self::InvalidRequest(_) => ErrorClass::Client,
+            Self::InvalidRequest(_) | Self::NotFound(_) => ErrorClass::Client,
             Self::Batch { source, .. } => source.class(),
         }
     }
@@ -251,10 +254,10 @@ impl Error {
         }
     }
 
-    /// Whether this is a 404 (Kommo answers 404 for unknown ids; lists answer 204 instead).
+    /// Whether the entity does not exist: a 404, or [`Error::NotFound`] (a 204 to a single-entity GET).
     #[must_use]
     pub fn is_not_found(&self) -> bool {
-        self.status() == Some(StatusCode::NOT_FOUND)
+        matches!(self, Self::NotFound(_)) || self.status() == Some(StatusCode::NOT_FOUND)
     }
 }
 

@@ -388,7 +388,7 @@ impl Leads<'_> {
         if !with.is_empty() {
             req = req.query("with", with.join(","));
         }
-        self.client.send_json(req).await
+        self.client.get_one(req).await
     }
 
     /// Like [`Leads::get`], `None` for a 404 or 204.

@@ -109,7 +109,7 @@ impl Pipelines<'_> {
     /// # Errors
     /// See [`Error`].
     pub async fn get(&self, id: PipelineId) -> Result<Pipeline, Error> {
-        self.client.send_json(Request::get(format!("/api/v4/leads/pipelines/{id}"))).await
+        self.client.get_one(Request::get(format!("/api/v4/leads/pipelines/{id}"))).await
     }
 
     /// The statuses of one pipeline.

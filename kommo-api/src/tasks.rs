@@ -224,7 +224,7 @@ impl Tasks<'_> {
     /// # Errors
     /// See [`Error`].
     pub async fn get(&self, id: TaskId) -> Result<Task, Error> {
-        self.client.send_json(Request::get(format!("/api/v4/tasks/{id}"))).await
+        self.client.get_one(Request::get(format!("/api/v4/tasks/{id}"))).await
     }
 
     /// One page of `GET /api/v4/tasks` (filters: [`ListParams::entity`], [`ListParams::completed`]...).

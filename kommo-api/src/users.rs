@@ -93,7 +93,7 @@ impl Users<'_> {
     /// # Errors
     /// See [`Error`].
     pub async fn get(&self, id: UserId) -> Result<User, Error> {
-        self.client.send_json(Request::get(format!("/api/v4/users/{id}"))).await
+        self.client.get_one(Request::get(format!("/api/v4/users/{id}"))).await
     }
 
     /// The user with this email (case-insensitive), scanning the user list.

@@ -328,3 +328,16 @@ async fn post_webhook_sends_kommo_headers_and_body() {
     assert_eq!(p.events[0].entity_id(), Some(lead.get()));
     assert_eq!(p.events[0].action_name(), "add");
 }
+
+#[tokio::test]
+async fn unknown_ids_are_not_found() {
+    let fake = fake_unlimited().await;
+    let client = fake.client();
+    let e = client.leads().get(LeadId(424_242), &[]).await.unwrap_err();
+    assert!(matches!(e, Error::NotFound(_)) && e.is_not_found(), "{e:?}");
+    assert!(client.leads().find(LeadId(424_242), &[]).await.unwrap().is_none());
+    assert!(client.contacts().find(kommo_api::ContactId(424_242), &[]).await.unwrap().is_none());
+    let lead = fake.seed_lead(SeedLead::new("gone"));
+    fake.delete_lead(lead);
+    assert!(client.leads().find(lead, &[]).await.unwrap().is_none());
+}
