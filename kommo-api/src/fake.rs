@@ -69,7 +69,10 @@ pub struct FakeConfig {
     pub account_id: u64,
     /// `account.subdomain`.
     pub subdomain: String,
-    /// At most `.0` requests per window `.1` (None: no limit). Default `(7, 900 ms)`.
+    /// At most `.0` requests per window `.1` for the whole account (None: no limit). Default `(7, 900 ms)`.
+    /// The budget is shared by every client of the fake: build one [`Client`] and clone it (clones share their
+    /// limiter), pass one [`api_core::RateLimiter`] to several builders with [`ClientBuilder::limiter`], or set
+    /// `None` in tests that do not exercise throttling.
     pub rate_limit: Option<(u32, Duration)>,
     /// OAuth app `(client_id, client_secret)`: enables `POST /oauth2/access_token`.
     pub oauth: Option<(String, String)>,

@@ -341,3 +341,49 @@ async fn unknown_ids_are_not_found() {
     fake.delete_lead(lead);
     assert!(client.leads().find(lead, &[]).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn note_task_company_webhooks_parse_back() {
+    let fake = fake_unlimited().await;
+    let client = fake.client();
+    let lead = fake.seed_lead(SeedLead::new("Deal"));
+    let company = fake.seed_company("ACME");
+    let note = client.notes(EntityType::Leads).add_one(NewNote::common(lead, "Call me")).await.unwrap();
+    let task = client
+        .tasks()
+        .create_one(NewTask::new("Call", fake.now() + 60).on(EntityType::Leads, lead.get()))
+        .await
+        .unwrap();
+    client.tasks().complete(task, "done").await.unwrap();
+    let body = fake.webhook_body(&[
+        FakeWebhook::NoteAdd(note),
+        FakeWebhook::TaskUpdate(task),
+        FakeWebhook::CompanyAdd(company),
+    ]);
+    let p = webhook::parse(body.as_bytes()).unwrap();
+    assert_eq!(p.events.len(), 3);
+    let mut seen = 0;
+    for e in &p.events {
+        match e {
+            WebhookEvent::Note { entity, note: n } => {
+                assert_eq!(*entity, EntityType::Leads);
+                assert_eq!(n.id, note);
+                assert!(n.is_common());
+                assert_eq!(n.text.as_deref(), Some("Call me"));
+                seen += 1;
+            }
+            WebhookEvent::Task { action: WebhookAction::Update, task: t } => {
+                assert_eq!(t.id, task);
+                assert_eq!(t.status, Some(1));
+                assert_eq!(t.result_text.as_deref(), Some("done"));
+                seen += 1;
+            }
+            WebhookEvent::Company { company: c, .. } => {
+                assert_eq!(c.id, company.get());
+                seen += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(seen, 3);
+}
