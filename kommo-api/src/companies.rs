@@ -49,7 +49,7 @@ pub struct Company {
     #[serde(default)]
     pub account_id: Option<AccountId>,
     /// `_embedded`.
-    #[serde(default, rename = "_embedded")]
+    #[serde(default, rename = "_embedded", deserialize_with = "crate::de::object_or_default")]
     pub embedded: CompanyEmbedded,
     /// Other members.
     #[serde(flatten)]

@@ -57,7 +57,7 @@ pub struct Contact {
     #[serde(default)]
     pub account_id: Option<AccountId>,
     /// `_embedded`: tags, companies, leads (with=leads).
-    #[serde(default, rename = "_embedded")]
+    #[serde(default, rename = "_embedded", deserialize_with = "crate::de::object_or_default")]
     pub embedded: ContactEmbedded,
     /// Other members.
     #[serde(flatten)]

@@ -84,6 +84,20 @@ pub fn null_as_empty<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Re
     Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
 }
 
+/// A struct that PHP may serialize as `[]` when empty (or `null`): both give `T::default()`.
+///
+/// # Errors
+/// When the value is an object that does not match `T`.
+pub fn object_or_default<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned + Default>(
+    d: D,
+) -> Result<T, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Null => Ok(T::default()),
+        serde_json::Value::Array(a) if a.is_empty() => Ok(T::default()),
+        v => serde_json::from_value(v).map_err(de::Error::custom),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde::Deserialize;

@@ -53,9 +53,9 @@ pub struct Links {
 
 #[derive(Deserialize)]
 struct Envelope {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::de::object_or_default")]
     _links: Option<Links>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::de::object_or_default")]
     _embedded: Option<serde_json::Map<String, serde_json::Value>>,
     #[serde(default, deserialize_with = "crate::de::opt_i64")]
     _total_items: Option<i64>,
@@ -324,6 +324,15 @@ mod tests {
         assert!(p.has_next);
         let p: ListPage<Item> = decode_list(&resp(204, ""), "contacts", 3).unwrap();
         assert!(p.items.is_empty() && !p.has_next);
+    }
+
+    #[test]
+    fn php_empty_arrays_are_empty_objects() {
+        let p: ListPage<Item> =
+            decode_list(&resp(200, r#"{"_page":1,"_links":[],"_embedded":[]}"#), "leads", 1).unwrap();
+        assert!(p.items.is_empty() && !p.has_next);
+        let l: crate::leads::Lead = serde_json::from_str(r#"{"id":1,"_embedded":[]}"#).unwrap();
+        assert!(l.embedded.tags.is_empty());
     }
 
     #[test]

@@ -72,7 +72,7 @@ pub struct Lead {
     #[serde(default, deserialize_with = "crate::de::opt_i64")]
     pub labor_cost: Option<i64>,
     /// `_embedded`: tags, contacts (with=contacts), companies...
-    #[serde(default, rename = "_embedded")]
+    #[serde(default, rename = "_embedded", deserialize_with = "crate::de::object_or_default")]
     pub embedded: LeadEmbedded,
     /// Other members (`_links`, `is_price_modified_by_robot`, `price_with_minor_units`...).
     #[serde(flatten)]

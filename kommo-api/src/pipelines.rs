@@ -60,7 +60,7 @@ pub struct Pipeline {
     #[serde(default)]
     pub account_id: Option<AccountId>,
     /// `_embedded.statuses`.
-    #[serde(default, rename = "_embedded")]
+    #[serde(default, rename = "_embedded", deserialize_with = "crate::de::object_or_default")]
     pub embedded: PipelineEmbedded,
     /// Other members.
     #[serde(flatten)]
