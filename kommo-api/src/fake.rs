@@ -10,7 +10,7 @@
 //! - Bearer-token auth (401 problem+json otherwise) and, optionally, an OAuth token endpoint with single-use
 //!   rotating refresh tokens (a reused refresh token answers 401 `"hint":"Token has been revoked"`);
 //! - Kommo's rate limit: 7 requests per account per window, answering **429 with an HTML body** beyond it
-//!   (a fixed window of 900 ms by default, so a client spaced at 7/s never trips it through network jitter,
+//!   (a fixed window of 800 ms by default, so a client spaced at 7/s never trips it even with 200 ms of scheduling or network jitter,
 //!   while a burst of 8 does);
 //! - fault injection through [`FakeKommo::faults`] (N×429, N×5xx, delays, "commit then drop the response") and
 //!   a request log through [`FakeKommo::log`];
@@ -69,7 +69,7 @@ pub struct FakeConfig {
     pub account_id: u64,
     /// `account.subdomain`.
     pub subdomain: String,
-    /// At most `.0` requests per window `.1` for the whole account (None: no limit). Default `(7, 900 ms)`.
+    /// At most `.0` requests per window `.1` for the whole account (None: no limit). Default `(7, 800 ms)`.
     /// The budget is shared by every client of the fake: build one [`Client`] and clone it (clones share their
     /// limiter), pass one [`api_core::RateLimiter`] to several builders with [`ClientBuilder::limiter`], or set
     /// `None` in tests that do not exercise throttling.
@@ -86,7 +86,7 @@ impl Default for FakeConfig {
             token: "fake-kommo-token".into(),
             account_id: 30_739_638,
             subdomain: "fakeaccount".into(),
-            rate_limit: Some((7, Duration::from_millis(900))),
+            rate_limit: Some((7, Duration::from_millis(800))),
             oauth: None,
             oauth_expires_in: 86_400,
         }
@@ -1500,7 +1500,7 @@ pub enum FakeWebhook {
 }
 
 impl FakeKommo {
-    /// Starts a fake with the default configuration (token `fake-kommo-token`, 7 requests per 900 ms).
+    /// Starts a fake with the default configuration (token `fake-kommo-token`, 7 requests per 800 ms).
     ///
     /// # Errors
     /// When the socket cannot be bound.
