@@ -189,6 +189,25 @@ impl NewNote {
         }
     }
 
+    /// A `call_in` / `call_out` note: `{uniq, duration, source, link, phone}` (K-docs notes-types).
+    pub fn call(
+        entity_id: impl Into<u64>,
+        incoming: bool,
+        uniq: impl Into<String>,
+        duration_seconds: u64,
+        source: impl Into<String>,
+        phone: impl Into<String>,
+        link: Option<String>,
+    ) -> Self {
+        let mut params = serde_json::json!({
+            "uniq": uniq.into(), "duration": duration_seconds, "source": source.into(), "phone": phone.into()
+        });
+        if let Some(l) = link {
+            params["link"] = serde_json::Value::String(l);
+        }
+        Self::new(entity_id, if incoming { NoteType::CallIn } else { NoteType::CallOut }, params)
+    }
+
     /// Any note type with raw params.
     pub fn new(entity_id: impl Into<u64>, note_type: NoteType, params: serde_json::Value) -> Self {
         Self { entity_id: entity_id.into(), note_type, params, responsible_user_id: None, request_id: None }
@@ -256,6 +275,15 @@ mod tests {
         let t: NoteType = serde_json::from_str("\"ai_result\"").unwrap();
         assert_eq!(t, NoteType::Other("ai_result".into()));
         assert_eq!(serde_json::to_string(&t).unwrap(), "\"ai_result\"");
+    }
+
+    #[test]
+    fn call_note_shape() {
+        let v = serde_json::to_value(NewNote::call(7u64, false, "u1", 60, "pbx", "+1", None)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"entity_id":7,"note_type":"call_out","params":{"uniq":"u1","duration":60,"source":"pbx","phone":"+1"}})
+        );
     }
 
     #[test]

@@ -883,13 +883,27 @@ impl WebhookEvent {
 pub struct WebhookPayload {
     /// `account[...]`.
     pub account: WebhookAccount,
-    /// The events, in body order (by root, action, index).
+    /// The events, ordered by root name, action name, then index (`leads[add][0]`, `leads[add][1]`,
+    /// `leads[status][0]`...); Kommo gives no ordering between different roots or actions.
     pub events: Vec<WebhookEvent>,
     /// The whole body as a tree.
     pub raw: FormNode,
 }
 
 impl WebhookPayload {
+    /// Dedup keys for every event, prefixed with the account (`<account id or subdomain>:<event key>`), for an
+    /// endpoint that serves several accounts.
+    #[must_use]
+    pub fn dedup_keys(&self) -> Vec<String> {
+        let account = self
+            .account
+            .id
+            .map(|a| a.to_string())
+            .or_else(|| self.account.subdomain.clone())
+            .unwrap_or_else(|| "?".into());
+        self.events.iter().map(|e| format!("{account}:{}", e.dedup_key())).collect()
+    }
+
     /// Checks `account[id]` (when both sides have one) and `account[subdomain]` (when given).
     ///
     /// # Errors

@@ -72,6 +72,7 @@ fn lead_update_with_custom_fields() {
     let picked: Vec<_> = services.values.iter().map(|v| (v.value.as_str(), v.enum_id)).collect();
     assert_eq!(picked, vec![("Design", Some(EnumId(1_364_110))), ("Development", Some(EnumId(1_364_111)))]);
     assert_eq!(p.events[0].dedup_key(), "lead:update:33269438:1671094800");
+    assert_eq!(p.dedup_keys(), vec!["30739638:lead:update:33269438:1671094800".to_owned()]);
 }
 
 #[test]
