@@ -375,7 +375,10 @@ pub struct CalendlyKommo {
 
 impl std::fmt::Debug for CalendlyKommo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CalendlyKommo").field("source", &self.config.source).field("tz", &self.tz).finish_non_exhaustive()
+        f.debug_struct("CalendlyKommo")
+            .field("source", &self.config.source)
+            .field("tz", &self.tz)
+            .finish_non_exhaustive()
     }
 }
 
@@ -446,19 +449,19 @@ impl CalendlyKommo {
                 ));
             };
             if let Some(sid) = self.config.new_lead.status_id
-                && !p.embedded.statuses().iter().any(|s| s.id.get() == sid)
+                && !p.statuses().iter().any(|s| s.id.get() == sid)
             {
                 return Err(config_error(
                     "new_lead.status_id",
                     format!(
                         "pipeline {pid} has no stage {sid}; stages: {}",
-                        list(p.embedded.statuses().iter().map(|s| format!("{} ({})", s.id, s.name)).collect())
+                        list(p.statuses().iter().map(|s| format!("{} ({})", s.id, s.name)).collect())
                     ),
                 ));
             }
         } else if let Some(sid) = self.config.new_lead.status_id {
             let main = pipelines.iter().find(|p| p.is_main).or_else(|| pipelines.first());
-            if !main.is_some_and(|p| p.embedded.statuses().iter().any(|s| s.id.get() == sid)) {
+            if !main.is_some_and(|p| p.statuses().iter().any(|s| s.id.get() == sid)) {
                 return Err(config_error(
                     "new_lead.status_id",
                     format!("the main pipeline has no stage {sid}; set new_lead.pipeline_id or pick one of its stages"),
@@ -905,18 +908,15 @@ impl Handler<'_> {
         let Some(start) = m.start else {
             return Err(Stop::Fail("rescheduled invitee.created without scheduled_event start".into()));
         };
-        let mut update = TaskUpdate::new(TaskId(task_id))
-            .due(start.timestamp())
-            .text(m.fill(self.flow, &self.cfg().task.text));
+        let mut update =
+            TaskUpdate::new(TaskId(task_id)).due(start.timestamp()).text(m.fill(self.flow, &self.cfg().task.text));
         update.duration = m.duration();
         if task.is_completed {
             // a manager closed it meanwhile: the meeting is on again
             update.is_completed = Some(false);
         }
-        self.step("task-move", || async {
-            self.kommo().tasks().update(&update).await.map(|u| u.id).map_err(boxed)
-        })
-        .await?;
+        self.step("task-move", || async { self.kommo().tasks().update(&update).await.map(|u| u.id).map_err(boxed) })
+            .await?;
         if let Some(lead) = task.entity_id.filter(|_| task.entity_type == Some(EntityType::Leads)) {
             let mut text = format!("🔁 Calendly: {} rescheduled\n", m.event);
             if let Some(prev) = task.complete_till.and_then(|t| DateTime::<Utc>::from_timestamp(t, 0)) {
@@ -1026,9 +1026,8 @@ impl Handler<'_> {
         if ns.follow_up_task {
             let hours = i64::try_from(ns.due_in_hours).unwrap_or(24);
             let due = (self.ctx.now() + chrono::Duration::hours(hours)).timestamp();
-            let mut t = NewTask::new(m.fill(self.flow, &ns.text), due)
-                .on(EntityType::Leads, lead)
-                .task_type(ns.task_type_id);
+            let mut t =
+                NewTask::new(m.fill(self.flow, &ns.text), due).on(EntityType::Leads, lead).task_type(ns.task_type_id);
             if let Some(r) = self.cfg().task.responsible_user_id.or(task.responsible_user_id.map(|u| u.get())) {
                 t = t.responsible(UserId(r));
             }
@@ -1124,10 +1123,8 @@ impl Handler<'_> {
     /// updated when several do (logged).
     async fn find_contact(&self, email: &str) -> Result<Option<Contact>, BoxError> {
         let found = self.kommo().contacts().search(email).await.map_err(boxed)?;
-        let mut matching: Vec<Contact> = found
-            .into_iter()
-            .filter(|c| c.emails().iter().any(|e| e.trim().eq_ignore_ascii_case(email)))
-            .collect();
+        let mut matching: Vec<Contact> =
+            found.into_iter().filter(|c| c.emails().iter().any(|e| e.trim().eq_ignore_ascii_case(email))).collect();
         if matching.len() > 1 {
             tracing::info!(
                 email, contacts = ?matching.iter().map(|c| c.id.get()).collect::<Vec<_>>(),
@@ -1357,8 +1354,8 @@ pub async fn ensure_webhook(
         slot = format!("replace:{}", sub.uri.uuid());
     }
     let key = key_for_slot(store, url, &slot).await?;
-    let mut req = CreateWebhookSubscription::new(url, EVENTS, spec.organization.clone(), scope.clone())
-        .signing_key(key.clone());
+    let mut req =
+        CreateWebhookSubscription::new(url, EVENTS, spec.organization.clone(), scope.clone()).signing_key(key.clone());
     if spec.scope == ScopeConfig::User
         && let Some(u) = &spec.user
     {
