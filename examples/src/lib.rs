@@ -1,3 +1,243 @@
-//! Example binaries running the crm-sync-kit integration flows: demo against fakes, serve for real.
+//! Shared plumbing for the example binaries: the common subcommands, opening the store, operator output
+//! (`status`, `replay`), tokens from the environment, and the narrated demo output.
+//!
+//! Each binary in `src/bin/` runs one integration flow from `sync_core::flows`:
+//! `demo` (against the in-process fakes, no accounts needed), `serve` (for real, from `--config` and env vars),
+//! `backfill`, `status` and `replay <id>`.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+#![allow(clippy::print_stdout)] // these are command-line programs: stdout is their interface
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use sync_core::{State, Store, StoreOptions};
+
+/// The subcommands every example binary offers.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a narrated end-to-end scenario against in-process fakes (no accounts, no network).
+    Demo(DemoArgs),
+    /// Run the flow for real: webhook receiver + workers (+ pollers), from a config file and env-var tokens.
+    Serve(ServeArgs),
+    /// Push all matching existing records through the flow (idempotent: safe to re-run).
+    Backfill(ServeArgs),
+    /// Show queue depth per source and state, lag and dead letters.
+    Status(DbArgs),
+    /// Put a dead-lettered event back in the queue.
+    Replay {
+        /// Database.
+        #[command(flatten)]
+        db: DbArgs,
+        /// The inbox id shown by `status`.
+        id: i64,
+    },
+}
+
+/// Options of `demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep the demo's SQLite database in this directory instead of a temporary one.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Print engine logs (tracing) as well as the narration.
+    #[arg(long)]
+    pub verbose: bool,
+}
+
+/// Which database to use.
+#[derive(Debug, Args, Clone)]
+pub struct DbArgs {
+    /// `sqlite://path/to/file.db` or a plain path (embedded, the default), or `postgres://…` to share one database
+    /// between several `serve` processes.
+    #[arg(long, env = "SYNC_DATABASE_URL", default_value = "sync.db")]
+    pub database: String,
+}
+
+/// Options of `serve` and `backfill`.
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    /// The TOML config file (no secrets in it: tokens come from environment variables).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Database.
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Address for the webhook receiver.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+}
+
+/// Starts `tracing` output on stderr (`RUST_LOG` overrides `default_filter`).
+pub fn init_tracing(default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Opens the store named by `db` (migrations are applied on open).
+///
+/// # Errors
+/// When the database cannot be opened or migrated.
+pub async fn open_store(db: &DbArgs) -> anyhow::Result<Store> {
+    let url = &db.database;
+    let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:") {
+        Store::connect(url, StoreOptions::default()).await
+    } else {
+        Store::open_sqlite(url, StoreOptions::default()).await
+    };
+    store.with_context(|| format!("opening the store at {}", redact_url(url)))
+}
+
+/// `url` with any password replaced by `***`.
+#[must_use]
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A token from an environment variable, with a clear error when it is missing.
+///
+/// # Errors
+/// When the variable is unset or empty.
+pub fn env_token(name: &str) -> anyhow::Result<api_core::Token> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => Ok(api_core::Token::new(v.trim())),
+        _ => anyhow::bail!("environment variable {name} is not set (tokens are never read from config files)"),
+    }
+}
+
+/// Prints the operator status of `store`.
+///
+/// # Errors
+/// When the store cannot be read.
+pub async fn print_status(store: &Store) -> anyhow::Result<()> {
+    let status = store.status().await?;
+    println!("{:<28} {:<8} {:>8}", "source", "state", "events");
+    for ((source, state), n) in &status.depth {
+        println!("{source:<28} {:<8} {n:>8}", state.as_str());
+    }
+    match status.oldest_due_age {
+        Some(age) => println!("oldest due event waiting: {}", human(age)),
+        None => println!("nothing waiting"),
+    }
+    println!("dead letters: {}", status.dead);
+    if status.dead > 0 {
+        for row in store.list(State::Dead, 20).await? {
+            println!("  dead #{} {} {} attempts={} error={}", row.id, row.source, row.dedup_key, row.attempts, row.last_error.as_deref().unwrap_or("-"));
+        }
+        println!("replay one with: replay <id>");
+    }
+    Ok(())
+}
+
+/// Replays dead letter `id` and says what happened.
+///
+/// # Errors
+/// When the store cannot be written.
+pub async fn replay(store: &Store, id: i64) -> anyhow::Result<()> {
+    if store.replay(id).await? {
+        println!("event #{id} is queued again; a running `serve` will process it");
+    } else {
+        anyhow::bail!("event #{id} is not a dead letter (see `status`)");
+    }
+    Ok(())
+}
+
+/// A duration for people.
+#[must_use]
+pub fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{}.{:03}s", s, d.subsec_millis())
+    }
+}
+
+/// Narration for demos: numbered steps and checks, printed to stdout.
+#[derive(Debug, Default)]
+pub struct Narrator {
+    step: u32,
+    checks_failed: u32,
+}
+
+impl Narrator {
+    /// A new narrator.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Announces the next step.
+    pub fn step(&mut self, text: &str) {
+        self.step += 1;
+        println!("\n[{}] {text}", self.step);
+    }
+
+    /// Prints a detail line.
+    pub fn say(&self, text: &str) {
+        println!("    {text}");
+    }
+
+    /// Prints a check; a failed check makes [`Narrator::finish`] fail.
+    pub fn check(&mut self, ok: bool, text: &str) {
+        if ok {
+            println!("    ✔ {text}");
+        } else {
+            self.checks_failed += 1;
+            println!("    ✘ {text}");
+        }
+    }
+
+    /// Prints a two-column summary table and fails if any check failed.
+    ///
+    /// # Errors
+    /// When a check failed.
+    pub fn finish(&self, rows: &[(&str, String)]) -> anyhow::Result<()> {
+        let width = rows.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
+        println!("\nSummary");
+        println!("{}", "-".repeat(width + 14));
+        for (k, v) in rows {
+            println!("{k:<width$}  {v:>10}");
+        }
+        println!("{}", "-".repeat(width + 14));
+        if self.checks_failed > 0 {
+            anyhow::bail!("{} check(s) failed", self.checks_failed);
+        }
+        println!("all checks passed");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_database_passwords() {
+        assert_eq!(redact_url("postgres://app:hunter2@db:5432/sync"), "postgres://app:***@db:5432/sync");
+        assert_eq!(redact_url("sync.db"), "sync.db");
+    }
+
+    #[test]
+    fn human_durations() {
+        assert_eq!(human(Duration::from_millis(1500)), "1.500s");
+        assert_eq!(human(Duration::from_secs(125)), "2m05s");
+        assert_eq!(human(Duration::from_secs(3725)), "1h02m");
+    }
+
+    #[test]
+    fn missing_env_token_is_a_clear_error() {
+        let err = env_token("CRM_SYNC_KIT_SURELY_UNSET_VAR").unwrap_err().to_string();
+        assert!(err.contains("CRM_SYNC_KIT_SURELY_UNSET_VAR"));
+    }
+}

@@ -34,8 +34,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use futures::{StreamExt as _, TryStreamExt as _};
 use kommo_api::{
-    CustomFieldsExt as _, EntityType, FieldType as KmFieldType, FieldValueWrite, LeadId, ListParams, Order,
-    PipelineId, StatusId, leads::LeadUpdate, notes::NewNote, webhook::WebhookEvent,
+    CustomFieldsExt as _, EntityType, FieldType as KmFieldType, FieldValueWrite, LeadId, ListParams, Order, PipelineId,
+    StatusId, leads::LeadUpdate, notes::NewNote, webhook::WebhookEvent,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -276,7 +276,11 @@ enum Fault {
 
 impl From<kommo_api::Error> for Fault {
     fn from(e: kommo_api::Error) -> Self {
-        if e.class().is_retryable() { Self::Retry(e.retry_after(), format!("Kommo: {e}")) } else { Self::Fail(format!("Kommo: {e}")) }
+        if e.class().is_retryable() {
+            Self::Retry(e.retry_after(), format!("Kommo: {e}"))
+        } else {
+            Self::Fail(format!("Kommo: {e}"))
+        }
     }
 }
 
@@ -408,12 +412,14 @@ impl KommoAirtable {
     ///
     /// # Errors
     /// When the configured time zone is unknown.
-    pub fn new(config: Config, kommo: kommo_api::Client, airtable: airtable_client::Client) -> Result<Self, SetupError> {
-        let tz: chrono_tz::Tz = config
-            .kommo
-            .time_zone
-            .parse()
-            .map_err(|_| SetupError::Invalid(format!("kommo.time_zone: unknown time zone `{}`", config.kommo.time_zone)))?;
+    pub fn new(
+        config: Config,
+        kommo: kommo_api::Client,
+        airtable: airtable_client::Client,
+    ) -> Result<Self, SetupError> {
+        let tz: chrono_tz::Tz = config.kommo.time_zone.parse().map_err(|_| {
+            SetupError::Invalid(format!("kommo.time_zone: unknown time zone `{}`", config.kommo.time_zone))
+        })?;
         Ok(Self {
             base: BaseId::from(config.airtable.base_id.as_str()),
             config: Arc::new(config),
@@ -486,7 +492,10 @@ impl KommoAirtable {
             target.push(fs);
         }
         let target = Schema::new("Airtable", target);
-        for (name, what) in [(&cfg.airtable.deal_id_field, "airtable.deal_id_field"), (&cfg.airtable.status_field, "airtable.status_field")] {
+        for (name, what) in [
+            (&cfg.airtable.deal_id_field, "airtable.deal_id_field"),
+            (&cfg.airtable.status_field, "airtable.status_field"),
+        ] {
             if target.field(name).is_none() {
                 problems.push(format!("{what}: no field `{name}` in table `{}`{}", table.name, suggest(&target, name)));
             }
@@ -637,7 +646,8 @@ impl KommoAirtable {
     /// # Errors
     /// API or store errors (nothing is lost: the cursor only moves with the rows).
     pub async fn poll_payloads(&self, store: &Store) -> Result<usize, SetupError> {
-        let Some(webhook) = self.webhook.read().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref().map(|w| w.0.clone())
+        let Some(webhook) =
+            self.webhook.read().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref().map(|w| w.0.clone())
         else {
             return Ok(0);
         };
@@ -689,8 +699,10 @@ impl KommoAirtable {
     pub async fn reconcile(&self, store: &Store) -> Result<usize, SetupError> {
         let overlap = i64::try_from(self.config.reconcile.overlap_secs).unwrap_or(0);
         let since: Option<i64> = store.cursor_get(CURSOR_RECONCILE, "leads").await?.and_then(|c| c.parse().ok());
-        let params =
-            ListParams::new().updated_between(since.map(|s| s - overlap), None).order("updated_at", Order::Asc).limit(250);
+        let params = ListParams::new()
+            .updated_between(since.map(|s| s - overlap), None)
+            .order("updated_at", Order::Asc)
+            .limit(250);
         let mut leads = self.kommo.leads().list(params);
         let mut batch = Vec::new();
         let mut max_seen = since.unwrap_or(0);
@@ -741,7 +753,12 @@ impl KommoAirtable {
         Ok((seen, new))
     }
 
-    async fn store_batch(&self, store: &Store, batch: &mut Vec<NewEvent>, cursor: Option<(&str, &str, &str)>) -> Result<usize, SetupError> {
+    async fn store_batch(
+        &self,
+        store: &Store,
+        batch: &mut Vec<NewEvent>,
+        cursor: Option<(&str, &str, &str)>,
+    ) -> Result<usize, SetupError> {
         if batch.is_empty() && cursor.is_none() {
             return Ok(0);
         }
@@ -753,7 +770,8 @@ impl KommoAirtable {
     // --------------------------------------------------------------------------------------------- handlers
 
     async fn handle_kommo(&self, ctx: &Ctx, body: &[u8]) -> Result<Outcome, Fault> {
-        let payload = kommo_api::webhook::parse(body).map_err(|e| Fault::Fail(format!("unparsable Kommo webhook: {e}")))?;
+        let payload =
+            kommo_api::webhook::parse(body).map_err(|e| Fault::Fail(format!("unparsable Kommo webhook: {e}")))?;
         if let Some(id) = self.config.kommo.account_id {
             payload
                 .check_account(Some(kommo_api::AccountId::from(id)), None)
@@ -791,20 +809,26 @@ impl KommoAirtable {
             return Ok(());
         }
         let flat = self.flat_lead(&lead).await?;
-        let mapped = cfg.mapping.forward(&flat, &mut |_, _, _| None).map_err(|e| Fault::Fail(format!("mapping: {e}")))?;
+        let mapped =
+            cfg.mapping.forward(&flat, &mut |_, _, _| None).map_err(|e| Fault::Fail(format!("mapping: {e}")))?;
         let lead_key = lead_id.to_string();
-        let time = DateTime::from_timestamp(event_time.max(lead.updated_at.unwrap_or(0)), 0).unwrap_or_else(|| ctx.now());
-        // which fields to write: not our own echo from Airtable, not older than the last applied change
+        let time =
+            DateTime::from_timestamp(event_time.max(lead.updated_at.unwrap_or(0)), 0).unwrap_or_else(|| ctx.now());
+        // Which fields to write. Each (lead, field) remembers the last value known to be in sync on each side
+        // (`remember_written`): a value equal to it is nothing new (our own write coming back, or an unchanged
+        // field); an older change than the last applied one is stale.
         let mut fields = Map::new();
+        let mut sources = Vec::new();
         for fm in &cfg.mapping.fields {
             let Some(value) = mapped.get(&fm.target) else { continue };
             let source_value = flat.get(&fm.source).cloned().unwrap_or(Value::Null);
             if ctx.is_echo("kommo", &lead_key, &fm.source, &source_value).await? {
                 bump(&self.stats.echoes_skipped);
-                continue; // Kommo holds what we wrote from Airtable: nothing new
+                continue;
             }
             if ctx.is_echo("airtable", &lead_key, &fm.target, value).await? {
-                continue; // Airtable already holds this value (we wrote it)
+                ctx.remember_written("kommo", &lead_key, &fm.source, &source_value).await?;
+                continue; // Airtable already holds it
             }
             if !ctx.watermark_advance(&format!("field:{lead_key}:{}", fm.source), time).await? {
                 bump(&self.stats.stale_skipped);
@@ -812,26 +836,32 @@ impl KommoAirtable {
                 continue;
             }
             fields.insert(fm.target.clone(), value.clone());
+            sources.push((fm.source.clone(), source_value));
         }
-        let record = match existing {
+        // Remembered before writing: the change comes back as a `publicApi` payload, possibly before this handler
+        // finishes, and must be recognised as ours.
+        for (field, value) in &fields {
+            ctx.remember_written("airtable", &lead_key, field, value).await?;
+        }
+        for (field, value) in &sources {
+            ctx.remember_written("kommo", &lead_key, field, value).await?;
+        }
+        match existing {
             Some(rec) => {
                 if fields.is_empty() {
                     return Ok(());
                 }
                 let rec = RecordId::from(rec.as_str());
                 let to_write = fields.clone();
-                let step = format!("update:{}", api_core_hash(&to_write));
+                let step = format!("update:{}", short_hash(&to_write));
                 let table = self.table();
                 ctx.step(&step, || async move {
                     let f: Fields = to_write.into_iter().collect();
                     table.update_one(&rec, &f, WriteOptions::typecast()).await.map_err(boxed)?;
-                    Ok::<_, BoxError>(rec.to_string())
+                    Ok::<_, BoxError>(())
                 })
                 .await?;
                 bump(&self.stats.records_updated);
-                RecordId::from(
-                    ctx.id_get(MAP_SYSTEM, MAP_KIND, &lead_key).await?.unwrap_or_default().as_str(),
-                )
             }
             None => {
                 let mut to_write = fields.clone();
@@ -839,17 +869,22 @@ impl KommoAirtable {
                 let table = self.table();
                 let key_field = cfg.airtable.deal_id_field.clone();
                 let status_field = cfg.airtable.status_field.clone();
-                let initial = cfg.airtable.initial_status.clone();
+                let initial = Value::String(cfg.airtable.initial_status.clone());
+                ctx.remember_written("airtable", &lead_key, &status_field, &initial).await?;
                 // upsert by the external key: a retry or a crash after the write never makes a second record
                 let (rec, created): (String, bool) = ctx
                     .step("upsert", || async move {
                         let f: Fields = to_write.into_iter().collect();
                         let res = table.upsert(&[f], &[key_field.as_str()], WriteOptions::typecast()).await.map_err(boxed)?;
-                        let record = res.records.into_iter().next().ok_or_else(|| boxed(Fault::Fail("upsert returned no record".into())))?;
+                        let record = res
+                            .records
+                            .into_iter()
+                            .next()
+                            .ok_or_else(|| boxed(Fault::Fail("upsert returned no record".into())))?;
                         let created = res.created_records.contains(&record.id);
                         // "Status" is set on create only; an update never resets a status the team moved on
                         if record.fields.get(&status_field).is_none() {
-                            let f = Fields::new().with(status_field.as_str(), initial.as_str());
+                            let f = Fields::new().with(status_field.as_str(), initial);
                             table.update_one(&record.id, &f, WriteOptions::typecast()).await.map_err(boxed)?;
                         }
                         Ok::<_, BoxError>((record.id.to_string(), created))
@@ -862,13 +897,8 @@ impl KommoAirtable {
                 } else {
                     bump(&self.stats.records_updated);
                 }
-                RecordId::from(rec.as_str())
             }
-        };
-        for (field, value) in &fields {
-            ctx.remember_written("airtable", &lead_key, field, value).await?;
         }
-        let _ = record;
         Ok(())
     }
 
@@ -882,7 +912,11 @@ impl KommoAirtable {
             return Some(format!("tagged `{tag}`"));
         }
         if !mapped && lead.status_id.map(StatusId::get) != Some(t.won_status_id) {
-            return Some(format!("status {:?} is not the trigger status {}", lead.status_id.map(StatusId::get), t.won_status_id));
+            return Some(format!(
+                "status {:?} is not the trigger status {}",
+                lead.status_id.map(StatusId::get),
+                t.won_status_id
+            ));
         }
         None
     }
@@ -925,8 +959,12 @@ impl KommoAirtable {
         for (name, (id, kind)) in &resolved.kommo_fields {
             let Some(v) = lead.custom_field(*id) else { continue };
             let value = match kind {
-                KmFieldType::Date | KmFieldType::Birthday | KmFieldType::DateTime => v.first().and_then(kommo_api::custom_fields::FieldValue::as_unix).map(|u| json!(u)),
-                KmFieldType::Numeric | KmFieldType::Price | KmFieldType::Monetary => v.first().and_then(kommo_api::custom_fields::FieldValue::as_f64).map(|n| json!(n)),
+                KmFieldType::Date | KmFieldType::Birthday | KmFieldType::DateTime => {
+                    v.first().and_then(kommo_api::custom_fields::FieldValue::as_unix).map(|u| json!(u))
+                }
+                KmFieldType::Numeric | KmFieldType::Price | KmFieldType::Monetary => {
+                    v.first().and_then(kommo_api::custom_fields::FieldValue::as_f64).map(|n| json!(n))
+                }
                 _ => v.text().map(|t| json!(t)),
             };
             if let Some(value) = value {
@@ -953,11 +991,13 @@ impl KommoAirtable {
             tracing::info!(record = %ev.record_id, "record is not linked to a Kommo deal: ignored");
             return Ok(Outcome::Done);
         };
-        let lead_id: LeadId = lead_key.parse().map_err(|_| Fault::Fail(format!("bad lead id `{lead_key}` in the id map")))?;
+        let lead_id: LeadId =
+            lead_key.parse().map_err(|_| Fault::Fail(format!("bad lead id `{lead_key}` in the id map")))?;
         let resolved = self.resolved.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         let change = ev.payload.record_changes().into_iter().find(|c| c.record_id.as_str() == ev.record_id);
         let Some(change) = change else { return Ok(Outcome::Done) };
-        let time = DateTime::parse_from_rfc3339(&ev.payload.timestamp).map_or_else(|_| ctx.now(), |t| t.with_timezone(&Utc));
+        let time =
+            DateTime::parse_from_rfc3339(&ev.payload.timestamp).map_or_else(|_| ctx.now(), |t| t.with_timezone(&Utc));
         let own_api_write = matches!(ev.payload.source(), Some(ActionSource::PublicApi));
         let who = ev.payload.user().map_or_else(
             || ev.payload.source().map_or_else(|| "someone".to_owned(), |s| format!("an {s:?} change")),
@@ -968,7 +1008,7 @@ impl KommoAirtable {
             let current = fc.current.as_ref().map_or(Value::Null, |c| payload_value_json(c));
             if ctx.is_echo("airtable", &lead_key, name, &current).await? {
                 bump(&self.stats.echoes_skipped);
-                continue; // our own write coming back
+                continue; // the value we last synced: our own write coming back
             }
             if own_api_write {
                 tracing::debug!(field = %name, "publicApi change that is not ours: processing it");
@@ -987,10 +1027,17 @@ impl KommoAirtable {
                 }
                 text.push(')');
                 self.add_note_once(ctx, lead_id, &format!("note:status:{}", ev.cursor), text).await?;
+                ctx.remember_written("airtable", &lead_key, name, &current).await?;
                 continue;
             }
             // two-way mapped fields: Airtable → Kommo custom field
-            for fm in self.config.mapping.fields.iter().filter(|f| f.direction == crate::mapping::Direction::TwoWay && &f.target == name) {
+            for fm in self
+                .config
+                .mapping
+                .fields
+                .iter()
+                .filter(|f| f.direction == crate::mapping::Direction::TwoWay && &f.target == name)
+            {
                 let Some((cf_id, cf_kind)) = resolved.kommo_fields.get(&fm.source).cloned() else { continue };
                 if !ctx.watermark_advance(&format!("field:{lead_key}:{}", fm.source), time).await? {
                     bump(&self.stats.stale_skipped);
@@ -1006,6 +1053,9 @@ impl KommoAirtable {
                     .map_err(|e| Fault::Fail(format!("mapping: {e}")))?;
                 let kommo_value = reversed.get(&fm.source).cloned().unwrap_or(Value::Null);
                 let (write, stored) = self.kommo_write(cf_id, &cf_kind, &kommo_value)?;
+                // remembered first: Kommo's leads[update] for this write may arrive before the step finishes
+                ctx.remember_written("kommo", &lead_key, &fm.source, &stored).await?;
+                ctx.remember_written("airtable", &lead_key, name, &current).await?;
                 let step = format!("kommo:{}:{}", fm.source, ev.cursor);
                 let kommo = self.kommo.clone();
                 ctx.step(&step, || async move {
@@ -1014,16 +1064,18 @@ impl KommoAirtable {
                 })
                 .await?;
                 bump(&self.stats.kommo_writes);
-                // remember both sides: the Kommo echo (leads[update]) and the Airtable value are ours now
-                ctx.remember_written("kommo", &lead_key, &fm.source, &stored).await?;
-                ctx.remember_written("airtable", &lead_key, name, &current).await?;
             }
         }
         Ok(Outcome::Done)
     }
 
     /// The Kommo write for a custom field value, and the value as it will read back in the flat lead.
-    fn kommo_write(&self, id: kommo_api::CustomFieldId, kind: &KmFieldType, v: &Value) -> Result<(FieldValueWrite, Value), Fault> {
+    fn kommo_write(
+        &self,
+        id: kommo_api::CustomFieldId,
+        kind: &KmFieldType,
+        v: &Value,
+    ) -> Result<(FieldValueWrite, Value), Fault> {
         if v.is_null() {
             return Ok((FieldValueWrite::clear(id), Value::Null));
         }
@@ -1080,7 +1132,7 @@ impl KommoAirtable {
 }
 
 /// A short, stable hash of a JSON value (names a journal step after what it writes).
-fn api_core_hash(v: &Map<String, Value>) -> String {
+fn short_hash(v: &Map<String, Value>) -> String {
     crate::store::value_hash(&Value::Object(v.clone()))[..16].to_owned()
 }
 
@@ -1142,7 +1194,11 @@ impl Flow for KommoAirtable {
             SOURCE_AIRTABLE_PING => {
                 let ping: WebhookNotification = serde_json::from_slice(event.body)
                     .map_err(|e| KeyError(format!("not an Airtable notification: {e}")))?;
-                Ok(format!("{}:{}", ping.webhook.id, ping.timestamp))
+                // Pings are only "there is something new" triggers, and each ping drains the whole feed: pings
+                // within the same second coalesce into one event (a later change makes a later ping; `serve` also
+                // polls the feed every minute).
+                let second: String = ping.timestamp.chars().take(19).collect();
+                Ok(format!("{}:{second}", ping.webhook.id))
             }
             _ => {
                 let ev: RecordChangeEvent =

@@ -1,0 +1,534 @@
+//! The Kommo ↔ Airtable flow end to end: real HTTP deliveries to the engine's router, workers, and the Kommo and
+//! Airtable fakes, on SQLite and (with `SYNC_TEST_POSTGRES_URL`) PostgreSQL.
+#![cfg(feature = "kommo-airtable")]
+#![allow(clippy::print_stdout, missing_docs, clippy::too_many_lines)]
+
+mod common;
+
+use std::{net::SocketAddr, sync::Arc, sync::atomic::Ordering, time::Duration};
+
+use airtable_client::fake::{FakeAirtable, FakeBase, FakeConfig as AtConfig, FakeUser, FieldSpec};
+use common::{Harness, wait_until};
+use kommo_api::{
+    CustomFieldId, EntityType, FieldType, LeadId, StatusId,
+    fake::{FakeConfig as KmConfig, FakeKommo, SeedLead},
+};
+use serde_json::json;
+use sync_core::{
+    Engine, State, Store, SystemClock, WorkerConfig, WorkerHandle,
+    flows::kommo_airtable::{Config, KommoAirtable},
+    server, worker,
+};
+
+const TABLE: &str = "Client Onboarding";
+const PATH_TOKEN: &str = "s3cret-path-token";
+
+struct Env {
+    kommo: FakeKommo,
+    airtable: FakeAirtable,
+    base: FakeBase,
+    harness: Option<Harness>,
+    store: Store,
+    flow: KommoAirtable,
+    engine: Engine,
+    workers: Option<WorkerHandle>,
+    addr: SocketAddr,
+    http: reqwest::Client,
+    ncd: CustomFieldId,
+    contact: kommo_api::ContactId,
+    company: kommo_api::CompanyId,
+    user: kommo_api::UserId,
+    _server: tokio::sync::oneshot::Sender<()>,
+}
+
+fn config(base_id: &str, kommo_url: &str) -> Config {
+    Config::from_toml(&format!(
+        r#"
+        [kommo]
+        base_url = "{kommo_url}"
+        [airtable]
+        base_id = "{base_id}"
+        [trigger]
+        exclude_tags = ["test", "internal"]
+        "#
+    ))
+    .expect("config parses")
+}
+
+fn worker_config() -> WorkerConfig {
+    WorkerConfig {
+        concurrency: 8,
+        poll_interval: Duration::from_millis(20),
+        lease: Duration::from_secs(30),
+        heartbeat: Duration::from_secs(5),
+        backoff: sync_core::Backoff {
+            initial: Duration::from_millis(20),
+            multiplier: 2,
+            max: Duration::from_millis(200),
+        },
+        ..WorkerConfig::default()
+    }
+}
+
+async fn env(harness: Harness, edit: impl FnOnce(&mut Config)) -> Env {
+    let kommo = FakeKommo::start_with(KmConfig { rate_limit: None, ..KmConfig::default() }).await.unwrap();
+    let airtable = FakeAirtable::start_with(AtConfig::unlimited()).await.unwrap();
+    let base = airtable.base();
+    let _ = base.add_table_with(
+        TABLE,
+        vec![
+            FieldSpec::new("Deal Name", "singleLineText"),
+            FieldSpec::new("Kommo Deal ID", "singleLineText"),
+            FieldSpec::single_select("Status", &["Not Started", "In Progress", "Done"]),
+            FieldSpec::new("Deal Value", "number"),
+            FieldSpec::new("Responsible", "singleLineText"),
+            FieldSpec::new("Client Name", "singleLineText"),
+            FieldSpec::new("Email", "email"),
+            FieldSpec::new("Phone", "phoneNumber"),
+            FieldSpec::new("Company", "singleLineText"),
+            FieldSpec::new("Next Contact Date", "date"),
+        ],
+    );
+    let ncd = kommo.seed_custom_field(EntityType::Leads, "Next Contact Date", FieldType::Date, None, &[]);
+    let user = kommo.seed_user("Rita Responsible", "rita@example.com");
+    let contact = kommo.seed_contact("Ada Client", Some("ada@client.example"), Some("+1 555 0100"));
+    let company = kommo.seed_company("Client Corp");
+
+    let store = harness.open(Arc::new(SystemClock)).await;
+    let mut cfg = config(base.id().as_str(), kommo.base_url().as_str());
+    edit(&mut cfg);
+    let kommo_client = kommo.client_builder().rate_limit(1000).build().unwrap();
+    let airtable_client = airtable
+        .client_builder()
+        .requests_per_second_per_base(None)
+        .requests_per_second_per_token(None)
+        .penalty_after_429(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let flow = KommoAirtable::new(cfg, kommo_client, airtable_client).unwrap();
+    flow.validate().await.expect("valid mapping");
+    let engine = Engine::new(store.clone(), vec![Arc::new(flow.clone())]).unwrap();
+    let (router, _stats) = server::router(engine.clone(), flow.routes(api_core::Token::new(PATH_TOKEN))).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server::serve(listener, router, async {
+        let _ = rx.await;
+    }));
+    flow.ensure_webhook(&store, &format!("http://{addr}/hooks/airtable-ping")).await.unwrap();
+    let workers = worker::start(engine.clone(), worker_config());
+    Env {
+        kommo,
+        airtable,
+        base,
+        harness: Some(harness),
+        store,
+        flow,
+        engine,
+        workers: Some(workers),
+        addr,
+        http: reqwest::Client::new(),
+        ncd,
+        contact,
+        company,
+        user,
+        _server: tx,
+    }
+}
+
+impl Env {
+    fn seed_won_lead(&self, name: &str, price: i64) -> LeadId {
+        let (pipeline, _) = (self.kommo.main_pipeline(), ());
+        let id = self.kommo.seed_lead(
+            SeedLead::new(name)
+                .price(price)
+                .responsible(self.user)
+                .contact(self.contact)
+                .company(self.company)
+                .stage(pipeline, StatusId::WON),
+        );
+        id
+    }
+
+    async fn deliver_kommo(&self, body: &str) -> u16 {
+        self.http
+            .post(format!("http://{}/hooks/kommo/{PATH_TOKEN}", self.addr))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    /// Waits until nothing is queued or running (the Airtable pings are async, so callers also wait on outcomes).
+    async fn drain(&self) {
+        self.drain_within(60).await;
+    }
+
+    async fn drain_within(&self, secs: u64) {
+        if std::env::var("FLOW_TEST_VERBOSE").is_ok() {
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                let t = std::time::Instant::now();
+                loop {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    println!("{:>5.1}s {:?}", t.elapsed().as_secs_f64(), store.status().await.map(|s| s.depth));
+                }
+            });
+        }
+        let store = self.store.clone();
+        let ok = wait_until(secs, || {
+            let store = store.clone();
+            async move {
+                let s = store.status().await.unwrap();
+                !s.depth.iter().any(|((_, st), n)| *n > 0 && matches!(st, State::Queued | State::Running))
+            }
+        })
+        .await;
+        assert!(ok, "queue did not drain: {:?}", self.store.status().await.unwrap());
+    }
+
+    fn records(&self) -> Vec<airtable_client::Record> {
+        self.base.records(TABLE)
+    }
+
+    fn notes(&self, lead: LeadId) -> Vec<String> {
+        self.kommo
+            .notes_for(EntityType::Leads, lead.get())
+            .into_iter()
+            .filter_map(|n| n.text().map(str::to_owned))
+            .collect()
+    }
+
+    async fn finish(mut self) {
+        if let Some(w) = self.workers.take() {
+            w.shutdown().await;
+        }
+        self.store.close().await;
+        if let Some(h) = self.harness.take() {
+            h.cleanup().await;
+        }
+    }
+}
+
+async fn on_both_stores<F, Fut>(test: F)
+where
+    F: Fn(Harness) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    test(Harness::sqlite()).await;
+    if let Some(pg) = Harness::postgres() {
+        test(pg).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn won_deal_creates_one_record_status_only_on_create_and_status_change_adds_one_note() {
+    on_both_stores(|h| async move {
+        let env = env(h, |_| {}).await;
+        let lead = env.seed_won_lead("Website redesign", 12_000);
+        let status_hook = env.kommo.webhook_for_lead_status(lead);
+        assert_eq!(env.deliver_kommo(&status_hook).await, 200);
+        for _ in 0..5 {
+            assert_eq!(env.deliver_kommo(&status_hook).await, 200, "redelivery acknowledged");
+        }
+        // the update webhook Kommo sends for the same change collapses with the status one
+        assert_eq!(env.deliver_kommo(&env.kommo.webhook_for_lead_update(lead)).await, 200);
+        env.drain().await;
+        let recs = env.records();
+        assert_eq!(recs.len(), 1, "one record for one deal");
+        let f = &recs[0].fields;
+        assert_eq!(f.get_str("Kommo Deal ID"), Some(lead.to_string().as_str()));
+        assert_eq!(f.get_str("Deal Name"), Some("Website redesign"));
+        assert_eq!(f.get_f64("Deal Value"), Some(12_000.0));
+        assert_eq!(f.get_str("Client Name"), Some("Ada Client"));
+        assert_eq!(f.get_str("Email"), Some("ada@client.example"));
+        assert_eq!(f.get_str("Company"), Some("Client Corp"));
+        assert_eq!(f.get_str("Responsible"), Some("Rita Responsible"));
+        assert_eq!(f.get_str("Status"), Some("Not Started"));
+        assert_eq!(
+            env.store.id_get("airtable", "onboarding", &lead.to_string()).await.unwrap().as_deref(),
+            Some(recs[0].id.as_str())
+        );
+
+        // someone moves the status in Airtable: exactly one note, naming who
+        let editor = FakeUser::with_email("olivia@agency.example");
+        env.base.user_edit(TABLE, &recs[0].id, json!({"Status": "In Progress"}), &editor).unwrap();
+        let ok = wait_until(20, || async { !env.notes(lead).is_empty() }).await;
+        assert!(ok, "a note appears");
+        env.drain().await;
+        let notes = env.notes(lead);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].starts_with("Onboarding status: In Progress"), "{}", notes[0]);
+        assert!(notes[0].contains("olivia@agency.example"), "{}", notes[0]);
+
+        // a later Kommo update changes mapped fields but never resets the status
+        env.kommo.update_lead(lead, &json!({"price": 15_000}));
+        assert_eq!(env.deliver_kommo(&env.kommo.webhook_for_lead_update(lead)).await, 200);
+        env.drain().await;
+        let recs = env.records();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].fields.get_f64("Deal Value"), Some(15_000.0));
+        assert_eq!(recs[0].fields.get_str("Status"), Some("In Progress"));
+        // our own writes came back as publicApi payloads and made no notes
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        env.drain().await;
+        assert_eq!(env.notes(lead).len(), 1);
+        assert_eq!(env.flow.stats().records_created.load(Ordering::Relaxed), 1);
+        env.finish().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_contact_date_syncs_both_ways_without_echo() {
+    on_both_stores(|h| async move {
+        let env = env(h, |_| {}).await;
+        let lead = env.seed_won_lead("Annual plan", 5_000);
+        env.deliver_kommo(&env.kommo.webhook_for_lead_status(lead)).await;
+        env.drain().await;
+        let rec = env.records()[0].id.clone();
+
+        // Airtable → Kommo
+        let editor = FakeUser::with_email("olivia@agency.example");
+        env.base.user_edit(TABLE, &rec, json!({"Next Contact Date": "2026-12-01"}), &editor).unwrap();
+        let ncd = env.ncd;
+        let ok = wait_until(20, || async {
+            env.kommo.lead(lead).and_then(|l| {
+                use kommo_api::CustomFieldsExt as _;
+                l.custom_field(ncd).and_then(|v| v.first().and_then(kommo_api::custom_fields::FieldValue::as_unix))
+            }) == Some(1_796_083_200)
+        })
+        .await;
+        assert!(ok, "Kommo field set to 2026-12-01 (UTC midnight)");
+        env.drain().await;
+
+        // Kommo sends leads[update] for our own write: no Airtable write follows
+        let patches_before = env.airtable.count(&reqwest::Method::PATCH, "/v0/");
+        env.deliver_kommo(&env.kommo.webhook_for_lead_update(lead)).await;
+        env.drain().await;
+        assert_eq!(env.airtable.count(&reqwest::Method::PATCH, "/v0/"), patches_before, "echo suppressed");
+
+        // Kommo → Airtable
+        env.kommo.update_lead(
+            lead,
+            &json!({"custom_fields_values": [{"field_id": ncd.get(), "values": [{"value": 1_796_688_000}]}]}),
+        );
+        env.deliver_kommo(&env.kommo.webhook_for_lead_update(lead)).await;
+        env.drain().await;
+        let ok =
+            wait_until(10, || async { env.records()[0].fields.get_str("Next Contact Date") == Some("2026-12-08") })
+                .await;
+        assert!(ok, "Airtable date updated: {:?}", env.records()[0].fields);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        env.drain().await;
+        // our Airtable write came back as a publicApi payload: no Kommo write for it
+        assert_eq!(env.flow.stats().kommo_writes.load(Ordering::Relaxed), 1);
+        assert!(env.notes(lead).is_empty(), "no status change, no note");
+        env.finish().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_airtable_change_never_overwrites_a_newer_one() {
+    let env = env(Harness::sqlite(), |_| {}).await;
+    let lead = env.seed_won_lead("Retainer", 1_000);
+    env.deliver_kommo(&env.kommo.webhook_for_lead_status(lead)).await;
+    env.drain().await;
+    let rec = env.records()[0].id.clone();
+    let field = env.base.field_id(TABLE, "Next Contact Date").unwrap();
+    let table = env.base.table_id(TABLE).unwrap();
+    let webhook = env.base.webhooks()[0].id.clone();
+    let payload = |ts: &str, date: &str, n: u64| {
+        json!({
+            "timestamp": ts,
+            "baseTransactionNumber": n,
+            "actionMetadata": {"source": "client", "sourceMetadata": {"user": {"id": "usrA", "email": "a@x.example"}}},
+            "payloadFormat": "v0",
+            "changedTablesById": {table.as_str(): {"changedRecordsById": {rec.as_str(): {
+                "current": {"cellValuesByFieldId": {field.as_str(): date}},
+                "previous": {"cellValuesByFieldId": {}}
+            }}}}
+        })
+    };
+    // the newer change is read first, the older one after it (a reordered feed)
+    env.base.push_payload(&webhook, payload("2026-11-20T10:00:05.000Z", "2026-12-24", 900));
+    env.base.push_payload(&webhook, payload("2026-11-20T10:00:01.000Z", "2026-12-01", 901));
+    env.base.ping(&webhook).await.unwrap();
+    env.drain().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    env.drain().await;
+    use kommo_api::CustomFieldsExt as _;
+    let v = env
+        .kommo
+        .lead(lead)
+        .unwrap()
+        .custom_field(env.ncd)
+        .and_then(|v| v.first().and_then(kommo_api::custom_fields::FieldValue::as_unix));
+    assert_eq!(v, Some(1_798_070_400), "2026-12-24 stays");
+    assert_eq!(env.flow.stats().stale_skipped.load(Ordering::Relaxed), 1);
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_skip_with_a_reason_and_reconcile_fills_missed_webhooks() {
+    let env = env(Harness::sqlite(), |_| {}).await;
+    let (pipeline, stages) = (env.kommo.main_pipeline(), env.kommo.stages(env.kommo.main_pipeline()));
+    let open = env.kommo.seed_lead(SeedLead::new("Still open").contact(env.contact).stage(pipeline, stages[0]));
+    let tagged = env
+        .kommo
+        .seed_lead(SeedLead::new("Internal test").contact(env.contact).tag("internal").stage(pipeline, StatusId::WON));
+    env.deliver_kommo(&env.kommo.webhook_for_lead_update(open)).await;
+    env.deliver_kommo(&env.kommo.webhook_for_lead_status(tagged)).await;
+    env.drain().await;
+    assert!(env.records().is_empty());
+    assert_eq!(env.flow.stats().filtered.load(Ordering::Relaxed), 2);
+
+    // a won deal whose webhook never arrived is found by the reconcile poll, once
+    let missed = env.seed_won_lead("Missed webhook", 700);
+    let n = env.flow.reconcile(&env.store).await.unwrap();
+    assert!(n >= 1, "{n}");
+    env.drain().await;
+    assert_eq!(env.records().len(), 1);
+    assert_eq!(env.records()[0].fields.get_str("Kommo Deal ID"), Some(missed.to_string().as_str()));
+    // a second pass and the late webhook add nothing
+    let again = env.flow.reconcile(&env.store).await.unwrap();
+    assert_eq!(again, 0, "same dedup keys: nothing new");
+    env.deliver_kommo(&env.kommo.webhook_for_lead_status(missed)).await;
+    env.drain().await;
+    assert_eq!(env.records().len(), 1);
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_mapping_fails_start_up_naming_the_field() {
+    let kommo = FakeKommo::start().await.unwrap();
+    let airtable = FakeAirtable::start_with(AtConfig::unlimited()).await.unwrap();
+    let base = airtable.base();
+    let _ = base.add_table_with(
+        TABLE,
+        vec![
+            FieldSpec::new("Deal Name", "singleLineText"),
+            FieldSpec::new("Kommo Deal ID", "singleLineText"),
+            FieldSpec::single_select("Status", &["Not Started"]),
+        ],
+    );
+    let mut cfg = config(base.id().as_str(), kommo.base_url().as_str());
+    cfg.mapping = sync_core::mapping::Mapping::from_toml(
+        r#"
+        [[fields]]
+        source = "name"
+        target = "Deal Nmae"
+        "#,
+    )
+    .unwrap();
+    let flow = KommoAirtable::new(cfg, kommo.client(), airtable.client()).unwrap();
+    let err = flow.validate().await.unwrap_err().to_string();
+    assert!(err.contains("Deal Nmae"), "{err}");
+    assert!(err.contains("Deal Name"), "suggests the right name: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn airtable_429s_are_waited_out_and_the_record_is_written_once() {
+    let env = env(Harness::sqlite(), |_| {}).await;
+    let lead = env.seed_won_lead("Throttled", 900);
+    env.airtable.faults().inject(
+        Some(reqwest::Method::PATCH),
+        "/v0/",
+        api_core::fake::Fault::json(
+            429,
+            &json!({"errors": [{"error": "RATE_LIMIT_REACHED", "message": "Rate limit exceeded"}]}),
+        ),
+        2,
+    );
+    env.deliver_kommo(&env.kommo.webhook_for_lead_status(lead)).await;
+    env.drain().await;
+    assert_eq!(env.records().len(), 1);
+    assert_eq!(env.records()[0].fields.get_str("Status"), Some("Not Started"));
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_deliveries_with_duplicates_reordering_and_a_restart() {
+    on_both_stores(|h| async move {
+        let mut env = env(h, |_| {}).await;
+        // a short lease so the killed pool's claims are reclaimed quickly
+        env.workers.take().unwrap().shutdown().await;
+        env.workers = Some(worker::start(
+            env.engine.clone(),
+            WorkerConfig { lease: Duration::from_secs(2), heartbeat: Duration::from_millis(500), ..worker_config() },
+        ));
+        let deals_env: Option<usize> = std::env::var("FLOW_TEST_DEALS").ok().and_then(|v| v.parse().ok());
+        let DEALS: usize = deals_env.unwrap_or(500);
+        let leads: Vec<LeadId> = (0..DEALS).map(|i| env.seed_won_lead(&format!("Deal {i}"), i as i64)).collect();
+        // 4 deliveries per deal (status, update, and two redeliveries), shuffled
+        let mut bodies = Vec::new();
+        for &l in &leads {
+            let s = env.kommo.webhook_for_lead_status(l);
+            bodies.push(s.clone());
+            bodies.push(env.kommo.webhook_for_lead_update(l));
+            bodies.push(s.clone());
+            bodies.push(s);
+        }
+        let mut rng_state = 0x9E37_79B9_7F4A_7C15_u64;
+        for i in (1..bodies.len()).rev() {
+            rng_state ^= rng_state << 13;
+            rng_state ^= rng_state >> 7;
+            rng_state ^= rng_state << 17;
+            let j = usize::try_from(rng_state % (i as u64 + 1)).unwrap();
+            bodies.swap(i, j);
+        }
+        assert_eq!(bodies.len(), DEALS * 4);
+        let half = bodies.len() / 2;
+        let send = |chunk: Vec<String>| {
+            let http = env.http.clone();
+            let addr = env.addr;
+            async move {
+                let mut tasks = tokio::task::JoinSet::new();
+                for (k, part) in chunk.chunks(chunk.len().div_ceil(16).max(1)).map(<[String]>::to_vec).enumerate() {
+                    let http = http.clone();
+                    tasks.spawn(async move {
+                        for b in part {
+                            let st = http
+                                .post(format!("http://{addr}/hooks/kommo/{PATH_TOKEN}"))
+                                .header("content-type", "application/x-www-form-urlencoded")
+                                .body(b)
+                                .send()
+                                .await
+                                .unwrap()
+                                .status();
+                            assert!(st.is_success(), "sender {k}: {st}");
+                        }
+                    });
+                }
+                while let Some(r) = tasks.join_next().await {
+                    r.unwrap();
+                }
+            }
+        };
+        send(bodies[..half].to_vec()).await;
+        // restart in the middle: workers killed (no graceful release), then a new pool
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        env.workers.take().unwrap().kill();
+        send(bodies[half..].to_vec()).await;
+        env.workers = Some(worker::start(
+            env.engine.clone(),
+            WorkerConfig { lease: Duration::from_secs(2), heartbeat: Duration::from_millis(500), ..worker_config() },
+        ));
+        env.drain_within(240).await;
+        let recs = env.records();
+        assert_eq!(recs.len(), DEALS, "exactly one record per deal");
+        let mut ids: Vec<&str> = recs.iter().filter_map(|r| r.fields.get_str("Kommo Deal ID")).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), DEALS);
+        assert!(leads.iter().all(|l| env.notes(*l).is_empty()), "no notes from our own writes");
+        let status = env.store.status().await.unwrap();
+        assert_eq!(status.dead, 0, "{status:?}");
+        env.finish().await;
+    })
+    .await;
+}
