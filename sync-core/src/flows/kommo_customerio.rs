@@ -1,1 +1,1076 @@
-//! Work in progress: see the flow's issue.
+//! Kommo ↔ Customer.io lifecycle messaging: pipeline events drive Customer.io people and events; email engagement
+//! flows back into the deal card.
+//!
+//! | source | what arrives | what the flow does |
+//! |---|---|---|
+//! | `kommo` | Kommo's form-encoded `leads[add]` / `leads[status]` webhooks behind a secret path token (Kommo signs nothing); also `backfill` | fetches the lead and its main contact, identifies the person (id = email, or the Kommo contact id) with mapped attributes and `_timestamp` = the event time, then tracks `kommo_lead_created` / `kommo_stage_changed` (old and new stage names) with an event id derived from the Kommo event |
+//! | `customerio` | signed reporting webhooks (`X-CIO-Signature`): email opened, clicked, unsubscribed, bounced | finds the Kommo contact by email and its active deal, adds a note (campaign/broadcast, subject, link); unsubscribed also sets a contact field and/or tag; N opens within a window → one call task for the deal's owner |
+//!
+//! # Exactly-once effects
+//! - Kommo events dedup on [`kommo_api::webhook::WebhookEvent::dedup_key`] (`lead:status:<id>:<time>:<status>`),
+//!   reporting webhooks on `event_id`.
+//! - The Customer.io event id is [`customerio_api::EventId::from_source_key_unix`] of the Kommo event key: a retry, a
+//!   replay, or a redelivery that slipped past the inbox is deduplicated by Customer.io itself.
+//! - Identify is an upsert (`PUT /customers/{id}`); it carries `_timestamp` = the Kommo event time, and a local
+//!   watermark per person skips an event older than one already applied, so an out-of-order stale stage change
+//!   never overwrites newer attributes.
+//! - Notes and tasks are created inside journaled steps that first look for an identical note / open task.
+//! - Engagement: every open counts once per event in a sliding window in the store ([`crate::Ctx::count_hit`]);
+//!   when the count reaches the threshold and no task was created for that person within the window, one task
+//!   is created (the time of the last task is kept in the store's cursors).
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    fmt::Write as _,
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use customerio_api::{Event as CioEvent, EventId, Identifier, Identify, Metric, ReportingEvent, WebhookVerifier};
+use futures::TryStreamExt as _;
+use kommo_api::{
+    CustomFieldsExt as _, EntityType, FieldType as KmFieldType, FieldValueWrite, ListParams, PipelineId,
+    StatusId, UserId,
+    common::TagRef,
+    contacts::ContactUpdate,
+    notes::NewNote,
+    tasks::NewTask,
+    webhook::{WebhookAction, WebhookEvent},
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::{
+    BoxError, Ctx, Event, Flow, KeyError, NewEvent, Outcome, RawEvent, Store,
+    mapping::{Direction, FieldKind, FieldSchema, Mapping, Schema},
+    server::{FnVerifier, SourceRoute, VerifyRequest},
+};
+
+/// Source of Kommo webhooks (and of `backfill` events).
+pub const SOURCE_KOMMO: &str = "kommo";
+/// Source of Customer.io reporting webhooks.
+pub const SOURCE_CUSTOMERIO: &str = "customerio";
+/// Cursor source holding, per person, the unix time of the last engagement task.
+const CURSOR_ENGAGEMENT: &str = "customerio-engagement";
+/// Event names tracked in Customer.io.
+pub const EVENT_LEAD_CREATED: &str = "kommo_lead_created";
+/// See [`EVENT_LEAD_CREATED`].
+pub const EVENT_STAGE_CHANGED: &str = "kommo_stage_changed";
+
+// ------------------------------------------------------------------------------------------------- config
+
+/// The flow's configuration (TOML). No secrets: tokens and the webhook signing key come from the environment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Kommo side.
+    pub kommo: KommoConfig,
+    /// Customer.io side.
+    #[serde(default)]
+    pub customerio: CustomerIoConfig,
+    /// Attribute mapping, Kommo (source) → Customer.io person attributes (target). Kommo names: `name` (deal
+    /// name), `price`, `stage`, `pipeline`, `responsible_user`, `contact.name`, `contact.email`, `contact.phone`,
+    /// `company.name`, or a Kommo lead custom field by name. One-way only.
+    #[serde(default = "default_mapping")]
+    pub mapping: Mapping,
+    /// Engagement rule: N opens by one person within a window → one call task.
+    #[serde(default)]
+    pub engagement: Engagement,
+    /// What an unsubscribe sets in Kommo.
+    #[serde(default)]
+    pub unsubscribe: Unsubscribe,
+    /// Which reporting-webhook metrics become Kommo notes.
+    #[serde(default)]
+    pub notes: Notes,
+}
+
+/// Kommo settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KommoConfig {
+    /// The account URL, e.g. `https://yourcompany.kommo.com`.
+    pub base_url: String,
+    /// If set, webhooks from another account id are rejected (dead-lettered with the reason).
+    #[serde(default)]
+    pub account_id: Option<u64>,
+    /// Pipelines to watch (empty: all).
+    #[serde(default)]
+    pub pipeline_ids: Vec<u64>,
+}
+
+/// How people are identified in Customer.io.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentifyBy {
+    /// The contact's email is the person's identifier (email-or-id workspaces).
+    #[default]
+    Email,
+    /// The Kommo contact id is the person's `id`; the email is set as the `email` attribute.
+    ContactId,
+}
+
+/// Customer.io settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerIoConfig {
+    /// `us` or `eu`.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Track API site id (not a secret; the API key comes from the environment).
+    #[serde(default)]
+    pub site_id: String,
+    /// How people are identified.
+    #[serde(default)]
+    pub identify_by: IdentifyBy,
+    /// Seconds of clock skew accepted on `X-CIO-Timestamp` (0: signature only).
+    #[serde(default = "default_tolerance")]
+    pub signature_tolerance_secs: u64,
+}
+
+impl Default for CustomerIoConfig {
+    fn default() -> Self {
+        Self {
+            region: default_region(),
+            site_id: String::new(),
+            identify_by: IdentifyBy::Email,
+            signature_tolerance_secs: default_tolerance(),
+        }
+    }
+}
+
+/// The engagement rule.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Engagement {
+    /// Opens needed (0 disables the rule).
+    #[serde(default = "default_opens")]
+    pub opens: u32,
+    /// Window in hours.
+    #[serde(default = "default_window_hours")]
+    pub window_hours: u64,
+    /// Task type id (1 = call in Kommo).
+    #[serde(default = "default_task_type")]
+    pub task_type_id: u64,
+    /// Hours until the task is due.
+    #[serde(default = "default_due_hours")]
+    pub due_in_hours: u64,
+}
+
+impl Default for Engagement {
+    fn default() -> Self {
+        Self {
+            opens: default_opens(),
+            window_hours: default_window_hours(),
+            task_type_id: default_task_type(),
+            due_in_hours: default_due_hours(),
+        }
+    }
+}
+
+impl Engagement {
+    fn window(&self) -> Duration {
+        Duration::from_secs(self.window_hours.saturating_mul(3600))
+    }
+}
+
+/// What an unsubscribe sets on the Kommo contact.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unsubscribe {
+    /// A contact custom field (by name): a checkbox is checked, a date gets the time, text gets "unsubscribed".
+    #[serde(default)]
+    pub contact_field: Option<String>,
+    /// A tag added to the contact (existing tags are kept).
+    #[serde(default)]
+    pub contact_tag: Option<String>,
+}
+
+/// Which metrics become notes (unsubscribes always do).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notes {
+    /// A note per open.
+    #[serde(default = "yes")]
+    pub opened: bool,
+    /// A note per click.
+    #[serde(default = "yes")]
+    pub clicked: bool,
+    /// A note per bounce.
+    #[serde(default = "yes")]
+    pub bounced: bool,
+}
+
+impl Default for Notes {
+    fn default() -> Self {
+        Self { opened: true, clicked: true, bounced: true }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_region() -> String {
+    "us".into()
+}
+fn default_tolerance() -> u64 {
+    300
+}
+fn default_opens() -> u32 {
+    3
+}
+fn default_window_hours() -> u64 {
+    48
+}
+fn default_task_type() -> u64 {
+    1
+}
+fn default_due_hours() -> u64 {
+    8
+}
+
+/// The mapping used when the config has none (the article's attributes).
+#[must_use]
+pub fn default_mapping() -> Mapping {
+    Mapping::from_toml(
+        r#"
+        [[fields]]
+        source = "contact.name"
+        target = "name"
+        [[fields]]
+        source = "contact.phone"
+        target = "phone"
+        [[fields]]
+        source = "company.name"
+        target = "company"
+        [[fields]]
+        source = "name"
+        target = "kommo_deal_name"
+        [[fields]]
+        source = "stage"
+        target = "kommo_stage"
+        [[fields]]
+        source = "pipeline"
+        target = "kommo_pipeline"
+        [[fields]]
+        source = "price"
+        target = "deal_value"
+        convert = { type = "number" }
+        [[fields]]
+        source = "responsible_user"
+        target = "responsible_name"
+        "#,
+    )
+    .expect("the default mapping is valid TOML")
+}
+
+impl Config {
+    /// Parses TOML.
+    ///
+    /// # Errors
+    /// With the TOML error (which names the line and the unknown key).
+    pub fn from_toml(s: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(s)
+    }
+}
+
+const KOMMO_BUILTINS: &[(&str, FieldKind)] = &[
+    ("name", FieldKind::Text),
+    ("price", FieldKind::Number),
+    ("stage", FieldKind::Text),
+    ("pipeline", FieldKind::Text),
+    ("responsible_user", FieldKind::Text),
+    ("contact.name", FieldKind::Text),
+    ("contact.email", FieldKind::Text),
+    ("contact.phone", FieldKind::Text),
+    ("company.name", FieldKind::Text),
+];
+
+/// Attributes the flow sets itself (a mapping may not target them).
+const RESERVED_ATTRIBUTES: &[&str] = &["id", "email", "cio_id", "_timestamp", "_update", "created_at", "kommo_lead_id"];
+
+// ------------------------------------------------------------------------------------------------- errors
+
+/// Why start-up or backfill failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// The config does not match the live systems.
+    #[error("configuration does not match the live systems:\n{0}")]
+    Invalid(String),
+    /// Kommo failed.
+    #[error("Kommo: {0}")]
+    Kommo(#[from] kommo_api::Error),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::Error),
+}
+
+enum Fault {
+    Retry(Option<Duration>, String),
+    Fail(String),
+}
+
+impl From<kommo_api::Error> for Fault {
+    fn from(e: kommo_api::Error) -> Self {
+        if e.class().is_retryable() { Self::Retry(e.retry_after(), format!("Kommo: {e}")) } else { Self::Fail(format!("Kommo: {e}")) }
+    }
+}
+
+impl From<customerio_api::Error> for Fault {
+    fn from(e: customerio_api::Error) -> Self {
+        if e.is_retryable() {
+            Self::Retry(e.retry_hint(), format!("Customer.io: {e}"))
+        } else {
+            Self::Fail(format!("Customer.io: {e}"))
+        }
+    }
+}
+
+impl From<crate::Error> for Fault {
+    fn from(e: crate::Error) -> Self {
+        match e {
+            crate::Error::Step { step, source } => match source.downcast::<StepFault>() {
+                Ok(f) => match f.0 {
+                    Self::Retry(after, why) => Self::Retry(after, format!("step {step}: {why}")),
+                    Self::Fail(why) => Self::Fail(format!("step {step}: {why}")),
+                },
+                Err(other) => Self::Retry(None, format!("step {step}: {other}")),
+            },
+            other => Self::Retry(None, other.to_string()),
+        }
+    }
+}
+
+impl From<Fault> for Outcome {
+    fn from(f: Fault) -> Self {
+        match f {
+            Fault::Retry(after, reason) => Outcome::Retry { after, reason },
+            Fault::Fail(reason) => Outcome::Fail { reason },
+        }
+    }
+}
+
+/// A [`Fault`] carried through [`Ctx::step`]'s boxed error.
+struct StepFault(Fault);
+
+impl std::fmt::Debug for StepFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Fault::Retry(_, w) | Fault::Fail(w) => f.write_str(w),
+        }
+    }
+}
+impl std::fmt::Display for StepFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+impl std::error::Error for StepFault {}
+
+fn boxed(f: impl Into<Fault>) -> BoxError {
+    Box::new(StepFault(f.into()))
+}
+
+// ------------------------------------------------------------------------------------------------- the flow
+
+/// Counters shown by the demo and in logs.
+#[derive(Debug, Default)]
+pub struct FlowStats {
+    /// People identified in Customer.io.
+    pub identified: AtomicU64,
+    /// Events tracked in Customer.io (`kommo_lead_created` / `kommo_stage_changed`).
+    pub events_tracked: AtomicU64,
+    /// Leads skipped because their main contact has no email.
+    pub skipped_no_email: AtomicU64,
+    /// Kommo events skipped for another reason (pipeline not watched, action not handled, lead deleted).
+    pub filtered: AtomicU64,
+    /// Identifies skipped because a newer event for the person was already applied.
+    pub stale_skipped: AtomicU64,
+    /// Notes added in Kommo.
+    pub notes_added: AtomicU64,
+    /// Engagement tasks created in Kommo.
+    pub tasks_created: AtomicU64,
+    /// Contacts marked unsubscribed in Kommo.
+    pub unsubscribes: AtomicU64,
+    /// Reporting webhooks with no Kommo contact or no active deal.
+    pub unmatched: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// What start-up learned from Kommo.
+#[derive(Debug, Clone, Default)]
+struct Resolved {
+    /// Pipeline id → name.
+    pipelines: HashMap<u64, String>,
+    /// (pipeline id, status id) → stage name; also (0, status id) for the shared won/lost statuses.
+    stages: HashMap<(u64, u64), String>,
+    /// Lead custom fields used by the mapping: name → (id, type).
+    lead_fields: HashMap<String, (kommo_api::CustomFieldId, KmFieldType)>,
+    /// The unsubscribe contact field.
+    unsubscribe_field: Option<(kommo_api::CustomFieldId, KmFieldType)>,
+}
+
+/// The Kommo ↔ Customer.io flow. Build it, call [`KommoCustomerIo::validate`], register it with an
+/// [`crate::Engine`] and mount [`KommoCustomerIo::routes`].
+#[derive(Debug, Clone)]
+pub struct KommoCustomerIo {
+    config: Arc<Config>,
+    kommo: kommo_api::Client,
+    cio: customerio_api::Client,
+    resolved: Arc<RwLock<Resolved>>,
+    stats: Arc<FlowStats>,
+}
+
+/// The person a lead is identified as.
+struct PersonInfo {
+    who: Identifier,
+    email: String,
+    /// Mapped attributes.
+    attrs: Map<String, Value>,
+}
+
+impl KommoCustomerIo {
+    /// Builds the flow.
+    #[must_use]
+    pub fn new(config: Config, kommo: kommo_api::Client, cio: customerio_api::Client) -> Self {
+        Self { config: Arc::new(config), kommo, cio, resolved: Arc::default(), stats: Arc::default() }
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Live counters.
+    #[must_use]
+    pub fn stats(&self) -> &Arc<FlowStats> {
+        &self.stats
+    }
+
+    fn resolved(&self) -> Resolved {
+        self.resolved.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Checks the config against Kommo (pipelines, lead custom fields used by the mapping, the unsubscribe contact
+    /// field) and the mapping's shape, and remembers pipeline and stage names. Every problem is reported, each
+    /// naming the entry and a fix.
+    ///
+    /// # Errors
+    /// [`SetupError::Invalid`] listing the problems, or the API error that prevented the check.
+    pub async fn validate(&self) -> Result<(), SetupError> {
+        let cfg = &self.config;
+        let mut problems = Vec::new();
+        let pipelines = self.kommo.pipelines().list().await?;
+        let mut resolved = Resolved::default();
+        for p in &pipelines {
+            resolved.pipelines.insert(p.id.get(), p.name.clone());
+            for s in p.statuses() {
+                resolved.stages.insert((p.id.get(), s.id.get()), s.name.clone());
+                if s.id == StatusId::WON || s.id == StatusId::LOST {
+                    resolved.stages.insert((0, s.id.get()), s.name.clone());
+                }
+            }
+        }
+        for id in &cfg.kommo.pipeline_ids {
+            if !resolved.pipelines.contains_key(id) {
+                let known: Vec<String> = pipelines.iter().map(|p| format!("{} ({})", p.id, p.name)).collect();
+                problems.push(format!("kommo.pipeline_ids: no pipeline {id}; pipelines: {}", known.join(", ")));
+            }
+        }
+        // mapping: sources are Kommo builtins or lead custom fields; targets are free-form attributes
+        let lead_fields = self.kommo.custom_fields(EntityType::Leads).list().await?;
+        let mut source: Vec<FieldSchema> = KOMMO_BUILTINS.iter().map(|(n, k)| FieldSchema::new(*n, *k)).collect();
+        for f in &lead_fields {
+            let kind = match f.field_type {
+                KmFieldType::Numeric | KmFieldType::Price | KmFieldType::Monetary => FieldKind::Number,
+                KmFieldType::Date | KmFieldType::Birthday => FieldKind::Date,
+                KmFieldType::DateTime => FieldKind::DateTime,
+                _ => FieldKind::Text,
+            };
+            source.push(FieldSchema::new(f.name.clone(), kind));
+            if cfg.mapping.fields.iter().any(|m| m.source == f.name) {
+                resolved.lead_fields.insert(f.name.clone(), (f.id, f.field_type.clone()));
+            }
+        }
+        let target: Vec<FieldSchema> =
+            cfg.mapping.fields.iter().map(|m| FieldSchema::new(m.target.clone(), FieldKind::Text)).collect();
+        for fm in &cfg.mapping.fields {
+            if fm.direction == Direction::TwoWay {
+                problems.push(format!("mapping `{}` → `{}`: Customer.io attributes are one-way; remove `direction`", fm.source, fm.target));
+            }
+            if RESERVED_ATTRIBUTES.contains(&fm.target.as_str()) {
+                problems.push(format!(
+                    "mapping `{}` → `{}`: `{}` is set by the flow itself; pick another attribute name",
+                    fm.source, fm.target, fm.target
+                ));
+            }
+        }
+        if let Err(errors) = cfg.mapping.validate(&Schema::new("Kommo", source), &Schema::new("Customer.io", target)) {
+            problems.push(errors.to_string());
+        }
+        if let Some(name) = &cfg.unsubscribe.contact_field {
+            let contact_fields = self.kommo.custom_fields(EntityType::Contacts).list().await?;
+            match contact_fields.iter().find(|f| &f.name == name) {
+                Some(f) => resolved.unsubscribe_field = Some((f.id, f.field_type.clone())),
+                None => {
+                    let names: Vec<FieldSchema> =
+                        contact_fields.iter().map(|f| FieldSchema::new(f.name.clone(), FieldKind::Text)).collect();
+                    let hint = Schema::new("Kommo", names)
+                        .closest(name)
+                        .map_or_else(String::new, |c| format!("; did you mean `{c}`?"));
+                    problems.push(format!("unsubscribe.contact_field: no contact custom field `{name}`{hint}"));
+                }
+            }
+        }
+        if cfg.engagement.opens > 0 && cfg.engagement.window_hours == 0 {
+            problems.push("engagement.window_hours: must be at least 1 (or set engagement.opens = 0)".into());
+        }
+        if !problems.is_empty() {
+            return Err(SetupError::Invalid(problems.join("\n")));
+        }
+        *self.resolved.write().unwrap_or_else(std::sync::PoisonError::into_inner) = resolved;
+        Ok(())
+    }
+
+    /// The webhook routes: `kommo` behind a secret path token (`/hooks/kommo/<token>`) and `customerio` verified
+    /// with the reporting webhook's signing key (a forged or stale signature is a 401 at the router).
+    #[must_use]
+    pub fn routes(&self, kommo_path_token: api_core::Token, cio_signing_key: api_core::Token) -> Vec<SourceRoute> {
+        let token = kommo_path_token;
+        let kommo = SourceRoute::new(
+            SOURCE_KOMMO,
+            FnVerifier(move |r: &VerifyRequest<'_>| match r.path_token {
+                Some(t) if kommo_api::webhook::verify_path_token(&token, t) => Ok(()),
+                Some(_) => Err("wrong path token".to_owned()),
+                None => Err("missing path token (/hooks/kommo/<token>)".to_owned()),
+            }),
+        );
+        let tolerance = self.config.customerio.signature_tolerance_secs;
+        let verifier = WebhookVerifier::new(cio_signing_key)
+            .tolerance((tolerance > 0).then(|| Duration::from_secs(tolerance)));
+        let cio = SourceRoute::new(
+            SOURCE_CUSTOMERIO,
+            FnVerifier(move |r: &VerifyRequest<'_>| {
+                let get = |n: &str| r.headers.get(n).map(String::as_str);
+                verifier
+                    .verify(get(customerio_api::webhook::TIMESTAMP_HEADER), get(customerio_api::webhook::SIGNATURE_HEADER), r.body)
+                    .map_err(|e| e.to_string())
+            }),
+        );
+        vec![kommo, cio]
+    }
+
+    /// Feeds every open deal (not won or lost, in the watched pipelines) to the inbox as a `leads[add]` event
+    /// with the lead's `updated_at`, so its person is identified. Re-running adds nothing for unchanged deals
+    /// (same dedup keys), and Customer.io dedups the `kommo_lead_created` event by its derived id. `progress` is
+    /// called with (done, total) after each page.
+    ///
+    /// # Errors
+    /// API or store errors.
+    pub async fn backfill(&self, store: &Store, mut progress: impl FnMut(u64, u64)) -> Result<usize, SetupError> {
+        let leads: Vec<kommo_api::leads::Lead> = self.kommo.leads().list(ListParams::new().limit(250)).try_collect().await?;
+        let open: Vec<_> = leads
+            .into_iter()
+            .filter(|l| !l.is_deleted && !matches!(l.status_id, Some(StatusId::WON | StatusId::LOST)))
+            .filter(|l| self.pipeline_watched(l.pipeline_id))
+            .collect();
+        let total = open.len() as u64;
+        let mut new = 0;
+        let mut done = 0;
+        for chunk in open.chunks(100) {
+            let batch: Vec<NewEvent> = chunk.iter().map(backfill_event).collect();
+            let stored = store.ingest_batch_with_cursor(&batch, None).await?;
+            new += stored.iter().filter(|i| matches!(i, crate::Ingested::Accepted { .. })).count();
+            done += chunk.len() as u64;
+            progress(done, total);
+        }
+        progress(done, total);
+        Ok(new)
+    }
+
+    fn pipeline_watched(&self, p: Option<PipelineId>) -> bool {
+        let ids = &self.config.kommo.pipeline_ids;
+        ids.is_empty() || p.is_some_and(|p| ids.contains(&p.get()))
+    }
+
+    fn stage_name(&self, r: &Resolved, pipeline: Option<PipelineId>, status: Option<StatusId>) -> Option<String> {
+        let s = status?.get();
+        let p = pipeline.map_or(0, PipelineId::get);
+        Some(r.stages.get(&(p, s)).or_else(|| r.stages.get(&(0, s))).cloned().unwrap_or_else(|| format!("stage {s}")))
+    }
+
+    // --------------------------------------------------------------------------------------- Kommo → Customer.io
+
+    async fn handle_kommo(&self, ctx: &Ctx, body: &[u8]) -> Result<Outcome, Fault> {
+        let payload = kommo_api::webhook::parse(body).map_err(|e| Fault::Fail(format!("not a Kommo webhook: {e}")))?;
+        if let Some(want) = self.config.kommo.account_id {
+            payload
+                .check_account(Some(kommo_api::AccountId(want)), None)
+                .map_err(|e| Fault::Fail(format!("Kommo webhook from another account: {e}")))?;
+        }
+        for ev in &payload.events {
+            match ev {
+                WebhookEvent::Lead { action: action @ (WebhookAction::Add | WebhookAction::Status), lead } => {
+                    self.lead_event(ctx, ev, *action == WebhookAction::Add, lead).await?;
+                }
+                other => {
+                    bump(&self.stats.filtered);
+                    tracing::info!(event = %other.dedup_key(), "not a leads[add] or leads[status] event: ignored");
+                }
+            }
+        }
+        Ok(Outcome::Done)
+    }
+
+    async fn lead_event(
+        &self,
+        ctx: &Ctx,
+        ev: &WebhookEvent,
+        created: bool,
+        hook: &kommo_api::webhook::WebhookLead,
+    ) -> Result<(), Fault> {
+        let key = ev.dedup_key();
+        let Some(lead) = self.kommo.leads().find(hook.id, &["contacts"]).await? else {
+            bump(&self.stats.filtered);
+            tracing::info!(lead = %hook.id, "lead no longer exists: skipped");
+            return Ok(());
+        };
+        let pipeline = hook.pipeline_id.or(lead.pipeline_id);
+        if !self.pipeline_watched(pipeline) {
+            bump(&self.stats.filtered);
+            tracing::info!(lead = %hook.id, pipeline = ?pipeline.map(PipelineId::get), "pipeline is not watched: skipped");
+            return Ok(());
+        }
+        let time = ev.time().unwrap_or_else(|| ctx.now().timestamp());
+        let resolved = self.resolved();
+        // the stage as of this event (not as fetched now), so the attributes match `_timestamp`
+        let stage = self.stage_name(&resolved, pipeline, hook.status_id.or(lead.status_id));
+        let old_stage = self.stage_name(&resolved, hook.old_pipeline_id.or(pipeline), hook.old_status_id);
+        let Some(person) = self.person_for(&lead, &resolved, stage.as_deref(), pipeline).await? else {
+            bump(&self.stats.skipped_no_email);
+            tracing::info!(lead = %lead.id, "skipped: the lead's main contact has no email (nothing to identify in Customer.io)");
+            return Ok(());
+        };
+        let who_key = format!("cio-person:{}", person.who.value().to_lowercase());
+        let at = DateTime::<Utc>::from_timestamp(time, 0).unwrap_or_else(|| ctx.now());
+        if ctx.watermark_advance(&who_key, at).await? {
+            let mut identify = Identify::new().attrs(person.attrs).attr("kommo_lead_id", lead.id.to_string()).timestamp(time);
+            if matches!(person.who, Identifier::Id(_)) {
+                identify = identify.email(person.email.clone());
+            }
+            if let Some(c) = lead.created_at.filter(|_| created) {
+                identify = identify.attr("kommo_lead_created_at", c);
+            }
+            let (cio, who) = (self.cio.clone(), person.who.clone());
+            ctx.step(&format!("identify:{key}"), || async move {
+                cio.identify(&who, &identify).await.map_err(boxed)?;
+                Ok::<_, BoxError>(())
+            })
+            .await?;
+            bump(&self.stats.identified);
+        } else {
+            bump(&self.stats.stale_skipped);
+            tracing::info!(lead = %lead.id, event = %key, "older than an event already applied to this person: attributes left as they are");
+        }
+        let mut data = Map::new();
+        data.insert("lead_id".into(), json!(lead.id.get()));
+        data.insert("lead_name".into(), json!(lead.name));
+        data.insert("deal_value".into(), json!(lead.price.unwrap_or(0)));
+        if let Some(p) = pipeline.and_then(|p| resolved.pipelines.get(&p.get())) {
+            data.insert("pipeline".into(), json!(p));
+        }
+        data.insert("stage".into(), json!(stage));
+        let name = if created {
+            EVENT_LEAD_CREATED
+        } else {
+            data.insert("old_stage".into(), json!(old_stage));
+            data.insert("new_stage".into(), json!(stage));
+            EVENT_STAGE_CHANGED
+        };
+        let event = CioEvent::new(name)
+            .id(EventId::from_source_key_unix(&format!("kommo:{key}"), time))
+            .timestamp(time)
+            .data_map(data);
+        let (cio, who) = (self.cio.clone(), person.who.clone());
+        ctx.step(&format!("track:{key}"), || async move {
+            cio.track(&who, &event).await.map_err(boxed)?;
+            Ok::<_, BoxError>(())
+        })
+        .await?;
+        bump(&self.stats.events_tracked);
+        Ok(())
+    }
+
+    /// The person for a lead: identifier and mapped attributes. `None` when the main contact has no email.
+    async fn person_for(
+        &self,
+        lead: &kommo_api::leads::Lead,
+        resolved: &Resolved,
+        stage: Option<&str>,
+        pipeline: Option<PipelineId>,
+    ) -> Result<Option<PersonInfo>, Fault> {
+        let Some(cid) = lead.main_contact() else { return Ok(None) };
+        let contact = self.kommo.contacts().get(cid, &[]).await?;
+        let Some(email) = contact.emails().into_iter().map(|e| e.trim().to_owned()).find(|e| e.contains('@')) else {
+            return Ok(None);
+        };
+        let mut flat = Map::new();
+        flat.insert("name".into(), json!(lead.name));
+        if let Some(p) = lead.price {
+            flat.insert("price".into(), json!(p));
+        }
+        if let Some(s) = stage {
+            flat.insert("stage".into(), json!(s));
+        }
+        if let Some(p) = pipeline {
+            flat.insert("pipeline".into(), json!(resolved.pipelines.get(&p.get()).cloned().unwrap_or_else(|| p.to_string())));
+        }
+        let wants = |n: &str| self.config.mapping.fields.iter().any(|f| f.source == n);
+        if let Some(u) = lead.responsible_user_id.filter(|_| wants("responsible_user")) {
+            let name = self.kommo.users().get(u).await.map(|u| u.name).unwrap_or_else(|_| u.to_string());
+            flat.insert("responsible_user".into(), json!(name));
+        }
+        flat.insert("contact.name".into(), json!(contact.name));
+        flat.insert("contact.email".into(), json!(email));
+        if let Some(p) = contact.phones().into_iter().next() {
+            flat.insert("contact.phone".into(), json!(p));
+        }
+        if wants("company.name")
+            && let Some(co) = lead.embedded.companies.first()
+        {
+            let c = self.kommo.companies().get(co.id, &[]).await?;
+            flat.insert("company.name".into(), json!(c.name));
+        }
+        for (name, (id, kind)) in &resolved.lead_fields {
+            let Some(v) = lead.custom_field(*id) else { continue };
+            let value = match kind {
+                KmFieldType::Date | KmFieldType::Birthday | KmFieldType::DateTime => {
+                    v.first().and_then(kommo_api::custom_fields::FieldValue::as_unix).map(|u| json!(u))
+                }
+                KmFieldType::Numeric | KmFieldType::Price | KmFieldType::Monetary => {
+                    v.first().and_then(kommo_api::custom_fields::FieldValue::as_f64).map(|n| json!(n))
+                }
+                _ => v.text().map(|t| json!(t)),
+            };
+            if let Some(value) = value {
+                flat.insert(name.clone(), value);
+            }
+        }
+        let attrs = self
+            .config
+            .mapping
+            .forward(&Value::Object(flat), &mut |_, _, _| None)
+            .map_err(|e| Fault::Fail(format!("mapping: {e}")))?;
+        let who = match self.config.customerio.identify_by {
+            IdentifyBy::Email => Identifier::email(email.clone()),
+            IdentifyBy::ContactId => Identifier::id(contact.id.to_string()),
+        };
+        Ok(Some(PersonInfo { who, email, attrs }))
+    }
+
+    // --------------------------------------------------------------------------------------- Customer.io → Kommo
+
+    async fn handle_reporting(&self, ctx: &Ctx, body: &[u8]) -> Result<Outcome, Fault> {
+        let ev = customerio_api::webhook::parse_event(body).map_err(|e| Fault::Fail(format!("not a reporting event: {e}")))?;
+        if !matches!(ev.metric, Metric::Opened | Metric::Clicked | Metric::Unsubscribed | Metric::Bounced) {
+            bump(&self.stats.filtered);
+            tracing::info!(event = %ev.event_id, metric = %ev.metric, "metric not handled: ignored");
+            return Ok(Outcome::Done);
+        }
+        let Some(email) = person_email(&ev, self.config.customerio.identify_by) else {
+            bump(&self.stats.unmatched);
+            tracing::info!(event = %ev.event_id, "reporting webhook without an email: ignored");
+            return Ok(Outcome::Done);
+        };
+        let Some(contact) = self.kommo.contacts().find_by_email(&email).await? else {
+            bump(&self.stats.unmatched);
+            tracing::info!(event = %ev.event_id, %email, "no Kommo contact with this email: ignored");
+            return Ok(Outcome::Done);
+        };
+        let deal = self.active_deal(contact.id).await?;
+        let want_note = match ev.metric {
+            Metric::Opened => self.config.notes.opened,
+            Metric::Clicked => self.config.notes.clicked,
+            Metric::Bounced => self.config.notes.bounced,
+            _ => true,
+        };
+        if ev.metric == Metric::Unsubscribed {
+            self.mark_unsubscribed(ctx, &contact).await?;
+        }
+        let Some(deal) = deal else {
+            bump(&self.stats.unmatched);
+            tracing::info!(event = %ev.event_id, contact = %contact.id, "contact has no open deal: no note");
+            return Ok(Outcome::Done);
+        };
+        if want_note {
+            let (entity, id) = (EntityType::Leads, deal.id.get());
+            self.add_note_once(ctx, entity, id, "note", note_text(&email, &ev)).await?;
+        }
+        if ev.metric == Metric::Opened && self.config.engagement.opens > 0 {
+            if ev.data.prefetched == Some(true) {
+                tracing::info!(event = %ev.event_id, "prefetched open: not counted for engagement");
+            } else {
+                self.engagement(ctx, &email, &contact, &deal).await?;
+            }
+        }
+        Ok(Outcome::Done)
+    }
+
+    /// The contact's most recently updated open deal (not won/lost, in a watched pipeline).
+    async fn active_deal(&self, contact: kommo_api::ContactId) -> Result<Option<kommo_api::leads::Lead>, Fault> {
+        let c = self.kommo.contacts().get(contact, &["leads"]).await?;
+        let mut best: Option<kommo_api::leads::Lead> = None;
+        for l in &c.embedded.leads {
+            let Some(lead) = self.kommo.leads().find(l.id, &[]).await? else { continue };
+            if lead.is_deleted || matches!(lead.status_id, Some(StatusId::WON | StatusId::LOST)) || !self.pipeline_watched(lead.pipeline_id) {
+                continue;
+            }
+            if best.as_ref().is_none_or(|b| lead.updated_at > b.updated_at) {
+                best = Some(lead);
+            }
+        }
+        Ok(best)
+    }
+
+    async fn mark_unsubscribed(&self, ctx: &Ctx, contact: &kommo_api::contacts::Contact) -> Result<(), Fault> {
+        let resolved = self.resolved();
+        let mut update = ContactUpdate::new(contact.id);
+        let mut changed = false;
+        if let Some((id, kind)) = &resolved.unsubscribe_field {
+            let write = match kind {
+                KmFieldType::Checkbox => FieldValueWrite::checkbox(*id, true),
+                KmFieldType::Date | KmFieldType::DateTime => FieldValueWrite::date(*id, ctx.now().timestamp()),
+                _ => FieldValueWrite::text(*id, "unsubscribed"),
+            };
+            update = update.field(write);
+            changed = true;
+        }
+        if let Some(tag) = &self.config.unsubscribe.contact_tag
+            && !contact.embedded.tags.iter().any(|t| t.name.eq_ignore_ascii_case(tag))
+        {
+            // Kommo replaces the tag list on update: send the existing tags with the new one
+            let mut tags: Vec<TagRef> = contact.embedded.tags.iter().map(|t| TagRef::Name { name: t.name.clone() }).collect();
+            tags.push(TagRef::Name { name: tag.clone() });
+            update.embedded.tags = tags;
+            changed = true;
+        }
+        if !changed {
+            return Ok(());
+        }
+        let kommo = self.kommo.clone();
+        ctx.step("unsubscribe", || async move {
+            kommo.contacts().update(&update).await.map_err(boxed)?;
+            Ok::<_, BoxError>(())
+        })
+        .await?;
+        bump(&self.stats.unsubscribes);
+        tracing::info!(contact = %contact.id, "contact marked unsubscribed in Kommo");
+        Ok(())
+    }
+
+    /// Counts the open; at the threshold, one call task per person per window.
+    async fn engagement(
+        &self,
+        ctx: &Ctx,
+        email: &str,
+        contact: &kommo_api::contacts::Contact,
+        deal: &kommo_api::leads::Lead,
+    ) -> Result<(), Fault> {
+        let rule = &self.config.engagement;
+        let person = email.to_lowercase();
+        let opens = ctx.count_hit(&format!("cio-opens:{person}"), rule.window()).await?;
+        if opens < i64::from(rule.opens) {
+            tracing::debug!(%person, opens, "engagement below threshold");
+            return Ok(());
+        }
+        let now = ctx.now().timestamp();
+        let window = i64::try_from(rule.window().as_secs()).unwrap_or(i64::MAX);
+        // a journaled decision, so a retry of this event after the cursor moved still creates the task
+        let (store, key) = (ctx.store().clone(), person.clone());
+        let due_now: bool = ctx
+            .step("engagement-decide", || async move {
+                let last: Option<i64> = store.cursor_get(CURSOR_ENGAGEMENT, &key).await?.and_then(|c| c.parse().ok());
+                Ok::<_, BoxError>(last.is_none_or(|t| now - t >= window))
+            })
+            .await?;
+        if !due_now {
+            tracing::info!(%person, opens, "engagement task already created in this window");
+            return Ok(());
+        }
+        ctx.store().cursor_set(CURSOR_ENGAGEMENT, &person, &now.to_string()).await?;
+        let name = if contact.name.is_empty() { email.to_owned() } else { contact.name.clone() };
+        let text = format!("Call {name}: opened emails {opens} times within {} h (Customer.io). High interest.", rule.window_hours);
+        let due = now + i64::try_from(rule.due_in_hours.saturating_mul(3600)).unwrap_or(0);
+        let mut task = NewTask::new(text, due).on(EntityType::Leads, deal.id.get()).task_type(rule.task_type_id);
+        if let Some(owner) = deal.responsible_user_id.filter(|u| *u != UserId(0)) {
+            task = task.responsible(owner);
+        }
+        let (kommo, lead) = (self.kommo.clone(), deal.id);
+        let created: bool = ctx
+            .step("engagement-call-task", || async move {
+                let tasks = kommo.tasks();
+                let open: Vec<kommo_api::tasks::Task> = tasks.list_for(EntityType::Leads, lead.get()).try_collect().await.map_err(boxed)?;
+                // search before create: a crash after Kommo's answer must not make a second task
+                if open.iter().any(|t| !t.is_completed && t.text.starts_with(&format!("Call {name}: opened emails"))) {
+                    return Ok::<_, BoxError>(false);
+                }
+                tasks.create_one(task).await.map_err(boxed)?;
+                Ok(true)
+            })
+            .await?;
+        if created {
+            bump(&self.stats.tasks_created);
+            tracing::info!(%person, opens, lead = %deal.id, "engagement: call task created");
+        }
+        Ok(())
+    }
+
+    /// Adds a common note once: inside a journaled step, after checking that no identical note exists.
+    async fn add_note_once(&self, ctx: &Ctx, entity: EntityType, id: u64, step: &str, text: String) -> Result<(), Fault> {
+        let kommo = self.kommo.clone();
+        let added: bool = ctx
+            .step(step, || async move {
+                let notes = kommo.notes(entity);
+                let existing: Vec<kommo_api::notes::Note> =
+                    notes.list_for(id, ListParams::new().limit(250)).try_collect().await.map_err(boxed)?;
+                if existing.iter().any(|n| n.text() == Some(text.as_str())) {
+                    return Ok::<_, BoxError>(false);
+                }
+                notes.add_one(NewNote::common(id, text)).await.map_err(boxed)?;
+                Ok(true)
+            })
+            .await?;
+        if added {
+            bump(&self.stats.notes_added);
+        }
+        Ok(())
+    }
+}
+
+/// The person's email from a reporting event (with `identify_by = email`, the person id is the email too).
+fn person_email(ev: &ReportingEvent, by: IdentifyBy) -> Option<String> {
+    ev.person_email()
+        .or_else(|| (by == IdentifyBy::Email).then(|| ev.person_id()).flatten().filter(|s| s.contains('@')))
+        .map(|s| s.trim().to_owned())
+}
+
+/// The note for a reporting event: what happened, the message, the campaign/broadcast, and when.
+fn note_text(email: &str, ev: &ReportingEvent) -> String {
+    let d = &ev.data;
+    let mut t = format!("Customer.io: {email} ");
+    t.push_str(match ev.metric {
+        Metric::Opened => "opened the email",
+        Metric::Clicked => "clicked a link in the email",
+        Metric::Unsubscribed => "unsubscribed",
+        Metric::Bounced => "bounced (the email could not be delivered)",
+        _ => "had an email event",
+    });
+    if let Some(s) = d.subject.as_deref().filter(|s| !s.is_empty()) {
+        let _ = write!(t, " “{s}”");
+    }
+    let mut origin = Vec::new();
+    for (label, v) in [
+        ("campaign", d.campaign_id),
+        ("broadcast", d.broadcast_id),
+        ("newsletter", d.newsletter_id),
+        ("transactional message", d.transactional_message_id),
+    ] {
+        if let Some(v) = v {
+            origin.push(format!("{label} {v}"));
+        }
+    }
+    if !origin.is_empty() {
+        let _ = write!(t, " ({})", origin.join(", "));
+    }
+    if ev.metric == Metric::Clicked
+        && let Some(h) = &d.href
+    {
+        let _ = write!(t, "; link: {h}");
+    }
+    if ev.metric == Metric::Bounced
+        && let Some(m) = &d.failure_message
+    {
+        let _ = write!(t, "; reason: {m}");
+    }
+    let when = DateTime::<Utc>::from_timestamp(ev.timestamp, 0).map_or_else(|| ev.timestamp.to_string(), |w| w.format("%Y-%m-%d %H:%M:%S UTC").to_string());
+    let _ = write!(t, " at {when}.");
+    t
+}
+
+/// The inbox event `backfill` makes for an open lead: a `leads[add]` body with its `updated_at`.
+fn backfill_event(lead: &kommo_api::leads::Lead) -> NewEvent {
+    let updated = lead.updated_at.unwrap_or(0);
+    let mut pairs = vec![
+        ("leads[add][0][id]", lead.id.to_string()),
+        ("leads[add][0][updated_at]", updated.to_string()),
+    ];
+    if let Some(s) = lead.status_id {
+        pairs.push(("leads[add][0][status_id]", s.to_string()));
+    }
+    if let Some(p) = lead.pipeline_id {
+        pairs.push(("leads[add][0][pipeline_id]", p.to_string()));
+    }
+    let body = kommo_api::webhook::encode_form(&pairs);
+    let key = kommo_keys(body.as_bytes()).map(|k| k.0).unwrap_or_else(|_| format!("lead:add:{}:{updated}", lead.id));
+    NewEvent::new(SOURCE_KOMMO, key, body.into_bytes()).ordering_key(format!("lead:{}", lead.id))
+}
+
+/// Dedup key (the events' keys joined) and ordering key (the first lead) of a Kommo body.
+fn kommo_keys(body: &[u8]) -> Result<(String, Option<String>), KeyError> {
+    let payload = kommo_api::webhook::parse(body).map_err(|e| KeyError(format!("not a Kommo webhook: {e}")))?;
+    let keys: BTreeSet<String> = payload.events.iter().map(WebhookEvent::dedup_key).collect();
+    let first = payload.events.iter().find_map(|e| e.as_lead().map(|l| format!("lead:{}", l.id)));
+    Ok((keys.into_iter().collect::<Vec<_>>().join("|"), first))
+}
+
+#[async_trait]
+impl Flow for KommoCustomerIo {
+    fn name(&self) -> &str {
+        "kommo-customerio"
+    }
+
+    fn sources(&self) -> Vec<String> {
+        vec![SOURCE_KOMMO.into(), SOURCE_CUSTOMERIO.into()]
+    }
+
+    fn dedup_key(&self, event: &RawEvent<'_>) -> Result<String, KeyError> {
+        match event.source {
+            SOURCE_KOMMO => kommo_keys(event.body).map(|k| k.0),
+            _ => {
+                let ev = customerio_api::webhook::parse_event(event.body)
+                    .map_err(|e| KeyError(format!("not a Customer.io reporting event: {e}")))?;
+                Ok(format!("cio:{}", ev.dedup_key()))
+            }
+        }
+    }
+
+    fn ordering_key(&self, event: &RawEvent<'_>) -> Option<String> {
+        match event.source {
+            SOURCE_KOMMO => kommo_keys(event.body).ok().and_then(|k| k.1),
+            _ => {
+                let ev = customerio_api::webhook::parse_event(event.body).ok()?;
+                person_email(&ev, self.config.customerio.identify_by)
+                    .or_else(|| ev.person_id().map(str::to_owned))
+                    .map(|p| format!("person:{}", p.to_lowercase()))
+            }
+        }
+    }
+
+    async fn handle(&self, ctx: &Ctx, event: &Event) -> Result<Outcome, BoxError> {
+        let result = match event.source.as_str() {
+            SOURCE_KOMMO => self.handle_kommo(ctx, &event.payload).await,
+            SOURCE_CUSTOMERIO => self.handle_reporting(ctx, &event.payload).await,
+            other => Err(Fault::Fail(format!("unknown source {other}"))),
+        };
+        Ok(result.unwrap_or_else(Outcome::from))
+    }
+}

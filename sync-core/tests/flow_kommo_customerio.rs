@@ -1,0 +1,448 @@
+//! The Kommo ↔ Customer.io flow end to end: real HTTP deliveries to the engine's router, workers, and the Kommo and
+//! Customer.io fakes, on SQLite and (with `SYNC_TEST_POSTGRES_URL`) PostgreSQL.
+#![cfg(feature = "kommo-customerio")]
+#![allow(clippy::print_stdout, missing_docs, clippy::too_many_lines)]
+
+mod common;
+
+use std::{net::SocketAddr, sync::Arc, sync::atomic::Ordering, time::Duration};
+
+use common::{Harness, wait_until};
+use customerio_api::{
+    Identifier, Metric, RetryPolicy,
+    fake::{FakeConfig as CioConfig, FakeCustomerIo, SignedWebhook},
+};
+use kommo_api::{
+    ContactId, CustomFieldId, EntityType, FieldType, LeadId, PipelineId, StatusId, UserId,
+    fake::{FakeConfig as KmConfig, FakeKommo, SeedLead},
+};
+use sync_core::{
+    Engine, ManualClock, SharedClock, State, Store, SystemClock, WorkerConfig, WorkerHandle,
+    flows::kommo_customerio::{Config, KommoCustomerIo},
+    server, worker,
+};
+
+const PATH_TOKEN: &str = "s3cret-path-token";
+const EMAIL: &str = "ada@client.example";
+
+struct Env {
+    kommo: FakeKommo,
+    cio: FakeCustomerIo,
+    harness: Option<Harness>,
+    store: Store,
+    flow: KommoCustomerIo,
+    workers: Option<WorkerHandle>,
+    addr: SocketAddr,
+    http: reqwest::Client,
+    contact: ContactId,
+    user: UserId,
+    pipeline: PipelineId,
+    stages: Vec<StatusId>,
+    unsub_field: CustomFieldId,
+    _server: tokio::sync::oneshot::Sender<()>,
+}
+
+fn config(kommo_url: &str) -> Config {
+    Config::from_toml(&format!(
+        r#"
+        [kommo]
+        base_url = "{kommo_url}"
+        [unsubscribe]
+        contact_field = "Email unsubscribed"
+        contact_tag = "unsubscribed"
+        "#
+    ))
+    .expect("config parses")
+}
+
+fn worker_config() -> WorkerConfig {
+    WorkerConfig {
+        concurrency: 8,
+        poll_interval: Duration::from_millis(20),
+        lease: Duration::from_secs(30),
+        heartbeat: Duration::from_secs(5),
+        backoff: sync_core::Backoff { initial: Duration::from_millis(20), multiplier: 2, max: Duration::from_millis(200) },
+        ..WorkerConfig::default()
+    }
+}
+
+async fn env(harness: Harness, clock: SharedClock) -> Env {
+    let kommo = FakeKommo::start_with(KmConfig { rate_limit: None, ..KmConfig::default() }).await.unwrap();
+    let cio = FakeCustomerIo::start_with(CioConfig { track_rate_limit: None, app_rate_limit: None, ..CioConfig::default() })
+        .await
+        .unwrap();
+    let user = kommo.seed_user("Rita Responsible", "rita@example.com");
+    let contact = kommo.seed_contact("Ada Client", Some(EMAIL), Some("+1 555 0100"));
+    let unsub_field = kommo.seed_custom_field(EntityType::Contacts, "Email unsubscribed", FieldType::Checkbox, None, &[]);
+    let (pipeline, stages) = kommo.seed_pipeline("Sales", &["New", "In contact", "Proposal sent", "Negotiation"]);
+    let store = harness.open(clock).await;
+    let kommo_client = kommo.client_builder().rate_limit(1000).build().unwrap();
+    // two attempts per call, so the engine's own retries are exercised
+    let cio_client = cio
+        .client_builder()
+        .retry_policy(RetryPolicy { max_attempts: 2, base_delay: Duration::from_millis(5), ..RetryPolicy::default() })
+        .build()
+        .unwrap();
+    let flow = KommoCustomerIo::new(config(kommo.base_url().as_str()), kommo_client, cio_client);
+    flow.validate().await.expect("valid config");
+    let engine = Engine::new(store.clone(), vec![Arc::new(flow.clone())]).unwrap();
+    let key = api_core::Token::new(cio.config().webhook_signing_key.clone());
+    let (router, _stats) = server::router(engine.clone(), flow.routes(api_core::Token::new(PATH_TOKEN), key)).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server::serve(listener, router, async {
+        let _ = rx.await;
+    }));
+    let workers = worker::start(engine, worker_config());
+    Env {
+        kommo,
+        cio,
+        harness: Some(harness),
+        store,
+        flow,
+        workers: Some(workers),
+        addr,
+        http: reqwest::Client::new(),
+        contact,
+        user,
+        pipeline,
+        stages,
+        unsub_field,
+        _server: tx,
+    }
+}
+
+impl Env {
+    fn seed_lead(&self, name: &str, price: i64) -> LeadId {
+        self.kommo.seed_lead(
+            SeedLead::new(name).price(price).responsible(self.user).contact(self.contact).stage(self.pipeline, self.stages[0]),
+        )
+    }
+
+    async fn deliver_kommo(&self, body: &str) -> u16 {
+        self.http
+            .post(format!("http://{}/hooks/kommo/{PATH_TOKEN}", self.addr))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    async fn deliver_cio(&self, hook: &SignedWebhook) -> u16 {
+        let url = reqwest::Url::parse(&format!("http://{}/hooks/customerio", self.addr)).unwrap();
+        hook.deliver(&url).await.unwrap()
+    }
+
+    /// Waits until nothing is queued or running.
+    async fn drain(&self) {
+        let store = self.store.clone();
+        let ok = wait_until(30, || {
+            let store = store.clone();
+            async move {
+                let s = store.status().await.unwrap();
+                !s.depth.iter().any(|((_, st), n)| *n > 0 && matches!(st, State::Queued | State::Running))
+            }
+        })
+        .await;
+        assert!(ok, "queue did not drain: {:?}", self.store.status().await.unwrap());
+    }
+
+    fn person(&self) -> Option<customerio_api::fake::Person> {
+        self.cio.person(&Identifier::email(EMAIL))
+    }
+
+    fn events(&self, name: &str) -> Vec<customerio_api::fake::StoredEvent> {
+        self.cio.events_for(&Identifier::email(EMAIL)).into_iter().filter(|e| e.name == name).collect()
+    }
+
+    fn notes(&self, lead: LeadId) -> Vec<String> {
+        self.kommo.notes_for(EntityType::Leads, lead.get()).into_iter().filter_map(|n| n.text().map(str::to_owned)).collect()
+    }
+
+    fn open(&self, ts: i64) -> SignedWebhook {
+        self.cio.webhook(&Identifier::email(EMAIL), Metric::Opened).subject("Your proposal").timestamp(ts).build()
+    }
+
+    async fn finish(mut self) {
+        if let Some(w) = self.workers.take() {
+            w.shutdown().await;
+        }
+        self.store.close().await;
+        if let Some(h) = self.harness.take() {
+            h.cleanup().await;
+        }
+    }
+}
+
+async fn on_both_stores<F, Fut>(test: F)
+where
+    F: Fn(Harness) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    test(Harness::sqlite()).await;
+    if let Some(pg) = Harness::postgres() {
+        test(pg).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_lead_and_stage_change_identify_and_track_once_each() {
+    on_both_stores(|h| async move {
+        let env = env(h, Arc::new(SystemClock)).await;
+        let lead = env.seed_lead("Website redesign", 12_000);
+        let add = env.kommo.webhook_for_lead_add(lead);
+        for _ in 0..3 {
+            assert_eq!(env.deliver_kommo(&add).await, 200);
+        }
+        env.drain().await;
+        let p = env.person().expect("person identified by email");
+        assert_eq!(p.attributes["name"], "Ada Client");
+        assert_eq!(p.attributes["phone"], "+1 555 0100");
+        assert_eq!(p.attributes["kommo_stage"], "New");
+        assert_eq!(p.attributes["kommo_pipeline"], "Sales");
+        assert_eq!(p.attributes["deal_value"], 12_000.0);
+        assert_eq!(p.attributes["responsible_name"], "Rita Responsible");
+        assert_eq!(p.attributes["kommo_lead_id"], lead.to_string());
+        let created = env.events("kommo_lead_created");
+        assert_eq!(created.len(), 1, "redeliveries collapse: {created:?}");
+        assert!(created[0].id.is_some(), "tracked with a deterministic event id");
+
+        env.kommo.advance_clock(5);
+        env.kommo.set_lead_status(lead, env.pipeline, env.stages[2]);
+        let status = env.kommo.webhook_for_lead_status(lead);
+        assert_eq!(env.deliver_kommo(&status).await, 200);
+        assert_eq!(env.deliver_kommo(&status).await, 200, "redelivery acknowledged");
+        env.drain().await;
+        let changed = env.events("kommo_stage_changed");
+        assert_eq!(changed.len(), 1, "{changed:?}");
+        assert_eq!(changed[0].data["old_stage"], "New");
+        assert_eq!(changed[0].data["new_stage"], "Proposal sent");
+        assert_eq!(env.person().unwrap().attributes["kommo_stage"], "Proposal sent");
+        let track_posts = env.cio.log().count(&reqwest::Method::POST, "/api/v1/customers/");
+        assert_eq!(track_posts, 2, "one track call per Kommo event");
+        assert_eq!(env.flow.stats().events_tracked.load(Ordering::Relaxed), 2);
+        env.finish().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lead_without_email_is_skipped_with_a_reason() {
+    let env = env(Harness::sqlite(), Arc::new(SystemClock)).await;
+    let nomail = env.kommo.seed_contact("Bob NoMail", None, Some("+1 555 0199"));
+    let lead = env.kommo.seed_lead(SeedLead::new("No email deal").contact(nomail).stage(env.pipeline, env.stages[0]));
+    let orphan = env.kommo.seed_lead(SeedLead::new("No contact deal").stage(env.pipeline, env.stages[0]));
+    env.deliver_kommo(&env.kommo.webhook_for_lead_add(lead)).await;
+    env.deliver_kommo(&env.kommo.webhook_for_lead_add(orphan)).await;
+    env.drain().await;
+    assert!(env.cio.people().is_empty());
+    assert!(env.cio.events().is_empty());
+    assert_eq!(env.flow.stats().skipped_no_email.load(Ordering::Relaxed), 2);
+    let st = env.store.status().await.unwrap();
+    assert_eq!(st.dead, 0, "skips are not failures: {st:?}");
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_stage_change_arriving_late_does_not_overwrite_newer_attributes() {
+    on_both_stores(|h| async move {
+        let env = env(h, Arc::new(SystemClock)).await;
+        let lead = env.seed_lead("Retainer", 1_000);
+        env.kommo.advance_clock(10);
+        env.kommo.set_lead_status(lead, env.pipeline, env.stages[1]);
+        let older = env.kommo.webhook_for_lead_status(lead);
+        env.kommo.advance_clock(10);
+        env.kommo.set_lead_status(lead, env.pipeline, env.stages[3]);
+        let newer = env.kommo.webhook_for_lead_status(lead);
+        env.deliver_kommo(&newer).await;
+        env.drain().await;
+        env.deliver_kommo(&older).await;
+        env.drain().await;
+        let p = env.person().unwrap();
+        assert_eq!(p.attributes["kommo_stage"], "Negotiation", "the newer stage stays");
+        assert_eq!(env.flow.stats().stale_skipped.load(Ordering::Relaxed), 1);
+        // both changes happened, so both are tracked (with their own times)
+        assert_eq!(env.events("kommo_stage_changed").len(), 2);
+        env.finish().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customerio_429_and_5xx_during_identify_are_retried_without_a_duplicate_event() {
+    let env = env(Harness::sqlite(), Arc::new(SystemClock)).await;
+    let lead = env.seed_lead("Throttled", 900);
+    let put = Some(reqwest::Method::PUT);
+    let fault = |s: u16| api_core::fake::Fault::json(s, &serde_json::json!({"meta": {"error": "try later"}}));
+    // 2 client attempts per handler run: the first run fails on 503s, the second on a 429 then goes through
+    env.cio.faults().inject(put.clone(), "/api/v1/customers/", fault(503), 2);
+    env.cio.faults().inject(put, "/api/v1/customers/", fault(429), 1);
+    // the track call commits but the connection breaks: the retry re-sends the same event id
+    env.cio.faults().inject(Some(reqwest::Method::POST), "/api/v1/customers/", api_core::fake::Fault::DropAfterCommit, 1);
+    env.deliver_kommo(&env.kommo.webhook_for_lead_add(lead)).await;
+    env.drain().await;
+    assert!(env.cio.log().count(&reqwest::Method::PUT, "/api/v1/customers/") >= 4, "identify was retried");
+    assert_eq!(env.events("kommo_lead_created").len(), 1, "exactly one event in Customer.io");
+    assert_eq!(env.person().unwrap().attributes["kommo_stage"], "New");
+    let st = env.store.status().await.unwrap();
+    assert_eq!(st.dead, 0, "{st:?}");
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reporting_webhooks_make_notes_unsubscribe_marks_the_contact_and_forgeries_are_rejected() {
+    on_both_stores(|h| async move {
+        let env = env(h, Arc::new(SystemClock)).await;
+        let lead = env.seed_lead("Annual plan", 5_000);
+        env.deliver_kommo(&env.kommo.webhook_for_lead_add(lead)).await;
+        env.drain().await;
+
+        let click = env
+            .cio
+            .webhook(&Identifier::email(EMAIL), Metric::Clicked)
+            .subject("Pricing")
+            .href("https://example.com/pricing")
+            .build();
+        assert_eq!(env.deliver_cio(&click).await, 200);
+        assert_eq!(env.deliver_cio(&click).await, 200, "redelivery acknowledged");
+        env.drain().await;
+        let notes = env.notes(lead);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains("clicked") && notes[0].contains("https://example.com/pricing"), "{}", notes[0]);
+        assert!(notes[0].contains("campaign 1") && notes[0].contains("Pricing"), "{}", notes[0]);
+
+        let bounce = env.cio.webhook(&Identifier::email(EMAIL), Metric::Bounced).build();
+        env.deliver_cio(&bounce).await;
+        let unsub = env.cio.webhook(&Identifier::email(EMAIL), Metric::Unsubscribed).subject("Newsletter").build();
+        env.deliver_cio(&unsub).await;
+        env.drain().await;
+        let notes = env.notes(lead);
+        assert_eq!(notes.len(), 3, "{notes:?}");
+        assert!(notes.iter().any(|n| n.contains("bounced") && n.contains("550 mailbox unavailable")), "{notes:?}");
+        assert!(notes.iter().any(|n| n.contains("unsubscribed")), "{notes:?}");
+        let c = env.kommo.contact(env.contact).unwrap();
+        assert!(c.embedded.tags.iter().any(|t| t.name == "unsubscribed"), "{:?}", c.embedded.tags);
+        use kommo_api::CustomFieldsExt as _;
+        let checked = c.custom_field(env.unsub_field).and_then(|v| v.first().and_then(kommo_api::custom_fields::FieldValue::as_bool));
+        assert_eq!(checked, Some(true));
+
+        // a forged signature is refused at the router and never stored
+        let mut forged = env.cio.webhook(&Identifier::email(EMAIL), Metric::Opened).build();
+        for (k, v) in &mut forged.headers {
+            if k.eq_ignore_ascii_case("x-cio-signature") {
+                *v = "00".repeat(32);
+            }
+        }
+        assert_eq!(env.deliver_cio(&forged).await, 401);
+        // and a wrong Kommo path token too
+        let st = env
+            .http
+            .post(format!("http://{}/hooks/kommo/wrong", env.addr))
+            .body(env.kommo.webhook_for_lead_add(lead))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        assert_eq!(st, 401);
+        env.drain().await;
+        assert_eq!(env.notes(lead).len(), 3);
+        env.finish().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_opens_within_48h_make_exactly_one_call_task() {
+    on_both_stores(|h| async move {
+        let clock = ManualClock::starting_now();
+        let env = env(h, Arc::new(clock.clone())).await;
+        let lead = env.seed_lead("Hot lead", 8_000);
+        env.deliver_kommo(&env.kommo.webhook_for_lead_add(lead)).await;
+        env.drain().await;
+        let t0 = chrono::Utc::now().timestamp();
+        for i in 0..10 {
+            assert_eq!(env.deliver_cio(&env.open(t0 + i * 3600)).await, 200);
+            env.drain().await;
+            clock.advance(Duration::from_secs(2 * 3600)); // 10 opens over 20 hours
+            if i == 1 {
+                assert!(env.kommo.tasks_for(EntityType::Leads, lead.get()).is_empty(), "two opens: no task yet");
+            }
+        }
+        let tasks = env.kommo.tasks_for(EntityType::Leads, lead.get());
+        assert_eq!(tasks.len(), 1, "{tasks:?}");
+        assert_eq!(tasks[0].responsible_user_id, Some(env.user), "for the deal's owner");
+        assert_eq!(tasks[0].task_type_id, Some(1), "a call");
+        assert_eq!(env.notes(lead).len(), 10, "one note per open");
+        assert_eq!(env.flow.stats().tasks_created.load(Ordering::Relaxed), 1);
+        env.finish().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opens_spread_over_three_days_make_no_task() {
+    on_both_stores(|h| async move {
+        let clock = ManualClock::starting_now();
+        let env = env(h, Arc::new(clock.clone())).await;
+        let lead = env.seed_lead("Lukewarm lead", 3_000);
+        env.deliver_kommo(&env.kommo.webhook_for_lead_add(lead)).await;
+        env.drain().await;
+        let t0 = chrono::Utc::now().timestamp();
+        for i in 0..3 {
+            env.deliver_cio(&env.open(t0 + i * 30 * 3600)).await;
+            env.drain().await;
+            clock.advance(Duration::from_secs(30 * 3600)); // opens at 0 h, 30 h, 60 h
+        }
+        assert!(env.kommo.tasks_for(EntityType::Leads, lead.get()).is_empty());
+        assert_eq!(env.notes(lead).len(), 3);
+        env.finish().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_identifies_open_deals_idempotently() {
+    let env = env(Harness::sqlite(), Arc::new(SystemClock)).await;
+    let a = env.seed_lead("Open A", 100);
+    let other = env.kommo.seed_contact("Cy Other", Some("cy@other.example"), None);
+    let _b = env.kommo.seed_lead(SeedLead::new("Open B").contact(other).stage(env.pipeline, env.stages[1]));
+    let _won = env.kommo.seed_lead(SeedLead::new("Won C").contact(other).stage(env.pipeline, StatusId::WON));
+    let mut last = (0, 0);
+    let n = env.flow.backfill(&env.store, |d, t| last = (d, t)).await.unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(last, (2, 2));
+    env.drain().await;
+    assert_eq!(env.cio.people().len(), 2);
+    assert_eq!(env.person().unwrap().attributes["kommo_lead_id"], a.to_string());
+    let again = env.flow.backfill(&env.store, |_, _| {}).await.unwrap();
+    assert_eq!(again, 0, "same dedup keys: nothing new");
+    env.drain().await;
+    assert_eq!(env.cio.events().len(), 2, "one kommo_lead_created per person");
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_config_fails_start_up_naming_the_entry() {
+    let kommo = FakeKommo::start().await.unwrap();
+    let cio = FakeCustomerIo::start().await.unwrap();
+    let _ = kommo.seed_custom_field(EntityType::Contacts, "Email unsubscribed", FieldType::Checkbox, None, &[]);
+    let mut cfg = config(kommo.base_url().as_str());
+    cfg.unsubscribe.contact_field = Some("Email unsubscribd".into());
+    cfg.mapping = sync_core::mapping::Mapping::from_toml(
+        r#"
+        [[fields]]
+        source = "prce"
+        target = "deal_value"
+        "#,
+    )
+    .unwrap();
+    let flow = KommoCustomerIo::new(cfg, kommo.client(), cio.client());
+    let err = flow.validate().await.unwrap_err().to_string();
+    assert!(err.contains("Email unsubscribd") && err.contains("did you mean `Email unsubscribed`"), "{err}");
+    assert!(err.contains("prce") && err.contains("price"), "{err}");
+}
