@@ -277,7 +277,8 @@ impl Engine {
         let raw = RawEvent { source, headers, body: &body };
         let dedup_key = flow.dedup_key(&raw)?;
         let ordering_key = flow.ordering_key(&raw);
-        let event = NewEvent { source: source.to_owned(), dedup_key, ordering_key, payload: body, headers: kept_headers };
+        let event =
+            NewEvent { source: source.to_owned(), dedup_key, ordering_key, payload: body, headers: kept_headers };
         Ok(self.store.ingest(&event).await?)
     }
 }

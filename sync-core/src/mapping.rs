@@ -272,7 +272,11 @@ impl Mapping {
                 errors.push(ValidationError { index, field: field.to_owned(), problem, fix });
             };
             if let Some(first) = seen_targets.insert(fm.target.as_str(), index) {
-                err(&fm.target, format!("target is also mapped by fields[{first}]"), "map each target field once".into());
+                err(
+                    &fm.target,
+                    format!("target is also mapped by fields[{first}]"),
+                    "map each target field once".into(),
+                );
             }
             let src = source.field(&fm.source);
             let dst = target.field(&fm.target);
@@ -292,25 +296,41 @@ impl Mapping {
             if let Some(d) = dst
                 && d.read_only
             {
-                err(&fm.target, format!("`{}` is read-only in {}", d.name, target.system), "map to a writable field".into());
+                err(
+                    &fm.target,
+                    format!("`{}` is read-only in {}", d.name, target.system),
+                    "map to a writable field".into(),
+                );
             }
             if fm.direction == Direction::TwoWay
                 && let Some(s) = src
                 && s.read_only
             {
-                err(&fm.source, format!("two-way, but `{}` is read-only in {}", s.name, source.system), "make it one-way".into());
+                err(
+                    &fm.source,
+                    format!("two-way, but `{}` is read-only in {}", s.name, source.system),
+                    "make it one-way".into(),
+                );
             }
             let (Some(_), Some(dst)) = (src, dst) else { continue };
             match &fm.convert {
                 Converter::String => {}
                 Converter::Number | Converter::Money { .. } => {
                     if !matches!(dst.kind, FieldKind::Number | FieldKind::Currency | FieldKind::Text) {
-                        err(&fm.target, format!("is {:?}, not a number", dst.kind), "use a number/currency target or the string converter".into());
+                        err(
+                            &fm.target,
+                            format!("is {:?}, not a number", dst.kind),
+                            "use a number/currency target or the string converter".into(),
+                        );
                     }
                     if let Converter::Money { currency, .. } = &fm.convert
                         && (currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()))
                     {
-                        err(&fm.source, format!("currency `{currency}` is not an ISO 4217 code"), "use e.g. \"USD\" or \"EUR\"".into());
+                        err(
+                            &fm.source,
+                            format!("currency `{currency}` is not an ISO 4217 code"),
+                            "use e.g. \"USD\" or \"EUR\"".into(),
+                        );
                     }
                 }
                 Converter::Date { tz } => {
@@ -320,15 +340,27 @@ impl Mapping {
                     if let Some(tz) = tz
                         && tz.parse::<chrono_tz::Tz>().is_err()
                     {
-                        err(&fm.source, format!("unknown time zone `{tz}`"), "use an IANA name such as \"Europe/Berlin\"".into());
+                        err(
+                            &fm.source,
+                            format!("unknown time zone `{tz}`"),
+                            "use an IANA name such as \"Europe/Berlin\"".into(),
+                        );
                     }
                 }
                 Converter::Datetime { tz } => {
                     if !matches!(dst.kind, FieldKind::DateTime | FieldKind::Text) {
-                        err(&fm.target, format!("is {:?}, not a date-time", dst.kind), "use a date-time target or the date converter".into());
+                        err(
+                            &fm.target,
+                            format!("is {:?}, not a date-time", dst.kind),
+                            "use a date-time target or the date converter".into(),
+                        );
                     }
                     if tz.parse::<chrono_tz::Tz>().is_err() {
-                        err(&fm.source, format!("unknown time zone `{tz}`"), "use an IANA name such as \"Europe/Berlin\"".into());
+                        err(
+                            &fm.source,
+                            format!("unknown time zone `{tz}`"),
+                            "use an IANA name such as \"Europe/Berlin\"".into(),
+                        );
                     }
                 }
                 Converter::Select { values, default } => {
@@ -337,26 +369,44 @@ impl Mapping {
                             if !dst.options.iter().any(|o| o == option) {
                                 let fix = match closest_str(option, &dst.options) {
                                     Some(c) => format!("did you mean `{c}`?"),
-                                    None => format!("add `{option}` to the field's options or use one of {:?}", dst.options),
+                                    None => {
+                                        format!("add `{option}` to the field's options or use one of {:?}", dst.options)
+                                    }
                                 };
-                                err(&fm.target, format!("select value `{option}` is not an option of `{}`", dst.name), fix);
+                                err(
+                                    &fm.target,
+                                    format!("select value `{option}` is not an option of `{}`", dst.name),
+                                    fix,
+                                );
                             }
                         }
                     } else if dst.kind != FieldKind::Text {
-                        err(&fm.target, format!("is {:?}, not a single select", dst.kind), "map selects to a single select or text field".into());
+                        err(
+                            &fm.target,
+                            format!("is {:?}, not a single select", dst.kind),
+                            "map selects to a single select or text field".into(),
+                        );
                     }
                     if fm.direction == Direction::TwoWay {
                         let mut inverse: BTreeMap<&str, &str> = BTreeMap::new();
                         for (from, to) in values {
                             if let Some(prev) = inverse.insert(to, from) {
-                                err(&fm.source, format!("two-way, but `{prev}` and `{from}` both map to `{to}`"), "make the value map one-to-one or the field one-way".into());
+                                err(
+                                    &fm.source,
+                                    format!("two-way, but `{prev}` and `{from}` both map to `{to}`"),
+                                    "make the value map one-to-one or the field one-way".into(),
+                                );
                             }
                         }
                     }
                 }
                 Converter::LinkedIds { .. } => {
                     if !matches!(dst.kind, FieldKind::LinkedRecords | FieldKind::Text) {
-                        err(&fm.target, format!("is {:?}, not a link field", dst.kind), "map linked ids to a linked-records field".into());
+                        err(
+                            &fm.target,
+                            format!("is {:?}, not a link field", dst.kind),
+                            "map linked ids to a linked-records field".into(),
+                        );
                     }
                 }
             }
@@ -403,7 +453,9 @@ fn as_string(field: &str, v: &Value) -> Result<String, ConvertError> {
 fn as_f64(field: &str, v: &Value) -> Result<f64, ConvertError> {
     match v {
         Value::Number(n) => n.as_f64().ok_or_else(|| cerr(field, "number out of range")),
-        Value::String(s) => s.trim().replace(',', "").parse().map_err(|_| cerr(field, format!("`{s}` is not a number"))),
+        Value::String(s) => {
+            s.trim().replace(',', "").parse().map_err(|_| cerr(field, format!("`{s}` is not a number")))
+        }
         other => Err(cerr(field, format!("expected a number, got {other}"))),
     }
 }
@@ -467,11 +519,9 @@ impl Converter {
             }
             Self::Select { values, default } => {
                 let s = as_string(field, v)?;
-                values
-                    .get(&s)
-                    .or(default.as_ref())
-                    .map(|t| Value::String(t.clone()))
-                    .ok_or_else(|| cerr(field, format!("select value `{s}` has no mapping (add it to `values` or set `default`)")))
+                values.get(&s).or(default.as_ref()).map(|t| Value::String(t.clone())).ok_or_else(|| {
+                    cerr(field, format!("select value `{s}` has no mapping (add it to `values` or set `default`)"))
+                })
             }
             Self::LinkedIds { system, kind } => {
                 let ids: Vec<String> = match v {
@@ -620,7 +670,9 @@ mod tests {
         assert_eq!(out["Next Contact Date"], "2026-01-01");
         assert_eq!(out["Closed At"], "2026-03-01T14:30:00Z");
         assert_eq!(out["Contacts"], json!(["rec7", "rec8"]));
-        let back = m.reverse(&json!({"Status": "Lost", "Next Contact Date": "2026-02-03", "Deal Value": 5}), &mut none()).unwrap();
+        let back = m
+            .reverse(&json!({"Status": "Lost", "Next Contact Date": "2026-02-03", "Deal Value": 5}), &mut none())
+            .unwrap();
         assert_eq!(back["status"], "lost");
         assert_eq!(back["next_contact"], "2026-02-03");
         assert!(!back.contains_key("price"), "one-way fields are not reversed");

@@ -202,7 +202,12 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-async fn hook(State(state): State<Arc<AppState>>, Path(source): Path<String>, headers: HeaderMap, body: Body) -> Response {
+async fn hook(
+    State(state): State<Arc<AppState>>,
+    Path(source): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     handle(&state, &source, None, &headers, body).await
 }
 
@@ -236,16 +241,29 @@ async fn handle(state: &AppState, source: &str, token: Option<&str>, headers: &H
     let body = match axum::body::to_bytes(body, route.body_limit).await {
         Ok(b) => b,
         Err(e) => {
-            return reject(&stats.too_large, StatusCode::PAYLOAD_TOO_LARGE, source, &format!("body over the limit or unreadable: {e}"));
+            return reject(
+                &stats.too_large,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                source,
+                &format!("body over the limit or unreadable: {e}"),
+            );
         }
     };
     let all_headers = header_map(headers);
     let request = VerifyRequest { source, headers: &all_headers, body: &body, path_token: token };
     if let Err(reason) = route.verifier.verify(&request) {
-        return reject(&stats.unauthorized, StatusCode::UNAUTHORIZED, source, &format!("verification failed: {reason}"));
+        return reject(
+            &stats.unauthorized,
+            StatusCode::UNAUTHORIZED,
+            source,
+            &format!("verification failed: {reason}"),
+        );
     }
-    let kept: Headers =
-        all_headers.iter().filter(|(k, _)| route.keep_headers.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let kept: Headers = all_headers
+        .iter()
+        .filter(|(k, _)| route.keep_headers.contains(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     match state.engine.ingest(source, &all_headers, body, kept).await {
         Ok(Ingested::Accepted { id }) => {
             stats.accepted.fetch_add(1, Ordering::Relaxed);
@@ -256,7 +274,9 @@ async fn handle(state: &AppState, source: &str, token: Option<&str>, headers: &H
             (StatusCode::OK, axum::Json(serde_json::json!({"status": "duplicate"}))).into_response()
         }
         Err(IngestError::Malformed(e)) => reject(&stats.malformed, StatusCode::BAD_REQUEST, source, &e.to_string()),
-        Err(IngestError::UnknownSource(_)) => reject(&stats.unknown_source, StatusCode::NOT_FOUND, source, "unknown source"),
+        Err(IngestError::UnknownSource(_)) => {
+            reject(&stats.unknown_source, StatusCode::NOT_FOUND, source, "unknown source")
+        }
         Err(IngestError::Store(e)) => {
             stats.store_errors.fetch_add(1, Ordering::Relaxed);
             tracing::error!(source, error = %e, "ingest failed; the sender will retry");

@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::FutureExt;
-use tracing::Instrument;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::backoff::Backoff;
 use crate::flow::{Ctx, Engine, Outcome};
@@ -132,7 +132,13 @@ where
 
 type InFlight = Arc<Mutex<HashMap<i64, Lease>>>;
 
-async fn run(engine: Engine, cfg: WorkerConfig, owner: String, mut stop: watch::Receiver<bool>, stats: Arc<WorkerStats>) {
+async fn run(
+    engine: Engine,
+    cfg: WorkerConfig,
+    owner: String,
+    mut stop: watch::Receiver<bool>,
+    stats: Arc<WorkerStats>,
+) {
     let sources = engine.sources();
     let sem = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
     let in_flight: InFlight = Arc::default();
@@ -218,12 +224,26 @@ async fn run(engine: Engine, cfg: WorkerConfig, owner: String, mut stop: watch::
 }
 
 /// Handles one claimed event: run the flow under a heartbeat, then write the outcome (fenced).
-async fn process(store: &crate::store::Store, flow: &dyn crate::flow::Flow, event: Event, cfg: &WorkerConfig, stats: &WorkerStats) {
+async fn process(
+    store: &crate::store::Store,
+    flow: &dyn crate::flow::Flow,
+    event: Event,
+    cfg: &WorkerConfig,
+    stats: &WorkerStats,
+) {
     let lease = event.lease.clone();
     let max = i64::from(cfg.max_attempts.max(1));
     if event.attempts > max {
         // Only reachable when leases keep expiring (the process dies mid-handler every time).
-        write(store, &lease, Outcome::fail(format!("gave up after {} attempts (lease expired)", event.attempts - 1)), stats, cfg, event.attempts).await;
+        write(
+            store,
+            &lease,
+            Outcome::fail(format!("gave up after {} attempts (lease expired)", event.attempts - 1)),
+            stats,
+            cfg,
+            event.attempts,
+        )
+        .await;
         return;
     }
     let ctx = Ctx::for_event(store.clone(), &event);
@@ -261,7 +281,14 @@ async fn process(store: &crate::store::Store, flow: &dyn crate::flow::Flow, even
     write(store, &lease, outcome, stats, cfg, event.attempts).await;
 }
 
-async fn write(store: &crate::store::Store, lease: &Lease, outcome: Outcome, stats: &WorkerStats, cfg: &WorkerConfig, attempts: i64) {
+async fn write(
+    store: &crate::store::Store,
+    lease: &Lease,
+    outcome: Outcome,
+    stats: &WorkerStats,
+    cfg: &WorkerConfig,
+    attempts: i64,
+) {
     let max = i64::from(cfg.max_attempts.max(1));
     let (result, counter) = match outcome {
         Outcome::Done => (store.complete(lease).await, &stats.done),

@@ -325,10 +325,8 @@ mod cases {
         let flow = TestFlow::new(|_, n| if n == 1 { Decision::Block } else { Decision::Done });
         let engine = Engine::new(store.clone(), vec![flow.clone()]).unwrap();
         let Ingested::Accepted { id } = store.ingest(&ev("g")).await.unwrap() else { panic!() };
-        let w = worker::start(
-            engine.clone(),
-            WorkerConfig { shutdown_grace: Duration::from_millis(100), ..fast_config() },
-        );
+        let w =
+            worker::start(engine.clone(), WorkerConfig { shutdown_grace: Duration::from_millis(100), ..fast_config() });
         tokio::time::timeout(Duration::from_secs(20), flow.entered.notified()).await.expect("entered");
         let stats = w.stats().clone();
         w.shutdown().await;

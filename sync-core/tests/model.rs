@@ -154,7 +154,8 @@ async fn run_case(store: &Store, clock: &ManualClock, ops: &[Op]) {
                 let (fence, new_state) = match *op {
                     Op::Complete(_) => {
                         // The effect, journaled under the fence, then the completion.
-                        let r = store.step_put(&lease.id.to_string(), "effect", &serde_json::json!(1), Some(&lease)).await;
+                        let r =
+                            store.step_put(&lease.id.to_string(), "effect", &serde_json::json!(1), Some(&lease)).await;
                         let journaled = model.events[&lease.id].journaled;
                         if live || journaled {
                             r.unwrap();
@@ -169,7 +170,9 @@ async fn run_case(store: &Store, clock: &ManualClock, ops: &[Op]) {
                     Op::TransientFail(_) if m_attempts >= MAX_ATTEMPTS => {
                         (store.fail(&lease, "gave up").await.unwrap(), State::Dead)
                     }
-                    Op::TransientFail(_) => (store.retry(&lease, RETRY_DELAY, "transient").await.unwrap(), State::Queued),
+                    Op::TransientFail(_) => {
+                        (store.retry(&lease, RETRY_DELAY, "transient").await.unwrap(), State::Queued)
+                    }
                     _ => (store.fail(&lease, "permanent").await.unwrap(), State::Dead),
                 };
                 assert_eq!(fence == Fence::Applied, live, "fence for {op:?} (lease {lease:?})");
@@ -218,7 +221,6 @@ async fn run_case(store: &Store, clock: &ManualClock, ops: &[Op]) {
     assert_eq!(st.depth.values().sum::<i64>(), total, "one row per distinct key");
     assert_eq!(total as usize, model.keys.len());
 }
-
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()

@@ -26,8 +26,12 @@ impl Flow for JsonFlow {
         vec!["signed".into(), "kommo".into()]
     }
     fn dedup_key(&self, e: &RawEvent<'_>) -> Result<String, KeyError> {
-        let v: serde_json::Value = serde_json::from_slice(e.body).map_err(|err| KeyError(format!("invalid JSON: {err}")))?;
-        v.get("id").and_then(serde_json::Value::as_str).map(str::to_owned).ok_or_else(|| KeyError("missing `id`".into()))
+        let v: serde_json::Value =
+            serde_json::from_slice(e.body).map_err(|err| KeyError(format!("invalid JSON: {err}")))?;
+        v.get("id")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| KeyError("missing `id`".into()))
     }
     async fn handle(&self, _: &Ctx, _: &Event) -> Result<Outcome, BoxError> {
         Ok(Outcome::Done)

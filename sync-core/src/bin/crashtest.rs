@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sync_core::worker::{self, WorkerConfig};
-use sync_core::{BoxError, Ctx, Engine, Event, Flow, KeyError, NewEvent, Outcome, RawEvent, State, Store, StoreOptions};
+use sync_core::{
+    BoxError, Ctx, Engine, Event, Flow, KeyError, NewEvent, Outcome, RawEvent, State, Store, StoreOptions,
+};
 
 #[derive(Debug)]
 struct CrashFlow {

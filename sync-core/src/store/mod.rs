@@ -3,7 +3,7 @@
 //! [`Store`] is one type with two backends, SQLite (always) and PostgreSQL (feature `postgres`). The SQL is
 //! written once and run on whichever pool the store holds: both engines accept `$n` placeholders,
 //! `INSERT … ON CONFLICT`, and `UPDATE … RETURNING`, and all times are integer milliseconds passed in from the
-//! [`Clock`], so only the claim statement (`FOR UPDATE SKIP LOCKED` on PostgreSQL) and the DDL differ. A single
+//! [`Clock`](crate::Clock), so only the claim statement (`FOR UPDATE SKIP LOCKED` on PostgreSQL) and the DDL differ. A single
 //! concrete type (instead of a `dyn Store` trait with two copies of every query) keeps the two backends from
 //! drifting apart; the shared behaviour test suite in `tests/` runs every case on both.
 //!
@@ -521,7 +521,11 @@ impl Store {
     async fn open_sqlite_with(opts: SqliteConnectOptions, memory: bool, options: StoreOptions) -> Result<Self> {
         let mut opts = opts
             .busy_timeout(options.busy_timeout)
-            .synchronous(if options.sqlite_synchronous_full { SqliteSynchronous::Full } else { SqliteSynchronous::Normal })
+            .synchronous(if options.sqlite_synchronous_full {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Normal
+            })
             .foreign_keys(true);
         if !memory {
             opts = opts.journal_mode(SqliteJournalMode::Wal).create_if_missing(true);
@@ -536,7 +540,9 @@ impl Store {
         let notify = Arc::new(Notify::new());
         let (tx, rx) = tokio::sync::mpsc::channel(4 * GROUP_COMMIT_MAX);
         tokio::spawn(ingest_batcher(pool.clone(), options.clock.clone(), notify.clone(), rx));
-        Ok(Self { inner: Arc::new(Inner { backend: Backend::Sqlite(pool), clock: options.clock, notify, batcher: Some(tx) }) })
+        Ok(Self {
+            inner: Arc::new(Inner { backend: Backend::Sqlite(pool), clock: options.clock, notify, batcher: Some(tx) }),
+        })
     }
 
     /// Connects to PostgreSQL, creating `options.pg_schema` if set, and applies the migrations.
@@ -560,7 +566,8 @@ impl Store {
             .connect_with(opts)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        let inner = Inner { backend: Backend::Postgres(pool), clock: options.clock, notify: Arc::default(), batcher: None };
+        let inner =
+            Inner { backend: Backend::Postgres(pool), clock: options.clock, notify: Arc::default(), batcher: None };
         Ok(Self { inner: Arc::new(inner) })
     }
 
@@ -701,7 +708,13 @@ impl Store {
         Ok(events)
     }
 
-    async fn fenced_write(&self, sql: sqlx::AssertSqlSafe<String>, lease: &Lease, a: Option<i64>, b: Option<&str>) -> Result<Fence> {
+    async fn fenced_write(
+        &self,
+        sql: sqlx::AssertSqlSafe<String>,
+        lease: &Lease,
+        a: Option<i64>,
+        b: Option<&str>,
+    ) -> Result<Fence> {
         let n = on_pool!(self, p => {
             let mut q = sqlx::query(sql).bind(lease.id).bind(lease.attempt_no).bind(&lease.owner);
             if let Some(a) = a {
@@ -913,7 +926,13 @@ impl Store {
     // ---------------------------------------------------------------------------------- echo suppression
 
     /// Remembers the hash of the value we last wrote to `(system, entity, field)`.
-    pub async fn remember_written(&self, system: &str, entity: &str, field: &str, value: &serde_json::Value) -> Result<()> {
+    pub async fn remember_written(
+        &self,
+        system: &str,
+        entity: &str,
+        field: &str,
+        value: &serde_json::Value,
+    ) -> Result<()> {
         let now = self.now();
         let hash = value_hash(value);
         on_pool!(self, p => sqlx::query(

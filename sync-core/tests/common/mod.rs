@@ -34,9 +34,11 @@ impl Harness {
     /// Opens a store (a new pool each call, like a separate process would have).
     pub async fn open(&self, clock: SharedClock) -> Store {
         match self {
-            Harness::Sqlite { dir } => Store::open_sqlite(dir.path().join("sync.db"), StoreOptions::default().clock(clock))
-                .await
-                .expect("open sqlite"),
+            Harness::Sqlite { dir } => {
+                Store::open_sqlite(dir.path().join("sync.db"), StoreOptions::default().clock(clock))
+                    .await
+                    .expect("open sqlite")
+            }
             Harness::Postgres { url, schema } => {
                 Store::connect(url, StoreOptions::default().clock(clock).pg_schema(schema.clone()).max_connections(8))
                     .await
@@ -55,7 +57,9 @@ impl Harness {
         if let Harness::Postgres { url, schema } = &self {
             use sqlx::{Connection, Executor};
             let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
-            conn.execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))).await.expect("drop schema");
+            conn.execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
+                .await
+                .expect("drop schema");
         }
         drop(self);
     }
