@@ -420,6 +420,32 @@ mod cases {
         rig.stop().await;
     }
 
+    /// Kommo answers 429 once, and drops the connection after committing a contact, a note and a task: every
+    /// write is retried (after Kommo's hold-off for the 429) and searched for before being made again, so nothing
+    /// is duplicated.
+    pub async fn throttling_and_ambiguous_failures(h: &Harness) {
+        use api_core::fake::Fault;
+        use axum::http::Method;
+        let rig = Rig::start(h, Config::default(), false).await;
+        let (_, lead, _) = known_contact(&rig.kommo, "Fiona Fault", "fiona@example.com");
+        let faults = rig.kommo.faults();
+        rig.kommo.inject_throttle(1);
+        faults.inject(Some(Method::POST), "/api/v4/contacts", Fault::DropAfterCommit, 1);
+        faults.inject(Some(Method::POST), "/api/v4/leads/notes", Fault::DropAfterCommit, 1);
+        faults.inject(Some(Method::POST), "/api/v4/tasks", Fault::DropAfterCommit, 2);
+        rig.cal.book(Booking::new("fiona@example.com", "Fiona Fault", start_in(6)));
+        rig.cal.book(Booking::new("gus@example.com", "Gus New", start_in(7)));
+        rig.deliver().await;
+        assert_eq!(rig.kommo.tasks().len(), 2, "{:?}", rig.kommo.tasks());
+        assert_eq!(rig.kommo.tasks_for(EntityType::Leads, lead.get()).len(), 1);
+        assert_eq!(rig.kommo.notes().len(), 2, "one note per booking");
+        assert_eq!(rig.kommo.contacts().len(), 2, "Gus's contact created once");
+        assert_eq!(rig.kommo.leads().len(), 2, "one inbound lead for Gus");
+        let retried = rig.workers.as_ref().unwrap().stats().retried.load(Ordering::Relaxed);
+        assert!(retried >= 3, "retries: {retried}");
+        rig.stop().await;
+    }
+
     /// `ensure_webhook`: create (key stored), keep, recreate when disabled or when the key is unknown, and two
     /// concurrent starters agree on one subscription and one key.
     pub async fn webhook_subscription_lifecycle(h: &Harness) {
@@ -479,6 +505,7 @@ behaviour_suite!(
     no_show_note_and_follow_up,
     forged_signature_rejected,
     two_hundred_deliveries_with_duplicates,
+    throttling_and_ambiguous_failures,
     webhook_subscription_lifecycle,
 );
 
