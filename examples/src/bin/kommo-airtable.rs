@@ -232,6 +232,17 @@ impl Demo {
         anyhow::bail!("the queue did not drain: {:?}", self.store.status().await?)
     }
 
+    /// Waits (up to 20 s) until `cond` holds — Airtable pings arrive in the background — then for an empty queue.
+    async fn until(&self, cond: impl Fn(&Self) -> bool) -> anyhow::Result<()> {
+        for _ in 0..400 {
+            if cond(self) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.settle().await
+    }
+
     fn notes(&self, lead: LeadId) -> Vec<String> {
         self.kommo.notes_for(EntityType::Leads, lead.get()).iter().filter_map(|n| n.text().map(str::to_owned)).collect()
     }
@@ -367,7 +378,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let olivia = FakeUser { id: "usrOLIVIA00000001".into(), email: "olivia@agency.example".into(), name: "Olivia Onboarding".into() };
     let rec = d.base.records(TABLE).into_iter().find(|r| r.fields.get_str("Kommo Deal ID") == Some(&lead.to_string())).context("record")?;
     d.base.user_edit(TABLE, &rec.id, json!({"Status": "In Progress"}), &olivia).map_err(anyhow::Error::msg)?;
-    d.settle().await?;
+    d.until(|d| !d.notes(lead).is_empty()).await?;
     let notes = d.notes(lead);
     n.check(notes.len() == 1, "exactly one note on the Kommo deal");
     for note in &notes {
@@ -377,7 +388,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
 
     n.step("\"Next Contact Date\" changes in Airtable, then in Kommo");
     d.base.user_edit(TABLE, &rec.id, json!({"Next Contact Date": "2026-12-01"}), &olivia).map_err(anyhow::Error::msg)?;
-    d.settle().await?;
+    d.until(|d| d.ncd_of(lead).is_some()).await?;
     n.check(d.ncd_of(lead).as_deref() == Some("2026-12-01"), "Kommo's custom field now says 2026-12-01");
     // Kommo notifies us of our own write: recognised and skipped
     let patches = d.airtable.count(&reqwest::Method::PATCH, "/v0/");
@@ -386,7 +397,12 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     n.check(d.airtable.count(&reqwest::Method::PATCH, "/v0/") == patches, "Kommo's echo of our write caused no Airtable write");
     d.kommo.update_lead(lead, &json!({"custom_fields_values": [{"field_id": ncd.get(), "values": [{"value": 1_796_688_000}]}]}));
     d.deliver(&d.kommo.webhook_for_lead_update(lead)).await?;
-    d.settle().await?;
+    let rec_id = rec.id.clone();
+    d.until(|d| {
+        d.base.record(TABLE, &rec_id).and_then(|r| r.fields.get_str("Next Contact Date").map(str::to_owned)).as_deref()
+            == Some("2026-12-08")
+    })
+    .await?;
     let at_ncd = d.base.record(TABLE, &rec.id).and_then(|r| r.fields.get_str("Next Contact Date").map(str::to_owned));
     n.check(at_ncd.as_deref() == Some("2026-12-08"), "Airtable now says 2026-12-08");
     n.check(d.notes(lead).len() == 1, "and no extra notes from all this");

@@ -974,11 +974,29 @@ impl KommoAirtable {
         Ok(Value::Object(flat))
     }
 
-    async fn handle_ping(&self, ctx: &Ctx) -> Result<Outcome, Fault> {
-        let n = self.poll_payloads(ctx.store()).await.map_err(|e| match e {
-            SetupError::Airtable(e) => Fault::from(e),
-            other => Fault::Retry(None, other.to_string()),
-        })?;
+    /// Drains the payload feed. Pings of the same second share a dedup key (see [`Flow::dedup_key`]), so a ping
+    /// dropped as a duplicate may announce changes made after our first drain: the handler drains once more after
+    /// that second has passed (by our clock, plus a second of slack), which covers them.
+    async fn handle_ping(&self, ctx: &Ctx, body: &[u8]) -> Result<Outcome, Fault> {
+        let drain = || async {
+            self.poll_payloads(ctx.store()).await.map_err(|e| match e {
+                SetupError::Airtable(e) => Fault::from(e),
+                other => Fault::Retry(None, other.to_string()),
+            })
+        };
+        let mut n = drain().await?;
+        let second = serde_json::from_slice::<WebhookNotification>(body)
+            .ok()
+            .and_then(|p| DateTime::parse_from_rfc3339(&p.timestamp).ok())
+            .map(|t| t.with_timezone(&Utc).timestamp());
+        if let Some(second) = second {
+            let until = DateTime::from_timestamp(second + 2, 0).unwrap_or_else(Utc::now);
+            let wait = (until - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(Duration::from_secs(2));
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+                n += drain().await?;
+            }
+        }
         tracing::debug!(new_events = n, "Airtable payload feed drained");
         Ok(Outcome::Done)
     }
@@ -1219,7 +1237,7 @@ impl Flow for KommoAirtable {
     async fn handle(&self, ctx: &Ctx, event: &Event) -> Result<Outcome, BoxError> {
         let result = match event.source.as_str() {
             SOURCE_KOMMO => self.handle_kommo(ctx, &event.payload).await,
-            SOURCE_AIRTABLE_PING => self.handle_ping(ctx).await,
+            SOURCE_AIRTABLE_PING => self.handle_ping(ctx, &event.payload).await,
             SOURCE_AIRTABLE => self.handle_record_change(ctx, &event.payload).await,
             other => Err(Fault::Fail(format!("unknown source {other}"))),
         };
