@@ -422,7 +422,8 @@ async fn backfill_identifies_open_deals_idempotently() {
     let again = env.flow.backfill(&env.store, |_, _| {}).await.unwrap();
     assert_eq!(again, 0, "same dedup keys: nothing new");
     env.drain().await;
-    assert_eq!(env.cio.events().len(), 2, "one kommo_lead_created per person");
+    assert!(env.cio.events().is_empty(), "backfill identifies only: no kommo_lead_created for old deals");
+    assert_eq!(env.cio.log().count(&reqwest::Method::PUT, "/api/v1/customers/"), 2, "each person identified once");
     env.finish().await;
 }
 
@@ -445,4 +446,13 @@ async fn invalid_config_fails_start_up_naming_the_entry() {
     let err = flow.validate().await.unwrap_err().to_string();
     assert!(err.contains("Email unsubscribd") && err.contains("did you mean `Email unsubscribed`"), "{err}");
     assert!(err.contains("prce") && err.contains("price"), "{err}");
+}
+
+#[test]
+fn the_example_config_parses() {
+    let cfg = Config::from_toml(include_str!("../../examples/config/kommo-customerio.toml")).expect("example config parses");
+    assert_eq!(cfg.engagement.opens, 3);
+    assert_eq!(cfg.engagement.window_hours, 48);
+    assert_eq!(cfg.unsubscribe.contact_tag.as_deref(), Some("unsubscribed"));
+    assert!(cfg.mapping.fields.iter().any(|f| f.target == "deal_value"));
 }

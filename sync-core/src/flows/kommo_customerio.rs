@@ -569,9 +569,9 @@ impl KommoCustomerIo {
         vec![kommo, cio]
     }
 
-    /// Feeds every open deal (not won or lost, in the watched pipelines) to the inbox as a `leads[add]` event
-    /// with the lead's `updated_at`, so its person is identified. Re-running adds nothing for unchanged deals
-    /// (same dedup keys), and Customer.io dedups the `kommo_lead_created` event by its derived id. `progress` is
+    /// Feeds every open deal (not won or lost, in the watched pipelines) to the inbox as a marked `leads[add]`
+    /// event with the lead's `updated_at`, so its person is identified (no `kommo_lead_created` event is tracked
+    /// for old deals). Re-running adds nothing for unchanged deals (same dedup keys). `progress` is
     /// called with (done, total) after each page.
     ///
     /// # Errors
@@ -680,6 +680,9 @@ impl KommoCustomerIo {
         } else {
             bump(&self.stats.stale_skipped);
             tracing::info!(lead = %lead.id, event = %key, "older than an event already applied to this person: attributes left as they are");
+        }
+        if hook.raw.contains_key(BACKFILL_MARKER) {
+            return Ok(()); // backfill: identify only
         }
         let mut data = Map::new();
         data.insert("lead_id".into(), json!(lead.id.get()));
@@ -1012,6 +1015,7 @@ fn backfill_event(lead: &kommo_api::leads::Lead) -> NewEvent {
     let mut pairs = vec![
         ("leads[add][0][id]", lead.id.to_string()),
         ("leads[add][0][updated_at]", updated.to_string()),
+        (BACKFILL_MARKER_PAIR, "1".to_owned()),
     ];
     if let Some(s) = lead.status_id {
         pairs.push(("leads[add][0][status_id]", s.to_string()));
@@ -1020,9 +1024,13 @@ fn backfill_event(lead: &kommo_api::leads::Lead) -> NewEvent {
         pairs.push(("leads[add][0][pipeline_id]", p.to_string()));
     }
     let body = kommo_api::webhook::encode_form(&pairs);
-    let key = kommo_keys(body.as_bytes()).map(|k| k.0).unwrap_or_else(|_| format!("lead:add:{}:{updated}", lead.id));
+    let key = format!("backfill:lead:{}:{updated}", lead.id);
     NewEvent::new(SOURCE_KOMMO, key, body.into_bytes()).ordering_key(format!("lead:{}", lead.id))
 }
+
+/// The form field that marks a `backfill` event (identify only: no `kommo_lead_created` for old deals).
+const BACKFILL_MARKER: &str = "sync_backfill";
+const BACKFILL_MARKER_PAIR: &str = "leads[add][0][sync_backfill]";
 
 /// Dedup key (the events' keys joined) and ordering key (the first lead) of a Kommo body.
 fn kommo_keys(body: &[u8]) -> Result<(String, Option<String>), KeyError> {
