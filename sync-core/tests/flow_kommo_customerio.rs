@@ -61,19 +61,25 @@ fn worker_config() -> WorkerConfig {
         poll_interval: Duration::from_millis(20),
         lease: Duration::from_secs(30),
         heartbeat: Duration::from_secs(5),
-        backoff: sync_core::Backoff { initial: Duration::from_millis(20), multiplier: 2, max: Duration::from_millis(200) },
+        backoff: sync_core::Backoff {
+            initial: Duration::from_millis(20),
+            multiplier: 2,
+            max: Duration::from_millis(200),
+        },
         ..WorkerConfig::default()
     }
 }
 
 async fn env(harness: Harness, clock: SharedClock) -> Env {
     let kommo = FakeKommo::start_with(KmConfig { rate_limit: None, ..KmConfig::default() }).await.unwrap();
-    let cio = FakeCustomerIo::start_with(CioConfig { track_rate_limit: None, app_rate_limit: None, ..CioConfig::default() })
-        .await
-        .unwrap();
+    let cio =
+        FakeCustomerIo::start_with(CioConfig { track_rate_limit: None, app_rate_limit: None, ..CioConfig::default() })
+            .await
+            .unwrap();
     let user = kommo.seed_user("Rita Responsible", "rita@example.com");
     let contact = kommo.seed_contact("Ada Client", Some(EMAIL), Some("+1 555 0100"));
-    let unsub_field = kommo.seed_custom_field(EntityType::Contacts, "Email unsubscribed", FieldType::Checkbox, None, &[]);
+    let unsub_field =
+        kommo.seed_custom_field(EntityType::Contacts, "Email unsubscribed", FieldType::Checkbox, None, &[]);
     let (pipeline, stages) = kommo.seed_pipeline("Sales", &["New", "In contact", "Proposal sent", "Negotiation"]);
     let store = harness.open(clock).await;
     let kommo_client = kommo.client_builder().rate_limit(1000).build().unwrap();
@@ -116,7 +122,11 @@ async fn env(harness: Harness, clock: SharedClock) -> Env {
 impl Env {
     fn seed_lead(&self, name: &str, price: i64) -> LeadId {
         self.kommo.seed_lead(
-            SeedLead::new(name).price(price).responsible(self.user).contact(self.contact).stage(self.pipeline, self.stages[0]),
+            SeedLead::new(name)
+                .price(price)
+                .responsible(self.user)
+                .contact(self.contact)
+                .stage(self.pipeline, self.stages[0]),
         )
     }
 
@@ -160,7 +170,11 @@ impl Env {
     }
 
     fn notes(&self, lead: LeadId) -> Vec<String> {
-        self.kommo.notes_for(EntityType::Leads, lead.get()).into_iter().filter_map(|n| n.text().map(str::to_owned)).collect()
+        self.kommo
+            .notes_for(EntityType::Leads, lead.get())
+            .into_iter()
+            .filter_map(|n| n.text().map(str::to_owned))
+            .collect()
     }
 
     fn open(&self, ts: i64) -> SignedWebhook {
@@ -282,7 +296,12 @@ async fn customerio_429_and_5xx_during_identify_are_retried_without_a_duplicate_
     env.cio.faults().inject(put.clone(), "/api/v1/customers/", fault(503), 2);
     env.cio.faults().inject(put, "/api/v1/customers/", fault(429), 1);
     // the track call commits but the connection breaks: the retry re-sends the same event id
-    env.cio.faults().inject(Some(reqwest::Method::POST), "/api/v1/customers/", api_core::fake::Fault::DropAfterCommit, 1);
+    env.cio.faults().inject(
+        Some(reqwest::Method::POST),
+        "/api/v1/customers/",
+        api_core::fake::Fault::DropAfterCommit,
+        1,
+    );
     env.deliver_kommo(&env.kommo.webhook_for_lead_add(lead)).await;
     env.drain().await;
     assert!(env.cio.log().count(&reqwest::Method::PUT, "/api/v1/customers/") >= 4, "identify was retried");
@@ -327,7 +346,9 @@ async fn reporting_webhooks_make_notes_unsubscribe_marks_the_contact_and_forgeri
         let c = env.kommo.contact(env.contact).unwrap();
         assert!(c.embedded.tags.iter().any(|t| t.name == "unsubscribed"), "{:?}", c.embedded.tags);
         use kommo_api::CustomFieldsExt as _;
-        let checked = c.custom_field(env.unsub_field).and_then(|v| v.first().and_then(kommo_api::custom_fields::FieldValue::as_bool));
+        let checked = c
+            .custom_field(env.unsub_field)
+            .and_then(|v| v.first().and_then(kommo_api::custom_fields::FieldValue::as_bool));
         assert_eq!(checked, Some(true));
 
         // a forged signature is refused at the router and never stored
@@ -450,7 +471,8 @@ async fn invalid_config_fails_start_up_naming_the_entry() {
 
 #[test]
 fn the_example_config_parses() {
-    let cfg = Config::from_toml(include_str!("../../examples/config/kommo-customerio.toml")).expect("example config parses");
+    let cfg =
+        Config::from_toml(include_str!("../../examples/config/kommo-customerio.toml")).expect("example config parses");
     assert_eq!(cfg.engagement.opens, 3);
     assert_eq!(cfg.engagement.window_hours, 48);
     assert_eq!(cfg.unsubscribe.contact_tag.as_deref(), Some("unsubscribed"));

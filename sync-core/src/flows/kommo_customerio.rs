@@ -34,8 +34,8 @@ use chrono::{DateTime, Utc};
 use customerio_api::{Event as CioEvent, EventId, Identifier, Identify, Metric, ReportingEvent, WebhookVerifier};
 use futures::TryStreamExt as _;
 use kommo_api::{
-    CustomFieldsExt as _, EntityType, FieldType as KmFieldType, FieldValueWrite, ListParams, PipelineId,
-    StatusId, UserId,
+    CustomFieldsExt as _, EntityType, FieldType as KmFieldType, FieldValueWrite, ListParams, PipelineId, StatusId,
+    UserId,
     common::TagRef,
     contacts::ContactUpdate,
     notes::NewNote,
@@ -317,7 +317,11 @@ enum Fault {
 
 impl From<kommo_api::Error> for Fault {
     fn from(e: kommo_api::Error) -> Self {
-        if e.class().is_retryable() { Self::Retry(e.retry_after(), format!("Kommo: {e}")) } else { Self::Fail(format!("Kommo: {e}")) }
+        if e.class().is_retryable() {
+            Self::Retry(e.retry_after(), format!("Kommo: {e}"))
+        } else {
+            Self::Fail(format!("Kommo: {e}"))
+        }
     }
 }
 
@@ -505,7 +509,10 @@ impl KommoCustomerIo {
             cfg.mapping.fields.iter().map(|m| FieldSchema::new(m.target.clone(), FieldKind::Text)).collect();
         for fm in &cfg.mapping.fields {
             if fm.direction == Direction::TwoWay {
-                problems.push(format!("mapping `{}` → `{}`: Customer.io attributes are one-way; remove `direction`", fm.source, fm.target));
+                problems.push(format!(
+                    "mapping `{}` → `{}`: Customer.io attributes are one-way; remove `direction`",
+                    fm.source, fm.target
+                ));
             }
             if RESERVED_ATTRIBUTES.contains(&fm.target.as_str()) {
                 problems.push(format!(
@@ -555,14 +562,18 @@ impl KommoCustomerIo {
             }),
         );
         let tolerance = self.config.customerio.signature_tolerance_secs;
-        let verifier = WebhookVerifier::new(cio_signing_key)
-            .tolerance((tolerance > 0).then(|| Duration::from_secs(tolerance)));
+        let verifier =
+            WebhookVerifier::new(cio_signing_key).tolerance((tolerance > 0).then(|| Duration::from_secs(tolerance)));
         let cio = SourceRoute::new(
             SOURCE_CUSTOMERIO,
             FnVerifier(move |r: &VerifyRequest<'_>| {
                 let get = |n: &str| r.headers.get(n).map(String::as_str);
                 verifier
-                    .verify(get(customerio_api::webhook::TIMESTAMP_HEADER), get(customerio_api::webhook::SIGNATURE_HEADER), r.body)
+                    .verify(
+                        get(customerio_api::webhook::TIMESTAMP_HEADER),
+                        get(customerio_api::webhook::SIGNATURE_HEADER),
+                        r.body,
+                    )
                     .map_err(|e| e.to_string())
             }),
         );
@@ -577,7 +588,8 @@ impl KommoCustomerIo {
     /// # Errors
     /// API or store errors.
     pub async fn backfill(&self, store: &Store, mut progress: impl FnMut(u64, u64)) -> Result<usize, SetupError> {
-        let leads: Vec<kommo_api::leads::Lead> = self.kommo.leads().list(ListParams::new().limit(250)).try_collect().await?;
+        let leads: Vec<kommo_api::leads::Lead> =
+            self.kommo.leads().list(ListParams::new().limit(250)).try_collect().await?;
         let open: Vec<_> = leads
             .into_iter()
             .filter(|l| !l.is_deleted && !matches!(l.status_id, Some(StatusId::WON | StatusId::LOST)))
@@ -663,7 +675,8 @@ impl KommoCustomerIo {
         let who_key = format!("cio-person:{}", person.who.value().to_lowercase());
         let at = DateTime::<Utc>::from_timestamp(time, 0).unwrap_or_else(|| ctx.now());
         if ctx.watermark_advance(&who_key, at).await? {
-            let mut identify = Identify::new().attrs(person.attrs).attr("kommo_lead_id", lead.id.to_string()).timestamp(time);
+            let mut identify =
+                Identify::new().attrs(person.attrs).attr("kommo_lead_id", lead.id.to_string()).timestamp(time);
             if matches!(person.who, Identifier::Id(_)) {
                 identify = identify.email(person.email.clone());
             }
@@ -735,7 +748,10 @@ impl KommoCustomerIo {
             flat.insert("stage".into(), json!(s));
         }
         if let Some(p) = pipeline {
-            flat.insert("pipeline".into(), json!(resolved.pipelines.get(&p.get()).cloned().unwrap_or_else(|| p.to_string())));
+            flat.insert(
+                "pipeline".into(),
+                json!(resolved.pipelines.get(&p.get()).cloned().unwrap_or_else(|| p.to_string())),
+            );
         }
         let wants = |n: &str| self.config.mapping.fields.iter().any(|f| f.source == n);
         if let Some(u) = lead.responsible_user_id.filter(|_| wants("responsible_user")) {
@@ -783,7 +799,8 @@ impl KommoCustomerIo {
     // --------------------------------------------------------------------------------------- Customer.io → Kommo
 
     async fn handle_reporting(&self, ctx: &Ctx, body: &[u8]) -> Result<Outcome, Fault> {
-        let ev = customerio_api::webhook::parse_event(body).map_err(|e| Fault::Fail(format!("not a reporting event: {e}")))?;
+        let ev = customerio_api::webhook::parse_event(body)
+            .map_err(|e| Fault::Fail(format!("not a reporting event: {e}")))?;
         if !matches!(ev.metric, Metric::Opened | Metric::Clicked | Metric::Unsubscribed | Metric::Bounced) {
             bump(&self.stats.filtered);
             tracing::info!(event = %ev.event_id, metric = %ev.metric, "metric not handled: ignored");
@@ -834,7 +851,10 @@ impl KommoCustomerIo {
         let mut best: Option<kommo_api::leads::Lead> = None;
         for l in &c.embedded.leads {
             let Some(lead) = self.kommo.leads().find(l.id, &[]).await? else { continue };
-            if lead.is_deleted || matches!(lead.status_id, Some(StatusId::WON | StatusId::LOST)) || !self.pipeline_watched(lead.pipeline_id) {
+            if lead.is_deleted
+                || matches!(lead.status_id, Some(StatusId::WON | StatusId::LOST))
+                || !self.pipeline_watched(lead.pipeline_id)
+            {
                 continue;
             }
             if best.as_ref().is_none_or(|b| lead.updated_at > b.updated_at) {
@@ -861,7 +881,8 @@ impl KommoCustomerIo {
             && !contact.embedded.tags.iter().any(|t| t.name.eq_ignore_ascii_case(tag))
         {
             // Kommo replaces the tag list on update: send the existing tags with the new one
-            let mut tags: Vec<TagRef> = contact.embedded.tags.iter().map(|t| TagRef::Name { name: t.name.clone() }).collect();
+            let mut tags: Vec<TagRef> =
+                contact.embedded.tags.iter().map(|t| TagRef::Name { name: t.name.clone() }).collect();
             tags.push(TagRef::Name { name: tag.clone() });
             update.embedded.tags = tags;
             changed = true;
@@ -911,7 +932,10 @@ impl KommoCustomerIo {
         }
         ctx.store().cursor_set(CURSOR_ENGAGEMENT, &person, &now.to_string()).await?;
         let name = if contact.name.is_empty() { email.to_owned() } else { contact.name.clone() };
-        let text = format!("Call {name}: opened emails {opens} times within {} h (Customer.io). High interest.", rule.window_hours);
+        let text = format!(
+            "Call {name}: opened emails {opens} times within {} h (Customer.io). High interest.",
+            rule.window_hours
+        );
         let due = now + i64::try_from(rule.due_in_hours.saturating_mul(3600)).unwrap_or(0);
         let mut task = NewTask::new(text, due).on(EntityType::Leads, deal.id.get()).task_type(rule.task_type_id);
         if let Some(owner) = deal.responsible_user_id.filter(|u| *u != UserId(0)) {
@@ -921,7 +945,8 @@ impl KommoCustomerIo {
         let created: bool = ctx
             .step("engagement-call-task", || async move {
                 let tasks = kommo.tasks();
-                let open: Vec<kommo_api::tasks::Task> = tasks.list_for(EntityType::Leads, lead.get()).try_collect().await.map_err(boxed)?;
+                let open: Vec<kommo_api::tasks::Task> =
+                    tasks.list_for(EntityType::Leads, lead.get()).try_collect().await.map_err(boxed)?;
                 // search before create: a crash after Kommo's answer must not make a second task
                 if open.iter().any(|t| !t.is_completed && t.text.starts_with(&format!("Call {name}: opened emails"))) {
                     return Ok::<_, BoxError>(false);
@@ -938,7 +963,14 @@ impl KommoCustomerIo {
     }
 
     /// Adds a common note once: inside a journaled step, after checking that no identical note exists.
-    async fn add_note_once(&self, ctx: &Ctx, entity: EntityType, id: u64, step: &str, text: String) -> Result<(), Fault> {
+    async fn add_note_once(
+        &self,
+        ctx: &Ctx,
+        entity: EntityType,
+        id: u64,
+        step: &str,
+        text: String,
+    ) -> Result<(), Fault> {
         let kommo = self.kommo.clone();
         let added: bool = ctx
             .step(step, || async move {
@@ -969,7 +1001,9 @@ fn person_email(ev: &ReportingEvent, by: IdentifyBy) -> Option<String> {
 /// The note for a reporting event: what happened, the message, the campaign/broadcast, and when.
 fn note_text(email: &str, ev: &ReportingEvent) -> String {
     let d = &ev.data;
-    let mut t = format!("Customer.io: {email} ");
+    let when = DateTime::<Utc>::from_timestamp(ev.timestamp, 0)
+        .map_or_else(|| ev.timestamp.to_string(), |w| w.format("%Y-%m-%d %H:%M:%S UTC").to_string());
+    let mut t = format!("Customer.io ({when}): {email} ");
     t.push_str(match ev.metric {
         Metric::Opened => "opened the email",
         Metric::Clicked => "clicked a link in the email",
@@ -1004,8 +1038,7 @@ fn note_text(email: &str, ev: &ReportingEvent) -> String {
     {
         let _ = write!(t, "; reason: {m}");
     }
-    let when = DateTime::<Utc>::from_timestamp(ev.timestamp, 0).map_or_else(|| ev.timestamp.to_string(), |w| w.format("%Y-%m-%d %H:%M:%S UTC").to_string());
-    let _ = write!(t, " at {when}.");
+    t.push('.');
     t
 }
 
