@@ -2,6 +2,8 @@
 //! SQLite (and PostgreSQL with `SYNC_TEST_POSTGRES_URL`).
 #![cfg(feature = "kommo-productive")]
 #![allow(missing_docs, clippy::print_stdout, clippy::too_many_lines, clippy::cast_possible_truncation)]
+// `common::Harness::cleanup` is async only with the `postgres` feature
+#![allow(clippy::unused_async)]
 
 mod common;
 
@@ -311,7 +313,7 @@ mod cases {
             let companies = p.all::<CompanyAttributes>();
             assert_eq!(companies.iter().filter(|c| c.attributes.name == "Acme GmbH").count(), 1, "{ctx}: companies");
             let project = self.project();
-            let budgets: Vec<_> = p.all::<DealAttributes>().into_iter().filter(|d| d.is_budget()).collect();
+            let budgets: Vec<_> = p.all::<DealAttributes>().into_iter().filter(productive_api::Resource::is_budget).collect();
             assert_eq!(budgets.len(), 1, "{ctx}: budgets");
             let services = p.all::<ServiceAttributes>();
             assert_eq!(services.len(), 2, "{ctx}: services {services:?}");
@@ -344,7 +346,7 @@ mod cases {
         assert!(project.attributes.name.contains("Acme GmbH") && project.attributes.name.contains(&w.lead.to_string()));
         let company = p.all::<CompanyAttributes>().into_iter().find(|c| c.attributes.name == "Acme GmbH").unwrap();
         assert_eq!(project.company_id(), Some(company.typed_id()));
-        let budget = p.all::<DealAttributes>().into_iter().find(|d| d.is_budget()).unwrap();
+        let budget = p.all::<DealAttributes>().into_iter().find(productive_api::Resource::is_budget).unwrap();
         assert_eq!(budget.project_id(), Some(project.typed_id()));
         assert_eq!(budget.attributes.currency.as_deref(), Some("EUR"));
         // the fake, like Productive, computes budget_total from the services (40 h × 95 + 12000)
@@ -375,6 +377,12 @@ mod cases {
         w.assert_all_done().await;
         w.assert_exactly_one_of_each("won again").await;
         assert_eq!(p.server.log.count(&Method::POST, "/api/v2/"), posts_before, "no Productive writes on re-win");
+        // a backfill of the lead's current state carries the same dedup key as the webhook that delivered it
+        let lead = w.fakes.kommo.lead(w.lead).unwrap();
+        let body = KommoProductive::backfill_body(&lead);
+        let r =
+            w.engine.ingest("kommo", &sync_core::Headers::new(), body.into(), sync_core::Headers::new()).await.unwrap();
+        assert_eq!(r, sync_core::Ingested::Duplicate, "backfill after the webhook is a duplicate");
         workers.shutdown().await;
     }
 
@@ -564,7 +572,7 @@ mod cases {
         assert_eq!(notes().len(), 2);
 
         // budget (total 15800) crosses 80 %: a note and a task for the responsible user, once
-        let budget = p.all::<DealAttributes>().into_iter().find(|d| d.is_budget()).unwrap().typed_id();
+        let budget = p.all::<DealAttributes>().into_iter().find(productive_api::Resource::is_budget).unwrap().typed_id();
         let set = |used: &str| serde_json::from_value(json!({"budget_used": used})).unwrap();
         p.update_deal(&budget, &set("5000.0")).await;
         w.drain().await;

@@ -347,7 +347,10 @@ impl Config {
             errors.push("productive.organization_id is empty".to_owned());
         }
         if !self.productive.project_manager_email.contains('@') {
-            errors.push(format!("productive.project_manager_email `{}` is not an email", self.productive.project_manager_email));
+            errors.push(format!(
+                "productive.project_manager_email `{}` is not an email",
+                self.productive.project_manager_email
+            ));
         }
         if !self.productive.project_name.contains("{lead_id}") {
             errors.push("productive.project_name must contain {lead_id} (the flow finds its projects by name)".into());
@@ -647,9 +650,8 @@ impl KommoProductive {
         }
         if let Some(field) = &self.config.kommo.service_field {
             let fields = self.kommo.custom_fields(EntityType::Leads).list().await.map_err(|e| api("Kommo", &e))?;
-            let found = fields
-                .iter()
-                .find(|f| f.name.eq_ignore_ascii_case(field.trim()) || f.id.to_string() == field.trim());
+            let found =
+                fields.iter().find(|f| f.name.eq_ignore_ascii_case(field.trim()) || f.id.to_string() == field.trim());
             match found {
                 None => problems.push(format!(
                     "kommo.service_field `{field}` is not a lead custom field{}",
@@ -707,7 +709,10 @@ impl KommoProductive {
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(Error::Config(format!("kommo-productive config does not match the live systems: {}", problems.join("; "))))
+            Err(Error::Config(format!(
+                "kommo-productive config does not match the live systems: {}",
+                problems.join("; ")
+            )))
         }
     }
 
@@ -749,7 +754,11 @@ impl KommoProductive {
         if let Some(p) = self.config.kommo.pipeline_id
             && lead.pipeline_id.is_some_and(|lp| lp.get() != p)
         {
-            return Err(format!("lead {} is in pipeline {:?}, not {p}", lead.id, lead.pipeline_id.map(|p| p.get())));
+            return Err(format!(
+                "lead {} is in pipeline {:?}, not {p}",
+                lead.id,
+                lead.pipeline_id.map(kommo_api::PipelineId::get)
+            ));
         }
         Ok(())
     }
@@ -813,8 +822,8 @@ impl KommoProductive {
             name,
             price: lead.price.unwrap_or(0),
             status_id: lead.status_id.map(StatusId::get),
-            pipeline_id: lead.pipeline_id.map(|p| p.get()),
-            responsible_user_id: lead.responsible_user_id.map(|u| u.get()),
+            pipeline_id: lead.pipeline_id.map(kommo_api::PipelineId::get),
+            responsible_user_id: lead.responsible_user_id.map(kommo_api::UserId::get),
             responsible_email,
             company_name,
             service_values,
@@ -907,7 +916,8 @@ impl KommoProductive {
             if let Some(id) = ctx.id_get(FLOW_NAME, KIND_LEAD_PROJECT, &key).await.map_err(boxed)? {
                 return Ok(id);
             }
-            if let Some(found) = self.productive.find_project_by_name(&project_name, Some(&company)).await.map_err(boxed)?
+            if let Some(found) =
+                self.productive.find_project_by_name(&project_name, Some(&company)).await.map_err(boxed)?
             {
                 let owner = ctx.id_get_local(FLOW_NAME, KIND_LEAD_PROJECT, &found.id).await.map_err(boxed)?;
                 if owner.is_none_or(|o| o == key) {
@@ -971,7 +981,8 @@ impl KommoProductive {
         }
         let mut service_count = 0usize;
         for (i, rule) in rules {
-            let Some((type_id, type_name)) = resolved.service_types.get(&rule.service_type.trim().to_lowercase()).cloned()
+            let Some((type_id, type_name)) =
+                resolved.service_types.get(&rule.service_type.trim().to_lowercase()).cloned()
             else {
                 return Ok(Outcome::fail(format!("service type `{}` was not resolved", rule.service_type)));
             };
@@ -985,7 +996,8 @@ impl KommoProductive {
                     return Ok(s.id.clone());
                 }
                 let billing = rule.billing_type.unwrap_or(self.config.productive.billing_type).to_productive();
-                let mut s = NewService::new(name.clone(), budget.clone(), type_id.clone(), rule.unit.to_productive(), billing);
+                let mut s =
+                    NewService::new(name.clone(), budget.clone(), type_id.clone(), rule.unit.to_productive(), billing);
                 s.price = Some(rule.price.clone().unwrap_or_else(|| format!("{value}.0")).as_str().into());
                 s.quantity = serde_json::Number::from_f64(rule.quantity.unwrap_or(1.0));
                 let created = self.productive.create_service(&s).await.map_err(boxed)?;
@@ -1253,6 +1265,9 @@ mod tests {
 
     #[test]
     fn templates_fill() {
-        assert_eq!(fill("{company}: {lead} (#{lead_id})", &[("company", "Acme"), ("lead", "Site"), ("lead_id", "7")]), "Acme: Site (#7)");
+        assert_eq!(
+            fill("{company}: {lead} (#{lead_id})", &[("company", "Acme"), ("lead", "Site"), ("lead_id", "7")]),
+            "Acme: Site (#7)"
+        );
     }
 }
