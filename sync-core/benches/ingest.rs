@@ -3,7 +3,13 @@
 //! sent only after the inbox row is committed.
 //!
 //! `cargo bench -p sync-core --all-features --bench ingest`
-#![allow(missing_docs, clippy::print_stdout, clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+#![allow(
+    missing_docs,
+    clippy::print_stdout,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
