@@ -257,7 +257,8 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let kommo = FakeKommo::start().await?;
     let (pipeline, stages) = kommo.seed_pipeline("Sales", &["Qualified", "Proposal sent"]);
     let anna = kommo.seed_user("Anna Sales", "anna@agency.io");
-    let field = kommo.seed_custom_field(EntityType::Leads, "Service type", FieldType::Select, None, &["Website", "Branding"]);
+    let field =
+        kommo.seed_custom_field(EntityType::Leads, "Service type", FieldType::Select, None, &["Website", "Branding"]);
     let productive = FakeProductive::start().await?;
     let pm = productive.seed_person("Pat", "Manager", "pm@agency.io");
     productive.seed_person("Dee", "Developer", "dev@agency.io");
@@ -321,11 +322,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     });
     let fast = WorkerConfig {
         poll_interval: Duration::from_millis(20),
-        backoff: sync_core::Backoff {
-            initial: Duration::from_millis(200),
-            multiplier: 2,
-            max: Duration::from_secs(1),
-        },
+        backoff: sync_core::Backoff { initial: Duration::from_millis(200), multiplier: 2, max: Duration::from_secs(1) },
         ..WorkerConfig::default()
     };
     let workers = worker::start(engine.clone(), fast);
@@ -345,7 +342,10 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     productive.server.faults.inject(
         Some("POST".parse().context("method")?),
         "/api/v2/deals",
-        api_core::fake::Fault::json(503, &serde_json::json!({"errors": [{"status": 503, "title": "Service Unavailable"}]})),
+        api_core::fake::Fault::json(
+            503,
+            &serde_json::json!({"errors": [{"status": 503, "title": "Service Unavailable"}]}),
+        ),
         1,
     );
     kommo.set_lead_status(lead, pipeline, StatusId::WON);
@@ -357,8 +357,12 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let log = &productive.server.log;
     let projects: Vec<_> =
         productive.all::<ProjectAttributes>().into_iter().filter(|p| p.attributes.template != Some(true)).collect();
-    let budgets: Vec<_> = productive.all::<DealAttributes>().into_iter().filter(|d| d.is_budget()).collect();
-    n.check(projects.len() == 1, &format!("one project copied from the template: {:?}", projects.first().map(|p| &p.attributes.name)));
+    let budgets: Vec<_> =
+        productive.all::<DealAttributes>().into_iter().filter(productive_api::Resource::is_budget).collect();
+    n.check(
+        projects.len() == 1,
+        &format!("one project copied from the template: {:?}", projects.first().map(|p| &p.attributes.name)),
+    );
     n.check(posts(log, "/api/v2/deals") == 2, "the budget POST failed with 503 once and was retried");
     n.check(
         posts(log, "/api/v2/companies") == 1 && posts(log, "/api/v2/projects/copy") == 1,
@@ -366,8 +370,11 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     );
     n.check(budgets.len() == 1, "one budget (deal value 12000 EUR)");
     let services = productive.all::<productive_api::resources::services::ServiceAttributes>();
-    n.check(services.len() == 2, &format!("{} services from the service map (Design 40 h × 95, Development 12000)", services.len()));
-    let project = projects.first().map(|p| p.typed_id()).context("no project")?;
+    n.check(
+        services.len() == 2,
+        &format!("{} services from the service map (Design 40 h × 95, Development 12000)", services.len()),
+    );
+    let project = projects.first().map(productive_api::Resource::typed_id).context("no project")?;
     let members = productive
         .all::<productive_api::resources::assignments::ProjectAssignmentAttributes>()
         .into_iter()
@@ -394,7 +401,10 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     wait_drained(&store).await?;
     let projects_now =
         productive.all::<ProjectAttributes>().into_iter().filter(|p| p.attributes.template != Some(true)).count();
-    n.check(projects_now == 1 && posts(log, "/api/v2/projects/copy") == 1, "still one project: the lead ↔ project mapping is in the id map");
+    n.check(
+        projects_now == 1 && posts(log, "/api/v2/projects/copy") == 1,
+        "still one project: the lead ↔ project mapping is in the id map",
+    );
 
     n.step("A task is completed in Productive");
     let task = productive
@@ -413,9 +423,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
 
     n.step("The budget passes 80 % in Productive");
     let budget = budgets[0].typed_id();
-    productive
-        .update_deal(&budget, &serde_json::from_value(serde_json::json!({"budget_used": "13430.0"}))?)
-        .await;
+    productive.update_deal(&budget, &serde_json::from_value(serde_json::json!({"budget_used": "13430.0"}))?).await;
     wait_drained(&store).await?;
     let notes = kommo.notes_for(EntityType::Leads, lead.get());
     n.check(notes.iter().any(|n| n.text().is_some_and(|t| t.contains("85% used"))), "a budget note on the lead");
