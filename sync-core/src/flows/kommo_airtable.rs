@@ -259,13 +259,25 @@ pub enum SetupError {
     Invalid(String),
     /// Kommo failed.
     #[error("Kommo: {0}")]
-    Kommo(#[from] kommo_api::Error),
+    Kommo(Box<kommo_api::Error>),
     /// Airtable failed.
     #[error("Airtable: {0}")]
-    Airtable(#[from] airtable_client::Error),
+    Airtable(Box<airtable_client::Error>),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] crate::Error),
+}
+
+impl From<kommo_api::Error> for SetupError {
+    fn from(e: kommo_api::Error) -> Self {
+        Self::Kommo(Box::new(e))
+    }
+}
+
+impl From<airtable_client::Error> for SetupError {
+    fn from(e: airtable_client::Error) -> Self {
+        Self::Airtable(Box::new(e))
+    }
 }
 
 /// A handler failure, classified.
@@ -980,7 +992,7 @@ impl KommoAirtable {
     async fn handle_ping(&self, ctx: &Ctx, body: &[u8]) -> Result<Outcome, Fault> {
         let drain = || async {
             self.poll_payloads(ctx.store()).await.map_err(|e| match e {
-                SetupError::Airtable(e) => Fault::from(e),
+                SetupError::Airtable(e) => Fault::from(*e),
                 other => Fault::Retry(None, other.to_string()),
             })
         };
@@ -1023,7 +1035,7 @@ impl KommoAirtable {
         );
         for (field_id, fc) in &change.fields {
             let Some(name) = resolved.airtable_names.get(field_id.as_str()) else { continue };
-            let current = fc.current.as_ref().map_or(Value::Null, |c| payload_value_json(c));
+            let current = fc.current.as_ref().map_or(Value::Null, payload_value_json);
             if ctx.is_echo("airtable", &lead_key, name, &current).await? {
                 bump(&self.stats.echoes_skipped);
                 continue; // the value we last synced: our own write coming back
