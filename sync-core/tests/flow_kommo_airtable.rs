@@ -256,7 +256,7 @@ async fn won_deal_creates_one_record_status_only_on_create_and_status_change_add
         // someone moves the status in Airtable: exactly one note, naming who
         let editor = FakeUser::with_email("olivia@agency.example");
         env.base.user_edit(TABLE, &recs[0].id, json!({"Status": "In Progress"}), &editor).unwrap();
-        let ok = wait_until(20, || async { !env.notes(lead).is_empty() }).await;
+        let ok = wait_until(60, || async { !env.notes(lead).is_empty() }).await;
         assert!(ok, "a note appears");
         env.drain().await;
         let notes = env.notes(lead);
@@ -295,7 +295,7 @@ async fn next_contact_date_syncs_both_ways_without_echo() {
         let editor = FakeUser::with_email("olivia@agency.example");
         env.base.user_edit(TABLE, &rec, json!({"Next Contact Date": "2026-12-01"}), &editor).unwrap();
         let ncd = env.ncd;
-        let ok = wait_until(20, || async {
+        let ok = wait_until(60, || async {
             env.kommo.lead(lead).and_then(|l| {
                 use kommo_api::CustomFieldsExt as _;
                 l.custom_field(ncd).and_then(|v| v.first().and_then(kommo_api::custom_fields::FieldValue::as_unix))
@@ -319,7 +319,7 @@ async fn next_contact_date_syncs_both_ways_without_echo() {
         env.deliver_kommo(&env.kommo.webhook_for_lead_update(lead)).await;
         env.drain().await;
         let ok =
-            wait_until(10, || async { env.records()[0].fields.get_str("Next Contact Date") == Some("2026-12-08") })
+            wait_until(60, || async { env.records()[0].fields.get_str("Next Contact Date") == Some("2026-12-08") })
                 .await;
         assert!(ok, "Airtable date updated: {:?}", env.records()[0].fields);
         tokio::time::sleep(Duration::from_millis(200)).await;
