@@ -130,7 +130,14 @@ pub async fn print_status(store: &Store) -> anyhow::Result<()> {
     println!("dead letters: {}", status.dead);
     if status.dead > 0 {
         for row in store.list(State::Dead, 20).await? {
-            println!("  dead #{} {} {} attempts={} error={}", row.id, row.source, row.dedup_key, row.attempts, row.last_error.as_deref().unwrap_or("-"));
+            println!(
+                "  dead #{} {} {} attempts={} error={}",
+                row.id,
+                row.source,
+                row.dedup_key,
+                row.attempts,
+                row.last_error.as_deref().unwrap_or("-")
+            );
         }
         println!("replay one with: replay <id>");
     }

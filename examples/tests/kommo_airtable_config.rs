@@ -15,8 +15,10 @@ fn example_config_parses() {
 
 #[test]
 fn unknown_keys_are_rejected() {
-    let err = Config::from_toml("[kommo]\nbase_url = \"https://x.kommo.com\"\ntoken = \"nope\"\n[airtable]\nbase_id = \"app1\"\n")
-        .unwrap_err()
-        .to_string();
+    let err = Config::from_toml(
+        "[kommo]\nbase_url = \"https://x.kommo.com\"\ntoken = \"nope\"\n[airtable]\nbase_id = \"app1\"\n",
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("token"), "{err}");
 }

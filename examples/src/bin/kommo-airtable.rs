@@ -267,7 +267,8 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
 
     n.step("Starting the Kommo and Airtable fakes (127.0.0.1, real HTTP, real rate limits: 7/s and 5/s)");
     let kommo = FakeKommo::start().await?;
-    let airtable = FakeAirtable::start_with(AtConfig { penalty_after_429: Duration::from_secs(2), ..AtConfig::default() }).await?;
+    let airtable =
+        FakeAirtable::start_with(AtConfig { penalty_after_429: Duration::from_secs(2), ..AtConfig::default() }).await?;
     let base = airtable.base();
     let _ = base.add_table_with(
         TABLE,
@@ -356,7 +357,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     n.say(&format!("duplicates dropped at the door: {}", d.stats.duplicates.load(Ordering::Relaxed)));
 
     n.step("A second deal is won while Airtable answers 429 twice (it wants 30 s; the demo fake asks 2 s)");
-    let lead2 = d.kommo.seed_lead(SeedLead::new("Data migration").price(8_500).responsible(rita).contact(ada).stage(pipeline, StatusId::WON));
+    let lead2 = d.kommo.seed_lead(
+        SeedLead::new("Data migration").price(8_500).responsible(rita).contact(ada).stage(pipeline, StatusId::WON),
+    );
     d.airtable.faults().inject(
         Some(reqwest::Method::PATCH),
         "/v0/",
@@ -372,11 +375,23 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     d.deliver(&d.kommo.webhook_for_lead_status(lead2)).await?;
     d.settle().await?;
     let rec2 = d.base.find(TABLE, "Kommo Deal ID", &lead2.to_string());
-    n.check(rec2.len() == 1, &format!("record written after waiting out two 429s ({:.1} s)", t.elapsed().as_secs_f64()));
+    n.check(
+        rec2.len() == 1,
+        &format!("record written after waiting out two 429s ({:.1} s)", t.elapsed().as_secs_f64()),
+    );
 
     n.step("Someone on the onboarding team moves the status in Airtable");
-    let olivia = FakeUser { id: "usrOLIVIA00000001".into(), email: "olivia@agency.example".into(), name: "Olivia Onboarding".into() };
-    let rec = d.base.records(TABLE).into_iter().find(|r| r.fields.get_str("Kommo Deal ID") == Some(&lead.to_string())).context("record")?;
+    let olivia = FakeUser {
+        id: "usrOLIVIA00000001".into(),
+        email: "olivia@agency.example".into(),
+        name: "Olivia Onboarding".into(),
+    };
+    let rec = d
+        .base
+        .records(TABLE)
+        .into_iter()
+        .find(|r| r.fields.get_str("Kommo Deal ID") == Some(&lead.to_string()))
+        .context("record")?;
     d.base.user_edit(TABLE, &rec.id, json!({"Status": "In Progress"}), &olivia).map_err(anyhow::Error::msg)?;
     d.until(|d| !d.notes(lead).is_empty()).await?;
     let notes = d.notes(lead);
@@ -384,18 +399,30 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     for note in &notes {
         n.say(&format!("note: \"{note}\""));
     }
-    n.check(d.base.record(TABLE, &rec.id).and_then(|r| r.fields.get_str("Status").map(str::to_owned)).as_deref() == Some("In Progress"), "our own writes never reset the status");
+    n.check(
+        d.base.record(TABLE, &rec.id).and_then(|r| r.fields.get_str("Status").map(str::to_owned)).as_deref()
+            == Some("In Progress"),
+        "our own writes never reset the status",
+    );
 
     n.step("\"Next Contact Date\" changes in Airtable, then in Kommo");
-    d.base.user_edit(TABLE, &rec.id, json!({"Next Contact Date": "2026-12-01"}), &olivia).map_err(anyhow::Error::msg)?;
+    d.base
+        .user_edit(TABLE, &rec.id, json!({"Next Contact Date": "2026-12-01"}), &olivia)
+        .map_err(anyhow::Error::msg)?;
     d.until(|d| d.ncd_of(lead).is_some()).await?;
     n.check(d.ncd_of(lead).as_deref() == Some("2026-12-01"), "Kommo's custom field now says 2026-12-01");
     // Kommo notifies us of our own write: recognised and skipped
     let patches = d.airtable.count(&reqwest::Method::PATCH, "/v0/");
     d.deliver(&d.kommo.webhook_for_lead_update(lead)).await?;
     d.settle().await?;
-    n.check(d.airtable.count(&reqwest::Method::PATCH, "/v0/") == patches, "Kommo's echo of our write caused no Airtable write");
-    d.kommo.update_lead(lead, &json!({"custom_fields_values": [{"field_id": ncd.get(), "values": [{"value": 1_796_688_000}]}]}));
+    n.check(
+        d.airtable.count(&reqwest::Method::PATCH, "/v0/") == patches,
+        "Kommo's echo of our write caused no Airtable write",
+    );
+    d.kommo.update_lead(
+        lead,
+        &json!({"custom_fields_values": [{"field_id": ncd.get(), "values": [{"value": 1_796_688_000}]}]}),
+    );
     d.deliver(&d.kommo.webhook_for_lead_update(lead)).await?;
     let rec_id = rec.id.clone();
     d.until(|d| {
@@ -410,7 +437,14 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     n.step("The process stops mid-way: three deals are won while it is down, and the worker is killed");
     d.workers.take().context("workers")?.kill();
     let more: Vec<LeadId> = (0..3)
-        .map(|i| d.kommo.seed_lead(SeedLead::new(format!("Follow-up project {i}")).price(1_000 * (i + 1)).contact(ada).stage(pipeline, StatusId::WON)))
+        .map(|i| {
+            d.kommo.seed_lead(
+                SeedLead::new(format!("Follow-up project {i}"))
+                    .price(1_000 * (i + 1))
+                    .contact(ada)
+                    .stage(pipeline, StatusId::WON),
+            )
+        })
         .collect();
     for l in &more {
         d.deliver(&d.kommo.webhook_for_lead_status(*l)).await?;
@@ -438,7 +472,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     n.check(all.len() == 5, &format!("{} records for 5 won deals: nothing lost, nothing doubled", all.len()));
 
     n.step("A deal tagged \"internal\" is won: filtered out with a reason, no record");
-    let internal = d.kommo.seed_lead(SeedLead::new("Internal tooling").tag("internal").contact(ada).stage(pipeline, StatusId::WON));
+    let internal = d
+        .kommo
+        .seed_lead(SeedLead::new("Internal tooling").tag("internal").contact(ada).stage(pipeline, StatusId::WON));
     d.deliver(&d.kommo.webhook_for_lead_status(internal)).await?;
     d.settle().await?;
     n.check(d.base.find(TABLE, "Kommo Deal ID", &internal.to_string()).is_empty(), "no record for the internal deal");

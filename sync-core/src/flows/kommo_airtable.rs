@@ -887,7 +887,8 @@ impl KommoAirtable {
                 let (rec, created): (String, bool) = ctx
                     .step("upsert", || async move {
                         let f: Fields = to_write.into_iter().collect();
-                        let res = table.upsert(&[f], &[key_field.as_str()], WriteOptions::typecast()).await.map_err(boxed)?;
+                        let res =
+                            table.upsert(&[f], &[key_field.as_str()], WriteOptions::typecast()).await.map_err(boxed)?;
                         let record = res
                             .records
                             .into_iter()
