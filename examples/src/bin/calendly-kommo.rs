@@ -72,11 +72,7 @@ struct CalendlyConn {
 
 impl Default for CalendlyConn {
     fn default() -> Self {
-        Self {
-            token_env: calendly_token_env(),
-            signing_key_env: signing_key_env(),
-            recheck_minutes: recheck_minutes(),
-        }
+        Self { token_env: calendly_token_env(), signing_key_env: signing_key_env(), recheck_minutes: recheck_minutes() }
     }
 }
 
@@ -396,9 +392,7 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     let _ = r;
 
     n.step("Nina cancels (\"Found another vendor\")");
-    d.cal
-        .cancel(&nina.invitee.uri, Some("Found another vendor"), CancelerType::Invitee)
-        .map_err(anyhow::Error::msg)?;
+    d.cal.cancel(&nina.invitee.uri, Some("Found another vendor"), CancelerType::Invitee).map_err(anyhow::Error::msg)?;
     d.deliver().await?;
     let t = d.kommo.tasks_for(EntityType::Leads, nina_lead);
     n.check(t.len() == 1 && t[0].is_completed, "her meeting task is closed with a result text");
@@ -406,7 +400,9 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         n.say(&format!("result: {res}"));
     }
     n.check(
-        d.notes(nina_lead).iter().any(|x| x.contains("Canceled by: Nina New (invitee)") && x.contains("another vendor")),
+        d.notes(nina_lead)
+            .iter()
+            .any(|x| x.contains("Canceled by: Nina New (invitee)") && x.contains("another vendor")),
         "a note says who canceled and why",
     );
 

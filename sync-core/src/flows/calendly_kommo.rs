@@ -578,9 +578,9 @@ impl From<Stop> for Outcome {
 fn kommo_stop(what: &str, e: &kommo_api::Error) -> Stop {
     let reason = format!("Kommo {what}: {e}");
     match e.class() {
-        ErrorClass::Throttled => Stop::Retry(e.retry_after(), reason),
         ErrorClass::Client => Stop::Fail(reason),
-        // transient, transport, decode and auth (a token can be fixed while we back off) are retried
+        // throttled (after Kommo's hold-off), transient, transport, decode and auth (a token can be fixed while we
+        // back off) are retried
         _ => Stop::Retry(e.retry_after(), reason),
     }
 }
@@ -1028,7 +1028,7 @@ impl Handler<'_> {
             let due = (self.ctx.now() + chrono::Duration::hours(hours)).timestamp();
             let mut t =
                 NewTask::new(m.fill(self.flow, &ns.text), due).on(EntityType::Leads, lead).task_type(ns.task_type_id);
-            if let Some(r) = self.cfg().task.responsible_user_id.or(task.responsible_user_id.map(|u| u.get())) {
+            if let Some(r) = self.cfg().task.responsible_user_id.or(task.responsible_user_id.map(UserId::get)) {
                 t = t.responsible(UserId(r));
             }
             self.create_task("task-follow-up", t).await?;
@@ -1051,7 +1051,7 @@ impl Handler<'_> {
                     return Ok(n.id.get());
                 }
             }
-            notes.add_one(NewNote::common(lead, text)).await.map(|id| id.get()).map_err(boxed)
+            notes.add_one(NewNote::common(lead, text)).await.map(|id| id.0).map_err(boxed)
         })
         .await
     }
@@ -1069,7 +1069,7 @@ impl Handler<'_> {
                     return Ok(t.id.get());
                 }
             }
-            self.kommo().tasks().create_one(task).await.map(|id| id.get()).map_err(boxed)
+            self.kommo().tasks().create_one(task).await.map(|id| id.0).map_err(boxed)
         })
         .await
     }
@@ -1080,7 +1080,7 @@ impl Handler<'_> {
         if let Some(lead) = self.deal_from_answer(inv).await? {
             return Ok(Target {
                 lead: lead.id.get(),
-                responsible: lead.responsible_user_id.map(|u| u.get()),
+                responsible: lead.responsible_user_id.map(UserId::get),
                 contact: contact.map(|c| c.id.get()),
             });
         }
@@ -1106,7 +1106,7 @@ impl Handler<'_> {
             }
             return Ok(Target {
                 lead: lead.id.get(),
-                responsible: lead.responsible_user_id.map(|u| u.get()),
+                responsible: lead.responsible_user_id.map(UserId::get),
                 contact: Some(contact.id.get()),
             });
         }
@@ -1114,7 +1114,7 @@ impl Handler<'_> {
         let lead = self.create_lead(m, contact.id).await?;
         Ok(Target {
             lead,
-            responsible: self.cfg().new_lead.responsible_user_id.or(contact.responsible_user_id.map(|u| u.get())),
+            responsible: self.cfg().new_lead.responsible_user_id.or(contact.responsible_user_id.map(UserId::get)),
             contact: Some(contact.id.get()),
         })
     }
