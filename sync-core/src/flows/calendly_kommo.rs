@@ -1397,6 +1397,18 @@ mod tests {
     }
 
     #[test]
+    fn both_halves_of_a_reschedule_share_the_chain_key() {
+        let canceled = br#"{"event":"invitee.canceled","created_at":"2026-06-24T22:30:45Z","payload":{"uri":"https://api.calendly.com/scheduled_events/E1/invitees/I1","email":"Jane@Example.com","rescheduled":true,"new_invitee":"https://api.calendly.com/scheduled_events/E2/invitees/I2"}}"#;
+        let created = br#"{"event":"invitee.created","created_at":"2026-06-24T22:30:45Z","payload":{"uri":"https://api.calendly.com/scheduled_events/E2/invitees/I2","email":"jane@example.com","old_invitee":"https://api.calendly.com/scheduled_events/E1/invitees/I1"}}"#;
+        let key = |b: &[u8]| chain_key(&parse_delivery(b).unwrap());
+        assert_eq!(key(canceled), Some("chain:jane@example.com".into()));
+        assert_eq!(key(canceled), key(created));
+        let no_email_c = br#"{"event":"invitee.canceled","created_at":"2026-06-24T22:30:45Z","payload":{"uri":"https://x/scheduled_events/E1/invitees/I1","rescheduled":true,"new_invitee":"https://x/scheduled_events/E2/invitees/I2"}}"#;
+        let no_email_n = br#"{"event":"invitee.created","created_at":"2026-06-24T22:30:45Z","payload":{"uri":"https://x/scheduled_events/E2/invitees/I2","old_invitee":"https://x/scheduled_events/E1/invitees/I1"}}"#;
+        assert_eq!(key(no_email_c), key(no_email_n));
+    }
+
+    #[test]
     fn config_defaults_and_unknown_keys() {
         let c = Config::from_toml("").unwrap();
         assert_eq!(c, Config::default());
