@@ -138,16 +138,15 @@ async fn env(harness: Harness, edit: impl FnOnce(&mut Config)) -> Env {
 
 impl Env {
     fn seed_won_lead(&self, name: &str, price: i64) -> LeadId {
-        let (pipeline, _) = (self.kommo.main_pipeline(), ());
-        let id = self.kommo.seed_lead(
+        let pipeline = self.kommo.main_pipeline();
+        self.kommo.seed_lead(
             SeedLead::new(name)
                 .price(price)
                 .responsible(self.user)
                 .contact(self.contact)
                 .company(self.company)
                 .stage(pipeline, StatusId::WON),
-        );
-        id
+        )
     }
 
     async fn deliver_kommo(&self, body: &str) -> u16 {
@@ -462,8 +461,8 @@ async fn many_deliveries_with_duplicates_reordering_and_a_restart() {
             WorkerConfig { lease: Duration::from_secs(2), heartbeat: Duration::from_millis(500), ..worker_config() },
         ));
         let deals_env: Option<usize> = std::env::var("FLOW_TEST_DEALS").ok().and_then(|v| v.parse().ok());
-        let DEALS: usize = deals_env.unwrap_or(500);
-        let leads: Vec<LeadId> = (0..DEALS).map(|i| env.seed_won_lead(&format!("Deal {i}"), i as i64)).collect();
+        let deals: usize = deals_env.unwrap_or(500);
+        let leads: Vec<LeadId> = (0..deals).map(|i| env.seed_won_lead(&format!("Deal {i}"), i as i64)).collect();
         // 4 deliveries per deal (status, update, and two redeliveries), shuffled
         let mut bodies = Vec::new();
         for &l in &leads {
@@ -481,7 +480,7 @@ async fn many_deliveries_with_duplicates_reordering_and_a_restart() {
             let j = usize::try_from(rng_state % (i as u64 + 1)).unwrap();
             bodies.swap(i, j);
         }
-        assert_eq!(bodies.len(), DEALS * 4);
+        assert_eq!(bodies.len(), deals * 4);
         let half = bodies.len() / 2;
         let send = |chunk: Vec<String>| {
             let http = env.http.clone();
@@ -520,15 +519,54 @@ async fn many_deliveries_with_duplicates_reordering_and_a_restart() {
         ));
         env.drain_within(240).await;
         let recs = env.records();
-        assert_eq!(recs.len(), DEALS, "exactly one record per deal");
+        assert_eq!(recs.len(), deals, "exactly one record per deal");
         let mut ids: Vec<&str> = recs.iter().filter_map(|r| r.fields.get_str("Kommo Deal ID")).collect();
         ids.sort_unstable();
         ids.dedup();
-        assert_eq!(ids.len(), DEALS);
+        assert_eq!(ids.len(), deals);
         assert!(leads.iter().all(|l| env.notes(*l).is_empty()), "no notes from our own writes");
         let status = env.store.status().await.unwrap();
         assert_eq!(status.dead, 0, "{status:?}");
         env.finish().await;
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_airtable_webhook_is_adopted_on_restart_and_recreated_when_lost() {
+    let env = env(Harness::sqlite(), |_| {}).await;
+    let url = format!("http://{}/hooks/airtable-ping", env.addr);
+    let first = env.base.webhooks()[0].id.clone();
+    // a restart adopts the stored webhook: no second webhook, same MAC secret
+    let adopted = env.flow.ensure_webhook(&env.store, &url).await.unwrap();
+    assert_eq!(adopted, first);
+    assert_eq!(env.base.webhooks().len(), 1);
+    // Airtable disables it after 7 days without refresh: the next upkeep replaces it and pings verify again
+    env.base.expire_webhook(&first);
+    let second = env.flow.ensure_webhook(&env.store, &url).await.unwrap();
+    assert_ne!(second, first);
+    let hooks = env.base.webhooks();
+    assert_eq!(hooks.len(), 1, "the lost webhook was removed");
+    assert_eq!(hooks[0].id, second);
+    let lead = env.seed_won_lead("After recreate", 10);
+    env.deliver_kommo(&env.kommo.webhook_for_lead_status(lead)).await;
+    env.drain().await;
+    let rec = env.records()[0].id.clone();
+    env.base.user_edit(TABLE, &rec, json!({"Status": "Done"}), &FakeUser::with_email("x@agency.example")).unwrap();
+    let ok = wait_until(60, || async { !env.notes(lead).is_empty() }).await;
+    assert!(ok, "pings signed with the new secret are accepted and processed");
+    // a ping with a wrong MAC is refused at the door
+    let forged = env
+        .http
+        .post(&url)
+        .header("x-airtable-content-mac", "hmac-sha256=00")
+        .body(
+            json!({"base": {"id": env.base.id()}, "webhook": {"id": second}, "timestamp": "2026-11-23T10:00:00.000Z"})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 401);
+    env.finish().await;
 }

@@ -141,7 +141,7 @@ async fn backfill(args: ServeArgs) -> anyhow::Result<()> {
     let bar = indicatif::ProgressBar::new(new as u64);
     loop {
         let left = pending(&store).await?;
-        bar.set_position((new as u64).saturating_sub(left as u64));
+        bar.set_position((new as u64).saturating_sub(u64::try_from(left).unwrap_or(0)));
         if left == 0 {
             break;
         }
