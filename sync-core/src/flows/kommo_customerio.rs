@@ -304,10 +304,16 @@ pub enum SetupError {
     Invalid(String),
     /// Kommo failed.
     #[error("Kommo: {0}")]
-    Kommo(#[from] kommo_api::Error),
+    Kommo(Box<kommo_api::Error>),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] crate::Error),
+}
+
+impl From<kommo_api::Error> for SetupError {
+    fn from(e: kommo_api::Error) -> Self {
+        Self::Kommo(Box::new(e))
+    }
 }
 
 enum Fault {
