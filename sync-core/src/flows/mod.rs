@@ -3,10 +3,10 @@
 //!
 //! | module | feature | what it does |
 //! |---|---|---|
-//! | [`kommo_airtable`] | `kommo-airtable` | won Kommo deals → Airtable onboarding records; Airtable status → Kommo notes; fields both ways |
-//! | [`kommo_productive`] | `kommo-productive` | won Kommo deals → Productive company, project, budget, services, assignments (a resumable saga) |
-//! | [`calendly_kommo`] | `calendly-kommo` | Calendly bookings, cancellations, reschedules, no-shows → Kommo notes and tasks |
-//! | [`kommo_customerio`] | `kommo-customerio` | Kommo leads → Customer.io people and events; reporting webhooks → Kommo notes and tasks |
+//! | `kommo_airtable` | `kommo-airtable` | won Kommo deals → Airtable onboarding records; Airtable status → Kommo notes; fields both ways |
+//! | `kommo_productive` | `kommo-productive` | won Kommo deals → Productive company, project, budget, services, assignments (a resumable saga) |
+//! | `calendly_kommo` | `calendly-kommo` | Calendly bookings, cancellations, reschedules, no-shows → Kommo notes and tasks |
+//! | `kommo_customerio` | `kommo-customerio` | Kommo leads → Customer.io people and events; reporting webhooks → Kommo notes and tasks |
 //!
 //! Every flow follows one pattern: a `Config` (serde, from TOML; no secrets), a flow struct built from the config
 //! and the API clients that implements [`crate::Flow`], a start-up validation against the live systems that fails
