@@ -313,7 +313,8 @@ mod cases {
             let companies = p.all::<CompanyAttributes>();
             assert_eq!(companies.iter().filter(|c| c.attributes.name == "Acme GmbH").count(), 1, "{ctx}: companies");
             let project = self.project();
-            let budgets: Vec<_> = p.all::<DealAttributes>().into_iter().filter(productive_api::Resource::is_budget).collect();
+            let budgets: Vec<_> =
+                p.all::<DealAttributes>().into_iter().filter(productive_api::Resource::is_budget).collect();
             assert_eq!(budgets.len(), 1, "{ctx}: budgets");
             let services = p.all::<ServiceAttributes>();
             assert_eq!(services.len(), 2, "{ctx}: services {services:?}");
@@ -572,7 +573,8 @@ mod cases {
         assert_eq!(notes().len(), 2);
 
         // budget (total 15800) crosses 80 %: a note and a task for the responsible user, once
-        let budget = p.all::<DealAttributes>().into_iter().find(productive_api::Resource::is_budget).unwrap().typed_id();
+        let budget =
+            p.all::<DealAttributes>().into_iter().find(productive_api::Resource::is_budget).unwrap().typed_id();
         let set = |used: &str| serde_json::from_value(json!({"budget_used": used})).unwrap();
         p.update_deal(&budget, &set("5000.0")).await;
         w.drain().await;
