@@ -40,6 +40,7 @@ use kommo_api::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::support::{Fault, boxed};
 use crate::{
     BoxError, Ctx, Event, Flow, KeyError, NewEvent, Outcome, RawEvent, Store,
     mapping::{FieldKind, FieldSchema, Mapping, Schema},
@@ -280,73 +281,12 @@ impl From<airtable_client::Error> for SetupError {
     }
 }
 
-/// A handler failure, classified.
-enum Fault {
-    Retry(Option<Duration>, String),
-    Fail(String),
-}
-
-impl From<kommo_api::Error> for Fault {
-    fn from(e: kommo_api::Error) -> Self {
-        if e.class().is_retryable() {
-            Self::Retry(e.retry_after(), format!("Kommo: {e}"))
-        } else {
-            Self::Fail(format!("Kommo: {e}"))
-        }
-    }
-}
-
 impl From<airtable_client::Error> for Fault {
     fn from(e: airtable_client::Error) -> Self {
         if e.class().is_retryable() {
             Self::Retry(e.retry_after(), format!("Airtable: {e}"))
         } else {
             Self::Fail(format!("Airtable: {e}"))
-        }
-    }
-}
-
-impl From<crate::Error> for Fault {
-    fn from(e: crate::Error) -> Self {
-        match e {
-            crate::Error::Step { step, source } => match source.downcast::<StepFault>() {
-                Ok(f) => match *f {
-                    StepFault(Self::Retry(after, why)) => Self::Retry(after, format!("step {step}: {why}")),
-                    StepFault(Self::Fail(why)) => Self::Fail(format!("step {step}: {why}")),
-                },
-                Err(other) => Self::Retry(None, format!("step {step}: {other}")),
-            },
-            other => Self::Retry(None, other.to_string()),
-        }
-    }
-}
-
-/// A [`Fault`] carried through [`Ctx::step`]'s boxed error.
-struct StepFault(Fault);
-
-impl std::fmt::Debug for StepFault {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.0 {
-            Fault::Retry(_, w) | Fault::Fail(w) => f.write_str(w),
-        }
-    }
-}
-impl std::fmt::Display for StepFault {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(self, f)
-    }
-}
-impl std::error::Error for StepFault {}
-
-fn boxed(f: impl Into<Fault>) -> BoxError {
-    Box::new(StepFault(f.into()))
-}
-
-impl From<Fault> for Outcome {
-    fn from(f: Fault) -> Self {
-        match f {
-            Fault::Retry(after, reason) => Outcome::Retry { after, reason },
-            Fault::Fail(reason) => Outcome::Fail { reason },
         }
     }
 }

@@ -45,6 +45,7 @@ use kommo_api::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::support::{Fault, boxed};
 use crate::{
     BoxError, Ctx, Event, Flow, KeyError, NewEvent, Outcome, RawEvent, Store,
     mapping::{Direction, FieldKind, FieldSchema, Mapping, Schema},
@@ -316,21 +317,6 @@ impl From<kommo_api::Error> for SetupError {
     }
 }
 
-enum Fault {
-    Retry(Option<Duration>, String),
-    Fail(String),
-}
-
-impl From<kommo_api::Error> for Fault {
-    fn from(e: kommo_api::Error) -> Self {
-        if e.class().is_retryable() {
-            Self::Retry(e.retry_after(), format!("Kommo: {e}"))
-        } else {
-            Self::Fail(format!("Kommo: {e}"))
-        }
-    }
-}
-
 impl From<customerio_api::Error> for Fault {
     fn from(e: customerio_api::Error) -> Self {
         if e.is_retryable() {
@@ -339,51 +325,6 @@ impl From<customerio_api::Error> for Fault {
             Self::Fail(format!("Customer.io: {e}"))
         }
     }
-}
-
-impl From<crate::Error> for Fault {
-    fn from(e: crate::Error) -> Self {
-        match e {
-            crate::Error::Step { step, source } => match source.downcast::<StepFault>() {
-                Ok(f) => match f.0 {
-                    Self::Retry(after, why) => Self::Retry(after, format!("step {step}: {why}")),
-                    Self::Fail(why) => Self::Fail(format!("step {step}: {why}")),
-                },
-                Err(other) => Self::Retry(None, format!("step {step}: {other}")),
-            },
-            other => Self::Retry(None, other.to_string()),
-        }
-    }
-}
-
-impl From<Fault> for Outcome {
-    fn from(f: Fault) -> Self {
-        match f {
-            Fault::Retry(after, reason) => Outcome::Retry { after, reason },
-            Fault::Fail(reason) => Outcome::Fail { reason },
-        }
-    }
-}
-
-/// A [`Fault`] carried through [`Ctx::step`]'s boxed error.
-struct StepFault(Fault);
-
-impl std::fmt::Debug for StepFault {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.0 {
-            Fault::Retry(_, w) | Fault::Fail(w) => f.write_str(w),
-        }
-    }
-}
-impl std::fmt::Display for StepFault {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(self, f)
-    }
-}
-impl std::error::Error for StepFault {}
-
-fn boxed(f: impl Into<Fault>) -> BoxError {
-    Box::new(StepFault(f.into()))
 }
 
 // ------------------------------------------------------------------------------------------------- the flow

@@ -20,3 +20,5 @@ pub mod kommo_airtable;
 pub mod kommo_customerio;
 #[cfg(feature = "kommo-productive")]
 pub mod kommo_productive;
+#[cfg(any(feature = "kommo-airtable", feature = "kommo-customerio"))]
+mod support;
