@@ -118,30 +118,53 @@ pub fn env_token(name: &str) -> anyhow::Result<api_core::Token> {
 /// # Errors
 /// When the store cannot be read.
 pub async fn print_status(store: &Store) -> anyhow::Result<()> {
+    print!("{}", render_status(store).await?);
+    Ok(())
+}
+
+/// The operator's status report: depth per source and state, queue lag, events skipped on purpose (per source
+/// and reason) and the first dead letters.
+///
+/// # Errors
+/// When the store cannot be read.
+pub async fn render_status(store: &Store) -> anyhow::Result<String> {
+    use std::fmt::Write as _;
     let status = store.status().await?;
-    println!("{:<28} {:<8} {:>8}", "source", "state", "events");
+    let mut out = String::new();
+    writeln!(out, "{:<28} {:<8} {:>8}", "source", "state", "events")?;
     for ((source, state), n) in &status.depth {
-        println!("{source:<28} {:<8} {n:>8}", state.as_str());
+        writeln!(out, "{source:<28} {:<8} {n:>8}", state.as_str())?;
     }
     match status.oldest_due_age {
-        Some(age) => println!("oldest due event waiting: {}", human(age)),
-        None => println!("nothing waiting"),
+        Some(age) => writeln!(out, "oldest due event waiting: {}", human(age))?,
+        None => writeln!(out, "nothing waiting")?,
     }
-    println!("dead letters: {}", status.dead);
+    let skipped: i64 = status.skipped.values().sum();
+    writeln!(out, "skipped on purpose (done, nothing applied): {skipped}")?;
+    let mut reasons: Vec<_> = status.skipped.iter().collect();
+    reasons.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+    for ((source, reason), n) in reasons.iter().take(20) {
+        writeln!(out, "  {n:>8}  {source:<20} {reason}")?;
+    }
+    if reasons.len() > 20 {
+        writeln!(out, "  … and {} more reasons", reasons.len() - 20)?;
+    }
+    writeln!(out, "dead letters: {}", status.dead)?;
     if status.dead > 0 {
         for row in store.list(State::Dead, 20).await? {
-            println!(
+            writeln!(
+                out,
                 "  dead #{} {} {} attempts={} error={}",
                 row.id,
                 row.source,
                 row.dedup_key,
                 row.attempts,
                 row.last_error.as_deref().unwrap_or("-")
-            );
+            )?;
         }
-        println!("replay one with: replay <id>");
+        writeln!(out, "replay one with: replay <id>")?;
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Replays dead letter `id` and says what happened.

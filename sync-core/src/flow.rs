@@ -27,6 +27,13 @@ use crate::store::{Event, Headers, Ingested, NewEvent, Store};
 pub enum Outcome {
     /// Processed to completion.
     Done,
+    /// Finished without applying anything, on purpose: filtered out by configuration, already handled, nothing
+    /// to do. Stored as done with the reason, which [`Store::status`] counts per source and reason, so keep
+    /// `reason` to a small set of phrases (ids belong in the logs).
+    Skipped {
+        /// Why (stored as `skip_reason`).
+        reason: String,
+    },
     /// Try again later: after `after` if given (e.g. from a `Retry-After` hint), else after the worker's backoff.
     /// After the worker's `max_attempts` the event goes to the dead letters.
     Retry {
@@ -46,6 +53,11 @@ impl Outcome {
     /// `Retry` with the worker's backoff.
     pub fn retry(reason: impl Into<String>) -> Self {
         Self::Retry { after: None, reason: reason.into() }
+    }
+
+    /// `Skipped`.
+    pub fn skipped(reason: impl Into<String>) -> Self {
+        Self::Skipped { reason: reason.into() }
     }
 
     /// `Fail`.

@@ -64,6 +64,8 @@ impl Default for WorkerConfig {
 pub struct WorkerStats {
     /// Events completed.
     pub done: AtomicU64,
+    /// Events finished as skipped ([`Outcome::Skipped`]).
+    pub skipped: AtomicU64,
     /// Retries scheduled.
     pub retried: AtomicU64,
     /// Events moved to dead letters.
@@ -292,6 +294,7 @@ async fn write(
     let max = i64::from(cfg.max_attempts.max(1));
     let (result, counter) = match outcome {
         Outcome::Done => (store.complete(lease).await, &stats.done),
+        Outcome::Skipped { reason } => (store.skip(lease, &reason).await, &stats.skipped),
         Outcome::Fail { reason } => (store.fail(lease, &reason).await, &stats.dead),
         Outcome::Retry { reason, .. } if attempts >= max => {
             let reason = format!("gave up after {attempts} attempts: {reason}");

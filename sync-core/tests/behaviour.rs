@@ -15,6 +15,7 @@ behaviour_suite!(
     cursor_advances_with_batch,
     helpers_id_map_journal_counters_watermarks_echo,
     status_and_purge,
+    skipped_is_done_with_reason,
     multi_worker_exactly_once,
 );
 
@@ -47,6 +48,7 @@ mod cases {
         RetryAfterEffect,
         Panic,
         Fail,
+        Skip,
         Block,
     }
 
@@ -109,6 +111,7 @@ mod cases {
                 Decision::ErrBeforeEffect => return Err("transient".into()),
                 Decision::Panic => panic!("boom"),
                 Decision::Fail => return Ok(Outcome::fail("designed to fail")),
+                Decision::Skip => return Ok(Outcome::skipped("filtered by test")),
                 Decision::Block => {
                     self.entered.notify_one();
                     self.gate.notified().await;
@@ -456,6 +459,50 @@ mod cases {
         let st = store.status().await.unwrap();
         assert_eq!(st.depth.get(&("test".into(), State::Done)), None);
         assert_eq!(st.dead, 1, "dead letters are kept");
+    }
+
+    /// `Outcome::Skipped` finishes the event (done, no effect) and keeps the reason: per row, and counted per
+    /// source and reason in `status`; the write is fenced like every other outcome.
+    pub async fn skipped_is_done_with_reason(h: &Harness) {
+        let store = h.open(Arc::new(SystemClock)).await;
+        let flow = TestFlow::new(|e, _| if e.dedup_key.starts_with("skip") { Decision::Skip } else { Decision::Done });
+        for k in ["skip-1", "keep-1", "skip-2", "keep-2", "skip-3"] {
+            store.ingest(&ev(k)).await.unwrap();
+        }
+        let engine = Engine::new(store.clone(), vec![flow.clone()]).unwrap();
+        let pool = worker::start(engine, fast_config());
+        assert!(wait_until(20, || drained(&store)).await);
+        let stats = pool.stats();
+        assert_eq!(stats.skipped.load(Ordering::SeqCst), 3);
+        assert_eq!(stats.done.load(Ordering::SeqCst), 2);
+        pool.shutdown().await;
+
+        assert_eq!(flow.sink.total(), 2, "skipped events have no effect");
+        let st = store.status().await.unwrap();
+        assert_eq!(st.depth.get(&("test".into(), State::Done)), Some(&5), "skipped events are done");
+        assert_eq!(st.skipped.len(), 1);
+        assert_eq!(st.skipped.get(&("test".into(), "filtered by test".into())), Some(&3));
+        let done = store.list(State::Done, 10).await.unwrap();
+        let reasons: Vec<(&str, Option<&str>)> =
+            done.iter().map(|r| (r.dedup_key.as_str(), r.skip_reason.as_deref())).collect();
+        assert_eq!(
+            reasons,
+            vec![
+                ("skip-1", Some("filtered by test")),
+                ("keep-1", None),
+                ("skip-2", Some("filtered by test")),
+                ("keep-2", None),
+                ("skip-3", Some("filtered by test")),
+            ]
+        );
+
+        // Fenced: a stale lease cannot turn a finished row into a skipped one.
+        store.ingest(&ev("late")).await.unwrap();
+        let sources = vec!["test".to_owned()];
+        let claimed = store.claim("w", &sources, 1, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(store.complete(&claimed[0].lease).await.unwrap(), Fence::Applied);
+        assert_eq!(store.skip(&claimed[0].lease, "too late").await.unwrap(), Fence::Stale);
+        assert_eq!(store.get(claimed[0].id).await.unwrap().unwrap().skip_reason, None);
     }
 
     /// 3 worker pools (each with its own connection pool, as separate processes would have) process 5,000 events

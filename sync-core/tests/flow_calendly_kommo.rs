@@ -346,6 +346,15 @@ mod cases {
         let notes = rig.notes(lead.get());
         assert_eq!(notes.len(), 2);
         assert!(notes[1].contains("no-show"), "{}", notes[1]);
+        // a no-show for a booking whose invitee.created never arrived: done as skipped, reason in `status`
+        let lost = rig.cal.book(Booking::new("nora@example.com", "Nora Noshow", start_in(3)));
+        let _ = rig.cal.take_outbox();
+        rig.cal.mark_no_show(&lost.invitee.uri).unwrap();
+        rig.deliver().await;
+        assert_eq!(rig.kommo.tasks_for(EntityType::Leads, lead.get()).len(), 2, "nothing new");
+        let skipped = rig.store.status().await.unwrap().skipped;
+        let reason = ("calendly".to_owned(), "no-show for a booking never synced".to_owned());
+        assert_eq!(skipped.get(&reason), Some(&1), "{skipped:?}");
         rig.stop().await;
     }
 

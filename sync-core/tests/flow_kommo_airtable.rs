@@ -309,6 +309,8 @@ async fn next_contact_date_syncs_both_ways_without_echo() {
         env.deliver_kommo(&env.kommo.webhook_for_lead_update(lead)).await;
         env.drain().await;
         assert_eq!(env.airtable.count(&reqwest::Method::PATCH, "/v0/"), patches_before, "echo suppressed");
+        let skipped = env.store.status().await.unwrap().skipped;
+        assert_eq!(skipped.get(&("kommo".to_owned(), "echo of our own write".to_owned())), Some(&1), "{skipped:?}");
 
         // Kommo → Airtable
         env.kommo.update_lead(
@@ -325,6 +327,11 @@ async fn next_contact_date_syncs_both_ways_without_echo() {
         env.drain().await;
         // our Airtable write came back as a publicApi payload: no Kommo write for it
         assert_eq!(env.flow.stats().kommo_writes.load(Ordering::Relaxed), 1);
+        let skipped = env.store.status().await.unwrap().skipped;
+        assert!(
+            skipped.get(&("airtable".to_owned(), "echo of our own write".to_owned())).is_some_and(|n| *n >= 1),
+            "{skipped:?}"
+        );
         assert!(env.notes(lead).is_empty(), "no status change, no note");
         env.finish().await;
     })
@@ -385,6 +392,18 @@ async fn filters_skip_with_a_reason_and_reconcile_fills_missed_webhooks() {
     env.drain().await;
     assert!(env.records().is_empty());
     assert_eq!(env.flow.stats().filtered.load(Ordering::Relaxed), 2);
+    // both deliveries are done, with their reason visible to operators
+    let skipped = env.store.status().await.unwrap().skipped;
+    let open_status = stages[0].get();
+    assert_eq!(
+        skipped,
+        [
+            (("kommo".to_owned(), format!("filtered: status {open_status} is not the trigger status 142")), 1),
+            (("kommo".to_owned(), "filtered: tagged `internal`".to_owned()), 1),
+        ]
+        .into_iter()
+        .collect(),
+    );
 
     // a won deal whose webhook never arrived is found by the reconcile poll, once
     let missed = env.seed_won_lead("Missed webhook", 700);

@@ -342,6 +342,14 @@ async fn reporting_webhooks_make_notes_unsubscribe_marks_the_contact_and_forgeri
         let notes = env.notes(lead);
         assert_eq!(notes.len(), 3, "{notes:?}");
         assert!(notes.iter().any(|n| n.contains("bounced") && n.contains("550 mailbox unavailable")), "{notes:?}");
+        // a metric the flow does not handle is done as skipped, with its reason in `status`
+        let delivered = env.cio.webhook(&Identifier::email(EMAIL), Metric::Delivered).build();
+        assert_eq!(env.deliver_cio(&delivered).await, 200);
+        env.drain().await;
+        assert_eq!(env.notes(lead).len(), 3);
+        let skipped = env.store.status().await.unwrap().skipped;
+        assert_eq!(skipped.values().sum::<i64>(), 1, "{skipped:?}");
+        assert_eq!(skipped.keys().next().map(|(_, r)| r.as_str()), Some("metric not handled"), "{skipped:?}");
         assert!(notes.iter().any(|n| n.contains("unsubscribed")), "{notes:?}");
         let c = env.kommo.contact(env.contact).unwrap();
         assert!(c.embedded.tags.iter().any(|t| t.name == "unsubscribed"), "{:?}", c.embedded.tags);

@@ -571,6 +571,9 @@ mod cases {
         p.complete_task(&t2).await;
         w.drain().await;
         assert_eq!(notes().len(), 2);
+        let skipped = w.store.status().await.unwrap().skipped;
+        let reason = ("productive".to_owned(), "project is not mapped to a Kommo lead".to_owned());
+        assert!(skipped.get(&reason).is_some_and(|n| *n >= 1), "visible in status: {skipped:?}");
 
         // budget (total 15800) crosses 80 %: a note and a task for the responsible user, once
         let budget =
@@ -579,6 +582,9 @@ mod cases {
         p.update_deal(&budget, &set("5000.0")).await;
         w.drain().await;
         assert_eq!(notes().len(), 2, "below the thresholds");
+        let skipped = w.store.status().await.unwrap().skipped;
+        let reason = ("productive".to_owned(), "below every alert threshold".to_owned());
+        assert!(skipped.get(&reason).is_some_and(|n| *n >= 1), "visible in status: {skipped:?}");
         p.update_deal(&budget, &set("13430.0")).await;
         p.update_deal(&budget, &set("13500.0")).await;
         w.drain().await;

@@ -9,7 +9,7 @@
 //! | `invitee.canceled` (`rescheduled: false`) | a note with who canceled and why; the meeting task is closed with a result text |
 //! | reschedule pair (`invitee.canceled` with `rescheduled: true` + `new_invitee`, and `invitee.created` with `old_invitee`), **in either order** | the existing task is moved to the new time (text updated) and one "rescheduled" note is added; never a cancel note, never a second task |
 //! | `invitee_no_show.created` | a note and (optionally) a follow-up task |
-//! | anything else | done, with an `info` log saying why it was ignored |
+//! | anything else | skipped (done, reason counted in `status`), with an `info` log saying why |
 //!
 //! # Keys
 //!
@@ -564,6 +564,8 @@ pub fn chain_key(delivery: &WebhookDelivery) -> Option<String> {
 enum Stop {
     Retry(Option<Duration>, String),
     Fail(String),
+    /// Nothing to do, on purpose (already handled, not ours): done, with the reason kept for `status`.
+    Skip(&'static str),
 }
 
 impl From<Stop> for Outcome {
@@ -571,6 +573,7 @@ impl From<Stop> for Outcome {
         match s {
             Stop::Retry(after, reason) => Outcome::Retry { after, reason },
             Stop::Fail(reason) => Outcome::Fail { reason },
+            Stop::Skip(reason) => Outcome::skipped(reason),
         }
     }
 }
@@ -790,7 +793,7 @@ impl Flow for CalendlyKommo {
         };
         let Some(inv) = delivery.invitee() else {
             tracing::info!(event = %delivery.event, "ignored: not an invitee event");
-            return Ok(Outcome::Done);
+            return Ok(Outcome::skipped("not an invitee event"));
         };
         let h = Handler { flow: self, ctx, retry: event.attempts > 1 };
         let r = match &delivery.event {
@@ -802,11 +805,12 @@ impl Flow for CalendlyKommo {
             WebhookEvent::InviteeNoShowCreated => h.no_show(inv).await,
             other => {
                 tracing::info!(event = %other, invitee = %inv.uri, "ignored: event not handled by this flow");
-                Ok(())
+                Err(Stop::Skip("event not handled by this flow"))
             }
         };
         Ok(match r {
             Ok(()) => Outcome::Done,
+            Err(stop @ Stop::Skip(_)) => stop.into(),
             Err(stop) => {
                 tracing::warn!(event = %delivery.event, invitee = %inv.uri, ?stop, "calendly-kommo stopped");
                 stop.into()
@@ -855,7 +859,7 @@ impl Handler<'_> {
         if let Some(m) = get_mapping(self.ctx, &inv.uri).await? {
             // a retry after the mapping was written, or the booking was canceled before we saw it
             tracing::info!(invitee = %inv.uri, state = ?m, "invitee.created: already handled; nothing to do");
-            return Ok(());
+            return Err(Stop::Skip("booking already handled"));
         }
         if let Some(old) = &inv.old_invitee {
             match get_mapping(self.ctx, old).await? {
@@ -976,7 +980,7 @@ impl Handler<'_> {
             }
             Some(state) => {
                 tracing::info!(invitee = %inv.uri, ?state, "cancellation already handled");
-                return Ok(());
+                return Err(Stop::Skip("cancellation already handled"));
             }
         };
         let m = Meeting::of(inv);
@@ -1009,14 +1013,14 @@ impl Handler<'_> {
     async fn no_show(&self, inv: &Invitee) -> Res<()> {
         let Some(task_id) = get_mapping(self.ctx, &inv.uri).await?.and_then(|m| m.task()) else {
             tracing::info!(invitee = %inv.uri, "no-show for a booking that was never synced: ignored");
-            return Ok(());
+            return Err(Stop::Skip("no-show for a booking never synced"));
         };
         let task: Task = self
             .step("task-for-no-show", || async { self.kommo().tasks().get(TaskId(task_id)).await.map_err(boxed) })
             .await?;
         let Some(lead) = task.entity_id.filter(|_| task.entity_type == Some(EntityType::Leads)) else {
             tracing::warn!(task = task_id, "meeting task is not on a lead; no-show not recorded");
-            return Ok(());
+            return Err(Stop::Skip("meeting task is not on a lead"));
         };
         let m = Meeting::of(inv);
         let mut text = format!("🚫 Calendly: no-show — {} did not attend {}\n", m.name, m.event);

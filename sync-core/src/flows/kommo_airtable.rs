@@ -739,26 +739,35 @@ impl KommoAirtable {
         }
         if leads.is_empty() {
             tracing::info!("Kommo webhook without lead events: nothing to do");
-            return Ok(Outcome::Done);
+            return Ok(Outcome::skipped("no lead events"));
         }
+        // One delivery can carry several leads: it is skipped only if every lead was.
+        let mut reasons = BTreeSet::new();
+        let mut applied = false;
         for (lead, time) in leads {
-            self.sync_lead(ctx, lead, time).await?;
+            match self.sync_lead(ctx, lead, time).await? {
+                Some(reason) => {
+                    reasons.insert(reason);
+                }
+                None => applied = true,
+            }
         }
-        Ok(Outcome::Done)
+        Ok(if applied { Outcome::Done } else { Outcome::skipped(reasons.into_iter().collect::<Vec<_>>().join("; ")) })
     }
 
-    /// Kommo → Airtable for one lead, from its current state.
-    async fn sync_lead(&self, ctx: &Ctx, lead_id: LeadId, event_time: i64) -> Result<(), Fault> {
+    /// Kommo → Airtable for one lead, from its current state. `Some(reason)` when nothing was written on purpose
+    /// (filtered out, gone, echo, stale, already in sync).
+    async fn sync_lead(&self, ctx: &Ctx, lead_id: LeadId, event_time: i64) -> Result<Option<String>, Fault> {
         let cfg = &self.config;
         let Some(lead) = self.kommo.leads().find(lead_id, &["contacts", "companies"]).await? else {
             tracing::info!(lead = %lead_id, "lead no longer exists: nothing to do");
-            return Ok(());
+            return Ok(Some("lead no longer exists".into()));
         };
         let existing = ctx.id_get(MAP_SYSTEM, MAP_KIND, &lead_id.to_string()).await?;
         if let Some(reason) = self.filtered_out(&lead, existing.is_some()) {
             bump(&self.stats.filtered);
             tracing::info!(lead = %lead_id, reason, "filtered out");
-            return Ok(());
+            return Ok(Some(format!("filtered: {reason}")));
         }
         let flat = self.flat_lead(&lead).await?;
         let mapped =
@@ -771,11 +780,13 @@ impl KommoAirtable {
         // field); an older change than the last applied one is stale.
         let mut fields = Map::new();
         let mut sources = Vec::new();
+        let (mut echoes, mut stale) = (0, 0);
         for fm in &cfg.mapping.fields {
             let Some(value) = mapped.get(&fm.target) else { continue };
             let source_value = flat.get(&fm.source).cloned().unwrap_or(Value::Null);
             if ctx.is_echo("kommo", &lead_key, &fm.source, &source_value).await? {
                 bump(&self.stats.echoes_skipped);
+                echoes += 1;
                 continue;
             }
             if ctx.is_echo("airtable", &lead_key, &fm.target, value).await? {
@@ -784,6 +795,7 @@ impl KommoAirtable {
             }
             if !ctx.watermark_advance(&format!("field:{lead_key}:{}", fm.source), time).await? {
                 bump(&self.stats.stale_skipped);
+                stale += 1;
                 tracing::info!(lead = %lead_id, field = %fm.source, "older than the last applied change: skipped");
                 continue;
             }
@@ -801,7 +813,16 @@ impl KommoAirtable {
         match existing {
             Some(rec) => {
                 if fields.is_empty() {
-                    return Ok(());
+                    return Ok(Some(
+                        if stale > 0 {
+                            "older than the last applied change"
+                        } else if echoes > 0 {
+                            "echo of our own write"
+                        } else {
+                            "already in sync"
+                        }
+                        .into(),
+                    ));
                 }
                 let rec = RecordId::from(rec.as_str());
                 let to_write = fields.clone();
@@ -852,24 +873,22 @@ impl KommoAirtable {
                 }
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     fn filtered_out(&self, lead: &kommo_api::leads::Lead, mapped: bool) -> Option<String> {
         let t = &self.config.trigger;
         if !t.pipeline_ids.is_empty() && !lead.pipeline_id.is_some_and(|p| t.pipeline_ids.contains(&p.get())) {
-            return Some(format!("pipeline {:?} is not watched", lead.pipeline_id.map(PipelineId::get)));
+            let pipeline = lead.pipeline_id.map_or_else(|| "none".to_owned(), |p| p.get().to_string());
+            return Some(format!("pipeline {pipeline} is not watched"));
         }
         let tags: BTreeSet<String> = lead.embedded.tags.iter().map(|t| t.name.to_lowercase()).collect();
         if let Some(tag) = t.exclude_tags.iter().find(|x| tags.contains(&x.to_lowercase())) {
             return Some(format!("tagged `{tag}`"));
         }
         if !mapped && lead.status_id.map(StatusId::get) != Some(t.won_status_id) {
-            return Some(format!(
-                "status {:?} is not the trigger status {}",
-                lead.status_id.map(StatusId::get),
-                t.won_status_id
-            ));
+            let status = lead.status_id.map_or_else(|| "none".to_owned(), |s| s.get().to_string());
+            return Some(format!("status {status} is not the trigger status {}", t.won_status_id));
         }
         None
     }
@@ -960,13 +979,13 @@ impl KommoAirtable {
             serde_json::from_slice(body).map_err(|e| Fault::Fail(format!("bad internal airtable event: {e}")))?;
         let Some(lead_key) = ctx.id_get_local(MAP_SYSTEM, MAP_KIND, &ev.record_id).await? else {
             tracing::info!(record = %ev.record_id, "record is not linked to a Kommo deal: ignored");
-            return Ok(Outcome::Done);
+            return Ok(Outcome::skipped("record not linked to a Kommo deal"));
         };
         let lead_id: LeadId =
             lead_key.parse().map_err(|_| Fault::Fail(format!("bad lead id `{lead_key}` in the id map")))?;
         let resolved = self.resolved.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         let change = ev.payload.record_changes().into_iter().find(|c| c.record_id.as_str() == ev.record_id);
-        let Some(change) = change else { return Ok(Outcome::Done) };
+        let Some(change) = change else { return Ok(Outcome::skipped("no change for the record in the payload")) };
         let time =
             DateTime::parse_from_rfc3339(&ev.payload.timestamp).map_or_else(|_| ctx.now(), |t| t.with_timezone(&Utc));
         let own_api_write = matches!(ev.payload.source(), Some(ActionSource::PublicApi));
@@ -974,11 +993,13 @@ impl KommoAirtable {
             || ev.payload.source().map_or_else(|| "someone".to_owned(), |s| format!("an {s:?} change")),
             |u| u.name.clone().or_else(|| u.email.clone()).unwrap_or_else(|| u.id.to_string()),
         );
+        let (mut applied, mut echoes, mut stale) = (0, 0, 0);
         for (field_id, fc) in &change.fields {
             let Some(name) = resolved.airtable_names.get(field_id.as_str()) else { continue };
             let current = fc.current.as_ref().map_or(Value::Null, payload_value_json);
             if ctx.is_echo("airtable", &lead_key, name, &current).await? {
                 bump(&self.stats.echoes_skipped);
+                echoes += 1;
                 continue; // the value we last synced: our own write coming back
             }
             if own_api_write {
@@ -989,6 +1010,7 @@ impl KommoAirtable {
                 let Some(new) = new else { continue };
                 if !ctx.watermark_advance(&format!("status:{lead_key}"), time).await? {
                     bump(&self.stats.stale_skipped);
+                    stale += 1;
                     continue;
                 }
                 let mut text = format!("Onboarding status: {new}");
@@ -999,6 +1021,7 @@ impl KommoAirtable {
                 text.push(')');
                 self.add_note_once(ctx, lead_id, &format!("note:status:{}", ev.cursor), text).await?;
                 ctx.remember_written("airtable", &lead_key, name, &current).await?;
+                applied += 1;
                 continue;
             }
             // two-way mapped fields: Airtable → Kommo custom field
@@ -1012,6 +1035,7 @@ impl KommoAirtable {
                 let Some((cf_id, cf_kind)) = resolved.kommo_fields.get(&fm.source).cloned() else { continue };
                 if !ctx.watermark_advance(&format!("field:{lead_key}:{}", fm.source), time).await? {
                     bump(&self.stats.stale_skipped);
+                    stale += 1;
                     tracing::info!(lead = %lead_id, field = %fm.source, "older than the last applied change: skipped");
                     continue;
                 }
@@ -1035,9 +1059,18 @@ impl KommoAirtable {
                 })
                 .await?;
                 bump(&self.stats.kommo_writes);
+                applied += 1;
             }
         }
-        Ok(Outcome::Done)
+        Ok(if applied > 0 {
+            Outcome::Done
+        } else if stale > 0 {
+            Outcome::skipped("older than the last applied change")
+        } else if echoes > 0 {
+            Outcome::skipped("echo of our own write")
+        } else {
+            Outcome::skipped("no mapped field changed")
+        })
     }
 
     /// The Kommo write for a custom field value, and the value as it will read back in the flat lead.

@@ -576,18 +576,27 @@ impl KommoCustomerIo {
                 .check_account(Some(kommo_api::AccountId(want)), None)
                 .map_err(|e| Fault::Fail(format!("Kommo webhook from another account: {e}")))?;
         }
+        // One delivery can carry several events: it is skipped only if every event was.
+        let mut reasons = std::collections::BTreeSet::new();
+        let mut applied = false;
         for ev in &payload.events {
             match ev {
                 WebhookEvent::Lead { action: action @ (WebhookAction::Add | WebhookAction::Status), lead } => {
-                    self.lead_event(ctx, ev, *action == WebhookAction::Add, lead).await?;
+                    match self.lead_event(ctx, ev, *action == WebhookAction::Add, lead).await? {
+                        Some(reason) => {
+                            reasons.insert(reason);
+                        }
+                        None => applied = true,
+                    }
                 }
                 other => {
                     bump(&self.stats.filtered);
                     tracing::info!(event = %other.dedup_key(), "not a leads[add] or leads[status] event: ignored");
+                    reasons.insert("not a leads[add] or leads[status] event");
                 }
             }
         }
-        Ok(Outcome::Done)
+        Ok(if applied { Outcome::Done } else { Outcome::skipped(reasons.into_iter().collect::<Vec<_>>().join("; ")) })
     }
 
     async fn lead_event(
@@ -596,18 +605,18 @@ impl KommoCustomerIo {
         ev: &WebhookEvent,
         created: bool,
         hook: &kommo_api::webhook::WebhookLead,
-    ) -> Result<(), Fault> {
+    ) -> Result<Option<&'static str>, Fault> {
         let key = ev.dedup_key();
         let Some(lead) = self.kommo.leads().find(hook.id, &["contacts"]).await? else {
             bump(&self.stats.filtered);
             tracing::info!(lead = %hook.id, "lead no longer exists: skipped");
-            return Ok(());
+            return Ok(Some("lead no longer exists"));
         };
         let pipeline = hook.pipeline_id.or(lead.pipeline_id);
         if !self.pipeline_watched(pipeline) {
             bump(&self.stats.filtered);
             tracing::info!(lead = %hook.id, pipeline = ?pipeline.map(PipelineId::get), "pipeline is not watched: skipped");
-            return Ok(());
+            return Ok(Some("filtered: pipeline is not watched"));
         }
         let time = ev.time().unwrap_or_else(|| ctx.now().timestamp());
         let resolved = self.resolved();
@@ -617,7 +626,7 @@ impl KommoCustomerIo {
         let Some(person) = self.person_for(&lead, &resolved, stage.as_deref(), pipeline).await? else {
             bump(&self.stats.skipped_no_email);
             tracing::info!(lead = %lead.id, "skipped: the lead's main contact has no email (nothing to identify in Customer.io)");
-            return Ok(());
+            return Ok(Some("main contact has no email"));
         };
         let who_key = format!("cio-person:{}", person.who.value().to_lowercase());
         let at = DateTime::<Utc>::from_timestamp(time, 0).unwrap_or_else(|| ctx.now());
@@ -642,7 +651,7 @@ impl KommoCustomerIo {
             tracing::info!(lead = %lead.id, event = %key, "older than an event already applied to this person: attributes left as they are");
         }
         if hook.raw.contains_key(BACKFILL_MARKER) {
-            return Ok(()); // backfill: identify only
+            return Ok(None); // backfill: identify only
         }
         let mut data = Map::new();
         data.insert("lead_id".into(), json!(lead.id.get()));
@@ -670,7 +679,7 @@ impl KommoCustomerIo {
         })
         .await?;
         bump(&self.stats.events_tracked);
-        Ok(())
+        Ok(None)
     }
 
     /// The person for a lead: identifier and mapped attributes. `None` when the main contact has no email.
@@ -751,17 +760,17 @@ impl KommoCustomerIo {
         if !matches!(ev.metric, Metric::Opened | Metric::Clicked | Metric::Unsubscribed | Metric::Bounced) {
             bump(&self.stats.filtered);
             tracing::info!(event = %ev.event_id, metric = %ev.metric, "metric not handled: ignored");
-            return Ok(Outcome::Done);
+            return Ok(Outcome::skipped("metric not handled"));
         }
         let Some(email) = person_email(&ev, self.config.customerio.identify_by) else {
             bump(&self.stats.unmatched);
             tracing::info!(event = %ev.event_id, "reporting webhook without an email: ignored");
-            return Ok(Outcome::Done);
+            return Ok(Outcome::skipped("reporting event without an email"));
         };
         let Some(contact) = self.kommo.contacts().find_by_email(&email).await? else {
             bump(&self.stats.unmatched);
             tracing::info!(event = %ev.event_id, %email, "no Kommo contact with this email: ignored");
-            return Ok(Outcome::Done);
+            return Ok(Outcome::skipped("no Kommo contact with this email"));
         };
         let deal = self.active_deal(contact.id).await?;
         let want_note = match ev.metric {
@@ -776,7 +785,12 @@ impl KommoCustomerIo {
         let Some(deal) = deal else {
             bump(&self.stats.unmatched);
             tracing::info!(event = %ev.event_id, contact = %contact.id, "contact has no open deal: no note");
-            return Ok(Outcome::Done);
+            // an unsubscribe was still applied to the contact
+            return Ok(if ev.metric == Metric::Unsubscribed {
+                Outcome::Done
+            } else {
+                Outcome::skipped("contact has no open deal")
+            });
         };
         if want_note {
             let (entity, id) = (EntityType::Leads, deal.id.get());

@@ -34,7 +34,8 @@
 //! API errors map to outcomes: throttled and transient (5xx, timeouts, broken connections) → [`Outcome::Retry`]
 //! with the error's retry hint; client errors (4xx validation, unknown ids), auth and decode errors →
 //! [`Outcome::Fail`] (dead letter, replayable after a fix) naming the step. Filtered events (other statuses,
-//! other pipelines, unmapped projects, open tasks) are [`Outcome::Done`] with a `tracing::info!` giving the reason.
+//! other pipelines, unmapped projects, open tasks) are [`Outcome::Skipped`] with the reason (counted in `status`),
+//! plus a `tracing::info!` with the ids.
 //!
 //! # Gaps (see the issue)
 //!
@@ -741,24 +742,16 @@ impl KommoProductive {
 
     fn is_trigger(&self, action: &WebhookAction, lead: &kommo_api::webhook::WebhookLead) -> Result<(), String> {
         if !matches!(action, WebhookAction::Status | WebhookAction::Add) {
-            return Err(format!("lead {} event `{}` is not a status change", lead.id, action.as_str()));
+            return Err(format!("event `{}` is not a status change", action.as_str()));
         }
         if lead.status_id.map(StatusId::get) != Some(self.config.kommo.won_status_id) {
-            return Err(format!(
-                "lead {} moved to status {:?}, not the won status {}",
-                lead.id,
-                lead.status_id.map(StatusId::get),
-                self.config.kommo.won_status_id
-            ));
+            let status = lead.status_id.map_or_else(|| "none".to_owned(), |s| s.get().to_string());
+            return Err(format!("status {status} is not the won status {}", self.config.kommo.won_status_id));
         }
         if let Some(p) = self.config.kommo.pipeline_id
-            && lead.pipeline_id.is_some_and(|lp| lp.get() != p)
+            && let Some(lp) = lead.pipeline_id.filter(|lp| lp.get() != p)
         {
-            return Err(format!(
-                "lead {} is in pipeline {:?}, not {p}",
-                lead.id,
-                lead.pipeline_id.map(kommo_api::PipelineId::get)
-            ));
+            return Err(format!("pipeline {lp} is not the watched pipeline {p}"));
         }
         Ok(())
     }
@@ -773,21 +766,29 @@ impl KommoProductive {
         {
             return Ok(Outcome::fail(e.to_string()));
         }
+        // One delivery can carry several events: it is skipped only if every event was.
+        let mut reasons = std::collections::BTreeSet::new();
+        let mut applied = false;
         for ev in &payload.events {
             let KommoEvent::Lead { action, lead } = ev else {
                 tracing::info!(entity = ev.entity_name(), "filtered: not a lead event");
+                reasons.insert("not a lead event".to_owned());
                 continue;
             };
             if let Err(reason) = self.is_trigger(action, lead) {
                 tracing::info!(lead = %lead.id, %reason, "filtered");
+                reasons.insert(format!("filtered: {reason}"));
                 continue;
             }
-            let outcome = self.kickoff(ctx, lead.id).await?;
-            if outcome != Outcome::Done {
-                return Ok(outcome);
+            match self.kickoff(ctx, lead.id).await? {
+                Outcome::Done => applied = true,
+                Outcome::Skipped { reason } => {
+                    reasons.insert(reason);
+                }
+                other => return Ok(other),
             }
         }
-        Ok(Outcome::Done)
+        Ok(if applied { Outcome::Done } else { Outcome::skipped(reasons.into_iter().collect::<Vec<_>>().join("; ")) })
     }
 
     async fn fetch_lead(&self, id: LeadId) -> Result<LeadSnapshot, BoxError> {
@@ -871,13 +872,13 @@ impl KommoProductive {
         let key = lead_id.to_string();
         if let Some(project) = db!(ctx.id_get(FLOW_NAME, KIND_LEAD_KICKOFF, &key)) {
             tracing::info!(lead = %lead_id, %project, "filtered: lead already has its Productive project");
-            return Ok(Outcome::Done);
+            return Ok(Outcome::skipped("lead already has its Productive project"));
         }
         let p = format!("lead:{lead_id}:");
         let lead: LeadSnapshot = step!(ctx, format!("{p}fetch"), self.fetch_lead(lead_id));
         if lead.status_id != Some(self.config.kommo.won_status_id) {
             tracing::info!(lead = %lead_id, status = ?lead.status_id, "filtered: lead is no longer won");
-            return Ok(Outcome::Done);
+            return Ok(Outcome::skipped("lead is no longer won"));
         }
         let resolved = match self.resolved().await {
             Ok(r) => r,
@@ -1057,19 +1058,19 @@ impl KommoProductive {
             ProductiveEvent::Task { completed: true, task, included, .. } => {
                 if !self.config.alerts.task_completed_note {
                     tracing::info!(task = %task.id, "filtered: task notes are off");
-                    return Ok(Outcome::Done);
+                    return Ok(Outcome::skipped("task notes are off"));
                 }
                 let Some(project) = task.project_id() else {
                     tracing::info!(task = %task.id, "filtered: task has no project");
-                    return Ok(Outcome::Done);
+                    return Ok(Outcome::skipped("task has no project"));
                 };
                 let Some(lead) = db!(ctx.id_get_local(FLOW_NAME, KIND_LEAD_PROJECT, project.as_str())) else {
                     tracing::info!(task = %task.id, project = %project, "filtered: project is not mapped to a Kommo lead");
-                    return Ok(Outcome::Done);
+                    return Ok(Outcome::skipped("project is not mapped to a Kommo lead"));
                 };
                 if db!(ctx.id_get(FLOW_NAME, KIND_TASK_NOTE, &task.id)).is_some() {
                     tracing::info!(task = %task.id, "filtered: completion already noted");
-                    return Ok(Outcome::Done);
+                    return Ok(Outcome::skipped("completion already noted"));
                 }
                 let project_name = task
                     .related_id("project")
@@ -1096,12 +1097,12 @@ impl KommoProductive {
             }
             ProductiveEvent::Task { task, .. } => {
                 tracing::info!(task = %task.id, event = %delivery.event, "filtered: not a task completion");
-                Ok(Outcome::Done)
+                Ok(Outcome::skipped("not a task completion"))
             }
             ProductiveEvent::Deal { is_budget: true, deal, .. } => self.budget_alert(ctx, &deal).await,
             _ => {
                 tracing::info!(event = %delivery.event, item = %delivery.item_type, "filtered: event not handled");
-                Ok(Outcome::Done)
+                Ok(Outcome::skipped("event not handled"))
             }
         }
     }
@@ -1119,25 +1120,25 @@ impl KommoProductive {
         }
         let Some(lead) = lead else {
             tracing::info!(budget = %deal.id, "filtered: budget is not mapped to a Kommo lead");
-            return Ok(Outcome::Done);
+            return Ok(Outcome::skipped("budget is not mapped to a Kommo lead"));
         };
         let used = deal.attributes.budget_used.as_ref().and_then(productive_api::Amount::as_f64).unwrap_or(0.0);
         let total = deal.attributes.budget_total.as_ref().and_then(productive_api::Amount::as_f64).unwrap_or(0.0);
         if total <= 0.0 {
             tracing::info!(budget = %deal.id, "filtered: budget has no total");
-            return Ok(Outcome::Done);
+            return Ok(Outcome::skipped("budget has no total"));
         }
         let pct = used / total * 100.0;
         let Some(threshold) =
             self.config.alerts.budget_thresholds.iter().copied().filter(|t| pct >= f64::from(*t)).max()
         else {
             tracing::info!(budget = %deal.id, pct, "filtered: below every alert threshold");
-            return Ok(Outcome::Done);
+            return Ok(Outcome::skipped("below every alert threshold"));
         };
         let alert_key = format!("{}:{threshold}", deal.id);
         if db!(ctx.id_get(FLOW_NAME, KIND_BUDGET_ALERT, &alert_key)).is_some() {
             tracing::info!(budget = %deal.id, threshold, "filtered: alert already sent");
-            return Ok(Outcome::Done);
+            return Ok(Outcome::skipped("alert already sent"));
         }
         let lead_id = LeadId(lead.parse().map_err(boxed)?);
         let currency = deal.attributes.currency.clone().unwrap_or_else(|| self.config.productive.currency.clone());

@@ -177,6 +177,8 @@ pub struct InboxRow {
     pub received_at: DateTime<Utc>,
     /// When finished (done or dead).
     pub finished_at: Option<DateTime<Utc>>,
+    /// Why the event was deliberately not applied ([`crate::Outcome::Skipped`]); `None` for applied events.
+    pub skip_reason: Option<String>,
 }
 
 /// Queue status for operators.
@@ -188,6 +190,9 @@ pub struct Status {
     pub oldest_due_age: Option<Duration>,
     /// Number of dead letters.
     pub dead: i64,
+    /// Done events that were skipped on purpose ([`crate::Outcome::Skipped`]), counted per `(source, reason)`.
+    /// They are also part of the `Done` depth.
+    pub skipped: BTreeMap<(String, String), i64>,
 }
 
 /// Options for opening a store.
@@ -424,6 +429,7 @@ macro_rules! inbox_row_from_row {
             last_error: row.try_get("last_error")?,
             received_at: ms_to_datetime(row.try_get("received_at")?),
             finished_at: finished.map(ms_to_datetime),
+            skip_reason: row.try_get("skip_reason")?,
         }
     }};
 }
@@ -737,9 +743,20 @@ impl Store {
     /// Marks the event done.
     pub async fn complete(&self, lease: &Lease) -> Result<Fence> {
         let sql = fenced(
-            "UPDATE inbox SET state = 'done', lease_owner = NULL, lease_until = NULL, last_error = NULL, finished_at = $4",
+            "UPDATE inbox SET state = 'done', lease_owner = NULL, lease_until = NULL, last_error = NULL, finished_at = $4, \
+             skip_reason = NULL",
         );
         self.fenced_write(sql, lease, Some(self.now()), None).await
+    }
+
+    /// Marks the event done without having applied it (filtered out, nothing to do), recording `reason` for
+    /// [`Store::status`]. Keep reasons to a small set of phrases (put ids in the logs): `status` groups by them.
+    pub async fn skip(&self, lease: &Lease, reason: &str) -> Result<Fence> {
+        let sql = fenced(
+            "UPDATE inbox SET state = 'done', lease_owner = NULL, lease_until = NULL, last_error = NULL, finished_at = $4, \
+             skip_reason = $5",
+        );
+        self.fenced_write(sql, lease, Some(self.now()), Some(reason)).await
     }
 
     /// Puts the event back in the queue, due after `delay`, recording `reason`.
@@ -792,6 +809,13 @@ impl Store {
         .bind(now)
         .fetch_one(p)
         .await?);
+        let skipped: Vec<(String, String, i64)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT source, skip_reason, COUNT(*) AS n FROM inbox WHERE state = 'done' AND skip_reason IS NOT NULL \
+             GROUP BY source, skip_reason",
+        )
+        .fetch_all(p)
+        .await?);
+        status.skipped = skipped.into_iter().map(|(source, reason, n)| ((source, reason), n)).collect();
         status.oldest_due_age =
             oldest.map(|t| Duration::from_millis(u64::try_from(now.saturating_sub(t)).unwrap_or(0)));
         Ok(status)
@@ -801,7 +825,7 @@ impl Store {
     pub async fn get(&self, id: i64) -> Result<Option<InboxRow>> {
         on_pool!(self, p => {
             let row = sqlx::query(
-                "SELECT id, source, dedup_key, state, attempts, attempt_no, last_error, received_at, finished_at \
+                "SELECT id, source, dedup_key, state, attempts, attempt_no, last_error, received_at, finished_at, skip_reason \
                  FROM inbox WHERE id = $1",
             )
             .bind(id)
@@ -818,7 +842,7 @@ impl Store {
     pub async fn list(&self, state: State, limit: u32) -> Result<Vec<InboxRow>> {
         on_pool!(self, p => {
             let rows = sqlx::query(
-                "SELECT id, source, dedup_key, state, attempts, attempt_no, last_error, received_at, finished_at \
+                "SELECT id, source, dedup_key, state, attempts, attempt_no, last_error, received_at, finished_at, skip_reason \
                  FROM inbox WHERE state = $1 ORDER BY id LIMIT $2",
             )
             .bind(state.as_str())
