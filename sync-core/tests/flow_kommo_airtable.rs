@@ -281,6 +281,37 @@ async fn won_deal_creates_one_record_status_only_on_create_and_status_change_add
     .await;
 }
 
+/// "Status" goes out with the creating write itself (no moment where the record exists without it, which a
+/// person or an Airtable automation could fill and we would then overwrite), and a record that already exists
+/// for the deal (made by hand, or an id map lost with a database) keeps the status the team gave it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_goes_out_with_the_create_and_an_existing_record_keeps_its_status() {
+    let env = env(Harness::sqlite(), |_| {}).await;
+    let patches = || env.airtable.count(&reqwest::Method::PATCH, "/v0/");
+    let before = patches();
+    let fresh = env.seed_won_lead("Fresh deal", 100);
+    env.deliver_kommo(&env.kommo.webhook_for_lead_status(fresh)).await;
+    env.drain().await;
+    assert_eq!(patches() - before, 1, "one write: the upsert");
+    let recs = env.base.find(TABLE, "Kommo Deal ID", &fresh.to_string());
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].fields.get_str("Status"), Some("Not Started"));
+
+    let by_hand = env.seed_won_lead("Hand-made deal", 200);
+    let someone = FakeUser::with_email("pm@agency.example");
+    let rec =
+        env.base.user_create(TABLE, json!({"Kommo Deal ID": by_hand.to_string(), "Status": "Done"}), &someone).unwrap();
+    env.deliver_kommo(&env.kommo.webhook_for_lead_status(by_hand)).await;
+    env.drain().await;
+    let recs = env.base.find(TABLE, "Kommo Deal ID", &by_hand.to_string());
+    assert_eq!(recs.len(), 1, "adopted, not duplicated");
+    assert_eq!(recs[0].id, rec);
+    assert_eq!(recs[0].fields.get_str("Status"), Some("Done"), "the team's status is kept");
+    assert_eq!(recs[0].fields.get_str("Deal Name"), Some("Hand-made deal"), "mapped fields are filled in");
+    assert_eq!(env.store.id_get("airtable", "onboarding", &by_hand.to_string()).await.unwrap(), Some(rec.to_string()));
+    env.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn next_contact_date_syncs_both_ways_without_echo() {
     on_both_stores(|h| async move {

@@ -844,10 +844,26 @@ impl KommoAirtable {
                 let status_field = cfg.airtable.status_field.clone();
                 let initial = Value::String(cfg.airtable.initial_status.clone());
                 ctx.remember_written("airtable", &lead_key, &status_field, &initial).await?;
+                let formula = formula_eq(&key_field, &lead_key);
                 // upsert by the external key: a retry or a crash after the write never makes a second record
                 let (rec, created): (String, bool) = ctx
                     .step("upsert", || async move {
-                        let f: Fields = to_write.into_iter().collect();
+                        // "Status" is set on create only, in the creating write itself: a record that already
+                        // exists (an earlier run lost its id map entry, or someone made it by hand) keeps the
+                        // status the team gave it, and a new one is never visible without it (a person or an
+                        // Airtable automation could otherwise set it in between, and we would overwrite them).
+                        let found = table
+                            .list()
+                            .filter_by_formula(formula)
+                            .fields([key_field.as_str()])
+                            .max_records(1)
+                            .page(None)
+                            .await
+                            .map_err(boxed)?;
+                        let mut f: Fields = to_write.into_iter().collect();
+                        if found.records.is_empty() {
+                            f = f.with(status_field.as_str(), initial);
+                        }
                         let res =
                             table.upsert(&[f], &[key_field.as_str()], WriteOptions::typecast()).await.map_err(boxed)?;
                         let record = res
@@ -856,11 +872,6 @@ impl KommoAirtable {
                             .next()
                             .ok_or_else(|| boxed(Fault::Fail("upsert returned no record".into())))?;
                         let created = res.created_records.contains(&record.id);
-                        // "Status" is set on create only; an update never resets a status the team moved on
-                        if record.fields.get(&status_field).is_none() {
-                            let f = Fields::new().with(status_field.as_str(), initial);
-                            table.update_one(&record.id, &f, WriteOptions::typecast()).await.map_err(boxed)?;
-                        }
                         Ok::<_, BoxError>((record.id.to_string(), created))
                     })
                     .await?;
@@ -1133,6 +1144,13 @@ impl KommoAirtable {
         }
         Ok(())
     }
+}
+
+/// An Airtable formula matching records whose `field` equals the text `value`: `{field}='value'`, with backslashes
+/// and single quotes in the value escaped. (A field name containing `}` cannot be referenced this way.)
+fn formula_eq(field: &str, value: &str) -> String {
+    let value = value.replace('\\', "\\\\").replace('\'', "\\'");
+    format!("{{{field}}}='{value}'")
 }
 
 /// A short, stable hash of a JSON value (names a journal step after what it writes).

@@ -1,0 +1,263 @@
+//! The `kommo-airtable` binary end to end: `serve` and `backfill` run as real processes, configured by the shipped
+//! example config (pointed at the in-process fakes on 127.0.0.1) and env-var tokens, exactly as an operator would
+//! run them; `status` reads the database they leave behind.
+#![allow(missing_docs, clippy::print_stdout, clippy::print_stderr)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use airtable_client::fake::{FAKE_TOKEN, FakeAirtable, FakeBase, FakeUser, FieldSpec};
+use kommo_api::fake::{FakeKommo, SeedLead};
+use kommo_api::{EntityType, FieldType, LeadId, StatusId};
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_kommo-airtable");
+const TABLE: &str = "Client Onboarding";
+const SECRET: &str = "cli-test-secret";
+
+struct World {
+    kommo: FakeKommo,
+    _airtable: FakeAirtable,
+    base: FakeBase,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    user: kommo_api::UserId,
+    contact: kommo_api::ContactId,
+}
+
+impl World {
+    /// Fakes with the schema the shipped config maps, and that config rewritten to point at them.
+    async fn start(notification_url: Option<&str>) -> World {
+        let kommo = FakeKommo::start().await.unwrap();
+        let airtable = FakeAirtable::start().await.unwrap();
+        let base = airtable.base();
+        let _ = base.add_table_with(
+            TABLE,
+            vec![
+                FieldSpec::new("Deal Name", "singleLineText"),
+                FieldSpec::new("Kommo Deal ID", "singleLineText"),
+                FieldSpec::single_select("Status", &["Not Started", "In Progress", "Done"]),
+                FieldSpec::new("Deal Value", "number"),
+                FieldSpec::new("Responsible", "singleLineText"),
+                FieldSpec::new("Client Name", "singleLineText"),
+                FieldSpec::new("Email", "email"),
+                FieldSpec::new("Phone", "phoneNumber"),
+                FieldSpec::new("Company", "singleLineText"),
+                FieldSpec::new("Next Contact Date", "date"),
+            ],
+        );
+        let _ = kommo.seed_custom_field(EntityType::Leads, "Next Contact Date", FieldType::Date, None, &[]);
+        let user = kommo.seed_user("Rita Responsible", "rita@example.com");
+        let contact = kommo.seed_contact("Ada Client", Some("ada@client.example"), Some("+1 555 0100"));
+
+        let shipped = include_str!("../config/kommo-airtable.toml");
+        let at_url = airtable.base_url().to_string();
+        let mut text = shipped
+            .replace("https://yourcompany.kommo.com", kommo.base_url().as_str().trim_end_matches('/'))
+            .replace("appXXXXXXXXXXXXXX", base.id().as_str())
+            .replace("[airtable]\n", &format!("[airtable]\nbase_url = \"{}\"\n", at_url.trim_end_matches('/')));
+        text = match notification_url {
+            Some(url) => text.replace("https://your-host.example/hooks/airtable-ping", url),
+            None => text.lines().filter(|l| !l.starts_with("notification_url")).collect::<Vec<_>>().join("\n"),
+        };
+        assert_ne!(text, shipped, "the shipped config still has the placeholders this test replaces");
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("kommo-airtable.toml");
+        std::fs::write(&config, text).unwrap();
+        World { kommo, _airtable: airtable, base, dir, config, user, contact }
+    }
+
+    fn database(&self) -> String {
+        self.dir.path().join("sync.db").display().to_string()
+    }
+
+    fn command(&self, sub: &str) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg(sub)
+            .env("KOMMO_TOKEN", "fake-kommo-token")
+            .env("AIRTABLE_TOKEN", FAKE_TOKEN)
+            .env("KOMMO_WEBHOOK_SECRET", SECRET)
+            .env("RUST_LOG", "info")
+            .env_remove("SYNC_DATABASE_URL");
+        if sub != "status" {
+            cmd.arg("--config").arg(&self.config);
+        }
+        cmd.arg("--database").arg(self.database());
+        cmd
+    }
+
+    /// Runs a subcommand to completion (off the runtime, so the fakes keep answering).
+    async fn run(&self, sub: &str) -> Output {
+        let mut cmd = self.command(sub);
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+        if !out.status.success() {
+            eprintln!("--- {sub} stderr ---\n{}", String::from_utf8_lossy(&out.stderr));
+        }
+        out
+    }
+
+    fn won_lead(&self, name: &str, tag: Option<&str>) -> LeadId {
+        let mut seed = SeedLead::new(name)
+            .price(1_000)
+            .responsible(self.user)
+            .contact(self.contact)
+            .stage(self.kommo.main_pipeline(), StatusId::WON);
+        if let Some(t) = tag {
+            seed = seed.tag(t);
+        }
+        self.kommo.seed_lead(seed)
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn wait_for(what: &str, secs: u64, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        if cond().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Sends SIGINT (what Ctrl-C sends) and waits for a clean exit.
+async fn interrupt(mut child: Child, log: &Path) {
+    let status = Command::new("kill").arg("-INT").arg(child.id().to_string()).status().unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || {
+        for _ in 0..600 {
+            if let Some(s) = child.try_wait().unwrap() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        None
+    })
+    .await
+    .unwrap();
+    let logs = std::fs::read_to_string(log).unwrap_or_default();
+    assert!(exit.is_some_and(|s| s.success()), "serve did not exit cleanly on SIGINT: {exit:?}\n{logs}");
+    assert!(logs.contains("shutting down"), "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_receives_syncs_both_ways_and_shuts_down_on_sigint() {
+    let port = free_port();
+    let ping_url = format!("http://127.0.0.1:{port}/hooks/airtable-ping");
+    let w = World::start(Some(&ping_url)).await;
+    let log = w.dir.path().join("serve.log");
+    let child = w
+        .command("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let base_url = format!("http://127.0.0.1:{port}");
+    wait_for("readyz", 120, async || {
+        http.get(format!("{base_url}/readyz")).send().await.is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+
+    // start-up created the Airtable webhook, pointed at our receiver
+    let hooks = w.base.webhooks();
+    assert_eq!(hooks.len(), 1, "{hooks:?}");
+    assert_eq!(hooks[0].notification_url.as_deref(), Some(ping_url.as_str()));
+
+    // a won deal arrives by webhook (the wrong path secret is refused first)
+    let lead = w.won_lead("CLI onboarding", None);
+    let body = w.kommo.webhook_for_lead_status(lead);
+    let post = |secret: &str| {
+        http.post(format!("{base_url}/hooks/kommo/{secret}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.clone())
+            .send()
+    };
+    assert_eq!(post("wrong").await.unwrap().status().as_u16(), 401);
+    for _ in 0..3 {
+        assert_eq!(post(SECRET).await.unwrap().status().as_u16(), 200);
+    }
+    wait_for("the onboarding record", 60, async || w.base.records(TABLE).len() == 1).await;
+    let rec = w.base.records(TABLE).remove(0);
+    assert_eq!(rec.fields.get_str("Kommo Deal ID"), Some(lead.to_string().as_str()));
+    assert_eq!(rec.fields.get_str("Deal Name"), Some("CLI onboarding"));
+
+    // someone moves the status in Airtable: the ping reaches `serve`, a note lands on the lead
+    let editor = FakeUser::with_email("olivia@agency.example");
+    w.base.user_edit(TABLE, &rec.id, json!({"Status": "In Progress"}), &editor).unwrap();
+    let notes = || {
+        w.kommo
+            .notes_for(EntityType::Leads, lead.get())
+            .into_iter()
+            .filter_map(|n| n.text().map(str::to_owned))
+            .collect::<Vec<_>>()
+    };
+    wait_for("the status note", 60, async || notes().iter().any(|n| n.contains("Onboarding status: In Progress")))
+        .await;
+
+    // a tagged deal is filtered
+    let tagged = w.won_lead("Internal test deal", Some("test"));
+    let body = w.kommo.webhook_for_lead_status(tagged);
+    let r = http
+        .post(format!("{base_url}/hooks/kommo/{SECRET}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // it has no effect to wait for: watch for it in `status`, read while `serve` runs (SQLite WAL readers)
+    wait_for("the filtered event in status", 60, async || {
+        String::from_utf8_lossy(&w.run("status").await.stdout).contains("filtered: tagged `test`")
+    })
+    .await;
+    interrupt(child, &log).await;
+    let logs = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(w.base.records(TABLE).len(), 1, "the tagged deal made no record\n{logs}");
+    assert_eq!(notes().iter().filter(|n| n.contains("Onboarding status")).count(), 1, "{:?}\n{logs}", notes());
+
+    // `status` on the database serve left behind: everything done, the filtered event with its reason
+    let out = w.run("status").await;
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}");
+    assert!(!text.contains("queued") && !text.contains("running"), "{text}");
+    assert!(text.contains("dead letters: 0"), "{text}");
+    assert!(text.contains("filtered: tagged `test`"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_pushes_won_deals_once_and_is_safe_to_rerun() {
+    let w = World::start(None).await;
+    let leads: Vec<LeadId> = (0..3).map(|i| w.won_lead(&format!("Backfill {i}"), None)).collect();
+    let _tagged = w.won_lead("Backfill internal", Some("internal"));
+    let pipeline = w.kommo.main_pipeline();
+    let open = w.kommo.stages(pipeline)[0];
+    let _open = w.kommo.seed_lead(SeedLead::new("Still open").contact(w.contact).stage(pipeline, open));
+
+    let out = w.run("backfill").await;
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("4 won deals found, 4 new events queued (0 already known)"), "{stdout}");
+    assert!(stdout.contains("dead letters: 0"), "{stdout}");
+    let mut ids: Vec<String> =
+        w.base.records(TABLE).iter().filter_map(|r| r.fields.get_str("Kommo Deal ID").map(str::to_owned)).collect();
+    ids.sort();
+    let mut want: Vec<String> = leads.iter().map(ToString::to_string).collect();
+    want.sort();
+    assert_eq!(ids, want, "one record per untagged won deal");
+
+    let again = w.run("backfill").await;
+    assert!(again.status.success());
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(stdout.contains("4 won deals found, 0 new events queued (4 already known)"), "{stdout}");
+    assert_eq!(w.base.records(TABLE).len(), 3, "re-running adds nothing");
+}
