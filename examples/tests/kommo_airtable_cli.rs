@@ -52,7 +52,7 @@ impl World {
         let contact = kommo.seed_contact("Ada Client", Some("ada@client.example"), Some("+1 555 0100"));
 
         let shipped = include_str!("../config/kommo-airtable.toml");
-        let at_url = airtable.base_url().to_string();
+        let at_url = airtable.base_url().clone();
         let mut text = shipped
             .replace("https://yourcompany.kommo.com", kommo.base_url().as_str().trim_end_matches('/'))
             .replace("appXXXXXXXXXXXXXX", base.id().as_str())
