@@ -478,8 +478,11 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     d.deliver(&d.kommo.webhook_for_lead_status(internal)).await?;
     d.settle().await?;
     n.check(d.base.find(TABLE, "Kommo Deal ID", &internal.to_string()).is_empty(), "no record for the internal deal");
-
     let status = d.store.status().await?;
+    let reason = (SOURCE_KOMMO.to_owned(), "filtered: tagged `internal`".to_owned());
+    n.check(status.skipped.get(&reason) == Some(&1), "`status` shows it as skipped: \"filtered: tagged `internal`\"");
+    let skipped: i64 = status.skipped.values().sum();
+
     let received: i64 = status.depth.iter().filter(|((s, _), _)| s == SOURCE_KOMMO).map(|(_, n)| *n).sum();
     let fs = d.flow.stats();
     let rows = [
@@ -491,6 +494,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         ("Airtable rate-limit 429s (client kept under 5/s)", d.airtable.throttled_count().to_string()),
         ("echoes of our own writes skipped", fs.echoes_skipped.load(Ordering::Relaxed).to_string()),
         ("events filtered out", fs.filtered.load(Ordering::Relaxed).to_string()),
+        ("events done as skipped (filtered, echoes; see `status`)", skipped.to_string()),
         ("dead letters", status.dead.to_string()),
         ("elapsed", format!("{:.1} s", started.elapsed().as_secs_f64())),
     ];
