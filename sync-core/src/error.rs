@@ -41,6 +41,10 @@ pub enum Error {
     /// A grouped ingest failed (the message of the underlying error); nothing of the group was stored.
     #[error("ingest failed: {0}")]
     Ingest(String),
+    /// A grouped outcome write of the worker pool failed (the message of the underlying error); none of the group
+    /// was written, and their leases expire into new attempts.
+    #[error("grouped completion failed: {0}")]
+    Completion(String),
     /// Invalid configuration (store URL, flow registration, ...).
     #[error("configuration error: {0}")]
     Config(String),

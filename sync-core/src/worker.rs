@@ -134,6 +134,54 @@ where
 
 type InFlight = Arc<Mutex<HashMap<i64, Lease>>>;
 
+/// Most outcomes written by one batched completion.
+const COMPLETE_BATCH_MAX: usize = 256;
+
+type CompleteRequest = (Lease, Option<String>, tokio::sync::oneshot::Sender<Result<Fence, String>>);
+
+/// Funnels a pool's done and skipped outcomes into [`Store::complete_batch`](crate::Store::complete_batch): one
+/// fenced write for every outcome that is ready, each handler answered only once its row is written. Under no
+/// load a batch is one outcome and adds no latency; under load the write cost is shared.
+#[derive(Debug, Clone)]
+struct Completer {
+    tx: tokio::sync::mpsc::Sender<CompleteRequest>,
+}
+
+impl Completer {
+    fn start(store: crate::store::Store, tasks: &mut JoinSet<()>) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<CompleteRequest>(COMPLETE_BATCH_MAX * 4);
+        tasks.spawn(async move {
+            let mut batch = Vec::with_capacity(COMPLETE_BATCH_MAX);
+            while rx.recv_many(&mut batch, COMPLETE_BATCH_MAX).await > 0 {
+                let items: Vec<(Lease, Option<String>)> =
+                    batch.iter().map(|(l, r, _)| (l.clone(), r.clone())).collect();
+                match store.complete_batch(&items).await {
+                    Ok(fences) => {
+                        for ((_, _, reply), fence) in batch.drain(..).zip(fences) {
+                            let _ = reply.send(Ok(fence));
+                        }
+                    }
+                    Err(e) => {
+                        let msg = e.to_string();
+                        for (_, _, reply) in batch.drain(..) {
+                            let _ = reply.send(Err(msg.clone()));
+                        }
+                    }
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    /// Writes done (`reason: None`) or skipped, fenced by the lease.
+    async fn finish(&self, lease: &Lease, reason: Option<String>) -> Result<Fence, String> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let gone = || "the pool's completion task has stopped".to_owned();
+        self.tx.send((lease.clone(), reason, reply)).await.map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+}
+
 async fn run(
     engine: Engine,
     cfg: WorkerConfig,
@@ -147,6 +195,9 @@ async fn run(
     // Aborting the JoinSet (crash simulation via `kill`) drops every handler task with it.
     let mut tasks = JoinSet::new();
     let store = engine.store().clone();
+    // In its own set, which outlives the handlers on shutdown and dies with the pool on `kill`.
+    let mut background = JoinSet::new();
+    let completer = Completer::start(store.clone(), &mut background);
     loop {
         if *stop.borrow() {
             break;
@@ -192,6 +243,7 @@ async fn run(
             };
             in_flight.lock().expect("in-flight map").insert(event.id, event.lease.clone());
             let store = store.clone();
+            let completer = completer.clone();
             let cfg = cfg.clone();
             let stats = stats.clone();
             let in_flight = in_flight.clone();
@@ -199,7 +251,7 @@ async fn run(
             tasks.spawn(
                 async move {
                     let id = event.id;
-                    process(&store, flow.as_ref(), event, &cfg, &stats).await;
+                    process(&store, &completer, flow.as_ref(), event, &cfg, &stats).await;
                     in_flight.lock().expect("in-flight map").remove(&id);
                     drop(permit);
                 }
@@ -213,6 +265,8 @@ async fn run(
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
     }
+    drop(completer); // the last sender: the completion task writes what is queued and ends
+    while background.join_next().await.is_some() {}
     let leftover: Vec<Lease> = in_flight.lock().expect("in-flight map").drain().map(|(_, l)| l).collect();
     for lease in leftover {
         match store.release(&lease).await {
@@ -228,6 +282,7 @@ async fn run(
 /// Handles one claimed event: run the flow under a heartbeat, then write the outcome (fenced).
 async fn process(
     store: &crate::store::Store,
+    completer: &Completer,
     flow: &dyn crate::flow::Flow,
     event: Event,
     cfg: &WorkerConfig,
@@ -241,6 +296,7 @@ async fn process(
             store,
             &lease,
             Outcome::fail(format!("gave up after {} attempts (lease expired)", event.attempts - 1)),
+            completer,
             stats,
             cfg,
             event.attempts,
@@ -280,21 +336,24 @@ async fn process(
             Outcome::retry(format!("handler panicked: {msg}"))
         }
     };
-    write(store, &lease, outcome, stats, cfg, event.attempts).await;
+    write(store, &lease, outcome, completer, stats, cfg, event.attempts).await;
 }
 
 async fn write(
     store: &crate::store::Store,
     lease: &Lease,
     outcome: Outcome,
+    completer: &Completer,
     stats: &WorkerStats,
     cfg: &WorkerConfig,
     attempts: i64,
 ) {
     let max = i64::from(cfg.max_attempts.max(1));
     let (result, counter) = match outcome {
-        Outcome::Done => (store.complete(lease).await, &stats.done),
-        Outcome::Skipped { reason } => (store.skip(lease, &reason).await, &stats.skipped),
+        Outcome::Done => (completer.finish(lease, None).await.map_err(crate::Error::Completion), &stats.done),
+        Outcome::Skipped { reason } => {
+            (completer.finish(lease, Some(reason)).await.map_err(crate::Error::Completion), &stats.skipped)
+        }
         Outcome::Fail { reason } => (store.fail(lease, &reason).await, &stats.dead),
         Outcome::Retry { reason, .. } if attempts >= max => {
             let reason = format!("gave up after {attempts} attempts: {reason}");

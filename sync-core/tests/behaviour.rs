@@ -16,6 +16,7 @@ behaviour_suite!(
     helpers_id_map_journal_counters_watermarks_echo,
     status_and_purge,
     skipped_is_done_with_reason,
+    complete_batch_is_fenced_per_row,
     multi_worker_exactly_once,
 );
 
@@ -503,6 +504,63 @@ mod cases {
         assert_eq!(store.complete(&claimed[0].lease).await.unwrap(), Fence::Applied);
         assert_eq!(store.skip(&claimed[0].lease, "too late").await.unwrap(), Fence::Stale);
         assert_eq!(store.get(claimed[0].id).await.unwrap().unwrap().skip_reason, None);
+    }
+
+    /// One grouped write finishes many rows, each fenced on its own: stale leases (reclaimed, or already finished)
+    /// are refused and reported as such, in input order; skip reasons land on their rows only.
+    pub async fn complete_batch_is_fenced_per_row(h: &Harness) {
+        let clock = ManualClock::starting_now();
+        let store = h.open(Arc::new(clock.clone())).await;
+        for i in 0..6 {
+            store.ingest(&ev(&format!("b{i}"))).await.unwrap();
+        }
+        let sources = vec!["test".to_owned()];
+        let first = store.claim("w1", &sources, 6, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(first.len(), 6);
+        // b4 and b5: the lease expires and another worker reclaims them
+        clock.advance(Duration::from_secs(31));
+        let again = store.claim("w2", &sources, 6, Duration::from_secs(30)).await.unwrap();
+        let again_ids: Vec<i64> = again.iter().map(|e| e.id).collect();
+        assert_eq!(again_ids, first.iter().map(|e| e.id).collect::<Vec<_>>(), "all six were expired");
+        // w2 finishes b0..b3 in one batch (b1 and b3 skipped); w1's stale leases for b4, b5 are refused
+        let batch: Vec<(sync_core::Lease, Option<String>)> = vec![
+            (again[0].lease.clone(), None),
+            (again[1].lease.clone(), Some("filtered".into())),
+            (again[2].lease.clone(), None),
+            (again[3].lease.clone(), Some("echo".into())),
+            (first[4].lease.clone(), None),
+            (first[5].lease.clone(), Some("stale".into())),
+        ];
+        let fences = store.complete_batch(&batch).await.unwrap();
+        use Fence::{Applied, Stale};
+        assert_eq!(fences, vec![Applied, Applied, Applied, Applied, Stale, Stale]);
+        // finishing the same leases again is refused (already done)
+        assert_eq!(store.complete_batch(&batch[..2]).await.unwrap(), vec![Stale, Stale]);
+        assert_eq!(store.complete_batch(&[]).await.unwrap(), vec![]);
+        let rows: Vec<(State, Option<String>)> = {
+            let mut v = Vec::new();
+            for e in &again {
+                let r = store.get(e.id).await.unwrap().unwrap();
+                v.push((r.state, r.skip_reason));
+            }
+            v
+        };
+        assert_eq!(
+            rows,
+            vec![
+                (State::Done, None),
+                (State::Done, Some("filtered".into())),
+                (State::Done, None),
+                (State::Done, Some("echo".into())),
+                (State::Running, None),
+                (State::Running, None),
+            ]
+        );
+        // w2's live leases for b4, b5 still finish
+        let rest: Vec<_> = again[4..].iter().map(|e| (e.lease.clone(), None)).collect();
+        assert_eq!(store.complete_batch(&rest).await.unwrap(), vec![Applied, Applied]);
+        assert_eq!(count(&store, State::Done).await, 6);
+        assert_eq!(store.status().await.unwrap().skipped.values().sum::<i64>(), 2);
     }
 
     /// 3 worker pools (each with its own connection pool, as separate processes would have) process 5,000 events
