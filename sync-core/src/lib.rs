@@ -21,7 +21,7 @@
 //!
 //! | table | key | purpose |
 //! |---|---|---|
-//! | `inbox` | `id`; `UNIQUE (source, dedup_key)` | events: payload, headers, `state` (`queued`/`running`/`done`/`dead` = dead letters), `attempts` (towards `max_attempts`), `attempt_no` (fencing token), `run_after`, `lease_owner`, `lease_until`, `last_error`, `ordering_key` |
+//! | `inbox` | `id`; `UNIQUE (source, dedup_key)` | events: payload, headers, `state` (`queued`/`running`/`done`/`dead` = dead letters), `attempts` (towards `max_attempts`), `attempt_no` (fencing token), `run_after`, `lease_owner`, `lease_until`, `last_error`, `skip_reason` ([`Outcome::Skipped`]), `ordering_key` |
 //! | `id_map` | `(system, kind, local_key)`; `UNIQUE (system, kind, remote_id)` | local key ↔ remote id |
 //! | `written_hashes` | `(system, entity, field)` | hash of the value we last wrote (echo suppression) |
 //! | `cursors` | `(source, stream)` | poll / payload-feed cursors, advanced in the same transaction as the rows they produced |
