@@ -572,6 +572,12 @@ impl Store {
             sqlx::Connection::close(conn).await?;
             opts = opts.options([("search_path", schema.as_str())]);
         }
+        // Claims must walk the partial index of unfinished rows in id order and stop at LIMIT. A queue table's
+        // statistics are always stale (rows turn over faster than autovacuum analyses them), and with a low row
+        // estimate the planner prefers a bitmap scan that collects and sorts the whole backlog on every claim
+        // (measured: 4.3 ms vs 0.1 ms per claim with 10,000 waiting). These sessions only run the store's own
+        // key lookups, so sorts and bitmap scans are discouraged for them (still used where nothing else works).
+        opts = opts.options([("enable_sort", "off"), ("enable_bitmapscan", "off")]);
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.unwrap_or(10).max(1))
             .connect_with(opts)
