@@ -248,6 +248,34 @@ impl Narrator {
     }
 }
 
+/// The Airtable side of the `kommo-airtable` example: the "Client Onboarding" table that the shipped config
+/// (`examples/config/kommo-airtable.toml`) maps, created in a fake base for the demo and the CLI tests.
+pub mod kommo_airtable_fixture {
+    use airtable_client::fake::{FakeBase, FieldSpec};
+
+    /// The table's name.
+    pub const TABLE: &str = "Client Onboarding";
+
+    /// Adds the table, with every field the shipped mapping names, to `base`.
+    pub fn add_onboarding_table(base: &FakeBase) {
+        let _ = base.add_table_with(
+            TABLE,
+            vec![
+                FieldSpec::new("Deal Name", "singleLineText"),
+                FieldSpec::new("Kommo Deal ID", "singleLineText"),
+                FieldSpec::single_select("Status", &["Not Started", "In Progress", "Done"]),
+                FieldSpec::new("Deal Value", "number"),
+                FieldSpec::new("Responsible", "singleLineText"),
+                FieldSpec::new("Client Name", "singleLineText"),
+                FieldSpec::new("Email", "email"),
+                FieldSpec::new("Phone", "phoneNumber"),
+                FieldSpec::new("Company", "singleLineText"),
+                FieldSpec::new("Next Contact Date", "date"),
+            ],
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

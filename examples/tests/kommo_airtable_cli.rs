@@ -7,13 +7,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use airtable_client::fake::{FAKE_TOKEN, FakeAirtable, FakeBase, FakeUser, FieldSpec};
+use airtable_client::fake::{FAKE_TOKEN, FakeAirtable, FakeBase, FakeUser};
+use examples::kommo_airtable_fixture::{TABLE, add_onboarding_table};
 use kommo_api::fake::{FakeKommo, SeedLead};
 use kommo_api::{EntityType, FieldType, LeadId, StatusId};
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_kommo-airtable");
-const TABLE: &str = "Client Onboarding";
 const SECRET: &str = "cli-test-secret";
 
 struct World {
@@ -32,21 +32,7 @@ impl World {
         let kommo = FakeKommo::start().await.unwrap();
         let airtable = FakeAirtable::start().await.unwrap();
         let base = airtable.base();
-        let _ = base.add_table_with(
-            TABLE,
-            vec![
-                FieldSpec::new("Deal Name", "singleLineText"),
-                FieldSpec::new("Kommo Deal ID", "singleLineText"),
-                FieldSpec::single_select("Status", &["Not Started", "In Progress", "Done"]),
-                FieldSpec::new("Deal Value", "number"),
-                FieldSpec::new("Responsible", "singleLineText"),
-                FieldSpec::new("Client Name", "singleLineText"),
-                FieldSpec::new("Email", "email"),
-                FieldSpec::new("Phone", "phoneNumber"),
-                FieldSpec::new("Company", "singleLineText"),
-                FieldSpec::new("Next Contact Date", "date"),
-            ],
-        );
+        add_onboarding_table(&base);
         let _ = kommo.seed_custom_field(EntityType::Leads, "Next Contact Date", FieldType::Date, None, &[]);
         let user = kommo.seed_user("Rita Responsible", "rita@example.com");
         let contact = kommo.seed_contact("Ada Client", Some("ada@client.example"), Some("+1 555 0100"));

@@ -13,9 +13,10 @@
 
 use std::{sync::Arc, sync::atomic::Ordering, time::Duration};
 
-use airtable_client::fake::{FakeAirtable, FakeBase, FakeConfig as AtConfig, FakeUser, FieldSpec};
+use airtable_client::fake::{FakeAirtable, FakeBase, FakeConfig as AtConfig, FakeUser};
 use anyhow::Context as _;
 use clap::Parser;
+use examples::kommo_airtable_fixture::TABLE;
 use examples::{Command, DemoArgs, Narrator, ServeArgs};
 use kommo_api::{
     CustomFieldsExt as _, EntityType, FieldType, LeadId, StatusId,
@@ -161,7 +162,6 @@ async fn pending(store: &Store) -> anyhow::Result<i64> {
 
 // ------------------------------------------------------------------------------------------------- demo
 
-const TABLE: &str = "Client Onboarding";
 const PATH_TOKEN: &str = "demo-path-secret";
 
 struct Demo {
@@ -270,21 +270,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let airtable =
         FakeAirtable::start_with(AtConfig { penalty_after_429: Duration::from_secs(2), ..AtConfig::default() }).await?;
     let base = airtable.base();
-    let _ = base.add_table_with(
-        TABLE,
-        vec![
-            FieldSpec::new("Deal Name", "singleLineText"),
-            FieldSpec::new("Kommo Deal ID", "singleLineText"),
-            FieldSpec::single_select("Status", &["Not Started", "In Progress", "Done"]),
-            FieldSpec::new("Deal Value", "number"),
-            FieldSpec::new("Responsible", "singleLineText"),
-            FieldSpec::new("Client Name", "singleLineText"),
-            FieldSpec::new("Email", "email"),
-            FieldSpec::new("Phone", "phoneNumber"),
-            FieldSpec::new("Company", "singleLineText"),
-            FieldSpec::new("Next Contact Date", "date"),
-        ],
-    );
+    examples::kommo_airtable_fixture::add_onboarding_table(&base);
     let ncd = kommo.seed_custom_field(EntityType::Leads, "Next Contact Date", FieldType::Date, None, &[]);
     let rita = kommo.seed_user("Rita Responsible", "rita@agency.example");
     let ada = kommo.seed_contact("Ada Lovelace", Some("ada@analytical.example"), Some("+44 20 7946 0000"));
