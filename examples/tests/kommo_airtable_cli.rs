@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use airtable_client::fake::{FAKE_TOKEN, FakeAirtable, FakeBase, FakeUser};
+use airtable_client::fake::{FAKE_TOKEN, FakeAirtable, FakeBase, FakeConfig as AtConfig, FakeUser};
 use examples::kommo_airtable_fixture::{TABLE, add_onboarding_table};
-use kommo_api::fake::{FakeKommo, SeedLead};
+use kommo_api::fake::{FakeConfig as KmConfig, FakeKommo, SeedLead};
 use kommo_api::{EntityType, FieldType, LeadId, StatusId};
 use serde_json::json;
 
@@ -22,15 +22,24 @@ struct World {
     base: FakeBase,
     dir: tempfile::TempDir,
     config: PathBuf,
+    /// `--database`: an SQLite file in `dir` unless a test points it elsewhere.
+    database: String,
     user: kommo_api::UserId,
     contact: kommo_api::ContactId,
 }
 
 impl World {
-    /// Fakes with the schema the shipped config maps, and that config rewritten to point at them.
-    async fn start(notification_url: Option<&str>) -> World {
-        let kommo = FakeKommo::start().await.unwrap();
-        let airtable = FakeAirtable::start().await.unwrap();
+    /// Fakes with the schema the shipped config maps, and that config rewritten to point at them. `limited`: the
+    /// fakes enforce the vendors' rate limits (one process at a time stays under them).
+    async fn start(notification_url: Option<&str>, limited: bool) -> World {
+        let (kommo, airtable) = if limited {
+            (FakeKommo::start().await.unwrap(), FakeAirtable::start().await.unwrap())
+        } else {
+            (
+                FakeKommo::start_with(KmConfig { rate_limit: None, ..KmConfig::default() }).await.unwrap(),
+                FakeAirtable::start_with(AtConfig::unlimited()).await.unwrap(),
+            )
+        };
         let base = airtable.base();
         add_onboarding_table(&base);
         let _ = kommo.seed_custom_field(EntityType::Leads, "Next Contact Date", FieldType::Date, None, &[]);
@@ -51,11 +60,8 @@ impl World {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("kommo-airtable.toml");
         std::fs::write(&config, text).unwrap();
-        World { kommo, _airtable: airtable, base, dir, config, user, contact }
-    }
-
-    fn database(&self) -> String {
-        self.dir.path().join("sync.db").display().to_string()
+        let database = dir.path().join("sync.db").display().to_string();
+        World { kommo, _airtable: airtable, base, dir, config, database, user, contact }
     }
 
     fn command(&self, sub: &str) -> Command {
@@ -69,7 +75,7 @@ impl World {
         if sub != "status" {
             cmd.arg("--config").arg(&self.config);
         }
-        cmd.arg("--database").arg(self.database());
+        cmd.arg("--database").arg(&self.database);
         cmd
     }
 
@@ -81,6 +87,25 @@ impl World {
             eprintln!("--- {sub} stderr ---\n{}", String::from_utf8_lossy(&out.stderr));
         }
         out
+    }
+
+    /// Starts `serve` on `port`, logging to `<dir>/<log>`, and waits until it is ready.
+    async fn serve(&self, port: u16, log: &str) -> (Child, PathBuf) {
+        let log = self.dir.path().join(log);
+        let child = self
+            .command("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let http = reqwest::Client::new();
+        wait_for("readyz", 120, async || {
+            http.get(format!("http://127.0.0.1:{port}/readyz")).send().await.is_ok_and(|r| r.status().is_success())
+        })
+        .await;
+        (child, log)
     }
 
     fn won_lead(&self, name: &str, tag: Option<&str>) -> LeadId {
@@ -136,22 +161,10 @@ async fn interrupt(mut child: Child, log: &Path) {
 async fn serve_receives_syncs_both_ways_and_shuts_down_on_sigint() {
     let port = free_port();
     let ping_url = format!("http://127.0.0.1:{port}/hooks/airtable-ping");
-    let w = World::start(Some(&ping_url)).await;
-    let log = w.dir.path().join("serve.log");
-    let child = w
-        .command("serve")
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let w = World::start(Some(&ping_url), true).await;
+    let (child, log) = w.serve(port, "serve.log").await;
     let http = reqwest::Client::new();
     let base_url = format!("http://127.0.0.1:{port}");
-    wait_for("readyz", 120, async || {
-        http.get(format!("{base_url}/readyz")).send().await.is_ok_and(|r| r.status().is_success())
-    })
-    .await;
 
     // start-up created the Airtable webhook, pointed at our receiver
     let hooks = w.base.webhooks();
@@ -222,7 +235,7 @@ async fn serve_receives_syncs_both_ways_and_shuts_down_on_sigint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfill_pushes_won_deals_once_and_is_safe_to_rerun() {
-    let w = World::start(None).await;
+    let w = World::start(None, true).await;
     let leads: Vec<LeadId> = (0..3).map(|i| w.won_lead(&format!("Backfill {i}"), None)).collect();
     let _tagged = w.won_lead("Backfill internal", Some("internal"));
     let pipeline = w.kommo.main_pipeline();
@@ -246,4 +259,80 @@ async fn backfill_pushes_won_deals_once_and_is_safe_to_rerun() {
     let stdout = String::from_utf8_lossy(&again.stdout);
     assert!(stdout.contains("4 won deals found, 0 new events queued (4 already known)"), "{stdout}");
     assert_eq!(w.base.records(TABLE).len(), 3, "re-running adds nothing");
+}
+
+/// Scale-out: two `serve` processes on one PostgreSQL schema. The second adopts the Airtable webhook the first
+/// created (its MAC secret comes from the shared store); every deal's webhook reaches both processes, and each
+/// deal still gets exactly one record. The fakes' rate limits are off here: each process limits its own calls,
+/// so two processes together could exceed the vendors' per-account limits (see the crate notes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_serve_processes_share_one_postgres() {
+    let Ok(url) = std::env::var("SYNC_TEST_POSTGRES_URL") else {
+        println!("skipped: SYNC_TEST_POSTGRES_URL not set");
+        return;
+    };
+    let schema = format!("cli_{}", uuid::Uuid::new_v4().simple());
+    // the schema is made (and migrated) once; both processes reach it through `search_path` in their URL
+    let store =
+        sync_core::Store::connect(&url, sync_core::StoreOptions::default().pg_schema(schema.clone())).await.unwrap();
+    store.close().await;
+    let (port_a, port_b) = (free_port(), free_port());
+    let ping_url = format!("http://127.0.0.1:{port_a}/hooks/airtable-ping");
+    let mut w = World::start(Some(&ping_url), false).await;
+    w.database = format!("{url}{}options[search_path]={schema}", if url.contains('?') { '&' } else { '?' });
+
+    let (a, log_a) = w.serve(port_a, "a.log").await;
+    let (b, log_b) = w.serve(port_b, "b.log").await;
+    assert_eq!(w.base.webhooks().len(), 1, "the second process adopted the first one's webhook");
+    let logs_b = std::fs::read_to_string(&log_b).unwrap();
+    assert!(!logs_b.contains("Airtable webhook created"), "{logs_b}");
+
+    const DEALS: usize = 30;
+    let leads: Vec<LeadId> = (0..DEALS).map(|i| w.won_lead(&format!("Scale-out {i}"), None)).collect();
+    let http = reqwest::Client::new();
+    for lead in &leads {
+        let body = w.kommo.webhook_for_lead_status(*lead);
+        for port in [port_a, port_b] {
+            let r = http
+                .post(format!("http://127.0.0.1:{port}/hooks/kommo/{SECRET}"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 200);
+        }
+    }
+    wait_for("one record per deal", 120, async || w.base.records(TABLE).len() >= DEALS).await;
+    wait_for("an empty queue", 60, async || {
+        let out = String::from_utf8_lossy(&w.run("status").await.stdout).into_owned();
+        !out.contains("queued") && !out.contains("running")
+    })
+    .await;
+    interrupt(a, &log_a).await;
+    interrupt(b, &log_b).await;
+
+    let mut ids: Vec<String> =
+        w.base.records(TABLE).iter().filter_map(|r| r.fields.get_str("Kommo Deal ID").map(str::to_owned)).collect();
+    ids.sort();
+    let mut want: Vec<String> = leads.iter().map(ToString::to_string).collect();
+    want.sort();
+    assert_eq!(ids, want, "exactly one record per deal");
+    let out = w.run("status").await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("dead letters: 0"), "{text}");
+    let kommo_done = text
+        .lines()
+        .find(|l| l.starts_with("kommo ") && l.contains(" done "))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse::<usize>().ok());
+    assert_eq!(
+        kommo_done,
+        Some(DEALS),
+        "one stored event per deal, the second delivery of each was a duplicate\n{text}"
+    );
+
+    use sqlx::{Connection, Executor};
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    conn.execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).await.unwrap();
 }
