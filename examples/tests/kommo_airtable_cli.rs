@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use airtable_client::fake::{FAKE_TOKEN, FakeAirtable, FakeBase, FakeConfig as AtConfig, FakeUser};
+use airtable_client::fake::{FAKE_TOKEN, FakeAirtable, FakeBase, FakeUser};
 use examples::kommo_airtable_fixture::{TABLE, add_onboarding_table};
-use kommo_api::fake::{FakeConfig as KmConfig, FakeKommo, SeedLead};
+use kommo_api::fake::{FakeKommo, SeedLead};
 use kommo_api::{EntityType, FieldType, LeadId, StatusId};
 use serde_json::json;
 
@@ -18,7 +18,7 @@ const SECRET: &str = "cli-test-secret";
 
 struct World {
     kommo: FakeKommo,
-    _airtable: FakeAirtable,
+    airtable: FakeAirtable,
     base: FakeBase,
     dir: tempfile::TempDir,
     config: PathBuf,
@@ -29,17 +29,10 @@ struct World {
 }
 
 impl World {
-    /// Fakes with the schema the shipped config maps, and that config rewritten to point at them. `limited`: the
-    /// fakes enforce the vendors' rate limits (one process at a time stays under them).
-    async fn start(notification_url: Option<&str>, limited: bool) -> World {
-        let (kommo, airtable) = if limited {
-            (FakeKommo::start().await.unwrap(), FakeAirtable::start().await.unwrap())
-        } else {
-            (
-                FakeKommo::start_with(KmConfig { rate_limit: None, ..KmConfig::default() }).await.unwrap(),
-                FakeAirtable::start_with(AtConfig::unlimited()).await.unwrap(),
-            )
-        };
+    /// Fakes (enforcing the vendors' rate limits) with the schema the shipped config maps, and that config
+    /// rewritten to point at them.
+    async fn start(notification_url: Option<&str>) -> World {
+        let (kommo, airtable) = (FakeKommo::start().await.unwrap(), FakeAirtable::start().await.unwrap());
         let base = airtable.base();
         add_onboarding_table(&base);
         let _ = kommo.seed_custom_field(EntityType::Leads, "Next Contact Date", FieldType::Date, None, &[]);
@@ -61,7 +54,7 @@ impl World {
         let config = dir.path().join("kommo-airtable.toml");
         std::fs::write(&config, text).unwrap();
         let database = dir.path().join("sync.db").display().to_string();
-        World { kommo, _airtable: airtable, base, dir, config, database, user, contact }
+        World { kommo, airtable, base, dir, config, database, user, contact }
     }
 
     fn command(&self, sub: &str) -> Command {
@@ -161,7 +154,7 @@ async fn interrupt(mut child: Child, log: &Path) {
 async fn serve_receives_syncs_both_ways_and_shuts_down_on_sigint() {
     let port = free_port();
     let ping_url = format!("http://127.0.0.1:{port}/hooks/airtable-ping");
-    let w = World::start(Some(&ping_url), true).await;
+    let w = World::start(Some(&ping_url)).await;
     let (child, log) = w.serve(port, "serve.log").await;
     let http = reqwest::Client::new();
     let base_url = format!("http://127.0.0.1:{port}");
@@ -235,7 +228,7 @@ async fn serve_receives_syncs_both_ways_and_shuts_down_on_sigint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfill_pushes_won_deals_once_and_is_safe_to_rerun() {
-    let w = World::start(None, true).await;
+    let w = World::start(None).await;
     let leads: Vec<LeadId> = (0..3).map(|i| w.won_lead(&format!("Backfill {i}"), None)).collect();
     let _tagged = w.won_lead("Backfill internal", Some("internal"));
     let pipeline = w.kommo.main_pipeline();
@@ -263,8 +256,8 @@ async fn backfill_pushes_won_deals_once_and_is_safe_to_rerun() {
 
 /// Scale-out: two `serve` processes on one PostgreSQL schema. The second adopts the Airtable webhook the first
 /// created (its MAC secret comes from the shared store); every deal's webhook reaches both processes, and each
-/// deal still gets exactly one record. The fakes' rate limits are off here: each process limits its own calls,
-/// so two processes together could exceed the vendors' per-account limits (see the crate notes).
+/// deal still gets exactly one record. Rate limits are kept per process, so the config splits the vendors'
+/// budgets between the two (Kommo 3 + 3 of 7/s, Airtable 2 + 2 of 5/s) and the fakes enforce the real limits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_serve_processes_share_one_postgres() {
     let Ok(url) = std::env::var("SYNC_TEST_POSTGRES_URL") else {
@@ -278,7 +271,10 @@ async fn two_serve_processes_share_one_postgres() {
     store.close().await;
     let (port_a, port_b) = (free_port(), free_port());
     let ping_url = format!("http://127.0.0.1:{port_a}/hooks/airtable-ping");
-    let mut w = World::start(Some(&ping_url), false).await;
+    let mut w = World::start(Some(&ping_url)).await;
+    let text = std::fs::read_to_string(&w.config).unwrap();
+    let text = text.replace("requests_per_second = 7", "requests_per_second = 3");
+    std::fs::write(&w.config, text.replace("requests_per_second = 5", "requests_per_second = 2")).unwrap();
     w.database = format!("{url}{}options[search_path]={schema}", if url.contains('?') { '&' } else { '?' });
 
     let (a, log_a) = w.serve(port_a, "a.log").await;
@@ -318,6 +314,7 @@ async fn two_serve_processes_share_one_postgres() {
     let mut want: Vec<String> = leads.iter().map(ToString::to_string).collect();
     want.sort();
     assert_eq!(ids, want, "exactly one record per deal");
+    assert_eq!(w.airtable.throttled_count(), 0, "two processes stayed inside the base's 5/s together");
     let out = w.run("status").await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("dead letters: 0"), "{text}");

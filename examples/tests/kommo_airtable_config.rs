@@ -11,6 +11,7 @@ fn example_config_parses() {
     assert_eq!(cfg.trigger.exclude_tags, vec!["test", "internal"]);
     assert_eq!(cfg.mapping.fields.len(), 8);
     assert!(cfg.airtable.notification_url.is_some());
+    assert_eq!((cfg.kommo.requests_per_second, cfg.airtable.requests_per_second), (7, 5), "the vendors' limits");
 }
 
 #[test]

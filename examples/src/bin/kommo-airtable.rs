@@ -66,8 +66,11 @@ async fn real_flow(config: Config) -> anyhow::Result<KommoAirtable> {
     let kommo = kommo_api::Client::builder()
         .base_url(config.kommo.base_url.clone())
         .long_lived_token(examples::env_token("KOMMO_TOKEN")?)
+        .rate_limit(config.kommo.requests_per_second)
         .build()?;
-    let mut airtable = airtable_client::Client::builder().token(examples::env_token("AIRTABLE_TOKEN")?);
+    let mut airtable = airtable_client::Client::builder()
+        .token(examples::env_token("AIRTABLE_TOKEN")?)
+        .requests_per_second_per_base(Some(config.airtable.requests_per_second).filter(|n| *n > 0));
     if let Some(url) = &config.airtable.base_url {
         airtable = airtable.base_url(url.clone());
     }

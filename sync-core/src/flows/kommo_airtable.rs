@@ -96,6 +96,10 @@ pub struct KommoConfig {
     /// Time zone of the account (dates written to Kommo date fields are midnight in this zone).
     #[serde(default = "default_tz")]
     pub time_zone: String,
+    /// This process's share of the account's request budget (Kommo allows 7 per second per account; default 7).
+    /// Limits are kept per process: with several `serve` processes on one account, split it (e.g. 3 each for two).
+    #[serde(default = "default_kommo_rps")]
+    pub requests_per_second: u32,
 }
 
 /// Airtable settings.
@@ -122,6 +126,10 @@ pub struct AirtableConfig {
     /// Public URL Airtable notifies (`…/hooks/airtable-ping`); `serve` creates or adopts the webhook for it.
     #[serde(default)]
     pub notification_url: Option<String>,
+    /// This process's share of the base's request budget (Airtable allows 5 per second per base; default 5).
+    /// Limits are kept per process: with several `serve` processes on one base, split it (e.g. 2 each for two).
+    #[serde(default = "default_airtable_rps")]
+    pub requests_per_second: u32,
 }
 
 /// Which deals the flow handles.
@@ -161,6 +169,14 @@ impl Default for Reconcile {
     fn default() -> Self {
         Self { interval_secs: default_reconcile_interval(), overlap_secs: default_overlap() }
     }
+}
+
+fn default_kommo_rps() -> u32 {
+    7
+}
+
+fn default_airtable_rps() -> u32 {
+    5
 }
 
 fn default_tz() -> String {
