@@ -49,6 +49,7 @@ impl World {
             Some(url) => text.replace("https://your-host.example/hooks/airtable-ping", url),
             None => text.lines().filter(|l| !l.starts_with("notification_url")).collect::<Vec<_>>().join("\n"),
         };
+        text = text.replace("# account_id = 30739638", &format!("account_id = {}", kommo.account_id()));
         assert_ne!(text, shipped, "the shipped config still has the placeholders this test replaces");
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("kommo-airtable.toml");
@@ -65,7 +66,7 @@ impl World {
             .env("KOMMO_WEBHOOK_SECRET", SECRET)
             .env("RUST_LOG", "info")
             .env_remove("SYNC_DATABASE_URL");
-        if sub != "status" {
+        if !matches!(sub, "status" | "replay") {
             cmd.arg("--config").arg(&self.config);
         }
         cmd.arg("--database").arg(&self.database);
@@ -74,7 +75,12 @@ impl World {
 
     /// Runs a subcommand to completion (off the runtime, so the fakes keep answering).
     async fn run(&self, sub: &str) -> Output {
+        self.run_with(sub, &[]).await
+    }
+
+    async fn run_with(&self, sub: &str, args: &[&str]) -> Output {
         let mut cmd = self.command(sub);
+        cmd.args(args);
         let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
         if !out.status.success() {
             eprintln!("--- {sub} stderr ---\n{}", String::from_utf8_lossy(&out.stderr));
@@ -211,8 +217,50 @@ async fn serve_receives_syncs_both_ways_and_shuts_down_on_sigint() {
         String::from_utf8_lossy(&w.run("status").await.stdout).contains("filtered: tagged `test`")
     })
     .await;
+
+    // a webhook naming another Kommo account: accepted (the receiver only checks the path secret), then
+    // dead-lettered by the flow, never silently dropped; `replay` puts it back in the queue
+    let own = format!("account%5Bid%5D={}", w.kommo.account_id());
+    let other = w.won_lead("Deal of another account", None);
+    let forged = w.kommo.webhook_for_lead_status(other);
+    assert!(forged.contains(&own), "{forged}");
+    let forged = forged.replace(&own, "account%5Bid%5D=999");
+    let r = http
+        .post(format!("{base_url}/hooks/kommo/{SECRET}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let dead_id = std::cell::Cell::new(None::<String>);
+    wait_for("the dead letter in status", 60, async || {
+        let out = String::from_utf8_lossy(&w.run("status").await.stdout).into_owned();
+        let id =
+            out.lines().find_map(|l| l.trim().strip_prefix("dead #")?.split_whitespace().next().map(str::to_owned));
+        let found = id.is_some() && out.contains("webhook from another account");
+        dead_id.set(id);
+        found
+    })
+    .await;
+    let dead_id = dead_id.take().unwrap();
+    let out = w.run_with("replay", &[&dead_id]).await;
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("event #{dead_id} is queued again")));
+    let out = w.run_with("replay", &["999999"]).await;
+    assert!(!out.status.success(), "replaying something that is not a dead letter fails");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a dead letter"), "{out:?}");
+    // replayed with a fresh attempt budget, it fails again for the same reason (the sender is still wrong)
+    wait_for("the replayed event to finish", 60, async || {
+        String::from_utf8_lossy(&w.run("status").await.stdout).contains("dead letters: 1")
+    })
+    .await;
+
     interrupt(child, &log).await;
     let logs = std::fs::read_to_string(&log).unwrap_or_default();
+    let dead_lines =
+        logs.lines().filter(|l| l.contains(&format!("id={dead_id} ")) && l.contains("dead letter")).count();
+    assert_eq!(dead_lines, 2, "dead-lettered, replayed, dead-lettered again (logged each time)\n{logs}");
     assert_eq!(w.base.records(TABLE).len(), 1, "the tagged deal made no record\n{logs}");
     assert_eq!(notes().iter().filter(|n| n.contains("Onboarding status")).count(), 1, "{:?}\n{logs}", notes());
 
@@ -222,7 +270,7 @@ async fn serve_receives_syncs_both_ways_and_shuts_down_on_sigint() {
     let text = String::from_utf8_lossy(&out.stdout);
     println!("{text}");
     assert!(!text.contains("queued") && !text.contains("running"), "{text}");
-    assert!(text.contains("dead letters: 0"), "{text}");
+    assert!(text.contains("dead letters: 1"), "{text}");
     assert!(text.contains("filtered: tagged `test`"), "{text}");
 }
 

@@ -354,14 +354,20 @@ async fn write(
         Outcome::Skipped { reason } => {
             (completer.finish(lease, Some(reason)).await.map_err(crate::Error::Completion), &stats.skipped)
         }
-        Outcome::Fail { reason } => (store.fail(lease, &reason).await, &stats.dead),
+        Outcome::Fail { reason } => {
+            // The span around the handler names the event (id, source, attempt); operators act on dead letters.
+            tracing::error!(%reason, "dead letter: failed permanently (replay it once the cause is fixed)");
+            (store.fail(lease, &reason).await, &stats.dead)
+        }
         Outcome::Retry { reason, .. } if attempts >= max => {
             let reason = format!("gave up after {attempts} attempts: {reason}");
+            tracing::error!(%reason, "dead letter: out of attempts (replay it once the cause is fixed)");
             (store.fail(lease, &reason).await, &stats.dead)
         }
         Outcome::Retry { after, reason } => {
             let n = u32::try_from(attempts).unwrap_or(u32::MAX);
             let delay = after.unwrap_or_else(|| cfg.backoff.delay(n));
+            tracing::warn!(%reason, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "will retry");
             (store.retry(lease, delay, &reason).await, &stats.retried)
         }
     };
