@@ -3,15 +3,14 @@
 //! run them; `status` reads the database they leave behind.
 #![allow(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
-
 use airtable_client::fake::{FAKE_TOKEN, FakeAirtable, FakeBase, FakeUser};
 use examples::kommo_airtable_fixture::{TABLE, add_onboarding_table};
 use kommo_api::fake::{FakeKommo, SeedLead};
 use kommo_api::{EntityType, FieldType, LeadId, StatusId};
 use serde_json::json;
+
+mod common;
+use common::{Cli, free_port, interrupt, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_kommo-airtable");
 const SECRET: &str = "cli-test-secret";
@@ -20,10 +19,7 @@ struct World {
     kommo: FakeKommo,
     airtable: FakeAirtable,
     base: FakeBase,
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    /// `--database`: an SQLite file in `dir` unless a test points it elsewhere.
-    database: String,
+    cli: Cli,
     user: kommo_api::UserId,
     contact: kommo_api::ContactId,
 }
@@ -51,60 +47,10 @@ impl World {
         };
         text = text.replace("# account_id = 30739638", &format!("account_id = {}", kommo.account_id()));
         assert_ne!(text, shipped, "the shipped config still has the placeholders this test replaces");
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("kommo-airtable.toml");
-        std::fs::write(&config, text).unwrap();
-        let database = dir.path().join("sync.db").display().to_string();
-        World { kommo, airtable, base, dir, config, database, user, contact }
-    }
-
-    fn command(&self, sub: &str) -> Command {
-        let mut cmd = Command::new(BIN);
-        cmd.arg(sub)
-            .env("KOMMO_TOKEN", "fake-kommo-token")
-            .env("AIRTABLE_TOKEN", FAKE_TOKEN)
-            .env("KOMMO_WEBHOOK_SECRET", SECRET)
-            .env("RUST_LOG", "info")
-            .env_remove("SYNC_DATABASE_URL");
-        if !matches!(sub, "status" | "replay") {
-            cmd.arg("--config").arg(&self.config);
-        }
-        cmd.arg("--database").arg(&self.database);
-        cmd
-    }
-
-    /// Runs a subcommand to completion (off the runtime, so the fakes keep answering).
-    async fn run(&self, sub: &str) -> Output {
-        self.run_with(sub, &[]).await
-    }
-
-    async fn run_with(&self, sub: &str, args: &[&str]) -> Output {
-        let mut cmd = self.command(sub);
-        cmd.args(args);
-        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
-        if !out.status.success() {
-            eprintln!("--- {sub} stderr ---\n{}", String::from_utf8_lossy(&out.stderr));
-        }
-        out
-    }
-
-    /// Starts `serve` on `port`, logging to `<dir>/<log>`, and waits until it is ready.
-    async fn serve(&self, port: u16, log: &str) -> (Child, PathBuf) {
-        let log = self.dir.path().join(log);
-        let child = self
-            .command("serve")
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let http = reqwest::Client::new();
-        wait_for("readyz", 120, async || {
-            http.get(format!("http://127.0.0.1:{port}/readyz")).send().await.is_ok_and(|r| r.status().is_success())
-        })
-        .await;
-        (child, log)
+        let env =
+            [("KOMMO_TOKEN", "fake-kommo-token"), ("AIRTABLE_TOKEN", FAKE_TOKEN), ("KOMMO_WEBHOOK_SECRET", SECRET)];
+        let cli = Cli::new(BIN, &text, &env);
+        World { kommo, airtable, base, cli, user, contact }
     }
 
     fn won_lead(&self, name: &str, tag: Option<&str>) -> LeadId {
@@ -120,48 +66,12 @@ impl World {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-async fn wait_for(what: &str, secs: u64, mut cond: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while tokio::time::Instant::now() < deadline {
-        if cond().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
-/// Sends SIGINT (what Ctrl-C sends) and waits for a clean exit.
-async fn interrupt(mut child: Child, log: &Path) {
-    let status = Command::new("kill").arg("-INT").arg(child.id().to_string()).status().unwrap();
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || {
-        for _ in 0..600 {
-            if let Some(s) = child.try_wait().unwrap() {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        None
-    })
-    .await
-    .unwrap();
-    let logs = std::fs::read_to_string(log).unwrap_or_default();
-    assert!(exit.is_some_and(|s| s.success()), "serve did not exit cleanly on SIGINT: {exit:?}\n{logs}");
-    assert!(logs.contains("shutting down"), "{logs}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_receives_syncs_both_ways_and_shuts_down_on_sigint() {
     let port = free_port();
     let ping_url = format!("http://127.0.0.1:{port}/hooks/airtable-ping");
     let w = World::start(Some(&ping_url)).await;
-    let (child, log) = w.serve(port, "serve.log").await;
+    let (child, log) = w.cli.serve(port, "serve.log").await;
     let http = reqwest::Client::new();
     let base_url = format!("http://127.0.0.1:{port}");
 
@@ -214,7 +124,7 @@ async fn serve_receives_syncs_both_ways_and_shuts_down_on_sigint() {
     assert_eq!(r.status().as_u16(), 200);
     // it has no effect to wait for: watch for it in `status`, read while `serve` runs (SQLite WAL readers)
     wait_for("the filtered event in status", 60, async || {
-        String::from_utf8_lossy(&w.run("status").await.stdout).contains("filtered: tagged `test`")
+        String::from_utf8_lossy(&w.cli.run("status").await.stdout).contains("filtered: tagged `test`")
     })
     .await;
 
@@ -235,7 +145,7 @@ async fn serve_receives_syncs_both_ways_and_shuts_down_on_sigint() {
     assert_eq!(r.status().as_u16(), 200);
     let dead_id = std::cell::Cell::new(None::<String>);
     wait_for("the dead letter in status", 60, async || {
-        let out = String::from_utf8_lossy(&w.run("status").await.stdout).into_owned();
+        let out = String::from_utf8_lossy(&w.cli.run("status").await.stdout).into_owned();
         let id =
             out.lines().find_map(|l| l.trim().strip_prefix("dead #")?.split_whitespace().next().map(str::to_owned));
         let found = id.is_some() && out.contains("webhook from another account");
@@ -244,15 +154,15 @@ async fn serve_receives_syncs_both_ways_and_shuts_down_on_sigint() {
     })
     .await;
     let dead_id = dead_id.take().unwrap();
-    let out = w.run_with("replay", &[&dead_id]).await;
+    let out = w.cli.run_with("replay", &[&dead_id]).await;
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("event #{dead_id} is queued again")));
-    let out = w.run_with("replay", &["999999"]).await;
+    let out = w.cli.run_with("replay", &["999999"]).await;
     assert!(!out.status.success(), "replaying something that is not a dead letter fails");
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a dead letter"), "{out:?}");
     // replayed with a fresh attempt budget, it fails again for the same reason (the sender is still wrong)
     wait_for("the replayed event to finish", 60, async || {
-        String::from_utf8_lossy(&w.run("status").await.stdout).contains("dead letters: 1")
+        String::from_utf8_lossy(&w.cli.run("status").await.stdout).contains("dead letters: 1")
     })
     .await;
 
@@ -265,7 +175,7 @@ async fn serve_receives_syncs_both_ways_and_shuts_down_on_sigint() {
     assert_eq!(notes().iter().filter(|n| n.contains("Onboarding status")).count(), 1, "{:?}\n{logs}", notes());
 
     // `status` on the database serve left behind: everything done, the filtered event with its reason
-    let out = w.run("status").await;
+    let out = w.cli.run("status").await;
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     println!("{text}");
@@ -283,7 +193,7 @@ async fn backfill_pushes_won_deals_once_and_is_safe_to_rerun() {
     let open = w.kommo.stages(pipeline)[0];
     let _open = w.kommo.seed_lead(SeedLead::new("Still open").contact(w.contact).stage(pipeline, open));
 
-    let out = w.run("backfill").await;
+    let out = w.cli.run("backfill").await;
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("4 won deals found, 4 new events queued (0 already known)"), "{stdout}");
@@ -295,7 +205,7 @@ async fn backfill_pushes_won_deals_once_and_is_safe_to_rerun() {
     want.sort();
     assert_eq!(ids, want, "one record per untagged won deal");
 
-    let again = w.run("backfill").await;
+    let again = w.cli.run("backfill").await;
     assert!(again.status.success());
     let stdout = String::from_utf8_lossy(&again.stdout);
     assert!(stdout.contains("4 won deals found, 0 new events queued (4 already known)"), "{stdout}");
@@ -320,13 +230,13 @@ async fn two_serve_processes_share_one_postgres() {
     let (port_a, port_b) = (free_port(), free_port());
     let ping_url = format!("http://127.0.0.1:{port_a}/hooks/airtable-ping");
     let mut w = World::start(Some(&ping_url)).await;
-    let text = std::fs::read_to_string(&w.config).unwrap();
+    let text = std::fs::read_to_string(&w.cli.config).unwrap();
     let text = text.replace("requests_per_second = 7", "requests_per_second = 3");
-    std::fs::write(&w.config, text.replace("requests_per_second = 5", "requests_per_second = 2")).unwrap();
-    w.database = format!("{url}{}options[search_path]={schema}", if url.contains('?') { '&' } else { '?' });
+    std::fs::write(&w.cli.config, text.replace("requests_per_second = 5", "requests_per_second = 2")).unwrap();
+    w.cli.database = format!("{url}{}options[search_path]={schema}", if url.contains('?') { '&' } else { '?' });
 
-    let (a, log_a) = w.serve(port_a, "a.log").await;
-    let (b, log_b) = w.serve(port_b, "b.log").await;
+    let (a, log_a) = w.cli.serve(port_a, "a.log").await;
+    let (b, log_b) = w.cli.serve(port_b, "b.log").await;
     assert_eq!(w.base.webhooks().len(), 1, "the second process adopted the first one's webhook");
     let logs_b = std::fs::read_to_string(&log_b).unwrap();
     assert!(!logs_b.contains("Airtable webhook created"), "{logs_b}");
@@ -349,7 +259,7 @@ async fn two_serve_processes_share_one_postgres() {
     }
     wait_for("one record per deal", 120, async || w.base.records(TABLE).len() >= DEALS).await;
     wait_for("an empty queue", 60, async || {
-        let out = String::from_utf8_lossy(&w.run("status").await.stdout).into_owned();
+        let out = String::from_utf8_lossy(&w.cli.run("status").await.stdout).into_owned();
         !out.contains("queued") && !out.contains("running")
     })
     .await;
@@ -363,7 +273,7 @@ async fn two_serve_processes_share_one_postgres() {
     want.sort();
     assert_eq!(ids, want, "exactly one record per deal");
     assert_eq!(w.airtable.throttled_count(), 0, "two processes stayed inside the base's 5/s together");
-    let out = w.run("status").await;
+    let out = w.cli.run("status").await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("dead letters: 0"), "{text}");
     let kommo_done = text

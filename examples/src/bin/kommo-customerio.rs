@@ -65,14 +65,18 @@ async fn real_flow(config: Config) -> anyhow::Result<KommoCustomerIo> {
     let kommo = kommo_api::Client::builder()
         .base_url(config.kommo.base_url.clone())
         .long_lived_token(examples::env_token("KOMMO_TOKEN")?)
+        .rate_limit(config.kommo.requests_per_second)
         .build()?;
     let region = Region::from_code(&config.customerio.region)
         .with_context(|| format!("customerio.region: `{}` is neither `us` nor `eu`", config.customerio.region))?;
     anyhow::ensure!(!config.customerio.site_id.is_empty(), "customerio.site_id is empty (Account → API Credentials)");
-    let cio = customerio_api::Client::builder()
+    let mut cio = customerio_api::Client::builder()
         .region(region)
-        .track_credentials(config.customerio.site_id.clone(), examples::env_token("CUSTOMERIO_TRACK_API_KEY")?)
-        .build()?;
+        .track_credentials(config.customerio.site_id.clone(), examples::env_token("CUSTOMERIO_TRACK_API_KEY")?);
+    if let Some(url) = &config.customerio.base_url {
+        cio = cio.base_url(url.parse().with_context(|| format!("customerio.base_url `{url}`"))?);
+    }
+    let cio = cio.build()?;
     let flow = KommoCustomerIo::new(config, kommo, cio);
     flow.validate().await.context("start-up validation against Kommo")?;
     Ok(flow)

@@ -102,6 +102,14 @@ pub struct KommoConfig {
     /// Pipelines to watch (empty: all).
     #[serde(default)]
     pub pipeline_ids: Vec<u64>,
+    /// This process's share of the account's request budget (Kommo allows 7 per second per account; default 7).
+    /// Limits are kept per process: with several `serve` processes on one account, split it (e.g. 3 each for two).
+    #[serde(default = "default_kommo_rps")]
+    pub requests_per_second: u32,
+}
+
+fn default_kommo_rps() -> u32 {
+    7
 }
 
 /// How people are identified in Customer.io.
@@ -131,6 +139,9 @@ pub struct CustomerIoConfig {
     /// Seconds of clock skew accepted on `X-CIO-Timestamp` (0: signature only).
     #[serde(default = "default_tolerance")]
     pub signature_tolerance_secs: u64,
+    /// API base URL override (a proxy, or a fake in tests); default: the region's endpoints.
+    #[serde(default)]
+    pub base_url: Option<String>,
 }
 
 impl Default for CustomerIoConfig {
@@ -140,6 +151,7 @@ impl Default for CustomerIoConfig {
             site_id: String::new(),
             identify_by: IdentifyBy::Email,
             signature_tolerance_secs: default_tolerance(),
+            base_url: None,
         }
     }
 }

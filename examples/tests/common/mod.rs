@@ -1,0 +1,115 @@
+//! Helpers for the tests that run the example binaries as processes.
+#![allow(dead_code, unreachable_pub, clippy::print_stderr)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+/// One example binary, configured like an operator would: a config file and a database in a temp dir, tokens in
+/// the environment.
+pub struct Cli {
+    bin: &'static str,
+    env: Vec<(String, String)>,
+    /// Holds the config, the SQLite database and the logs.
+    pub dir: tempfile::TempDir,
+    /// The config file.
+    pub config: PathBuf,
+    /// `--database`: an SQLite file in `dir` unless a test points it elsewhere.
+    pub database: String,
+}
+
+impl Cli {
+    /// Writes `config` to a temp dir; `env` are the variables every run gets.
+    pub fn new(bin: &'static str, config: &str, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, config).unwrap();
+        let database = dir.path().join("sync.db").display().to_string();
+        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Self { bin, env, dir, config: path, database }
+    }
+
+    /// The command line for a subcommand (`--config` where it takes one, and `--database`).
+    pub fn command(&self, sub: &str) -> Command {
+        let mut cmd = Command::new(self.bin);
+        cmd.arg(sub).envs(self.env.iter().map(|(k, v)| (k, v))).env("RUST_LOG", "info").env_remove("SYNC_DATABASE_URL");
+        if !matches!(sub, "status" | "replay") {
+            cmd.arg("--config").arg(&self.config);
+        }
+        cmd.arg("--database").arg(&self.database);
+        cmd
+    }
+
+    /// Runs a subcommand to completion (off the runtime, so in-process fakes keep answering).
+    pub async fn run(&self, sub: &str) -> Output {
+        self.run_with(sub, &[]).await
+    }
+
+    /// Runs a subcommand with extra arguments.
+    pub async fn run_with(&self, sub: &str, args: &[&str]) -> Output {
+        let mut cmd = self.command(sub);
+        cmd.args(args);
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+        if !out.status.success() {
+            eprintln!("--- {sub} stderr ---\n{}", String::from_utf8_lossy(&out.stderr));
+        }
+        out
+    }
+
+    /// Starts `serve` on `port`, logging to `<dir>/<log>`, and waits until `/readyz` answers 200.
+    pub async fn serve(&self, port: u16, log: &str) -> (Child, PathBuf) {
+        let log = self.dir.path().join(log);
+        let child = self
+            .command("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let http = reqwest::Client::new();
+        wait_for("readyz", 120, async || {
+            http.get(format!("http://127.0.0.1:{port}/readyz")).send().await.is_ok_and(|r| r.status().is_success())
+        })
+        .await;
+        (child, log)
+    }
+}
+
+/// A port that was free a moment ago (the binary binds it itself).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `cond` every 50 ms for up to `secs` seconds; panics naming `what` if it never holds.
+pub async fn wait_for(what: &str, secs: u64, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        if cond().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Sends SIGINT (what Ctrl-C sends) and waits for a clean exit.
+pub async fn interrupt(mut child: Child, log: &Path) {
+    let status = Command::new("kill").arg("-INT").arg(child.id().to_string()).status().unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || {
+        for _ in 0..600 {
+            if let Some(s) = child.try_wait().unwrap() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        None
+    })
+    .await
+    .unwrap();
+    let logs = std::fs::read_to_string(log).unwrap_or_default();
+    assert!(exit.is_some_and(|s| s.success()), "serve did not exit cleanly on SIGINT: {exit:?}\n{logs}");
+    assert!(logs.contains("shutting down"), "{logs}");
+}
