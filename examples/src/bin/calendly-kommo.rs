@@ -54,6 +54,10 @@ struct KommoConn {
     /// Env var holding the long-lived token.
     #[serde(default = "kommo_token_env")]
     token_env: String,
+    /// This process's share of the account's budget (Kommo allows 7 requests per second per account). Limits are
+    /// kept per process: split it across several `serve` processes sharing one database.
+    #[serde(default = "kommo_rps")]
+    requests_per_second: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,14 +72,25 @@ struct CalendlyConn {
     /// How often `serve` re-checks the subscription (recreating it if Calendly disabled it), in minutes.
     #[serde(default = "recheck_minutes")]
     recheck_minutes: u64,
+    /// API base URL override (a proxy, or a fake in tests); default `https://api.calendly.com`.
+    #[serde(default)]
+    base_url: Option<String>,
 }
 
 impl Default for CalendlyConn {
     fn default() -> Self {
-        Self { token_env: calendly_token_env(), signing_key_env: signing_key_env(), recheck_minutes: recheck_minutes() }
+        Self {
+            token_env: calendly_token_env(),
+            signing_key_env: signing_key_env(),
+            recheck_minutes: recheck_minutes(),
+            base_url: None,
+        }
     }
 }
 
+fn kommo_rps() -> u32 {
+    7
+}
 fn kommo_token_env() -> String {
     "KOMMO_TOKEN".into()
 }
@@ -120,8 +135,13 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let kommo = kommo_api::Client::builder()
         .base_url(file.kommo.base_url.as_str())
         .long_lived_token(examples::env_token(&file.kommo.token_env)?)
+        .rate_limit(file.kommo.requests_per_second)
         .build()?;
-    let calendly = calendly_api::Client::builder().token(examples::env_token(&file.calendly.token_env)?).build()?;
+    let mut calendly = calendly_api::Client::builder().token(examples::env_token(&file.calendly.token_env)?);
+    if let Some(url) = &file.calendly.base_url {
+        calendly = calendly.base_url(url);
+    }
+    let calendly = calendly.build()?;
     let spec = match &file.flow.webhook.callback_url {
         Some(url) => {
             let me = calendly.me().await.context("Calendly /users/me")?;
@@ -453,4 +473,18 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
 
 fn display(p: &Path) -> String {
     p.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    /// The shipped config parses, with the documented defaults.
+    #[test]
+    fn shipped_config_parses() {
+        let file: super::FileConfig =
+            toml::from_str(include_str!("../../config/calendly-kommo.toml")).expect("calendly-kommo.toml parses");
+        assert_eq!(file.kommo.token_env, "KOMMO_TOKEN");
+        assert_eq!(file.kommo.requests_per_second, 7, "Kommo's per-account limit");
+        assert_eq!(file.calendly.token_env, "CALENDLY_TOKEN");
+        assert_eq!(file.calendly.base_url, None);
+    }
 }

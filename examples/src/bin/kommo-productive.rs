@@ -59,6 +59,17 @@ struct ServeSection {
     /// tokens.
     #[serde(default)]
     public_url: Option<String>,
+    /// This process's share of the Kommo account's budget (Kommo allows 7 requests per second per account).
+    /// Limits are kept per process: split it across several `serve` processes sharing one database.
+    #[serde(default = "kommo_rps")]
+    kommo_requests_per_second: u32,
+    /// Productive API base URL override (a proxy, or a fake in tests); default `https://api.productive.io`.
+    #[serde(default)]
+    productive_base_url: Option<String>,
+}
+
+fn kommo_rps() -> u32 {
+    7
 }
 
 fn load(path: &std::path::Path) -> anyhow::Result<(Config, ServeSection)> {
@@ -76,11 +87,15 @@ fn clients(config: &Config, serve: &ServeSection) -> anyhow::Result<(kommo_api::
     let kommo = kommo_api::Client::builder()
         .base_url(serve.kommo_base_url.as_str())
         .long_lived_token(env_token("KOMMO_TOKEN")?)
+        .rate_limit(serve.kommo_requests_per_second)
         .build()?;
-    let productive = productive_api::Client::builder()
+    let mut productive = productive_api::Client::builder()
         .token(env_token("PRODUCTIVE_TOKEN")?)
-        .organization_id(&config.productive.organization_id)
-        .build()?;
+        .organization_id(&config.productive.organization_id);
+    if let Some(url) = &serve.productive_base_url {
+        productive = productive.base_url(url.as_str());
+    }
+    let productive = productive.build()?;
     Ok((kommo, productive))
 }
 
@@ -453,4 +468,18 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
 /// POST requests to paths starting with `prefix` in a fake's log.
 fn posts(log: &api_core::fake::RequestLog, prefix: &str) -> usize {
     log.requests().iter().filter(|r| r.method.as_str() == "POST" && r.path.starts_with(prefix)).count()
+}
+
+#[cfg(test)]
+mod tests {
+    /// The shipped config parses (flow part and `[serve]`), with the documented defaults.
+    #[test]
+    fn shipped_config_parses() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/kommo-productive.toml");
+        let (config, serve) = super::load(&path).expect("examples/config/kommo-productive.toml loads");
+        assert_eq!(config.kommo.won_status_id, 142);
+        assert_eq!(serve.kommo_requests_per_second, 7, "Kommo's per-account limit");
+        assert_eq!(serve.productive_base_url, None);
+        assert_eq!(serve.public_url.as_deref(), Some("https://sync.example.com"));
+    }
 }
