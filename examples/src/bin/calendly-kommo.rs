@@ -193,6 +193,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await?;
+    tracing::info!("shutting down: finishing in-flight events");
     workers.shutdown().await;
     Ok(())
 }
