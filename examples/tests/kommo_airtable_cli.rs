@@ -10,7 +10,7 @@ use kommo_api::{EntityType, FieldType, LeadId, StatusId};
 use serde_json::json;
 
 mod common;
-use common::{Cli, free_port, interrupt, wait_for};
+use common::{Cli, free_port, interrupt, lead_notes, post_webhook_to, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_kommo-airtable");
 const SECRET: &str = "cli-test-secret";
@@ -72,7 +72,6 @@ async fn serve_receives_syncs_both_ways_and_shuts_down_on_sigint() {
     let ping_url = format!("http://127.0.0.1:{port}/hooks/airtable-ping");
     let w = World::start(Some(&ping_url)).await;
     let (child, log) = w.cli.serve(port, "serve.log").await;
-    let http = reqwest::Client::new();
     let base_url = format!("http://127.0.0.1:{port}");
 
     // start-up created the Airtable webhook, pointed at our receiver
@@ -83,15 +82,10 @@ async fn serve_receives_syncs_both_ways_and_shuts_down_on_sigint() {
     // a won deal arrives by webhook (the wrong path secret is refused first)
     let lead = w.won_lead("CLI onboarding", None);
     let body = w.kommo.webhook_for_lead_status(lead);
-    let post = |secret: &str| {
-        http.post(format!("{base_url}/hooks/kommo/{secret}"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body.clone())
-            .send()
-    };
-    assert_eq!(post("wrong").await.unwrap().status().as_u16(), 401);
+    let post = |secret: &str| post_webhook_to(format!("{base_url}/hooks/kommo/{secret}"), body.clone());
+    assert_eq!(post("wrong").await, 401);
     for _ in 0..3 {
-        assert_eq!(post(SECRET).await.unwrap().status().as_u16(), 200);
+        assert_eq!(post(SECRET).await, 200);
     }
     wait_for("the onboarding record", 60, async || w.base.records(TABLE).len() == 1).await;
     let rec = w.base.records(TABLE).remove(0);
@@ -101,27 +95,14 @@ async fn serve_receives_syncs_both_ways_and_shuts_down_on_sigint() {
     // someone moves the status in Airtable: the ping reaches `serve`, a note lands on the lead
     let editor = FakeUser::with_email("olivia@agency.example");
     w.base.user_edit(TABLE, &rec.id, json!({"Status": "In Progress"}), &editor).unwrap();
-    let notes = || {
-        w.kommo
-            .notes_for(EntityType::Leads, lead.get())
-            .into_iter()
-            .filter_map(|n| n.text().map(str::to_owned))
-            .collect::<Vec<_>>()
-    };
+    let notes = || lead_notes(&w.kommo, lead);
     wait_for("the status note", 60, async || notes().iter().any(|n| n.contains("Onboarding status: In Progress")))
         .await;
 
     // a tagged deal is filtered
     let tagged = w.won_lead("Internal test deal", Some("test"));
     let body = w.kommo.webhook_for_lead_status(tagged);
-    let r = http
-        .post(format!("{base_url}/hooks/kommo/{SECRET}"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(post_webhook_to(format!("{base_url}/hooks/kommo/{SECRET}"), body).await, 200);
     // it has no effect to wait for: watch for it in `status`, read while `serve` runs (SQLite WAL readers)
     wait_for("the filtered event in status", 60, async || {
         String::from_utf8_lossy(&w.cli.run("status").await.stdout).contains("filtered: tagged `test`")
@@ -135,14 +116,7 @@ async fn serve_receives_syncs_both_ways_and_shuts_down_on_sigint() {
     let forged = w.kommo.webhook_for_lead_status(other);
     assert!(forged.contains(&own), "{forged}");
     let forged = forged.replace(&own, "account%5Bid%5D=999");
-    let r = http
-        .post(format!("{base_url}/hooks/kommo/{SECRET}"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(forged)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(post_webhook_to(format!("{base_url}/hooks/kommo/{SECRET}"), forged).await, 200);
     let dead_id = std::cell::Cell::new(None::<String>);
     wait_for("the dead letter in status", 60, async || {
         let out = String::from_utf8_lossy(&w.cli.run("status").await.stdout).into_owned();
@@ -243,18 +217,13 @@ async fn two_serve_processes_share_one_postgres() {
 
     const DEALS: usize = 30;
     let leads: Vec<LeadId> = (0..DEALS).map(|i| w.won_lead(&format!("Scale-out {i}"), None)).collect();
-    let http = reqwest::Client::new();
     for lead in &leads {
         let body = w.kommo.webhook_for_lead_status(*lead);
         for port in [port_a, port_b] {
-            let r = http
-                .post(format!("http://127.0.0.1:{port}/hooks/kommo/{SECRET}"))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(body.clone())
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status().as_u16(), 200);
+            assert_eq!(
+                post_webhook_to(format!("http://127.0.0.1:{port}/hooks/kommo/{SECRET}"), body.clone()).await,
+                200
+            );
         }
     }
     wait_for("one record per deal", 120, async || w.base.records(TABLE).len() >= DEALS).await;

@@ -8,7 +8,7 @@ use kommo_api::fake::{FakeKommo, SeedLead};
 use kommo_api::{EntityType, FieldType};
 
 mod common;
-use common::{Cli, free_port, interrupt, wait_for};
+use common::{Cli, free_port, interrupt, lead_notes, post_webhook_to, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_kommo-customerio");
 const SECRET: &str = "cli-test-secret";
@@ -49,14 +49,7 @@ async fn serve_identifies_tracks_and_notes_and_refuses_forged_reports() {
     kommo.update_lead(lead, &serde_json::json!({"status_id": stages[2].get()}));
     let body = kommo.webhook_for_lead_status(lead);
     for _ in 0..3 {
-        let r = http
-            .post(format!("http://127.0.0.1:{port}/hooks/kommo/{SECRET}"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 200);
+        assert_eq!(post_webhook_to(format!("http://127.0.0.1:{port}/hooks/kommo/{SECRET}"), body.clone()).await, 200);
     }
     let who = Identifier::email(EMAIL);
     wait_for("the identify and the tracked event", 60, async || {
@@ -79,13 +72,7 @@ async fn serve_identifies_tracks_and_notes_and_refuses_forged_reports() {
     assert_eq!(forged.send().await.unwrap().status().as_u16(), 401);
     assert_eq!(opened.deliver(&url).await.unwrap(), 200);
     assert_eq!(opened.deliver(&url).await.unwrap(), 200, "redelivery acknowledged");
-    let notes = || {
-        kommo
-            .notes_for(EntityType::Leads, lead.get())
-            .into_iter()
-            .filter_map(|n| n.text().map(str::to_owned))
-            .collect::<Vec<_>>()
-    };
+    let notes = || lead_notes(&kommo, lead);
     wait_for("the opened note", 60, async || notes().iter().any(|n| n.contains("opened"))).await;
 
     // a metric the flow does not handle is acknowledged and shows in `status` as skipped

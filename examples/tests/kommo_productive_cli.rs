@@ -9,7 +9,7 @@ use productive_api::fake::FakeProductive;
 use productive_api::resources::projects::ProjectAttributes;
 
 mod common;
-use common::{Cli, free_port, interrupt, wait_for};
+use common::{Cli, free_port, interrupt, lead_notes, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_kommo-productive");
 const SECRET: &str = "cli-test-secret";
@@ -83,13 +83,7 @@ async fn serve_kicks_off_a_won_deal_and_notes_completed_tasks() {
             .filter(|p| p.attributes.template != Some(true))
             .collect::<Vec<_>>()
     };
-    let notes = || {
-        kommo
-            .notes_for(EntityType::Leads, lead.get())
-            .into_iter()
-            .filter_map(|n| n.text().map(str::to_owned))
-            .collect::<Vec<_>>()
-    };
+    let notes = || lead_notes(&kommo, lead);
     wait_for("the kick-off note", 60, async || notes().iter().any(|n| n.contains("/projects/"))).await;
     assert_eq!(projects().len(), 1);
     let project = projects()[0].typed_id();

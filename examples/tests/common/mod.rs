@@ -113,3 +113,17 @@ pub async fn interrupt(mut child: Child, log: &Path) {
     assert!(exit.is_some_and(|s| s.success()), "serve did not exit cleanly on SIGINT: {exit:?}\n{logs}");
     assert!(logs.contains("shutting down"), "{logs}");
 }
+
+/// POSTs a Kommo webhook body as Kommo does and returns the status code.
+pub async fn post_webhook_to(url: String, body: String) -> u16 {
+    kommo_api::fake::post_webhook(&url, &body).await.unwrap().as_u16()
+}
+
+/// The texts of a Kommo lead's notes in the fake.
+pub fn lead_notes(kommo: &kommo_api::fake::FakeKommo, lead: kommo_api::LeadId) -> Vec<String> {
+    kommo
+        .notes_for(kommo_api::EntityType::Leads, lead.get())
+        .into_iter()
+        .filter_map(|n| n.text().map(str::to_owned))
+        .collect()
+}
