@@ -633,3 +633,36 @@ mod cases {
         );
     }
 }
+
+/// PostgreSQL: an ingest through one pool wakes an idle worker on another pool (another process, in production)
+/// through `NOTIFY`, long before that worker's next poll.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_ingest_wakes_workers_of_other_pools() {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use sync_core::worker::{self, WorkerConfig};
+    use sync_core::{Engine, NewEvent, State, SystemClock};
+
+    let Some(h) = common::Harness::postgres() else { return };
+    let producer = h.open(Arc::new(SystemClock)).await;
+    let consumer = h.open_with_wakeups(Arc::new(SystemClock)).await;
+    let flow = cases::TestFlow::new(|_, _| cases::Decision::Done);
+    let engine = Engine::new(consumer.clone(), vec![flow.clone()]).unwrap();
+    let cfg = WorkerConfig { poll_interval: Duration::from_secs(60), ..WorkerConfig::default() };
+    let pool = worker::start(engine, cfg);
+    // let the worker make its first (empty) claim and go to sleep on its 60 s poll
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    producer.ingest(&NewEvent::new("test", "wake-1", "wake-1")).await.unwrap();
+    let done = common::wait_until(20, || async {
+        producer.status().await.unwrap().depth.get(&("test".to_owned(), State::Done)) == Some(&1)
+    })
+    .await;
+    assert!(done, "the other pool's worker was not woken (it would have waited for its 60 s poll)");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(flow.sink.count("wake-1"), 1);
+    pool.shutdown().await;
+    h.cleanup().await;
+}

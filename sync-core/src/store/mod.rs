@@ -210,6 +210,10 @@ pub struct StoreOptions {
     pub sqlite_synchronous_full: bool,
     /// The clock for every stored timestamp.
     pub clock: SharedClock,
+    /// PostgreSQL: `LISTEN` for other processes' ingests on one dedicated connection of the pool, so idle
+    /// workers claim new events at once instead of on their next poll (default on; off saves the connection in
+    /// processes that run no workers, or in tests that open many stores).
+    pub pg_wakeups: bool,
 }
 
 impl Default for StoreOptions {
@@ -220,6 +224,7 @@ impl Default for StoreOptions {
             busy_timeout: Duration::from_secs(10),
             sqlite_synchronous_full: false,
             clock: Arc::new(SystemClock),
+            pg_wakeups: true,
         }
     }
 }
@@ -245,6 +250,13 @@ impl StoreOptions {
         self.max_connections = Some(n);
         self
     }
+
+    /// Turns the PostgreSQL wake-up listener on or off (see [`StoreOptions::pg_wakeups`]).
+    #[must_use]
+    pub fn pg_wakeups(mut self, on: bool) -> Self {
+        self.pg_wakeups = on;
+        self
+    }
 }
 
 #[derive(Debug)]
@@ -261,6 +273,52 @@ struct Inner {
     notify: Arc<Notify>,
     /// SQLite only: the group-commit queue (see [`ingest_batcher`]).
     batcher: Option<tokio::sync::mpsc::Sender<IngestRequest>>,
+    /// PostgreSQL only: the task turning `NOTIFY` from other processes into local wake-ups (see [`pg_wakeups`]).
+    listener: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(task) = &self.listener {
+            task.abort();
+        }
+    }
+}
+
+/// The channel an ingest on PostgreSQL notifies, so workers in other processes claim at once instead of on their
+/// next poll. Wake-ups are hints: a lost one only delays a claim until the poll.
+#[cfg(feature = "postgres")]
+const PG_WAKE_CHANNEL: &str = "sync_core_inbox";
+
+/// Listens on [`PG_WAKE_CHANNEL`] (one connection of the pool) and wakes this process's idle workers for each
+/// notification. `PgListener` reconnects by itself; while it is down, workers fall back to polling.
+#[cfg(feature = "postgres")]
+async fn pg_wakeups(pool: sqlx::PgPool, notify: Arc<Notify>) {
+    loop {
+        let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::debug!(error = %e, "wake-up listener cannot connect; workers poll meanwhile");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen(PG_WAKE_CHANNEL).await {
+            tracing::debug!(error = %e, "LISTEN failed; workers poll meanwhile");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        loop {
+            match listener.recv().await {
+                Ok(_) => notify.notify_waiters(),
+                Err(e) => {
+                    tracing::debug!(error = %e, "wake-up listener lost; reconnecting");
+                    notify.notify_waiters(); // anything may have arrived meanwhile
+                    break;
+                }
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -552,7 +610,13 @@ impl Store {
         let (tx, rx) = tokio::sync::mpsc::channel(4 * GROUP_COMMIT_MAX);
         tokio::spawn(ingest_batcher(pool.clone(), options.clock.clone(), notify.clone(), rx));
         Ok(Self {
-            inner: Arc::new(Inner { backend: Backend::Sqlite(pool), clock: options.clock, notify, batcher: Some(tx) }),
+            inner: Arc::new(Inner {
+                backend: Backend::Sqlite(pool),
+                clock: options.clock,
+                notify,
+                batcher: Some(tx),
+                listener: None,
+            }),
         })
     }
 
@@ -583,8 +647,9 @@ impl Store {
             .connect_with(opts)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        let inner =
-            Inner { backend: Backend::Postgres(pool), clock: options.clock, notify: Arc::default(), batcher: None };
+        let notify = Arc::new(Notify::new());
+        let listener = options.pg_wakeups.then(|| tokio::spawn(pg_wakeups(pool.clone(), notify.clone())));
+        let inner = Inner { backend: Backend::Postgres(pool), clock: options.clock, notify, batcher: None, listener };
         Ok(Self { inner: Arc::new(inner) })
     }
 
@@ -604,7 +669,20 @@ impl Store {
         }
     }
 
-    /// Notified after every accepted ingest in this process (workers wake up instead of waiting for their poll).
+    /// New work is due: wake this process's idle workers, and (PostgreSQL) every other process's through `NOTIFY`.
+    #[cfg_attr(not(feature = "postgres"), allow(clippy::unused_async))]
+    async fn wake(&self) {
+        self.inner.notify.notify_waiters();
+        #[cfg(feature = "postgres")]
+        if let Backend::Postgres(p) = &self.inner.backend
+            && let Err(e) = sqlx::query("SELECT pg_notify($1, '')").bind(PG_WAKE_CHANNEL).execute(p).await
+        {
+            tracing::debug!(error = %e, "NOTIFY failed; other processes pick the work up on their next poll");
+        }
+    }
+
+    /// Notified when work is due (an ingest or replay in this process, or a `NOTIFY` from another one): workers
+    /// wake up instead of waiting for their poll.
     pub(crate) fn notifier(&self) -> &Notify {
         &self.inner.notify
     }
@@ -621,6 +699,9 @@ impl Store {
 
     /// Closes the pool.
     pub async fn close(&self) {
+        if let Some(task) = &self.inner.listener {
+            task.abort();
+        }
         on_pool!(self, p => p.close().await);
     }
 
@@ -647,7 +728,7 @@ impl Store {
             .await?);
         Ok(match id {
             Some(id) => {
-                self.inner.notify.notify_waiters();
+                self.wake().await;
                 Ingested::Accepted { id }
             }
             None => Ingested::Duplicate,
@@ -682,7 +763,7 @@ impl Store {
             }
         });
         if out.iter().any(|i| matches!(i, Ingested::Accepted { .. })) {
-            self.inner.notify.notify_waiters();
+            self.wake().await;
         }
         Ok(out)
     }
@@ -915,7 +996,7 @@ impl Store {
         .await?
         .rows_affected());
         if n == 1 {
-            self.inner.notify.notify_waiters();
+            self.wake().await;
         }
         Ok(n == 1)
     }

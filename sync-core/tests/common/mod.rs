@@ -31,8 +31,19 @@ impl Harness {
         Some(Harness::Postgres { url, schema })
     }
 
-    /// Opens a store (a new pool each call, like a separate process would have).
+    /// Opens a store (a new pool each call, like a separate process would have). On PostgreSQL without the
+    /// wake-up listener: the suites open many stores at once, and one `LISTEN` connection each would exhaust the
+    /// server's connections (`open_with_wakeups` is for the test of that feature).
     pub async fn open(&self, clock: SharedClock) -> Store {
+        self.open_inner(clock, false).await
+    }
+
+    /// Opens a store with the PostgreSQL wake-up listener on (the default outside tests).
+    pub async fn open_with_wakeups(&self, clock: SharedClock) -> Store {
+        self.open_inner(clock, true).await
+    }
+
+    async fn open_inner(&self, clock: SharedClock, wakeups: bool) -> Store {
         match self {
             Harness::Sqlite { dir } => {
                 Store::open_sqlite(dir.path().join("sync.db"), StoreOptions::default().clock(clock))
@@ -40,9 +51,12 @@ impl Harness {
                     .expect("open sqlite")
             }
             Harness::Postgres { url, schema } => {
-                Store::connect(url, StoreOptions::default().clock(clock).pg_schema(schema.clone()).max_connections(8))
-                    .await
-                    .expect("open postgres")
+                let opts = StoreOptions::default()
+                    .clock(clock)
+                    .pg_schema(schema.clone())
+                    .max_connections(8)
+                    .pg_wakeups(wakeups);
+                Store::connect(url, opts).await.expect("open postgres")
             }
         }
     }
