@@ -1264,3 +1264,14 @@ impl Flow for KommoAirtable {
         Ok(result.unwrap_or_else(Outcome::from))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::formula_eq;
+
+    #[test]
+    fn formula_eq_quotes_the_value() {
+        assert_eq!(formula_eq("Kommo Deal ID", "123"), "{Kommo Deal ID}='123'");
+        assert_eq!(formula_eq("Name", r"O'Brien \ Co"), r"{Name}='O\'Brien \\ Co'");
+    }
+}
