@@ -1,5 +1,3 @@
 -- `Outcome::Skipped`: the event is finished (state 'done') but was deliberately not applied; the reason is kept
 -- so operators can see in `status` what was filtered and why. NULL for events that were applied.
 ALTER TABLE inbox ADD COLUMN skip_reason TEXT;
--- `status` counts skipped events per source and reason without scanning every done row.
-CREATE INDEX inbox_skipped ON inbox (source, skip_reason) WHERE skip_reason IS NOT NULL;

@@ -499,10 +499,9 @@ const UPSERT_CURSOR: &str = "INSERT INTO cursors (source, stream, cursor, update
      ON CONFLICT (source, stream) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at";
 
 /// Rows that may be claimed now: queued and due, or running with an expired lease; and, for rows with an ordering
-/// key, only the oldest unfinished row of that key.
-/// Due rows. The redundant `state IN (…)` term is what lets the planners use the partial index `inbox_open` (rows
-/// not yet finished, in id order) and stop after `LIMIT` rows, instead of collecting and sorting every queued row
-/// on each claim (which made a claim O(backlog)).
+/// key, only the oldest unfinished row of that key. The redundant `state IN (…)` term is what lets the planners use
+/// the partial index `inbox_open` (rows not yet finished, in id order) and stop after `LIMIT` rows, instead of
+/// collecting and sorting every queued row on each claim (which made a claim O(backlog)).
 const CLAIM_ELIGIBLE: &str = "i.state IN ('queued', 'running') \
      AND ((i.state = 'queued' AND i.run_after <= $3) OR (i.state = 'running' AND i.lease_until <= $3)) \
      AND (i.ordering_key IS NULL OR NOT EXISTS (SELECT 1 FROM inbox p WHERE p.source = i.source \
@@ -834,21 +833,18 @@ impl Store {
 
     /// Marks the event done.
     pub async fn complete(&self, lease: &Lease) -> Result<Fence> {
-        let sql = fenced(
-            "UPDATE inbox SET state = 'done', lease_owner = NULL, lease_until = NULL, last_error = NULL, finished_at = $4, \
-             skip_reason = NULL",
-        );
-        self.fenced_write(sql, lease, Some(self.now()), None).await
+        self.finish_one(lease, None).await
     }
 
     /// Marks the event done without having applied it (filtered out, nothing to do), recording `reason` for
     /// [`Store::status`]. Keep reasons to a small set of phrases (put ids in the logs): `status` groups by them.
     pub async fn skip(&self, lease: &Lease, reason: &str) -> Result<Fence> {
-        let sql = fenced(
-            "UPDATE inbox SET state = 'done', lease_owner = NULL, lease_until = NULL, last_error = NULL, finished_at = $4, \
-             skip_reason = $5",
-        );
-        self.fenced_write(sql, lease, Some(self.now()), Some(reason)).await
+        self.finish_one(lease, Some(reason.to_owned())).await
+    }
+
+    async fn finish_one(&self, lease: &Lease, reason: Option<String>) -> Result<Fence> {
+        let fences = self.complete_batch(&[(lease.clone(), reason)]).await?;
+        Ok(fences.first().copied().unwrap_or(Fence::Stale))
     }
 
     /// Finishes several events in one statement: each `(lease, None)` as done, each `(lease, Some(reason))` as
@@ -922,17 +918,21 @@ impl Store {
     pub async fn status(&self) -> Result<Status> {
         let now = self.now();
         let mut status = Status::default();
-        let rows: Vec<(String, String, i64)> = on_pool!(self, p => sqlx::query_as(
-            "SELECT source, state, COUNT(*) AS n FROM inbox GROUP BY source, state",
+        // One grouped scan gives the depth and, for done rows, the skip reasons.
+        let rows: Vec<(String, String, Option<String>, i64)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT source, state, skip_reason, COUNT(*) AS n FROM inbox GROUP BY source, state, skip_reason",
         )
         .fetch_all(p)
         .await?);
-        for (source, state, n) in rows {
+        for (source, state, skip_reason, n) in rows {
             let state = State::parse(&state)?;
             if state == State::Dead {
                 status.dead += n;
             }
-            status.depth.insert((source, state), n);
+            if let Some(reason) = skip_reason.filter(|_| state == State::Done) {
+                *status.skipped.entry((source.clone(), reason)).or_default() += n;
+            }
+            *status.depth.entry((source, state)).or_default() += n;
         }
         let oldest: Option<i64> = on_pool!(self, p => sqlx::query_scalar(
             "SELECT MIN(received_at) FROM inbox WHERE state = 'queued' AND run_after <= $1",
@@ -940,13 +940,6 @@ impl Store {
         .bind(now)
         .fetch_one(p)
         .await?);
-        let skipped: Vec<(String, String, i64)> = on_pool!(self, p => sqlx::query_as(
-            "SELECT source, skip_reason, COUNT(*) AS n FROM inbox WHERE state = 'done' AND skip_reason IS NOT NULL \
-             GROUP BY source, skip_reason",
-        )
-        .fetch_all(p)
-        .await?);
-        status.skipped = skipped.into_iter().map(|(source, reason, n)| ((source, reason), n)).collect();
         status.oldest_due_age =
             oldest.map(|t| Duration::from_millis(u64::try_from(now.saturating_sub(t)).unwrap_or(0)));
         Ok(status)
