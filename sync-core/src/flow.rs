@@ -66,6 +66,36 @@ impl Outcome {
     }
 }
 
+/// The outcome of one delivery that carries several events (a Kommo webhook can batch many leads): done if any
+/// event was applied, otherwise skipped with every distinct reason.
+#[derive(Debug, Default)]
+pub struct Tally {
+    applied: bool,
+    reasons: std::collections::BTreeSet<String>,
+}
+
+impl Tally {
+    /// One event was applied.
+    pub fn applied(&mut self) {
+        self.applied = true;
+    }
+
+    /// One event was skipped for `reason`.
+    pub fn skipped(&mut self, reason: impl Into<String>) {
+        self.reasons.insert(reason.into());
+    }
+
+    /// [`Outcome::Done`] if anything was applied, else [`Outcome::Skipped`] with the reasons joined by `; `.
+    #[must_use]
+    pub fn outcome(self) -> Outcome {
+        if self.applied {
+            Outcome::Done
+        } else {
+            Outcome::skipped(self.reasons.into_iter().collect::<Vec<_>>().join("; "))
+        }
+    }
+}
+
 /// A request as received, before it is stored: what a flow derives its keys from.
 #[derive(Debug, Clone, Copy)]
 pub struct RawEvent<'a> {
@@ -292,5 +322,23 @@ impl Engine {
         let event =
             NewEvent { source: source.to_owned(), dedup_key, ordering_key, payload: body, headers: kept_headers };
         Ok(self.store.ingest(&event).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Outcome, Tally};
+
+    #[test]
+    fn tally_is_done_if_anything_applied_else_skipped_with_each_reason_once() {
+        let mut t = Tally::default();
+        t.skipped("b");
+        t.skipped("a");
+        t.skipped("b");
+        assert_eq!(t.outcome(), Outcome::skipped("a; b"));
+        let mut t = Tally::default();
+        t.skipped("a");
+        t.applied();
+        assert_eq!(t.outcome(), Outcome::Done);
     }
 }

@@ -80,6 +80,6 @@ pub mod worker;
 pub use backoff::Backoff;
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use error::{BoxError, Error, Result};
-pub use flow::{Ctx, Engine, Flow, IngestError, KeyError, Outcome, RawEvent};
+pub use flow::{Ctx, Engine, Flow, IngestError, KeyError, Outcome, RawEvent, Tally};
 pub use store::{Event, Fence, Headers, Ingested, Lease, NewEvent, State, Status, Store, StoreOptions};
 pub use worker::{WorkerConfig, WorkerHandle};

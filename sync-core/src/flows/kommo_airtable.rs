@@ -757,18 +757,14 @@ impl KommoAirtable {
             tracing::info!("Kommo webhook without lead events: nothing to do");
             return Ok(Outcome::skipped("no lead events"));
         }
-        // One delivery can carry several leads: it is skipped only if every lead was.
-        let mut reasons = BTreeSet::new();
-        let mut applied = false;
+        let mut tally = crate::Tally::default();
         for (lead, time) in leads {
             match self.sync_lead(ctx, lead, time).await? {
-                Some(reason) => {
-                    reasons.insert(reason);
-                }
-                None => applied = true,
+                Some(reason) => tally.skipped(reason),
+                None => tally.applied(),
             }
         }
-        Ok(if applied { Outcome::Done } else { Outcome::skipped(reasons.into_iter().collect::<Vec<_>>().join("; ")) })
+        Ok(tally.outcome())
     }
 
     /// Kommo → Airtable for one lead, from its current state. `Some(reason)` when nothing was written on purpose

@@ -588,27 +588,23 @@ impl KommoCustomerIo {
                 .check_account(Some(kommo_api::AccountId(want)), None)
                 .map_err(|e| Fault::Fail(format!("Kommo webhook from another account: {e}")))?;
         }
-        // One delivery can carry several events: it is skipped only if every event was.
-        let mut reasons = std::collections::BTreeSet::new();
-        let mut applied = false;
+        let mut tally = crate::Tally::default();
         for ev in &payload.events {
             match ev {
                 WebhookEvent::Lead { action: action @ (WebhookAction::Add | WebhookAction::Status), lead } => {
                     match self.lead_event(ctx, ev, *action == WebhookAction::Add, lead).await? {
-                        Some(reason) => {
-                            reasons.insert(reason);
-                        }
-                        None => applied = true,
+                        Some(reason) => tally.skipped(reason),
+                        None => tally.applied(),
                     }
                 }
                 other => {
                     bump(&self.stats.filtered);
                     tracing::info!(event = %other.dedup_key(), "not a leads[add] or leads[status] event: ignored");
-                    reasons.insert("not a leads[add] or leads[status] event");
+                    tally.skipped("not a leads[add] or leads[status] event");
                 }
             }
         }
-        Ok(if applied { Outcome::Done } else { Outcome::skipped(reasons.into_iter().collect::<Vec<_>>().join("; ")) })
+        Ok(tally.outcome())
     }
 
     async fn lead_event(

@@ -766,29 +766,25 @@ impl KommoProductive {
         {
             return Ok(Outcome::fail(e.to_string()));
         }
-        // One delivery can carry several events: it is skipped only if every event was.
-        let mut reasons = std::collections::BTreeSet::new();
-        let mut applied = false;
+        let mut tally = crate::Tally::default();
         for ev in &payload.events {
             let KommoEvent::Lead { action, lead } = ev else {
                 tracing::info!(entity = ev.entity_name(), "filtered: not a lead event");
-                reasons.insert("not a lead event".to_owned());
+                tally.skipped("not a lead event");
                 continue;
             };
             if let Err(reason) = self.is_trigger(action, lead) {
                 tracing::info!(lead = %lead.id, %reason, "filtered");
-                reasons.insert(format!("filtered: {reason}"));
+                tally.skipped(format!("filtered: {reason}"));
                 continue;
             }
             match self.kickoff(ctx, lead.id).await? {
-                Outcome::Done => applied = true,
-                Outcome::Skipped { reason } => {
-                    reasons.insert(reason);
-                }
+                Outcome::Done => tally.applied(),
+                Outcome::Skipped { reason } => tally.skipped(reason),
                 other => return Ok(other),
             }
         }
-        Ok(if applied { Outcome::Done } else { Outcome::skipped(reasons.into_iter().collect::<Vec<_>>().join("; ")) })
+        Ok(tally.outcome())
     }
 
     async fn fetch_lead(&self, id: LeadId) -> Result<LeadSnapshot, BoxError> {
