@@ -66,6 +66,7 @@ impl Harness {
     }
 
     /// Drops the PostgreSQL schema (the SQLite temp dir goes away on drop).
+    #[cfg_attr(not(feature = "postgres"), allow(clippy::unused_async))]
     pub async fn cleanup(self) {
         #[cfg(feature = "postgres")]
         if let Harness::Postgres { url, schema } = &self {
