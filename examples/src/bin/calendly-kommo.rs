@@ -89,7 +89,7 @@ impl Default for CalendlyConn {
 }
 
 fn kommo_rps() -> u32 {
-    7
+    kommo_api::client::DEFAULT_RATE_LIMIT_PER_SECOND
 }
 fn kommo_token_env() -> String {
     "KOMMO_TOKEN".into()

@@ -69,7 +69,7 @@ struct ServeSection {
 }
 
 fn kommo_rps() -> u32 {
-    7
+    kommo_api::client::DEFAULT_RATE_LIMIT_PER_SECOND
 }
 
 fn load(path: &std::path::Path) -> anyhow::Result<(Config, ServeSection)> {

@@ -172,11 +172,11 @@ impl Default for Reconcile {
 }
 
 fn default_kommo_rps() -> u32 {
-    7
+    kommo_api::client::DEFAULT_RATE_LIMIT_PER_SECOND
 }
 
 fn default_airtable_rps() -> u32 {
-    5
+    airtable_client::client::REQUESTS_PER_SECOND_PER_BASE
 }
 
 fn default_tz() -> String {

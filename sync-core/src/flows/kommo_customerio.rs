@@ -109,7 +109,7 @@ pub struct KommoConfig {
 }
 
 fn default_kommo_rps() -> u32 {
-    7
+    kommo_api::client::DEFAULT_RATE_LIMIT_PER_SECOND
 }
 
 /// How people are identified in Customer.io.
