@@ -53,6 +53,18 @@ impl World {
         World { kommo, airtable, base, cli, user, contact }
     }
 
+    /// The "Kommo Deal ID" of every onboarding record, sorted.
+    fn record_deal_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .base
+            .records(TABLE)
+            .iter()
+            .filter_map(|r| r.fields.get_str("Kommo Deal ID").map(str::to_owned))
+            .collect();
+        ids.sort();
+        ids
+    }
+
     fn won_lead(&self, name: &str, tag: Option<&str>) -> LeadId {
         let mut seed = SeedLead::new(name)
             .price(1_000)
@@ -172,12 +184,7 @@ async fn backfill_pushes_won_deals_once_and_is_safe_to_rerun() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("4 won deals found, 4 new events queued (0 already known)"), "{stdout}");
     assert!(stdout.contains("dead letters: 0"), "{stdout}");
-    let mut ids: Vec<String> =
-        w.base.records(TABLE).iter().filter_map(|r| r.fields.get_str("Kommo Deal ID").map(str::to_owned)).collect();
-    ids.sort();
-    let mut want: Vec<String> = leads.iter().map(ToString::to_string).collect();
-    want.sort();
-    assert_eq!(ids, want, "one record per untagged won deal");
+    assert_eq!(w.record_deal_ids(), sorted_ids(&leads), "one record per untagged won deal");
 
     let again = w.cli.run("backfill").await;
     assert!(again.status.success());
@@ -235,12 +242,7 @@ async fn two_serve_processes_share_one_postgres() {
     interrupt(a, &log_a).await;
     interrupt(b, &log_b).await;
 
-    let mut ids: Vec<String> =
-        w.base.records(TABLE).iter().filter_map(|r| r.fields.get_str("Kommo Deal ID").map(str::to_owned)).collect();
-    ids.sort();
-    let mut want: Vec<String> = leads.iter().map(ToString::to_string).collect();
-    want.sort();
-    assert_eq!(ids, want, "exactly one record per deal");
+    assert_eq!(w.record_deal_ids(), sorted_ids(&leads), "exactly one record per deal");
     assert_eq!(w.airtable.throttled_count(), 0, "two processes stayed inside the base's 5/s together");
     let out = w.cli.run("status").await;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -259,4 +261,11 @@ async fn two_serve_processes_share_one_postgres() {
     use sqlx::{Connection, Executor};
     let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
     conn.execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).await.unwrap();
+}
+
+/// Lead ids as the sorted texts the records hold.
+fn sorted_ids(leads: &[LeadId]) -> Vec<String> {
+    let mut ids: Vec<String> = leads.iter().map(ToString::to_string).collect();
+    ids.sort();
+    ids
 }
