@@ -152,32 +152,40 @@ impl Faults {
     }
 }
 
-/// Counts requests per key in a fixed window, for fakes that enforce a vendor's rate limit with 429s.
+/// Enforces a vendor's rate limit per key for a fake, answering with 429s: a sliding window on arrival time with no
+/// slack (a request is admitted when fewer than `max` admitted requests arrived in the `window` before it). This is
+/// at least as strict as any fixed-window or token-bucket reading of "N per window", so a client that passes here
+/// passes the vendor. Uses tokio's clock (a paused test clock drives it).
 #[derive(Debug, Clone)]
 pub struct WindowCounter {
     max: u32,
     window: Duration,
-    state: Arc<Mutex<HashMap<String, (Instant, u32)>>>,
+    state: Arc<Mutex<HashMap<String, std::collections::VecDeque<Instant>>>>,
 }
 
 impl WindowCounter {
-    /// At most `max` per `window` per key.
+    /// At most `max` per sliding `window` per key.
     #[must_use]
     pub fn new(max: u32, window: Duration) -> Self {
         Self { max, window, state: Arc::default() }
     }
 
-    /// Counts one request for `key`; `false` when it exceeds the limit (answer 429).
+    /// Counts one request for `key`; `false` when it exceeds the limit (answer 429; a refused request is not
+    /// counted).
     #[must_use]
     pub fn admit(&self, key: &str) -> bool {
         let now = Instant::now();
         let mut map = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let e = map.entry(key.to_owned()).or_insert((now, 0));
-        if now.duration_since(e.0) >= self.window {
-            *e = (now, 0);
+        let arrivals = map.entry(key.to_owned()).or_default();
+        while arrivals.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
+            arrivals.pop_front();
         }
-        e.1 += 1;
-        e.1 <= self.max
+        if arrivals.len() < self.max as usize {
+            arrivals.push_back(now);
+            true
+        } else {
+            false
+        }
     }
 }
 

@@ -10,7 +10,7 @@
 //! | [`error`] | [`ErrorClass`], [`HttpErrorParts`] (status, headers of interest, raw body), [`DecodeError`] with JSON path |
 //! | [`paginate`](mod@paginate) | a lazy item [`Stream`](futures::Stream) from "fetch page at cursor", with loop guards |
 //! | [`secret`] | [`Token`]: a secret that prints `[redacted]`; sensitive header values |
-//! | [`oauth`] | OAuth 2.0 sessions with single-flight refresh, persisted before use ([`OAuthSession`], [`TokenStore`]) |
+//! | [`oauth`] | OAuth 2.0 sessions: single-flight refresh within and between processes (store reload, claim, compare-and-swap), a spent refresh token never reused ([`OAuthSession`], [`TokenStore`]) |
 //! | [`webhook`] | HMAC-SHA256 verification in constant time, `t=…,v1=…` headers, timestamp tolerance, [`Clock`] |
 //! | [`ids`] | [`string_id!`] and [`int_id!`] typed id macros |
 //! | `fake` (feature `fake`) | scaffolding for in-process vendor fakes: server, request log, fault injection |
@@ -62,6 +62,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod de;
 pub mod error;
 #[cfg(feature = "fake")]
 pub mod fake;
@@ -83,7 +84,7 @@ pub use ratelimit::{RateLimiter, Rule};
 pub use request::{Body, RawResponse, Request};
 pub use retry::{Decision, RetryPolicy, VendorHint, parse_retry_after};
 pub use secret::Token;
-pub use transport::{ReqwestTransport, Transport, TransportConfig, TransportError, TransportErrorKind};
+pub use transport::{Redirects, ReqwestTransport, Transport, TransportConfig, TransportError, TransportErrorKind};
 pub use webhook::{Clock, FixedClock, SignatureError, SystemClock};
 
 /// `"<crate>/<version>"` for a `User-Agent`, from the calling crate's Cargo metadata.

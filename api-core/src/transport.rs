@@ -61,16 +61,62 @@ pub struct TransportConfig {
     pub request_timeout: Duration,
     /// `User-Agent`, e.g. `kommo-api/0.1.0`.
     pub user_agent: String,
+    /// Which redirects are followed (default [`Redirects::SameOrigin`] with 10 hops).
+    pub redirects: Redirects,
+}
+
+/// Which HTTP redirects [`ReqwestTransport`] follows.
+///
+/// reqwest's own default follows any redirect and drops only `Authorization` when the host changes: a vendor
+/// header such as Productive's `X-Auth-Token`, or Basic credentials set by hand, would go to whatever host the
+/// `Location` names. So the default here never leaves the origin (scheme, host and port) of the request: a
+/// redirect elsewhere is returned as the 3xx response it is, and the client reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Redirects {
+    /// Follow up to this many redirects within the request's origin; a cross-origin redirect is returned as is.
+    SameOrigin(usize),
+    /// Follow none: every 3xx is returned as is.
+    None,
+}
+
+impl Default for Redirects {
+    fn default() -> Self {
+        Self::SameOrigin(10)
+    }
+}
+
+impl Redirects {
+    fn policy(self) -> reqwest::redirect::Policy {
+        match self {
+            Self::None => reqwest::redirect::Policy::none(),
+            Self::SameOrigin(max) => reqwest::redirect::Policy::custom(move |attempt| {
+                let first = attempt.previous().first().map(Url::origin);
+                if attempt.previous().len() > max {
+                    attempt.stop()
+                } else if first.is_some_and(|o| o != attempt.url().origin()) {
+                    tracing::warn!(
+                        to = %attempt.url().origin().ascii_serialization(),
+                        "cross-origin redirect not followed (credentials stay with the vendor's host)"
+                    );
+                    attempt.stop()
+                } else {
+                    attempt.follow()
+                }
+            }),
+        }
+    }
 }
 
 impl TransportConfig {
-    /// Defaults (10 s connect, 60 s request) with the given user agent.
+    /// Defaults (10 s connect, 60 s request, same-origin redirects only) with the given user agent.
     #[must_use]
     pub fn new(user_agent: impl Into<String>) -> Self {
         Self {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
             user_agent: user_agent.into(),
+            redirects: Redirects::default(),
         }
     }
 }
@@ -98,6 +144,7 @@ impl ReqwestTransport {
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             .user_agent(config.user_agent.clone())
+            .redirect(config.redirects.policy())
             .build()
             .map_err(|e| TransportError {
                 kind: TransportErrorKind::Build,
@@ -213,5 +260,42 @@ mod tests {
         assert_eq!(abs.as_str(), "http://127.0.0.1:9/x");
         let no_slash = build_url(&Url::parse("https://x.kommo.com").unwrap(), "api/v4/leads", &[]).unwrap();
         assert_eq!(no_slash.as_str(), "https://x.kommo.com/api/v4/leads");
+    }
+
+    /// A vendor (or anything posing as it) redirects to another host: the credentials headers are not sent there;
+    /// the 3xx comes back as the answer. A redirect within the origin is followed.
+    #[tokio::test]
+    async fn credentials_never_follow_a_cross_origin_redirect() {
+        use wiremock::matchers::{method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let vendor = MockServer::start().await;
+        let elsewhere = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/moved"))
+            .respond_with(ResponseTemplate::new(302).insert_header("location", format!("{}/steal", elsewhere.uri())))
+            .mount(&vendor)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/old"))
+            .respond_with(ResponseTemplate::new(301).insert_header("location", "/new"))
+            .mount(&vendor)
+            .await;
+        Mock::given(method("GET")).and(path("/new")).respond_with(ResponseTemplate::new(200)).mount(&vendor).await;
+        Mock::given(method("GET")).respond_with(ResponseTemplate::new(200)).mount(&elsewhere).await;
+        let t = ReqwestTransport::new(TransportConfig::new("test")).unwrap();
+        let base = Url::parse(&vendor.uri()).unwrap();
+        let req = Request::get("/moved")
+            .header(http::HeaderName::from_static("x-auth-token"), http::HeaderValue::from_static("secret-token"));
+        let r = t.send(build_url(&base, "/moved", &[]).unwrap(), req).await.unwrap();
+        assert_eq!(r.status.as_u16(), 302);
+        assert!(elsewhere.received_requests().await.unwrap().is_empty(), "nothing reached the other host");
+        let r = t.send(build_url(&base, "/old", &[]).unwrap(), Request::get("/old")).await.unwrap();
+        assert_eq!(r.status.as_u16(), 200, "same-origin redirect followed");
+        // reqwest's own default would have gone there, X-Auth-Token and all
+        let mut cfg = TransportConfig::new("test");
+        cfg.redirects = Redirects::None;
+        let none = ReqwestTransport::new(cfg).unwrap();
+        let r = none.send(build_url(&base, "/old", &[]).unwrap(), Request::get("/old")).await.unwrap();
+        assert_eq!(r.status.as_u16(), 301);
     }
 }

@@ -141,8 +141,9 @@ impl TimestampedSignature {
 /// [`SignatureError::Expired`].
 pub fn check_timestamp(timestamp: i64, clock: &dyn Clock, tolerance: Duration) -> Result<(), SignatureError> {
     let now = clock.unix_seconds();
-    let tol = i64::try_from(tolerance.as_secs()).unwrap_or(i64::MAX);
-    if (now - timestamp).abs() > tol {
+    // `abs_diff` cannot overflow: `now - timestamp` would panic (debug) or wrap into the window (release) for a
+    // timestamp near `i64::MIN`/`i64::MAX`
+    if now.abs_diff(timestamp) > tolerance.as_secs() {
         return Err(SignatureError::Expired { timestamp, now, tolerance_secs: tolerance.as_secs() });
     }
     Ok(())
@@ -252,6 +253,27 @@ mod tests {
         assert!(matches!(check_timestamp(1_700_000_000 + 181, &clock, tol), Err(SignatureError::Expired { .. })));
         clock.advance(Duration::from_secs(1000));
         assert!(check_timestamp(1_700_000_000, &clock, tol).is_err());
+    }
+
+    #[test]
+    fn extreme_timestamps_are_rejected_not_wrapped() {
+        let clock = FixedClock::at_unix(1_700_000_000);
+        let tol = Duration::from_secs(300);
+        for t in [i64::MIN, i64::MIN + 1, -1, 0, i64::MAX, i64::MAX - 1] {
+            assert!(matches!(check_timestamp(t, &clock, tol), Err(SignatureError::Expired { .. })), "{t}");
+        }
+        // a tolerance beyond i64 seconds still compares correctly
+        check_timestamp(i64::MIN, &clock, Duration::from_secs(u64::MAX)).unwrap();
+    }
+
+    proptest::proptest! {
+        /// Any timestamp: no panic, and accepted exactly when it is within the tolerance of now.
+        #[test]
+        fn check_timestamp_never_overflows(t in proptest::num::i64::ANY, tol in 0u64..=u64::MAX) {
+            let clock = FixedClock::at_unix(1_700_000_000);
+            let within = (i128::from(t) - 1_700_000_000i128).unsigned_abs() <= u128::from(tol);
+            proptest::prop_assert_eq!(check_timestamp(t, &clock, Duration::from_secs(tol)).is_ok(), within);
+        }
     }
 
     #[test]
