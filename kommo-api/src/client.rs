@@ -1,18 +1,23 @@
 //! [`Client`] and [`ClientBuilder`]: connection, authentication, rate limiting, retries and error mapping.
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use api_core::{
     Auth, HttpClient, HttpErrorParts, OAuthSession, RateLimiter, RawResponse, Request, ReqwestTransport, RetryPolicy,
     Rule, Token, Transport, TransportConfig, VendorHint,
 };
-use futures::stream::BoxStream;
-use http::StatusCode;
+use futures::{future::BoxFuture, stream::BoxStream};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::de::DeserializeOwned;
+use tokio::time::Instant;
 use url::Url;
 
 use crate::{
-    error::{Error, Problem},
+    error::{Error, HoldCause, Problem},
     hal::{self, ListPage, ListParams},
 };
 
@@ -22,6 +27,13 @@ pub const DEFAULT_RATE_LIMIT_PER_SECOND: u32 = 7;
 pub const DEFAULT_THROTTLE_BACKOFF: Duration = Duration::from_secs(60);
 /// Default hold-off after the HTML 403 ban page.
 pub const DEFAULT_BAN_BACKOFF: Duration = Duration::from_secs(15 * 60);
+/// Default headroom below Kommo's line: 7 requests are spread over 1 s + this margin (one request every ~171 ms,
+/// 5.8 requests/s), so that up to this much network or scheduling jitter between two requests never makes 8 of
+/// them arrive within one second at a server that counts a strict sliding second (as Kommo's documented limit reads
+/// and the fake enforces). A 429 costs a minute of the account's time, so the margin is cheap.
+pub const DEFAULT_RATE_MARGIN: Duration = Duration::from_millis(200);
+/// Default longest wait for a hold-off before a request fails with [`Error::HeldOff`] instead.
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(1);
 
 /// A Kommo API v4 client for one account. Cheap to clone; clones share the rate limiter, the OAuth session and
 /// the connection pool. `Debug` never shows a token.
@@ -37,6 +49,92 @@ pub(crate) struct Inner {
     pub(crate) rate_key: String,
     pub(crate) throttle_backoff: Duration,
     pub(crate) ban_backoff: Duration,
+    pub(crate) hold: Arc<Hold>,
+    pub(crate) max_wait: Duration,
+}
+
+/// The account's hold-off after a 429 or the ban page, shared by the clones of a client.
+///
+/// Why not [`RateLimiter::pause`]: a paused limiter makes every later request sleep inside `acquire` for the whole
+/// hold-off (60 s, 15 min), outside the caller's deadline and the request timeout, so workers stall and lose their
+/// leases. The hold is checked instead right before a request would go on the wire (after the limiter's slot), and a
+/// request either waits out a short remainder (at most [`ClientBuilder::max_wait`]) or fails with
+/// [`Error::HeldOff`] and the remaining wait.
+#[derive(Debug, Default)]
+pub(crate) struct Hold {
+    state: Mutex<Option<(Instant, HoldCause)>>,
+}
+
+impl Hold {
+    fn set(&self, cause: HoldCause, until: Instant) {
+        let mut st = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match *st {
+            Some((u, _)) if u >= until => {}
+            _ => *st = Some((until, cause)),
+        }
+    }
+
+    /// The cause and the time left, while the hold lasts.
+    fn remaining(&self) -> Option<(HoldCause, Duration)> {
+        let mut st = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        match *st {
+            Some((until, cause)) if until > now => Some((cause, until - now)),
+            Some(_) => {
+                *st = None;
+                None
+            }
+            None => None,
+        }
+    }
+}
+
+/// The header of the response [`Gated`] makes up for a request it did not send; never on a real response.
+const HELD_HEADER: &str = "x-kommo-api-held";
+
+/// The transport behind the limiter: applies the [`Hold`] right before a request would go out, so requests that were
+/// already queued in the limiter when Kommo said 429 are not sent into the penalty either.
+#[derive(Debug)]
+struct Gated {
+    inner: Arc<dyn Transport>,
+    hold: Arc<Hold>,
+    max_wait: Duration,
+}
+
+impl Transport for Gated {
+    fn send(&self, url: Url, request: Request) -> BoxFuture<'_, Result<RawResponse, api_core::TransportError>> {
+        Box::pin(async move {
+            let mut budget = self.max_wait;
+            while let Some((cause, left)) = self.hold.remaining() {
+                if left > budget {
+                    return Ok(held_response(cause, left));
+                }
+                budget -= left;
+                tokio::time::sleep(left).await;
+            }
+            self.inner.send(url, request).await
+        })
+    }
+}
+
+/// A made-up 429 (the classifier never retries it) that [`Client::check`] turns into [`Error::HeldOff`].
+fn held_response(cause: HoldCause, left: Duration) -> RawResponse {
+    let kind = match cause {
+        HoldCause::Banned => "banned",
+        _ => "throttled",
+    };
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("{kind};{}", left.as_nanos())) {
+        headers.insert(HELD_HEADER, v);
+    }
+    RawResponse { status: StatusCode::TOO_MANY_REQUESTS, headers, body: bytes::Bytes::new() }
+}
+
+fn held_error(resp: &RawResponse) -> Option<Error> {
+    let (kind, nanos) = resp.header(HELD_HEADER)?.split_once(';')?;
+    let cause = if kind == "banned" { HoldCause::Banned } else { HoldCause::Throttled };
+    let retry_after = Duration::from_nanos(nanos.parse().ok()?);
+    Some(Error::HeldOff { cause, retry_after })
 }
 
 impl fmt::Debug for Client {
@@ -60,12 +158,14 @@ pub struct ClientBuilder {
     base_url: Option<String>,
     auth: Option<Auth>,
     rate_limit: Option<u32>,
+    rate_margin: Duration,
     retry: RetryPolicy,
     user_agent: String,
     connect_timeout: Duration,
     request_timeout: Duration,
     throttle_backoff: Duration,
     ban_backoff: Duration,
+    max_wait: Duration,
     transport: Option<Arc<dyn Transport>>,
     limiter: Option<RateLimiter>,
 }
@@ -87,12 +187,14 @@ impl Default for ClientBuilder {
             base_url: None,
             auth: None,
             rate_limit: Some(DEFAULT_RATE_LIMIT_PER_SECOND),
+            rate_margin: DEFAULT_RATE_MARGIN,
             retry: RetryPolicy::default(),
             user_agent: api_core::user_agent!().to_owned(),
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
             throttle_backoff: DEFAULT_THROTTLE_BACKOFF,
             ban_backoff: DEFAULT_BAN_BACKOFF,
+            max_wait: DEFAULT_MAX_WAIT,
             transport: None,
             limiter: None,
         }
@@ -125,9 +227,18 @@ impl ClientBuilder {
         self
     }
 
-    /// Requests per second for this account, evenly spaced with no burst (default 7). `0` disables limiting.
+    /// Requests per second for this account, evenly spaced with no burst (default 7, Kommo's documented limit).
+    /// `0` disables limiting. The requests are spread over one second plus [`ClientBuilder::rate_margin`].
     pub fn rate_limit(mut self, per_second: u32) -> Self {
         self.rate_limit = Some(per_second);
+        self
+    }
+
+    /// Headroom against jitter (default [`DEFAULT_RATE_MARGIN`], 200 ms): `rate_limit` requests are spread over
+    /// `1 s + margin`, so requests delayed unevenly on the way never arrive faster than `rate_limit` in any second.
+    /// `Duration::ZERO` sits exactly on the vendor's line (a strict server then answers 429 on any jitter).
+    pub fn rate_margin(mut self, margin: Duration) -> Self {
+        self.rate_margin = margin;
         self
     }
 
@@ -173,6 +284,15 @@ impl ClientBuilder {
         self
     }
 
+    /// The longest a request waits for the account's hold-off (after a 429 or the ban page) to pass before it is
+    /// sent (default [`DEFAULT_MAX_WAIT`], 1 s). A longer remaining hold fails the request at once with
+    /// [`Error::HeldOff`] and the remaining wait, without sending it: set this to the caller's deadline budget, and
+    /// let a scheduler retry the rest later. The wait is never hidden in the rate limiter.
+    pub fn max_wait(mut self, d: Duration) -> Self {
+        self.max_wait = d;
+        self
+    }
+
     /// Uses a custom transport (tests, instrumentation).
     pub fn transport(mut self, transport: Arc<dyn Transport>) -> Self {
         self.transport = Some(transport);
@@ -200,13 +320,16 @@ impl ClientBuilder {
                 Arc::new(ReqwestTransport::new(cfg).map_err(|e| Error::InvalidRequest(e.to_string()))?)
             }
         };
+        let hold = Arc::new(Hold::default());
+        let transport: Arc<dyn Transport> =
+            Arc::new(Gated { inner: transport, hold: hold.clone(), max_wait: self.max_wait });
         let rate_key = match base_url.port() {
             Some(p) => format!("{}:{p}", base_url.host_str().unwrap_or_default()),
             None => base_url.host_str().unwrap_or_default().to_owned(),
         };
         let limiter = self.limiter.unwrap_or_else(|| match self.rate_limit {
             Some(0) | None => RateLimiter::unlimited(),
-            Some(n) => RateLimiter::new([Rule::per_second(n)]),
+            Some(n) => RateLimiter::new([Rule::Spacing { per: n, period: Duration::from_secs(1) + self.rate_margin }]),
         });
         let http = HttpClient::new(base_url.clone(), transport)
             .with_limiter(limiter)
@@ -221,13 +344,15 @@ impl ClientBuilder {
                 rate_key,
                 throttle_backoff: self.throttle_backoff,
                 ban_backoff: self.ban_backoff,
+                hold,
+                max_wait: self.max_wait,
             }),
         })
     }
 }
 
 /// Kommo's retry rules on top of the generic ones: 429, 401 and the HTML 403 ban page are never retried in-process
-/// (the client maps them to typed errors and pauses the account); 5xx follow the policy (idempotent requests only).
+/// (the client maps them to typed errors and holds the account off); 5xx follow the policy (idempotent requests only).
 #[must_use]
 pub fn classify(resp: &RawResponse) -> VendorHint {
     match resp.status.as_u16() {
@@ -272,6 +397,12 @@ impl Client {
     /// # Errors
     /// See [`Error`].
     pub async fn execute(&self, request: Request) -> Result<RawResponse, Error> {
+        if let Some((cause, retry_after)) = self.inner.hold.remaining()
+            && retry_after > self.inner.max_wait
+        {
+            // fail before asking for a token too (an OAuth refresh would be another request)
+            return Err(Error::HeldOff { cause, retry_after });
+        }
         let token = self.inner.auth.token().await?;
         let resp = self.send_with(&request, &token).await?;
         if resp.status != StatusCode::UNAUTHORIZED {
@@ -307,6 +438,9 @@ impl Client {
         if resp.is_success() {
             return Ok(resp);
         }
+        if let Some(held) = held_error(&resp) {
+            return Err(held);
+        }
         let parts = HttpErrorParts::from_response(&resp);
         if resp.status == StatusCode::TOO_MANY_REQUESTS {
             let hinted = resp
@@ -314,23 +448,23 @@ impl Client {
                 .and_then(|v| api_core::parse_retry_after(v, std::time::SystemTime::now()))
                 .unwrap_or_default();
             let retry_after = self.inner.throttle_backoff.max(hinted);
-            self.pause(retry_after);
-            tracing::warn!(?retry_after, "Kommo answered 429; account paused");
+            self.hold(HoldCause::Throttled, retry_after);
+            tracing::warn!(?retry_after, "Kommo answered 429; account held off");
             return Err(Error::Throttled { parts, retry_after });
         }
         if is_ban_page(&resp) {
             let retry_after = self.inner.ban_backoff;
-            self.pause(retry_after);
-            tracing::error!(?retry_after, "Kommo answered the HTML 403 ban page; account paused");
+            self.hold(HoldCause::Banned, retry_after);
+            tracing::error!(?retry_after, "Kommo answered the HTML 403 ban page; account held off");
             return Err(Error::Banned { parts, retry_after });
         }
         let problem = Problem::parse(&resp.body);
         Err(Error::Api { parts, problem })
     }
 
-    fn pause(&self, d: Duration) {
+    fn hold(&self, cause: HoldCause, d: Duration) {
         if !d.is_zero() {
-            self.inner.http.limiter().pause(&self.inner.rate_key, tokio::time::Instant::now() + d);
+            self.inner.hold.set(cause, Instant::now() + d);
         }
     }
 

@@ -89,6 +89,25 @@ impl Problem {
     }
 }
 
+/// Why the account is held off (see [`Error::HeldOff`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HoldCause {
+    /// A 429.
+    Throttled,
+    /// The HTML 403 ban page.
+    Banned,
+}
+
+impl std::fmt::Display for HoldCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Throttled => "a 429",
+            Self::Banned => "the 403 ban page",
+        })
+    }
+}
+
 /// Everything that can go wrong calling Kommo.
 ///
 /// Every variant answers [`Error::class`] (retry classification), [`Error::may_have_been_sent`] (whether the
@@ -121,8 +140,9 @@ pub enum Error {
         /// The response that said so, if any.
         parts: Option<HttpErrorParts>,
     },
-    /// 429 (Kommo answers with an HTML page and no `Retry-After`). Never retried in a hot loop: the account's
-    /// rate-limit key is paused for `retry_after` and the caller should reschedule.
+    /// 429 (Kommo answers with an HTML page and no `Retry-After`). Never retried in a hot loop: the
+    /// account is held off for `retry_after` (later requests fail fast with [`Error::HeldOff`]) and the caller should
+    /// reschedule.
     #[error("Kommo throttled the account (429); retry after {retry_after:?}")]
     Throttled {
         /// Status, headers, raw (HTML) body.
@@ -136,6 +156,17 @@ pub enum Error {
         /// Status, headers, raw (HTML) body.
         parts: HttpErrorParts,
         /// How long to hold off.
+        retry_after: Duration,
+    },
+    /// Not sent: the account is still held off after an earlier [`Error::Throttled`] or [`Error::Banned`] (of this
+    /// client or a clone), for longer than [`crate::ClientBuilder::max_wait`]. The client never sleeps out Kommo's
+    /// hold-off (60 s / 15 min) behind the caller's back: it fails fast with the remaining wait, so a worker can
+    /// reschedule the work instead of stalling past its deadline or lease.
+    #[error("Kommo account held off after {cause} (request not sent); retry after {retry_after:?}")]
+    HeldOff {
+        /// What Kommo answered that started the hold.
+        cause: HoldCause,
+        /// How much of the hold is left.
         retry_after: Duration,
     },
     /// No response (connect, timeout, broken connection), after retries.
@@ -223,7 +254,7 @@ impl Error {
             Self::Api { parts, .. } => ErrorClass::from_status(parts.status),
             Self::Auth(AuthError::Refresh(_)) => ErrorClass::Transient,
             Self::Unauthorized { .. } | Self::AuthRevoked { .. } | Self::Auth(_) => ErrorClass::Auth,
-            Self::Throttled { .. } | Self::Banned { .. } => ErrorClass::Throttled,
+            Self::Throttled { .. } | Self::Banned { .. } | Self::HeldOff { .. } => ErrorClass::Throttled,
             Self::Transport(_) => ErrorClass::Transport,
             Self::Decode(_) | Self::RepeatedCursor(_) => ErrorClass::Decode,
             Self::InvalidRequest(_) | Self::NotFound(_) => ErrorClass::Client,
@@ -244,11 +275,13 @@ impl Error {
     }
 
     /// The wait the caller should apply before trying again: the backoff for [`Error::Throttled`] and
-    /// [`Error::Banned`], `None` otherwise (use your own backoff for transient errors).
+    /// [`Error::Banned`], what is left of it for [`Error::HeldOff`], `None` otherwise (use your own backoff for transient errors).
     #[must_use]
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::Throttled { retry_after, .. } | Self::Banned { retry_after, .. } => Some(*retry_after),
+            Self::Throttled { retry_after, .. }
+            | Self::Banned { retry_after, .. }
+            | Self::HeldOff { retry_after, .. } => Some(*retry_after),
             Self::Batch { source, .. } => source.retry_after(),
             _ => None,
         }

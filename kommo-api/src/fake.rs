@@ -9,14 +9,26 @@
 //!   entity) and is visible to later reads and filters (`filter[updated_at]`, `filter[statuses]`, `query`...);
 //! - Bearer-token auth (401 problem+json otherwise) and, optionally, an OAuth token endpoint with single-use
 //!   rotating refresh tokens (a reused refresh token answers 401 `"hint":"Token has been revoked"`);
-//! - Kommo's rate limit: 7 requests per account per window, answering **429 with an HTML body** beyond it
-//!   (a fixed window of 800 ms by default, so a client spaced at 7/s never trips it even with 200 ms of scheduling or network jitter,
-//!   while a burst of 8 does);
+//! - Kommo's rate limit exactly as documented: "not more than 7 requests per second" (../shared/api-notes/kommo.md
+//!   §2, K-docs <https://developers.kommo.com/docs/limitations>), counted per account as a **sliding second on
+//!   arrival time with no slack**: a request is refused when 7 others were admitted in the second before it. Beyond
+//!   it the fake answers **429 with an HTML body** (Kommo's gateway page, no `Retry-After`: amocrm-api-php #526,
+//!   PR #517), and repeated violations escalate to the **403 nginx HTML ban page** (#434; "Частые 429 ведут к 403",
+//!   a secondary note, §2) for every request until the ban ends. The exact escalation rule and ban length are
+//!   UNVERIFIED in the notes; the defaults here (3 violations within 60 s, a 15-minute ban, the length the client
+//!   assumes) are configurable in [`FakeConfig`]. The fake is never loosened for the client: the client's limiter
+//!   leaves headroom instead ([`crate::client::DEFAULT_RATE_MARGIN`]);
 //! - fault injection through [`FakeKommo::faults`] (N×429, N×5xx, delays, "commit then drop the response") and
 //!   a request log through [`FakeKommo::log`];
 //! - webhooks exactly as Kommo POSTs them: form-encoded PHP-style keys built from the current state
 //!   ([`FakeKommo::webhook_body`], [`FakeKommo::webhook_for_lead_status`]...) and [`post_webhook`] to deliver them
-//!   with Kommo's headers.
+//!   with Kommo's headers; with [`FakeConfig::webhook_redeliveries`] set, the fake itself POSTs them to the
+//!   destinations subscribed through `POST /api/v4/webhooks` when a lead or contact changes, and redelivers a
+//!   delivery the receiver did not answer with a 2xx;
+//! - `with=only_deleted` on the leads list (only deleted leads: id, `updated_at`, `is_deleted`);
+//! - the account's event log at `GET /api/v4/events` (`lead_added`, `lead_status_changed`, `lead_deleted`,
+//!   `contact_added`, `company_added`; newest first; `filter[type]`, `filter[entity]`, `filter[entity_id]`,
+//!   `filter[created_at]`), in the shape of kommo.md §4 "Events".
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -33,12 +45,12 @@
 #![allow(clippy::needless_pass_by_value)] // seeding helpers take ids and enums by value for ergonomics
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet, VecDeque},
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
 
-use api_core::fake::{FakeServer, Faults, RequestLog, WindowCounter};
+use api_core::fake::{FakeServer, Faults, RequestLog};
 use axum::{
     Router,
     body::{Body, Bytes},
@@ -69,11 +81,29 @@ pub struct FakeConfig {
     pub account_id: u64,
     /// `account.subdomain`.
     pub subdomain: String,
-    /// At most `.0` requests per window `.1` for the whole account (None: no limit). Default `(7, 800 ms)`.
+    /// The domain in the webhooks' `account[_links][self]` (`https://{subdomain}.{webhook_domain}`). Default
+    /// `amocrm.com`: Kommo accounts still send `https://<sub>.amocrm.com` in 2026 deliveries, not `kommo.com`
+    /// (../shared/api-notes/kommo.md §1 and §5, capture 4); amoCRM accounts send `amocrm.ru` (§5, capture 2).
+    pub webhook_domain: String,
+    /// At most `.0` requests in any sliding window `.1` for the whole account, counted on arrival with no slack
+    /// (None: no limit). Default `(7, 1 s)`, Kommo's documented "not more than 7 requests per second".
     /// The budget is shared by every client of the fake: build one [`Client`] and clone it (clones share their
     /// limiter), pass one [`api_core::RateLimiter`] to several builders with [`ClientBuilder::limiter`], or set
     /// `None` in tests that do not exercise throttling.
     pub rate_limit: Option<(u32, Duration)>,
+    /// The ban: after `.0` refused (429) requests within `.1`, the account gets the 403 HTML ban page for
+    /// [`FakeConfig::ban_duration`] (None: never banned). Default `(3, 60 s)`.
+    pub ban_after: Option<(u32, Duration)>,
+    /// How long a ban lasts (default 15 min).
+    pub ban_duration: Duration,
+    /// Deliver webhooks to the destinations subscribed through `POST /api/v4/webhooks` when a lead or contact
+    /// changes (through the API or the seeding helpers such as [`FakeKommo::set_lead_status`]): form-encoded with
+    /// Kommo's headers ([`post_webhook`]), one POST per change, the events a subscription's `settings` select
+    /// (`add_lead`, `update_lead`, `status_lead`, `add_contact`, `update_contact`; kommo.md "Webhooks API"). A
+    /// delivery the receiver does not answer 2xx is sent again after each of these delays ("we will try to send it
+    /// again after some time", bessudnov in amocrm-api-php#226; Kommo's exact schedule is UNVERIFIED in the notes).
+    /// `None` (the default) delivers nothing: tests build bodies with [`FakeKommo::webhook_body`] instead.
+    pub webhook_redeliveries: Option<Vec<Duration>>,
     /// OAuth app `(client_id, client_secret)`: enables `POST /oauth2/access_token`.
     pub oauth: Option<(String, String)>,
     /// Seconds an OAuth access token lives (default 86400).
@@ -86,7 +116,11 @@ impl Default for FakeConfig {
             token: "fake-kommo-token".into(),
             account_id: 30_739_638,
             subdomain: "fakeaccount".into(),
-            rate_limit: Some((7, Duration::from_millis(800))),
+            webhook_domain: "amocrm.com".into(),
+            rate_limit: Some((7, Duration::from_secs(1))),
+            ban_after: Some((3, Duration::from_secs(60))),
+            ban_duration: Duration::from_secs(15 * 60),
+            webhook_redeliveries: None,
             oauth: None,
             oauth_expires_in: 86_400,
         }
@@ -141,6 +175,7 @@ struct OAuthState {
 struct St {
     account_id: u64,
     subdomain: String,
+    webhook_domain: String,
     current_user: u64,
     tokens: HashSet<String>,
     oauth: Option<OAuthState>,
@@ -157,6 +192,11 @@ struct St {
     lead_companies: Vec<(u64, u64)>,
     contact_companies: Vec<(u64, u64)>,
     prev_status: HashMap<u64, (u64, u64)>,
+    /// Changes not yet delivered to subscribers (see [`FakeConfig::webhook_redeliveries`]).
+    outbox: Vec<FakeWebhook>,
+    /// The account's event log, oldest first (`GET /api/v4/events`).
+    events: Vec<Value>,
+    webhook_redeliveries: Option<Vec<Duration>>,
     prev_responsible: HashMap<u64, u64>,
     webhooks: Vec<Value>,
     clock_offset: i64,
@@ -168,7 +208,75 @@ type Shared = Arc<Mutex<St>>;
 #[derive(Clone)]
 struct AppState {
     st: Shared,
-    limiter: Option<WindowCounter>,
+    limiter: Option<Arc<Mutex<RateGate>>>,
+}
+
+/// Kommo's per-account limit: a sliding window on arrival time (no slack), 429 beyond it, the ban page after
+/// repeated violations. See the module docs.
+#[derive(Debug)]
+struct RateGate {
+    max: usize,
+    window: Duration,
+    ban_after: Option<(u32, Duration)>,
+    ban_duration: Duration,
+    admitted: VecDeque<tokio::time::Instant>,
+    violations: VecDeque<tokio::time::Instant>,
+    banned_until: Option<tokio::time::Instant>,
+    throttled: u64,
+    banned: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    Admit,
+    Throttle,
+    Ban,
+}
+
+impl RateGate {
+    fn new(config: &FakeConfig) -> Option<Self> {
+        let (max, window) = config.rate_limit?;
+        Some(Self {
+            max: max as usize,
+            window,
+            ban_after: config.ban_after,
+            ban_duration: config.ban_duration,
+            admitted: VecDeque::new(),
+            violations: VecDeque::new(),
+            banned_until: None,
+            throttled: 0,
+            banned: 0,
+        })
+    }
+
+    fn arrive(&mut self) -> Gate {
+        let now = tokio::time::Instant::now();
+        if self.banned_until.is_some_and(|b| now < b) {
+            self.banned += 1;
+            return Gate::Ban;
+        }
+        while self.admitted.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
+            self.admitted.pop_front();
+        }
+        if self.admitted.len() < self.max {
+            self.admitted.push_back(now);
+            return Gate::Admit;
+        }
+        if let Some((n, period)) = self.ban_after {
+            while self.violations.front().is_some_and(|t| now.duration_since(*t) >= period) {
+                self.violations.pop_front();
+            }
+            self.violations.push_back(now);
+            if self.violations.len() >= n as usize {
+                self.violations.clear();
+                self.banned_until = Some(now + self.ban_duration);
+                self.banned += 1;
+                return Gate::Ban;
+            }
+        }
+        self.throttled += 1;
+        Gate::Throttle
+    }
 }
 
 /// A running fake Kommo account. Stops when dropped.
@@ -177,6 +285,7 @@ pub struct FakeKommo {
     server: FakeServer,
     st: Shared,
     token: String,
+    limiter: Option<Arc<Mutex<RateGate>>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -486,7 +595,27 @@ impl St {
                 v["name"] = json!(input["name"].as_str().unwrap_or_default());
             }
         }
+        let is_company = v["type"] == "company";
+        let status = (v["status_id"].as_u64(), v["pipeline_id"].as_u64());
         self.map(kind).insert(id, v);
+        match kind {
+            Kind::Leads => self.log_event(
+                "lead_added",
+                "lead",
+                id,
+                json!([]),
+                json!([{"lead_status": {"id": status.0, "pipeline_id": status.1}}]),
+            ),
+            Kind::Contacts if !is_company => self.log_event("contact_added", "contact", id, json!([]), json!([])),
+            _ => self.log_event("company_added", "company", id, json!([]), json!([])),
+        }
+        if self.webhook_redeliveries.is_some() {
+            match kind {
+                Kind::Leads => self.outbox.push(FakeWebhook::LeadAdd(LeadId(id))),
+                Kind::Contacts if !is_company => self.outbox.push(FakeWebhook::ContactAdd(ContactId(id))),
+                _ => {}
+            }
+        }
         Ok(id)
     }
 
@@ -526,10 +655,20 @@ impl St {
                 cur[*m] = val.clone();
             }
         }
+        let mut status_changed = false;
         if kind == Kind::Leads
             && let Some(s) = input["status_id"].as_u64()
         {
             let old = (cur["status_id"].as_u64().unwrap_or(0), cur["pipeline_id"].as_u64().unwrap_or(0));
+            status_changed = old.0 != s;
+            if status_changed {
+                let new_pipeline = cur["pipeline_id"].as_u64().or(Some(old.1));
+                let (before, after) = (
+                    json!([{"lead_status": {"id": old.0, "pipeline_id": old.1}}]),
+                    json!([{"lead_status": {"id": s, "pipeline_id": input["pipeline_id"].as_u64().or(new_pipeline)}}]),
+                );
+                self.log_event("lead_status_changed", "lead", id, before, after);
+            }
             cur["status_id"] = json!(s);
             if input["pipeline_id"].is_null()
                 && s != 142
@@ -556,7 +695,27 @@ impl St {
         cur["updated_at"] = json!(updated);
         cur["updated_by"] = json!(self.current_user);
         self.map(kind).insert(id, cur);
+        if self.webhook_redeliveries.is_some() {
+            match kind {
+                Kind::Leads if status_changed => self.outbox.push(FakeWebhook::LeadStatus(LeadId(id))),
+                Kind::Leads => self.outbox.push(FakeWebhook::LeadUpdate(LeadId(id))),
+                Kind::Contacts => self.outbox.push(FakeWebhook::ContactUpdate(ContactId(id))),
+                Kind::Companies => {}
+            }
+        }
         Ok(updated)
+    }
+
+    /// Appends to the event log in Kommo's shape (kommo.md §4 "Events": `{id (string), type, entity_id,
+    /// entity_type (singular), created_by, created_at, value_after[], value_before[], account_id}`).
+    fn log_event(&mut self, kind: &str, entity_type: &str, entity_id: u64, before: Value, after: Value) {
+        let n = self.events.len() + 1;
+        let at = self.now();
+        self.events.push(json!({
+            "id": format!("01fake{n:020}"), "type": kind, "entity_id": entity_id, "entity_type": entity_type,
+            "created_by": self.current_user, "created_at": at, "value_before": before, "value_after": after,
+            "account_id": self.account_id,
+        }));
     }
 
     fn touch(&mut self, kind: Kind, id: u64) {
@@ -725,12 +884,14 @@ fn filter_entities(st: &St, kind: Kind, q: &Query) -> Vec<Value> {
     let statuses = q.statuses();
     let name = q.get("filter[name]");
     let query = q.get("query");
+    // `with=only_deleted` (leads): only the deleted-but-restorable ones (api-notes/kommo.md, `with` values)
+    let only_deleted = kind == Kind::Leads && q.with().iter().any(|w| w == "only_deleted");
     let mut out: Vec<Value> = st
         .entities
         .get(&kind)
         .into_iter()
         .flat_map(|m| m.values())
-        .filter(|v| !v["is_deleted"].as_bool().unwrap_or(false))
+        .filter(|v| v["is_deleted"].as_bool().unwrap_or(false) == only_deleted)
         .filter(|v| ids.is_empty() || v["id"].as_u64().is_some_and(|i| ids.contains(&i)))
         .filter(|v| pipelines.is_empty() || v["pipeline_id"].as_u64().is_some_and(|i| pipelines.contains(&i)))
         .filter(|v| {
@@ -749,15 +910,22 @@ fn filter_entities(st: &St, kind: Kind, q: &Query) -> Vec<Value> {
         .cloned()
         .collect();
     sort_items(&mut out, q);
+    if only_deleted {
+        // "with just id, modification date and `is_deleted: true`" (api-notes/kommo.md)
+        return out.iter().map(|v| json!({"id": v["id"], "updated_at": v["updated_at"], "is_deleted": true})).collect();
+    }
     let with = q.with();
     out.iter().map(|v| st.render(kind, v, &with)).collect()
 }
 
 async fn handle(State(app): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(l) = &app.limiter
-        && !l.admit("account")
-    {
-        return respond(429, "text/html", THROTTLE_HTML.into());
+    if let Some(l) = &app.limiter {
+        let gate = l.lock().unwrap_or_else(std::sync::PoisonError::into_inner).arrive();
+        match gate {
+            Gate::Admit => {}
+            Gate::Throttle => return respond(429, "text/html", THROTTLE_HTML.into()),
+            Gate::Ban => return respond(403, "text/html", BAN_HTML.into()),
+        }
     }
     let path = uri.path().trim_end_matches('/').to_owned();
     let q = Query::parse(uri.query());
@@ -782,7 +950,58 @@ async fn handle(State(app): State<AppState>, method: Method, uri: Uri, headers: 
         }
     };
     let segs: Vec<&str> = path.strip_prefix("/api/v4/").unwrap_or("").split('/').filter(|s| !s.is_empty()).collect();
-    route(&mut st, &method, &segs, &q, &json_body, &path)
+    let resp = route(&mut st, &method, &segs, &q, &json_body, &path);
+    deliver_webhooks(&mut st);
+    resp
+}
+
+/// The subscription setting that selects an event (kommo.md "Webhooks API", `settings` values).
+fn webhook_setting(ev: &FakeWebhook) -> Option<&'static str> {
+    Some(match ev {
+        FakeWebhook::LeadAdd(_) => "add_lead",
+        FakeWebhook::LeadUpdate(_) => "update_lead",
+        FakeWebhook::LeadStatus(_) => "status_lead",
+        FakeWebhook::ContactAdd(_) => "add_contact",
+        FakeWebhook::ContactUpdate(_) => "update_contact",
+        _ => return None,
+    })
+}
+
+/// Sends the outbox to the subscribed destinations (one POST per change and destination), each on its own task
+/// with redeliveries. The bodies are rendered now, from the state the change left.
+fn deliver_webhooks(st: &mut St) {
+    let Some(delays) = st.webhook_redeliveries.clone() else { return };
+    let events = std::mem::take(&mut st.outbox);
+    let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+    for ev in events {
+        let Some(setting) = webhook_setting(&ev) else { continue };
+        let dests: Vec<String> = st
+            .webhooks
+            .iter()
+            .filter(|w| w["disabled"] != true)
+            .filter(|w| w["settings"].as_array().is_some_and(|a| a.iter().any(|x| x == setting)))
+            .filter_map(|w| w["destination"].as_str().map(str::to_owned))
+            .collect();
+        if dests.is_empty() {
+            continue;
+        }
+        let body = encode_form(&render_webhook(st, std::slice::from_ref(&ev)));
+        for dest in dests {
+            let body = body.clone();
+            let delays = delays.clone();
+            rt.spawn(async move {
+                for attempt in 0..=delays.len() {
+                    match post_webhook(&dest, &body).await {
+                        Ok(s) if s.is_success() => return,
+                        other => tracing::debug!(%dest, attempt, ?other, "fake Kommo: webhook not accepted"),
+                    }
+                    if let Some(d) = delays.get(attempt) {
+                        tokio::time::sleep(*d).await;
+                    }
+                }
+            });
+        }
+    }
 }
 
 #[allow(clippy::too_many_lines)]
@@ -852,6 +1071,22 @@ fn route(st: &mut St, method: &Method, segs: &[&str], q: &Query, body: &Value, p
                 Err(e) => e,
             }
         }
+        ("GET", ["events"]) => {
+            let types = q.list("type");
+            let entities = q.list("entity");
+            let ids = q.list("entity_id");
+            let items: Vec<Value> = st
+                .events
+                .iter()
+                .filter(|e| types.is_empty() || types.iter().any(|t| e["type"] == t.as_str()))
+                .filter(|e| entities.is_empty() || entities.iter().any(|t| e["entity_type"] == t.as_str()))
+                .filter(|e| ids.is_empty() || ids.iter().any(|i| i.parse::<u64>().ok() == e["entity_id"].as_u64()))
+                .filter(|e| range_ok(q, "created_at", e))
+                .rev() // newest first, as Kommo lists them
+                .cloned()
+                .collect();
+            page_of(items, "events", q, path, &base, 100)
+        }
         ("GET", ["webhooks"]) => {
             let dest = q.get("filter[destination]");
             let items: Vec<Value> =
@@ -913,6 +1148,7 @@ fn entity_route(
             // validate everything first: Kommo rejects the whole request
             let mut all_errors = Vec::new();
             let snapshot_next = st.next_id;
+            let snapshot_events = st.events.len();
             let mut created = Vec::new();
             for (i, item) in arr.iter().enumerate() {
                 match st.create(kind, item) {
@@ -925,6 +1161,7 @@ fn entity_route(
                     st.map(kind).remove(id);
                 }
                 st.next_id = snapshot_next;
+                st.events.truncate(snapshot_events);
                 return validation(all_errors);
             }
             let out: Vec<Value> = created
@@ -1500,7 +1737,7 @@ pub enum FakeWebhook {
 }
 
 impl FakeKommo {
-    /// Starts a fake with the default configuration (token `fake-kommo-token`, 7 requests per 800 ms).
+    /// Starts a fake with the default configuration (token `fake-kommo-token`, 7 requests in any sliding second).
     ///
     /// # Errors
     /// When the socket cannot be bound.
@@ -1518,6 +1755,8 @@ impl FakeKommo {
         let mut st = St {
             account_id: config.account_id,
             subdomain: config.subdomain.clone(),
+            webhook_domain: config.webhook_domain.clone(),
+            webhook_redeliveries: config.webhook_redeliveries.clone(),
             current_user: 1,
             next_id: 1_000,
             oauth_expires_in: config.oauth_expires_in,
@@ -1529,10 +1768,10 @@ impl FakeKommo {
                 Some(OAuthState { client_id: id.clone(), client_secret: secret.clone(), ..OAuthState::default() });
         }
         let st = Arc::new(Mutex::new(st));
-        let limiter = config.rate_limit.map(|(n, w)| WindowCounter::new(n, w));
-        let router = Router::new().fallback(handle).with_state(AppState { st: st.clone(), limiter });
+        let limiter = RateGate::new(&config).map(|g| Arc::new(Mutex::new(g)));
+        let router = Router::new().fallback(handle).with_state(AppState { st: st.clone(), limiter: limiter.clone() });
         let server = FakeServer::start(router).await?;
-        let fake = Self { server, st, token: config.token };
+        let fake = Self { server, st, token: config.token, limiter };
         {
             let mut s = fake.state();
             s.base = fake.server.base_url.as_str().trim_end_matches('/').to_owned();
@@ -1621,6 +1860,18 @@ impl FakeKommo {
             },
             times,
         );
+    }
+
+    /// Requests the rate limit refused with a 429 so far.
+    #[must_use]
+    pub fn throttled(&self) -> u64 {
+        self.limiter.as_ref().map_or(0, |l| l.lock().unwrap_or_else(std::sync::PoisonError::into_inner).throttled)
+    }
+
+    /// Requests answered with the ban page because of the rate limit (not injected ones) so far.
+    #[must_use]
+    pub fn banned(&self) -> u64 {
+        self.limiter.as_ref().map_or(0, |l| l.lock().unwrap_or_else(std::sync::PoisonError::into_inner).banned)
     }
 
     /// Makes the next `times` requests answer the 403 HTML ban page.
@@ -1816,6 +2067,7 @@ impl FakeKommo {
             body["_embedded"]["companies"] = json!(lead.companies.iter().map(|c| json!({"id": c})).collect::<Vec<_>>());
         }
         let id = s.create(Kind::Leads, &body).unwrap_or_else(|e| panic!("invalid seed lead: {e:?}"));
+        deliver_webhooks(&mut s);
         LeadId(id)
     }
 
@@ -1858,8 +2110,11 @@ impl FakeKommo {
     /// When the lead does not exist.
     pub fn set_lead_status(&self, lead: LeadId, pipeline: PipelineId, status: StatusId) -> i64 {
         let mut s = self.state();
-        s.update(Kind::Leads, lead.get(), &json!({"pipeline_id": pipeline.get(), "status_id": status.get()}))
-            .unwrap_or_else(|e| panic!("set_lead_status: {e:?}"))
+        let u = s
+            .update(Kind::Leads, lead.get(), &json!({"pipeline_id": pipeline.get(), "status_id": status.get()}))
+            .unwrap_or_else(|e| panic!("set_lead_status: {e:?}"));
+        deliver_webhooks(&mut s);
+        u
     }
 
     /// Applies a write body (the API's PATCH shape: `{"name": .., "price": .., "custom_fields_values": [..]}`) to
@@ -1869,7 +2124,9 @@ impl FakeKommo {
     /// When the lead does not exist or the body is invalid.
     pub fn update_lead(&self, lead: LeadId, patch: &Value) -> i64 {
         let mut s = self.state();
-        s.update(Kind::Leads, lead.get(), patch).unwrap_or_else(|e| panic!("update_lead: {e:?}"))
+        let u = s.update(Kind::Leads, lead.get(), patch).unwrap_or_else(|e| panic!("update_lead: {e:?}"));
+        deliver_webhooks(&mut s);
+        u
     }
 
     /// Applies a write body to a contact; bumps `updated_at` and returns it.
@@ -1878,7 +2135,9 @@ impl FakeKommo {
     /// When the contact does not exist or the body is invalid.
     pub fn update_contact(&self, contact: ContactId, patch: &Value) -> i64 {
         let mut s = self.state();
-        s.update(Kind::Contacts, contact.get(), patch).unwrap_or_else(|e| panic!("update_contact: {e:?}"))
+        let u = s.update(Kind::Contacts, contact.get(), patch).unwrap_or_else(|e| panic!("update_contact: {e:?}"));
+        deliver_webhooks(&mut s);
+        u
     }
 
     /// Marks a lead deleted (it disappears from lists and GET answers 204).
@@ -1889,6 +2148,7 @@ impl FakeKommo {
             v["is_deleted"] = json!(true);
             v["updated_at"] = json!(t);
         }
+        s.log_event("lead_deleted", "lead", lead.get(), json!([]), json!([]));
     }
 
     fn typed<T: serde::de::DeserializeOwned>(v: Value) -> Option<T> {
@@ -2013,23 +2273,7 @@ impl FakeKommo {
     /// When the entity does not exist in the fake.
     #[must_use]
     pub fn webhook_pairs(&self, events: &[FakeWebhook]) -> Vec<(String, String)> {
-        let s = self.state();
-        let mut pairs = Vec::new();
-        let mut counters: HashMap<String, usize> = HashMap::new();
-        for ev in events {
-            let (root, action, fields) = webhook_fields(&s, ev);
-            let n = counters.entry(format!("{root}[{action}]")).or_insert(0);
-            let prefix =
-                if action == "note" { format!("{root}[note][{n}][note]") } else { format!("{root}[{action}][{n}]") };
-            *n += 1;
-            for (k, v) in fields {
-                pairs.push((format!("{prefix}{k}"), v));
-            }
-        }
-        pairs.push(("account[subdomain]".into(), s.subdomain.clone()));
-        pairs.push(("account[id]".into(), s.account_id.to_string()));
-        pairs.push(("account[_links][self]".into(), format!("https://{}.kommo.com", s.subdomain)));
-        pairs
+        render_webhook(&self.state(), events)
     }
 
     /// The exact form-encoded body Kommo would POST for these events (one POST may carry several).
@@ -2267,4 +2511,24 @@ pub async fn post_webhook(url: &str, body: &str) -> Result<StatusCode, reqwest::
         .send()
         .await?;
     Ok(StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+}
+
+/// The form pairs Kommo would POST for `events`, from the state `s` (see [`FakeKommo::webhook_pairs`]).
+fn render_webhook(s: &St, events: &[FakeWebhook]) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    let mut counters: HashMap<String, usize> = HashMap::new();
+    for ev in events {
+        let (root, action, fields) = webhook_fields(s, ev);
+        let n = counters.entry(format!("{root}[{action}]")).or_insert(0);
+        let prefix =
+            if action == "note" { format!("{root}[note][{n}][note]") } else { format!("{root}[{action}][{n}]") };
+        *n += 1;
+        for (k, v) in fields {
+            pairs.push((format!("{prefix}{k}"), v));
+        }
+    }
+    pairs.push(("account[subdomain]".into(), s.subdomain.clone()));
+    pairs.push(("account[id]".into(), s.account_id.to_string()));
+    pairs.push(("account[_links][self]".into(), format!("https://{}.{}", s.subdomain, s.webhook_domain)));
+    pairs
 }

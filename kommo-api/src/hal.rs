@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::error::Error;
 
-/// Kommo's maximum page size.
+/// Kommo's maximum page size ("limit – 250" on the v4 list pages; maintainer: "api/v4 возвращает не более 250
+/// записей на одной странице"). It is also the page size sent when the caller sets none: without `limit` Kommo
+/// answers 50 per page, five times the requests against a 7 requests/second budget.
 pub const MAX_LIMIT: u32 = 250;
 
 /// One page of a list.
@@ -142,7 +144,8 @@ impl ListParams {
         Self::default()
     }
 
-    /// Page size (Kommo allows at most 250; larger values fail with [`Error::InvalidRequest`]).
+    /// Page size (Kommo allows at most 250; larger values fail with [`Error::InvalidRequest`]). When unset, lists
+    /// and streams ask for [`MAX_LIMIT`] (250) rather than Kommo's default of 50.
     pub fn limit(mut self, limit: u32) -> Self {
         self.limit = Some(limit);
         self
@@ -272,7 +275,7 @@ impl ListParams {
         self.page.unwrap_or(1)
     }
 
-    /// Adds the parameters for `page` to `req`.
+    /// Adds the parameters for `page` to `req` (`limit` defaults to [`MAX_LIMIT`]).
     pub(crate) fn apply(&self, mut req: Request, page: u32) -> Result<Request, Error> {
         if let Some(l) = self.limit
             && (l == 0 || l > MAX_LIMIT)
@@ -283,9 +286,7 @@ impl ListParams {
             req = req.query("with", self.with.join(","));
         }
         req = req.query("page", page);
-        if let Some(l) = self.limit {
-            req = req.query("limit", l);
-        }
+        req = req.query("limit", self.limit.unwrap_or(MAX_LIMIT));
         for (k, v) in &self.pairs {
             req = req.query(k.clone(), v);
         }
@@ -355,5 +356,20 @@ mod tests {
                 ("limit".into(), "250".into())
             ]
         );
+    }
+
+    #[test]
+    fn limit_defaults_to_the_maximum() {
+        let r = ListParams::new().filter("id", 7).apply(Request::get("/x"), 1).unwrap();
+        assert_eq!(
+            r.query,
+            vec![
+                ("page".to_owned(), "1".to_owned()),
+                ("limit".into(), "250".into()),
+                ("filter[id]".into(), "7".into())
+            ]
+        );
+        let r = ListParams::new().limit(10).apply(Request::get("/x"), 1).unwrap();
+        assert!(r.query.contains(&("limit".into(), "10".into())));
     }
 }

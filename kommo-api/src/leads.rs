@@ -321,15 +321,55 @@ pub struct Updated {
 }
 
 /// A lead for `POST /api/v4/leads/complex`, with one new contact and/or company embedded.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+///
+/// It is sent with **one** `_embedded` object: the lead's own tags and linked contacts/companies
+/// ([`NewLead::embedded`]) merged with [`ComplexLead::embedded`] (tags: the lead's first; contacts and companies:
+/// the new ones first, then the linked ids). Kommo's PHP backend keeps only the last of two `_embedded` keys, so
+/// writing both would silently drop tags or the new contact/company.
+#[derive(Debug, Clone, Default, PartialEq)]
 #[must_use]
 pub struct ComplexLead {
     /// The lead's members.
-    #[serde(flatten)]
     pub lead: NewLead,
     /// A new contact / company to create with it (as JSON objects in Kommo's write shape).
-    #[serde(rename = "_embedded", skip_serializing_if = "ComplexEmbedded::is_empty")]
     pub embedded: ComplexEmbedded,
+}
+
+impl Serialize for ComplexLead {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        let mut lead = match serde_json::to_value(&self.lead).map_err(S::Error::custom)? {
+            serde_json::Value::Object(m) => m,
+            other => return Err(S::Error::custom(format!("a lead serialises to an object, got {other}"))),
+        };
+        let mut embedded = match lead.remove("_embedded") {
+            Some(serde_json::Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        };
+        let extra = match serde_json::to_value(&self.embedded).map_err(S::Error::custom)? {
+            serde_json::Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        };
+        for (key, value) in extra {
+            let serde_json::Value::Array(mut items) = value else { continue };
+            match embedded.remove(&key) {
+                // tags: the lead's own first; contacts/companies: the new entities first (Kommo creates the
+                // first one), then the lead's linked ids
+                Some(serde_json::Value::Array(mine)) if key == "tags" => {
+                    let mut merged = mine;
+                    merged.append(&mut items);
+                    items = merged;
+                }
+                Some(serde_json::Value::Array(mut mine)) => items.append(&mut mine),
+                _ => {}
+            }
+            embedded.insert(key, serde_json::Value::Array(items));
+        }
+        if !embedded.is_empty() {
+            lead.insert("_embedded".into(), serde_json::Value::Object(embedded));
+        }
+        lead.serialize(serializer)
+    }
 }
 
 /// `_embedded` of a complex lead.
@@ -344,12 +384,6 @@ pub struct ComplexEmbedded {
     /// Tags.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<TagRef>,
-}
-
-impl ComplexEmbedded {
-    fn is_empty(&self) -> bool {
-        self.contacts.is_empty() && self.companies.is_empty() && self.tags.is_empty()
-    }
 }
 
 /// One result of `leads/complex`: `{id, contact_id, company_id, request_id, merged}`.

@@ -37,9 +37,9 @@
 //! | Kommo behaviour | here |
 //! |---|---|
 //! | per-account host (`{sub}.kommo.com`, `{sub}.amocrm.ru`, `{sub}.amocrm.com`) | [`ClientBuilder::base_url`] takes the whole URL |
-//! | long-lived tokens, or OAuth with **single-use, rotating** refresh tokens | [`Auth`]; [`oauth::KommoOAuth`] + [`OAuthSession`]: single-flight refresh, persisted through a [`TokenStore`] before use, ahead of expiry; a 401 triggers at most one refresh, then [`Error::Unauthorized`] / [`Error::AuthRevoked`] |
-//! | "not more than 7 requests per second" | a shared limiter per account, evenly spaced, no burst ([`ClientBuilder::rate_limit`]) |
-//! | 429 and the 403 ban page are HTML, with no `Retry-After` | [`Error::Throttled`] / [`Error::Banned`], never retried in-process; the account is paused for the backoff and [`Error::retry_after`] tells the caller when to come back |
+//! | long-lived tokens, or OAuth with **single-use, rotating** refresh tokens | [`Auth`]; [`oauth::KommoOAuth`] + [`OAuthSession`]: single-flight refresh (also between processes sharing a [`TokenStore`]: reload, claim, compare-and-swap), ahead of expiry, a spent refresh token never reused; a 401 triggers at most one refresh, then [`Error::Unauthorized`] / [`Error::AuthRevoked`] |
+//! | "not more than 7 requests per second" | a shared limiter per account, evenly spaced, no burst, with 200 ms of headroom against jitter (7 per 1.2 s; [`ClientBuilder::rate_limit`], [`ClientBuilder::rate_margin`]): the fake counts a strict sliding second, and the client passes it |
+//! | 429 and the 403 ban page are HTML, with no `Retry-After` | [`Error::Throttled`] / [`Error::Banned`], never retried in-process; the account is held off for the backoff (60 s / 15 min), and later requests fail fast with [`Error::HeldOff`] and the remaining wait instead of sleeping past the caller's deadline (or wait up to [`ClientBuilder::max_wait`]); [`Error::retry_after`] tells the caller when to come back |
 //! | 5xx, connection errors | retried with jittered backoff for idempotent requests ([`RetryPolicy`]) |
 //! | HAL lists, `page`/`limit` ≤ 250, **204 = empty** (also for search misses and the page after the last) | [`ListParams`], [`ListPage`], lazy streams that stop on 204 or a missing `_links.next` |
 //! | `custom_fields_values: null`, numbers as strings | decode as empty / numbers; [`TypedValue`] per field type |
@@ -80,7 +80,7 @@ pub use api_core::{Auth, FileTokenStore, MemoryTokenStore, OAuthSession, RetryPo
 pub use client::{Client, ClientBuilder};
 pub use common::{EntityType, Tag, TagRef, WriteResult};
 pub use custom_fields::{CustomField, CustomFieldValues, CustomFieldsExt, FieldType, FieldValueWrite, TypedValue};
-pub use error::{Error, FieldError, Problem, ValidationErrors};
+pub use error::{Error, FieldError, HoldCause, Problem, ValidationErrors};
 pub use hal::{ListPage, ListParams, Order};
 pub use ids::*;
 

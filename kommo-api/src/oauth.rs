@@ -1,8 +1,9 @@
 //! Kommo OAuth 2.0: the authorization-code exchange and the refresher for [`api_core::OAuthSession`].
 //!
 //! Kommo's refresh tokens are **single-use and rotate** on every refresh; a second use answers 401
-//! `{"hint":"Token has been revoked"}`. The session in `api_core` refreshes single-flight and saves the new pair
-//! through the [`TokenStore`] before the new access token is used; this module only talks to
+//! `{"hint":"Token has been revoked"}`. The session in `api_core` refreshes single-flight (within a process, and
+//! between processes through the [`TokenStore`]'s claim and compare-and-swap), keeps a new pair the store could not
+//! save and retries the save, and never sends a spent refresh token again; this module only talks to
 //! `POST https://{account}/oauth2/access_token` (JSON body).
 //!
 //! ```no_run

@@ -16,11 +16,17 @@
 //! # Dedup and ordering
 //!
 //! Kommo retries a hook that did not get a 2xx and may deliver the same change twice; it may also drop hooks.
-//! [`WebhookEvent::dedup_key`] identifies one change: entity, action, id, and the entity's modification time
-//! (`updated_at`, or the older `last_modified`), plus the new status for status changes. Reconcile with a
-//! periodic `filter[updated_at][from]` poll for what never arrives.
+//! [`WebhookEvent::dedup_key`] identifies one change, not one second: entity, action, id, and the entity's
+//! modification time (`updated_at`, or the older `last_modified`); for lead status changes also the new and the
+//! old stage (`status_id@pipeline_id`, `old_status_id@old_pipeline_id`), since several moves can share one
+//! second and status 142 exists in every pipeline. An event without any time (the reduced Digital Pipeline
+//! payload) uses a hash of its own fields instead, so different changes get different keys and an exact
+//! redelivery the same key. Reconcile with a periodic `filter[updated_at][from]` poll for what never arrives.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use sha2::{Digest as _, Sha256};
 
 use crate::{
     AccountId, ContactId, CustomFieldId, EntityType, EnumId, LeadId, PipelineId, StatusId, TaskId, UserId,
@@ -851,21 +857,66 @@ impl WebhookEvent {
         }
     }
 
-    /// A key identifying this change, for inbox dedup: `<entity>:<action>:<id>:<modified>` (plus
-    /// `:<status_id>` for lead status changes, since two moves can share one second). Prefix it with the
-    /// account id when one endpoint serves several accounts.
+    /// A key identifying this change, for inbox dedup: `<entity>:<action>:<id>:<when>`, where `<when>` is the
+    /// event's [`time`](Self::time) or, for an event that carries no time at all (the reduced Digital Pipeline
+    /// payload), `h<16 hex>`: the start of a SHA-256 over the event's own fields ([`WebhookEvent::content_hash`]).
+    /// Lead status changes add the new and, when sent, the old stage: `:<status>@<pipeline>:from:<old
+    /// status>@<old pipeline>` (`?` for a missing id), because several moves can share one second (won,
+    /// reopened and won again) and status 142 is "won" in every pipeline.
+    ///
+    /// The key is deterministic: an exact redelivery gives the same key. Two changes that agree on every part of
+    /// the key (the same move of the same lead twice within one second, with nothing else in the payload
+    /// differing) cannot be told apart from a redelivery; the periodic reconcile covers them. Prefix the key with
+    /// the account id when one endpoint serves several accounts ([`WebhookPayload::dedup_keys`]).
     #[must_use]
     pub fn dedup_key(&self) -> String {
         let id = self.entity_id().map_or_else(|| "?".to_owned(), |i| i.to_string());
-        let t = self.time().map_or_else(|| "?".to_owned(), |t| t.to_string());
-        let mut key = format!("{}:{}:{id}:{t}", self.entity_name(), self.action_name());
-        if let Self::Lead { action: WebhookAction::Status, lead } = self
-            && let Some(s) = lead.status_id
-        {
-            key.push(':');
-            key.push_str(&s.to_string());
+        let when = self.time().map_or_else(|| format!("h{}", &self.content_hash()[..16]), |t| t.to_string());
+        let mut key = format!("{}:{}:{id}:{when}", self.entity_name(), self.action_name());
+        if let Self::Lead { action: WebhookAction::Status, lead } = self {
+            let opt = |v: Option<u64>| v.map_or_else(|| "?".to_owned(), |v| v.to_string());
+            let _ = write!(
+                key,
+                ":{}@{}",
+                opt(lead.status_id.map(StatusId::get)),
+                opt(lead.pipeline_id.map(PipelineId::get))
+            );
+            if lead.old_status_id.is_some() || lead.old_pipeline_id.is_some() {
+                let _ = write!(
+                    key,
+                    ":from:{}@{}",
+                    opt(lead.old_status_id.map(StatusId::get)),
+                    opt(lead.old_pipeline_id.map(PipelineId::get))
+                );
+            }
         }
         key
+    }
+
+    /// A SHA-256 (lower-case hex) over the event's entity and action names and every field as sent, in key order
+    /// (each key and value length-prefixed, so no two different field sets hash the same input). The same event
+    /// content always gives the same hash.
+    #[must_use]
+    pub fn content_hash(&self) -> String {
+        let fields = match self {
+            Self::Lead { lead, .. } => FormNode::Map(lead.raw.clone()),
+            Self::Contact { contact: c, .. } | Self::Company { company: c, .. } => FormNode::Map(c.raw.clone()),
+            Self::Task { task, .. } => FormNode::Map(task.raw.clone()),
+            Self::Note { note, .. } => FormNode::Map(note.raw.clone()),
+            Self::Unknown { fields, .. } => fields.clone(),
+        };
+        let mut h = Sha256::new();
+        for part in [self.entity_name(), self.action_name()] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part.as_bytes());
+        }
+        for (k, v) in fields.to_pairs("") {
+            h.update((k.len() as u64).to_be_bytes());
+            h.update(k.as_bytes());
+            h.update((v.len() as u64).to_be_bytes());
+            h.update(v.as_bytes());
+        }
+        hex::encode(h.finalize())
     }
 
     /// The lead, for lead events.
@@ -886,11 +937,45 @@ pub struct WebhookPayload {
     /// The events, ordered by root name, action name, then index (`leads[add][0]`, `leads[add][1]`,
     /// `leads[status][0]`...); Kommo gives no ordering between different roots or actions.
     pub events: Vec<WebhookEvent>,
+    /// The events that did not parse, by path (`leads[status][1]`), with why. They are left out of [`Self::events`]
+    /// and [`Self::split_bodies`] instead of failing the whole delivery: one bad event must not make the receiver
+    /// reject the good ones, since Kommo redelivers a rejected delivery and disables a hook that keeps failing
+    /// (../shared/api-notes/kommo.md §5, maintainer bessudnov in amocrm-api-php#226). Log them.
+    pub rejected: Vec<(String, WebhookError)>,
     /// The whole body as a tree.
     pub raw: FormNode,
 }
 
 impl WebhookPayload {
+    /// One form-encoded delivery per event, in the order of [`Self::events`]: the `account[...]` fields and that
+    /// event alone, re-indexed at `[0]` of its own `{root}[{action}]` list, every field as sent. Parsing body `i`
+    /// gives exactly `events[i]`; the [`Self::rejected`] events have no body. A receiver that stores each entity of a batched delivery as its own piece of
+    /// work (ordered, retried and dead-lettered on its own) keeps these.
+    #[must_use]
+    pub fn split_bodies(&self) -> Vec<String> {
+        let account = self.raw.get("account").map(|a| a.to_pairs("account")).unwrap_or_default();
+        let mut out = Vec::with_capacity(self.events.len());
+        // the same walk as `parse`, so the bodies line up with `events`
+        for (root, actions) in self.raw.items() {
+            if root == "account" {
+                continue;
+            }
+            let FormNode::Map(actions_map) = actions else { continue };
+            for (action, list) in actions_map {
+                for (idx, item) in list.items() {
+                    let path = format!("{root}[{action}][{idx}]");
+                    if self.rejected.iter().any(|(p, _)| *p == path) {
+                        continue;
+                    }
+                    let mut pairs = account.clone();
+                    pairs.extend(item.to_pairs(&format!("{root}[{action}][0]")));
+                    out.push(encode_form(&pairs));
+                }
+            }
+        }
+        out
+    }
+
     /// Dedup keys for every event, prefixed with the account (`<account id or subdomain>:<event key>`), for an
     /// endpoint that serves several accounts.
     #[must_use]
@@ -926,8 +1011,13 @@ impl WebhookPayload {
 
 /// Parses a webhook body with the default size limit ([`DEFAULT_MAX_BODY`]).
 ///
+/// An event that does not parse (no numeric `id`, ...) is reported in [`WebhookPayload::rejected`] and the others
+/// are kept: Kommo batches several events in one delivery, and failing all of them for one would make the receiver
+/// answer an error, so Kommo would redeliver the whole batch and eventually disable the hook.
+///
 /// # Errors
-/// [`WebhookError`] for an oversized or malformed body, an event without a numeric `id`, or no events.
+/// [`WebhookError`] for an oversized or malformed body, or when no event parses (the first event's error, or
+/// [`WebhookError::NoEvents`] for a body without any).
 pub fn parse(body: &[u8]) -> Result<WebhookPayload, WebhookError> {
     parse_with_limit(body, DEFAULT_MAX_BODY)
 }
@@ -950,6 +1040,7 @@ pub fn parse_with_limit(body: &[u8], max: usize) -> Result<WebhookPayload, Webho
         })
         .unwrap_or_default();
     let mut events = Vec::new();
+    let mut rejected = Vec::new();
     for (root, actions) in raw.items() {
         if root == "account" {
             continue;
@@ -958,14 +1049,17 @@ pub fn parse_with_limit(body: &[u8], max: usize) -> Result<WebhookPayload, Webho
         for (action, list) in actions_map {
             for (idx, item) in list.items() {
                 let path = format!("{root}[{action}][{idx}]");
-                events.push(event(root, action, item, path)?);
+                match event(root, action, item, path.clone()) {
+                    Ok(ev) => events.push(ev),
+                    Err(e) => rejected.push((path, e)),
+                }
             }
         }
     }
     if events.is_empty() {
-        return Err(WebhookError::NoEvents);
+        return Err(rejected.into_iter().next().map_or(WebhookError::NoEvents, |(_, e)| e));
     }
-    Ok(WebhookPayload { account, events, raw })
+    Ok(WebhookPayload { account, events, rejected, raw })
 }
 
 fn event(root: &str, action: &str, item: &FormNode, path: String) -> Result<WebhookEvent, WebhookError> {
@@ -1033,6 +1127,39 @@ mod tests {
         let t = parse_form(b"a[10]=x&a[2]=y&a[1]=z").unwrap();
         let keys: Vec<&str> = t.get("a").unwrap().items().into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["1", "2", "10"]);
+    }
+
+    #[test]
+    fn a_batched_delivery_splits_into_one_body_per_event() {
+        // two leads' status changes, a lead add and a contact update in one delivery (Kommo batches them)
+        let body = encode_form(&[
+            ("leads[status][0][id]", "11"),
+            ("leads[status][0][status_id]", "142"),
+            ("leads[status][0][old_status_id]", "7"),
+            ("leads[status][0][custom_fields][0][id]", "5"),
+            ("leads[status][0][custom_fields][0][values][0][value]", "a"),
+            ("leads[status][1][id]", "12"),
+            ("leads[status][1][status_id]", "143"),
+            ("leads[add][0][id]", "13"),
+            ("contacts[update][0][id]", "21"),
+            ("contacts[update][0][name]", "Ann"),
+            ("account[id]", "99"),
+            ("account[subdomain]", "acme"),
+        ]);
+        let payload = parse(body.as_bytes()).unwrap();
+        let bodies = payload.split_bodies();
+        assert_eq!(bodies.len(), payload.events.len());
+        assert_eq!(bodies.len(), 4);
+        for (b, ev) in bodies.iter().zip(&payload.events) {
+            let one = parse(b.as_bytes()).unwrap();
+            assert_eq!(one.events, vec![ev.clone()]);
+            assert_eq!(one.account.id, Some(AccountId(99)));
+            assert_eq!(one.account.subdomain.as_deref(), Some("acme"));
+            assert_eq!(one.events[0].content_hash(), ev.content_hash());
+        }
+        let second: Vec<String> =
+            parse_form(bodies[2].as_bytes()).unwrap().to_pairs("").into_iter().map(|p| p.0).collect();
+        assert!(second.contains(&"leads[status][0][id]".to_owned()), "{second:?}");
     }
 
     #[test]

@@ -269,6 +269,11 @@ async fn a_429_holds_the_whole_account_for_the_backoff() {
     let e = c.account(&[]).await.unwrap_err();
     assert_eq!(e.retry_after(), Some(kommo_api::client::DEFAULT_THROTTLE_BACKOFF));
     assert_eq!(rec.calls.lock().unwrap().len(), 1, "never hot-retried");
+    // a clone is held off too, and fails fast instead of sleeping out the 60 s inside the limiter (issue 18)
+    let e = c.clone().account(&[]).await.unwrap_err();
+    assert!(matches!(e, kommo_api::Error::HeldOff { .. }), "{e:?}");
+    assert_eq!(rec.calls.lock().unwrap().len(), 1, "nothing sent while held off");
+    tokio::time::sleep(e.retry_after().unwrap()).await;
     c.clone().account(&[]).await.unwrap();
     let calls = rec.calls.lock().unwrap();
     assert!(calls[1] - calls[0] >= Duration::from_secs(60), "{:?}", calls[1] - calls[0]);

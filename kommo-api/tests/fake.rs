@@ -91,6 +91,25 @@ async fn pagination_ends_with_204_after_a_full_page() {
     assert!(empty.items.is_empty() && !empty.has_next);
 }
 
+/// `with=only_deleted` lists only deleted-but-restorable leads, each with just its id, modification time and
+/// `is_deleted: true` (api-notes/kommo.md, `with` values); the plain list leaves them out.
+#[tokio::test]
+async fn only_deleted_lists_the_deleted_leads_alone() {
+    let fake = fake_unlimited().await;
+    let kept = fake.seed_lead(SeedLead::new("Kept"));
+    let gone = fake.seed_lead(SeedLead::new("Gone"));
+    fake.delete_lead(gone);
+    let client = fake.client();
+    let live: Vec<_> = client.leads().list(ListParams::new()).try_collect().await.unwrap();
+    assert_eq!(live.iter().map(|l| l.id).collect::<Vec<_>>(), vec![kept]);
+    let deleted: Vec<_> = client.leads().list(ListParams::new().with(["only_deleted"])).try_collect().await.unwrap();
+    assert_eq!(deleted.len(), 1);
+    assert_eq!(deleted[0].id, gone);
+    assert!(deleted[0].is_deleted);
+    assert!(deleted[0].updated_at.is_some());
+    assert!(deleted[0].name.is_empty(), "only the id, time and flag are sent");
+}
+
 #[tokio::test]
 async fn contacts_search_link_notes_tasks() {
     let fake = fake_unlimited().await;
@@ -189,6 +208,90 @@ async fn rate_limit_enforced_with_html_429_and_client_spacing_avoids_it() {
     }
 }
 
+/// Kommo: "not more than 7 requests per second" (kommo.md §2, K-docs /docs/limitations). The fake counts arrivals
+/// in a sliding second with no slack: an 8th request less than a second after the 1st is refused, even 900 ms later
+/// (a fixed 800 ms window, as the fake had, let it through).
+#[tokio::test]
+async fn the_fake_limit_is_seven_in_any_sliding_second() {
+    let fake = FakeKommo::start().await.unwrap();
+    // a fresh unthrottled client per request, so no client-side hold hides what the server answers
+    let raw = || fake.client_builder().rate_limit(0).build().unwrap();
+    let start = tokio::time::Instant::now();
+    for _ in 0..7 {
+        raw().account(&[]).await.unwrap();
+    }
+    tokio::time::sleep_until(start + Duration::from_millis(900)).await;
+    let e = raw().account(&[]).await.unwrap_err();
+    assert!(matches!(e, Error::Throttled { .. }), "8th request within the sliding second: {e:?}");
+    assert!(e.parts().unwrap().body_excerpt().contains("429 Too Many Requests"), "HTML, as Kommo's gateway answers");
+    tokio::time::sleep_until(start + Duration::from_millis(1_200)).await;
+    raw().account(&[]).await.unwrap();
+}
+
+/// Repeated violations escalate to the 403 HTML ban page (kommo.md §2: "Частые 429 ведут к 403", the ban body is
+/// nginx HTML per amocrm-api-php#434); the ban holds every request until it ends.
+#[tokio::test]
+async fn repeated_violations_get_the_ban_page() {
+    let fake = FakeKommo::start_with(FakeConfig {
+        ban_after: Some((3, Duration::from_secs(60))),
+        ban_duration: Duration::from_millis(1_500),
+        ..FakeConfig::default()
+    })
+    .await
+    .unwrap();
+    let raw = || fake.client_builder().rate_limit(0).build().unwrap();
+    let mut answers = Vec::new();
+    for _ in 0..11 {
+        answers.push(match raw().account(&[]).await {
+            Ok(_) => 200,
+            Err(Error::Throttled { .. }) => 429,
+            Err(Error::Banned { .. }) => 403,
+            Err(e) => panic!("{e:?}"),
+        });
+    }
+    assert_eq!(answers, [200, 200, 200, 200, 200, 200, 200, 429, 429, 403, 403]);
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    raw().account(&[]).await.unwrap();
+}
+
+/// The client's limiter keeps headroom below the strict line, so concurrent callers never see a 429.
+#[tokio::test]
+async fn the_default_client_never_trips_the_strict_limit() {
+    let fake = FakeKommo::start().await.unwrap();
+    let client = fake.client();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let c = client.clone();
+            tokio::spawn(async move { c.account(&[]).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(fake.throttled(), 0);
+}
+
+/// Real deliveries from Kommo accounts still carry `account[_links][self]=https://<sub>.amocrm.com` (kommo.md §1 and
+/// §5, capture 4, a 2026 Kommo contact add); amoCRM accounts send `https://<sub>.amocrm.ru` (§5, capture 2).
+#[tokio::test]
+async fn webhook_self_link_has_the_host_real_deliveries_have() {
+    let fake = fake_unlimited().await;
+    let lead = fake.seed_lead(SeedLead::new("Deal"));
+    let p = webhook::parse(fake.webhook_for_lead_status(lead).as_bytes()).unwrap();
+    assert_eq!(p.account.self_link.as_deref(), Some("https://fakeaccount.amocrm.com"));
+    let ru = FakeKommo::start_with(FakeConfig {
+        rate_limit: None,
+        subdomain: "shop".into(),
+        webhook_domain: "amocrm.ru".into(),
+        ..FakeConfig::default()
+    })
+    .await
+    .unwrap();
+    let lead = ru.seed_lead(SeedLead::new("Deal"));
+    let p = webhook::parse(ru.webhook_for_lead_status(lead).as_bytes()).unwrap();
+    assert_eq!(p.account.self_link.as_deref(), Some("https://shop.amocrm.ru"));
+}
+
 #[tokio::test]
 async fn injected_faults() {
     let fake = fake_unlimited().await;
@@ -226,7 +329,10 @@ async fn webhook_bodies_parse_back() {
     assert_eq!(l.price, Some(900));
     assert_eq!(l.custom_field(date).unwrap().as_unix(), Some(1_542_067_200));
     assert_eq!(l.tags[0].name, "vip");
-    assert_eq!(p.events[0].dedup_key(), format!("lead:status:{lead}:{t}:142"));
+    // a status key names the new and the old stage (issue 17: a key identifies a change, not a second); the seeded
+    // lead started in the main pipeline, so old and new pipeline are the same
+    let pipeline = fake.main_pipeline();
+    assert_eq!(p.events[0].dedup_key(), format!("lead:status:{lead}:{t}:142@{pipeline}:from:{old_status}@{pipeline}"));
 
     let contact_body = fake.webhook_body(&[FakeWebhook::ContactAdd(c), FakeWebhook::LeadAdd(lead)]);
     let p = webhook::parse(contact_body.as_bytes()).unwrap();
@@ -386,4 +492,100 @@ async fn note_task_company_webhooks_parse_back() {
         }
     }
     assert_eq!(seen, 3);
+}
+
+/// With deliveries on, the fake POSTs form-encoded webhooks to a subscribed destination when a lead changes, and
+/// redelivers one the receiver did not accept (kommo.md §5: form-encoded, `amoCRM-WebHook-client/1.0`; a non-2xx
+/// answer is retried "after some time", bessudnov in amocrm-api-php#226).
+#[tokio::test]
+async fn subscribed_destinations_receive_changes_and_failed_deliveries_are_redelivered() {
+    use std::sync::{Arc, Mutex};
+    let got: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let fail_first = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let app = {
+        let got = got.clone();
+        let fail_first = fail_first.clone();
+        axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+                let got = got.clone();
+                let fail_first = fail_first.clone();
+                async move {
+                    let ua = headers.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                    got.lock().unwrap().push((ua, body));
+                    if fail_first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                    } else {
+                        axum::http::StatusCode::OK
+                    }
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dest = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let fake = FakeKommo::start_with(FakeConfig {
+        rate_limit: None,
+        webhook_redeliveries: Some(vec![Duration::from_millis(50)]),
+        ..FakeConfig::default()
+    })
+    .await
+    .unwrap();
+    let client = fake.client();
+    client.webhooks().subscribe(&dest, &["status_lead"]).await.unwrap();
+    let lead = fake.seed_lead(SeedLead::new("Deal")); // add_lead: not subscribed
+    fake.set_lead_status(lead, fake.main_pipeline(), StatusId::WON);
+    for _ in 0..100 {
+        if got.lock().unwrap().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got.len(), 2, "one delivery, refused once, then redelivered: {got:?}");
+    assert_eq!(got[0], got[1], "the redelivery is the same body");
+    assert_eq!(got[0].0, "amoCRM-WebHook-client/1.0");
+    let p = webhook::parse(got[0].1.as_bytes()).unwrap();
+    let WebhookEvent::Lead { action: WebhookAction::Status, lead: l } = &p.events[0] else { panic!("{p:?}") };
+    assert_eq!(l.id, lead);
+    assert_eq!(l.status_id, Some(StatusId::WON));
+}
+
+/// `GET /api/v4/events` (kommo.md §4 "Events"): the account's event log, newest first, in Kommo's shape
+/// (`entity_type` singular, `value_before`/`value_after` lists), filtered by `filter[type]`, `filter[entity]`,
+/// `filter[entity_id]` and `filter[created_at]`; how a sync engine learns of deletions without webhooks (§4).
+#[tokio::test]
+async fn events_log_lead_changes_and_deletions() {
+    let fake = fake_unlimited().await;
+    let client = fake.client();
+    let lead = fake.seed_lead(SeedLead::new("Deal"));
+    let other = fake.seed_lead(SeedLead::new("Other"));
+    fake.set_lead_status(lead, fake.main_pipeline(), StatusId::WON);
+    fake.delete_lead(lead);
+    let all: Vec<kommo_api::events::Event> = client.events().list(ListParams::new()).try_collect().await.unwrap();
+    let kinds: Vec<&str> = all.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["lead_deleted", "lead_status_changed", "lead_added", "lead_added"], "newest first");
+    let changed = &all[1];
+    assert_eq!(changed.entity_id, Some(lead.get()));
+    assert_eq!(changed.entity_type.as_deref(), Some("lead"));
+    assert_eq!(changed.value_after[0]["lead_status"]["id"], 142);
+    assert!(changed.value_before[0]["lead_status"]["id"].as_u64().is_some());
+    let deletions: Vec<kommo_api::events::Event> = client
+        .events()
+        .list(ListParams::new().filter_in("type", "lead_deleted").filter_in("entity", "lead"))
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(deletions.len(), 1);
+    assert_eq!(deletions[0].entity_id, Some(lead.get()));
+    let of_other: Vec<kommo_api::events::Event> =
+        client.events().list(ListParams::new().filter_in("entity_id", other.get())).try_collect().await.unwrap();
+    assert_eq!(of_other.len(), 1);
+    assert_eq!(of_other[0].kind, "lead_added");
+    // nothing matches: 204, an empty list
+    let none: Vec<kommo_api::events::Event> =
+        client.events().list(ListParams::new().filter_in("type", "task_completed")).try_collect().await.unwrap();
+    assert!(none.is_empty());
 }

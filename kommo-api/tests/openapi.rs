@@ -12,10 +12,11 @@ use kommo_api::{
     tasks::{NewTask, TaskUpdate},
 };
 
-const SPEC: &str = "../../shared/openapi/kommo-community.yaml";
+const SPEC: &str = "tests/fixtures/openapi/kommo-community.yaml";
 
 fn spec() -> Option<String> {
-    std::fs::read_to_string(format!("{}/{SPEC}", env!("CARGO_MANIFEST_DIR"))).ok()
+    let path = format!("{}/{SPEC}", env!("CARGO_MANIFEST_DIR"));
+    Some(std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("the vendored spec {path} is missing: {e}")))
 }
 
 /// path -> method -> query parameter names, from the YAML's fixed indentation.

@@ -44,7 +44,9 @@ fn lead_status_2018_capture() {
     // checkbox
     assert_eq!(lead.custom_field(CustomFieldId(72_335)).unwrap().first(), Some("1"));
     assert_eq!(p.events[0].time(), Some(1_539_782_664));
-    assert_eq!(p.events[0].dedup_key(), "lead:status:10701093:1539782664:142");
+    // the new stage and the old one are part of a status key (issue 17: a key identifies a change, not a second);
+    // this 2018 capture sends `old_status_id` but no `old_pipeline_id` (kommo.md §5, capture 1), hence the `?`
+    assert_eq!(p.events[0].dedup_key(), "lead:status:10701093:1539782664:142@9217056:from:20067736@?");
     assert_eq!(lead.raw.get("account_id").and_then(|n| n.as_str()), Some("17769199"), "raw fields kept");
 }
 
@@ -131,7 +133,8 @@ fn responsible_task_reduced_and_unknown() {
     assert_eq!(lead.old_pipeline_id.map(kommo_api::PipelineId::get), Some(6_543_210));
     assert_eq!(lead.name, None);
     assert_eq!(p.events[0].time(), None);
-    assert_eq!(p.events[0].dedup_key(), "lead:status:33269438:?:142");
+    // no time in the reduced payload: a hash of the event's fields stands in for it (issue 17), plus both stages
+    assert_eq!(p.events[0].dedup_key(), "lead:status:33269438:h7b4fdca0cd9c6609:142@6543210:from:55443323@6543210");
 
     let p = webhook::parse(form("message_add.form").as_bytes()).unwrap();
     let WebhookEvent::Unknown { entity, action, fields } = &p.events[0] else { panic!() };
@@ -158,6 +161,64 @@ fn several_events_in_one_body() {
     let p = webhook::parse(body.as_bytes()).unwrap();
     let ids: Vec<_> = p.events.iter().map(|e| (e.action_name().to_owned(), e.entity_id())).collect();
     assert_eq!(ids, vec![("add".into(), Some(1)), ("add".into(), Some(2)), ("status".into(), Some(1))]);
+}
+
+/// Kommo batches several events in one delivery (kommo.md §5, "One POST can hold several events and several
+/// entities"), redelivers a delivery answered with a non-2xx and disables a hook that keeps failing (§5, bessudnov in
+/// amocrm-api-php#226). One bad event must not reject the good ones: they are kept, the bad ones reported.
+#[test]
+fn one_bad_event_in_a_batch_keeps_the_others_and_is_reported() {
+    let body = encode_form(&[
+        // shaped like the 2018 status capture (kommo.md §5, capture 1)
+        ("leads[status][0][id]", "10701093"),
+        ("leads[status][0][status_id]", "142"),
+        ("leads[status][0][old_status_id]", "20067736"),
+        ("leads[status][0][last_modified]", "1539782664"),
+        ("leads[status][1][name]", "no id"),
+        ("leads[status][1][status_id]", "142"),
+        ("leads[status][2][id]", "abc"),
+        ("leads[status][3][id]", "10701094"),
+        ("leads[status][3][status_id]", "143"),
+        ("contacts[update][0][id]", "9982719"),
+        ("contacts[update][0][type]", "contact"),
+        ("account[subdomain]", "example"),
+        ("account[id]", "17769199"),
+    ]);
+    let p = webhook::parse(body.as_bytes()).unwrap();
+    let ids: Vec<_> = p.events.iter().map(|e| (e.entity_name().to_owned(), e.entity_id())).collect();
+    assert_eq!(
+        ids,
+        [("contact".into(), Some(9_982_719)), ("lead".into(), Some(10_701_093)), ("lead".into(), Some(10_701_094))]
+    );
+    assert_eq!(
+        p.rejected,
+        vec![
+            (
+                "leads[status][1]".to_owned(),
+                WebhookError::MissingField { path: "leads[status][1]".into(), field: "id" }
+            ),
+            (
+                "leads[status][2]".to_owned(),
+                WebhookError::NotANumber { path: "leads[status][2][id]".into(), value: "abc".into() }
+            ),
+        ]
+    );
+    // one body per good event, aligned with `events`; the bad ones have none
+    let bodies = p.split_bodies();
+    assert_eq!(bodies.len(), p.events.len());
+    for (b, ev) in bodies.iter().zip(&p.events) {
+        let one = webhook::parse(b.as_bytes()).unwrap();
+        assert_eq!(one.events, vec![ev.clone()]);
+        assert!(one.rejected.is_empty());
+        assert_eq!(one.account.id, Some(AccountId(17_769_199)));
+    }
+    assert_eq!(p.dedup_keys().len(), 3);
+    // only when no event parses is the body an error (the first event's)
+    let all_bad = encode_form(&[("leads[status][0][name]", "x"), ("leads[status][1][id]", "y")]);
+    assert_eq!(
+        webhook::parse(all_bad.as_bytes()).unwrap_err(),
+        WebhookError::MissingField { path: "leads[status][0]".into(), field: "id" }
+    );
 }
 
 #[test]
@@ -199,4 +260,83 @@ proptest! {
         let pairs: Vec<(String, String)> = keys.into_iter().zip(vals).collect();
         let _ = webhook::parse(encode_form(&pairs).as_bytes());
     }
+}
+
+/// The body of one `leads[status][0]` event (kommo.md §5, "Key grammar": a status hook carries `status_id`,
+/// `pipeline_id`, `old_status_id` and, in newer payloads, `old_pipeline_id`; `updated_at`/`last_modified` are Unix
+/// seconds). `time: None` is the reduced Digital Pipeline payload (kommo.md §5, "Transport": only
+/// `id|status_id|pipeline_id|old_status_id|old_pipeline_id` plus `account[id|subdomain]`, no time at all).
+fn status_body(lead: u64, from: (u64, u64), to: (u64, u64), time: Option<i64>) -> String {
+    let mut pairs = vec![
+        ("leads[status][0][id]".to_owned(), lead.to_string()),
+        ("leads[status][0][old_pipeline_id]".to_owned(), from.0.to_string()),
+        ("leads[status][0][old_status_id]".to_owned(), from.1.to_string()),
+        ("leads[status][0][pipeline_id]".to_owned(), to.0.to_string()),
+        ("leads[status][0][status_id]".to_owned(), to.1.to_string()),
+    ];
+    if let Some(t) = time {
+        pairs.push(("leads[status][0][updated_at]".to_owned(), t.to_string()));
+        pairs.push(("leads[status][0][last_modified]".to_owned(), t.to_string()));
+    }
+    pairs.push(("account[id]".to_owned(), "30739638".to_owned()));
+    pairs.push(("account[subdomain]".to_owned(), "example".to_owned()));
+    encode_form(&pairs)
+}
+
+fn key_of(body: &str) -> String {
+    let p = webhook::parse(body.as_bytes()).unwrap();
+    assert_eq!(p.events.len(), 1);
+    p.events[0].dedup_key()
+}
+
+/// Issue 17: a dedup key identifies a change, not a second. Won (Qualified → 142), reopened (142 → Proposal) and
+/// won again (Proposal → 142) within one second are three changes: three keys. An exact redelivery of any of them
+/// is the same change: the same key.
+#[test]
+fn status_keys_identify_the_change_not_the_second() {
+    const P: u64 = 6_543_210;
+    const QUALIFIED: u64 = 55_443_321;
+    const PROPOSAL: u64 = 55_443_323;
+    for time in [Some(1_700_000_000), None] {
+        let won = status_body(33_269_438, (P, QUALIFIED), (P, 142), time);
+        let reopened = status_body(33_269_438, (P, 142), (P, PROPOSAL), time);
+        let won_again = status_body(33_269_438, (P, PROPOSAL), (P, 142), time);
+        let keys = [key_of(&won), key_of(&reopened), key_of(&won_again)];
+        let distinct: std::collections::BTreeSet<&String> = keys.iter().collect();
+        assert_eq!(distinct.len(), 3, "time {time:?}: {keys:?}");
+        assert_eq!(key_of(&won), keys[0], "exact redelivery, time {time:?}");
+        assert_eq!(key_of(&won_again), keys[2], "exact redelivery, time {time:?}");
+    }
+}
+
+/// Status 142 is "Closed - won" in every pipeline (kommo.md §4, "System statuses"), so a lead moved from won in one
+/// pipeline to won in another within the same second is a different change: the pipeline is part of the key.
+#[test]
+fn status_keys_include_the_pipeline() {
+    let t = Some(1_700_000_000);
+    let a = key_of(&status_body(7, (100, 142), (200, 142), t));
+    let b = key_of(&status_body(7, (200, 142), (100, 142), t));
+    assert_ne!(a, b);
+}
+
+/// Without a timestamp the key falls back to a hash of the event's own fields: two different changes give two
+/// keys, the same change (an exact redelivery) one key. Keys are deterministic: the expected value is fixed here so
+/// a change of the hashing is visible.
+#[test]
+fn keys_without_a_timestamp_hash_the_event_content() {
+    // two `leads[update]` events for one lead without any time field that differ only in price
+    let update = |price: &str| {
+        encode_form(&[("leads[update][0][id]", "42"), ("leads[update][0][price]", price), ("account[id]", "1")])
+    };
+    let k100 = key_of(&update("100"));
+    let k200 = key_of(&update("200"));
+    assert_ne!(k100, k200);
+    assert_eq!(key_of(&update("100")), k100, "redelivery");
+    // the reduced fixture (kommo.md §5): the content hash stands in for the time
+    let p = webhook::parse(form("lead_status_reduced.form").as_bytes()).unwrap();
+    let key = p.events[0].dedup_key();
+    assert_eq!(key, "lead:status:33269438:h7b4fdca0cd9c6609:142@6543210:from:55443323@6543210");
+    assert_eq!(key, webhook::parse(form("lead_status_reduced.form").as_bytes()).unwrap().events[0].dedup_key());
+    // the account prefix of the payload-level keys
+    assert_eq!(p.dedup_keys(), vec![format!("30739638:{key}")]);
 }
