@@ -132,11 +132,24 @@ pub enum CellValue {
     AiText(AiText),
     /// A formula/rollup in error.
     Error(CellError),
+    /// An explicit empty: written as `null`, which clears the cell on PATCH, PUT and upsert. Made by
+    /// [`Fields::clear`] and by converting a JSON `null` ([`CellValue::from`]`(Value::Null)`); a `null` read back
+    /// decodes to it too. (A Rust `None` or a NaN is *not* this: it is left out of the write, see [`Fields`].)
+    Clear,
     /// Any other shape (new field types, mixed lookups), kept verbatim.
+    ///
+    /// `Unknown(Value::Null)` is what `None` and non-finite numbers convert to: "no value". [`Fields`] never stores
+    /// it and never writes it.
     Unknown(serde_json::Value),
 }
 
 impl CellValue {
+    /// `true` for "no value" (`None`, NaN, infinity): left out of a write rather than sent as `null`.
+    #[must_use]
+    pub fn is_nothing(&self) -> bool {
+        matches!(self, Self::Unknown(serde_json::Value::Null))
+    }
+
     /// The text, for [`CellValue::Text`].
     #[must_use]
     pub fn as_str(&self) -> Option<&str> {
@@ -241,7 +254,8 @@ impl From<String> for CellValue {
     }
 }
 impl From<f64> for CellValue {
-    /// A non-finite number (NaN, infinity) has no JSON form and becomes `Unknown(null)`.
+    /// A non-finite number (NaN, infinity) has no JSON form: it is "no value" ([`CellValue::is_nothing`]), which
+    /// [`Fields`] leaves out of a write instead of clearing the cell.
     fn from(n: f64) -> Self {
         serde_json::Number::from_f64(n).map_or(Self::Unknown(serde_json::Value::Null), Self::Number)
     }
@@ -271,16 +285,42 @@ impl From<Vec<Attachment>> for CellValue {
         Self::Attachments(v)
     }
 }
+impl<T: Into<CellValue>> From<Option<T>> for CellValue {
+    /// `None` is "no value" ([`CellValue::is_nothing`]): [`Fields`] leaves it out of a write. To empty a cell use
+    /// [`Fields::clear`].
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Self::Unknown(serde_json::Value::Null), Into::into)
+    }
+}
 impl From<serde_json::Value> for CellValue {
+    /// Decided by shape; an explicit JSON `null` is [`CellValue::Clear`] (it empties the cell when written).
     fn from(v: serde_json::Value) -> Self {
         serde_json::from_value(v.clone()).unwrap_or(Self::Unknown(v))
     }
 }
 
 /// A record's `fields`: field name (or id, with `returnFieldsByFieldId`) → value. Empty cells are absent.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+///
+/// As a write (create, PATCH, PUT, upsert), every member is sent, and Airtable sets each one: a `null` **clears** the
+/// cell (api-notes/airtable.md B.4: "A PATCH request will only update the fields included in the request"). So "no
+/// value" — a Rust `None`, a NaN — is left out of the write (the cell keeps what it has), whether it comes through
+/// [`Fields::with`], [`Fields::insert`], collecting, or [`Fields::from_struct`]; emptying a cell is explicit:
+/// [`Fields::clear`] ([`CellValue::Clear`], sent as `null`).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(transparent)]
 pub struct Fields(pub BTreeMap<String, CellValue>);
+
+impl Serialize for Fields {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let present = self.0.iter().filter(|(_, v)| !v.is_nothing());
+        let mut map = serializer.serialize_map(Some(present.clone().count()))?;
+        for (k, v) in present {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
 
 impl Fields {
     /// No fields.
@@ -289,16 +329,29 @@ impl Fields {
         Self::default()
     }
 
-    /// Adds a field (builder style).
+    /// Adds a field (builder style). "No value" (`None`, NaN) leaves the field out (see [`Fields`]).
     #[must_use]
     pub fn with(mut self, name: impl Into<String>, value: impl Into<CellValue>) -> Self {
-        self.0.insert(name.into(), value.into());
+        self.insert(name, value);
         self
     }
 
-    /// Sets a field.
+    /// Sets a field. "No value" (`None`, NaN) removes it from this write instead (the stored cell is untouched).
     pub fn insert(&mut self, name: impl Into<String>, value: impl Into<CellValue>) {
-        self.0.insert(name.into(), value.into());
+        let (name, value) = (name.into(), value.into());
+        if value.is_nothing() {
+            self.0.remove(&name);
+        } else {
+            self.0.insert(name, value);
+        }
+    }
+
+    /// Empties the cell: sends `null` for `name` ([`CellValue::Clear`]), the explicit way to clear a field on PATCH
+    /// or upsert.
+    #[must_use]
+    pub fn clear(mut self, name: impl Into<String>) -> Self {
+        self.0.insert(name.into(), CellValue::Clear);
+        self
     }
 
     /// The raw cell.
@@ -352,7 +405,7 @@ impl Fields {
     /// The fields as a JSON object.
     #[must_use]
     pub fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
-        self.0.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()
+        self.0.iter().filter(|(_, v)| !v.is_nothing()).map(|(k, v)| (k.clone(), v.to_json())).collect()
     }
 
     /// Deserializes a user struct from the fields (missing checkboxes/empties: use `#[serde(default)]`).
@@ -366,19 +419,29 @@ impl Fields {
 
     /// Serializes a user struct into fields (its members become field names; use `#[serde(rename = "…")]`).
     ///
+    /// Members that serialize to `null` — `None`, and NaN/infinite floats, which serde_json writes as `null` — are
+    /// left out, so writing the result never clears a cell by accident. To empty a cell, chain [`Fields::clear`].
+    ///
     /// # Errors
     /// When `value` does not serialize to a JSON object.
     pub fn from_struct<T: Serialize>(value: &T) -> Result<Self, crate::Error> {
         match serde_json::to_value(value)? {
-            serde_json::Value::Object(map) => Ok(Self(map.into_iter().map(|(k, v)| (k, CellValue::from(v))).collect())),
+            serde_json::Value::Object(map) => {
+                Ok(Self(map.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k, CellValue::from(v))).collect()))
+            }
             other => Err(crate::Error::InvalidRequest(format!("fields must serialize to a JSON object, not {other}"))),
         }
     }
 }
 
 impl<K: Into<String>, V: Into<CellValue>> FromIterator<(K, V)> for Fields {
+    /// As [`Fields::insert`] for each pair: "no value" is left out; a JSON `null` is an explicit [`CellValue::Clear`].
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        Self(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+        let mut f = Self::new();
+        for (k, v) in iter {
+            f.insert(k, v);
+        }
+        f
     }
 }
 

@@ -1,21 +1,32 @@
 //! [`Client`] and its builder: authentication, base URL, rate limits, retries.
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    hash::{BuildHasher as _, Hasher as _},
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use api_core::{
-    HttpClient, RateLimiter, RawResponse, Request, ReqwestTransport, RetryPolicy, Rule, Token, Transport,
-    TransportConfig, VendorHint,
+    Decision, HttpClient, RateLimiter, RawResponse, Request, ReqwestTransport, RetryPolicy, Rule, Token, Transport,
+    TransportConfig, VendorHint, parse_retry_after,
+    retry::{AttemptOutcome, RetryInput},
 };
 use http::header::AUTHORIZATION;
 use serde::de::DeserializeOwned;
+use tokio::time::Instant;
 use url::Url;
 
-use crate::error::{ApiError, Error, ErrorBody, Operation, RATE_LIMIT_PENALTY};
+use crate::{
+    error::{ApiError, Error, ErrorBody, Operation, RATE_LIMIT_PENALTY},
+    limit::{BaseLimiter, DEFAULT_RATE_MARGIN},
+};
 
 /// The production base URL.
 pub const DEFAULT_BASE_URL: &str = "https://api.airtable.com/v0";
 
-/// Airtable's limit per base: 5 requests per second ("no burst": requests are spaced 200 ms apart).
+/// Airtable's limit per base: 5 requests per second, counted on arrival. The client sends fewer: requests are spaced
+/// `(1 s + margin) / 5` apart (220 ms with [`DEFAULT_RATE_MARGIN`]), see [`crate::limit`].
 pub const REQUESTS_PER_SECOND_PER_BASE: u32 = 5;
 
 /// Airtable's limit per personal access token across all bases: 50 requests per second.
@@ -25,16 +36,23 @@ pub const REQUESTS_PER_SECOND_PER_TOKEN: u32 = 50;
 pub const META_RATE_KEY: &str = "meta";
 
 /// An Airtable Web API client. Cheap to clone; clones share the connection pool and the rate limiters (one budget per
-/// base and one per token, as Airtable counts them).
+/// base and one per token, as Airtable counts them) and the 30 s hold of a base after a 429.
 #[derive(Clone)]
 pub struct Client {
     pub(crate) inner: Arc<Inner>,
 }
 
 pub(crate) struct Inner {
+    /// One attempt per call (no retries, no keyed limiter there): the loop in [`Client::send`] owns both, so every
+    /// attempt, retries included, goes through the base limiter.
     pub(crate) http: HttpClient,
     pub(crate) token: Token,
     pub(crate) penalty: Duration,
+    pub(crate) limiter: BaseLimiter,
+    /// Airtable's 50 requests/s per token, waited for *before* the base's slot so that nothing stands between the
+    /// base slot and the send (a wait there would shrink the gap the base limiter keeps).
+    pub(crate) token_limiter: Option<RateLimiter>,
+    pub(crate) retry: RetryPolicy,
 }
 
 impl fmt::Debug for Client {
@@ -43,6 +61,8 @@ impl fmt::Debug for Client {
             .field("base_url", &self.inner.http.base_url().as_str())
             .field("token", &self.inner.token)
             .field("penalty_after_429", &self.inner.penalty)
+            .field("base_limiter", &self.inner.limiter)
+            .field("retry", &self.inner.retry)
             .field("http", &self.inner.http)
             .finish()
     }
@@ -58,8 +78,9 @@ pub struct ClientBuilder {
     user_agent: String,
     retry: RetryPolicy,
     per_base: Option<u32>,
+    rate_margin: Duration,
     per_token: Option<u32>,
-    limiter: Option<RateLimiter>,
+    limiter: Option<BaseLimiter>,
     global_limiter: Option<RateLimiter>,
     penalty: Duration,
     transport: Option<Arc<dyn Transport>>,
@@ -72,6 +93,7 @@ impl fmt::Debug for ClientBuilder {
             .field("base_url", &self.base_url)
             .field("retry", &self.retry)
             .field("per_base", &self.per_base)
+            .field("rate_margin", &self.rate_margin)
             .field("per_token", &self.per_token)
             .field("penalty", &self.penalty)
             .finish_non_exhaustive()
@@ -88,6 +110,7 @@ impl Default for ClientBuilder {
             user_agent: api_core::user_agent!().to_owned(),
             retry: RetryPolicy::default(),
             per_base: Some(REQUESTS_PER_SECOND_PER_BASE),
+            rate_margin: DEFAULT_RATE_MARGIN,
             per_token: Some(REQUESTS_PER_SECOND_PER_TOKEN),
             limiter: None,
             global_limiter: None,
@@ -142,10 +165,21 @@ impl ClientBuilder {
         self
     }
 
-    /// Requests per second per base (default 5, spaced evenly, no burst). `None` disables the per-base limiter.
+    /// Requests per second per base (default 5, Airtable's rule), spaced evenly with the
+    /// [`ClientBuilder::rate_margin`] headroom, no burst. `None` disables the spacing (the 30 s hold after a 429
+    /// stays).
     #[must_use]
     pub fn requests_per_second_per_base(mut self, n: Option<u32>) -> Self {
         self.per_base = n;
+        self
+    }
+
+    /// Headroom for network jitter (default [`DEFAULT_RATE_MARGIN`], 100 ms): requests to one base are spaced
+    /// `(1 s + margin) / n` apart, so arrivals never exceed `n` per second while the one-way latency varies by less
+    /// than the margin (see [`crate::limit`]). Zero sits exactly on Airtable's line, where jitter draws 429s.
+    #[must_use]
+    pub fn rate_margin(mut self, margin: Duration) -> Self {
+        self.rate_margin = margin;
         self
     }
 
@@ -156,9 +190,10 @@ impl ClientBuilder {
         self
     }
 
-    /// Shares an existing per-base limiter (e.g. between two clients for the same bases in one process).
+    /// Shares an existing per-base limiter (e.g. between two clients for the same bases in one process); it then
+    /// replaces [`ClientBuilder::requests_per_second_per_base`] and [`ClientBuilder::rate_margin`].
     #[must_use]
-    pub fn base_limiter(mut self, limiter: RateLimiter) -> Self {
+    pub fn base_limiter(mut self, limiter: BaseLimiter) -> Self {
         self.limiter = Some(limiter);
         self
     }
@@ -205,21 +240,15 @@ impl ClientBuilder {
                 Arc::new(ReqwestTransport::new(cfg).map_err(|e| Error::InvalidRequest(format!("transport: {e}")))?)
             }
         };
-        let limiter = self.limiter.unwrap_or_else(|| match self.per_base {
-            Some(n) => RateLimiter::new([Rule::per_second(n)]),
-            None => RateLimiter::unlimited(),
-        });
+        let limiter = self.limiter.unwrap_or_else(|| BaseLimiter::new(self.per_base, self.rate_margin));
         let penalty = self.penalty;
-        let mut http = HttpClient::new(base_url, transport)
-            .with_limiter(limiter)
+        let http = HttpClient::new(base_url, transport)
             .with_default_key(META_RATE_KEY)
-            .with_retry(self.retry)
+            .with_retry(RetryPolicy::none())
             .with_classifier(move |resp| classify(resp, penalty));
-        if let Some(g) = self.global_limiter.or_else(|| self.per_token.map(|n| RateLimiter::new([Rule::per_second(n)])))
-        {
-            http = http.with_global_limiter(g);
-        }
-        Ok(Client { inner: Arc::new(Inner { http, token, penalty }) })
+        let token_limiter =
+            self.global_limiter.or_else(|| self.per_token.map(|n| RateLimiter::new([Rule::per_second(n)])));
+        Ok(Client { inner: Arc::new(Inner { http, token, penalty, limiter, token_limiter, retry: self.retry }) })
     }
 }
 
@@ -257,13 +286,17 @@ impl Client {
         self.inner.http.base_url()
     }
 
-    /// The per-base limiter (shared by clones).
+    /// The per-base limiter (shared by clones; pass it to [`ClientBuilder::base_limiter`] to share it further).
     #[must_use]
-    pub fn base_limiter(&self) -> &RateLimiter {
-        self.inner.http.limiter()
+    pub fn base_limiter(&self) -> &BaseLimiter {
+        &self.inner.limiter
     }
 
     /// Sends a request with auth, limits and retries; a non-2xx answer becomes [`Error`].
+    ///
+    /// Every attempt waits for the base's slot ([`BaseLimiter::acquire`]). A 429 (other than the billing cap) holds
+    /// the base for the penalty (30 s) at once, for every clone and every request already queued, whether or not
+    /// this call retries.
     ///
     /// # Errors
     /// [`Error::Api`] (and its special cases) for an error answer, [`Error::Transport`] for no answer.
@@ -273,17 +306,56 @@ impl Client {
             .token
             .bearer_header()
             .map_err(|_| Error::InvalidRequest("token contains invalid header characters".into()))?;
-        let key = request.rate_key.clone();
-        let resp = self.inner.http.execute(request.header(AUTHORIZATION, auth)).await?;
-        if resp.is_success() {
-            return Ok(resp);
+        let request = request.header(AUTHORIZATION, auth);
+        let key = request.rate_key.clone().unwrap_or_else(|| META_RATE_KEY.to_owned());
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            if let Some(g) = &self.inner.token_limiter {
+                g.acquire("token").await;
+            }
+            self.inner.limiter.acquire(&key).await;
+            let result = self.inner.http.execute(request.clone()).await;
+            let (outcome, retry_after, hint) = match &result {
+                Ok(resp) if resp.is_success() => return result.map_err(Error::from),
+                Ok(resp) => {
+                    let hint = classify(resp, self.inner.penalty);
+                    if let VendorHint::WaitAtLeast(wait) = hint {
+                        // the whole base is throttled, not just this request
+                        self.inner.limiter.pause(&key, Instant::now() + wait);
+                    }
+                    let ra = resp.header("retry-after").and_then(|v| parse_retry_after(v, SystemTime::now()));
+                    (AttemptOutcome::Status(resp.status), ra, hint)
+                }
+                Err(e) => (
+                    AttemptOutcome::TransportError { may_have_been_sent: e.source.may_have_been_sent },
+                    None,
+                    VendorHint::Default,
+                ),
+            };
+            let decision = self.inner.retry.decide(&RetryInput {
+                attempt,
+                outcome,
+                retry_after,
+                hint,
+                idempotent: request.idempotent,
+                elapsed: started.elapsed(),
+                jitter: jitter(),
+            });
+            match decision {
+                Decision::Retry { after } => {
+                    tracing::debug!(attempt, ?outcome, wait_ms = after.as_millis(), "retrying");
+                    tokio::time::sleep(after).await;
+                }
+                Decision::Stop => {
+                    return match result {
+                        Ok(resp) => Err(Error::from_api(ApiError::from_response(&resp, operation))),
+                        Err(e) => Err(e.into()),
+                    };
+                }
+            }
         }
-        if resp.status.as_u16() == 429 {
-            // retries gave up: still honour the 30 s rule for the next caller on this base
-            let key = key.unwrap_or_else(|| META_RATE_KEY.to_owned());
-            self.inner.http.limiter().pause(&key, tokio::time::Instant::now() + self.inner.penalty);
-        }
-        Err(Error::from_api(ApiError::from_response(&resp, operation)))
     }
 
     /// Like [`Client::send`], decoding the JSON answer (decode errors name the JSON path).
@@ -294,6 +366,14 @@ impl Client {
         let resp = self.send(request, operation).await?;
         Ok(api_core::decode_json(&resp.body)?)
     }
+}
+
+/// A uniform sample in `[0, 1)` for full-jitter backoff (std's randomly keyed hasher; no rand dependency).
+fn jitter() -> f64 {
+    let bits = std::collections::hash_map::RandomState::new().build_hasher().finish() >> 11;
+    #[allow(clippy::cast_precision_loss)]
+    let x = bits as f64 / (1u64 << 53) as f64;
+    x
 }
 
 /// Percent-encodes one path segment (table names may contain spaces, slashes, `?`).

@@ -298,6 +298,10 @@ pub enum Error {
     /// A request that could not be built (bad token characters, unserializable body, invalid argument).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// Webhook payloads were deleted by Airtable before they were read (kept one week): data loss. The payload
+    /// feed reports it once and goes on after the gap; resync what the webhook watches.
+    #[error("{0}")]
+    PayloadsExpired(crate::webhooks::PayloadGap),
 }
 
 impl Error {
@@ -358,7 +362,7 @@ impl Error {
             Self::Api(e) | Self::UpsertAmbiguous(e) | Self::IteratorExpired(e) => e.class,
             Self::Transport(_) => ErrorClass::Transport,
             Self::Decode(_) | Self::RepeatedCursor(_) => ErrorClass::Decode,
-            Self::InvalidRequest(_) => ErrorClass::Client,
+            Self::InvalidRequest(_) | Self::PayloadsExpired(_) => ErrorClass::Client,
             Self::PartialBatch { source, .. } => source.class(),
         }
     }
@@ -406,6 +410,15 @@ impl Error {
     #[must_use]
     pub fn is_iterator_expired(&self) -> bool {
         matches!(self.root(), Self::IteratorExpired(_))
+    }
+
+    /// The payload gap, for [`Error::PayloadsExpired`].
+    #[must_use]
+    pub fn payload_gap(&self) -> Option<&crate::webhooks::PayloadGap> {
+        match self {
+            Self::PayloadsExpired(g) => Some(g),
+            _ => None,
+        }
     }
 
     /// Whether this is the not-found-or-forbidden case (see [`ApiError::is_not_found_or_forbidden`]).

@@ -2,10 +2,12 @@
 //! verification.
 //!
 //! - [`Client`]: personal access token (Bearer), base URL override, Airtable's limits enforced client-side
-//!   (5 requests/s per base, no burst, and 50/s per token, shared by clones), a 30 s hold on a base after a 429,
+//!   (5 requests/s per base with headroom for jitter — [`limit`] — and 50/s per token, shared by clones), a 30 s hold
+//!   on a base after a 429 shared by every clone,
 //!   5xx retried with jitter for idempotent calls, typed [`Error`]s keeping Airtable's error body.
 //! - [`records`]: list as a lazy stream (GET, or `POST …/listRecords` for long formulas), get, create, update
 //!   (PATCH/PUT), upsert (`performUpsert`), delete — batches chunked at 10 per request.
+//! - [`formula`]: `filterByFormula` expressions with correct escaping ([`Formula`], [`field_eq`]).
 //! - [`cell`]: [`CellValue`], [`Fields`], [`Record`] with typed accessors and serde (de)serialization of your structs.
 //! - [`metadata`]: bases and the base schema.
 //! - [`webhooks`]: create/list/refresh/delete/enable, the ping and its `X-Airtable-Content-MAC`, the payload feed.
@@ -22,7 +24,8 @@
 //!     .upsert(&[Fields::new().with("Email", "a@example.com").with("Name", "Ada")], &["Email"], WriteOptions::default())
 //!     .await?;
 //! println!("created {:?}, updated {:?}", result.created_records, result.updated_records);
-//! let active: Vec<_> = contacts.list().filter_by_formula("{Status}='Active'").stream().try_collect().await?;
+//! let active: Vec<_> =
+//!     contacts.list().filter_by_formula(airtable_client::field_eq("Status", "Active")).stream().try_collect().await?;
 //! # let _ = active;
 //! # Ok(()) }
 //! ```
@@ -34,7 +37,9 @@ pub mod client;
 pub mod error;
 #[cfg(feature = "fake")]
 pub mod fake;
+pub mod formula;
 pub mod ids;
+pub mod limit;
 pub mod metadata;
 pub mod records;
 pub mod webhooks;
@@ -42,10 +47,12 @@ pub mod webhooks;
 pub use cell::{Attachment, CellValue, Collaborator, Fields, Record};
 pub use client::{Client, ClientBuilder};
 pub use error::{ApiError, Error, ErrorBody, ErrorField, ErrorType};
+pub use formula::{Formula, field_eq};
 pub use ids::{BaseId, FieldId, RecordId, TableId, UserId, ViewId, WebhookId};
+pub use limit::BaseLimiter;
 pub use metadata::{BaseInfo, BaseSchema, FieldSchema, FieldType, TableSchema, TypedCell};
 pub use records::{Direction, ListRecords, RecordPage, RecordUpdate, Table, UpsertResult, WriteOptions};
 pub use webhooks::{
-    ActionSource, CreateWebhook, CreatedWebhook, CursoredPayload, MacSecret, PayloadCellValue, PayloadFeed,
+    ActionSource, CreateWebhook, CreatedWebhook, CursoredPayload, MacSecret, PayloadCellValue, PayloadFeed, PayloadGap,
     PayloadsPage, RecordChange, Webhook, WebhookNotification, WebhookPayload, WebhookSpecification, verify_mac,
 };

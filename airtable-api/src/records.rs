@@ -273,12 +273,16 @@ impl Table {
         self.write_by_id(updates, opts, true).await
     }
 
-    /// Updates one record (PATCH `…/{recordId}`).
+    /// Updates one record (PATCH `…/{recordId}` with `{"fields", "typecast"?, "returnFieldsByFieldId"?}`).
     ///
     /// # Errors
     /// [`Error`].
     pub async fn update_one(&self, id: &RecordId, fields: &Fields, opts: WriteOptions) -> Result<Record, Error> {
-        let body = SingleWrite { fields, typecast: opts.typecast.then_some(true) };
+        let body = SingleWrite {
+            fields,
+            typecast: opts.typecast.then_some(true),
+            return_fields_by_field_id: opts.return_fields_by_field_id.then_some(true),
+        };
         let r = self.req(
             Request::patch(format!("{}/{}", self.path(), encode_segment(id.as_str()))).json(&body)?.idempotent(true),
         );
@@ -422,6 +426,8 @@ struct SingleWrite<'a> {
     fields: &'a Fields,
     #[serde(skip_serializing_if = "Option::is_none")]
     typecast: Option<bool>,
+    #[serde(rename = "returnFieldsByFieldId", skip_serializing_if = "Option::is_none")]
+    return_fields_by_field_id: Option<bool>,
 }
 
 /// List parameters (also the JSON body of `POST …/listRecords`).

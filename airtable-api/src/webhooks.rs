@@ -10,6 +10,7 @@ use std::{collections::BTreeMap, fmt, time::Duration};
 
 use api_core::{Request, SignatureError, webhook::Clock};
 use base64::Engine as _;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -315,9 +316,17 @@ pub struct CreatedWebhook {
     pub id: WebhookId,
     /// The MAC secret: store it now, it cannot be fetched again.
     pub mac_secret_base64: MacSecret,
-    /// Expiry (7 days; extended by refresh or listing payloads).
+    /// Expiry: 7 days from now, extended by refresh or listing payloads (see [`Webhook::expiration_time`]).
     #[serde(default)]
-    pub expiration_time: Option<String>,
+    pub expiration_time: Option<DateTime<Utc>>,
+}
+
+impl CreatedWebhook {
+    /// See [`Webhook::needs_refresh`].
+    #[must_use]
+    pub fn needs_refresh(&self, now: DateTime<Utc>, margin: std::time::Duration) -> bool {
+        needs_refresh(self.expiration_time, now, margin)
+    }
 }
 
 /// `lastNotificationResult`.
@@ -361,9 +370,11 @@ pub struct Webhook {
     /// Ping URL.
     #[serde(default)]
     pub notification_url: Option<String>,
-    /// Expiry.
+    /// When the hook expires and is disabled: "Webhooks created with PAT or OAuth will expire and be disabled after 7
+    /// days", extended to 7 days from any refresh or payload listing while active; `None` only for legacy hooks that
+    /// never expire (api-notes/airtable.md A.3). An expired hook cannot be refreshed, only recreated.
     #[serde(default)]
-    pub expiration_time: Option<String>,
+    pub expiration_time: Option<DateTime<Utc>>,
     /// Last ping result.
     #[serde(default)]
     pub last_notification_result: Option<NotificationResult>,
@@ -371,13 +382,34 @@ pub struct Webhook {
     pub specification: WebhookSpecification,
 }
 
+impl Webhook {
+    /// Whether to refresh now: the hook expires within `margin` of `now` (or already has). `false` for a hook that
+    /// never expires. Refresh while the hook is active — at least every 7 days minus the margin — with
+    /// [`Client::refresh_webhook`] (listing its payloads extends it too); an expired one must be recreated.
+    #[must_use]
+    pub fn needs_refresh(&self, now: DateTime<Utc>, margin: std::time::Duration) -> bool {
+        needs_refresh(self.expiration_time, now, margin)
+    }
+
+    /// Whether the expiry has passed at `now` (Airtable then disables the hook).
+    #[must_use]
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        self.expiration_time.is_some_and(|t| t <= now)
+    }
+}
+
+fn needs_refresh(expiration: Option<DateTime<Utc>>, now: DateTime<Utc>, margin: std::time::Duration) -> bool {
+    let margin = chrono::Duration::from_std(margin).unwrap_or(chrono::Duration::MAX);
+    expiration.is_some_and(|t| now.checked_add_signed(margin).is_none_or(|limit| t <= limit))
+}
+
 /// Refresh answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RefreshedWebhook {
-    /// The new expiry.
+    /// The new expiry (7 days from now).
     #[serde(default)]
-    pub expiration_time: Option<String>,
+    pub expiration_time: Option<DateTime<Utc>>,
 }
 
 /// A select choice or linked record in a payload cell (`{id, name, color?}`).
@@ -783,7 +815,57 @@ pub struct CursoredPayload {
     pub payload: WebhookPayload,
 }
 
+/// Payloads Airtable deleted before they were read: data loss the caller must act on (resync what the webhook
+/// watches, then go on from [`PayloadGap::first_available`]).
+///
+/// Airtable keeps payloads one week, read or not, and never resets the cursor (api-notes/airtable.md A.8). A listing
+/// from an older cursor starts at the oldest kept payload; the page shows it: the first returned payload's number,
+/// `cursor - payloads.len()`, is above the requested cursor (for an empty page, the returned cursor is).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayloadGap {
+    /// The webhook.
+    pub webhook: WebhookId,
+    /// The cursor asked for.
+    pub requested: u64,
+    /// The first payload still available (the cursor to go on from).
+    pub first_available: u64,
+}
+
+impl PayloadGap {
+    /// How many payloads were lost.
+    #[must_use]
+    pub fn lost(&self) -> u64 {
+        self.first_available.saturating_sub(self.requested)
+    }
+}
+
+impl std::fmt::Display for PayloadGap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} payload(s) of webhook {} expired unread (cursors {}..{}): resync, then continue from cursor {}",
+            self.lost(),
+            self.webhook,
+            self.requested,
+            self.first_available,
+            self.first_available
+        )
+    }
+}
+
 impl PayloadsPage {
+    /// The gap between the `requested` cursor and the first payload this page holds, if Airtable deleted payloads
+    /// in between (see [`PayloadGap`]).
+    #[must_use]
+    pub fn gap(&self, webhook: &WebhookId, requested: u64) -> Option<PayloadGap> {
+        let first = self.cursor.saturating_sub(self.payloads.len() as u64);
+        (first > requested.max(1)).then(|| PayloadGap {
+            webhook: webhook.clone(),
+            requested: requested.max(1),
+            first_available: first,
+        })
+    }
+
     /// The payloads with their cursor numbers: payload `i` of `n` is `cursor - n + i` (robust even if the server
     /// skipped purged payloads).
     #[must_use]
@@ -803,6 +885,10 @@ impl PayloadsPage {
 
 /// The payload feed: pages through `…/payloads` from a cursor while `mightHaveMore`. Pull with
 /// [`PayloadFeed::next`]; [`PayloadFeed::cursor`] is the cursor to persist (after the payloads taken so far).
+///
+/// When Airtable deleted payloads before they were read, the feed yields [`Error::PayloadsExpired`] once, in order
+/// (before the payloads after the gap), with its [`PayloadGap`]; its cursor then points past the gap, and polling
+/// again goes on with the kept payloads. The payloads lost are not coming back: resync what the webhook watches.
 #[derive(Debug)]
 pub struct PayloadFeed {
     client: Client,
@@ -819,7 +905,8 @@ impl PayloadFeed {
     /// The next payload, fetching a page when needed; `None` when drained (`mightHaveMore: false`).
     ///
     /// # Errors
-    /// The page error; the feed can be polled again (it retries the same cursor).
+    /// The page error; the feed can be polled again (it retries the same cursor). [`Error::PayloadsExpired`] when
+    /// payloads were deleted unread: handle the loss, then poll again for the payloads after it.
     pub async fn next(&mut self) -> Option<Result<CursoredPayload, Error>> {
         loop {
             if let Some(p) = self.buffer.pop_front() {
@@ -839,10 +926,16 @@ impl PayloadFeed {
             self.more = page.might_have_more && progressed;
             let request_cursor = self.cursor;
             let end = page.cursor;
+            let gap = page.gap(&self.webhook, request_cursor);
             self.buffer.extend(page.numbered());
             if self.buffer.is_empty() {
-                // nothing returned: adopt the server's cursor (equal to ours by the docs)
+                // nothing returned: adopt the server's cursor (equal to ours by the docs, unless payloads expired)
                 self.cursor = end.max(request_cursor);
+            }
+            if let Some(gap) = gap {
+                tracing::error!(%gap, "airtable webhook payloads expired unread");
+                self.cursor = self.cursor.max(gap.first_available);
+                return Some(Err(Error::PayloadsExpired(gap)));
             }
         }
     }
@@ -1026,7 +1119,16 @@ mod tests {
                 2
             ],
         };
+        let hook = WebhookId::from("ach1");
+        // asked from 8: payloads 8 and 9, no gap; asked from 5: 5..7 were deleted unread
+        assert_eq!(page.gap(&hook, 8), None);
+        let gap = page.gap(&hook, 5).unwrap();
+        assert_eq!((gap.requested, gap.first_available, gap.lost()), (5, 8, 3));
         let n = page.numbered();
         assert_eq!((n[0].cursor, n[1].cursor, n[1].next_cursor), (8, 9, 10));
+        // an empty page whose cursor moved past the request: everything asked for is gone
+        let empty = PayloadsPage { cursor: 12, might_have_more: false, payloads: Vec::new() };
+        assert_eq!(empty.gap(&hook, 10).map(|g| g.lost()), Some(2));
+        assert_eq!(PayloadsPage { cursor: 10, ..empty }.gap(&hook, 10), None, "the documented empty answer");
     }
 }

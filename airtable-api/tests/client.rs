@@ -464,8 +464,8 @@ async fn webhook_management_bodies() {
     assert_eq!(r.will_be_retried, Some(true));
     let id = "ach1".into();
     assert_eq!(
-        c.refresh_webhook(&base, &id).await.unwrap().expiration_time.as_deref(),
-        Some("2023-02-06T00:00:00.000Z")
+        c.refresh_webhook(&base, &id).await.unwrap().expiration_time,
+        Some(chrono::DateTime::parse_from_rfc3339("2023-02-06T00:00:00.000Z").unwrap().to_utc())
     );
     c.set_webhook_notifications(&base, &id, false).await.unwrap();
     c.delete_webhook(&base, &id).await.unwrap();
@@ -748,4 +748,161 @@ async fn payload_feed_as_stream_stops_after_error() {
     assert_eq!(items.len(), 2);
     assert_eq!(items[0].as_ref().unwrap().cursor, 1);
     assert!(items[1].as_ref().unwrap_err().is_not_found());
+}
+
+/// `update_one` keeps `returnFieldsByFieldId`: Airtable's single-record update takes it in the JSON body next to
+/// `fields` and `typecast` (api-notes/airtable.md B.4 "Body `{…, "typecast"?, "returnFieldsByFieldId"?}`" and F:
+/// pyairtable `Table.update` PATCHes `{"fields", "typecast", "returnFieldsByFieldId"}` to `…/{recordId}`).
+#[tokio::test]
+async fn update_one_passes_return_fields_by_field_id() {
+    let server = MockServer::start().await;
+    Mock::given(method("PATCH"))
+        .and(path("/v0/appB/T/rec1"))
+        .and(body_json(json!({"fields": {"fldName": "C"}, "typecast": true, "returnFieldsByFieldId": true})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"id": "rec1", "createdTime": "2022-10-19T16:52:15.000Z", "fields": {"fldName": "C"}}),
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/v0/appB/T/rec2"))
+        .and(body_json(json!({"fields": {"Name": "D"}})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(rec("rec2", "D")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let c = client(&server);
+    let t = c.table("appB", "T");
+    let opts = WriteOptions { typecast: true, return_fields_by_field_id: true };
+    let one = t.update_one(&"rec1".into(), &Fields::new().with("fldName", "C"), opts).await.unwrap();
+    assert_eq!(one.get_str("fldName"), Some("C"));
+    // both off: neither member is sent
+    let two = t.update_one(&"rec2".into(), &Fields::new().with("Name", "D"), WriteOptions::default()).await.unwrap();
+    assert_eq!(two.get_str("Name"), Some("D"));
+    let reqs = server.received_requests().await.unwrap();
+    let body: Value = serde_json::from_slice(&reqs[0].body).unwrap();
+    assert_eq!(body, json!({"fields": {"fldName": "C"}, "typecast": true, "returnFieldsByFieldId": true}));
+}
+
+/// A struct's `None` (and a NaN, which JSON cannot carry) is left out of the write: PATCH and upsert clear every cell
+/// sent as `null` ("A PATCH request will only update the fields included in the request", api-notes/airtable.md
+/// B.4), so an unknown value must not wipe what is stored. Clearing is explicit: `Fields::clear`.
+#[tokio::test]
+async fn none_and_nan_are_not_sent_and_clear_is_explicit() {
+    #[derive(serde::Serialize)]
+    struct Onboarding {
+        #[serde(rename = "Deal ID")]
+        deal: String,
+        #[serde(rename = "Next Contact")]
+        next_contact: Option<String>,
+        #[serde(rename = "Amount")]
+        amount: f64,
+        #[serde(rename = "Owner")]
+        owner: Option<String>,
+    }
+    let server = MockServer::start().await;
+    Mock::given(method("PATCH"))
+        .and(path("/v0/appB/T"))
+        .and(body_json(json!({
+            "performUpsert": {"fieldsToMergeOn": ["Deal ID"]},
+            "records": [
+                {"fields": {"Deal ID": "1", "Owner": "ann"}},
+                {"fields": {"Deal ID": "2", "Next Contact": null}},
+                {"fields": {"Deal ID": "3"}}
+            ],
+            "typecast": false
+        })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"records": [rec("rec1", "a"), rec("rec2", "b"), rec("rec3", "c")], "createdRecords": [], "updatedRecords": ["rec1", "rec2", "rec3"]}),
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let first = Onboarding { deal: "1".into(), next_contact: None, amount: f64::NAN, owner: Some("ann".into()) };
+    let f1 = Fields::from_struct(&first).unwrap();
+    assert_eq!(f1.get("Next Contact"), None, "None is not a value to write");
+    assert_eq!(f1.get("Amount"), None, "NaN is not a value to write");
+    // the explicit way to empty a cell
+    let f2 = Fields::new().with("Deal ID", "2").clear("Next Contact");
+    assert_eq!(f2.get("Next Contact"), Some(&CellValue::Clear));
+    // builder conversions skip nothing-values too
+    let f3 = Fields::new().with("Deal ID", "3").with("Owner", None::<String>).with("Amount", f64::NAN);
+    assert_eq!(serde_json::to_value(&f3).unwrap(), json!({"Deal ID": "3"}));
+    let c = client(&server);
+    c.table("appB", "T").upsert(&[f1, f2, f3], &["Deal ID"], WriteOptions::default()).await.unwrap();
+}
+
+/// A transport whose answers take `.1` to come back (the send time is recorded when the request leaves).
+#[derive(Debug)]
+struct Delayed(Arc<Scripted>, Duration);
+
+impl Transport for Delayed {
+    fn send(&self, url: url::Url, request: Request) -> BoxFuture<'_, Result<RawResponse, TransportError>> {
+        let answer = self.0.send(url, request);
+        let d = self.1;
+        Box::pin(async move {
+            tokio::time::sleep(d).await;
+            answer.await
+        })
+    }
+}
+
+/// "If you exceed these rates, you will receive a 429 status code and will need to wait 30 seconds before subsequent
+/// requests will succeed" (api-notes/airtable.md C.4): after a 429 the whole base waits 30 s — every clone, including
+/// requests that had already been given a later slot before the 429 came back.
+#[tokio::test(start_paused = true)]
+async fn a_429_holds_the_base_for_every_clone_even_slots_already_reserved() {
+    let t = Arc::new(Scripted::default());
+    t.replies.lock().unwrap().push_back((429, json!({"error": {"type": "RATE_LIMIT_REACHED"}})));
+    let c = Client::builder()
+        .token(TOKEN)
+        .base_url("http://fake.invalid/v0")
+        .transport(Arc::new(Delayed(t.clone(), Duration::from_millis(300))))
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move { c.table("appA", "T").list().all().await.unwrap() }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let sent: Vec<Duration> = t.sent.lock().unwrap().iter().map(|(at, _)| *at - start).collect();
+    assert_eq!(sent.len(), 5, "{sent:?}");
+    // the 429 came back at 300 ms: only what was already on the wire by then went out before 30.3 s
+    let hold = Duration::from_millis(300)..Duration::from_millis(30_300);
+    assert!(sent.iter().all(|d| !hold.contains(d)), "sent during the hold: {sent:?}");
+    assert_eq!(sent.iter().filter(|d| **d < hold.start).count(), 2, "{sent:?}");
+}
+
+/// "Webhooks … will expire and be disabled after 7 days" unless refreshed or their payloads listed, and
+/// `expirationTime` is `optional<string>` — null only for legacy hooks that never expire (api-notes/airtable.md A.3,
+/// A.6). The expiry is a typed time, and `needs_refresh(now, margin)` says when to refresh.
+#[test]
+fn webhook_expiry_is_typed_and_needs_refresh_within_the_margin() {
+    use airtable_client::Webhook;
+    use chrono::{TimeZone as _, Utc};
+    let hook: Webhook = serde_json::from_value(fixture("webhook_pyairtable.json")).unwrap();
+    let expires = Utc.with_ymd_and_hms(2023, 1, 25, 0, 0, 0).unwrap();
+    assert_eq!(hook.expiration_time, Some(expires));
+    let day = Duration::from_secs(86_400);
+    let now = expires - chrono::Duration::days(3);
+    assert!(!hook.needs_refresh(now, 2 * day), "3 days left, margin 2 days");
+    assert!(hook.needs_refresh(now, 3 * day), "exactly at the margin");
+    assert!(hook.needs_refresh(expires - chrono::Duration::hours(1), 2 * day));
+    assert!(!hook.is_expired(expires - chrono::Duration::seconds(1)));
+    assert!(hook.is_expired(expires) && hook.needs_refresh(expires, Duration::ZERO));
+    // a hook that never expires never needs a refresh
+    let legacy = Webhook { expiration_time: None, ..hook.clone() };
+    assert!(!legacy.needs_refresh(now, 365 * day) && !legacy.is_expired(now));
+    // the create answer carries the same typed expiry
+    let created: airtable_client::CreatedWebhook = serde_json::from_value(
+        json!({"id": "ach1", "macSecretBase64": "c2VjcmV0", "expirationTime": "2023-01-30T00:00:00.000Z"}),
+    )
+    .unwrap();
+    assert_eq!(created.expiration_time, Some(Utc.with_ymd_and_hms(2023, 1, 30, 0, 0, 0).unwrap()));
+    assert!(created.needs_refresh(Utc.with_ymd_and_hms(2023, 1, 29, 0, 0, 0).unwrap(), 2 * day));
 }

@@ -406,3 +406,145 @@ async fn no_ping_when_notifications_disabled() {
     assert!(fake.pings().is_empty());
     assert_eq!(fake.payloads(&hook.id).len(), 1, "payloads still accumulate");
 }
+
+// ------------------------------------------------------------------------------------------------------------
+// Airtable's rate limit, enforced strictly (api-notes/airtable.md C.4, OFFICIAL rate-limits: "5 requests per second
+// per base … you will receive a 429 status code and will need to wait 30 seconds before subsequent requests will
+// succeed"), on tokio's paused clock through the in-process transport: no wall-clock sleeps.
+
+use airtable_client::fake::Latency;
+use api_core::Request;
+use tokio::time::Instant;
+
+async fn probe(t: &dyn api_core::Transport, base: &airtable_client::BaseId) -> u16 {
+    let url = url::Url::parse(&format!("http://airtable.fake.invalid/v0/{base}/T")).unwrap();
+    let auth = http::HeaderValue::from_str(&format!("Bearer {}", airtable_client::fake::FAKE_TOKEN)).unwrap();
+    t.send(url, Request::get("/").header(http::header::AUTHORIZATION, auth)).await.unwrap().status.as_u16()
+}
+
+#[tokio::test(start_paused = true)]
+async fn strict_fake_sliding_second_on_arrival_then_30_s_hold() {
+    let fake = FakeAirtable::start().await.unwrap();
+    let _ = fake.add_table("T", &[("Name", "singleLineText")]);
+    let t = fake.transport(Latency::default());
+    let start = Instant::now();
+    let at = |ms: u64| tokio::time::sleep_until(start + Duration::from_millis(ms));
+    for i in 0..5 {
+        at(i * 10).await;
+        assert_eq!(probe(&*t, &fake.id()).await, 200);
+    }
+    // a 6th arrival exactly 1 s after the 1st is admitted: the 1st has left the window (now - t = 1 s)
+    at(1000).await;
+    assert_eq!(probe(&*t, &fake.id()).await, 200, "window is [now - 1 s, now): the 1st request left it");
+    // 5 arrived within the last second (10, 20, 30, 40, 1000 ms): the next one before 1010 ms is refused — no slack
+    at(1009).await;
+    assert_eq!(probe(&*t, &fake.id()).await, 429);
+    assert_eq!(fake.throttled_count(), 1);
+    // and the base is held for 30 s from that 429, whatever the window says
+    at(20_000).await;
+    assert_eq!(probe(&*t, &fake.id()).await, 429);
+    at(31_008).await;
+    assert_eq!(probe(&*t, &fake.id()).await, 429);
+    at(31_009).await;
+    assert_eq!(probe(&*t, &fake.id()).await, 200);
+    assert_eq!(fake.throttled_count(), 3);
+}
+
+/// The client against the strict fake with network jitter: 1,000 records upserted (100 requests of 10) never draw a
+/// 429 and still run at ≥ 45 records/s (90 % of the 50/s ceiling) — sequentially with 50 ms + up to 60 ms one-way
+/// latency each way (a round trip stays under the 220 ms spacing), and by 4 clones at once with up to 100 ms of
+/// jitter (two arrivals up to 100 ms closer than their sends: the default margin's worth).
+#[tokio::test(start_paused = true)]
+async fn upsert_1000_records_against_the_strict_fake_with_jitter_draws_no_429() {
+    let fake = FakeAirtable::start().await.unwrap();
+    let _ = fake
+        .add_table_with("Contacts", vec![FieldSpec::new("Email", "email"), FieldSpec::new("Name", "singleLineText")]);
+    let records = |from: usize, n: usize| -> Vec<Fields> {
+        (from..from + n)
+            .map(|i| Fields::new().with("Email", format!("u{i}@example.com")).with("Name", format!("User {i}")))
+            .collect()
+    };
+    let client = fake
+        .in_process_client_builder(Latency::new(Duration::from_millis(50), Duration::from_millis(60), 7))
+        .build()
+        .unwrap();
+    let table = client.table(fake.id(), "Contacts");
+    let start = Instant::now();
+    let r = table.upsert(&records(0, 1000), &["Email"], WriteOptions::default()).await.unwrap();
+    let secs = (Instant::now() - start).as_secs_f64();
+    assert_eq!(r.created_records.len(), 1000);
+    assert_eq!(fake.throttled_count(), 0, "429s against the strict fake");
+    assert!(1000.0 / secs >= 45.0, "{:.1} records/s", 1000.0 / secs);
+
+    // four clones of one client writing at once share the budget
+    let client = fake
+        .in_process_client_builder(Latency::new(Duration::from_millis(50), Duration::from_millis(100), 11))
+        .build()
+        .unwrap();
+    let table = client.table(fake.id(), "Contacts");
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for k in 0..4 {
+        let table = table.clone();
+        let batch = records(1000 + k * 250, 250);
+        tasks.push(tokio::spawn(async move { table.upsert(&batch, &["Email"], WriteOptions::default()).await }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let secs = (Instant::now() - start).as_secs_f64();
+    assert_eq!(fake.throttled_count(), 0, "429s with concurrent clones");
+    assert!(1000.0 / secs >= 45.0, "{:.1} records/s", 1000.0 / secs);
+    assert_eq!(fake.records("Contacts").len(), 2000);
+}
+
+/// "Payloads are deleted from Airtable's servers after 1 week whether or not the client has seen them. The cursor
+/// value for the next payload is never reset" (api-notes/airtable.md A.8): a feed resumed from an older cursor must
+/// report the lost payloads (`cursor - payloads.len() > requested cursor`) as a typed error, then go on.
+#[tokio::test(start_paused = true)]
+async fn payload_feed_reports_payloads_expired_unread_then_goes_on() {
+    let fake = FakeAirtable::start_with(FakeConfig::unlimited()).await.unwrap();
+    let t = fake.add_table("T", &[("Name", "singleLineText")]);
+    let client = fake.in_process_client_builder(Latency::default()).build().unwrap();
+    let base = fake.id();
+    let hook = client
+        .create_webhook(
+            &base,
+            &CreateWebhook { notification_url: None, specification: WebhookSpecification::table_data(t.as_str()) },
+        )
+        .await
+        .unwrap();
+    let table = client.table(base.clone(), t.as_str());
+    for name in ["a", "b", "c"] {
+        table.create_one(Fields::new().with("Name", name), WriteOptions::default()).await.unwrap();
+    }
+    // a week and a second later, the three payloads (cursors 1..=3) are gone; two new ones arrive
+    tokio::time::advance(Duration::from_secs(7 * 24 * 3600 + 1)).await;
+    for name in ["d", "e"] {
+        table.create_one(Fields::new().with("Name", name), WriteOptions::default()).await.unwrap();
+    }
+    let mut feed = client.payload_feed(&base, &hook.id, 1);
+    let gap = match feed.next().await {
+        Some(Err(Error::PayloadsExpired(gap))) => gap,
+        other => panic!("expected the gap first, got {other:?}"),
+    };
+    assert_eq!((gap.requested, gap.first_available, gap.lost()), (1, 4, 3));
+    assert_eq!(gap.webhook, hook.id);
+    assert_eq!(feed.cursor(), 4, "the feed's cursor is past the gap");
+    let mut cursors = Vec::new();
+    while let Some(p) = feed.next().await {
+        cursors.push(p.unwrap().cursor);
+    }
+    assert_eq!(cursors, [4, 5]);
+    assert_eq!(feed.cursor(), 6);
+
+    // explicit expiry; a feed that is up to date sees no gap
+    table.create_one(Fields::new().with("Name", "f"), WriteOptions::default()).await.unwrap();
+    let (got, cursor) = client.payload_feed(&base, &hook.id, 6).collect_all().await.unwrap();
+    assert_eq!((got.len(), cursor), (1, 7));
+    table.create_one(Fields::new().with("Name", "g"), WriteOptions::default()).await.unwrap();
+    fake.expire_payloads(&hook.id, 10);
+    let e = client.payload_feed(&base, &hook.id, 7).collect_all().await.unwrap_err();
+    assert_eq!(e.payload_gap().map(|g| (g.first_available, g.lost())), Some((8, 1)), "{e}");
+    assert_eq!(client.list_webhooks(&base).await.unwrap()[0].cursor_for_next_payload, 8);
+}

@@ -1,6 +1,6 @@
 //! A small `filterByFormula` evaluator for the fake: `{Field}='value'`, `=, !=, <, >, <=, >=`, `AND`, `OR`, `NOT`,
 //! `RECORD_ID()`, `TRUE()`, `FALSE()`, `BLANK()`, `LOWER`, `UPPER`, `TRIM`, `LEN`, `FIND`, `&` concatenation, numbers,
-//! single- or double-quoted strings with `\` escapes. Anything else is an `INVALID_FILTER_BY_FORMULA` error.
+//! single- or double-quoted strings with `\` escapes, `\}` and `\\` escapes in field names. Anything else is an `INVALID_FILTER_BY_FORMULA` error.
 
 use serde_json::Value;
 
@@ -161,10 +161,22 @@ impl Parser<'_> {
         match self.peek() {
             None => Err("unexpected end of formula".into()),
             Some(b'{') => {
-                let start = self.i + 1;
-                let end = self.s[start..].iter().position(|&c| c == b'}').ok_or("unterminated {field}")? + start;
-                self.i = end + 1;
-                Ok(Expr::Field(String::from_utf8_lossy(&self.s[start..end]).into_owned()))
+                // `\}` is a `}` inside the name and `\\` a backslash (pyairtable's `field_name()` escaping)
+                self.i += 1;
+                let mut out = Vec::new();
+                loop {
+                    let c = *self.s.get(self.i).ok_or("unterminated {field}")?;
+                    self.i += 1;
+                    match c {
+                        b'}' => break,
+                        b'\\' if self.i < self.s.len() => {
+                            out.push(self.s[self.i]);
+                            self.i += 1;
+                        }
+                        c => out.push(c),
+                    }
+                }
+                Ok(Expr::Field(String::from_utf8_lossy(&out).into_owned()))
             }
             Some(q @ (b'\'' | b'"')) => self.string(q),
             Some(b'(') => {

@@ -15,13 +15,18 @@
 //! - **Upsert**: `performUpsert.fieldsToMergeOn` — zero matches creates, one updates, more than one fails the whole
 //!   request with 422 (message "…more than one record…"; Airtable does not document the exact type); answers
 //!   `createdRecords`/`updatedRecords`.
-//! - **Rate limit**: at most 5 requests per base in any 1 s window (minus a small jitter allowance,
-//!   [`FakeConfig::rate_slack`]); excess gets 429 `RATE_LIMIT_REACHED` and the base stays blocked for
-//!   [`FakeConfig::penalty_after_429`] (30 s, like Airtable). [`FakeAirtable::throttled_count`] counts them.
+//! - **Rate limit, exactly as Airtable states it** (api-notes/airtable.md C.4, OFFICIAL rate-limits: "limited to 5
+//!   requests per second per base … If you exceed these rates, you will receive a 429 status code and will need to
+//!   wait 30 seconds before subsequent requests will succeed"): a sliding window over the requests' *arrival* times,
+//!   with no slack — a request is refused when 5 requests of that base arrived within the preceding second
+//!   (`now - t < 1 s`) — and then every request to the base gets 429 `RATE_LIMIT_REACHED` for
+//!   [`FakeConfig::penalty_after_429`] (30 s). Jitter is not forgiven: a client must leave its own headroom (as
+//!   [`crate::limit`] does). [`FakeAirtable::throttled_count`] counts the 429s.
 //! - **Faults**: [`FakeAirtable::faults`] injects statuses, delays and drop-after-commit (see [`api_core::fake`]).
 //! - **Webhooks**: create (returns `macSecretBase64`, 7-day `expirationTime`), list, refresh, delete,
 //!   enableNotifications, and the payload feed with real cursor semantics (`cursor` starts at 1, `limit` ≤ 50,
-//!   `mightHaveMore`). Every record change is appended as a payload to each matching hook (filters: `dataTypes`,
+//!   `mightHaveMore`; payloads expire after [`FakeConfig::payload_retention`], 7 days, or at once with
+//!   [`FakeBase::expire_payloads`], leaving a gap an older cursor sees). Every record change is appended as a payload to each matching hook (filters: `dataTypes`,
 //!   `recordChangeScope`, `changeTypes`, `fromSources`, `watchDataInFieldIds`; includes: previous values and
 //!   `includeCellValuesInFieldIds`), with `actionMetadata.source = "publicApi"` for API calls and `"client"` for
 //!   [`FakeBase::user_edit`]/[`FakeBase::user_create`]/[`FakeBase::user_delete`] (a person in the UI). Payload cells
@@ -78,18 +83,19 @@ pub const FAKE_TOKEN: &str = "patFAKE000000000.000000000000000000000000000000000
 pub struct FakeConfig {
     /// Requests per base per window (`None`: no limit). Default 5.
     pub rate_limit_per_base: Option<u32>,
-    /// The window. Default 1 s.
+    /// The sliding window, over arrival times, with no slack. Default 1 s (Airtable's rule).
     pub rate_window: Duration,
-    /// Jitter allowance subtracted from the window when counting: a client spacing requests 200 ms apart is seen
-    /// with scheduling/network jitter, so the fake counts 5 requests per 850 ms by default (150 ms). A bursting
-    /// client is still caught at once; a client at 5.9 requests/s is not.
-    pub rate_slack: Duration,
     /// How long a base stays blocked after a 429. Default 30 s (Airtable's rule).
     pub penalty_after_429: Duration,
     /// Required bearer token (`None`: any token). Default [`FAKE_TOKEN`].
     pub token: Option<String>,
     /// Webhooks per base. Default 10.
     pub max_webhooks_per_base: usize,
+    /// How long a webhook payload is kept (on tokio's clock), read or not: "Payloads are deleted from Airtable's
+    /// servers after 1 week whether or not the client has seen them" (api-notes/airtable.md A.8). Default 7 days.
+    /// A listing from an older cursor then starts at the oldest kept payload, and the response cursor shows the
+    /// gap. [`FakeBase::expire_payloads`] deletes payloads at once.
+    pub payload_retention: Duration,
 }
 
 impl FakeConfig {
@@ -105,10 +111,10 @@ impl Default for FakeConfig {
         Self {
             rate_limit_per_base: Some(5),
             rate_window: Duration::from_secs(1),
-            rate_slack: Duration::from_millis(150),
             penalty_after_429: Duration::from_secs(30),
             token: Some(FAKE_TOKEN.to_owned()),
             max_webhooks_per_base: 10,
+            payload_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -192,7 +198,10 @@ struct HookSt {
     expiration: chrono::DateTime<chrono::Utc>,
     notifications_enabled: bool,
     hook_enabled: bool,
-    payloads: Vec<Value>,
+    /// Retained payloads with the (tokio) time each was made; payload `i` has cursor `expired + i + 1`.
+    payloads: Vec<(Instant, Value)>,
+    /// Payloads deleted unread (retention or [`FakeBase::expire_payloads`]): the cursor never resets.
+    expired: usize,
     last_result: Option<Value>,
     last_success: Option<String>,
 }
@@ -726,14 +735,17 @@ fn record_payloads(
         if !destroyed.is_empty() {
             tc.insert("destroyedRecordIds".into(), Value::Array(destroyed));
         }
-        hook.payloads.push(json!({
-            "timestamp": timestamp,
-            "baseTransactionNumber": txn,
-            "actionMetadata": {"source": source, "sourceMetadata": {"user": {
-                "id": user.id, "email": user.email, "permissionLevel": "create", "name": user.name}}},
-            "payloadFormat": "v0",
-            "changedTablesById": {t.id.clone(): tc},
-        }));
+        hook.payloads.push((
+            Instant::now(),
+            json!({
+                "timestamp": timestamp,
+                "baseTransactionNumber": txn,
+                "actionMetadata": {"source": source, "sourceMetadata": {"user": {
+                    "id": user.id, "email": user.email, "permissionLevel": "create", "name": user.name}}},
+                "payloadFormat": "v0",
+                "changedTablesById": {t.id.clone(): tc},
+            }),
+        ));
         if let Some(url) = &hook.notification_url
             && hook.notifications_enabled
         {
@@ -912,6 +924,23 @@ impl FakeAirtable {
     pub fn client_builder(&self) -> ClientBuilder {
         let token = lock(&self.app.st).cfg.token.clone().unwrap_or_else(|| FAKE_TOKEN.to_owned());
         Client::builder().base_url(self.base_url()).token(token)
+    }
+
+    /// A transport that calls this fake in-process (no socket), with a simulated network delay each way. Requests
+    /// arrive after their uplink delay — that is when the rate limit counts them — and the answer comes back after
+    /// the downlink delay. Everything runs on tokio's clock, so tests can use the paused clock (a socket would let
+    /// it jump ahead while a request is on the wire). Requests sent this way skip [`FakeAirtable::log`] and
+    /// [`FakeAirtable::faults`]; [`FakeAirtable::throttled_count`] counts their 429s.
+    #[must_use]
+    pub fn transport(&self, latency: Latency) -> Arc<dyn api_core::Transport> {
+        Arc::new(InProcess { app: self.app.clone(), latency, rng: Mutex::new(latency.seed | 1) })
+    }
+
+    /// A client builder that talks to the fake through [`FakeAirtable::transport`].
+    #[must_use]
+    pub fn in_process_client_builder(&self, latency: Latency) -> ClientBuilder {
+        let token = lock(&self.app.st).cfg.token.clone().unwrap_or_else(|| FAKE_TOKEN.to_owned());
+        Client::builder().base_url("http://airtable.fake.invalid/v0").token(token).transport(self.transport(latency))
     }
 
     /// A client pointed at the fake.
@@ -1262,7 +1291,7 @@ impl FakeBase {
             Ok(b.hooks
                 .iter()
                 .find(|h| h.id == webhook.as_str())
-                .map(|h| h.payloads.iter().filter_map(|p| serde_json::from_value(p.clone()).ok()).collect())
+                .map(|h| h.payloads.iter().filter_map(|(_, p)| serde_json::from_value(p.clone()).ok()).collect())
                 .unwrap_or_default())
         })
         .unwrap_or_default()
@@ -1273,7 +1302,21 @@ impl FakeBase {
         let _ = self.with(|st| {
             let b = st.base(self.id.as_str())?;
             if let Some(h) = b.hooks.iter_mut().find(|h| h.id == webhook.as_str()) {
-                h.payloads.push(payload);
+                h.payloads.push((Instant::now(), payload));
+            }
+            Ok(())
+        });
+    }
+
+    /// Deletes the `n` oldest retained payloads of `webhook` unread, as Airtable does to payloads older than a week
+    /// (see [`FakeConfig::payload_retention`]); their cursor numbers are not reused.
+    pub fn expire_payloads(&self, webhook: &WebhookId, n: usize) {
+        let _ = self.with(|st| {
+            let b = st.base(self.id.as_str())?;
+            if let Some(h) = b.hooks.iter_mut().find(|h| h.id == webhook.as_str()) {
+                let n = n.min(h.payloads.len());
+                h.payloads.drain(..n);
+                h.expired += n;
             }
             Ok(())
         });
@@ -1322,6 +1365,80 @@ impl FakeBase {
     }
 }
 
+/// A simulated one-way network delay for [`FakeAirtable::transport`]: `base + uniform[0, jitter)`, drawn for each
+/// request on the way in and again for its answer on the way out (reproducible from `seed`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Latency {
+    /// The fixed part.
+    pub base: Duration,
+    /// The random part's range.
+    pub jitter: Duration,
+    /// Seed of the random part.
+    pub seed: u64,
+}
+
+impl Latency {
+    /// `base` plus up to `jitter`, seeded.
+    #[must_use]
+    pub fn new(base: Duration, jitter: Duration, seed: u64) -> Self {
+        Self { base, jitter, seed }
+    }
+}
+
+#[derive(Debug)]
+struct InProcess {
+    app: App,
+    latency: Latency,
+    rng: Mutex<u64>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").finish_non_exhaustive()
+    }
+}
+
+impl InProcess {
+    fn delay(&self) -> Duration {
+        let mut x = self.rng.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // xorshift64*
+        *x ^= *x >> 12;
+        *x ^= *x << 25;
+        *x ^= *x >> 27;
+        let r = x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11;
+        #[allow(clippy::cast_precision_loss)]
+        let unit = r as f64 / (1u64 << 53) as f64;
+        self.latency.base + self.latency.jitter.mul_f64(unit)
+    }
+}
+
+impl api_core::Transport for InProcess {
+    fn send(
+        &self,
+        url: url::Url,
+        request: api_core::Request,
+    ) -> futures::future::BoxFuture<'_, Result<api_core::RawResponse, api_core::TransportError>> {
+        Box::pin(async move {
+            tokio::time::sleep(self.delay()).await;
+            let target = match url.query() {
+                Some(q) => format!("{}?{q}", url.path()),
+                None => url.path().to_owned(),
+            };
+            let uri: Uri = target.parse().unwrap_or_else(|_| Uri::from_static("/"));
+            let body = match request.body {
+                api_core::Body::None => Bytes::new(),
+                api_core::Body::Json { bytes, .. } | api_core::Body::Raw { bytes, .. } => bytes,
+                api_core::Body::Form(s) => Bytes::from(s),
+            };
+            let resp = handle(AxState(self.app.clone()), request.method, uri, request.headers, body).await;
+            let (parts, body) = resp.into_parts();
+            let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+            tokio::time::sleep(self.delay()).await;
+            Ok(api_core::RawResponse { status: parts.status, headers: parts.headers, body })
+        })
+    }
+}
+
 fn apply(r: &mut RecordSt, cells: Vec<(String, Option<Value>)>, replace: bool) {
     if replace {
         r.cells.clear();
@@ -1342,7 +1459,7 @@ fn hook_json(h: &HookSt) -> Value {
     json!({
         "id": h.id,
         "areNotificationsEnabled": h.notifications_enabled,
-        "cursorForNextPayload": h.payloads.len() + 1,
+        "cursorForNextPayload": h.expired + h.payloads.len() + 1,
         "isHookEnabled": h.hook_enabled,
         "lastSuccessfulNotificationTime": h.last_success,
         "notificationUrl": h.notification_url,
@@ -1386,7 +1503,7 @@ async fn handle(AxState(app): AxState<App>, method: Method, uri: Uri, headers: H
 fn admit(st: &mut St, key: &str) -> Result<(), ApiErr> {
     let Some(max) = st.cfg.rate_limit_per_base else { return Ok(()) };
     let now = Instant::now();
-    let window = st.cfg.rate_window.saturating_sub(st.cfg.rate_slack);
+    let window = st.cfg.rate_window;
     let penalty = st.cfg.penalty_after_429;
     let r = st.rate.entry(key.to_owned()).or_default();
     let limited = || err(429, "RATE_LIMIT_REACHED", "Rate limit exceeded. Please try again later");
@@ -1500,6 +1617,7 @@ fn webhook_route(
     body: &Value,
 ) -> Reply {
     let max = st.cfg.max_webhooks_per_base;
+    let retention = st.cfg.payload_retention;
     match (m.clone(), rest) {
         (Method::GET, []) => {
             let b = st.base(base)?;
@@ -1530,6 +1648,7 @@ fn webhook_route(
                 notifications_enabled: true,
                 hook_enabled: true,
                 payloads: Vec::new(),
+                expired: 0,
                 last_result: None,
                 last_success: None,
             });
@@ -1584,9 +1703,19 @@ fn webhook_route(
                     if h.hook_enabled {
                         h.expiration = chrono::Utc::now() + chrono::Duration::days(7);
                     }
-                    let start = cursor.max(1) - 1;
-                    let page: Vec<Value> = h.payloads.iter().skip(start).take(limit).cloned().collect();
-                    let next = if page.is_empty() { cursor.max(1) } else { start + page.len() + 1 };
+                    // "Payloads are deleted from Airtable's servers after 1 week whether or not the client has seen
+                    // them. The cursor value for the next payload is never reset" (api-notes/airtable.md A.8)
+                    let now = Instant::now();
+                    let keep_from = h.payloads.iter().position(|(t, _)| now.duration_since(*t) < retention);
+                    let purge = keep_from.unwrap_or(h.payloads.len());
+                    h.payloads.drain(..purge);
+                    h.expired += purge;
+                    // an older cursor lists from the oldest retained payload: the response cursor then shows the gap
+                    let first = h.expired + 1;
+                    let from = cursor.max(first);
+                    let start = from - first;
+                    let page: Vec<Value> = h.payloads.iter().skip(start).take(limit).map(|(_, p)| p.clone()).collect();
+                    let next = from + page.len();
                     let more = h.payloads.len() > start + page.len();
                     Ok((StatusCode::OK, json!({"cursor": next, "mightHaveMore": more, "payloads": page})))
                 }
