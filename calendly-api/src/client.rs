@@ -100,7 +100,7 @@ impl ClientBuilder {
     }
 
     /// Authenticates with an OAuth session (see [`crate::oauth::CalendlyRefresher`]): access tokens are refreshed
-    /// ahead of expiry and once after a 401, single-flight, with the rotated refresh token stored before use.
+    /// ahead of expiry and once after a 401, single-flight, never sending a spent (rotated) refresh token.
     pub fn oauth(mut self, session: Arc<OAuthSession>) -> Self {
         self.auth = Some(Auth::OAuth(session));
         self

@@ -18,8 +18,8 @@ pub struct EventType {
     /// Name.
     #[serde(default)]
     pub name: Option<String>,
-    /// Whether it can be booked.
-    #[serde(default)]
+    /// Whether it can be booked (`null` reads as `false`).
+    #[serde(default, deserialize_with = "api_core::de::null_as_default")]
     pub active: bool,
     /// URL slug.
     #[serde(default)]
@@ -51,8 +51,8 @@ pub struct EventType {
     /// The owner profile: `{type: "User"|"Team", name, owner}`.
     #[serde(default)]
     pub profile: Option<serde_json::Value>,
-    /// Custom booking questions.
-    #[serde(default)]
+    /// Custom booking questions (`null` reads as none).
+    #[serde(default, deserialize_with = "api_core::de::null_as_default")]
     pub custom_questions: Vec<serde_json::Value>,
     /// Created at.
     #[serde(default)]

@@ -17,8 +17,10 @@
 //!   ([`OutgoingWebhook`]: body bytes + `Calendly-Webhook-Signature` over `"{t}.{body}"` with the subscription's
 //!   signing key), including the reschedule pair. They are queued ([`FakeCalendly::take_outbox`],
 //!   [`FakeCalendly::deliver_pending`]) or, with [`FakeConfig::auto_deliver`], POSTed in order as they happen;
-//! - `X-RateLimit-Limit/Remaining/Reset` on every response and real 429s past the limit (per token, fixed
-//!   window on tokio's clock);
+//! - `X-RateLimit-Limit/Remaining/Reset` on every response and real 429s past the limit: "500 requests per user
+//!   per minute" (api-notes/calendly.md, Rate limits), enforced per token as a sliding window on arrival time with
+//!   no slack (stricter than a fixed window, so a client that passes here passes Calendly), on tokio's clock;
+//!   `Reset` is the seconds until the oldest request in the window leaves it;
 //! - fault injection via [`FakeCalendly::server`]`.faults` and a request log via `.log`.
 //!
 //! ```no_run
@@ -86,6 +88,11 @@ pub struct FakeConfig {
     pub disable_after_failures: Option<u32>,
     /// The clock for timestamps and signatures.
     pub clock: Arc<dyn Clock>,
+    /// Act as if the clients were an OAuth app with this webhook signing key: "If you create the subscription from
+    /// an OAuth app, Calendly generates the signing key instead" (api-notes/calendly.md, Webhooks): subscriptions
+    /// created through the API ignore a `signing_key` in the body and sign with this key. `None` (default): a
+    /// personal access token, whose subscriptions sign with the key sent on create.
+    pub oauth_app_signing_key: Option<String>,
 }
 
 impl Default for FakeConfig {
@@ -97,6 +104,7 @@ impl Default for FakeConfig {
             reschedule_created_first: false,
             disable_after_failures: None,
             clock: Arc::new(SystemClock),
+            oauth_app_signing_key: None,
         }
     }
 }
@@ -384,12 +392,14 @@ struct St {
     used_refresh_tokens: HashSet<String>,
     rate_limit: u32,
     rate_window: Duration,
-    windows: HashMap<String, (Instant, u32)>,
+    /// admitted request times per token, oldest first (the sliding window)
+    windows: HashMap<String, std::collections::VecDeque<Instant>>,
     outbox: Vec<OutgoingWebhook>,
     config_created_first: bool,
     disable_after_failures: Option<u32>,
     /// consecutive failed deliveries per subscription uuid
     failures: HashMap<String, u32>,
+    oauth_app_signing_key: Option<String>,
 }
 
 impl St {
@@ -730,6 +740,7 @@ impl FakeCalendly {
             config_created_first: config.reschedule_created_first,
             disable_after_failures: config.disable_after_failures,
             failures: HashMap::new(),
+            oauth_app_signing_key: config.oauth_app_signing_key.clone(),
         };
         // built on first delivery (building a reqwest client loads TLS roots)
         let http: Arc<std::sync::OnceLock<reqwest::Client>> = Arc::default();
@@ -1320,16 +1331,16 @@ async fn auth_and_rate_limit(State(s): State<Shared>, req: Request, next: Next) 
         };
         let now = Instant::now();
         let (window, max) = (st.rate_window, st.rate_limit);
-        let e = st.windows.entry(token).or_insert((now, 0));
-        if now.duration_since(e.0) >= window {
-            *e = (now, 0);
+        let arrivals = st.windows.entry(token).or_default();
+        while arrivals.front().is_some_and(|t| now.duration_since(*t) >= window) {
+            arrivals.pop_front();
         }
-        let admitted = e.1 < max;
+        let admitted = arrivals.len() < max as usize;
         if admitted {
-            e.1 += 1;
+            arrivals.push_back(now);
         }
-        let remaining = max.saturating_sub(e.1);
-        let reset = (e.0 + window).saturating_duration_since(now);
+        let remaining = u32::try_from(max as usize - arrivals.len().min(max as usize)).unwrap_or(0);
+        let reset = arrivals.front().map_or(Duration::ZERO, |t| (*t + window).saturating_duration_since(now));
         let reset_s = reset.as_secs() + u64::from(reset.subsec_nanos() > 0);
         let mut h = HeaderMap::new();
         h.insert("x-ratelimit-limit", HeaderValue::from(max));
@@ -1700,7 +1711,8 @@ async fn create_sub(State(s): State<Shared>, body: Bytes) -> Response {
         scope,
         user,
         group,
-        signing_key: v["signing_key"].as_str().map(str::to_owned),
+        // an OAuth app's subscriptions sign with the app's key, whatever the body says
+        signing_key: st.oauth_app_signing_key.clone().or_else(|| v["signing_key"].as_str().map(str::to_owned)),
         state: SubscriptionState::Active,
         created_at: now,
         creator: st.main_user().uuid.clone(),

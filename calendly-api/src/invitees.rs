@@ -148,8 +148,8 @@ pub struct Invitee {
     /// Updated at.
     #[serde(default)]
     pub updated_at: Option<DateTime<Utc>>,
-    /// Booking questions.
-    #[serde(default)]
+    /// Booking questions (`null` reads as none).
+    #[serde(default, deserialize_with = "api_core::de::null_as_default")]
     pub questions_and_answers: Vec<QuestionAndAnswer>,
     /// Tracking parameters.
     #[serde(default)]

@@ -1,7 +1,8 @@
 //! OAuth 2.0 for Calendly: a [`Refresher`](api_core::Refresher) for `POST https://auth.calendly.com/oauth/token` and the
 //! authorization-code exchange. Calendly's refresh tokens are **single-use and rotate**: every successful refresh
-//! revokes the old refresh token, so the new one must be stored before it is used — [`api_core::OAuthSession`]
-//! does that, single-flight, with a [`api_core::TokenStore`].
+//! revokes the old refresh token, so the spent one must never be sent again — [`api_core::OAuthSession`] keeps the
+//! new pair (in memory if the [`api_core::TokenStore`] cannot save it yet, retrying the save with compare-and-swap),
+//! refreshes single-flight, and reloads the store first so sessions sharing it spend a refresh token once.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), calendly_api::Error> {

@@ -36,8 +36,13 @@ use crate::{
 /// The signature header name (case-insensitive on the wire).
 pub const SIGNATURE_HEADER: &str = "Calendly-Webhook-Signature";
 
-/// Default tolerance for a signature's age: 3 minutes (Calendly's published example).
-pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(180);
+/// Default tolerance for a signature's age: 25 hours. Calendly retries a failed delivery for 24 hours (then
+/// disables the subscription); whether a retry is signed anew is not documented, so a shorter window (its
+/// published example uses 3 minutes) could turn one slow answer into retries that are all refused. The cost of the
+/// wide window is that a captured delivery can be replayed within it: deduplicate on the event's identity
+/// (`(event, payload.uri)`, see [`WebhookDelivery`]), as sync-core's inbox does, and narrow it with
+/// [`WebhookVerifier::with_tolerance`] when retries are known to be re-signed.
+pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(25 * 3600);
 
 /// Default allowance for a timestamp in the future (clock skew between Calendly and us).
 pub const DEFAULT_FUTURE_SKEW: Duration = Duration::from_secs(30);
@@ -169,9 +174,15 @@ struct Envelope {
     payload: serde_json::Value,
 }
 
+/// The retired v1 envelope: no `created_at` (every v2 delivery has one), and either v1's `time` or its nested
+/// `payload.invitee`/`event_type`/`event` objects. A v2 delivery of any family, whatever its payload holds, is
+/// never taken for v1 (a new family decodes as [`WebhookPayload::Other`]).
 fn is_legacy(v: &serde_json::Value) -> bool {
+    if v.get("created_at").is_some() {
+        return false;
+    }
     let p = &v["payload"];
-    (v.get("time").is_some() && v.get("created_at").is_none())
+    v.get("time").is_some()
         || p.get("invitee").is_some_and(serde_json::Value::is_object)
         || p.get("event_type").is_some_and(serde_json::Value::is_object)
         || p.get("event").is_some_and(serde_json::Value::is_object)
@@ -313,7 +324,7 @@ pub struct WebhookVerifier {
 }
 
 impl WebhookVerifier {
-    /// A verifier for `signing_key` (the string as UTF-8 bytes, not decoded), with a 3-minute tolerance.
+    /// A verifier for `signing_key` (the string as UTF-8 bytes, not decoded), with [`DEFAULT_TOLERANCE`].
     #[must_use]
     pub fn new(signing_key: Token) -> Self {
         Self {
@@ -324,7 +335,7 @@ impl WebhookVerifier {
         }
     }
 
-    /// How old a signature may be (default 3 minutes). Deliveries older than this are rejected as replays.
+    /// How old a signature may be (default [`DEFAULT_TOLERANCE`]). Deliveries older than this are rejected.
     #[must_use]
     pub fn with_tolerance(mut self, tolerance: Duration) -> Self {
         self.tolerance = tolerance;
@@ -354,9 +365,11 @@ impl WebhookVerifier {
         let header = header.ok_or(SignatureError::Missing)?;
         let parsed = TimestampedSignature::parse(header)?;
         let now = self.clock.unix_seconds();
-        let age = now - parsed.timestamp;
-        let tol = i64::try_from(self.tolerance.as_secs()).unwrap_or(i64::MAX);
-        let skew = i64::try_from(self.future_skew.as_secs()).unwrap_or(i64::MAX);
+        // in i128, where no pair of i64 timestamps can overflow (an absurd `t` is rejected, never wrapped into
+        // the window)
+        let age = i128::from(now) - i128::from(parsed.timestamp);
+        let tol = i128::from(self.tolerance.as_secs());
+        let skew = i128::from(self.future_skew.as_secs());
         if age > tol || -age > skew {
             return Err(SignatureError::Expired {
                 timestamp: parsed.timestamp,
@@ -433,9 +446,12 @@ mod tests {
         assert_eq!(v.verify(Some(&h), br#"{"event":"invitee.canceled"}"#), Err(SignatureError::Mismatch));
         let forged = sign(b"other-key", 1_790_000_000, KAT_BODY);
         assert_eq!(v.verify(Some(&forged), KAT_BODY), Err(SignatureError::Mismatch));
-        // replay of a captured delivery after the 3-minute window
-        assert!(matches!(verifier(1_790_000_181).verify(Some(&h), KAT_BODY), Err(SignatureError::Expired { .. })));
-        verifier(1_790_000_180).verify(Some(&h), KAT_BODY).unwrap();
+        // after the window (Calendly's 24 h of retries and an hour): rejected; a retry 24 h late: accepted
+        let window = i64::try_from(DEFAULT_TOLERANCE.as_secs()).unwrap();
+        let late = |s: i64| verifier(u64::try_from(1_790_000_000 + s).unwrap());
+        assert!(matches!(late(window + 1).verify(Some(&h), KAT_BODY), Err(SignatureError::Expired { .. })));
+        late(window).verify(Some(&h), KAT_BODY).unwrap();
+        late(24 * 3600).verify(Some(&h), KAT_BODY).unwrap();
         assert!(matches!(verifier(1_789_999_960).verify(Some(&h), KAT_BODY), Err(SignatureError::Expired { .. })));
         assert_eq!(v.verify(None, KAT_BODY), Err(SignatureError::Missing));
         assert!(matches!(v.verify(Some("v1=abc"), KAT_BODY), Err(SignatureError::Malformed(_))));
@@ -448,6 +464,38 @@ mod tests {
         v.verify(Some(&format!("t=1790000000,v1={body_only},v1={sig}")), KAT_BODY).unwrap();
         // tolerance is configurable
         verifier(1_790_000_250).with_tolerance(Duration::from_secs(300)).verify(Some(&h), KAT_BODY).unwrap();
+        let narrow = verifier(1_790_000_181).with_tolerance(Duration::from_secs(180));
+        assert!(matches!(narrow.verify(Some(&h), KAT_BODY), Err(SignatureError::Expired { .. })));
+    }
+
+    #[test]
+    fn extreme_timestamps_are_rejected_not_wrapped() {
+        let v = verifier(1_790_000_000);
+        for t in [i64::MIN, i64::MIN + 1, i64::MAX, i64::MAX - 1, -1] {
+            // validly signed: only the window can refuse it
+            let h = sign(b"test-signing-key", t, KAT_BODY);
+            assert!(matches!(v.verify(Some(&h), KAT_BODY), Err(SignatureError::Expired { .. })), "{t}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any signed timestamp: no panic; accepted exactly within [now - tolerance, now + future skew].
+        #[test]
+        fn the_window_holds_for_any_timestamp(t in proptest::num::i64::ANY) {
+            let now = 1_790_000_000i128;
+            let h = sign(b"test-signing-key", t, KAT_BODY);
+            let age = now - i128::from(t);
+            let within = age <= i128::from(DEFAULT_TOLERANCE.as_secs()) && -age <= i128::from(DEFAULT_FUTURE_SKEW.as_secs());
+            proptest::prop_assert_eq!(verifier(1_790_000_000).verify(Some(&h), KAT_BODY).is_ok(), within);
+        }
+    }
+
+    #[test]
+    fn a_v2_delivery_of_a_new_family_is_not_taken_for_v1() {
+        // a future v2 event family whose payload nests `event`/`invitee` objects: Other, not LegacyFormat
+        let body = br#"{"created_at":"2026-12-01T10:00:00.000000Z","created_by":"https://api.calendly.com/users/AAAA","event":"meeting.summarized","payload":{"event":{"uri":"https://api.calendly.com/scheduled_events/BBBB"},"invitee":{"email":"a@example.com"}}}"#;
+        let d = parse_delivery(body).unwrap();
+        assert!(matches!(d.payload, WebhookPayload::Other(_)), "{:?}", d.payload);
     }
 
     #[test]

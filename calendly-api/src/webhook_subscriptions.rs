@@ -93,7 +93,26 @@ pub struct CreateWebhookSubscription {
     /// Group (required for group scope).
     pub group: Option<GroupUri>,
     /// Signing key shared with Calendly; store it, Calendly will not tell it again. `Debug` shows `[redacted]`.
+    /// Not sent for [`KeyOwner::OAuthApp`].
     pub signing_key: Option<Token>,
+    /// Who sets the subscription's signing key.
+    pub key_owner: KeyOwner,
+}
+
+/// Who sets a subscription's signing key.
+///
+/// Calendly: "When you create an OAuth 2.0 app, a webhook signing key will automatically be generated for all
+/// webhooks related to your application" and "if you create the subscription from an OAuth app, Calendly generates
+/// the signing key instead" (api-notes/calendly.md, Webhooks). So with an OAuth token the key sent on create is not
+/// the one deliveries are signed with: verify with the app's key from the developer portal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum KeyOwner {
+    /// Personal access token: we generate the key, send it as `signing_key` and store it (the default).
+    #[default]
+    Us,
+    /// OAuth app: Calendly signs with the app's key; none is sent, none is returned.
+    OAuthApp,
 }
 
 impl CreateWebhookSubscription {
@@ -110,7 +129,23 @@ impl CreateWebhookSubscription {
                 evs.push(e);
             }
         }
-        Self { url: url.into(), events: evs, organization, scope, user: None, group: None, signing_key: None }
+        Self {
+            url: url.into(),
+            events: evs,
+            organization,
+            scope,
+            user: None,
+            group: None,
+            signing_key: None,
+            key_owner: KeyOwner::Us,
+        }
+    }
+
+    /// For a client authenticated as an OAuth app: no `signing_key` is sent (Calendly signs with the app's key).
+    pub fn oauth_app(mut self) -> Self {
+        self.key_owner = KeyOwner::OAuthApp;
+        self.signing_key = None;
+        self
     }
 
     /// The user (user scope).
@@ -146,7 +181,7 @@ impl CreateWebhookSubscription {
         if let Some(g) = &self.group {
             b["group"] = serde_json::json!(g);
         }
-        if let Some(k) = &self.signing_key {
+        if let Some(k) = self.signing_key.as_ref().filter(|_| self.key_owner == KeyOwner::Us) {
             b["signing_key"] = serde_json::json!(k.expose());
         }
         b
@@ -230,8 +265,12 @@ pub enum EnsureAction {
     Kept,
     /// None existed: created with a new key.
     Created,
-    /// One existed but was disabled or had other events: deleted and created with a new key.
+    /// One existed but was disabled or had other events: a new one was created (at the other of the two callback
+    /// URLs, see [`alternate_callback_url`]) and then the old one deleted.
     Recreated,
+    /// Our create was answered 409 (someone else created a subscription for the URL meanwhile): that one is in
+    /// place, and its signing key is unknown to this call (whoever created it holds it).
+    Adopted,
 }
 
 /// The result of [`Client::ensure_webhook_subscription`].
@@ -239,7 +278,8 @@ pub enum EnsureAction {
 pub struct EnsuredSubscription {
     /// The subscription now in place.
     pub subscription: WebhookSubscription,
-    /// The new signing key to store, when one was created; `None` when kept.
+    /// The new signing key to store, when this call created the subscription with its own key; `None` when kept
+    /// (use the key you stored), adopted (the key is unknown) or for [`KeyOwner::OAuthApp`] (use the app's key).
     pub signing_key: Option<Token>,
     /// What happened.
     pub action: EnsureAction,
@@ -334,12 +374,16 @@ impl Client {
     }
 
     /// Makes sure `req.url` is subscribed to exactly `req.events` at `req.scope`:
-    /// - an active subscription with that URL and the same events is kept (`signing_key: None`: use your stored key);
-    /// - a disabled one, or one with other events, is deleted and created again with a fresh key;
-    /// - none: created with a fresh key (or `req.signing_key` when given).
+    /// - an active subscription at that URL (or its [`alternate_callback_url`]) with the same events is kept
+    ///   (`signing_key: None`: use your stored key);
+    /// - a disabled one, or one with other events, is replaced: the new one is created first, at the other of the
+    ///   two URLs (Calendly refuses a second subscription with the same URL), and only then the old one deleted, so
+    ///   there is never a moment without a subscription;
+    /// - none: created with a fresh key (or `req.signing_key` when given; none for [`KeyOwner::OAuthApp`]).
     ///
-    /// A 409 race (someone created it meanwhile) adopts the existing subscription. Store the returned key before
-    /// relying on deliveries.
+    /// A 409 race (someone created it meanwhile) adopts the existing subscription: [`EnsureAction::Adopted`], its
+    /// key unknown. Store a returned key before relying on deliveries. Route both URLs to the same receiver (they
+    /// differ only by a query parameter, which path routing ignores).
     ///
     /// # Errors
     /// [`Error`].
@@ -350,26 +394,49 @@ impl Client {
         let mut list = ListWebhookSubscriptions::new(req.organization.clone(), req.scope.clone());
         list.user = req.user.clone();
         list.group = req.group.clone();
-        let existing = self.find_webhook_subscription(&list, &req.url).await?;
-        let mut action = EnsureAction::Created;
+        let alternate = alternate_callback_url(&req.url);
+        let mut existing = None;
+        {
+            let mut s = std::pin::pin!(self.list_webhook_subscriptions(&list));
+            while let Some(sub) = s.next().await {
+                let sub = sub?;
+                if sub.callback_url == req.url || sub.callback_url == alternate {
+                    existing = Some(sub);
+                    break;
+                }
+            }
+        }
+        let mut create = req.clone();
+        let mut replaces = None;
         if let Some(sub) = existing {
             let same_events = sub.events.len() == req.events.len() && req.events.iter().all(|e| sub.events.contains(e));
             if sub.state == SubscriptionState::Active && same_events {
                 return Ok(EnsuredSubscription { subscription: sub, signing_key: None, action: EnsureAction::Kept });
             }
-            tracing::info!(uri = %sub.uri, state = %sub.state, "recreating Calendly webhook subscription");
-            self.delete_webhook_subscription(&sub.uri).await?;
-            action = EnsureAction::Recreated;
+            tracing::info!(uri = %sub.uri, state = %sub.state, "replacing the Calendly webhook subscription");
+            create.url = if sub.callback_url == req.url { alternate } else { req.url.clone() };
+            replaces = Some(sub);
         }
-        let key = req.signing_key.clone().unwrap_or_else(generate_signing_key);
-        let create = req.clone().signing_key(key.clone());
+        let key = match create.key_owner {
+            KeyOwner::Us => Some(req.signing_key.clone().unwrap_or_else(generate_signing_key)),
+            KeyOwner::OAuthApp => None,
+        };
+        create.signing_key = key.clone();
         match self.create_webhook_subscription(&create).await? {
             CreateOutcome::Created(subscription) => {
-                Ok(EnsuredSubscription { subscription, signing_key: Some(key), action })
+                let action = match replaces {
+                    Some(old) => {
+                        self.delete_webhook_subscription(&old.uri).await?;
+                        EnsureAction::Recreated
+                    }
+                    None => EnsureAction::Created,
+                };
+                Ok(EnsuredSubscription { subscription, signing_key: key, action })
             }
-            CreateOutcome::AlreadyExists(body) => match self.find_webhook_subscription(&list, &req.url).await? {
+            CreateOutcome::AlreadyExists(body) => match self.find_webhook_subscription(&list, &create.url).await? {
                 Some(subscription) => {
-                    Ok(EnsuredSubscription { subscription, signing_key: None, action: EnsureAction::Kept })
+                    tracing::warn!(uri = %subscription.uri, "Calendly answered 409: adopting a subscription whose signing key this call does not know");
+                    Ok(EnsuredSubscription { subscription, signing_key: None, action: EnsureAction::Adopted })
                 }
                 None => Err(Error::InvalidRequest(format!(
                     "Calendly says the URL is already subscribed ({}) but it is not listed at scope {}",
@@ -380,9 +447,34 @@ impl Client {
     }
 }
 
+/// The other callback URL a subscription moves to when [`Client::ensure_webhook_subscription`] replaces it: `url`
+/// with the query parameter `subscription_rev=1` added (and `url` itself for that one). Calendly allows one
+/// subscription per URL, so a replacement is created at the other URL before the old one is deleted.
+#[must_use]
+pub fn alternate_callback_url(url: &str) -> String {
+    const REV: &str = "subscription_rev=1";
+    for sep in ['?', '&'] {
+        if let Some(base) = url.strip_suffix(&format!("{sep}{REV}")) {
+            return base.to_owned();
+        }
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{REV}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_alternate_callback_url_toggles() {
+        let a = "https://x.example/hooks/calendly";
+        assert_eq!(alternate_callback_url(a), "https://x.example/hooks/calendly?subscription_rev=1");
+        assert_eq!(alternate_callback_url(&alternate_callback_url(a)), a);
+        let q = "https://x.example/hooks/calendly?t=1";
+        assert_eq!(alternate_callback_url(q), "https://x.example/hooks/calendly?t=1&subscription_rev=1");
+        assert_eq!(alternate_callback_url(&alternate_callback_url(q)), q);
+    }
 
     #[test]
     fn body_and_redaction() {

@@ -618,3 +618,59 @@ async fn unknown_enum_values_round_trip_from_the_wire() {
     assert_eq!(s.events[1], WebhookEvent::Unknown("meeting_recap.created".into()));
     assert_eq!(serde_json::to_value(&s).unwrap(), sub["resource"], "serializes back to the same JSON");
 }
+
+/// Someone subscribes the URL between our list and our create: Calendly answers 409 "Hook with this url already
+/// exists" (tests/fixtures/error_409_already_exists.json); `ensure` adopts the listed subscription as `Adopted`, its
+/// signing key unknown (never `Kept`, which would tell the caller to trust its stored key).
+#[tokio::test]
+async fn a_409_race_is_adopted_with_an_unknown_key() {
+    use calendly_api::webhook_subscriptions::EnsureAction;
+    let (server, client) = setup().await;
+    let mut listed = last_page("webhook_subscriptions_list.json");
+    let url = listed["collection"][0]["callback_url"].as_str().unwrap().to_owned();
+    let empty = json!({"collection": [], "pagination": {"count": 0, "next_page": null, "previous_page": null, "next_page_token": null, "previous_page_token": null}});
+    Mock::given(method("GET"))
+        .and(path("/webhook_subscriptions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(empty))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    listed["collection"].as_array_mut().unwrap().truncate(1);
+    Mock::given(method("GET"))
+        .and(path("/webhook_subscriptions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(listed))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/webhook_subscriptions"))
+        .respond_with(ResponseTemplate::new(409).set_body_json(fixture("error_409_already_exists.json")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let events: Vec<WebhookEvent> = serde_json::from_value(json!(["invitee.created", "invitee.canceled"])).unwrap();
+    let req =
+        CreateWebhookSubscription::new(url.clone(), events, OrganizationUri::from(ORG), WebhookScope::Organization);
+    let e = client.ensure_webhook_subscription(&req).await.unwrap();
+    assert_eq!(e.action, EnsureAction::Adopted);
+    assert!(e.signing_key.is_none(), "the adopted subscription's key is not ours");
+    assert_eq!(e.subscription.callback_url, url);
+    server.verify().await;
+}
+
+/// Fields Calendly sends as `null` now and then (api-notes/calendly.md, the example bodies: `null` for many
+/// invitee fields) must not fail a whole page: a `null` list or flag reads as empty / `false`.
+#[test]
+fn null_lists_and_flags_decode() {
+    let mut invitee = fixture("invitee.json")["resource"].clone();
+    invitee["questions_and_answers"] = Value::Null;
+    let inv: calendly_api::invitees::Invitee = serde_json::from_value(invitee).unwrap();
+    assert!(inv.questions_and_answers.is_empty());
+    let mut page = last_page("event_types_list.json");
+    page["collection"][0]["active"] = Value::Null;
+    page["collection"][0]["custom_questions"] = Value::Null;
+    let et: calendly_api::event_types::EventType = serde_json::from_value(page["collection"][0].clone()).unwrap();
+    assert!(!et.active);
+    assert!(et.custom_questions.is_empty());
+}

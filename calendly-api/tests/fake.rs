@@ -228,18 +228,89 @@ async fn subscriptions_lifecycle_and_409() {
     assert_eq!(e.action, EnsureAction::Kept);
     assert!(e.signing_key.is_none());
     fake.set_subscription_state(&sub.uri, SubscriptionState::Disabled).unwrap();
+    let deletes_before = fake.server.log.count(&http::Method::DELETE, "/webhook_subscriptions");
     let e =
         c.ensure_webhook_subscription(&CreateWebhookSubscription { signing_key: None, ..req.clone() }).await.unwrap();
     assert_eq!(e.action, EnsureAction::Recreated);
     let key = e.signing_key.unwrap();
     assert_eq!(key.expose().len(), 64);
     assert_ne!(e.subscription.uri, sub.uri);
+    // the replacement was created before the old one was deleted: at the other URL (one subscription per URL)
+    assert_eq!(e.subscription.callback_url, "https://hooks.example.com/calendly?subscription_rev=1");
+    let calls: Vec<String> = fake.server.log.requests().iter().map(|r| format!("{} {}", r.method, r.path)).collect();
+    let created = calls.iter().rposition(|c| c == "POST /webhook_subscriptions").unwrap();
+    let deleted = calls.iter().rposition(|c| c.starts_with("DELETE /webhook_subscriptions/")).unwrap();
+    assert!(created < deleted, "create before delete: {calls:?}");
+    assert_eq!(fake.server.log.count(&http::Method::DELETE, "/webhook_subscriptions"), deletes_before + 1);
     assert_eq!(fake.subscriptions().len(), 1);
     assert_eq!(fake.subscriptions()[0].signing_key.as_ref().unwrap().expose(), key.expose());
+    // ensuring again keeps the one at the alternate URL; replacing it again moves back to the plain URL
+    let again = c.ensure_webhook_subscription(&req).await.unwrap();
+    assert_eq!((again.action, again.subscription.uri.clone()), (EnsureAction::Kept, e.subscription.uri.clone()));
+    fake.set_subscription_state(&e.subscription.uri, SubscriptionState::Disabled).unwrap();
+    let back = c.ensure_webhook_subscription(&req).await.unwrap();
+    assert_eq!(back.action, EnsureAction::Recreated);
+    assert_eq!(back.subscription.callback_url, "https://hooks.example.com/calendly");
+    assert_eq!(fake.subscriptions().len(), 1);
+    let e = back;
     assert!(c.delete_webhook_subscription(&e.subscription.uri).await.unwrap());
     assert!(!c.delete_webhook_subscription(&e.subscription.uri).await.unwrap());
     let sample = c.sample_webhook_data(&WebhookEvent::InviteeCreated, &list).await.unwrap();
     assert!(matches!(sample.payload, WebhookPayload::Invitee(_)));
+}
+
+/// A subscription created through an OAuth app is signed with the app's key (Calendly generates it; see
+/// api-notes/calendly.md, Webhooks): `oauth_app()` sends no key and returns none.
+#[tokio::test]
+async fn oauth_app_subscriptions_send_no_key_and_a_409_is_adopted() {
+    let fake = FakeCalendly::start_with(calendly_api::fake::FakeConfig {
+        oauth_app_signing_key: Some("app-key-from-the-developer-portal".into()),
+        ..calendly_api::fake::FakeConfig::default()
+    })
+    .await
+    .unwrap();
+    let c = fake.client();
+    let org = fake.organization();
+    let req = CreateWebhookSubscription::new(
+        "https://hooks.example.com/calendly",
+        [WebhookEvent::InviteeCreated],
+        org.clone(),
+        WebhookScope::Organization,
+    )
+    .signing_key(Token::new("ours"))
+    .oauth_app();
+    assert!(req.to_body().get("signing_key").is_none(), "{}", req.to_body());
+    let e = c.ensure_webhook_subscription(&req).await.unwrap();
+    assert_eq!(e.action, EnsureAction::Created);
+    assert!(e.signing_key.is_none(), "no key of ours: verify with the app's key");
+    assert_eq!(fake.subscriptions()[0].signing_key.as_ref().unwrap().expose(), "app-key-from-the-developer-portal");
+}
+
+/// The limit is a sliding window on arrival time (api-notes/calendly.md: 500 per user per minute; a fixed window
+/// would let a burst at the end of one window and the start of the next through): with 2 per 600 ms, a request
+/// 650 ms after the first is admitted (the first has left the window) but the one after it is not (the second is
+/// still in it), where a fixed window would have admitted both.
+#[tokio::test]
+async fn rate_limit_is_a_sliding_window_on_arrival_time() {
+    let (fake, _) = fake().await;
+    fake.set_rate_limit(2, Duration::from_millis(600));
+    let raw = reqwest::Client::new();
+    let get = || raw.get(format!("{}users/me", fake.base_url())).bearer_auth(DEFAULT_TOKEN).send();
+    let start = tokio::time::Instant::now();
+    assert_eq!(get().await.unwrap().status().as_u16(), 200);
+    tokio::time::sleep_until(start + Duration::from_millis(300)).await;
+    assert_eq!(get().await.unwrap().status().as_u16(), 200);
+    tokio::time::sleep_until(start + Duration::from_millis(650)).await;
+    let third = get().await.unwrap();
+    assert_eq!(third.status().as_u16(), 200, "the first request has left the window");
+    assert_eq!(third.headers()["x-ratelimit-remaining"], "0");
+    let fourth = get().await.unwrap();
+    if start.elapsed() < Duration::from_millis(900) {
+        assert_eq!(fourth.status().as_u16(), 429, "the second request is still in the window");
+        assert_eq!(fourth.headers()["x-ratelimit-reset"], "1", "until the second request leaves, rounded up");
+    } else {
+        eprintln!("WARNING: the machine stalled for {:?}; the fourth request's check was not made", start.elapsed());
+    }
 }
 
 #[tokio::test]
@@ -426,7 +497,8 @@ async fn forged_and_stale_copies_and_disabled_subscriptions() {
     v.verify_headers(&w.header_map(), &w.body).unwrap();
     assert_eq!(w.header("content-type"), Some("application/json; charset=utf-8"));
     assert!(v.verify(w.forged().signature(), &w.body).is_err());
-    let stale = w.resigned("k", i64::try_from(NOW).unwrap() - 3600);
+    // older than Calendly's 24 h of retries (and the default window's hour of margin)
+    let stale = w.resigned("k", i64::try_from(NOW).unwrap() - 26 * 3600);
     assert!(matches!(v.verify(stale.signature(), &stale.body), Err(api_core::SignatureError::Expired { .. })));
     fake.set_subscription_state(&sub, SubscriptionState::Disabled).unwrap();
     assert!(fake.book(Booking::new("b@example.com", "B", at(2))).webhooks.is_empty(), "disabled: nothing delivered");

@@ -8,7 +8,9 @@ use api_core::Request;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::{Client, DeliveryId, Error, Identifier, client::AppLane, ids::encode_segment, limits::ValidationError};
+use crate::{
+    Client, DeliveryId, Error, Identifier, VendorError, client::AppLane, ids::encode_segment, limits::ValidationError,
+};
 
 /// Which transactional template to use: its numeric id or its trigger name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -312,7 +314,13 @@ impl Client {
         let req = Request::get(path).query("id_type", who.kind());
         match self.app_send(AppLane::General, req).await {
             Ok(resp) => Ok(Some(resp.json::<CustomerEnvelope>()?.customer)),
-            Err(e) if e.status().is_some_and(|s| s.as_u16() == 404) => Ok(None),
+            // "no such person" is the App API's own JSON error (`{"errors":[{"detail","status":"404"}]}`); a 404
+            // without it (an HTML page, an empty body: a wrong base URL or a proxy) is an error, not an answer
+            Err(Error::Api { parts, vendor: VendorError::Items(items), .. })
+                if parts.status.as_u16() == 404 && !items.is_empty() =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(e),
         }
     }
@@ -471,13 +479,24 @@ impl Client {
     /// From the call or decoding.
     pub async fn list_reporting_webhooks(&self) -> Result<Vec<ReportingWebhookInfo>, Error> {
         let v: Value = self.app_send(AppLane::General, Request::get("/v1/reporting_webhooks")).await?.json()?;
+        // An answer in neither shape is an error, never "no webhooks": an ensure-style caller would create a
+        // duplicate on every start.
+        let excerpt: String = v.to_string().chars().take(200).collect();
+        let unrecognised = |what: &str| {
+            Error::Decode(api_core::DecodeError {
+                path: ".".into(),
+                message: format!("{what}; expected an array or {{\"reporting_webhooks\": [...]}}"),
+                excerpt: excerpt.clone(),
+            })
+        };
         let items = match v {
             Value::Array(a) => a,
             Value::Object(mut m) => match m.remove("reporting_webhooks") {
                 Some(Value::Array(a)) => a,
-                _ => Vec::new(),
+                Some(_) => return Err(unrecognised("a non-array `reporting_webhooks`")),
+                None => return Err(unrecognised("an object without `reporting_webhooks`")),
             },
-            _ => Vec::new(),
+            _ => return Err(unrecognised("neither an array nor an object")),
         };
         Ok(items.into_iter().map(ReportingWebhookInfo::from_value).collect())
     }

@@ -274,6 +274,20 @@ pub(crate) enum AppLane {
     Broadcasts,
 }
 
+/// Which Customer.io API (and, for the App API, which of its rate-limit lanes) a raw request goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Api {
+    /// The Track API (Basic auth with site id and Track key).
+    Track,
+    /// The App API (Bearer auth), general lane (10 requests/s).
+    App,
+    /// The App API's transactional sends lane (`/v1/send/*`, 100 requests/s).
+    Transactional,
+    /// The App API's API-triggered broadcasts lane (1 request per 10 s).
+    Broadcasts,
+}
+
 impl Client {
     /// A builder: credentials, region, base URL overrides, timeouts, retry policy, rate limits, user agent.
     pub fn builder() -> ClientBuilder {
@@ -296,6 +310,21 @@ impl Client {
     #[must_use]
     pub fn app_base_url(&self) -> &Url {
         self.inner.app.base_url()
+    }
+
+    /// Sends a raw request to `api` with the client's credentials, base URL, retries and rate limits: for
+    /// endpoints this crate does not type yet. The path is relative to that API's base URL.
+    ///
+    /// # Errors
+    /// [`Error::MissingCredentials`] when that API's credentials were not configured; [`Error::Api`] for a
+    /// non-2xx answer, [`Error::Redirect`] for a 3xx, [`Error::Transport`].
+    pub async fn send(&self, api: Api, request: Request) -> Result<RawResponse, Error> {
+        match api {
+            Api::Track => self.track_send(request).await,
+            Api::App => self.app_send(AppLane::General, request).await,
+            Api::Transactional => self.app_send(AppLane::Transactional, request).await,
+            Api::Broadcasts => self.app_send(AppLane::Broadcasts, request).await,
+        }
     }
 
     /// Sends a Track request with Basic auth; any 2xx is success (the body is returned for 207 handling).

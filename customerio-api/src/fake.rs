@@ -25,7 +25,8 @@
 //! - **App API**: `GET /v1/customers?email=` (`{"results":[]}` when none), `GET /v1/customers/{id}/attributes`
 //!   (404 when missing), `POST /v1/send/email` (recorded, returns a delivery id), `POST
 //!   /v1/campaigns/{id}/triggers` (recorded, 1 per 10 s else 429).
-//! - **Rate limits** with real 429s ([`FakeConfig`]: Track 1000/s, App 10/s, broadcasts 1 per 10 s by default).
+//! - **Rate limits** with real 429s ([`FakeConfig`]: Track 1000/s, App 10/s, broadcasts 1 per 10 s by default), each a
+//!   sliding window on arrival time with no slack (`api_core::fake::WindowCounter`).
 //! - **Faults** ([`FakeCustomerIo::faults`]): 429/5xx, delays, drop-after-commit; **request log**
 //!   ([`FakeCustomerIo::log`]).
 //! - **Reporting webhooks**: [`FakeCustomerIo::webhook`] builds a delivery exactly as Customer.io sends it

@@ -106,13 +106,13 @@ pub mod track;
 pub mod transport;
 pub mod webhook;
 
-pub use api_core::{FixedClock, RateLimiter, RetryPolicy, Rule, SignatureError, Token};
+pub use api_core::{FixedClock, RateLimiter, RawResponse, Request, RetryPolicy, Rule, SignatureError, Token};
 pub use app::{
     Audience, BroadcastTrigger, CustomerAttributes, CustomerRef, MessageRef, ReportingWebhookConfig,
     ReportingWebhookInfo, SendEmail, SendResponse, TriggerResponse,
 };
 pub use batch::{BatchAbort, BatchReport, Operation, RejectedOperation};
-pub use client::{Client, ClientBuilder};
+pub use client::{Api, Client, ClientBuilder};
 pub use error::{Error, ErrorItem, VendorError};
 pub use ids::{DeliveryId, EventId, Identifier};
 pub use limits::ValidationError;

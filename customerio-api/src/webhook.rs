@@ -9,9 +9,12 @@
 //! (`event_id`).
 //!
 //! Customer.io documents no replay window. [`WebhookVerifier`] rejects timestamps more than
-//! [`DEFAULT_TOLERANCE`] (5 minutes, n8n's choice) from now; a captured request replayed later fails. Whether
-//! Customer.io re-signs retried deliveries with a fresh timestamp is not documented: if a receiver was down for
-//! long, widen the window ([`WebhookVerifier::tolerance`]) and rely on `event_id` dedup for replays inside it.
+//! [`DEFAULT_TOLERANCE`] (7 days and 1 hour) from now: Customer.io retries a failed delivery for up to 7 days and
+//! holds every later one back until it succeeds, and whether a retry is signed anew is not documented, so a
+//! shorter window (n8n uses 5 minutes) could refuse a legitimate retry forever and block the queue behind it. The
+//! cost: a captured request can be replayed within the window — deduplicate on `event_id`
+//! ([`ReportingEvent::dedup_key`]), as sync-core's inbox does. Narrow it with [`WebhookVerifier::tolerance`] when
+//! you know retries are re-signed.
 
 use std::{sync::Arc, time::Duration};
 
@@ -26,8 +29,8 @@ use serde_json::{Map, Value};
 pub const SIGNATURE_HEADER: &str = "x-cio-signature";
 /// `X-CIO-Timestamp`.
 pub const TIMESTAMP_HEADER: &str = "x-cio-timestamp";
-/// Default timestamp tolerance: 5 minutes either way.
-pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
+/// Default timestamp tolerance, either way: Customer.io's 7-day retry period plus an hour (see the module docs).
+pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(7 * 24 * 3600 + 3600);
 
 /// The kind of object an event is about (`object_type`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -264,8 +264,11 @@ async fn signed_webhooks_verify_and_deliver() {
     assert_eq!(event.person_email(), Some("ann@example.com"));
     assert_eq!(event.timestamp, 1_700_000_000);
     assert_eq!(hook.signed_timestamp(), "1700000000");
-    // stale: signed 10 minutes ago
-    let stale = fake.webhook(&ann, Metric::Opened).signed_at(1_700_000_000 - 600).build();
+    // a late retry inside Customer.io's 7-day retry period is accepted; one older than the window is not
+    let late = fake.webhook(&ann, Metric::Opened).signed_at(1_700_000_000 - 6 * 24 * 3600).build();
+    assert!(verifier.verify_and_parse(&late.header_map(), &late.body).is_ok());
+    let stale_at = 1_700_000_000 - customerio_api::webhook::DEFAULT_TOLERANCE.as_secs() as i64 - 1;
+    let stale = fake.webhook(&ann, Metric::Opened).signed_at(stale_at).build();
     assert!(verifier.verify_and_parse(&stale.header_map(), &stale.body).is_err());
     let unsub = fake.webhook(&ann, Metric::Unsubscribed).build();
     assert_eq!(parse_event(&unsub.body).unwrap().metric, Metric::Unsubscribed);

@@ -469,7 +469,10 @@ async fn app_api_calls() {
         .await;
     Mock::given(method("GET"))
         .and(path("/v1/customers/missing/attributes"))
-        .respond_with(ResponseTemplate::new(404))
+        // the App API's error items (api-notes customerio.md: App API errors are `{"errors":[{detail, status}]}`)
+        .respond_with(
+            ResponseTemplate::new(404).set_body_json(json!({"errors": [{"detail": "Not Found", "status": "404"}]})),
+        )
         .expect(1)
         .mount(&server)
         .await;
@@ -554,4 +557,52 @@ async fn default_limits_space_requests() {
     c.trigger_broadcast(1, &BroadcastTrigger::new()).await.unwrap();
     let calls = rec.0.lock().unwrap().clone();
     assert!(calls[1] - calls[0] >= Duration::from_secs(10), "{:?}", calls[1] - calls[0]);
+}
+
+/// A 404 that is not Customer.io's own "not found" answer (an HTML page from a wrong base URL or a proxy) is an
+/// error, not "no such person"; an unrecognised reporting-webhooks list is an error, not "none".
+#[tokio::test]
+async fn a_foreign_404_and_an_unrecognised_list_are_errors() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/customers/42/attributes"))
+        .respond_with(ResponseTemplate::new(404).set_body_string("<html><body>Not Found</body></html>"))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/reporting_webhooks"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"webhooks": []})))
+        .mount(&server)
+        .await;
+    let c = client(&server);
+    let err = c.customer_attributes(&Identifier::id("42")).await.unwrap_err();
+    assert!(matches!(&err, Error::Api { .. }), "{err:?}");
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(404));
+    let err = c.list_reporting_webhooks().await.unwrap_err();
+    assert!(matches!(&err, Error::Decode(_)), "{err:?}");
+}
+
+/// Raw `send` reaches endpoints the crate does not type, with the right credentials per API.
+#[tokio::test]
+async fn raw_send_uses_each_apis_credentials() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/segments"))
+        .and(header("authorization", BEARER))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"segments": []})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/v1/customers/42/events"))
+        .and(header("authorization", BASIC))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let c = client(&server);
+    let r = c.send(customerio_api::Api::App, customerio_api::Request::get("/v1/segments")).await.unwrap();
+    assert_eq!(r.status.as_u16(), 200);
+    let ev = customerio_api::Request::post("/api/v1/customers/42/events").json(&json!({"name": "raw"})).unwrap();
+    c.send(customerio_api::Api::Track, ev).await.unwrap();
 }

@@ -310,24 +310,18 @@ impl Client {
     }
 
     /// Every resource of a collection, page by page (`page[number]` 1, 2, … until `current_page >= total_pages`),
-    /// lazily. `page[size]` defaults to [`MAX_PAGE_SIZE`]. Stops after the first error.
+    /// lazily. `page[size]` defaults to [`MAX_PAGE_SIZE`]. Stops after the first error. Yields `data` only: for
+    /// `included` resources use [`Client::list_documents`] or [`Client::list_all_document`].
     pub fn list_all<A: DeserializeOwned + Send + 'static>(
         &self,
         path: &str,
         query: Query,
     ) -> impl Stream<Item = Result<Resource<A>, Error>> + Send + 'static {
-        let client = self.clone();
-        let path = path.to_owned();
-        api_core::paginate(None, move |page: Option<u32>| {
-            let client = client.clone();
-            let path = path.clone();
-            let q = query.clone().page_number(page.unwrap_or(1));
-            async move {
-                let doc = client.list_page::<A>(&path, &q).await?;
-                let next = doc.next_page();
-                Ok::<_, Error>(Page { items: doc.data, next })
-            }
-        })
+        use futures::TryStreamExt as _;
+        // the pages of `list_documents`, their `data` only
+        self.list_documents::<A>(path, query)
+            .map_ok(|doc| futures::stream::iter(doc.data.into_iter().map(Ok::<_, Error>)))
+            .try_flatten()
     }
 
     /// Collects [`Client::list_all`] into a `Vec`.
@@ -341,6 +335,69 @@ impl Client {
     ) -> Result<Vec<Resource<A>>, Error> {
         use futures::TryStreamExt as _;
         self.list_all(path, query).try_collect().await
+    }
+
+    /// Every page of a collection as a whole document (`data` **and** `included`, `meta`, `links`), page by page
+    /// like [`Client::list_all`], lazily; ask for related resources with [`Query::include`] and resolve them with
+    /// [`Document::related`]. Stops after the first error.
+    pub fn list_documents<A: DeserializeOwned + Send + 'static>(
+        &self,
+        path: &str,
+        query: Query,
+    ) -> impl Stream<Item = Result<Document<Vec<Resource<A>>>, Error>> + Send + 'static {
+        let client = self.clone();
+        let path = path.to_owned();
+        api_core::paginate(None, move |page: Option<u32>| {
+            let client = client.clone();
+            let path = path.clone();
+            let q = query.clone().page_number(page.unwrap_or(1));
+            async move {
+                let doc = client.list_page::<A>(&path, &q).await?;
+                let next = doc.next_page();
+                Ok::<_, Error>(Page { items: vec![doc], next })
+            }
+        })
+    }
+
+    /// Collects [`Client::list_documents`]: one document per page.
+    ///
+    /// # Errors
+    /// The first error.
+    pub async fn list_documents_vec<A: DeserializeOwned + Send + 'static>(
+        &self,
+        path: &str,
+        query: Query,
+    ) -> Result<Vec<Document<Vec<Resource<A>>>>, Error> {
+        use futures::TryStreamExt as _;
+        self.list_documents(path, query).try_collect().await
+    }
+
+    /// Every page of a collection merged into one document: `data` concatenated in order, `included` merged (a
+    /// resource included by several pages appears once), `meta` and `links` of the last page.
+    ///
+    /// # Errors
+    /// The first error.
+    pub async fn list_all_document<A: DeserializeOwned + Send + 'static>(
+        &self,
+        path: &str,
+        query: Query,
+    ) -> Result<Document<Vec<Resource<A>>>, Error> {
+        let pages = self.list_documents_vec::<A>(path, query).await?;
+        let mut data = Vec::new();
+        let mut included = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        let (mut meta, mut links) = (None, None);
+        for page in pages {
+            data.extend(page.data);
+            for r in page.included.all() {
+                if seen.insert((r.kind.clone(), r.id.clone())) {
+                    included.push(r.clone());
+                }
+            }
+            meta = page.meta;
+            links = page.links;
+        }
+        Ok(Document { data, included: crate::jsonapi::Included::new(included), meta, links })
     }
 
     /// `POST path` with a JSON:API body.

@@ -54,13 +54,17 @@ pub enum Error {
     /// The client configuration is invalid (missing token, bad base URL, bad header value).
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// A background job (project copy) did not finish within the allowed polls.
-    #[error("{what} did not finish after {polls} polls")]
+    /// A background job (project copy) did not report a finished state before its deadline.
+    #[error("{what} did not finish within {waited:?} ({polls} polls, last state: {last_state})")]
     JobTimeout {
         /// What was awaited.
         what: String,
         /// Polls made.
         polls: u32,
+        /// Time spent waiting.
+        waited: std::time::Duration,
+        /// The last state seen (`duplication_status`, `absent`, or `project not found yet`).
+        last_state: String,
     },
 }
 

@@ -20,8 +20,12 @@
 //! - a deal's `budget_total` is recomputed as Σ price × quantity of its services when a service is created;
 //! - `POST /projects/copy` creates the project at once with `duplication_status: "in_progress"`; the copy
 //!   finishes (task lists, open tasks and memberships are copied per the `copy_*` flags, the status becomes
-//!   `"idle"`) after [`FakeConfig::copy_polls`] reads of that project;
-//! - rate limits: 100 requests / 10 s and 4,000 / 30 min per (token, organization), answered with a 429
+//!   `"idle"`) after [`FakeConfig::copy_polls`] reads of that project; [`FakeConfig::copy_response`] chooses
+//!   what the POST answers meanwhile (the notes mark it unverified): the new project, the new project without
+//!   `duplication_status`, or an empty `202`;
+//! - [`FakeProductive::in_process_client`] reaches the handler without a socket, for tests in a paused clock;
+//! - rate limits: 100 requests / 10 s and 4,000 / 30 min per (token, organization), each a sliding window on arrival
+//!   time with no slack (`api_core::fake::WindowCounter`), answered with a 429
 //!   (no `Retry-After` unless [`FakeConfig::retry_after`] is set: Productive documents none);
 //! - `POST /webhooks` returns a `signature_token`; [`FakeProductive::emit`] and the helpers that change state
 //!   ([`FakeProductive::complete_task`], [`FakeProductive::update_deal`]) POST deliveries to every subscribed
@@ -85,8 +89,11 @@ pub struct FakeConfig {
     pub per_30min: Option<u32>,
     /// A `Retry-After` (seconds) to send with 429s (Productive documents none).
     pub retry_after: Option<u64>,
-    /// Reads of a copied project before its copy finishes (0: finished at once).
+    /// Reads of a copied project before its copy finishes (0: finished at once): the copy runs as a background
+    /// job, `duplication_status` stays `"in_progress"` until then.
     pub copy_polls: u32,
+    /// What `POST /projects/copy` answers while the job runs (unverified in the notes, so tests vary it).
+    pub copy_response: CopyResponse,
     /// The clock used for timestamps and webhook signatures.
     pub clock: Arc<dyn Clock>,
     /// Emit webhooks for API writes, as Productive does (`POST`/`PATCH` of tasks, deals/budgets, projects,
@@ -104,10 +111,25 @@ impl Default for FakeConfig {
             per_30min: Some(4000),
             retry_after: None,
             copy_polls: 2,
+            copy_response: CopyResponse::NewProject,
             clock: Arc::new(SystemClock),
             emit_on_api_writes: false,
         }
     }
+}
+
+/// The fake's answer to `POST /projects/copy`. api-notes/productive.md §4 "Project copy": the copy "enqueues a
+/// background job" and "what the response returns while the job runs is **UNVERIFIED**".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum CopyResponse {
+    /// `201` with the new project (`duplication_status: "in_progress"` while the job runs).
+    #[default]
+    NewProject,
+    /// `201` with the new project but no `duplication_status` attribute.
+    NewProjectWithoutStatus,
+    /// `202 Accepted` with no body: the new project must be found by name.
+    Accepted,
 }
 
 /// One webhook delivery the fake attempted.
@@ -210,7 +232,9 @@ const REQUIRED: &[(&str, &[&str])] = &[
     ("companies", &["name"]),
     ("people", &["first_name", "email"]),
     ("projects", &["name", "project_manager"]),
-    ("deals", &["name"]),
+    // api-notes/productive.md §4 Deals and budgets: required on create per withone's copy of the docs (the deal
+    // status is left out: an account-specific id the client has no default for)
+    ("deals", &["name", "date", "currency", "deal_type_id", "probability", "company", "responsible"]),
     ("services", &["name", "deal", "service_type"]),
     ("service_types", &["name"]),
     ("project_assignments", &["person", "project"]),
@@ -584,6 +608,17 @@ impl FakeProductive {
         self.client.get_or_init(|| self.client_builder().build().expect("valid fake client configuration")).clone()
     }
 
+    /// A client that calls the fake's handler directly instead of over a socket, for tests in tokio's paused
+    /// clock (a real socket and a paused clock do not mix). Requests it sends are not in `server.log`, and
+    /// `server.faults` do not apply to them.
+    #[must_use]
+    pub fn in_process_client(&self) -> Client {
+        self.client_builder()
+            .transport(Arc::new(InProcess(self.inner.clone())))
+            .build()
+            .expect("valid fake client configuration")
+    }
+
     /// A client builder preset for this fake (token, organization id, base URL, short retry delays).
     #[must_use]
     pub fn client_builder(&self) -> crate::ClientBuilder {
@@ -838,6 +873,52 @@ async fn handle(
         schedule_emission(&inner, &method, &segs, &resp);
     }
     resp
+}
+
+/// A transport that hands each request to [`handle`] in the same task (no socket).
+struct InProcess(Arc<Inner>);
+
+impl std::fmt::Debug for InProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InProcess")
+    }
+}
+
+impl api_core::Transport for InProcess {
+    fn send(
+        &self,
+        url: url::Url,
+        request: api_core::Request,
+    ) -> futures::future::BoxFuture<'_, Result<api_core::RawResponse, api_core::TransportError>> {
+        Box::pin(async move {
+            let build = |m: String| api_core::TransportError {
+                kind: api_core::TransportErrorKind::Build,
+                may_have_been_sent: false,
+                message: m,
+            };
+            let target = match url.query() {
+                Some(q) => format!("{}?{q}", url.path()),
+                None => url.path().to_owned(),
+            };
+            let uri: Uri = target.parse().map_err(|e| build(format!("{target}: {e}")))?;
+            let mut headers = request.headers.clone();
+            if let Some(ct) = request.body.content_type()
+                && !headers.contains_key(axum::http::header::CONTENT_TYPE)
+            {
+                headers.insert(axum::http::header::CONTENT_TYPE, ct.parse().map_err(|_| build(ct.to_owned()))?);
+            }
+            let resp = handle(State(self.0.clone()), request.method.clone(), uri, headers, request.body.bytes()).await;
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let body =
+                axum::body::to_bytes(resp.into_body(), usize::MAX).await.map_err(|e| api_core::TransportError {
+                    kind: api_core::TransportErrorKind::Io,
+                    may_have_been_sent: true,
+                    message: e.to_string(),
+                })?;
+            Ok(api_core::RawResponse { status, headers, body })
+        })
+    }
 }
 
 /// The event an API write would fire, and the written record, delivered in the background.
@@ -1279,8 +1360,15 @@ fn copy_project(inner: &Inner, body: &[u8]) -> Response {
     } else {
         st.copy_pending.insert(id, (polls, attrs, template.id));
     }
-    let r = st.get("projects", id).cloned().expect("inserted");
-    show_record(inner, &st, &r, &[], StatusCode::CREATED)
+    let mut r = st.get("projects", id).cloned().expect("inserted");
+    match inner.config.copy_response {
+        CopyResponse::NewProject => show_record(inner, &st, &r, &[], StatusCode::CREATED),
+        CopyResponse::NewProjectWithoutStatus => {
+            r.attributes.remove("duplication_status");
+            show_record(inner, &st, &r, &[], StatusCode::CREATED)
+        }
+        CopyResponse::Accepted => StatusCode::ACCEPTED.into_response(),
+    }
 }
 
 fn finish_copy_poll(inner: &Inner, st: &mut Store, id: u64) {

@@ -155,7 +155,7 @@ impl Relationship {
 
 /// A resource object with typed attributes `A` (use [`serde_json::Value`] for untyped).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(bound(deserialize = "A: DeserializeOwned"))]
+#[serde(try_from = "RawResource<A>", bound(deserialize = "A: DeserializeOwned"))]
 pub struct Resource<A> {
     /// The id (a string on the wire).
     #[serde(deserialize_with = "string_or_number")]
@@ -163,8 +163,8 @@ pub struct Resource<A> {
     /// The type (`projects`).
     #[serde(rename = "type")]
     pub kind: String,
-    /// Attributes. A missing `attributes` member decodes as `A::default()`.
-    #[serde(default = "default_attrs")]
+    /// Attributes. A missing `attributes` member (JSON:API makes it optional) decodes as `A` from `{}` (or from
+    /// `null`); when `A` accepts neither, decoding fails with an error naming the resource.
     pub attributes: A,
     /// Relationships by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -177,10 +177,64 @@ pub struct Resource<A> {
     pub links: Option<Value>,
 }
 
-fn default_attrs<A: DeserializeOwned>() -> A {
-    // Attributes types in this crate are `#[serde(default)]` structs or `Value`; both decode from `{}`.
-    serde_json::from_value(Value::Object(Map::new()))
-        .unwrap_or_else(|_| serde_json::from_value(Value::Null).expect("attributes type must decode from {} or null"))
+/// `attributes` as sent, or `Missing` when the member is absent.
+#[derive(Default)]
+enum MaybeAttributes<A> {
+    #[default]
+    Missing,
+    Present(A),
+}
+
+impl<'de, A: Deserialize<'de>> Deserialize<'de> for MaybeAttributes<A> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        A::deserialize(d).map(Self::Present)
+    }
+}
+
+/// The wire form of [`Resource`]; a missing `attributes` member is resolved in `TryFrom`.
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "A: DeserializeOwned"))]
+struct RawResource<A> {
+    #[serde(deserialize_with = "string_or_number")]
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    attributes: MaybeAttributes<A>,
+    #[serde(default)]
+    relationships: BTreeMap<String, Relationship>,
+    #[serde(default)]
+    meta: Option<Value>,
+    #[serde(default)]
+    links: Option<Value>,
+}
+
+impl<A: DeserializeOwned> TryFrom<RawResource<A>> for Resource<A> {
+    type Error = String;
+
+    fn try_from(raw: RawResource<A>) -> Result<Self, String> {
+        let attributes = match raw.attributes {
+            MaybeAttributes::Present(a) => a,
+            // Attributes types in this crate are `#[serde(default)]` structs or `Value`; both decode from `{}`.
+            MaybeAttributes::Missing => match serde_json::from_value(Value::Object(Map::new())) {
+                Ok(a) => a,
+                Err(e) => serde_json::from_value(Value::Null).map_err(|_| {
+                    format!(
+                        "{}[{}] has no `attributes` member and its attributes type needs one: {e}",
+                        raw.kind, raw.id
+                    )
+                })?,
+            },
+        };
+        Ok(Self {
+            id: raw.id,
+            kind: raw.kind,
+            attributes,
+            relationships: raw.relationships,
+            meta: raw.meta,
+            links: raw.links,
+        })
+    }
 }
 
 impl<A> Resource<A> {
@@ -996,6 +1050,29 @@ mod tests {
         let r: Resource<Value> = serde_json::from_value(json!({"id": 42, "type": "tasks"})).unwrap();
         assert_eq!(r.id, "42");
         assert_eq!(r.attributes, Value::Object(Map::new()), "missing attributes decode as default");
+    }
+
+    #[test]
+    fn missing_attributes_of_a_type_without_a_default_is_a_decode_error() {
+        // JSON:API makes `attributes` optional (P-guide resource-representation: only `id` and `type` are
+        // required), so a body without it must not panic for an attributes type that cannot be defaulted.
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Strict {
+            name: String,
+        }
+        let body = br#"{"data": [{"id": "1", "type": "companies", "attributes": {"name": "Acme"}},
+                                  {"id": "2", "type": "companies"}]}"#;
+        let e = api_core::decode_json::<Document<Vec<Resource<Strict>>>>(body).unwrap_err();
+        assert!(e.path.starts_with("data[1]"), "{}", e.path);
+        assert!(e.message.contains("attributes"), "{}", e.message);
+        // the defaultable types still decode a missing member
+        let ok = api_core::decode_json::<Document<Vec<Resource<Value>>>>(body).unwrap();
+        assert_eq!(ok.data[1].attributes, json!({}));
+        let present = api_core::decode_json::<Document<Resource<Strict>>>(
+            br#"{"data": {"id": "1", "type": "companies", "attributes": {"name": "Acme"}}}"#,
+        );
+        assert!(present.is_ok());
     }
 
     #[test]

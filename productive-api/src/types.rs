@@ -80,6 +80,10 @@ impl<A: ResourceType> Resource<A> {
     }
 }
 
+/// Deserializes `null` as `T::default()` (for attributes declared as a plain `String`, `Vec` or `bool`: the notes
+/// promise no attribute is non-null, and one `null` must not fail a whole page). The shared helper from api-core.
+pub use api_core::de::null_as_default;
+
 /// The typed id of relationship `name`, when linkage was sent.
 pub(crate) fn rel_id<A, I: From<String>>(r: &Resource<A>, name: &str) -> Option<I> {
     r.related_id(name).map(|i| I::from(i.id.clone()))

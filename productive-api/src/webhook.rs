@@ -10,9 +10,12 @@
 //! Signature (P-old webhooks.html; algorithm from pd and sp): `Productive-Signature: t=<unix>, s=<hex>` where
 //! `s = hex(HMAC-SHA256(signature_token, "<t>.<raw body>"))`, keyed with the webhook's `signature_token` from the
 //! create response. Verify over the **raw** body bytes, never re-serialized JSON. Productive documents no tolerance
-//! window; [`Verifier`] applies one (default [`DEFAULT_TOLERANCE`]) and remembers signatures inside it to reject
-//! replays. **Unverified**: whether Productive re-signs retries with a fresh `t` (it retries failed deliveries for
-//! ~48 h); if your endpoint was down longer than the tolerance, recover with a poll instead.
+//! window; [`Verifier`] applies one (default [`DEFAULT_TOLERANCE`], 3 days: Productive retries a failed delivery for
+//! ~48 h, then deactivates the webhook, and whether a retry carries a fresh `t` is **unverified**, so a short window
+//! could refuse every retry of one slow answer) and remembers the decoded signatures inside it to reject replays
+//! (however the header is re-spelled). A replay of a *different* signature of the same event is not caught here:
+//! deduplicate on `(event, item_id, created)` as sync-core's inbox does. If your endpoint was down longer than the
+//! window, recover with a poll instead.
 
 use std::{
     collections::HashMap,
@@ -34,8 +37,8 @@ use crate::{
 
 /// The signature header name.
 pub const SIGNATURE_HEADER: &str = "Productive-Signature";
-/// The default tolerance between `t=` and now.
-pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
+/// The default tolerance between `t=` and now: 3 days (Productive retries for ~48 h; see the module docs).
+pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(3 * 24 * 3600);
 
 /// The delivery envelope, as sent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -238,17 +241,33 @@ pub fn verify_signature(
     clock: &dyn Clock,
     tolerance: Duration,
 ) -> Result<i64, SignatureError> {
+    verify_signature_bytes(token, header, body, clock, tolerance).map(|(t, _)| t)
+}
+
+/// As [`verify_signature`], also returning the decoded bytes of the signature that matched (the replay guard's
+/// key: the same MAC however the header spells it).
+fn verify_signature_bytes(
+    token: &Token,
+    header: Option<&str>,
+    body: &[u8],
+    clock: &dyn Clock,
+    tolerance: Duration,
+) -> Result<(i64, Vec<u8>), SignatureError> {
     let header = header.ok_or(SignatureError::Missing)?;
     let (t, sigs) = parse_signature_header(header)?;
     let key = token.expose().as_bytes();
     let ts = t.to_string();
-    let ok = sigs.iter().any(|s| verify_hex(key, &[ts.as_bytes(), b".", body], s).is_ok());
-    if !ok {
+    let matched = sigs.iter().find(|s| verify_hex(key, &[ts.as_bytes(), b".", body], s).is_ok());
+    let Some(matched) = matched else {
         return Err(SignatureError::Mismatch);
-    }
+    };
     check_timestamp(t, clock, tolerance)?;
-    Ok(t)
+    let bytes = hex::decode(matched).map_err(|_| SignatureError::Malformed("s= is not hex".into()))?;
+    Ok((t, bytes))
 }
+
+/// Accepted `(t, decoded MAC)` pairs → when they were accepted.
+type SeenSignatures = HashMap<(i64, Vec<u8>), i64>;
 
 /// Verifies deliveries for one webhook (one `signature_token`), rejecting stale and replayed ones.
 #[derive(Debug, Clone)]
@@ -256,7 +275,8 @@ pub struct Verifier {
     token: Token,
     tolerance: Duration,
     clock: Arc<dyn Clock>,
-    seen: Arc<Mutex<HashMap<String, i64>>>,
+    /// Accepted `(t, decoded MAC)` pairs within the window.
+    seen: Arc<Mutex<SeenSignatures>>,
 }
 
 impl Verifier {
@@ -291,13 +311,15 @@ impl Verifier {
     /// # Errors
     /// [`WebhookError`].
     pub fn verify(&self, header: Option<&str>, body: &[u8]) -> Result<Delivery, WebhookError> {
-        let t = verify_signature(&self.token, header, body, self.clock.as_ref(), self.tolerance)?;
+        let (t, mac) = verify_signature_bytes(&self.token, header, body, self.clock.as_ref(), self.tolerance)?;
         let delivery = Delivery::parse(body)?;
-        let key = header.unwrap_or_default().replace(' ', "");
+        // keyed on what was signed, not on the header's text: upper-case hex, reordered items or an extra bogus
+        // `s=` re-send the same signature
+        let key = (t, mac);
         let now = self.clock.unix_seconds();
-        let tol = i64::try_from(self.tolerance.as_secs()).unwrap_or(i64::MAX);
+        let tol = self.tolerance.as_secs();
         let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        seen.retain(|_, ts| (now - *ts).abs() <= tol);
+        seen.retain(|_, ts| now.abs_diff(*ts) <= tol);
         if seen.contains_key(&key) {
             return Err(WebhookError::Replayed { timestamp: t });
         }
@@ -355,7 +377,7 @@ mod tests {
             v.verify(Some(&sign(&token, 1_758_646_019, body)), tampered.as_bytes()),
             Err(WebhookError::Signature(SignatureError::Mismatch))
         ));
-        clock.advance(Duration::from_secs(301));
+        clock.advance(DEFAULT_TOLERANCE + Duration::from_secs(1));
         let stale = sign(&token, 1_758_646_018, body);
         assert!(matches!(v.verify(Some(&stale), body), Err(WebhookError::Signature(SignatureError::Expired { .. }))));
         assert!(matches!(v.verify(None, body), Err(WebhookError::Signature(SignatureError::Missing))));
@@ -363,6 +385,36 @@ mod tests {
             v.verify(Some("t=1758646018"), body),
             Err(WebhookError::Signature(SignatureError::Malformed(_)))
         ));
+    }
+
+    #[test]
+    fn the_same_signature_respelled_is_still_a_replay() {
+        let token = Token::new("tok_123");
+        let clock = FixedClock::at_unix(1_758_646_018);
+        let v = Verifier::new(token.clone()).with_clock(Arc::new(clock));
+        let body = TASK_CREATED.as_bytes();
+        v.verify(Some(&format!("t=1758646018, s={KAT_SIG}")), body).unwrap();
+        let bogus = "00".repeat(32);
+        for respelled in [
+            format!("t=1758646018, s={}", KAT_SIG.to_uppercase()),
+            format!("s={KAT_SIG}, t=1758646018"),
+            format!("t=1758646018,s={bogus},s={KAT_SIG}"),
+            format!("t=1758646018, s={KAT_SIG}, s={bogus}"),
+        ] {
+            assert!(
+                matches!(v.verify(Some(&respelled), body), Err(WebhookError::Replayed { timestamp: 1_758_646_018 })),
+                "{respelled}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_retry_two_days_late_is_accepted_by_default() {
+        // Productive retries failed deliveries for ~48 h; a retry that keeps its first `t` must still verify
+        let token = Token::new("tok_123");
+        let clock = FixedClock::at_unix(1_758_646_018 + 48 * 3600);
+        let v = Verifier::new(token.clone()).with_clock(Arc::new(clock));
+        v.verify(Some(&sign(&token, 1_758_646_018, TASK_CREATED.as_bytes())), TASK_CREATED.as_bytes()).unwrap();
     }
 
     #[test]

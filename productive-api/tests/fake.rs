@@ -6,13 +6,13 @@ use std::{sync::Arc, time::Duration};
 use api_core::{FixedClock, fake::Fault};
 use productive_api::{
     BillingType, Error, EventId, Query, ServiceUnit,
-    fake::{FakeConfig, FakeProductive},
+    fake::{CopyResponse, FakeConfig, FakeProductive},
     jsonapi::{Filter, LogicalOp},
     resources::{
         assignments::Assigned,
         companies::{CompanyAttributes, NewCompany},
         deals::{DealAttributes, DealKind, NewDeal},
-        projects::{NewProject, ProjectAttributes, ProjectCopy},
+        projects::{CopyWait, NewProject, ProjectAttributes, ProjectCopy},
         services::NewService,
         tasks::TaskAttributes,
         webhooks::NewWebhook,
@@ -44,7 +44,8 @@ async fn kommo_to_productive_saga_against_the_fake() {
     copy.project_manager_id = Some(pm.clone());
     let started = client.copy_project(&copy).await.unwrap();
     assert_eq!(started.attributes.duplication_status, Some(DuplicationStatus::InProgress));
-    let project = client.wait_for_project_copy(&started.typed_id(), Duration::from_millis(1), 5).await.unwrap();
+    let project =
+        client.wait_for_project_copy(&started.typed_id(), CopyWait::polls(Duration::from_millis(1), 5)).await.unwrap();
     assert_eq!(project.attributes.duplication_status, Some(DuplicationStatus::Idle));
     let tasks: Vec<_> =
         fake.all::<TaskAttributes>().into_iter().filter(|t| t.project_id() == Some(project.typed_id())).collect();
@@ -61,8 +62,9 @@ async fn kommo_to_productive_saga_against_the_fake() {
     );
 
     // budget + service + assignments
-    let mut budget = NewDeal::budget("Acme onboarding", company.typed_id(), project.typed_id());
-    budget.currency = Some("EUR".into());
+    let budget = NewDeal::budget("Acme onboarding", company.typed_id(), project.typed_id())
+        .currency("EUR")
+        .responsible(pm.clone());
     let budget = client.create_budget(&budget).await.unwrap();
     assert!(budget.is_budget());
     assert_eq!(client.deals_of_project(&project.typed_id(), Some(DealKind::Budget)).await.unwrap().len(), 1);
@@ -209,7 +211,8 @@ async fn webhooks_are_signed_and_parse() {
         other => panic!("{other:?}"),
     }
 
-    let budget = client.create_budget(&NewDeal::budget("B", company, template)).await.unwrap();
+    let budget =
+        client.create_budget(&NewDeal::budget("B", company, template).currency("EUR").responsible(pm)).await.unwrap();
     let sent =
         fake.update_deal(&budget.typed_id(), &serde_json::from_value(json!({"budget_total": "5000.0"})).unwrap()).await;
     assert_eq!(sent.len(), 1);
@@ -266,7 +269,8 @@ async fn duplicate_service_assignment_sort_and_body_produced_without_sending() {
     let c = fake.seed_company("B company");
     fake.seed_company("A company");
     let project = fake.seed_template_project("T", &pm, &[]);
-    let budget = client.create_budget(&NewDeal::budget("B", c, project)).await.unwrap();
+    let budget =
+        client.create_budget(&NewDeal::budget("B", c, project).currency("EUR").responsible(pm.clone())).await.unwrap();
     let svc = client
         .create_service(&NewService::new("Dev", budget.typed_id(), st, ServiceUnit::Day, BillingType::Fixed))
         .await
@@ -287,4 +291,121 @@ async fn duplicate_service_assignment_sort_and_body_produced_without_sending() {
     assert!(v["item_id"].is_number(), "item_id is a JSON number, like Productive's");
     assert_eq!(v["object"]["data"]["relationships"]["company"]["data"]["type"], "companies");
     assert!(fake.deliveries().is_empty(), "webhook_body does not send");
+}
+
+/// api-notes/productive.md §4 Deals and budgets: name, date, responsible, company, `deal_type_id`, probability and
+/// currency are required on create (withone's copy of the docs); §2 Errors: a 422 is a JSON:API errors array with
+/// `status` as a JSON number and (presumably) `source.pointer`. The fake enforces the list the client sends.
+#[tokio::test]
+async fn deal_create_missing_a_required_attribute_is_a_422() {
+    let fake = FakeProductive::start().await.unwrap();
+    let client = fake.client();
+    let pm = fake.seed_person("P", "M", "pm@x.io");
+    let company = fake.seed_company("Acme");
+    let project = fake.seed_template_project("T", &pm, &[]);
+    let full = NewDeal::budget("B", company.clone(), project.clone()).currency("EUR").responsible(pm.clone());
+    let created = client.create_budget(&full).await.unwrap();
+    let stored = fake.get::<DealAttributes>(&created.typed_id()).unwrap();
+    assert_eq!(stored.attributes.currency.as_deref(), Some("EUR"));
+    assert_eq!(stored.attributes.probability, Some(100));
+    assert!(stored.attributes.date.is_some() && stored.attributes.deal_type_id.is_some());
+    assert_eq!(stored.relationship("responsible").and_then(|r| r.one()).map(|i| i.id.clone()), Some(pm.to_string()));
+
+    for (attr, pointer) in [
+        ("date", "/data/attributes/date"),
+        ("currency", "/data/attributes/currency"),
+        ("probability", "/data/attributes/probability"),
+        ("deal_type_id", "/data/attributes/deal_type_id"),
+    ] {
+        let mut doc = full.to_document().unwrap();
+        doc.data.attributes.remove(attr);
+        let e = client.post_document::<serde_json::Value>("/deals", &doc).await.unwrap_err();
+        assert_eq!(e.status().map(|s| s.as_u16()), Some(422), "{attr}");
+        let err = &e.error_document().unwrap().errors[0];
+        assert_eq!(err.source.as_ref().unwrap().pointer.as_deref(), Some(pointer));
+        let raw: serde_json::Value = serde_json::from_slice(&e.http_parts().unwrap().body).unwrap();
+        assert_eq!(raw["errors"][0]["status"], json!(422), "status as a JSON number, like Productive");
+    }
+    let mut doc = full.to_document().unwrap();
+    doc.data.relationships.remove("responsible");
+    let e = client.post_document::<serde_json::Value>("/deals", &doc).await.unwrap_err();
+    assert_eq!(
+        e.error_document().unwrap().errors[0].source.as_ref().unwrap().pointer.as_deref(),
+        Some("/data/relationships/responsible")
+    );
+    // the client refuses before sending
+    let before = fake.server.log.count(&http::Method::POST, "/api/v2/deals");
+    let e = client.create_budget(&NewDeal::budget("B", company, project).currency("EUR")).await.unwrap_err();
+    assert!(matches!(e, Error::Config(_)), "{e}");
+    assert_eq!(fake.server.log.count(&http::Method::POST, "/api/v2/deals"), before);
+}
+
+/// api-notes/productive.md §4 "Project copy": the copy runs as a background job tracked by the new project's
+/// `duplication_status` ("idle" at rest, P-old projects.html), and what the POST returns while it runs is
+/// **UNVERIFIED**. The fake keeps the copy unfinished for the first `copy_polls` reads; each case below was taken as
+/// finished (or failed to decode) by the old wait, which trusted an absent status and the POST's id.
+async fn copy_rig(copy_polls: u32, copy_response: CopyResponse) -> (FakeProductive, ProjectCopy) {
+    let fake =
+        FakeProductive::start_with(FakeConfig { copy_polls, copy_response, ..FakeConfig::default() }).await.unwrap();
+    let pm = fake.seed_person("Pat", "Manager", "pm@agency.io");
+    let template = fake.seed_template_project("Onboarding template", &pm, &["Kick-off", "Handover"]);
+    let company = fake.seed_company("Acme");
+    let mut copy = ProjectCopy::from_template(template, "Acme onboarding");
+    copy.company_id = Some(company);
+    (fake, copy)
+}
+
+fn copied_tasks(fake: &FakeProductive, project: &productive_api::ProjectId) -> usize {
+    fake.all::<TaskAttributes>().into_iter().filter(|t| t.project_id().as_ref() == Some(project)).count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn copy_is_polled_until_the_job_reports_idle_in_virtual_time() {
+    for response in [CopyResponse::NewProject, CopyResponse::NewProjectWithoutStatus, CopyResponse::Accepted] {
+        let (fake, copy) = copy_rig(3, response).await;
+        let client = fake.in_process_client();
+        let t0 = tokio::time::Instant::now();
+        let wait = CopyWait::new(Duration::from_secs(5), Duration::from_secs(60));
+        let p = client.copy_project_and_wait(&copy, wait).await.unwrap();
+        assert_eq!(p.attributes.duplication_status, Some(DuplicationStatus::Idle), "{response:?}");
+        assert_eq!(p.attributes.name, "Acme onboarding");
+        assert_eq!(copied_tasks(&fake, &p.typed_id()), 2, "{response:?}: returned only after the job finished");
+        // reads 1 and 2 see "in_progress", read 3 finishes: two pauses
+        assert_eq!(t0.elapsed(), Duration::from_secs(10), "{response:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_copy_that_never_finishes_times_out_at_the_deadline() {
+    for response in [CopyResponse::NewProject, CopyResponse::NewProjectWithoutStatus] {
+        let (fake, copy) = copy_rig(1_000, response).await;
+        let client = fake.in_process_client();
+        let t0 = tokio::time::Instant::now();
+        let wait = CopyWait::new(Duration::from_secs(5), Duration::from_secs(30));
+        let e = client.copy_project_and_wait(&copy, wait).await.unwrap_err();
+        match &e {
+            Error::JobTimeout { polls, waited, last_state, .. } => {
+                assert_eq!(*polls, 7, "reads at 0, 5, …, 30 s");
+                assert_eq!(*waited, Duration::from_secs(30));
+                assert!(last_state.contains("InProgress"), "{last_state}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(e.is_retryable());
+        assert_eq!(t0.elapsed(), Duration::from_secs(30));
+    }
+    // the wait alone: a project whose status never appears is not taken as finished
+    let (fake, copy) = copy_rig(0, CopyResponse::NewProject).await;
+    let id = fake.in_process_client().copy_project(&copy).await.unwrap().typed_id();
+    assert!(fake.set_attributes(
+        "projects",
+        id.as_str(),
+        &serde_json::from_value(json!({"duplication_status": null})).unwrap()
+    ));
+    let e = fake
+        .in_process_client()
+        .wait_for_project_copy(&id, CopyWait::new(Duration::from_secs(1), Duration::from_secs(3)))
+        .await
+        .unwrap_err();
+    assert!(matches!(&e, Error::JobTimeout { last_state, .. } if last_state == "absent"), "{e}");
 }

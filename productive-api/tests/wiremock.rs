@@ -14,7 +14,7 @@ use productive_api::{
         assignments::Assigned,
         companies::{CompanyAttributes, NewCompany},
         deals::NewDeal,
-        projects::{NewProject, ProjectCopy},
+        projects::{CopyWait, NewProject, ProjectCopy},
         services::NewService,
         webhooks::NewWebhook,
     },
@@ -230,7 +230,10 @@ async fn error_statuses_as_number_and_string() {
     assert_eq!(err.source.as_ref().unwrap().pointer.as_deref(), Some("/data/attributes/name"));
     assert_eq!(e.class(), api_core::ErrorClass::Client);
     assert!(!e.may_have_been_sent());
-    let e = c.create_deal(&NewDeal::deal("x", "1".into())).await.unwrap_err();
+    let e = c
+        .create_deal(&NewDeal::deal("x", "1".into()).currency("EUR").responsible("3".into()).probability(10))
+        .await
+        .unwrap_err();
     assert_eq!(e.error_document().unwrap().errors[0].detail.as_deref(), Some("Validation failed"));
     assert_eq!(e.http_parts().unwrap().body.len(), fixture("error_validation.json").trim_end().len());
 }
@@ -285,9 +288,11 @@ async fn budget_service_and_assignment_bodies() {
     Mock::given(method("POST"))
         .and(path("/api/v2/deals"))
         .and(body_json(json!({"data": {"type": "deals",
-            "attributes": {"name": "Acme onboarding", "budget": true, "currency": "EUR", "deal_type_id": 2},
+            "attributes": {"name": "Acme onboarding", "budget": true, "date": "2026-11-23", "currency": "EUR",
+                           "deal_type_id": 2, "probability": 100},
             "relationships": {"company": {"data": {"type": "companies", "id": "7"}},
-                              "project": {"data": {"type": "projects", "id": "9"}}}}})))
+                              "project": {"data": {"type": "projects", "id": "9"}},
+                              "responsible": {"data": {"type": "people", "id": "3"}}}}})))
         .respond_with(vnd(
             201,
             &json!({"data": {"id": "55", "type": "deals", "attributes": {"name": "Acme onboarding",
@@ -321,8 +326,11 @@ async fn budget_service_and_assignment_bodies() {
         .mount(&server)
         .await;
     let c = client(&server);
-    let mut b = NewDeal::budget("Acme onboarding", "7".into(), "9".into());
-    b.currency = Some("EUR".into());
+    // api-notes/productive.md §4 Deals and budgets: every attribute listed as required on create is sent
+    let b = NewDeal::budget("Acme onboarding", "7".into(), "9".into())
+        .currency("EUR")
+        .responsible("3".into())
+        .date(chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap());
     let budget = c.create_budget(&b).await.unwrap();
     assert!(budget.is_budget());
     let mut s =
@@ -378,7 +386,10 @@ async fn project_copy_is_posted_then_polled_until_idle() {
         .await;
     let mut copy = ProjectCopy::from_template("42".into(), "Acme onboarding");
     copy.company_id = Some("7".into());
-    let p = client(&server).copy_project_and_wait(&copy, Duration::from_millis(1), 5).await.unwrap();
+    let p = client(&server)
+        .copy_project_and_wait(&copy, CopyWait::new(Duration::from_millis(1), Duration::from_secs(10)))
+        .await
+        .unwrap();
     assert_eq!(p.attributes.duplication_status, Some(DuplicationStatus::Idle));
 }
 
@@ -393,11 +404,14 @@ async fn project_copy_times_out() {
             &json!({"data": {"id": "900", "type": "projects",
             "attributes": {"duplication_status": "in_progress"}}}),
         ))
-        .expect(3)
+        .expect(1..=3)
         .mount(&server)
         .await;
-    let e = client(&server).wait_for_project_copy(&"900".into(), Duration::from_millis(1), 3).await.unwrap_err();
-    assert!(matches!(e, Error::JobTimeout { polls: 3, .. }));
+    let e = client(&server)
+        .wait_for_project_copy(&"900".into(), CopyWait::new(Duration::from_millis(10), Duration::from_millis(25)))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::JobTimeout { polls: 1..=3, .. }), "{e}");
 }
 
 /// A scripted transport for retry timing in virtual time (a real socket and a paused clock do not mix).
@@ -555,4 +569,139 @@ async fn decode_errors_name_the_json_path() {
     let Error::Decode(d) = &e else { panic!("{e:?}") };
     assert_eq!(d.path, "data.attributes.name");
     assert_eq!(e.class(), api_core::ErrorClass::Decode);
+}
+
+/// One `null` in an attribute the crate declared as a plain `String`/`Vec`/`bool` used to fail the whole page.
+/// The notes (api-notes/productive.md §8 "Attributes: `#[serde(default)]` everywhere"; §4 People: placeholder and
+/// contact people, `tag_list`, `title`, … from withone "List People") give no non-null guarantee for any attribute,
+/// and the community OpenAPI (`productive-community.yaml`) declares every body as a free-form object, so each
+/// attribute is decoded as possibly null: `null` reads as the empty value.
+#[tokio::test]
+async fn pages_with_null_attributes_decode() {
+    use productive_api::resources::{
+        comments::CommentAttributes,
+        deals::DealAttributes,
+        people::PersonAttributes,
+        projects::ProjectAttributes,
+        services::{ServiceAttributes, ServiceTypeAttributes},
+        tasks::{TaskAttributes, TaskListAttributes},
+    };
+    let server = MockServer::start().await;
+    let page = |kind: &str, attrs: Value| {
+        json!({"data": [{"id": "1", "type": kind, "attributes": attrs},
+                        {"id": "2", "type": kind, "attributes": {}}],
+               "meta": {"current_page": 1, "total_pages": 1, "total_count": 2, "page_size": 200, "max_page_size": 200}})
+    };
+    let bodies = [
+        (
+            "people",
+            json!({"first_name": "Pat", "last_name": null, "email": null, "title": null, "tag_list": null,
+                          "placeholder": true}),
+        ),
+        ("companies", json!({"name": null, "billing_name": null, "tag_list": null, "contact": null})),
+        ("comments", json!({"body": null, "created_at": "2026-09-23T18:46:58.988+02:00"})),
+        ("deals", json!({"name": null, "budget": true, "date": null, "budget_total": null})),
+        ("projects", json!({"name": null, "duplication_status": null, "template": null})),
+        ("services", json!({"name": null, "price": null, "unit_id": null})),
+        ("service_types", json!({"name": null})),
+        ("tasks", json!({"title": null, "closed": null, "due_date": null})),
+        ("task_lists", json!({"name": null})),
+    ];
+    for (kind, attrs) in &bodies {
+        Mock::given(method("GET"))
+            .and(path(format!("/api/v2/{kind}")))
+            .respond_with(vnd(200, &page(kind, attrs.clone())))
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+    let c = client(&server);
+    let people = c.list_all_vec::<PersonAttributes>("/people", Query::new()).await.unwrap();
+    assert_eq!(people[0].attributes.full_name(), "Pat");
+    assert!(people[0].attributes.tag_list.is_empty() && people[0].attributes.email.is_none());
+    let companies = c.list_all_vec::<CompanyAttributes>("/companies", Query::new()).await.unwrap();
+    assert_eq!(companies[0].attributes.name, "");
+    assert_eq!(c.list_all_vec::<CommentAttributes>("/comments", Query::new()).await.unwrap()[0].attributes.body, "");
+    assert!(c.list_all_vec::<DealAttributes>("/deals", Query::new()).await.unwrap()[0].is_budget());
+    assert_eq!(c.list_all_vec::<ProjectAttributes>("/projects", Query::new()).await.unwrap().len(), 2);
+    assert_eq!(c.list_all_vec::<ServiceAttributes>("/services", Query::new()).await.unwrap().len(), 2);
+    assert_eq!(c.list_all_vec::<ServiceTypeAttributes>("/service_types", Query::new()).await.unwrap().len(), 2);
+    let tasks = c.list_all_vec::<TaskAttributes>("/tasks", Query::new()).await.unwrap();
+    assert!(!tasks[0].attributes.closed && tasks[0].attributes.title.is_empty());
+    assert_eq!(c.list_all_vec::<TaskListAttributes>("/task_lists", Query::new()).await.unwrap().len(), 2);
+}
+
+/// api-notes/productive.md §2 "Document shape": related resources come only with `?include=` and land in the
+/// top-level `included`; §2 "Pagination": page with `page[number]` until `meta.total_pages`. `list_all` yields
+/// `data` only, so the included companies were lost; the document stream keeps them, page by page.
+#[tokio::test]
+async fn document_stream_keeps_included_across_pages() {
+    use productive_api::resources::projects::ProjectAttributes;
+    let server = MockServer::start().await;
+    let project = |id: u32, company: u32| {
+        json!({"id": id.to_string(), "type": "projects", "attributes": {"name": format!("P{id}")},
+               "relationships": {"company": {"data": {"type": "companies", "id": company.to_string()}}}})
+    };
+    let company =
+        |id: u32| json!({"id": id.to_string(), "type": "companies", "attributes": {"name": format!("C{id}")}});
+    let pages = [
+        (1, json!([project(1, 7), project(2, 8)]), json!([company(7), company(8)])),
+        (2, json!([project(3, 7)]), json!([company(7)])),
+    ];
+    for (n, data, included) in pages {
+        Mock::given(method("GET"))
+            .and(path("/api/v2/projects"))
+            .and(query_param("include", "company"))
+            .and(query_param("page[number]", n.to_string()))
+            .and(query_param("page[size]", "2"))
+            .respond_with(vnd(
+                200,
+                &json!({"data": data, "included": included,
+                        "meta": {"current_page": n, "total_pages": 2, "total_count": 3, "page_size": 2}}),
+            ))
+            .expect(2)
+            .mount(&server)
+            .await;
+    }
+    let c = client(&server);
+    let q = Query::new().include(["company"]).page_size(2);
+    let docs: Vec<_> = c.list_documents::<ProjectAttributes>("/projects", q.clone()).collect::<Vec<_>>().await;
+    assert_eq!(docs.len(), 2);
+    let names = |d: &productive_api::Document<Vec<productive_api::Resource<ProjectAttributes>>>| {
+        d.data
+            .iter()
+            .map(|p| d.related::<_, CompanyAttributes>(p, "company").unwrap().unwrap().attributes.name)
+            .collect::<Vec<_>>()
+    };
+    let docs: Vec<_> = docs.into_iter().map(Result::unwrap).collect();
+    assert_eq!(names(&docs[0]), ["C7", "C8"]);
+    assert_eq!(names(&docs[1]), ["C7"]);
+    let merged = c.list_all_document::<ProjectAttributes>("/projects", q).await.unwrap();
+    assert_eq!(merged.data.len(), 3);
+    assert_eq!(merged.included.all().len(), 2, "company 7 included by both pages appears once");
+    assert_eq!(names(&merged), ["C7", "C8", "C7"]);
+    assert_eq!(merged.meta.unwrap().current_page, Some(2));
+}
+
+#[tokio::test]
+async fn document_stream_stops_after_an_error() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/projects"))
+        .and(query_param("page[number]", "1"))
+        .respond_with(vnd(200, &json!({"data": [], "meta": {"current_page": 1, "total_pages": 3}})))
+        .expect(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/projects"))
+        .and(query_param("page[number]", "2"))
+        .respond_with(vnd(400, &json!({"errors": [{"status": 400, "title": "Unsupported Include"}]})))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let items: Vec<_> = client(&server).list_documents::<Value>("/projects", Query::new()).collect().await;
+    assert_eq!(items.len(), 2);
+    assert!(items[0].is_ok() && items[1].is_err());
+    assert!(client(&server).list_documents_vec::<Value>("/projects", Query::new()).await.is_err());
 }

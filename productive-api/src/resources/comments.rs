@@ -15,6 +15,7 @@ use crate::{
 #[serde(default)]
 pub struct CommentAttributes {
     /// Body (HTML).
+    #[serde(deserialize_with = "crate::types::null_as_default")]
     pub body: String,
     /// Creation time.
     pub created_at: Option<String>,

@@ -14,6 +14,7 @@ use crate::{
 #[serde(default)]
 pub struct CompanyAttributes {
     /// Name.
+    #[serde(deserialize_with = "crate::types::null_as_default")]
     pub name: String,
     /// Billing name.
     pub billing_name: Option<String>,
@@ -30,6 +31,7 @@ pub struct CompanyAttributes {
     /// Payment due days.
     pub due_days: Option<u32>,
     /// Tags.
+    #[serde(deserialize_with = "crate::types::null_as_default")]
     pub tag_list: Vec<String>,
     /// Contact info (emails, phones, websites, addresses), as sent.
     pub contact: Option<Value>,

@@ -16,6 +16,7 @@ use crate::{
 #[serde(default)]
 pub struct DealAttributes {
     /// Name.
+    #[serde(deserialize_with = "crate::types::null_as_default")]
     pub name: String,
     /// Number, as sent.
     pub number: Option<Value>,
@@ -90,8 +91,14 @@ pub enum DealKind {
 }
 
 /// `POST /deals`. Attributes for values, relationships for `company`, `project`, `responsible`, `deal_status`.
-/// Per withone's copy of the docs a create needs name, date, responsible, company, `deal_type_id`, probability,
-/// currency and a deal status (**unverified** as enforced).
+///
+/// Per withone's copy of the docs (api-notes/productive.md §4 "Deals and budgets") a create needs name, date,
+/// responsible, company, `deal_type_id`, probability, currency and a deal status (**unverified** as enforced).
+/// The constructors default what has a sensible default: `date` = today (UTC), `deal_type_id` = client, and for a
+/// budget `probability` = 100 (a budget is sold work). [`NewDeal::validate`] (run by [`Client::create_deal`])
+/// rejects a create without name, date, currency, responsible, company, `deal_type_id` or probability before
+/// anything is sent. The deal status is an account-specific id with no default: it is sent when set, and
+/// otherwise left to Productive (the pipeline's first status, as the web app does: **unverified**).
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct NewDeal {
     /// Name.
@@ -140,23 +147,98 @@ pub struct NewDeal {
 }
 
 impl NewDeal {
-    /// A client budget for `company` on `project`.
+    /// A client budget for `company` on `project`, dated today (UTC), probability 100. Set
+    /// [`currency`](Self::currency) and [`responsible`](Self::responsible) before creating it.
     #[must_use]
     pub fn budget(name: impl Into<String>, company: CompanyId, project: ProjectId) -> Self {
         Self {
             name: name.into(),
             budget: true,
+            date: Some(chrono::Utc::now().date_naive()),
             deal_type_id: Some(DealType::Client),
+            probability: Some(100),
             company_id: Some(company),
             project_id: Some(project),
             ..Self::default()
         }
     }
 
-    /// A client deal for `company`.
+    /// A client deal for `company`, dated today (UTC). Set [`currency`](Self::currency),
+    /// [`responsible`](Self::responsible) and [`probability`](Self::probability) before creating it.
     #[must_use]
     pub fn deal(name: impl Into<String>, company: CompanyId) -> Self {
-        Self { name: name.into(), deal_type_id: Some(DealType::Client), company_id: Some(company), ..Self::default() }
+        Self {
+            name: name.into(),
+            date: Some(chrono::Utc::now().date_naive()),
+            deal_type_id: Some(DealType::Client),
+            company_id: Some(company),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the currency (`EUR`).
+    #[must_use]
+    pub fn currency(mut self, currency: impl Into<String>) -> Self {
+        self.currency = Some(currency.into());
+        self
+    }
+
+    /// Sets the responsible person.
+    #[must_use]
+    pub fn responsible(mut self, person: PersonId) -> Self {
+        self.responsible_id = Some(person);
+        self
+    }
+
+    /// Sets the win probability (percent).
+    #[must_use]
+    pub fn probability(mut self, percent: u32) -> Self {
+        self.probability = Some(percent);
+        self
+    }
+
+    /// Sets the start date.
+    #[must_use]
+    pub fn date(mut self, date: NaiveDate) -> Self {
+        self.date = Some(date);
+        self
+    }
+
+    /// Sets the deal status.
+    #[must_use]
+    pub fn deal_status(mut self, status: DealStatusId) -> Self {
+        self.deal_status_id = Some(status);
+        self
+    }
+
+    /// Checks the attributes the docs list as required on create (see [`NewDeal`]); a value given in `extra`
+    /// (`"currency"`, `"responsible_id"`, …) counts.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming every missing one.
+    pub fn validate(&self) -> Result<(), Error> {
+        let has = |k: &str| self.extra.get(k).is_some_and(|v| !v.is_null());
+        let mut missing = Vec::new();
+        if self.name.trim().is_empty() && !has("name") {
+            missing.push("name");
+        }
+        for (set, name) in [
+            (self.date.is_some(), "date"),
+            (self.currency.as_deref().is_some_and(|c| !c.is_empty()), "currency"),
+            (self.deal_type_id.is_some(), "deal_type_id"),
+            (self.probability.is_some(), "probability"),
+            (self.company_id.is_some(), "company_id"),
+            (self.responsible_id.is_some(), "responsible_id"),
+        ] {
+            if !set && !has(name) {
+                missing.push(name);
+            }
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Config(format!("deal/budget create is missing required {}", missing.join(", "))))
+        }
     }
 
     /// The JSON:API body. `budget` is sent only when `true` (absent makes a deal).
@@ -209,8 +291,9 @@ impl Client {
     /// `POST /deals` (a budget when `deal.budget`).
     ///
     /// # Errors
-    /// See [`Error`].
+    /// [`Error::Config`] when a required attribute is missing ([`NewDeal::validate`]); otherwise see [`Error`].
     pub async fn create_deal(&self, deal: &NewDeal) -> Result<Deal, Error> {
+        deal.validate()?;
         Ok(self.post_document("/deals", &deal.to_document()?).await?.data)
     }
 
@@ -240,18 +323,37 @@ mod tests {
 
     #[test]
     fn budget_and_deal_bodies() {
-        let mut b = NewDeal::budget("Onboarding", "7".into(), "9".into());
-        b.currency = Some("EUR".into());
-        b.date = NaiveDate::from_ymd_opt(2026, 3, 14);
+        let b = NewDeal::budget("Onboarding", "7".into(), "9".into())
+            .currency("EUR")
+            .responsible("3".into())
+            .date(NaiveDate::from_ymd_opt(2026, 3, 14).unwrap());
+        b.validate().unwrap();
         assert_eq!(
             serde_json::to_value(b.to_document().unwrap()).unwrap(),
             serde_json::json!({"data": {"type": "deals",
-                "attributes": {"name": "Onboarding", "budget": true, "date": "2026-03-14", "currency": "EUR", "deal_type_id": 2},
+                "attributes": {"name": "Onboarding", "budget": true, "date": "2026-03-14", "currency": "EUR",
+                               "deal_type_id": 2, "probability": 100},
                 "relationships": {"company": {"data": {"type": "companies", "id": "7"}},
-                                  "project": {"data": {"type": "projects", "id": "9"}}}}})
+                                  "project": {"data": {"type": "projects", "id": "9"}},
+                                  "responsible": {"data": {"type": "people", "id": "3"}}}}})
         );
         let d = NewDeal::deal("Lead", "7".into());
         let v = serde_json::to_value(d.to_document().unwrap()).unwrap();
         assert!(v["data"]["attributes"].get("budget").is_none(), "a deal omits `budget`");
+        assert!(v["data"]["attributes"]["date"].is_string(), "dated today by default");
+    }
+
+    /// The notes' required-on-create list (api-notes/productive.md §4 Deals and budgets, from withone's copy of the
+    /// docs): name, date, responsible, company, `deal_type_id`, probability, currency (+ deal status, no default).
+    #[test]
+    fn a_create_without_a_required_attribute_is_rejected_before_sending() {
+        let e = NewDeal::deal("Lead", "7".into()).validate().unwrap_err();
+        assert!(matches!(&e, Error::Config(m) if m.ends_with("currency, probability, responsible_id")), "{e}");
+        let e = NewDeal::budget("B", "7".into(), "9".into()).currency("EUR").validate().unwrap_err();
+        assert!(matches!(&e, Error::Config(m) if m.ends_with("required responsible_id")), "{e}");
+        let mut by_extra = NewDeal::budget("B", "7".into(), "9".into()).currency("EUR");
+        by_extra.extra.insert("responsible_id".into(), Value::from(3));
+        by_extra.validate().unwrap();
+        NewDeal::deal("Lead", "7".into()).currency("EUR").responsible("3".into()).probability(20).validate().unwrap();
     }
 }

@@ -14,8 +14,10 @@ use crate::{
 #[serde(default)]
 pub struct PersonAttributes {
     /// First name.
+    #[serde(deserialize_with = "crate::types::null_as_default")]
     pub first_name: String,
     /// Last name.
+    #[serde(deserialize_with = "crate::types::null_as_default")]
     pub last_name: String,
     /// Email.
     pub email: Option<String>,
@@ -32,6 +34,7 @@ pub struct PersonAttributes {
     /// When deactivated.
     pub deactivated_at: Option<String>,
     /// Tags.
+    #[serde(deserialize_with = "crate::types::null_as_default")]
     pub tag_list: Vec<String>,
     /// Custom fields.
     pub custom_fields: Option<Value>,

@@ -18,6 +18,7 @@ use crate::{
 #[serde(default)]
 pub struct ProjectAttributes {
     /// Name.
+    #[serde(deserialize_with = "crate::types::null_as_default")]
     pub name: String,
     /// Number (`"1"`), as sent.
     pub number: Option<Value>,
@@ -74,10 +75,48 @@ impl Resource<ProjectAttributes> {
     }
 
     /// Whether a copy into this project is still running: `duplication_status` present and neither `idle` nor
-    /// `failed` (unknown values count as running).
+    /// `failed` (unknown values count as running). An absent status says nothing either way: see
+    /// [`Resource::copy_finished`].
     #[must_use]
     pub fn is_copying(&self) -> bool {
         !matches!(self.attributes.duplication_status, None | Some(DuplicationStatus::Idle | DuplicationStatus::Failed))
+    }
+
+    /// Whether the project reports a finished copy: `duplication_status` is `idle` (the documented resting value,
+    /// P-old projects.html). Absent, `in_progress`, `failed` and unknown values are not finished.
+    #[must_use]
+    pub fn copy_finished(&self) -> bool {
+        self.attributes.duplication_status == Some(DuplicationStatus::Idle)
+    }
+}
+
+/// How long to wait for a project copy (a background job, api-notes/productive.md §4 "Project copy").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopyWait {
+    /// Pause between polls of `GET /projects/{id}`.
+    pub interval: Duration,
+    /// Give up (with [`Error::JobTimeout`]) when the copy has not reported `idle` this long after the wait began.
+    pub deadline: Duration,
+}
+
+impl CopyWait {
+    /// Poll every `interval` until `deadline`.
+    #[must_use]
+    pub fn new(interval: Duration, deadline: Duration) -> Self {
+        Self { interval, deadline }
+    }
+
+    /// Poll every `interval`, at most about `max_polls` times (deadline = `interval × max_polls`).
+    #[must_use]
+    pub fn polls(interval: Duration, max_polls: u32) -> Self {
+        Self { interval, deadline: interval.saturating_mul(max_polls.max(1)) }
+    }
+}
+
+impl Default for CopyWait {
+    /// Every 2 s for up to 10 min (a template with many tasks takes a while to copy).
+    fn default() -> Self {
+        Self { interval: Duration::from_secs(2), deadline: Duration::from_secs(600) }
     }
 }
 
@@ -314,9 +353,10 @@ impl Client {
     }
 
     /// `POST /projects/copy`: starts the background copy and returns the new project as the response describes it
-    /// (its `duplication_status` says whether the copy still runs). Use [`Client::wait_for_project_copy`] or
-    /// [`Client::copy_project_and_wait`]. Not retried automatically (a POST); on an ambiguous failure, look for a
-    /// project with the new name before copying again.
+    /// (its `duplication_status` may say whether the copy still runs). What this response holds while the job runs
+    /// is **unverified** (api-notes/productive.md §4 "Project copy"); [`Client::copy_project_and_wait`] does not
+    /// depend on it. Not retried automatically (a POST); on an ambiguous failure, look for a project with the new
+    /// name before copying again.
     ///
     /// # Errors
     /// [`Error::Config`] when the flags are inconsistent; otherwise see [`Error`].
@@ -325,48 +365,108 @@ impl Client {
         Ok(self.post_document("/projects/copy", &copy.to_document()?).await?.data)
     }
 
-    /// Polls `GET /projects/{id}` every `interval` until the copy finished (`duplication_status` idle or absent),
-    /// at most `max_polls` times.
+    /// Polls `GET /projects/{id}` every `wait.interval` until the project reports a finished copy
+    /// (`duplication_status` = `idle`; an absent or unknown status is **not** taken as finished), giving up at
+    /// `wait.deadline`.
     ///
     /// # Errors
-    /// [`Error::JobTimeout`] after `max_polls`; [`Error::Config`] when the status is `failed`; otherwise see
+    /// [`Error::JobTimeout`] at the deadline; [`Error::Config`] when the status is `failed`; otherwise see
     /// [`Error`].
-    pub async fn wait_for_project_copy(
-        &self,
-        id: &ProjectId,
-        interval: Duration,
-        max_polls: u32,
-    ) -> Result<Project, Error> {
-        for poll in 0..max_polls {
-            if poll > 0 {
-                tokio::time::sleep(interval).await;
-            }
+    pub async fn wait_for_project_copy(&self, id: &ProjectId, wait: CopyWait) -> Result<Project, Error> {
+        let start = tokio::time::Instant::now();
+        let mut polls = 0u32;
+        loop {
             let p = self.get_project(id, &Query::new()).await?.data;
+            polls += 1;
             if p.attributes.duplication_status == Some(DuplicationStatus::Failed) {
                 return Err(Error::Config(format!("copy into project {id} failed (duplication_status = failed)")));
             }
-            if !p.is_copying() {
+            if p.copy_finished() {
                 return Ok(p);
             }
+            let last_state =
+                p.attributes.duplication_status.as_ref().map_or_else(|| "absent".to_owned(), |s| format!("{s:?}"));
+            Self::pause_or_time_out(start, wait, polls, || (format!("copy into project {id}"), last_state.clone()))
+                .await?;
         }
-        Err(Error::JobTimeout { what: format!("copy into project {id}"), polls: max_polls })
     }
 
-    /// [`Client::copy_project`] then [`Client::wait_for_project_copy`].
+    async fn pause_or_time_out(
+        start: tokio::time::Instant,
+        wait: CopyWait,
+        polls: u32,
+        what: impl FnOnce() -> (String, String),
+    ) -> Result<(), Error> {
+        let waited = start.elapsed();
+        if waited + wait.interval > wait.deadline {
+            let (what, last_state) = what();
+            return Err(Error::JobTimeout { what, polls, waited, last_state });
+        }
+        tokio::time::sleep(wait.interval).await;
+        Ok(())
+    }
+
+    /// The project a copy created, found by its name (and company), excluding the source: for a `POST
+    /// /projects/copy` response that is not the new project (a job resource, the source project, or no body).
+    /// The newest (highest id) exact match wins.
+    async fn find_copied_project(&self, copy: &ProjectCopy) -> Result<Option<Project>, Error> {
+        let mut q = Query::new().filter("name", &copy.name);
+        if let Some(c) = &copy.company_id {
+            q = q.filter("company_id", c);
+        }
+        if copy.copy_as_template {
+            q = q.filter("with_templates", "true");
+        }
+        let all = self.list_all_vec::<ProjectAttributes>("/projects", q).await?;
+        Ok(all
+            .into_iter()
+            .filter(|p| p.attributes.name == copy.name && p.id != copy.template_id.as_str())
+            .max_by_key(|p| (p.id.parse::<u64>().unwrap_or(0), p.id.clone())))
+    }
+
+    /// [`Client::copy_project`], then waits until the new project reports a finished copy
+    /// ([`Client::wait_for_project_copy`]). The response of the POST is used only when it is a `projects` resource
+    /// other than the source; otherwise (a job resource, the source echoed back, an empty `202`) the new project is
+    /// looked up by name (and company) until it appears. A status in the POST response is never trusted as
+    /// finished: the project is read at least once.
     ///
     /// # Errors
-    /// As those two.
-    pub async fn copy_project_and_wait(
-        &self,
-        copy: &ProjectCopy,
-        interval: Duration,
-        max_polls: u32,
-    ) -> Result<Project, Error> {
-        let started = self.copy_project(copy).await?;
-        if !started.is_copying() {
-            return Ok(started);
+    /// [`Error::JobTimeout`] when the copy has not reported `idle` by `wait.deadline` (counted from the POST);
+    /// otherwise as [`Client::copy_project`] and [`Client::wait_for_project_copy`].
+    pub async fn copy_project_and_wait(&self, copy: &ProjectCopy, wait: CopyWait) -> Result<Project, Error> {
+        copy.validate()?;
+        let start = tokio::time::Instant::now();
+        let req = api_core::Request::post("/projects/copy")
+            .body(api_core::Body::json_with(&copy.to_document()?, crate::jsonapi::MEDIA_TYPE)?);
+        let resp = self.send(req).await?;
+        let started = api_core::decode_json::<Document<Option<Resource<Value>>>>(&resp.body)
+            .ok()
+            .and_then(|d| d.data)
+            .filter(|r| r.kind == ProjectAttributes::TYPE && r.id != copy.template_id.as_str() && !r.id.is_empty());
+        let mut polls = 0u32;
+        let id = match started {
+            Some(r) => ProjectId::from(r.id),
+            None => loop {
+                if let Some(p) = self.find_copied_project(copy).await? {
+                    break p.typed_id();
+                }
+                polls += 1;
+                Self::pause_or_time_out(start, wait, polls, || {
+                    (
+                        format!("copy of project {} into {:?}", copy.template_id, copy.name),
+                        "project not found yet".into(),
+                    )
+                })
+                .await?;
+            },
+        };
+        let left = CopyWait { interval: wait.interval, deadline: wait.deadline.saturating_sub(start.elapsed()) };
+        match self.wait_for_project_copy(&id, left).await {
+            Err(Error::JobTimeout { what, polls: p, last_state, .. }) => {
+                Err(Error::JobTimeout { what, polls: polls + p, waited: start.elapsed(), last_state })
+            }
+            other => other,
         }
-        self.wait_for_project_copy(&started.typed_id(), interval, max_polls).await
     }
 }
 

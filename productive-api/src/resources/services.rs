@@ -14,6 +14,7 @@ use crate::{
 #[serde(default)]
 pub struct ServiceAttributes {
     /// Name.
+    #[serde(deserialize_with = "crate::types::null_as_default")]
     pub name: String,
     /// 1 hour, 2 piece, 3 day.
     pub unit_id: Option<ServiceUnit>,
@@ -134,6 +135,7 @@ impl NewService {
 #[serde(default)]
 pub struct ServiceTypeAttributes {
     /// Name.
+    #[serde(deserialize_with = "crate::types::null_as_default")]
     pub name: String,
     /// When archived.
     pub archived_at: Option<String>,

@@ -15,10 +15,12 @@ use crate::{
 #[serde(default)]
 pub struct TaskAttributes {
     /// Title.
+    #[serde(deserialize_with = "crate::types::null_as_default")]
     pub title: String,
     /// Description (HTML).
     pub description: Option<String>,
     /// Whether the task is closed (completed).
+    #[serde(deserialize_with = "crate::types::null_as_default")]
     pub closed: bool,
     /// When closed.
     pub closed_at: Option<String>,
@@ -74,6 +76,7 @@ impl Resource<TaskAttributes> {
 #[serde(default)]
 pub struct TaskListAttributes {
     /// Name.
+    #[serde(deserialize_with = "crate::types::null_as_default")]
     pub name: String,
     /// Position.
     pub position: Option<i64>,
