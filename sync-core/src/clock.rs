@@ -16,6 +16,13 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now(&self) -> DateTime<Utc> {
         ms_to_datetime(self.now_ms())
     }
+
+    /// True when this clock reads the machine's own wall clock (which may be skewed from other machines'). On
+    /// PostgreSQL the store then anchors it to the database server's clock, so that lease deadlines written by
+    /// processes on different machines compare on one time base. Test clocks say false and are used as they are.
+    fn is_wall_clock(&self) -> bool {
+        false
+    }
 }
 
 /// The system clock.
@@ -25,6 +32,41 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
         Utc::now().timestamp_millis()
+    }
+
+    fn is_wall_clock(&self) -> bool {
+        true
+    }
+}
+
+/// A wall clock shifted by a measured offset to a reference clock (the PostgreSQL server's, see
+/// `Store::open_postgres`): `now = base + offset`. The offset is re-measured periodically.
+#[derive(Debug)]
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(crate) struct AnchoredClock {
+    base: SharedClock,
+    offset_ms: AtomicI64,
+}
+
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+impl AnchoredClock {
+    pub(crate) fn new(base: SharedClock) -> Self {
+        Self { base, offset_ms: AtomicI64::new(0) }
+    }
+
+    /// The unshifted wall clock.
+    pub(crate) fn base_ms(&self) -> i64 {
+        self.base.now_ms()
+    }
+
+    pub(crate) fn set_offset(&self, offset_ms: i64) {
+        self.offset_ms.store(offset_ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for AnchoredClock {
+    fn now_ms(&self) -> i64 {
+        self.base.now_ms().saturating_add(self.offset_ms.load(Ordering::SeqCst))
     }
 }
 

@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 
 use crate::clock::SharedClock;
 use crate::error::{BoxError, Error, Result};
-use crate::store::{Event, Headers, Ingested, NewEvent, Store};
+use crate::store::{Event, Headers, Ingested, Markers, NewEvent, Store};
 
 /// What a handler decided about an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +112,17 @@ pub struct RawEvent<'a> {
 #[error("malformed event: {0}")]
 pub struct KeyError(pub String);
 
+/// One entity's event cut out of a multi-entity delivery by [`Flow::split`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    /// Deduplication key of this entity's change.
+    pub dedup_key: String,
+    /// Ordering key (normally the entity).
+    pub ordering_key: Option<String>,
+    /// The body stored for this part (handled by [`Flow::handle`] like any event of the source).
+    pub payload: bytes::Bytes,
+}
+
 /// An integration flow.
 #[async_trait]
 pub trait Flow: Send + Sync + std::fmt::Debug {
@@ -128,6 +139,19 @@ pub trait Flow: Send + Sync + std::fmt::Debug {
     fn ordering_key(&self, event: &RawEvent<'_>) -> Option<String> {
         let _ = event;
         None
+    }
+
+    /// Splits a delivery that carries several independent entities (a Kommo webhook batching many leads) into one
+    /// inbox event per entity, each with its own dedup key, ordering key and body, so that every entity is ordered,
+    /// retried and dead-lettered on its own (a delivery keyed by its first entity orders the others by nothing).
+    /// `None` (the default): the delivery is one event, keyed by [`Flow::dedup_key`] and [`Flow::ordering_key`].
+    /// The parts are stored in one transaction: all or none.
+    ///
+    /// # Errors
+    /// [`KeyError`] when the body is malformed (the router answers 400).
+    fn split(&self, event: &RawEvent<'_>) -> Result<Option<Vec<Part>>, KeyError> {
+        let _ = event;
+        Ok(None)
     }
 
     /// Processes one event. An `Err` is treated as a transient failure (retried with backoff), as is a panic.
@@ -189,20 +213,56 @@ impl Ctx {
     /// Runs `f` once per run: the first successful result is journaled and returned on every later call (also on
     /// retries of the event), without running `f` again. If `f` fails, nothing is journaled and the error is
     /// returned as [`Error::Step`]. A crash between `f`'s side effect and the journal write runs `f` again on the
-    /// next attempt, so `f` should still be idempotent at its target (upsert, idempotency key, search-before-create).
+    /// next attempt, so `f` must be idempotent at its target on every attempt (upsert, idempotency key,
+    /// search-before-create). A step that makes something true at a target uses [`Ctx::step_marked`].
     pub async fn step<T, F, Fut>(&self, name: &str, f: F) -> Result<T>
     where
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> Fut + Send,
         Fut: Future<Output = Result<T, BoxError>> + Send,
     {
+        self.step_marked(name, Markers::new(), || async move { f().await.map(|v| (v, Markers::new())) }).await
+    }
+
+    /// [`Ctx::step`] for a write whose result the engine must remember (the convergence rule): `f` makes the write
+    /// and returns its result with the [`Markers`] its confirmed answer makes true (e.g. the id map entry of a
+    /// created record); those and `pending` are recorded in the same transaction as the journal entry, fenced by
+    /// the lease, and only if `f` succeeded. While `f` runs, `pending`'s written values are already recognised by
+    /// [`Ctx::is_echo`] (the target's webhook for this write may arrive first); they lapse with the attempt if `f`
+    /// fails or the process dies, so a retry never mistakes a write that did not happen for one that did.
+    pub async fn step_marked<T, F, Fut>(&self, name: &str, pending: Markers, f: F) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut + Send,
+        Fut: Future<Output = Result<(T, Markers), BoxError>> + Send,
+    {
         if let Some(v) = self.store.step_get(&self.run_id, name).await? {
             return Ok(serde_json::from_value(v)?);
         }
-        let value = f().await.map_err(|source| Error::Step { step: name.to_owned(), source })?;
+        if let Some(lease) = &self.lease {
+            self.store.pending_put(lease, &pending).await?;
+        }
+        let (value, confirmed) = match f().await {
+            Ok(v) => v,
+            Err(source) => {
+                if let Some(lease) = &self.lease
+                    && let Err(e) = self.store.pending_clear(lease).await
+                {
+                    // harmless: a pending row counts only while this attempt runs
+                    tracing::debug!(error = %e, "clearing pending markers failed");
+                }
+                return Err(Error::Step { step: name.to_owned(), source });
+            }
+        };
         let json = serde_json::to_value(&value)?;
-        let stored = self.store.step_put(&self.run_id, name, &json, self.lease.as_ref()).await?;
+        let markers = pending.with(confirmed);
+        let stored = self.store.step_commit(&self.run_id, name, &json, self.lease.as_ref(), &markers).await?;
         Ok(serde_json::from_value(stored)?)
+    }
+
+    /// The journaled result of `step` in this run, if an earlier attempt completed it.
+    pub async fn journaled(&self, step: &str) -> Result<Option<serde_json::Value>> {
+        self.store.step_get(&self.run_id, step).await
     }
 
     /// Id map lookup: the remote id for `local_key`.
@@ -215,7 +275,8 @@ impl Ctx {
         self.store.id_get_local(system, kind, remote_id).await
     }
 
-    /// Id map write (unique both ways).
+    /// Id map write (unique both ways). Prefer [`Markers::id`] in the [`Ctx::step_marked`] that created the remote
+    /// object: recorded with the step's journal entry, an entry can never be lost between the two.
     pub async fn id_put(&self, system: &str, kind: &str, local_key: &str, remote_id: &str) -> Result<()> {
         self.store.id_put(system, kind, local_key, remote_id).await
     }
@@ -226,25 +287,16 @@ impl Ctx {
         self.store.counter_hit(key, &self.run_id, window).await
     }
 
-    /// Watermark check-and-advance for `entity`: false if an event newer than `event_time` was already applied.
-    pub async fn watermark_advance(&self, entity: &str, event_time: DateTime<Utc>) -> Result<bool> {
-        self.store.watermark_advance(entity, event_time).await
+    /// Whether an event of `event_time` is not older than the newest change applied to `entity` (the watermark
+    /// moves with [`Markers::watermark`], committed by [`Ctx::step_marked`] once the change is applied).
+    pub async fn watermark_check(&self, entity: &str, event_time: DateTime<Utc>) -> Result<bool> {
+        self.store.watermark_check(entity, event_time).await
     }
 
-    /// Whether `value` is what we ourselves last wrote to `(system, entity, field)`.
+    /// Whether `value` is what we ourselves last wrote to `(system, entity, field)` (recorded with a confirmed
+    /// write), or what a live attempt is writing there right now.
     pub async fn is_echo(&self, system: &str, entity: &str, field: &str, value: &serde_json::Value) -> Result<bool> {
         self.store.is_echo(system, entity, field, value).await
-    }
-
-    /// Records that we wrote `value` to `(system, entity, field)` (call after a successful write).
-    pub async fn remember_written(
-        &self,
-        system: &str,
-        entity: &str,
-        field: &str,
-        value: &serde_json::Value,
-    ) -> Result<()> {
-        self.store.remember_written(system, entity, field, value).await
     }
 }
 
@@ -317,6 +369,26 @@ impl Engine {
     ) -> Result<Ingested, IngestError> {
         let flow = self.flow_for(source).ok_or_else(|| IngestError::UnknownSource(source.to_owned()))?;
         let raw = RawEvent { source, headers, body: &body };
+        if let Some(parts) = flow.split(&raw)? {
+            let events: Vec<NewEvent> = parts
+                .into_iter()
+                .map(|p| NewEvent {
+                    source: source.to_owned(),
+                    dedup_key: p.dedup_key,
+                    ordering_key: p.ordering_key,
+                    payload: p.payload,
+                    headers: kept_headers.clone(),
+                })
+                .collect();
+            if events.is_empty() {
+                return Err(IngestError::Malformed(KeyError("the delivery holds no event".into())));
+            }
+            let stored = self.store.ingest_batch_with_cursor(&events, None).await?;
+            return Ok(stored
+                .into_iter()
+                .find(|i| matches!(i, Ingested::Accepted { .. }))
+                .unwrap_or(Ingested::Duplicate));
+        }
         let dedup_key = flow.dedup_key(&raw)?;
         let ordering_key = flow.ordering_key(&raw);
         let event =

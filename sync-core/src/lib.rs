@@ -15,7 +15,16 @@
 //!   newer attempt. Effects on other systems go through [`Ctx::step`] (journaled once per event) and idempotent
 //!   writes (upsert by external key, idempotency keys from [`Ctx::idempotency_key`]). The one window no engine can
 //!   close — a crash after a remote side effect and before its journal entry commits — re-runs that step, which is
-//!   why steps must be idempotent at their target (the flows use upserts and search-before-create).
+//!   why steps must be idempotent at their target (the flows use upserts and search-before-create) on every
+//!   attempt, not only on retries.
+//! - *Effects converge*: a marker that says "the target holds V" (echo hash, watermark, id map entry) is written
+//!   only after the write that put V there is confirmed, in the same fenced transaction as that step's journal
+//!   entry: [`Ctx::step_marked`] takes the markers the step commits (and the values in flight, kept as *pending*
+//!   so a webhook echo that arrives during the write is recognised; a pending marker counts only while its
+//!   attempt holds a live lease and never survives a failed attempt). `Ctx` offers no way to write such a marker
+//!   before the effect. A handler whose heartbeats fail until its lease could lapse is cancelled before it can
+//!   write again. Shown by the chaos soak in `examples` (`cargo run --release -p examples --bin chaos`), which
+//!   compares every target record field by field after faults and kills.
 //!
 //! # Tables
 //!
@@ -27,16 +36,19 @@
 //! | `cursors` | `(source, stream)` | poll / payload-feed cursors, advanced in the same transaction as the rows they produced |
 //! | `step_journal` | `(run_id, step)` | JSON result of each completed step of a run |
 //! | `counters` | `(key, hit_id)` | hits with time, counted over a sliding window ("3 opens in 48 h"), idempotent per hit |
-//! | `watermarks` | `entity` | latest applied event time per entity (drop stale, out-of-order updates) |
+//! | `watermarks` | `entity` | latest applied event time per entity (drop stale, out-of-order updates); moves forward only, with the step that applied the change |
+//! | `pending_writes` | `(system, entity, field, inbox_id, attempt_no)` | values an attempt is writing right now: echoes while that attempt is alive, replaced by `written_hashes` when its step commits |
 //!
-//! All timestamps are integer milliseconds from the store's [`Clock`]. Migrations (`migrations/sqlite`,
+//! All timestamps are integer milliseconds from the store's [`Clock`]; on PostgreSQL a wall clock is anchored to
+//! the database server's clock (offset re-measured every minute), so leases of processes on different machines
+//! compare on one time base. Migrations (`migrations/sqlite`,
 //! `migrations/postgres`) are embedded and applied when the store opens.
 //!
 //! # Example
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use sync_core::{BoxError, Ctx, Engine, Event, Flow, KeyError, Outcome, RawEvent, Store, StoreOptions, worker};
+//! use sync_core::{BoxError, Ctx, Engine, Event, Flow, KeyError, Markers, Outcome, RawEvent, Store, StoreOptions, worker};
 //!
 //! #[derive(Debug)]
 //! struct Echo;
@@ -49,8 +61,14 @@
 //!         e.headers.get("webhook-id").cloned().ok_or_else(|| KeyError("missing webhook-id".into()))
 //!     }
 //!     async fn handle(&self, ctx: &Ctx, event: &Event) -> Result<Outcome, BoxError> {
-//!         let remote: String = ctx.step("create", || async { Ok::<_, BoxError>("remote-1".to_owned()) }).await?;
-//!         ctx.id_put("crm", "deal", &event.dedup_key, &remote).await?;
+//!         // the id map entry is committed with the step's journal entry, after the create succeeded
+//!         let key = event.dedup_key.clone();
+//!         let _remote: String = ctx
+//!             .step_marked("create", Markers::new(), || async move {
+//!                 let remote = "remote-1".to_owned(); // the vendor's answer
+//!                 Ok::<_, BoxError>((remote.clone(), Markers::new().id("crm", "deal", &key, &remote)))
+//!             })
+//!             .await?;
 //!         Ok(Outcome::Done)
 //!     }
 //! }
@@ -75,11 +93,15 @@ pub mod mapping;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod store;
+pub mod tokens;
 pub mod worker;
 
 pub use backoff::Backoff;
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use error::{BoxError, Error, Result};
-pub use flow::{Ctx, Engine, Flow, IngestError, KeyError, Outcome, RawEvent, Tally};
-pub use store::{Event, Fence, Headers, Ingested, Lease, NewEvent, State, Status, Store, StoreOptions};
+pub use flow::{Ctx, Engine, Flow, IngestError, KeyError, Outcome, Part, RawEvent, Tally};
+pub use store::{
+    Compacted, Event, Fence, Headers, Ingested, Lease, Markers, NewEvent, State, Status, Store, StoreOptions,
+};
+pub use tokens::StoreTokenStore;
 pub use worker::{WorkerConfig, WorkerHandle};

@@ -306,20 +306,32 @@ async fn process(
     }
     let ctx = Ctx::for_event(store.clone(), &event);
     let handler = AssertUnwindSafe(flow.handle(&ctx, &event)).catch_unwind();
+    // The lease is only as good as the last heartbeat the store accepted: when heartbeats keep failing (the
+    // database is unreachable from here) until the lease could lapse before the next one, the handler is cancelled
+    // before another worker can reclaim the event and run it at the same time. Its writes stop there; nothing it
+    // did is journaled or marked (those writes are fenced by the lease anyway).
     let heartbeat = async {
+        let mut confirmed = tokio::time::Instant::now();
+        let safe_for = cfg.lease.saturating_sub(cfg.heartbeat);
         loop {
             tokio::time::sleep(cfg.heartbeat).await;
+            let sent = tokio::time::Instant::now();
             match store.heartbeat(&lease, cfg.lease).await {
-                Ok(Fence::Applied) => {}
-                Ok(Fence::Stale) => return,
-                Err(e) => tracing::warn!(id = lease.id, error = %e, "heartbeat failed"),
+                Ok(Fence::Applied) => confirmed = sent,
+                Ok(Fence::Stale) => return "the event was reclaimed by another attempt",
+                Err(e) => {
+                    tracing::warn!(id = lease.id, error = %e, "heartbeat failed");
+                    if confirmed.elapsed() >= safe_for {
+                        return "heartbeats failed until the lease could lapse";
+                    }
+                }
             }
         }
     };
     let result = tokio::select! {
         r = handler => r,
-        () = heartbeat => {
-            tracing::warn!(id = lease.id, "lease lost while handling; abandoning this attempt");
+        why = heartbeat => {
+            tracing::warn!(id = lease.id, why, "lease lost while handling; the attempt is cancelled");
             stats.stale.fetch_add(1, Ordering::Relaxed);
             return;
         }

@@ -4,6 +4,7 @@
 mod common;
 
 behaviour_suite!(
+    retention_keeps_a_fixed_working_set_bounded,
     ingest_dedup_concurrent,
     claim_fencing_after_lease_expiry,
     worker_killed_mid_lease_is_reclaimed,
@@ -435,6 +436,51 @@ mod cases {
         store.ping().await.unwrap();
     }
 
+    /// Thirty days of traffic over a fixed working set of five entities, with `serve`'s retention (purge done rows
+    /// and compact markers older than three days) once a day: the done rows stay at three or four days' worth, the
+    /// markers of the working set stay, and those of an entity untouched since day 0 are gone.
+    pub async fn retention_keeps_a_fixed_working_set_bounded(h: &Harness) {
+        let clock = ManualClock::starting_now();
+        let store = h.open(Arc::new(clock.clone())).await;
+        let keep = Duration::from_secs(3 * 86400);
+        let v = serde_json::json!("in sync");
+        let t0 = chrono::Utc::now();
+        store.remember_written("kommo", "lead:gone", "name", &v).await.unwrap();
+        assert!(store.watermark_advance("lead:gone", t0).await.unwrap());
+        let sources = vec!["test".to_owned()];
+        let mut max_done = 0;
+        for day in 0..30u32 {
+            for i in 0..10 {
+                store.ingest(&ev(&format!("d{day}-{i}"))).await.unwrap();
+            }
+            for c in store.claim("w", &sources, 10, Duration::from_secs(30)).await.unwrap() {
+                assert_eq!(store.complete(&c.lease).await.unwrap(), Fence::Applied);
+            }
+            for e in 0..5 {
+                store.remember_written("kommo", &format!("lead:{e}"), "name", &v).await.unwrap();
+                let when = t0 + chrono::Duration::days(i64::from(day));
+                assert!(store.watermark_advance(&format!("lead:{e}"), when).await.unwrap());
+            }
+            clock.advance(Duration::from_secs(86400));
+            store.purge_done(keep).await.unwrap();
+            store.compact(keep).await.unwrap();
+            let done = *store.status().await.unwrap().depth.get(&("test".into(), State::Done)).unwrap_or(&0);
+            max_done = max_done.max(done);
+        }
+        assert!(max_done <= 40, "done rows bounded by the retention period: at most {max_done}");
+        assert_eq!(store.status().await.unwrap().depth.get(&("test".into(), State::Done)), Some(&30));
+        for e in 0..5 {
+            assert!(store.is_echo("kommo", &format!("lead:{e}"), "name", &v).await.unwrap(), "working set kept");
+            let older = t0 + chrono::Duration::days(20);
+            assert!(!store.watermark_check(&format!("lead:{e}"), older).await.unwrap(), "working set kept");
+        }
+        assert!(!store.is_echo("kommo", "lead:gone", "name", &v).await.unwrap(), "an old hash is compacted");
+        let earlier = t0 - chrono::Duration::days(1);
+        assert!(store.watermark_check("lead:gone", earlier).await.unwrap(), "an old watermark is compacted");
+        // a second pass finds nothing more
+        assert_eq!(store.compact(keep).await.unwrap(), sync_core::Compacted::default());
+    }
+
     pub async fn status_and_purge(h: &Harness) {
         let clock = ManualClock::starting_now();
         let store = h.open(Arc::new(clock.clone())).await;
@@ -664,5 +710,46 @@ async fn postgres_ingest_wakes_workers_of_other_pools() {
     assert!(started.elapsed() < Duration::from_secs(20));
     assert_eq!(flow.sink.count("wake-1"), 1);
     pool.shutdown().await;
+    h.cleanup().await;
+}
+
+/// PostgreSQL: lease deadlines come from the database server's clock. A process whose wall clock runs ten
+/// minutes ahead must neither see another process's 30 s lease as lapsed (and run the same event twice) nor
+/// write deadlines that keep its own lease alive for ten minutes after it died.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_leases_use_the_database_clock_not_a_skewed_machine_clock() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use sync_core::{Clock, NewEvent, SystemClock};
+
+    /// This machine's wall clock, ten minutes fast.
+    #[derive(Debug)]
+    struct Fast;
+    impl Clock for Fast {
+        fn now_ms(&self) -> i64 {
+            chrono::Utc::now().timestamp_millis() + 600_000
+        }
+        fn is_wall_clock(&self) -> bool {
+            true
+        }
+    }
+
+    let Some(h) = common::Harness::postgres() else { return };
+    let honest = h.open(Arc::new(SystemClock)).await;
+    let fast = h.open(Arc::new(Fast)).await;
+    let skew = fast.clock().now_ms() - chrono::Utc::now().timestamp_millis();
+    assert!(skew.abs() < 5_000, "the fast machine's store reads the database clock (off by {skew} ms)");
+    let sources = vec!["test".to_owned()];
+    honest.ingest(&NewEvent::new("test", "lease-1", "lease-1")).await.unwrap();
+    let mine = honest.claim("honest", &sources, 10, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(mine.len(), 1);
+    assert!(
+        fast.claim("fast", &sources, 10, Duration::from_secs(30)).await.unwrap().is_empty(),
+        "a 30 s lease taken a moment ago is not lapsed, whatever the other machine's clock says"
+    );
+    honest.close().await;
+    fast.close().await;
     h.cleanup().await;
 }

@@ -378,11 +378,17 @@ mod cases {
         let pos = tampered.windows(3).position(|s| s == b"Eve").unwrap();
         tampered[pos] = b'A';
         assert_eq!(post(w.signature().map(str::to_owned), tampered.into()).await.unwrap().status(), 401);
-        let stale = calendly_api::webhook::sign(KEY.as_bytes(), now - 600, &w.body);
+        // older than Calendly's retry period (the default window, 25 h): no retry of Calendly's is that late
+        let too_old = i64::try_from(calendly_api::webhook::DEFAULT_TOLERANCE.as_secs()).unwrap() + 60;
+        let stale = calendly_api::webhook::sign(KEY.as_bytes(), now - too_old, &w.body);
         assert_eq!(post(Some(stale), w.body.clone()).await.unwrap().status(), 401);
         assert_eq!(rig.stats.unauthorized.load(Ordering::Relaxed), 4);
         assert!(rig.store.status().await.unwrap().depth.is_empty(), "nothing stored");
-        // the genuine one is accepted
+        // Calendly retries a failed delivery for up to 24 hours, with its original signature time
+        // (api-notes/calendly.md): one signed 23 hours ago is accepted by the flow's default window
+        let late = calendly_api::webhook::sign(KEY.as_bytes(), now - 23 * 3600, &w.body);
+        assert_eq!(post(Some(late), w.body.clone()).await.unwrap().status(), 200);
+        // and the genuine one too (a duplicate of it)
         assert_eq!(w.post(&rig.http).await.unwrap(), 200);
         rig.drain().await;
         assert_eq!(rig.kommo.tasks().len(), 1);
@@ -490,6 +496,20 @@ mod cases {
         assert_ne!(c.signing_key.expose(), a.signing_key.expose());
         assert_eq!(c.signing_key.expose(), key_of(&cal));
         assert_eq!(cal.subscriptions()[0].subscription.state, SubscriptionState::Active);
+        // the replacement was made before the old one went (at the alternate URL: one subscription per URL)
+        assert_eq!(cal.subscriptions().len(), 1);
+        assert_eq!(
+            cal.subscriptions()[0].subscription.callback_url,
+            "https://sync.example.com/hooks/calendly?subscription_rev=1"
+        );
+        let calls: Vec<String> = cal.server.log.requests().iter().map(|r| format!("{} {}", r.method, r.path)).collect();
+        let created = calls.iter().rposition(|c| c == "POST /webhook_subscriptions").unwrap();
+        let deleted = calls.iter().rposition(|c| c.starts_with("DELETE /webhook_subscriptions/")).unwrap();
+        assert!(created < deleted, "create before delete: {calls:?}");
+        // and is found there on the next start
+        let kept = ensure_webhook(&client, &store, &spec).await.unwrap();
+        assert_eq!(kept.action, WebhookAction::Kept);
+        assert_eq!(kept.signing_key.expose(), c.signing_key.expose());
         // a subscription someone else made (key unknown to us) is replaced
         let other_store = Store::memory(Arc::new(SystemClock)).await.unwrap();
         let d = ensure_webhook(&client, &other_store, &spec).await.unwrap();
@@ -543,4 +563,163 @@ async fn validation_names_the_wrong_entry() {
     let c = Config { timezone: "Mars/Olympus".into(), ..Config::default() };
     assert_eq!(CalendlyKommo::new(c, kommo.client(), Token::new(KEY)).unwrap_err().entry, "timezone");
     mk(Config::default()).validate().await.unwrap();
+}
+
+/// Issue 17, "effects converge": a handler aborted at shutdown is released with `attempts - 1`
+/// (`Store::release`), so its rerun is again attempt 1. Every Kommo create must still search first: here each
+/// attempt's create commits at the fake but its answer is lost (`Fault::DropAfterCommit`, the same window as a
+/// shutdown between Kommo's reply and the step journal commit), and the attempt is released, never retried. The
+/// handler is driven by hand on a [`sync_core::ManualClock`] store: no workers, no sleeps.
+mod converge {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use api_core::fake::Fault;
+    use calendly_api::fake::{Booking, FakeCalendly, FakeConfig as CalConfig};
+    use chrono::{DateTime, Utc};
+    use kommo_api::EntityType;
+    use kommo_api::fake::{FakeConfig as KommoConfig, FakeKommo};
+    use kommo_api::notes::NoteType;
+    use reqwest::Method;
+    use sync_core::flows::calendly_kommo::{CalendlyKommo, Config, EVENTS, task_for_invitee};
+    use sync_core::{Ctx, Engine, Flow, Headers, ManualClock, Outcome, Store};
+
+    use super::{KEY, known_contact};
+
+    struct Rig {
+        kommo: FakeKommo,
+        cal: FakeCalendly,
+        flow: Arc<CalendlyKommo>,
+        engine: Engine,
+        store: Store,
+        clock: ManualClock,
+    }
+
+    impl Rig {
+        async fn new() -> Self {
+            let kommo =
+                FakeKommo::start_with(KommoConfig { rate_limit: None, ..KommoConfig::default() }).await.unwrap();
+            let cal = FakeCalendly::start_with(CalConfig::default()).await.unwrap();
+            // deliveries are queued in the fake's outbox for a subscription; the test ingests them itself
+            let _ = cal.subscribe("http://127.0.0.1:9/hooks/calendly", &EVENTS, KEY);
+            let clock = ManualClock::new(DateTime::from_timestamp(1_900_000_000, 0).unwrap());
+            let store = Store::memory(Arc::new(clock.clone())).await.unwrap();
+            let client = kommo.client_builder().rate_limit(0).build().unwrap();
+            let flow = Arc::new(CalendlyKommo::new(Config::default(), client, api_core::Token::new(KEY)).unwrap());
+            flow.validate().await.unwrap();
+            let engine = Engine::new(store.clone(), vec![flow.clone()]).unwrap();
+            Self { kommo, cal, flow, engine, store, clock }
+        }
+
+        /// Ingests every queued Calendly delivery (signatures are not under test here).
+        async fn ingest_outbox(&self) {
+            let outbox = self.cal.take_outbox();
+            assert!(!outbox.is_empty(), "a delivery was queued");
+            for w in outbox {
+                let r = self.engine.ingest("calendly", &Headers::new(), w.body.clone(), Headers::new()).await.unwrap();
+                assert!(matches!(r, sync_core::Ingested::Accepted { .. }), "{r:?}");
+            }
+        }
+
+        /// One attempt of the next event. A retryable outcome is *released* (the shutdown path: the attempt is
+        /// not counted), so the rerun sees `attempts == 1` again. Returns the outcome and the attempts it saw.
+        async fn attempt(&self) -> (Outcome, i64) {
+            let mut claimed =
+                self.store.claim("test-worker", &["calendly".to_owned()], 1, Duration::from_secs(30)).await.unwrap();
+            assert_eq!(claimed.len(), 1, "one event due");
+            let event = claimed.remove(0);
+            let ctx = Ctx::for_event(self.store.clone(), &event);
+            let outcome = self.flow.handle(&ctx, &event).await.unwrap();
+            let _ = match &outcome {
+                Outcome::Done | Outcome::Skipped { .. } => self.store.complete(&event.lease).await.unwrap(),
+                Outcome::Retry { .. } => self.store.release(&event.lease).await.unwrap(),
+                Outcome::Fail { reason } => panic!("permanent failure: {reason}"),
+            };
+            self.clock.advance(Duration::from_secs(60));
+            (outcome, event.attempts)
+        }
+
+        fn lose_next_response(&self, path: &str) {
+            self.kommo.faults().inject(Some(Method::POST), path, Fault::DropAfterCommit, 1);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rerun_after_a_released_attempt_finds_the_note_and_the_task() {
+        let rig = Rig::new().await;
+        let (_, lead, owner) = known_contact(&rig.kommo, "Ivan Petrov", "ivan@example.com");
+        let start = DateTime::<Utc>::from_timestamp(2_000_001_600, 0).unwrap();
+        let booked = rig.cal.book(Booking::new("ivan@example.com", "Ivan Petrov", start));
+        rig.ingest_outbox().await;
+
+        // 1: the note commits, the answer is lost, the attempt is released; 2: again attempt 1, the note must be
+        // found, the task commits and its answer is lost, released; 3: again attempt 1, the task must be found
+        rig.lose_next_response("/api/v4/leads/notes");
+        let (o, attempts) = rig.attempt().await;
+        assert!(matches!(o, Outcome::Retry { .. }), "{o:?}");
+        assert_eq!(attempts, 1);
+        rig.lose_next_response("/api/v4/tasks");
+        let (o, attempts) = rig.attempt().await;
+        assert!(matches!(o, Outcome::Retry { .. }), "{o:?}");
+        assert_eq!(attempts, 1, "a released attempt is not counted");
+        let (o, attempts) = rig.attempt().await;
+        assert_eq!(o, Outcome::Done);
+        assert_eq!(attempts, 1);
+
+        let notes = rig.kommo.notes_for(EntityType::Leads, lead.get());
+        assert_eq!(notes.len(), 1, "exactly one booking note: {notes:?}");
+        let n = &notes[0];
+        assert_eq!(n.entity_id, Some(lead.get()));
+        assert_eq!(n.note_type, NoteType::Common);
+        let text = n.text().unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "📅 Calendly: Intro call booked");
+        assert!(lines.contains(&"Invitee: Ivan Petrov <ivan@example.com>"), "{text}");
+        assert_eq!(lines.last().copied(), Some(format!("Calendly invitee: {}", booked.invitee.uri).as_str()), "{text}");
+
+        let tasks = rig.kommo.tasks_for(EntityType::Leads, lead.get());
+        assert_eq!(tasks.len(), 1, "exactly one meeting task: {tasks:?}");
+        let t = &tasks[0];
+        assert_eq!(t.entity_id, Some(lead.get()));
+        assert_eq!(t.entity_type, Some(EntityType::Leads));
+        assert_eq!(t.complete_till, Some(start.timestamp()));
+        assert_eq!(t.task_type_id, Some(2), "meeting");
+        assert_eq!(t.responsible_user_id, Some(owner));
+        assert_eq!(t.text, "Meeting: Intro call with Ivan Petrov");
+        assert!(!t.is_completed);
+        assert_eq!(task_for_invitee(&rig.store, &booked.invitee.uri).await.unwrap(), Some(t.id));
+
+        // a no-show: the note and the follow-up task, each with its answer lost once and the attempt released;
+        // the clock moves on between attempts, so the follow-up's due time must not depend on when one ran
+        let (mark, _) = rig.cal.mark_no_show(&booked.invitee.uri).unwrap();
+        rig.ingest_outbox().await;
+        rig.lose_next_response("/api/v4/leads/notes");
+        assert!(matches!(rig.attempt().await.0, Outcome::Retry { .. }));
+        rig.lose_next_response("/api/v4/tasks");
+        assert!(matches!(rig.attempt().await.0, Outcome::Retry { .. }));
+        let (o, attempts) = rig.attempt().await;
+        assert_eq!(o, Outcome::Done);
+        assert_eq!(attempts, 1);
+        let notes = rig.kommo.notes_for(EntityType::Leads, lead.get());
+        assert_eq!(notes.len(), 2, "one booking note and one no-show note: {notes:?}");
+        let no_show = notes.iter().find(|n| n.id != notes[0].id).unwrap().text().unwrap();
+        assert!(no_show.starts_with("🚫 Calendly: no-show — Ivan Petrov did not attend Intro call\n"), "{no_show}");
+        let tasks = rig.kommo.tasks_for(EntityType::Leads, lead.get());
+        assert_eq!(tasks.len(), 2, "the meeting task and one follow-up: {tasks:?}");
+        let follow: Vec<_> = tasks.iter().filter(|t| t.task_type_id == Some(1)).collect();
+        assert_eq!(follow.len(), 1, "{tasks:?}");
+        let f = follow[0];
+        assert_eq!(f.entity_id, Some(lead.get()));
+        assert_eq!(f.entity_type, Some(EntityType::Leads));
+        assert_eq!(f.text, "Follow up: Ivan Petrov did not attend Intro call");
+        // due 24 h after the no-show was reported (Calendly's mark time), whichever attempt created it
+        assert_eq!(f.complete_till, Some(mark.created_at.unwrap().timestamp() + 24 * 3600));
+        assert_eq!(f.responsible_user_id, Some(owner));
+        assert!(!f.is_completed);
+        assert_eq!(
+            task_for_invitee(&rig.store, &booked.invitee.uri).await.unwrap(),
+            Some(t.id),
+            "still the meeting task"
+        );
+    }
 }

@@ -378,8 +378,21 @@ async fn reporting_webhooks_make_notes_unsubscribe_marks_the_contact_and_forgeri
             .status()
             .as_u16();
         assert_eq!(st, 401);
+        // Customer.io retries a failed reporting delivery for up to 7 days (api-notes/customerio.md), holding later
+        // events back meanwhile: one signed 6 days ago is accepted and applied by the flow's default window
+        let six_days_ago = chrono::Utc::now().timestamp() - 6 * 24 * 3600;
+        let late = env
+            .cio
+            .webhook(&Identifier::email(EMAIL), Metric::Clicked)
+            .subject("Late retry")
+            .href("https://example.com/late")
+            .signed_at(six_days_ago)
+            .build();
+        assert_eq!(env.deliver_cio(&late).await, 200);
         env.drain().await;
-        assert_eq!(env.notes(lead).len(), 3);
+        let notes = env.notes(lead);
+        assert_eq!(notes.len(), 4, "{notes:?}");
+        assert!(notes.iter().any(|n| n.contains("https://example.com/late")), "{notes:?}");
         env.finish().await;
     })
     .await;
@@ -485,4 +498,95 @@ fn the_example_config_parses() {
     assert_eq!(cfg.engagement.window_hours, 48);
     assert_eq!(cfg.unsubscribe.contact_tag.as_deref(), Some("unsubscribed"));
     assert!(cfg.mapping.fields.iter().any(|f| f.target == "deal_value"));
+}
+
+/// A transient Kommo failure while the responsible user is looked up is retried: the attribute is the user's
+/// name, never the numeric id (that is only for a user Kommo says does not exist).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_users_failure_is_retried_not_written_as_the_numeric_id() {
+    let env = env(Harness::sqlite(), Arc::new(SystemClock)).await;
+    let lead = env.seed_lead("Owner lookup", 700);
+    // more 503s than one handler run's client retries: the handler run fails and the engine retries it
+    let fault = api_core::fake::Fault::json(503, &serde_json::json!({"title": "Service Unavailable", "status": 503}));
+    env.kommo.faults().inject(Some(reqwest::Method::GET), "/api/v4/users/", fault, 8);
+    env.deliver_kommo(&env.kommo.webhook_for_lead_add(lead)).await;
+    env.drain().await;
+    assert_eq!(env.person().expect("identified").attributes["responsible_name"], "Rita Responsible");
+    assert_eq!(env.events("kommo_lead_created").len(), 1);
+    env.finish().await;
+}
+
+/// A Kommo payload without any time (the reduced Digital Pipeline shape): the event's time is the first
+/// attempt's, journaled, so a retry after the track call was committed re-sends the same event id (and
+/// Customer.io keeps one event) even when the clock moved in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_without_time_keeps_one_event_id_across_attempts() {
+    let clock = ManualClock::starting_now();
+    let env = env(Harness::sqlite(), Arc::new(clock.clone())).await;
+    let lead = env.seed_lead("No time", 300);
+    let body = env.kommo.webhook_for_lead_add(lead);
+    let time_keys = ["date_create", "last_modified", "created_at", "updated_at"];
+    let timeless: Vec<&str> = body
+        .split('&')
+        .filter(|pair| {
+            let key = pair.split('=').next().unwrap_or_default().replace("%5B", "[").replace("%5D", "]");
+            !time_keys.iter().any(|t| key.ends_with(&format!("[{t}]")))
+        })
+        .collect();
+    let timeless = timeless.join("&");
+    assert!(kommo_api::webhook::parse(timeless.as_bytes()).unwrap().events[0].time().is_none());
+    // the track call commits but its answer is lost, and the client's own retry gets a 503: the handler run fails
+    let post = Some(reqwest::Method::POST);
+    env.cio.faults().inject(post.clone(), "/api/v1/customers/", api_core::fake::Fault::DropAfterCommit, 1);
+    let unavailable = api_core::fake::Fault::json(503, &serde_json::json!({"meta": {"error": "try later"}}));
+    env.cio.faults().inject(post, "/api/v1/customers/", unavailable, 1);
+    assert_eq!(env.deliver_kommo(&timeless).await, 200);
+    let mut tries = 0;
+    while env.cio.log().count(&reqwest::Method::POST, "/api/v1/customers/") < 2 {
+        tries += 1;
+        assert!(tries < 3000, "the first track call was never made");
+        tokio::time::sleep(Duration::from_millis(10)).await; // a real server answering, not a timed assertion
+    }
+    // the failed attempt is rescheduled on the manual clock only once it has finished: wait for that, then move the
+    // clock past the backoff (advancing while the attempt still runs would leave its retry due in the future)
+    let store = env.store.clone();
+    let finished = wait_until(30, || {
+        let store = store.clone();
+        async move {
+            let s = store.status().await.unwrap();
+            !s.depth.iter().any(|((_, st), n)| *n > 0 && matches!(st, State::Running))
+        }
+    })
+    .await;
+    assert!(finished, "the failed attempt did not finish: {:?}", env.store.status().await.unwrap());
+    clock.advance(Duration::from_secs(90)); // the retry runs a minute and a half later
+    env.drain().await;
+    let events = env.events("kommo_lead_created");
+    assert_eq!(events.len(), 1, "one event in Customer.io: {events:?}");
+    assert_eq!(env.cio.log().count(&reqwest::Method::POST, "/api/v1/customers/"), 3, "the handler was retried");
+    env.finish().await;
+}
+
+/// Kommo does not order its deliveries: a `leads[add]` that arrives after a newer stage change of the same lead is
+/// stale for the attributes (skipped by the watermark), yet the person must still get `kommo_lead_created_at`
+/// (every identify carries the lead's creation time), and the lead's one `kommo_lead_created` event is tracked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lead_add_delivered_after_a_newer_stage_change_still_sets_the_creation_time() {
+    let env = env(Harness::sqlite(), Arc::new(SystemClock)).await;
+    let lead = env.seed_lead("Late add", 2_500);
+    let add = env.kommo.webhook_for_lead_add(lead);
+    env.kommo.advance_clock(5);
+    env.kommo.set_lead_status(lead, env.pipeline, env.stages[1]);
+    let status = env.kommo.webhook_for_lead_status(lead);
+    assert_eq!(env.deliver_kommo(&status).await, 200);
+    env.drain().await;
+    assert_eq!(env.deliver_kommo(&add).await, 200);
+    env.drain().await;
+    let created_at = env.kommo.lead(lead).unwrap().created_at.expect("seeded with a creation time");
+    let p = env.person().expect("identified");
+    assert_eq!(p.attributes.get("kommo_lead_created_at"), Some(&serde_json::json!(created_at)), "{p:?}");
+    assert_eq!(p.attributes["kommo_stage"], "In contact", "the newer stage stays");
+    assert_eq!(env.events("kommo_lead_created").len(), 1);
+    assert_eq!(env.events("kommo_stage_changed").len(), 1);
+    env.finish().await;
 }

@@ -9,9 +9,11 @@ mod common;
 
 behaviour_suite!(
     saga_end_to_end,
+    a_batch_of_two_leads_is_one_event_per_lead,
     crash_after_each_step,
     assignment_conflict_is_done,
     template_copy_with_5xx_mid_saga,
+    template_copy_answered_with_an_empty_202,
     productive_webhooks_to_kommo,
 );
 
@@ -96,6 +98,10 @@ mod cases {
 
     impl Fakes {
         pub async fn start(template: bool) -> Self {
+            Self::start_with(template, productive_api::fake::CopyResponse::default()).await
+        }
+
+        pub async fn start_with(template: bool, copy_response: productive_api::fake::CopyResponse) -> Self {
             let kommo = FakeKommo::start_with(kommo_api::fake::FakeConfig { rate_limit: None, ..Default::default() })
                 .await
                 .unwrap();
@@ -109,10 +115,14 @@ mod cases {
                 None,
                 &["Website", "Branding", "SEO"],
             );
-            let productive =
-                FakeProductive::start_with(FakeConfig { per_10s: None, per_30min: None, ..FakeConfig::default() })
-                    .await
-                    .unwrap();
+            let productive = FakeProductive::start_with(FakeConfig {
+                per_10s: None,
+                per_30min: None,
+                copy_response,
+                ..FakeConfig::default()
+            })
+            .await
+            .unwrap();
             let pm = productive.seed_person("Pat", "Manager", "pm@agency.io");
             productive.seed_person("Dee", "Dev", "dev@agency.io");
             productive.seed_person("Dana", "Design", "design@agency.io");
@@ -220,7 +230,10 @@ mod cases {
 
     impl World {
         pub async fn new(h: &Harness, template: bool) -> Self {
-            let fakes = Fakes::start(template).await;
+            Self::new_with(h, Fakes::start(template).await).await
+        }
+
+        pub async fn new_with(h: &Harness, fakes: Fakes) -> Self {
             let clock = Arc::new(OffsetClock::default());
             let store = h.open(clock.clone()).await;
             let flow = Arc::new(fakes.flow(Config::from_toml(&fakes.default_toml()).unwrap()));
@@ -378,12 +391,75 @@ mod cases {
         w.assert_all_done().await;
         w.assert_exactly_one_of_each("won again").await;
         assert_eq!(p.server.log.count(&Method::POST, "/api/v2/"), posts_before, "no Productive writes on re-win");
-        // a backfill of the lead's current state carries the same dedup key as the webhook that delivered it
+        // a backfill of the lead's current state is a state, not a move: it cannot name the stage the lead came from,
+        // so its key differs from the status webhook's (whose key names both stages, issue 17). It is accepted,
+        // finds the kick-off marker and writes nothing; a second backfill of the same state is a duplicate.
         let lead = w.fakes.kommo.lead(w.lead).unwrap();
         let body = KommoProductive::backfill_body(&lead);
+        let posts_before = p.server.log.count(&Method::POST, "/api/v2/");
+        let kommo_posts_before = w.fakes.kommo.log().count(&Method::POST, "/api/v4/");
+        let r = w
+            .engine
+            .ingest("kommo", &sync_core::Headers::new(), body.clone().into(), sync_core::Headers::new())
+            .await
+            .unwrap();
+        assert!(matches!(r, sync_core::Ingested::Accepted { .. }), "{r:?}");
         let r =
             w.engine.ingest("kommo", &sync_core::Headers::new(), body.into(), sync_core::Headers::new()).await.unwrap();
-        assert_eq!(r, sync_core::Ingested::Duplicate, "backfill after the webhook is a duplicate");
+        assert_eq!(r, sync_core::Ingested::Duplicate, "the same backfill twice is a duplicate");
+        w.drain().await;
+        w.assert_all_done().await;
+        w.assert_exactly_one_of_each("after a backfill").await;
+        assert_eq!(p.server.log.count(&Method::POST, "/api/v2/"), posts_before, "no Productive writes on backfill");
+        assert_eq!(w.fakes.kommo.log().count(&Method::POST, "/api/v4/"), kommo_posts_before, "no Kommo writes");
+        let skipped = w.store.status().await.unwrap().skipped;
+        let reason = ("kommo".to_owned(), "lead already has its Productive project".to_owned());
+        assert!(skipped.get(&reason).is_some_and(|n| *n >= 1), "{skipped:?}");
+        workers.shutdown().await;
+    }
+
+    /// Kommo batches two leads' status changes in one delivery: each lead becomes its own inbox event (ordered by
+    /// its own lead, so its saga never runs beside another event's saga for the same lead), and each gets its own
+    /// project.
+    pub async fn a_batch_of_two_leads_is_one_event_per_lead(h: &Harness) {
+        let w = World::new(h, false).await;
+        let other = w.fakes.seed_won_candidate("Brand refresh", "Beta AG");
+        w.fakes.kommo.set_lead_status(w.lead, w.fakes.pipeline, StatusId::WON);
+        w.fakes.kommo.set_lead_status(other, w.fakes.pipeline, StatusId::WON);
+        let body = w.fakes.kommo.webhook_body(&[
+            kommo_api::fake::FakeWebhook::LeadStatus(w.lead),
+            kommo_api::fake::FakeWebhook::LeadStatus(other),
+        ]);
+        w.deliver_kommo(&body).await;
+        let workers = w.workers();
+        w.drain().await;
+        w.assert_all_done().await;
+        let done = w.store.list(State::Done, 10).await.unwrap();
+        assert_eq!(done.len(), 2, "one inbox event per lead: {done:?}");
+        for lead in [w.lead, other] {
+            let mine = done.iter().filter(|r| r.dedup_key.contains(&format!(":{lead}:"))).count();
+            assert_eq!(mine, 1, "lead {lead}: {done:?}");
+            let project = w.store.id_get(FLOW_NAME, KIND_LEAD_PROJECT, &lead.to_string()).await.unwrap();
+            assert!(project.is_some(), "lead {lead} has its project");
+        }
+        assert_eq!(w.projects().len(), 2);
+        workers.shutdown().await;
+    }
+
+    /// Productive's answer to `POST /projects/copy` is unverified (api-notes/productive.md): when it is an empty
+    /// `202` (the copy runs as a job), the saga still finds the new project (by name and company), waits for the
+    /// copy to finish and completes with exactly one of each object.
+    pub async fn template_copy_answered_with_an_empty_202(h: &Harness) {
+        let fakes = Fakes::start_with(true, productive_api::fake::CopyResponse::Accepted).await;
+        let w = World::new_with(h, fakes).await;
+        let workers = w.workers();
+        w.move_lead(StatusId::WON).await;
+        w.drain().await;
+        w.assert_all_done().await;
+        w.assert_exactly_one_of_each("template, 202").await;
+        let project = w.fakes.productive.get::<ProjectAttributes>(&w.project()).unwrap();
+        assert_eq!(project.attributes.duplication_status, Some(productive_api::types::DuplicationStatus::Idle));
+        assert_eq!(posts(&w, "productive", "/api/v2/projects/copy"), 1);
         workers.shutdown().await;
     }
 
@@ -559,6 +635,19 @@ mod cases {
             .await
             .unwrap();
         assert_eq!(resp.status().as_u16(), 401);
+        // Productive's retry of a failed delivery 47 hours later (it retries for up to ~48 h, api-notes/productive.md)
+        // is accepted by the flow's default window (and deduplicated by the inbox, not refused)
+        let late =
+            productive_api::webhook::sign(&w.tokens[0], chrono::Utc::now().timestamp() - 47 * 3600, &sent[0].body);
+        let resp = reqwest::Client::new()
+            .post(format!("{}/hooks/productive", w.base))
+            .header("productive-signature", late)
+            .body(sent[0].body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        assert!(resp.text().await.unwrap().contains("duplicate"));
         // a task of an unmapped project: filtered
         let other = p.seed_company("Other");
         let pm = p.all::<productive_api::resources::people::PersonAttributes>()[0].typed_id();
@@ -617,5 +706,194 @@ mod cases {
                 }
             }
         }
+    }
+}
+
+/// Issue 17, "effects converge": the Productive → Kommo notes and the alert task are idempotent at Kommo on every
+/// attempt. The handler is driven by hand (no workers, no sleeps; the store runs on a [`sync_core::ManualClock`]):
+/// each attempt's Kommo create commits at the fake but its response is lost (`Fault::DropAfterCommit`), so the step
+/// journal never records it, exactly like a crash between Kommo's reply and the journal commit. The next attempt
+/// must find the note/task instead of creating a second one.
+mod converge {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use api_core::fake::Fault;
+    use kommo_api::EntityType;
+    use kommo_api::notes::NoteType;
+    use productive_api::EventId;
+    use productive_api::resources::deals::NewDeal;
+    use productive_api::resources::projects::NewProject;
+    use reqwest::Method;
+    use serde_json::json;
+    use sync_core::flows::kommo_productive::{
+        Config, FLOW_NAME, KIND_BUDGET_ALERT, KIND_LEAD_BUDGET, KIND_LEAD_PROJECT, KIND_TASK_NOTE, KommoProductive,
+    };
+    use sync_core::{Ctx, Engine, Flow, Headers, ManualClock, Outcome, Store};
+
+    use crate::cases::Fakes;
+
+    struct Rig {
+        fakes: Fakes,
+        flow: Arc<KommoProductive>,
+        engine: Engine,
+        store: Store,
+        clock: ManualClock,
+        lead: kommo_api::LeadId,
+        project: productive_api::ProjectId,
+        budget: productive_api::DealId,
+        org: String,
+    }
+
+    impl Rig {
+        /// A won lead already kicked off: its project and budget (total 1000.0) exist and are in the id map.
+        async fn new() -> Self {
+            let fakes = Fakes::start(false).await;
+            let clock = ManualClock::new(chrono::DateTime::from_timestamp(1_900_000_000, 0).unwrap());
+            let store = Store::memory(Arc::new(clock.clone())).await.unwrap();
+            let config = Config::from_toml(&fakes.default_toml()).unwrap();
+            let org = config.productive.organization_id.clone();
+            let flow = Arc::new(fakes.flow(config));
+            let engine = Engine::new(store.clone(), vec![flow.clone()]).unwrap();
+            let lead = fakes.seed_won_candidate("Website relaunch", "Acme GmbH");
+            let p = &fakes.productive;
+            let company = p.seed_company("Acme GmbH");
+            let pm = p.all::<productive_api::resources::people::PersonAttributes>()[0].typed_id();
+            let client = p.client();
+            let project = client
+                .create_project(&NewProject::client("Acme GmbH: Website relaunch", company.clone(), pm.clone()))
+                .await
+                .unwrap()
+                .typed_id();
+            let mut b = NewDeal::budget("Website relaunch", company, project.clone()).currency("EUR").responsible(pm);
+            b.extra.insert("budget_total".into(), json!("1000.0"));
+            let budget = client.create_budget(&b).await.unwrap().typed_id();
+            store.id_put(FLOW_NAME, KIND_LEAD_PROJECT, &lead.to_string(), project.as_str()).await.unwrap();
+            store.id_put(FLOW_NAME, KIND_LEAD_BUDGET, &lead.to_string(), budget.as_str()).await.unwrap();
+            Self { fakes, flow, engine, store, clock, lead, project, budget, org }
+        }
+
+        /// Ingests a Productive delivery body (the router's signature check is not under test here).
+        async fn ingest(&self, body: Vec<u8>) {
+            let r = self.engine.ingest("productive", &Headers::new(), body.into(), Headers::new()).await.unwrap();
+            assert!(matches!(r, sync_core::Ingested::Accepted { .. }), "{r:?}");
+        }
+
+        /// One attempt: claims the next event, runs the handler, and finishes the attempt like the worker does
+        /// (a retry is due at once). Returns the outcome and the attempt count the handler saw.
+        async fn attempt(&self) -> (Outcome, i64) {
+            let mut claimed =
+                self.store.claim("test-worker", &["productive".to_owned()], 1, Duration::from_secs(30)).await.unwrap();
+            assert_eq!(claimed.len(), 1, "one event due");
+            let event = claimed.remove(0);
+            let ctx = Ctx::for_event(self.store.clone(), &event);
+            let outcome = self.flow.handle(&ctx, &event).await.unwrap();
+            let _ = match &outcome {
+                Outcome::Done | Outcome::Skipped { .. } => self.store.complete(&event.lease).await.unwrap(),
+                Outcome::Retry { reason, .. } => self.store.retry(&event.lease, Duration::ZERO, reason).await.unwrap(),
+                Outcome::Fail { reason } => panic!("permanent failure: {reason}"),
+            };
+            self.clock.advance(Duration::from_secs(1));
+            (outcome, event.attempts)
+        }
+
+        fn lose_next_response(&self, path: &str) {
+            self.fakes.kommo.faults().inject(Some(Method::POST), path, Fault::DropAfterCommit, 1);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn task_completion_note_is_created_once_when_the_response_is_lost() {
+        let rig = Rig::new().await;
+        let p = &rig.fakes.productive;
+        let task = p.seed_task(&rig.project, None, "Kick-off call");
+        p.complete_task(&task).await;
+        rig.ingest(p.webhook_body(EventId::TaskUpdated, "tasks", task.as_str()).unwrap()).await;
+
+        rig.lose_next_response("/api/v4/leads/notes");
+        let (first, _) = rig.attempt().await;
+        assert!(matches!(first, Outcome::Retry { .. }), "the lost response is retried: {first:?}");
+        assert_eq!(rig.fakes.kommo.notes_for(EntityType::Leads, rig.lead.get()).len(), 1, "committed at Kommo");
+        let (second, attempts) = rig.attempt().await;
+        assert_eq!(second, Outcome::Done);
+        assert_eq!(attempts, 2);
+
+        let notes = rig.fakes.kommo.notes_for(EntityType::Leads, rig.lead.get());
+        assert_eq!(notes.len(), 1, "exactly one completion note: {notes:?}");
+        let n = &notes[0];
+        assert_eq!(n.entity_id, Some(rig.lead.get()));
+        assert_eq!(n.note_type, NoteType::Common);
+        assert_eq!(
+            n.text(),
+            Some(
+                format!(
+                    "Productive task completed: Kick-off call (task #{task}, project Acme GmbH: Website relaunch)\n\
+                     https://app.productive.io/{}/projects/{}",
+                    rig.org, rig.project
+                )
+                .as_str()
+            )
+        );
+        assert_eq!(
+            rig.store.id_get(FLOW_NAME, KIND_TASK_NOTE, task.as_str()).await.unwrap(),
+            Some(n.id.get().to_string()),
+            "the marker names the one note"
+        );
+
+        // a second task with the same title in the same project is another completion: its own note, not the
+        // first one found by text
+        let twin = p.seed_task(&rig.project, None, "Kick-off call");
+        p.complete_task(&twin).await;
+        rig.ingest(p.webhook_body(EventId::TaskUpdated, "tasks", twin.as_str()).unwrap()).await;
+        assert_eq!(rig.attempt().await.0, Outcome::Done);
+        let notes = rig.fakes.kommo.notes_for(EntityType::Leads, rig.lead.get());
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        let mapped = rig.store.id_get(FLOW_NAME, KIND_TASK_NOTE, twin.as_str()).await.unwrap().unwrap();
+        let twin_note = notes.iter().find(|n| n.id.get().to_string() == mapped).expect("the twin's note exists");
+        assert_ne!(twin_note.id, n.id);
+        assert!(twin_note.text().unwrap().contains(&format!("(task #{twin}, ")), "{:?}", twin_note.text());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn budget_alert_note_and_task_are_created_once_when_responses_are_lost() {
+        let rig = Rig::new().await;
+        let p = &rig.fakes.productive;
+        let used = serde_json::from_value(json!({"budget_used": "850.0"})).unwrap();
+        p.update_deal(&rig.budget, &used).await;
+        rig.ingest(p.webhook_body(EventId::BudgetUpdated, "deals", rig.budget.as_str()).unwrap()).await;
+
+        // attempt 1: the note commits, its response is lost; attempt 2: the task commits, its response is lost
+        rig.lose_next_response("/api/v4/leads/notes");
+        assert!(matches!(rig.attempt().await.0, Outcome::Retry { .. }));
+        rig.lose_next_response("/api/v4/tasks");
+        assert!(matches!(rig.attempt().await.0, Outcome::Retry { .. }));
+        let (last, attempts) = rig.attempt().await;
+        assert_eq!(last, Outcome::Done);
+        assert_eq!(attempts, 3);
+
+        let text = format!(
+            "Productive budget \"Website relaunch\" (#{}) is 85% used (850 of 1000 EUR; alert threshold 80%)",
+            rig.budget
+        );
+        let notes = rig.fakes.kommo.notes_for(EntityType::Leads, rig.lead.get());
+        assert_eq!(notes.len(), 1, "exactly one alert note: {notes:?}");
+        assert_eq!(notes[0].entity_id, Some(rig.lead.get()));
+        assert_eq!(notes[0].note_type, NoteType::Common);
+        assert_eq!(notes[0].text(), Some(text.as_str()));
+        let tasks = rig.fakes.kommo.tasks_for(EntityType::Leads, rig.lead.get());
+        assert_eq!(tasks.len(), 1, "exactly one alert task: {tasks:?}");
+        let t = &tasks[0];
+        assert_eq!(t.text, format!("Check the budget: {text}"));
+        assert_eq!(t.entity_id, Some(rig.lead.get()));
+        assert_eq!(t.entity_type, Some(EntityType::Leads));
+        assert_eq!(t.task_type_id, Some(1), "follow-up");
+        assert_eq!(t.responsible_user_id, Some(rig.fakes.anna));
+        assert!(!t.is_completed);
+        // due 24 h after the attempt that created it (the store's clock; 1 s per attempt in this rig)
+        assert_eq!(t.complete_till, Some(1_900_000_001 + 24 * 3600));
+        assert_eq!(
+            rig.store.id_get(FLOW_NAME, KIND_BUDGET_ALERT, &format!("{}:80", rig.budget)).await.unwrap(),
+            Some(notes[0].id.get().to_string())
+        );
     }
 }

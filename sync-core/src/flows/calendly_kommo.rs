@@ -36,8 +36,11 @@
 //! | `canceled-unsynced:<invitee URI>` | a cancellation arrived for a booking never synced (its late `invitee.created` is then skipped) |
 //!
 //! The map is unique both ways, so a task id is held by one invitee at a time: a reschedule first re-points the old
-//! invitee, then maps the new one. Every remote write is a journaled [`Ctx::step`]; on a retry after an ambiguous
-//! failure (the request may have reached Kommo) notes and tasks are searched for before being created again.
+//! invitee, then maps the new one. Every remote write is a journaled [`Ctx::step`], and every create searches its
+//! target first on every attempt (not only when `attempts > 1`: a shutdown releases an event without counting the
+//! attempt, yet that attempt may have reached Kommo): notes by their exact text, which ends with the invitee URI;
+//! tasks by text, due time and type among the open tasks of the deal; inbound leads by name among the contact's
+//! open deals.
 //!
 //! # Webhook subscription
 //!
@@ -124,7 +127,7 @@ fn default_follow_up_text() -> String {
     "Follow up: {invitee} did not attend {event}".to_owned()
 }
 fn default_tolerance() -> u64 {
-    180
+    calendly_api::webhook::DEFAULT_TOLERANCE.as_secs()
 }
 
 /// The flow's configuration (TOML; no secrets: tokens come from the environment). Every field has a default.
@@ -336,7 +339,8 @@ pub struct WebhookConfig {
     /// Scope.
     #[serde(default)]
     pub scope: ScopeConfig,
-    /// How old a signature may be, in seconds (default 180, Calendly's documented 3 minutes).
+    /// How old a signature may be, in seconds (default 25 h: Calendly retries for 24 h; see
+    /// `calendly_api::webhook::DEFAULT_TOLERANCE`). Replays inside the window are deduplicated by the inbox.
     #[serde(default = "default_tolerance")]
     pub tolerance_secs: u64,
 }
@@ -755,6 +759,9 @@ impl<'a> Meeting<'a> {
                 let _ = writeln!(out, "- {}: {}", qa.question.trim(), qa.answer.trim());
             }
         }
+        // last: which booking the note is about (makes each booking's notes distinct, so the search before
+        // create finds this booking's note and no other)
+        let _ = writeln!(out, "Calendly invitee: {}", self.inv.uri);
     }
 
     fn duration(&self) -> Option<i64> {
@@ -795,7 +802,7 @@ impl Flow for CalendlyKommo {
             tracing::info!(event = %delivery.event, "ignored: not an invitee event");
             return Ok(Outcome::skipped("not an invitee event"));
         };
-        let h = Handler { flow: self, ctx, retry: event.attempts > 1 };
+        let h = Handler { flow: self, ctx };
         let r = match &delivery.event {
             WebhookEvent::InviteeCreated => h.created(inv).await,
             WebhookEvent::InviteeCanceled if inv.rescheduled && inv.new_invitee.is_some() => {
@@ -819,12 +826,12 @@ impl Flow for CalendlyKommo {
     }
 }
 
+/// One attempt of one event. Every create searches its target first, on every attempt: an earlier attempt may
+/// have written to Kommo without journaling it (a crash, or a shutdown that released the event with its attempt
+/// uncounted, so the attempt number says nothing about earlier writes).
 struct Handler<'a> {
     flow: &'a CalendlyKommo,
     ctx: &'a Ctx,
-    /// A later attempt of the event: a previous one may have written to Kommo without journaling it, so search
-    /// before creating.
-    retry: bool,
 }
 
 /// Where the meeting lands.
@@ -1024,12 +1031,19 @@ impl Handler<'_> {
         };
         let m = Meeting::of(inv);
         let mut text = format!("🚫 Calendly: no-show — {} did not attend {}\n", m.name, m.event);
+        // when it was reported: a mark removed and set again is a new no-show with its own note
+        let marked = inv.no_show.as_ref().and_then(|n| n.created_at);
+        if let Some(t) = marked {
+            let _ = writeln!(text, "Reported: {}", self.flow.fmt_span(t, None));
+        }
         m.details(self.flow, &mut text);
         self.note("note-no-show", lead, text.trim_end()).await?;
         let ns = &self.cfg().no_show;
         if ns.follow_up_task {
             let hours = i64::try_from(ns.due_in_hours).unwrap_or(24);
-            let due = (self.ctx.now() + chrono::Duration::hours(hours)).timestamp();
+            // from when the no-show was reported (Calendly's time, the same on every attempt), not from when this
+            // attempt runs: the search before create matches on the due time
+            let due = (marked.unwrap_or_else(|| self.ctx.now()) + chrono::Duration::hours(hours)).timestamp();
             let mut t =
                 NewTask::new(m.fill(self.flow, &ns.text), due).on(EntityType::Leads, lead).task_type(ns.task_type_id);
             if let Some(r) = self.cfg().task.responsible_user_id.or(task.responsible_user_id.map(UserId::get)) {
@@ -1043,33 +1057,44 @@ impl Handler<'_> {
 
     // ---------------------------------------------------------------------------------------------- helpers
 
-    /// Adds a note once (journaled; searched for first on a retry).
+    /// Adds a note once: journaled, and inside the step the lead's notes are searched for this exact text first
+    /// on every attempt. The texts end with the invitee URI ([`Meeting::details`]), so one invitee's note is never
+    /// taken for another's.
     async fn note(&self, step: &str, lead: u64, text: &str) -> Res<u64> {
-        let retry = self.retry;
         self.step(step, || async move {
             let notes = self.kommo().notes(EntityType::Leads);
-            if retry {
-                let existing: Vec<kommo_api::notes::Note> =
-                    notes.list_for(lead, ListParams::new().limit(250)).try_collect().await.map_err(boxed)?;
-                if let Some(n) = existing.iter().find(|n| n.text() == Some(text)) {
-                    return Ok(n.id.get());
-                }
+            let existing: Vec<kommo_api::notes::Note> =
+                notes.list_for(lead, ListParams::new().limit(250)).try_collect().await.map_err(boxed)?;
+            if let Some(n) = existing.iter().find(|n| n.text() == Some(text)) {
+                tracing::info!(lead, note = %n.id, step, "note already exists (an earlier attempt made it)");
+                return Ok(n.id.get());
             }
             notes.add_one(NewNote::common(lead, text)).await.map(|id| id.0).map_err(boxed)
         })
         .await
     }
 
-    /// Creates a task once (journaled; searched for by entity, text and due time first on a retry).
+    /// Creates a task once: journaled, and inside the step the entity's open tasks are searched first on every
+    /// attempt for one with the same text, due time and type (so the due time must not depend on when the attempt
+    /// runs). A closed task never matches: a canceled booking's task is not reused for a new booking of the same
+    /// slot.
     async fn create_task(&self, step: &str, task: NewTask) -> Res<u64> {
-        let retry = self.retry;
         self.step(step, || async move {
-            if retry && let Some(lead) = task.entity_id {
+            if let Some(id) = task.entity_id {
+                let entity = task.entity_type.clone().unwrap_or(EntityType::Leads);
                 let existing: Vec<Task> =
-                    self.kommo().tasks().list_for(EntityType::Leads, lead).try_collect().await.map_err(boxed)?;
-                if let Some(t) =
-                    existing.iter().find(|t| t.text == task.text && t.complete_till == Some(task.complete_till))
-                {
+                    self.kommo().tasks().list_for(entity, id).try_collect().await.map_err(boxed)?;
+                let same_type = |t: &Task| {
+                    task.task_type_id
+                        .is_none_or(|want| t.task_type_id.and_then(|x| u64::try_from(x).ok()) == Some(want))
+                };
+                if let Some(t) = existing.iter().find(|t| {
+                    !t.is_completed
+                        && t.text == task.text
+                        && t.complete_till == Some(task.complete_till)
+                        && same_type(t)
+                }) {
+                    tracing::info!(task = %t.id, step, "task already exists (an earlier attempt made it)");
                     return Ok(t.id.get());
                 }
             }
@@ -1214,11 +1239,10 @@ impl Handler<'_> {
     async fn create_lead(&self, m: &Meeting<'_>, contact: ContactId) -> Result<u64, BoxError> {
         let nl = &self.cfg().new_lead;
         let name = m.fill(self.flow, &nl.name);
-        if self.retry {
-            let open = self.open_deals(contact).await?;
-            if let Some(l) = open.iter().find(|l| l.name == name) {
-                return Ok(l.id.get());
-            }
+        // searched on every attempt (an earlier one may have created it and lost the answer)
+        let open = self.open_deals(contact).await?;
+        if let Some(l) = open.iter().find(|l| l.name == name) {
+            return Ok(l.id.get());
         }
         let mut lead = NewLead::new(name).contact(contact);
         match (nl.pipeline_id, nl.status_id) {
@@ -1337,12 +1361,35 @@ pub async fn ensure_webhook(
     };
     let mut list = ListWebhookSubscriptions::new(spec.organization.clone(), scope.clone());
     list.user = spec.user.clone().filter(|_| spec.scope == ScopeConfig::User);
-    let existing = calendly.find_webhook_subscription(&list, url).await?;
+    // the subscription lives at `url` or, after a replacement, at its alternate (one subscription per URL: a
+    // replacement is created at the other URL before the old one is deleted)
+    let alternate = calendly_api::webhook_subscriptions::alternate_callback_url(url);
+    let existing = match calendly.find_webhook_subscription(&list, url).await? {
+        Some(sub) => Some(sub),
+        None => calendly.find_webhook_subscription(&list, &alternate).await?,
+    };
     let mut action = WebhookAction::Created;
     let mut slot = "initial".to_owned();
+    let mut create_at = url.to_owned();
+    let mut replaces = None;
     if let Some(sub) = existing {
         let same_events = sub.events.len() == EVENTS.len() && EVENTS.iter().all(|e| sub.events.contains(e));
-        let key = key_of_subscription(store, url, &sub).await?;
+        let mut key = key_of_subscription(store, url, &sub).await?;
+        if key.is_none()
+            && sub.state == SubscriptionState::Active
+            && same_events
+            && store.step_get(&key_run(url), "slot:initial").await?.is_some()
+        {
+            // another starter sharing this store may have created it a moment ago and not yet recorded its key
+            // (it generated the initial slot's key first): wait for the key instead of replacing its subscription
+            for _ in 0..25 {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                key = key_of_subscription(store, url, &sub).await?;
+                if key.is_some() {
+                    break;
+                }
+            }
+        }
         if sub.state == SubscriptionState::Active
             && same_events
             && let Some(key) = key.clone()
@@ -1353,13 +1400,14 @@ pub async fn ensure_webhook(
             uri = %sub.uri, state = %sub.state, same_events, key_known = key.is_some(),
             "recreating the Calendly webhook subscription"
         );
-        calendly.delete_webhook_subscription(&sub.uri).await?;
         action = WebhookAction::Recreated;
         slot = format!("replace:{}", sub.uri.uuid());
+        create_at = if sub.callback_url == url { alternate.clone() } else { url.to_owned() };
+        replaces = Some(sub);
     }
     let key = key_for_slot(store, url, &slot).await?;
-    let mut req =
-        CreateWebhookSubscription::new(url, EVENTS, spec.organization.clone(), scope.clone()).signing_key(key.clone());
+    let mut req = CreateWebhookSubscription::new(&create_at, EVENTS, spec.organization.clone(), scope.clone())
+        .signing_key(key.clone());
     if spec.scope == ScopeConfig::User
         && let Some(u) = &spec.user
     {
@@ -1370,7 +1418,7 @@ pub async fn ensure_webhook(
         CreateOutcome::AlreadyExists(_) => {
             // another starter created it meanwhile, from the same slot (hence with the same key): adopt it
             let sub = calendly
-                .find_webhook_subscription(&list, url)
+                .find_webhook_subscription(&list, &create_at)
                 .await?
                 .ok_or_else(|| WebhookSetupError::Invisible(scope.to_string()))?;
             tracing::info!(uri = %sub.uri, "Calendly answered 409: adopting the existing subscription");
@@ -1379,6 +1427,10 @@ pub async fn ensure_webhook(
         }
     };
     let signing_key = remember_key(store, url, &subscription, &key).await?;
+    // only now that its replacement exists (and its key is stored) is the old subscription deleted
+    if let Some(old) = replaces {
+        calendly.delete_webhook_subscription(&old.uri).await?;
+    }
     Ok(EnsuredWebhook { subscription, signing_key, action })
 }
 

@@ -2,22 +2,28 @@
 //!
 //! | source | what arrives | what the flow does |
 //! |---|---|---|
-//! | `kommo` | Kommo's form-encoded webhooks (`leads[status]`, `leads[update]`, `leads[add]`), behind a secret path token (Kommo signs nothing); also the reconcile poll and `backfill`, with the same dedup keys | re-fetches the lead (the payload is not trusted), applies the filters, upserts the onboarding record by "Kommo Deal ID" (`performUpsert`), sets "Status" on create only, keeps mapped fields in sync |
+//! | `kommo` | Kommo's form-encoded webhooks (`leads[status]`, `leads[update]`, `leads[add]`), behind a secret path token (Kommo signs nothing); also the reconcile poll and `backfill`, which leave out lead states already delivered | re-fetches the lead (the payload is not trusted), applies the filters, upserts the onboarding record by "Kommo Deal ID" (`performUpsert`), sets "Status" on create only, keeps mapped fields in sync |
 //! | `airtable-ping` | Airtable's notification ping (MAC-verified) | drains the payload feed from the stored cursor and stores one `airtable` event per changed record, advancing the cursor in the same transaction |
 //! | `airtable` | one record change of one payload (internal) | a changed "Status" → a Kommo note with who changed it; a changed two-way field ("Next Contact Date") → the mapped Kommo custom field |
 //!
 //! # Exactly-once effects
-//! - Kommo events dedup on `lead:<id>:<updated_at>` (one key per lead state, whatever the action), so a status
-//!   webhook, an update webhook for the same change, a redelivery, the reconcile poll and a backfill all collapse.
+//! - A Kommo delivery is split into one inbox event per lead ([`crate::Flow::split`]), keyed by the change:
+//!   `lead:<id>:<time>:<pipeline>:<status>:` (the state) then the action, the previous pipeline and status and a
+//!   hash of the lead's fields, so a redelivery collapses while two different changes within one second do not.
+//!   The reconcile poll and `backfill` key a state `lead:<id>:<updated_at>:<pipeline>:<status>:poll` and leave out
+//!   a state some event already carries (same state prefix), so overlapping polls and webhooks add nothing.
 //! - The record is upserted by external key; the id map keeps lead ↔ record; "Status" is only set while empty.
 //! - Notes are added inside a journaled step that first looks for an identical note on the lead, so neither a retry
 //!   nor a crash after the POST duplicates it.
 //! - Payload events dedup on `<webhook>:<cursor>:<record>`; the cursor is stored with the rows it produced.
 //!
-//! # No echo loops, no stale overwrites
-//! Every value we write is remembered ([`crate::Ctx::remember_written`]); an incoming change equal to what we last
-//! wrote to that side is our own echo and is skipped (Airtable `publicApi` payloads, Kommo `leads[update]` hooks).
-//! Each (lead, field) has a watermark: a change older than the last one applied is dropped.
+//! # No echo loops, no stale overwrites, markers after effects
+//! Every value we write is remembered on both sides (echo hashes) together with a per-(lead, field) watermark;
+//! an incoming value equal to the last one known to be in sync is nothing new, a change older than the last one
+//! applied is dropped. These markers are committed by [`crate::Ctx::step_marked`] in the same transaction as the
+//! journal entry of the write that put the value there, after the vendor confirmed it: while the write runs they
+//! are pending (they recognise our own echo only while the attempt's lease is alive), so a failed or killed
+//! attempt leaves nothing that would make its retry skip the write.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -28,6 +34,7 @@ use std::{
 
 use airtable_client::{
     BaseId, FieldType as AtFieldType, Fields, MacSecret, RecordId, WebhookId, WebhookNotification, WriteOptions,
+    field_eq,
     webhooks::{ActionSource, ChangeKind, CreateWebhook, WebhookSpecification},
 };
 use async_trait::async_trait;
@@ -42,7 +49,7 @@ use serde_json::{Map, Value, json};
 
 use super::support::{Fault, boxed};
 use crate::{
-    BoxError, Ctx, Event, Flow, KeyError, NewEvent, Outcome, RawEvent, Store,
+    BoxError, Ctx, Event, Flow, KeyError, Markers, NewEvent, Outcome, Part, RawEvent, Store,
     mapping::{FieldKind, FieldSchema, Mapping, Schema},
     server::{FnVerifier, SourceRoute, VerifyRequest},
 };
@@ -58,6 +65,12 @@ const MAP_SYSTEM: &str = "airtable";
 const MAP_KIND: &str = "onboarding";
 /// Cursor source for the stored Airtable webhook (id + MAC secret) and its payload cursor.
 const CURSOR_WEBHOOK: &str = "airtable-webhook";
+/// Journal step that marks "this event is about to create the lead's record" (see `sync_lead`).
+const STEP_UPSERT_INTENT: &str = "upsert-intent";
+/// Skip reasons (low cardinality: `status` groups by them).
+const SKIP_IN_SYNC: &str = "no change since the last confirmed sync";
+const SKIP_STALE: &str = "older than the last applied change";
+const SKIP_ECHO: &str = "echo of our own write";
 /// Cursor source of the Kommo reconcile poll.
 const CURSOR_RECONCILE: &str = "kommo-reconcile";
 
@@ -160,7 +173,7 @@ pub struct Reconcile {
     /// Seconds between polls (0 disables).
     #[serde(default = "default_reconcile_interval")]
     pub interval_secs: u64,
-    /// Overlap with the previous poll, in seconds (webhooks and polls share dedup keys, so overlap is free).
+    /// Overlap with the previous poll, in seconds (a state some webhook already delivered is not fed again, so overlap is free).
     #[serde(default = "default_overlap")]
     pub overlap_secs: u64,
 }
@@ -568,12 +581,7 @@ impl KommoAirtable {
         if let Some(id) = &known
             && let Some(h) = hooks.iter().find(|h| &h.id == id && h.is_hook_enabled)
         {
-            let expires_soon = h
-                .expiration_time
-                .as_deref()
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                .is_some_and(|t| t.with_timezone(&Utc) - Utc::now() < chrono::Duration::days(2));
-            if expires_soon {
+            if h.needs_refresh(Utc::now(), Duration::from_secs(2 * 24 * 3600)) {
                 let refreshed = self.airtable.refresh_webhook(&self.base, id).await?;
                 tracing::info!(webhook = %id, expires = ?refreshed.expiration_time, "Airtable webhook refreshed");
             }
@@ -597,7 +605,7 @@ impl KommoAirtable {
         let stored = StoredWebhook {
             id: created.id.to_string(),
             mac_secret_base64: created.mac_secret_base64.expose_base64().to_owned(),
-            expiration_time: created.expiration_time.clone(),
+            expiration_time: created.expiration_time.map(|t| t.to_rfc3339()),
         };
         store.cursor_set(CURSOR_WEBHOOK, "current", &serde_json::to_string(&stored).unwrap_or_default()).await?;
         // a new webhook starts its payload cursor at 1
@@ -626,7 +634,15 @@ impl KommoAirtable {
         let mut batch = Vec::new();
         let mut new = 0;
         loop {
-            let next = feed.next().await.transpose()?;
+            let next = match feed.next().await {
+                // Airtable deleted payloads unread (kept one week): the Airtable edits in them are lost and cannot be
+                // replayed; say so loudly and go on after the gap (the feed's cursor is already past it)
+                Some(Err(airtable_client::Error::PayloadsExpired(gap))) => {
+                    tracing::error!(%gap, "airtable payloads lost: edits made in that span were not synced");
+                    continue;
+                }
+                other => other.transpose()?,
+            };
             if let Some(p) = &next {
                 for change in p.payload.record_changes() {
                     if change.table_id.as_str() != table_id || change.kind == ChangeKind::Destroyed {
@@ -659,7 +675,8 @@ impl KommoAirtable {
     }
 
     /// One Kommo reconcile pass: leads updated since the last pass (minus the overlap) are fed to the inbox with
-    /// the same dedup keys webhooks use, so missed webhooks are filled in and delivered ones are not repeated.
+    /// a state key; a state some webhook (or earlier poll) already delivered is left out, so missed webhooks are
+    /// filled in and delivered ones are not repeated.
     /// Returns the number of new events.
     ///
     /// # Errors
@@ -679,7 +696,7 @@ impl KommoAirtable {
             let lead = lead?;
             let updated = lead.updated_at.unwrap_or(0);
             max_seen = max_seen.max(updated);
-            batch.push(lead_event(lead.id, updated));
+            batch.push(lead_event(&lead));
             if batch.len() >= 250 {
                 new += self.store_batch(store, &mut batch, None).await?;
             }
@@ -689,8 +706,8 @@ impl KommoAirtable {
         Ok(new)
     }
 
-    /// Feeds every lead currently in the won status of the watched pipelines to the inbox (same dedup keys as
-    /// webhooks: re-running it adds nothing new). Calls `progress` with the running count.
+    /// Feeds every lead currently in the won status of the watched pipelines to the inbox (states already
+    /// delivered are left out: re-running it adds nothing new). Calls `progress` with the running count.
     ///
     /// # Errors
     /// API or store errors.
@@ -711,7 +728,7 @@ impl KommoAirtable {
         while let Some(lead) = leads.next().await {
             let lead = lead?;
             seen += 1;
-            batch.push(lead_event(lead.id, lead.updated_at.unwrap_or(0)));
+            batch.push(lead_event(&lead));
             if batch.len() >= 100 {
                 new += self.store_batch(store, &mut batch, None).await?;
             }
@@ -727,6 +744,16 @@ impl KommoAirtable {
         batch: &mut Vec<NewEvent>,
         cursor: Option<(&str, &str, &str)>,
     ) -> Result<usize, SetupError> {
+        // a state some webhook already delivered (under its finer key) is not fed again
+        let mut fresh = Vec::with_capacity(batch.len());
+        for event in batch.drain(..) {
+            let prefix = event.dedup_key.strip_suffix("poll").unwrap_or(&event.dedup_key);
+            let ordering = event.ordering_key.as_deref().unwrap_or_default();
+            if !store.has_event_with_prefix(SOURCE_KOMMO, ordering, prefix).await? {
+                fresh.push(event);
+            }
+        }
+        *batch = fresh;
         if batch.is_empty() && cursor.is_none() {
             return Ok(0);
         }
@@ -768,14 +795,26 @@ impl KommoAirtable {
     }
 
     /// Kommo → Airtable for one lead, from its current state. `Some(reason)` when nothing was written on purpose
-    /// (filtered out, gone, echo, stale, already in sync).
+    /// (filtered out, gone, no change since the last sync, stale).
+    ///
+    /// The convergence rule: the markers that say "Airtable holds V" (echo hashes of both sides, the field
+    /// watermarks, the id map entry) are committed by [`Ctx::step_marked`] with the write's journal entry, after
+    /// Airtable confirmed it; while the write runs they are only pending, so a failed or killed attempt leaves
+    /// nothing that would make its retry skip the write.
     async fn sync_lead(&self, ctx: &Ctx, lead_id: LeadId, event_time: i64) -> Result<Option<String>, Fault> {
         let cfg = &self.config;
         let Some(lead) = self.kommo.leads().find(lead_id, &["contacts", "companies"]).await? else {
             tracing::info!(lead = %lead_id, "lead no longer exists: nothing to do");
             return Ok(Some("lead no longer exists".into()));
         };
-        let existing = ctx.id_get(MAP_SYSTEM, MAP_KIND, &lead_id.to_string()).await?;
+        let lead_key = lead_id.to_string();
+        let mut existing = ctx.id_get(MAP_SYSTEM, MAP_KIND, &lead_key).await?;
+        // Link first, filter after: an earlier attempt of this event may have created the record and died before
+        // its journal entry (and the id map entry with it) was committed. The lead may have left the trigger status
+        // since, and the filter below would then strand that record: find it by the external key and link it.
+        if existing.is_none() && ctx.journaled(STEP_UPSERT_INTENT).await?.is_some() {
+            existing = self.link_existing(ctx, &lead_key).await?;
+        }
         if let Some(reason) = self.filtered_out(&lead, existing.is_some()) {
             bump(&self.stats.filtered);
             tracing::info!(lead = %lead_id, reason, "filtered out");
@@ -784,82 +823,74 @@ impl KommoAirtable {
         let flat = self.flat_lead(&lead).await?;
         let mapped =
             cfg.mapping.forward(&flat, &mut |_, _, _| None).map_err(|e| Fault::Fail(format!("mapping: {e}")))?;
-        let lead_key = lead_id.to_string();
         let time =
             DateTime::from_timestamp(event_time.max(lead.updated_at.unwrap_or(0)), 0).unwrap_or_else(|| ctx.now());
-        // Which fields to write. Each (lead, field) remembers the last value known to be in sync on each side
-        // (`remember_written`): a value equal to it is nothing new (our own write coming back, or an unchanged
-        // field); an older change than the last applied one is stale.
+        // Which fields to write. Each (lead, field) remembers the last value known to be in sync on each side: a
+        // value equal to it is nothing new (our own write coming back, a redelivery, an unchanged field); a
+        // change older than the last one applied is stale. A mapped field Kommo no longer has is cleared.
         let mut fields = Map::new();
-        let mut sources = Vec::new();
-        let (mut echoes, mut stale) = (0, 0);
+        let mut pending = Markers::new();
+        let (mut in_sync, mut stale) = (0, 0);
         for fm in &cfg.mapping.fields {
-            let Some(value) = mapped.get(&fm.target) else { continue };
+            let value = mapped.get(&fm.target).cloned().unwrap_or(Value::Null);
+            if value.is_null() && existing.is_none() {
+                continue; // a new record has nothing to clear
+            }
             let source_value = flat.get(&fm.source).cloned().unwrap_or(Value::Null);
-            if ctx.is_echo("kommo", &lead_key, &fm.source, &source_value).await? {
-                bump(&self.stats.echoes_skipped);
-                echoes += 1;
+            if ctx.is_echo("kommo", &lead_key, &fm.source, &source_value).await?
+                || ctx.is_echo("airtable", &lead_key, &fm.target, &value).await?
+            {
+                in_sync += 1;
                 continue;
             }
-            if ctx.is_echo("airtable", &lead_key, &fm.target, value).await? {
-                ctx.remember_written("kommo", &lead_key, &fm.source, &source_value).await?;
-                continue; // Airtable already holds it
-            }
-            if !ctx.watermark_advance(&format!("field:{lead_key}:{}", fm.source), time).await? {
+            let entity = format!("field:{lead_key}:{}", fm.source);
+            if !ctx.watermark_check(&entity, time).await? {
                 bump(&self.stats.stale_skipped);
                 stale += 1;
                 tracing::info!(lead = %lead_id, field = %fm.source, "older than the last applied change: skipped");
                 continue;
             }
-            fields.insert(fm.target.clone(), value.clone());
-            sources.push((fm.source.clone(), source_value));
-        }
-        // Remembered before writing: the change comes back as a `publicApi` payload, possibly before this handler
-        // finishes, and must be recognised as ours.
-        for (field, value) in &fields {
-            ctx.remember_written("airtable", &lead_key, field, value).await?;
-        }
-        for (field, value) in &sources {
-            ctx.remember_written("kommo", &lead_key, field, value).await?;
+            pending = pending
+                .written("airtable", &lead_key, &fm.target, value.clone())
+                .written("kommo", &lead_key, &fm.source, source_value)
+                .watermark(entity, time);
+            fields.insert(fm.target.clone(), value);
         }
         match existing {
             Some(rec) => {
                 if fields.is_empty() {
-                    return Ok(Some(
-                        if stale > 0 {
-                            "older than the last applied change"
-                        } else if echoes > 0 {
-                            "echo of our own write"
-                        } else {
-                            "already in sync"
-                        }
-                        .into(),
-                    ));
+                    if in_sync > 0 {
+                        bump(&self.stats.echoes_skipped);
+                    }
+                    return Ok(Some(if stale > 0 { SKIP_STALE } else { SKIP_IN_SYNC }.into()));
                 }
                 let rec = RecordId::from(rec.as_str());
                 let to_write = fields.clone();
                 let step = format!("update:{}", short_hash(&to_write));
                 let table = self.table();
-                ctx.step(&step, || async move {
+                ctx.step_marked(&step, pending, || async move {
                     let f: Fields = to_write.into_iter().collect();
                     table.update_one(&rec, &f, WriteOptions::typecast()).await.map_err(boxed)?;
-                    Ok::<_, BoxError>(())
+                    Ok::<_, BoxError>(((), Markers::new()))
                 })
                 .await?;
                 bump(&self.stats.records_updated);
             }
             None => {
+                // Journaled before the create: from now on every attempt of this event links a record it may
+                // have made before it filters anything (see above).
+                ctx.step(STEP_UPSERT_INTENT, || async { Ok::<_, BoxError>(true) }).await?;
                 let mut to_write = fields.clone();
                 to_write.insert(cfg.airtable.deal_id_field.clone(), Value::String(lead_key.clone()));
                 let table = self.table();
                 let key_field = cfg.airtable.deal_id_field.clone();
                 let status_field = cfg.airtable.status_field.clone();
                 let initial = Value::String(cfg.airtable.initial_status.clone());
-                ctx.remember_written("airtable", &lead_key, &status_field, &initial).await?;
-                let formula = formula_eq(&key_field, &lead_key);
+                let formula = field_eq(&key_field, &lead_key);
+                let key = lead_key.clone();
                 // upsert by the external key: a retry or a crash after the write never makes a second record
                 let (rec, created): (String, bool) = ctx
-                    .step("upsert", || async move {
+                    .step_marked("upsert", pending, || async move {
                         // "Status" is set on create only, in the creating write itself: a record that already
                         // exists (an earlier run lost its id map entry, or someone made it by hand) keeps the
                         // status the team gave it, and a new one is never visible without it (a person or an
@@ -873,8 +904,9 @@ impl KommoAirtable {
                             .await
                             .map_err(boxed)?;
                         let mut f: Fields = to_write.into_iter().collect();
-                        if found.records.is_empty() {
-                            f = f.with(status_field.as_str(), initial);
+                        let sets_status = found.records.is_empty();
+                        if sets_status {
+                            f = f.with(status_field.as_str(), initial.clone());
                         }
                         let res =
                             table.upsert(&[f], &[key_field.as_str()], WriteOptions::typecast()).await.map_err(boxed)?;
@@ -884,10 +916,13 @@ impl KommoAirtable {
                             .next()
                             .ok_or_else(|| boxed(Fault::Fail("upsert returned no record".into())))?;
                         let created = res.created_records.contains(&record.id);
-                        Ok::<_, BoxError>((record.id.to_string(), created))
+                        let mut markers = Markers::new().id(MAP_SYSTEM, MAP_KIND, &key, record.id.as_str());
+                        if sets_status {
+                            markers = markers.written("airtable", &key, &status_field, initial);
+                        }
+                        Ok::<_, BoxError>(((record.id.to_string(), created), markers))
                     })
                     .await?;
-                ctx.id_put(MAP_SYSTEM, MAP_KIND, &lead_key, &rec).await?;
                 if created {
                     bump(&self.stats.records_created);
                     tracing::info!(lead = %lead_id, record = %rec, "onboarding record created");
@@ -897,6 +932,36 @@ impl KommoAirtable {
             }
         }
         Ok(None)
+    }
+
+    /// Finds the onboarding record of `lead_key` by the external key and links it (id map entry committed with
+    /// the journal entry of the look-up). `None` when there is none.
+    async fn link_existing(&self, ctx: &Ctx, lead_key: &str) -> Result<Option<String>, Fault> {
+        let table = self.table();
+        let formula = field_eq(&self.config.airtable.deal_id_field, lead_key);
+        let key_field = self.config.airtable.deal_id_field.clone();
+        let key = lead_key.to_owned();
+        let found: Option<String> = ctx
+            .step_marked("link", Markers::new(), || async move {
+                let page = table
+                    .list()
+                    .filter_by_formula(formula)
+                    .fields([key_field.as_str()])
+                    .max_records(1)
+                    .page(None)
+                    .await
+                    .map_err(boxed)?;
+                let rec = page.records.into_iter().next().map(|r| r.id.to_string());
+                let markers = rec
+                    .as_ref()
+                    .map_or_else(Markers::new, |r| Markers::new().id(MAP_SYSTEM, MAP_KIND, &key, r.as_str()));
+                Ok::<_, BoxError>((rec, markers))
+            })
+            .await?;
+        if let Some(rec) = &found {
+            tracing::info!(lead = lead_key, record = %rec, "linked a record an interrupted attempt had created");
+        }
+        Ok(found)
     }
 
     fn filtered_out(&self, lead: &kommo_api::leads::Lead, mapped: bool) -> Option<String> {
@@ -933,7 +998,13 @@ impl KommoAirtable {
             flat.insert("closed_at".into(), json!(c));
         }
         if let Some(u) = lead.responsible_user_id {
-            let name = self.kommo.users().get(u).await.map(|u| u.name).unwrap_or_else(|_| u.to_string());
+            // A transient failure (429, 5xx, timeout) is retried, never written as the numeric id; only a user
+            // Kommo says does not exist (deleted) is shown by id.
+            let name = match self.kommo.users().get(u).await {
+                Ok(user) => user.name,
+                Err(e) if e.is_not_found() => u.to_string(),
+                Err(e) => return Err(Fault::from(e)),
+            };
             flat.insert("responsible_user".into(), json!(name));
         }
         if let Some(cid) = lead.main_contact() {
@@ -1009,6 +1080,12 @@ impl KommoAirtable {
         let resolved = self.resolved.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         let change = ev.payload.record_changes().into_iter().find(|c| c.record_id.as_str() == ev.record_id);
         let Some(change) = change else { return Ok(Outcome::skipped("no change for the record in the payload")) };
+        if change.kind == ChangeKind::Created {
+            // A linked record is created by our own upsert (its fields come from Kommo, its Status is the initial
+            // one): nothing to send back. Recognising this by the change kind, not by an echo marker, also holds
+            // when the creating attempt died before its markers were committed.
+            return Ok(Outcome::skipped("record creation (its fields come from Kommo)"));
+        }
         let time =
             DateTime::parse_from_rfc3339(&ev.payload.timestamp).map_or_else(|_| ctx.now(), |t| t.with_timezone(&Utc));
         let own_api_write = matches!(ev.payload.source(), Some(ActionSource::PublicApi));
@@ -1016,14 +1093,19 @@ impl KommoAirtable {
             || ev.payload.source().map_or_else(|| "someone".to_owned(), |s| format!("an {s:?} change")),
             |u| u.name.clone().or_else(|| u.email.clone()).unwrap_or_else(|| u.id.to_string()),
         );
-        let (mut applied, mut echoes, mut stale) = (0, 0, 0);
+        let (mut applied, mut echoes, mut in_sync, mut stale) = (0, 0, 0, 0);
         for (field_id, fc) in &change.fields {
             let Some(name) = resolved.airtable_names.get(field_id.as_str()) else { continue };
             let current = fc.current.as_ref().map_or(Value::Null, payload_value_json);
             if ctx.is_echo("airtable", &lead_key, name, &current).await? {
-                bump(&self.stats.echoes_skipped);
-                echoes += 1;
-                continue; // the value we last synced: our own write coming back
+                // the value last synced: our own API write coming back, or a change already applied
+                if own_api_write {
+                    bump(&self.stats.echoes_skipped);
+                    echoes += 1;
+                } else {
+                    in_sync += 1;
+                }
+                continue;
             }
             if own_api_write {
                 tracing::debug!(field = %name, "publicApi change that is not ours: processing it");
@@ -1031,7 +1113,8 @@ impl KommoAirtable {
             if name == &self.config.airtable.status_field {
                 let new = fc.current.as_ref().and_then(|c| c.choice_name().or_else(|| c.as_str()).map(str::to_owned));
                 let Some(new) = new else { continue };
-                if !ctx.watermark_advance(&format!("status:{lead_key}"), time).await? {
+                let entity = format!("status:{lead_key}");
+                if !ctx.watermark_check(&entity, time).await? {
                     bump(&self.stats.stale_skipped);
                     stale += 1;
                     continue;
@@ -1042,8 +1125,9 @@ impl KommoAirtable {
                     let _ = write!(text, "; was {prev}");
                 }
                 text.push(')');
-                self.add_note_once(ctx, lead_id, &format!("note:status:{}", ev.cursor), text).await?;
-                ctx.remember_written("airtable", &lead_key, name, &current).await?;
+                let markers =
+                    Markers::new().written("airtable", &lead_key, name, current.clone()).watermark(entity, time);
+                self.add_note_once(ctx, lead_id, &format!("note:status:{}", ev.cursor), text, markers).await?;
                 applied += 1;
                 continue;
             }
@@ -1056,7 +1140,8 @@ impl KommoAirtable {
                 .filter(|f| f.direction == crate::mapping::Direction::TwoWay && &f.target == name)
             {
                 let Some((cf_id, cf_kind)) = resolved.kommo_fields.get(&fm.source).cloned() else { continue };
-                if !ctx.watermark_advance(&format!("field:{lead_key}:{}", fm.source), time).await? {
+                let entity = format!("field:{lead_key}:{}", fm.source);
+                if !ctx.watermark_check(&entity, time).await? {
                     bump(&self.stats.stale_skipped);
                     stale += 1;
                     tracing::info!(lead = %lead_id, field = %fm.source, "older than the last applied change: skipped");
@@ -1071,14 +1156,17 @@ impl KommoAirtable {
                     .map_err(|e| Fault::Fail(format!("mapping: {e}")))?;
                 let kommo_value = reversed.get(&fm.source).cloned().unwrap_or(Value::Null);
                 let (write, stored) = self.kommo_write(cf_id, &cf_kind, &kommo_value)?;
-                // remembered first: Kommo's leads[update] for this write may arrive before the step finishes
-                ctx.remember_written("kommo", &lead_key, &fm.source, &stored).await?;
-                ctx.remember_written("airtable", &lead_key, name, &current).await?;
+                // Pending while the write runs (Kommo's leads[update] for it may arrive first), committed with the
+                // step once Kommo confirmed it.
+                let pending = Markers::new()
+                    .written("kommo", &lead_key, &fm.source, stored)
+                    .written("airtable", &lead_key, name, current.clone())
+                    .watermark(entity, time);
                 let step = format!("kommo:{}:{}", fm.source, ev.cursor);
                 let kommo = self.kommo.clone();
-                ctx.step(&step, || async move {
+                ctx.step_marked(&step, pending, || async move {
                     kommo.leads().update(&LeadUpdate::new(lead_id).field(write)).await.map_err(boxed)?;
-                    Ok::<_, BoxError>(())
+                    Ok::<_, BoxError>(((), Markers::new()))
                 })
                 .await?;
                 bump(&self.stats.kommo_writes);
@@ -1088,9 +1176,11 @@ impl KommoAirtable {
         Ok(if applied > 0 {
             Outcome::Done
         } else if stale > 0 {
-            Outcome::skipped("older than the last applied change")
+            Outcome::skipped(SKIP_STALE)
         } else if echoes > 0 {
-            Outcome::skipped("echo of our own write")
+            Outcome::skipped(SKIP_ECHO)
+        } else if in_sync > 0 {
+            Outcome::skipped(SKIP_IN_SYNC)
         } else {
             Outcome::skipped("no mapped field changed")
         })
@@ -1136,19 +1226,27 @@ impl KommoAirtable {
     }
 
     /// Adds a common note once: inside a journaled step, after checking that no identical note exists on the lead
-    /// (so a crash between Kommo's answer and the journal write does not duplicate it).
-    async fn add_note_once(&self, ctx: &Ctx, lead: LeadId, step: &str, text: String) -> Result<(), Fault> {
+    /// (so a crash between Kommo's answer and the journal write does not duplicate it); `markers` are committed
+    /// with the step.
+    async fn add_note_once(
+        &self,
+        ctx: &Ctx,
+        lead: LeadId,
+        step: &str,
+        text: String,
+        markers: Markers,
+    ) -> Result<(), Fault> {
         let kommo = self.kommo.clone();
         let added: bool = ctx
-            .step(step, || async move {
+            .step_marked(step, markers, || async move {
                 let notes = kommo.notes(EntityType::Leads);
                 let existing: Vec<kommo_api::notes::Note> =
                     notes.list_for(lead.get(), ListParams::new().limit(250)).try_collect().await.map_err(boxed)?;
                 if existing.iter().any(|n| n.text() == Some(text.as_str())) {
-                    return Ok::<_, BoxError>(false);
+                    return Ok::<_, BoxError>((false, Markers::new()));
                 }
                 notes.add_one(NewNote::common(lead.get(), text)).await.map_err(boxed)?;
-                Ok(true)
+                Ok((true, Markers::new()))
             })
             .await?;
         if added {
@@ -1156,13 +1254,6 @@ impl KommoAirtable {
         }
         Ok(())
     }
-}
-
-/// An Airtable formula matching records whose `field` equals the text `value`: `{field}='value'`, with backslashes
-/// and single quotes in the value escaped. (A field name containing `}` cannot be referenced this way.)
-fn formula_eq(field: &str, value: &str) -> String {
-    let value = value.replace('\\', "\\\\").replace('\'', "\\'");
-    format!("{{{field}}}='{value}'")
 }
 
 /// A short, stable hash of a JSON value (names a journal step after what it writes).
@@ -1182,34 +1273,126 @@ fn payload_value_json(v: &airtable_client::PayloadCellValue) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
-/// The inbox event for a lead state (reconcile and backfill): the same dedup key as its webhook.
-fn lead_event(id: LeadId, updated_at: i64) -> NewEvent {
+/// The inbox event for a lead state seen by the reconcile poll or a backfill: keyed by the lead's state
+/// (`updated_at`, pipeline, status), so overlapping polls and re-run backfills collapse into one event per state.
+fn lead_event(lead: &kommo_api::leads::Lead) -> NewEvent {
+    let id = lead.id;
+    let updated_at = lead.updated_at.unwrap_or(0);
     let body = kommo_api::webhook::encode_form(&[
         ("leads[update][0][id]", id.to_string()),
         ("leads[update][0][updated_at]", updated_at.to_string()),
     ]);
-    NewEvent::new(SOURCE_KOMMO, format!("lead:{id}:{updated_at}"), body.into_bytes()).ordering_key(format!("lead:{id}"))
+    let n = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+    let prefix = state_prefix(
+        id,
+        &updated_at.to_string(),
+        &n(lead.pipeline_id.map(PipelineId::get)),
+        &n(lead.status_id.map(StatusId::get)),
+    );
+    NewEvent::new(SOURCE_KOMMO, format!("{prefix}poll"), body.into_bytes()).ordering_key(format!("lead:{id}"))
+}
+
+/// `lead:{id}:{time}:{pipeline}:{status}:`: the part of a dedup key that names a lead's state. A webhook key adds
+/// the change (action, previous pipeline and status, content hash); a poll key adds `poll`.
+fn state_prefix(id: LeadId, time: &str, pipeline: &str, status: &str) -> String {
+    format!("lead:{id}:{time}:{pipeline}:{status}:")
+}
+
+/// A canonical hash of a form subtree (keys are sorted by the `BTreeMap`; lengths delimit every string).
+fn form_hash(fields: &BTreeMap<String, kommo_api::webhook::FormNode>) -> String {
+    use sha2::Digest as _;
+    fn walk(h: &mut sha2::Sha256, fields: &BTreeMap<String, kommo_api::webhook::FormNode>) {
+        for (k, v) in fields {
+            h.update(k.len().to_le_bytes());
+            h.update(k.as_bytes());
+            match v {
+                kommo_api::webhook::FormNode::Leaf(s) => {
+                    h.update([0]);
+                    h.update(s.len().to_le_bytes());
+                    h.update(s.as_bytes());
+                }
+                kommo_api::webhook::FormNode::Map(m) => {
+                    h.update([1]);
+                    walk(h, m);
+                    h.update([2]);
+                }
+            }
+        }
+    }
+    let mut h = sha2::Sha256::new();
+    walk(&mut h, fields);
+    hex::encode(h.finalize())[..16].to_owned()
+}
+
+/// The dedup key of one lead change: it identifies the change, not the second it happened in. Time, pipeline
+/// and status (new and old) plus a hash of everything the event carries, so two different changes within one
+/// second, and a won → reopened → won sequence of reduced payloads without a time, are distinct events, while
+/// an exact redelivery has the same key.
+fn lead_change_key(ev: &WebhookEvent, lead: &kommo_api::webhook::WebhookLead) -> String {
+    let n = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+    // state first (`lead:{id}:{time}:{pipeline}:{status}:`, the prefix a poll of the same state shares), then what
+    // tells two changes of the same second apart
+    format!(
+        "{}{}:{}:{}:{}",
+        state_prefix(
+            lead.id,
+            &ev.time().map_or_else(|| "-".to_owned(), |t| t.to_string()),
+            &n(lead.pipeline_id.map(PipelineId::get)),
+            &n(lead.status_id.map(StatusId::get))
+        ),
+        ev.action_name(),
+        n(lead.old_pipeline_id.map(PipelineId::get)),
+        n(lead.old_status_id.map(StatusId::get)),
+        form_hash(&lead.raw)
+    )
+}
+
+/// One inbox part per lead of a Kommo delivery (its own dedup key, ordering key and a minimal body with the
+/// account, the lead id and the event time: the handler re-reads the lead), and one part for each other event.
+fn kommo_parts(body: &[u8]) -> Result<Vec<Part>, KeyError> {
+    let payload = super::kommo_split::parse_delivery(body)?;
+    let mut account = Vec::new();
+    if let Some(id) = payload.account.id {
+        account.push(("account[id]".to_owned(), id.to_string()));
+    }
+    if let Some(sub) = &payload.account.subdomain {
+        account.push(("account[subdomain]".to_owned(), sub.clone()));
+    }
+    let mut parts: BTreeMap<String, Part> = BTreeMap::new();
+    for (ev, own_body) in payload.events.iter().zip(payload.split_bodies()) {
+        let WebhookEvent::Lead { lead, .. } = ev else {
+            // not a lead: nothing this flow applies; kept as a part with the event's own body (an event the
+            // handler skips as "no lead events", not an unparsable one) so the delivery is still acknowledged
+            let key = ev.dedup_key();
+            let part = Part { dedup_key: key.clone(), ordering_key: None, payload: bytes::Bytes::from(own_body) };
+            parts.entry(key).or_insert(part);
+            continue;
+        };
+        let root = format!("leads[{}][0]", ev.action_name());
+        let mut pairs = account.clone();
+        pairs.push((format!("{root}[id]"), lead.id.to_string()));
+        if let Some(t) = ev.time() {
+            pairs.push((format!("{root}[updated_at]"), t.to_string()));
+        }
+        let key = lead_change_key(ev, lead);
+        let part = Part {
+            dedup_key: key.clone(),
+            ordering_key: Some(format!("lead:{}", lead.id)),
+            payload: bytes::Bytes::from(kommo_api::webhook::encode_form(&pairs)),
+        };
+        parts.entry(key).or_insert(part);
+    }
+    if parts.is_empty() {
+        return Err(KeyError("Kommo webhook without events".into()));
+    }
+    Ok(parts.into_values().collect())
 }
 
 fn kommo_keys(body: &[u8]) -> Result<(String, Option<String>), KeyError> {
-    let payload = kommo_api::webhook::parse(body).map_err(|e| KeyError(format!("not a Kommo webhook: {e}")))?;
-    let mut keys = BTreeSet::new();
-    let mut first_lead = None;
-    for ev in &payload.events {
-        let key = match ev {
-            WebhookEvent::Lead { lead, .. } => {
-                first_lead.get_or_insert(lead.id);
-                format!("lead:{}:{}", lead.id, ev.time().unwrap_or(0))
-            }
-            other => other.dedup_key(),
-        };
-        keys.insert(key);
-    }
-    if keys.is_empty() {
-        return Err(KeyError("Kommo webhook without events".into()));
-    }
-    let key = keys.into_iter().collect::<Vec<_>>().join("|");
-    Ok((key, first_lead.map(|l| format!("lead:{l}"))))
+    let parts = kommo_parts(body)?;
+    let ordering = parts.iter().find_map(|p| p.ordering_key.clone());
+    let key = parts.into_iter().map(|p| p.dedup_key).collect::<Vec<_>>().join("|");
+    Ok((key, ordering))
 }
 
 #[async_trait]
@@ -1242,6 +1425,14 @@ impl Flow for KommoAirtable {
         }
     }
 
+    fn split(&self, event: &RawEvent<'_>) -> Result<Option<Vec<Part>>, KeyError> {
+        match event.source {
+            // one inbox event per lead: each lead is ordered, retried and dead-lettered on its own
+            SOURCE_KOMMO => kommo_parts(event.body).map(Some),
+            _ => Ok(None),
+        }
+    }
+
     fn ordering_key(&self, event: &RawEvent<'_>) -> Option<String> {
         match event.source {
             SOURCE_KOMMO => kommo_keys(event.body).ok().and_then(|k| k.1),
@@ -1263,11 +1454,13 @@ impl Flow for KommoAirtable {
 
 #[cfg(test)]
 mod tests {
-    use super::formula_eq;
+    use airtable_client::field_eq;
 
+    /// The look-up formula comes from airtable-client's builder (escaping tested there, with property tests).
     #[test]
     fn formula_eq_quotes_the_value() {
-        assert_eq!(formula_eq("Kommo Deal ID", "123"), "{Kommo Deal ID}='123'");
-        assert_eq!(formula_eq("Name", r"O'Brien \ Co"), r"{Name}='O\'Brien \\ Co'");
+        assert_eq!(field_eq("Kommo Deal ID", "123").to_string(), "{Kommo Deal ID}='123'");
+        assert_eq!(field_eq("Name", r"O'Brien \ Co").to_string(), r"{Name}='O\'Brien \\ Co'");
+        assert_eq!(field_eq("Deal } ID", "1").to_string(), r"{Deal \} ID}='1'");
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! | source | what arrives | what the flow does |
 //! |---|---|---|
-//! | `kommo` | Kommo's form-encoded `leads[add]` / `leads[status]` webhooks behind a secret path token (Kommo signs nothing); also `backfill` | fetches the lead and its main contact, identifies the person (id = email, or the Kommo contact id) with mapped attributes and `_timestamp` = the event time, then tracks `kommo_lead_created` / `kommo_stage_changed` (old and new stage names) with an event id derived from the Kommo event |
+//! | `kommo` | Kommo's form-encoded `leads[add]` / `leads[status]` webhooks behind a secret path token (Kommo signs nothing); also `backfill` | fetches the lead and its main contact, identifies the person (id = email, or the Kommo contact id) with mapped attributes, `kommo_lead_id`, `kommo_lead_created_at` and `_timestamp` = the event time, then tracks `kommo_lead_created` / `kommo_stage_changed` (old and new stage names) with an event id derived from the Kommo event |
 //! | `customerio` | signed reporting webhooks (`X-CIO-Signature`): email opened, clicked, unsubscribed, bounced | finds the Kommo contact by email and its active deal, adds a note (campaign/broadcast, subject, link); unsubscribed also sets a contact field and/or tag; N opens within a window → one call task for the deal's owner |
 //!
 //! # Exactly-once effects
@@ -47,7 +47,7 @@ use serde_json::{Map, Value, json};
 
 use super::support::{Fault, boxed};
 use crate::{
-    BoxError, Ctx, Event, Flow, KeyError, NewEvent, Outcome, RawEvent, Store,
+    BoxError, Ctx, Event, Flow, KeyError, Markers, NewEvent, Outcome, RawEvent, Store,
     mapping::{Direction, FieldKind, FieldSchema, Mapping, Schema},
     server::{FnVerifier, SourceRoute, VerifyRequest},
 };
@@ -136,7 +136,8 @@ pub struct CustomerIoConfig {
     /// How people are identified.
     #[serde(default)]
     pub identify_by: IdentifyBy,
-    /// Seconds of clock skew accepted on `X-CIO-Timestamp` (0: signature only).
+    /// How far `X-CIO-Timestamp` may be from now, in seconds (0: signature only; default 7 days and 1 hour:
+    /// Customer.io retries for 7 days). Replays inside the window are deduplicated on `event_id` by the inbox.
     #[serde(default = "default_tolerance")]
     pub signature_tolerance_secs: u64,
     /// API base URL override (a proxy, or a fake in tests); default: the region's endpoints.
@@ -231,7 +232,7 @@ fn default_region() -> String {
     "us".into()
 }
 fn default_tolerance() -> u64 {
-    300
+    customerio_api::webhook::DEFAULT_TOLERANCE.as_secs()
 }
 fn default_opens() -> u32 {
     3
@@ -626,7 +627,15 @@ impl KommoCustomerIo {
             tracing::info!(lead = %hook.id, pipeline = ?pipeline.map(PipelineId::get), "pipeline is not watched: skipped");
             return Ok(Some("filtered: pipeline is not watched"));
         }
-        let time = ev.time().unwrap_or_else(|| ctx.now().timestamp());
+        // Without a time in the payload, the time of the first attempt, journaled: every attempt then uses the
+        // same watermark and the same Customer.io event id (a per-attempt clock would track the event twice).
+        let time = match ev.time() {
+            Some(t) => t,
+            None => {
+                let now = ctx.now().timestamp();
+                ctx.step(&format!("event-time:{key}"), || async move { Ok::<_, BoxError>(now) }).await?
+            }
+        };
         let resolved = self.resolved();
         // the stage as of this event (not as fetched now), so the attributes match `_timestamp`
         let stage = self.stage_name(&resolved, pipeline, hook.status_id.or(lead.status_id));
@@ -638,19 +647,24 @@ impl KommoCustomerIo {
         };
         let who_key = format!("cio-person:{}", person.who.value().to_lowercase());
         let at = DateTime::<Utc>::from_timestamp(time, 0).unwrap_or_else(|| ctx.now());
-        if ctx.watermark_advance(&who_key, at).await? {
+        // The person's watermark moves with the identify's journal entry, once Customer.io accepted it: a failed
+        // identify leaves it where it was, so the retry (or a later event) still writes the attributes.
+        if ctx.watermark_check(&who_key, at).await? {
             let mut identify =
                 Identify::new().attrs(person.attrs).attr("kommo_lead_id", lead.id.to_string()).timestamp(time);
             if matches!(person.who, Identifier::Id(_)) {
                 identify = identify.email(person.email.clone());
             }
-            if let Some(c) = lead.created_at.filter(|_| created) {
+            // on every identify, not only a `leads[add]` one: the add may arrive after a newer stage change
+            // (Kommo does not order its deliveries) and is then skipped as stale, which would leave the
+            // attribute unset for good; the lead's creation time never changes, so any event may carry it
+            if let Some(c) = lead.created_at {
                 identify = identify.attr("kommo_lead_created_at", c);
             }
             let (cio, who) = (self.cio.clone(), person.who.clone());
-            ctx.step(&format!("identify:{key}"), || async move {
+            ctx.step_marked(&format!("identify:{key}"), Markers::new(), || async move {
                 cio.identify(&who, &identify).await.map_err(boxed)?;
-                Ok::<_, BoxError>(())
+                Ok::<_, BoxError>(((), Markers::new().watermark(who_key, at)))
             })
             .await?;
             bump(&self.stats.identified);
@@ -719,7 +733,12 @@ impl KommoCustomerIo {
         }
         let wants = |n: &str| self.config.mapping.fields.iter().any(|f| f.source == n);
         if let Some(u) = lead.responsible_user_id.filter(|_| wants("responsible_user")) {
-            let name = self.kommo.users().get(u).await.map(|u| u.name).unwrap_or_else(|_| u.to_string());
+            // a transient failure is retried, never written as the numeric id; only a deleted user is shown by id
+            let name = match self.kommo.users().get(u).await {
+                Ok(user) => user.name,
+                Err(e) if e.is_not_found() => u.to_string(),
+                Err(e) => return Err(Fault::from(e)),
+            };
             flat.insert("responsible_user".into(), json!(name));
         }
         flat.insert("contact.name".into(), json!(contact.name));
@@ -885,21 +904,21 @@ impl KommoCustomerIo {
             tracing::debug!(%person, opens, "engagement below threshold");
             return Ok(());
         }
-        let now = ctx.now().timestamp();
+        let clock_now = ctx.now().timestamp();
         let window = i64::try_from(rule.window().as_secs()).unwrap_or(i64::MAX);
-        // a journaled decision, so a retry of this event after the cursor moved still creates the task
+        // A journaled decision (with its time, so every attempt writes the same task), so a retry of this event
+        // after the window cursor moved still creates the task.
         let (store, key) = (ctx.store().clone(), person.clone());
-        let due_now: bool = ctx
-            .step("engagement-decide", || async move {
+        let decided: Option<i64> = ctx
+            .step("engagement-decide-at", || async move {
                 let last: Option<i64> = store.cursor_get(CURSOR_ENGAGEMENT, &key).await?.and_then(|c| c.parse().ok());
-                Ok::<_, BoxError>(last.is_none_or(|t| now - t >= window))
+                Ok::<_, BoxError>(last.is_none_or(|t| clock_now - t >= window).then_some(clock_now))
             })
             .await?;
-        if !due_now {
+        let Some(now) = decided else {
             tracing::info!(%person, opens, "engagement task already created in this window");
             return Ok(());
-        }
-        ctx.store().cursor_set(CURSOR_ENGAGEMENT, &person, &now.to_string()).await?;
+        };
         let name = if contact.name.is_empty() { email.to_owned() } else { contact.name.clone() };
         let text = format!(
             "Call {name}: opened emails {opens} times within {} h (Customer.io). High interest.",
@@ -924,6 +943,9 @@ impl KommoCustomerIo {
                 Ok(true)
             })
             .await?;
+        // the window starts once the task is there (or was found): a failed create leaves it open for the next
+        // event of this person, and a retry of this one sets it again
+        ctx.store().cursor_set(CURSOR_ENGAGEMENT, &person, &now.to_string()).await?;
         if created {
             bump(&self.stats.tasks_created);
             tracing::info!(%person, opens, lead = %deal.id, "engagement: call task created");
@@ -1060,6 +1082,14 @@ impl Flow for KommoCustomerIo {
                     .map_err(|e| KeyError(format!("not a Customer.io reporting event: {e}")))?;
                 Ok(format!("cio:{}", ev.dedup_key()))
             }
+        }
+    }
+
+    /// Kommo: a delivery batching several events becomes one inbox event per event, each lead ordered by itself.
+    fn split(&self, event: &RawEvent<'_>) -> Result<Option<Vec<crate::flow::Part>>, KeyError> {
+        match event.source {
+            SOURCE_KOMMO => super::kommo_split::split_by_event(event.body),
+            _ => Ok(None),
         }
     }
 

@@ -15,7 +15,7 @@
 //!    | `budget` | `POST /deals` with `budget: true` | the project's budgets (`filter[type]=2`) |
 //!    | `service:<n>` | `POST /services`, one per matching `[[services]]` rule | the budget's services by name and type |
 //!    | `assign:<person>` | `POST /project_assignments`; 409/422 "already assigned" counts as done | — |
-//!    | `note` | Kommo note on the lead with the project link | the lead's notes containing the link |
+//!    | `note` | Kommo note on the lead with the project link | the lead's kick-off note with the link on a line of its own |
 //!
 //!    A failure at any step (a Productive 5xx, a timeout, a crash of the process) retries the event; the journal
 //!    skips the finished steps, so a failure at the budget step never creates a second company or project. The
@@ -28,6 +28,11 @@
 //!    - `update_budget` on a mapped budget whose `budget_used / budget_total` crossed a configured percentage
 //!      (`alerts.budget_thresholds`) → a Kommo note and, with `alerts.create_task`, a Kommo task for the lead's
 //!      responsible user (once per budget and threshold).
+//!
+//!    Each of these Kommo writes is a journaled step that first searches the lead's notes (or tasks) for the exact
+//!    text it is about to write, on every attempt: the texts name the Productive task or budget id, so a note or
+//!    task made by an attempt whose answer was lost (a crash between Kommo's reply and the journal commit) is
+//!    found instead of duplicated, and never mistaken for another task's or budget's.
 //!
 //! # Errors
 //!
@@ -94,6 +99,9 @@ pub const KIND_LEAD_KICKOFF: &str = "lead_kickoff";
 pub const KIND_TASK_NOTE: &str = "task_note";
 /// Id-map kind: `<budget id>:<threshold>` → Kommo note id (budget alert written).
 pub const KIND_BUDGET_ALERT: &str = "budget_alert";
+
+/// The first words of the kick-off note (found by them and the project link before it is created).
+const KICKOFF_NOTE_PREFIX: &str = "Productive project created: ";
 
 // ------------------------------------------------------------------------------------------------------- config
 
@@ -221,7 +229,7 @@ fn default_true() -> bool {
     true
 }
 fn default_tolerance() -> u64 {
-    3 * 24 * 3600
+    productive_api::webhook::DEFAULT_TOLERANCE.as_secs()
 }
 
 /// A service billing type by name.
@@ -717,8 +725,10 @@ impl KommoProductive {
         }
     }
 
-    /// A Kommo-shaped `leads[status]` webhook body for `lead`, for backfills: it goes through the same inbox with
-    /// the same dedup key as the real webhook for the lead's current state.
+    /// A Kommo-shaped `leads[status]` webhook body for `lead`, for backfills: it goes through the same inbox and
+    /// handler as the real webhook. Its dedup key names the lead's current stage and time but no previous stage
+    /// (a backfill sees a state, not a move), so it differs from the status webhook's key; a lead already kicked
+    /// off is skipped by the kick-off marker, and the same backfill twice is a duplicate.
     #[must_use]
     pub fn backfill_body(lead: &kommo_api::leads::Lead) -> String {
         let mut pairs: Vec<(String, String)> = vec![("leads[status][0][id]".into(), lead.id.to_string())];
@@ -927,7 +937,14 @@ impl KommoProductive {
                     copy.company_id = Some(company.clone());
                     copy.project_manager_id = Some(pm.clone());
                     copy.project_type_id = Some(ProjectType::Client);
-                    self.productive.copy_project(&copy).await.map_err(boxed)?
+                    // the copy's answer is unverified (a job, the new project, or nothing): `copy_project_and_wait`
+                    // finds the new project whatever it is; a timeout retries the event, whose search above then
+                    // finds the copy by name, and `project_ready` waits for it
+                    let wait = productive_api::resources::projects::CopyWait::polls(
+                        Duration::from_millis(self.config.productive.copy_poll_interval_ms),
+                        self.config.productive.copy_max_polls.max(1),
+                    );
+                    self.productive.copy_project_and_wait(&copy, wait).await.map_err(boxed)?
                 }
                 None => self
                     .productive
@@ -944,7 +961,13 @@ impl KommoProductive {
             let interval = Duration::from_millis(self.config.productive.copy_poll_interval_ms);
             let polls = self.config.productive.copy_max_polls.max(1);
             let _ready: bool = step!(ctx, format!("{p}project_ready"), async {
-                self.productive.wait_for_project_copy(&project, interval, polls).await.map_err(boxed)?;
+                self.productive
+                    .wait_for_project_copy(
+                        &project,
+                        productive_api::resources::projects::CopyWait::polls(interval, polls),
+                    )
+                    .await
+                    .map_err(boxed)?;
                 Ok(true)
             });
         }
@@ -1025,10 +1048,13 @@ impl KommoProductive {
             let notes = self.kommo.notes(EntityType::Leads);
             let existing: Vec<kommo_api::notes::Note> =
                 notes.list_for(lead_id.get(), ListParams::new()).try_collect().await.map_err(boxed)?;
-            if let Some(n) = existing.iter().find(|n| n.text().is_some_and(|t| t.contains(&url))) {
+            // the kick-off note by its first line and the link on a line of its own: a task-completion note also
+            // carries the link, and `…/projects/12` is a prefix of `…/projects/123`
+            let is_kickoff = |t: &str| t.starts_with(KICKOFF_NOTE_PREFIX) && t.lines().any(|l| l == url);
+            if let Some(n) = existing.iter().find(|n| n.text().is_some_and(is_kickoff)) {
                 return Ok(n.id.get());
             }
-            let mut text = format!("Productive project created: {project_name}\n{url}\n");
+            let mut text = format!("{KICKOFF_NOTE_PREFIX}{project_name}\n{url}\n");
             let _ = write!(text, "Budget: {} {}", lead.price, self.config.productive.currency);
             let _ = write!(text, " · services: {service_count} · team: {}", team.join(", "));
             let id = notes.add_one(kommo_api::notes::NewNote::common(lead_id.get(), text)).await.map_err(boxed)?;
@@ -1074,20 +1100,14 @@ impl KommoProductive {
                     .flatten()
                     .map(|p| p.attributes.name);
                 let lead_id: u64 = lead.parse().map_err(boxed)?;
-                let mut text = format!("Productive task completed: {}", task.attributes.title);
+                // the task id makes the text unique to this task (two tasks may share a title), so the search
+                // before create finds this task's note and no other
+                let mut text = format!("Productive task completed: {} (task #{}", task.attributes.title, task.id);
                 if let Some(n) = project_name {
-                    let _ = write!(text, " (project {n})");
+                    let _ = write!(text, ", project {n}");
                 }
-                let _ = write!(text, "\n{}", self.project_url(project.as_str()));
-                let note: u64 = step!(ctx, "task_note", async {
-                    let id = self
-                        .kommo
-                        .notes(EntityType::Leads)
-                        .add_one(kommo_api::notes::NewNote::common(lead_id, text))
-                        .await
-                        .map_err(boxed)?;
-                    Ok(id.get())
-                });
+                let _ = write!(text, ")\n{}", self.project_url(project.as_str()));
+                let note: u64 = step!(ctx, "task_note", self.note_once(lead_id, text));
                 db!(ctx.id_put(FLOW_NAME, KIND_TASK_NOTE, &task.id, &note.to_string()));
                 Ok(Outcome::Done)
             }
@@ -1138,24 +1158,27 @@ impl KommoProductive {
         }
         let lead_id = LeadId(lead.parse().map_err(boxed)?);
         let currency = deal.attributes.currency.clone().unwrap_or_else(|| self.config.productive.currency.clone());
+        // the budget id makes the text unique to this budget (two budgets may share a name), so the search before
+        // create finds this alert's note and task and no other
         let text = format!(
-            "Productive budget \"{}\" is {pct:.0}% used ({used} of {total} {currency}; alert threshold {threshold}%)",
-            deal.attributes.name
+            "Productive budget \"{}\" (#{}) is {pct:.0}% used ({used} of {total} {currency}; alert threshold \
+             {threshold}%)",
+            deal.attributes.name, deal.id
         );
-        let note: u64 = step!(ctx, "alert_note", async {
-            let id = self
-                .kommo
-                .notes(EntityType::Leads)
-                .add_one(kommo_api::notes::NewNote::common(lead_id.get(), text.clone()))
-                .await
-                .map_err(boxed)?;
-            Ok(id.get())
-        });
+        let note: u64 = step!(ctx, "alert_note", self.note_once(lead_id.get(), text.clone()));
         if self.config.alerts.create_task {
             let due = ctx.now().timestamp() + i64::from(self.config.alerts.task_due_hours) * 3600;
             let _task: u64 = step!(ctx, "alert_task", async {
+                let text = format!("Check the budget: {text}");
+                // search first, by text on the lead (the due time depends on when the attempt ran)
+                let existing: Vec<kommo_api::tasks::Task> =
+                    self.kommo.tasks().list_for(EntityType::Leads, lead_id.get()).try_collect().await.map_err(boxed)?;
+                if let Some(t) = existing.iter().find(|t| t.text == text) {
+                    tracing::info!(lead = %lead_id, task = %t.id, "alert task already exists (an earlier attempt made it)");
+                    return Ok(t.id.get());
+                }
                 let l = self.kommo.leads().get(lead_id, &[]).await.map_err(boxed)?;
-                let mut t = kommo_api::tasks::NewTask::new(format!("Check the budget: {text}"), due)
+                let mut t = kommo_api::tasks::NewTask::new(text, due)
                     .on(EntityType::Leads, lead_id.get())
                     .task_type(kommo_api::tasks::TASK_TYPE_FOLLOW_UP);
                 if let Some(u) = l.responsible_user_id.filter(|u| u.get() != 0) {
@@ -1167,6 +1190,21 @@ impl KommoProductive {
         }
         db!(ctx.id_put(FLOW_NAME, KIND_BUDGET_ALERT, &alert_key, &note.to_string()));
         Ok(Outcome::Done)
+    }
+
+    /// Adds a common note with `text` to the lead unless the lead already has a note with exactly this text (an
+    /// earlier attempt may have created it and lost the answer before the step journal recorded it). Runs inside
+    /// a journaled step, so it searches on every attempt, not only on retries.
+    async fn note_once(&self, lead: u64, text: String) -> Result<u64, BoxError> {
+        let notes = self.kommo.notes(EntityType::Leads);
+        let existing: Vec<kommo_api::notes::Note> =
+            notes.list_for(lead, ListParams::new().limit(250)).try_collect().await.map_err(boxed)?;
+        if let Some(n) = existing.iter().find(|n| n.text() == Some(text.as_str())) {
+            tracing::info!(lead, note = %n.id, "note already exists (an earlier attempt made it)");
+            return Ok(n.id.get());
+        }
+        let id = notes.add_one(kommo_api::notes::NewNote::common(lead, text)).await.map_err(boxed)?;
+        Ok(id.get())
     }
 }
 
@@ -1189,7 +1227,9 @@ impl Flow for KommoProductive {
         vec![self.config.sources.kommo.clone(), self.config.sources.productive.clone()]
     }
 
-    /// Kommo: the events' own keys (`lead:status:<id>:<updated_at>:<status>`), joined; Productive:
+    /// Kommo: the events' own keys
+    /// ([`kommo_api::webhook::WebhookEvent::dedup_key`]: `lead:status:<id>:<updated_at>:<status>@<pipeline>:from:…`),
+    /// sorted and joined; Productive:
     /// `(event, item_id, created)`.
     fn dedup_key(&self, event: &RawEvent<'_>) -> Result<String, KeyError> {
         if event.source == self.config.sources.productive {
@@ -1201,6 +1241,15 @@ impl Flow for KommoProductive {
         let mut keys: Vec<String> = payload.events.iter().map(KommoEvent::dedup_key).collect();
         keys.sort();
         Ok(keys.join("|"))
+    }
+
+    /// Kommo: a delivery batching several events becomes one inbox event per event, so that each lead's saga is
+    /// ordered by its own lead (a batch ordered by its first lead would run the others' sagas beside theirs).
+    fn split(&self, event: &RawEvent<'_>) -> Result<Option<Vec<crate::flow::Part>>, KeyError> {
+        if event.source == self.config.sources.productive {
+            return Ok(None);
+        }
+        super::kommo_split::split_by_event(event.body)
     }
 
     /// Kommo: the lead; Productive: the project (so notes about one lead never race).

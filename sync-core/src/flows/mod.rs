@@ -20,5 +20,7 @@ pub mod kommo_airtable;
 pub mod kommo_customerio;
 #[cfg(feature = "kommo-productive")]
 pub mod kommo_productive;
+#[cfg(any(feature = "kommo-airtable", feature = "kommo-productive", feature = "kommo-customerio"))]
+mod kommo_split;
 #[cfg(any(feature = "kommo-airtable", feature = "kommo-customerio"))]
 mod support;

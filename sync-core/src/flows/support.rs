@@ -68,3 +68,21 @@ impl std::error::Error for StepFault {}
 pub(crate) fn boxed(f: impl Into<Fault>) -> BoxError {
     Box::new(StepFault(f.into()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// kommo-api fails fast while the account is held off after a 429 or the ban page (issue 18): the flows turn
+    /// that into a retry scheduled after the remaining wait, not into the worker's generic backoff or a failure.
+    #[test]
+    fn a_kommo_hold_off_is_retried_after_the_remaining_wait() {
+        for cause in [kommo_api::HoldCause::Throttled, kommo_api::HoldCause::Banned] {
+            let e = kommo_api::Error::HeldOff { cause, retry_after: Duration::from_secs(600) };
+            match Outcome::from(Fault::from(e)) {
+                Outcome::Retry { after, .. } => assert_eq!(after, Some(Duration::from_secs(600))),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}

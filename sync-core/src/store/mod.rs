@@ -26,6 +26,9 @@ use tokio::sync::Notify;
 use crate::clock::{SharedClock, SystemClock, duration_ms, ms_to_datetime};
 use crate::error::{Error, Result};
 
+mod markers;
+pub use markers::Markers;
+
 /// Request headers kept with an event (lower-case names).
 pub type Headers = BTreeMap<String, String>;
 
@@ -260,7 +263,7 @@ impl StoreOptions {
 }
 
 #[derive(Debug)]
-enum Backend {
+pub(crate) enum Backend {
     Sqlite(sqlx::SqlitePool),
     #[cfg(feature = "postgres")]
     Postgres(sqlx::PgPool),
@@ -275,11 +278,16 @@ struct Inner {
     batcher: Option<tokio::sync::mpsc::Sender<IngestRequest>>,
     /// PostgreSQL only: the task turning `NOTIFY` from other processes into local wake-ups (see [`pg_wakeups`]).
     listener: Option<tokio::task::JoinHandle<()>>,
+    /// PostgreSQL with a wall clock only: the task re-measuring the offset to the database server's clock.
+    clock_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         if let Some(task) = &self.listener {
+            task.abort();
+        }
+        if let Some(task) = &self.clock_task {
             task.abort();
         }
     }
@@ -289,6 +297,16 @@ impl Drop for Inner {
 /// next poll. Wake-ups are hints: a lost one only delays a claim until the poll.
 #[cfg(feature = "postgres")]
 const PG_WAKE_CHANNEL: &str = "sync_core_inbox";
+
+/// The database server's clock minus this machine's (milliseconds), measured over one round trip (its midpoint).
+#[cfg(feature = "postgres")]
+async fn pg_clock_offset(pool: &sqlx::PgPool, clock: &crate::clock::AnchoredClock) -> Result<i64> {
+    let t0 = clock.base_ms();
+    let db: i64 =
+        sqlx::query_scalar("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint").fetch_one(pool).await?;
+    let t1 = clock.base_ms();
+    Ok(db - t0 / 2 - t1 / 2)
+}
 
 /// Listens on [`PG_WAKE_CHANNEL`] (one connection of the pool) and wakes this process's idle workers for each
 /// notification. `PgListener` reconnects by itself; while it is down, workers fall back to polling.
@@ -450,6 +468,9 @@ macro_rules! in_tx {
         }
     };
 }
+
+mod retention;
+pub use retention::Compacted;
 
 macro_rules! event_from_row {
     ($row:expr, $owner:expr) => {{
@@ -615,6 +636,7 @@ impl Store {
                 notify,
                 batcher: Some(tx),
                 listener: None,
+                clock_task: None,
             }),
         })
     }
@@ -648,7 +670,27 @@ impl Store {
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let notify = Arc::new(Notify::new());
         let listener = options.pg_wakeups.then(|| tokio::spawn(pg_wakeups(pool.clone(), notify.clone())));
-        let inner = Inner { backend: Backend::Postgres(pool), clock: options.clock, notify, batcher: None, listener };
+        // Lease deadlines are compared across processes, possibly on different machines: a wall clock is anchored
+        // to the database server's (offset measured now and every minute), so a process whose clock runs ahead
+        // cannot take over a lease early, nor one whose clock lags keep a lapsed one.
+        let (clock, clock_task): (SharedClock, _) = if options.clock.is_wall_clock() {
+            let anchored = Arc::new(crate::clock::AnchoredClock::new(options.clock.clone()));
+            anchored.set_offset(pg_clock_offset(&pool, &anchored).await?);
+            let (pool, a) = (pool.clone(), anchored.clone());
+            let task = tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    match pg_clock_offset(&pool, &a).await {
+                        Ok(offset) => a.set_offset(offset),
+                        Err(e) => tracing::warn!(error = %e, "could not re-measure the database clock offset"),
+                    }
+                }
+            });
+            (anchored, Some(task))
+        } else {
+            (options.clock, None)
+        };
+        let inner = Inner { backend: Backend::Postgres(pool), clock, notify, batcher: None, listener, clock_task };
         Ok(Self { inner: Arc::new(inner) })
     }
 
@@ -688,6 +730,11 @@ impl Store {
 
     fn now(&self) -> i64 {
         self.inner.clock.now_ms()
+    }
+
+    /// The backend's pool, for this crate's modules with tables of their own (`tokens`).
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.inner.backend
     }
 
     /// A cheap round trip to the database (readiness probe).
@@ -1008,6 +1055,13 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             sqlx::query("DELETE FROM counters WHERE expires_at < $1").bind(now).execute(&mut *tx).await?;
+            // pending markers left by attempts that died (a live attempt's rows stay)
+            sqlx::query(
+                "DELETE FROM pending_writes WHERE NOT EXISTS (SELECT 1 FROM inbox i WHERE i.id = pending_writes.inbox_id \
+                 AND i.attempt_no = pending_writes.attempt_no AND i.state = 'running')",
+            )
+            .execute(&mut *tx)
+            .await?;
             sqlx::query("DELETE FROM inbox WHERE state = 'done' AND finished_at < $1")
                 .bind(cutoff)
                 .execute(&mut *tx)
@@ -1098,18 +1152,82 @@ impl Store {
         Ok(())
     }
 
-    /// True if `value` equals what we last wrote to `(system, entity, field)`: an incoming change that is our own
-    /// write coming back (skip it instead of syncing it back and looping).
+    /// True if `value` equals what we last wrote to `(system, entity, field)`, or what a write still in flight
+    /// (a live attempt's pending markers, see [`Store::pending_put`]) is writing there: an incoming change that is
+    /// our own write coming back (skip it instead of syncing it back and looping).
     pub async fn is_echo(&self, system: &str, entity: &str, field: &str, value: &serde_json::Value) -> Result<bool> {
-        let stored: Option<String> = on_pool!(self, p => sqlx::query_scalar(
-            "SELECT hash FROM written_hashes WHERE system = $1 AND entity = $2 AND field = $3",
+        let hash = value_hash(value);
+        let hit: Option<i32> = on_pool!(self, p => sqlx::query_scalar(
+            "SELECT 1 FROM written_hashes WHERE system = $1 AND entity = $2 AND field = $3 AND hash = $4 \
+             UNION ALL \
+             SELECT 1 FROM pending_writes w JOIN inbox i ON i.id = w.inbox_id AND i.attempt_no = w.attempt_no \
+             WHERE w.system = $1 AND w.entity = $2 AND w.field = $3 AND w.hash = $4 \
+             AND i.state = 'running' AND i.lease_until > $5 LIMIT 1",
         )
         .bind(system)
         .bind(entity)
         .bind(field)
+        .bind(hash)
+        .bind(self.now())
         .fetch_optional(p)
         .await?);
-        Ok(stored.is_some_and(|h| h == value_hash(value)))
+        Ok(hit.is_some())
+    }
+
+    /// Lists `markers`' written values as in flight for `lease`'s attempt: [`Store::is_echo`] recognises them while
+    /// that attempt runs (a webhook echo may arrive before the write returns). They never outlive the attempt: a
+    /// pending row counts only while the inbox row is `running` under the same `attempt_no` with a live lease,
+    /// [`Store::step_commit`] replaces them with the confirmed markers, and [`Store::pending_clear`] drops them.
+    pub async fn pending_put(&self, lease: &Lease, markers: &Markers) -> Result<()> {
+        if markers.written.is_empty() {
+            return Ok(());
+        }
+        let now = self.now();
+        in_tx!(self, tx => {
+            for w in &markers.written {
+                sqlx::query(
+                    "INSERT INTO pending_writes (system, entity, field, hash, inbox_id, attempt_no, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (system, entity, field, inbox_id, attempt_no) \
+                     DO UPDATE SET hash = excluded.hash, created_at = excluded.created_at",
+                )
+                .bind(&w.system)
+                .bind(&w.entity)
+                .bind(&w.field)
+                .bind(value_hash(&w.value))
+                .bind(lease.id)
+                .bind(lease.attempt_no)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+        });
+        Ok(())
+    }
+
+    /// Drops the pending markers of `lease`'s attempt (its write failed).
+    pub async fn pending_clear(&self, lease: &Lease) -> Result<()> {
+        on_pool!(self, p => sqlx::query("DELETE FROM pending_writes WHERE inbox_id = $1 AND attempt_no = $2")
+            .bind(lease.id)
+            .bind(lease.attempt_no)
+            .execute(p)
+            .await
+            .map(|_| ())?);
+        Ok(())
+    }
+
+    /// Whether `source` holds an event of `ordering_key` whose dedup key starts with `prefix` (any state). Polls use
+    /// it to leave out a state a webhook already delivered under a finer key.
+    pub async fn has_event_with_prefix(&self, source: &str, ordering_key: &str, prefix: &str) -> Result<bool> {
+        let len = i32::try_from(prefix.chars().count()).unwrap_or(i32::MAX);
+        let hit: Option<i32> = on_pool!(self, p => sqlx::query_scalar(
+            "SELECT 1 FROM inbox WHERE source = $1 AND ordering_key = $2 AND substr(dedup_key, 1, $3) = $4 LIMIT 1")
+            .bind(source)
+            .bind(ordering_key)
+            .bind(len)
+            .bind(prefix)
+            .fetch_optional(p)
+            .await?);
+        Ok(hit.is_some())
     }
 
     // ------------------------------------------------------------------------------------------------ cursors
@@ -1195,6 +1313,124 @@ impl Store {
         }
     }
 
+    /// Journals the result of `(run_id, step)` and records `markers` in one transaction: the convergence rule's
+    /// write. With a lease it is fenced like [`Store::step_put`]: for a reclaimed attempt nothing is stored (no
+    /// journal entry, no marker) and [`Error::Stale`] is returned. When the step was already journaled (an
+    /// earlier attempt committed it, with its markers), the stored result is returned and `markers` are not
+    /// applied again. Watermarks only move forward. An id map entry that would map one remote id to two local
+    /// keys fails the whole transaction with [`Error::IdConflict`]. The lease's pending markers are dropped.
+    pub async fn step_commit(
+        &self,
+        run_id: &str,
+        step: &str,
+        result: &serde_json::Value,
+        lease: Option<&Lease>,
+        markers: &Markers,
+    ) -> Result<serde_json::Value> {
+        let now = self.now();
+        let json = serde_json::to_string(result)?;
+        let inserted: u64 = in_tx!(self, tx => {
+            let inserted = match lease {
+                None => sqlx::query(
+                    "INSERT INTO step_journal (run_id, step, result, created_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (run_id, step) DO NOTHING",
+                )
+                .bind(run_id)
+                .bind(step)
+                .bind(&json)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+                Some(l) => sqlx::query(
+                    "INSERT INTO step_journal (run_id, step, result, created_at) SELECT $1, $2, $3, $4 \
+                     WHERE EXISTS (SELECT 1 FROM inbox WHERE id = $5 AND attempt_no = $6 AND lease_owner = $7 AND state = 'running') \
+                     ON CONFLICT (run_id, step) DO NOTHING",
+                )
+                .bind(run_id)
+                .bind(step)
+                .bind(&json)
+                .bind(now)
+                .bind(l.id)
+                .bind(l.attempt_no)
+                .bind(&l.owner)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+            };
+            if inserted == 1 {
+                for w in &markers.written {
+                    sqlx::query(
+                        "INSERT INTO written_hashes (system, entity, field, hash, written_at) VALUES ($1, $2, $3, $4, $5) \
+                         ON CONFLICT (system, entity, field) DO UPDATE SET hash = excluded.hash, written_at = excluded.written_at",
+                    )
+                    .bind(&w.system)
+                    .bind(&w.entity)
+                    .bind(&w.field)
+                    .bind(value_hash(&w.value))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for (entity, t) in &markers.watermarks {
+                    sqlx::query(
+                        "INSERT INTO watermarks (entity, last_ms, updated_at) VALUES ($1, $2, $3) \
+                         ON CONFLICT (entity) DO UPDATE SET last_ms = excluded.last_ms, updated_at = excluded.updated_at \
+                         WHERE watermarks.last_ms < excluded.last_ms",
+                    )
+                    .bind(entity)
+                    .bind(*t)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for id in &markers.ids {
+                    let r = sqlx::query(
+                        "INSERT INTO id_map (system, kind, local_key, remote_id, updated_at) VALUES ($1, $2, $3, $4, $5) \
+                         ON CONFLICT (system, kind, local_key) DO UPDATE SET remote_id = excluded.remote_id, updated_at = excluded.updated_at",
+                    )
+                    .bind(&id.system)
+                    .bind(&id.kind)
+                    .bind(&id.local_key)
+                    .bind(&id.remote_id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await;
+                    match r {
+                        Ok(_) => {}
+                        Err(e) if is_unique_violation(&e) => {
+                            return Err(Error::IdConflict {
+                                system: id.system.clone(),
+                                kind: id.kind.clone(),
+                                local_key: id.local_key.clone(),
+                                remote_id: id.remote_id.clone(),
+                            });
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                if let Some(l) = lease {
+                    sqlx::query("DELETE FROM pending_writes WHERE inbox_id = $1 AND attempt_no = $2")
+                        .bind(l.id)
+                        .bind(l.attempt_no)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            inserted
+        });
+        if inserted == 1 {
+            return Ok(result.clone());
+        }
+        match self.step_get(run_id, step).await? {
+            Some(v) => Ok(v),
+            None => {
+                let l = lease.expect("an unfenced insert that inserted nothing implies an existing row");
+                Err(Error::Stale { id: l.id, attempt_no: l.attempt_no })
+            }
+        }
+    }
+
     // ----------------------------------------------------------------------------------------------- counters
 
     /// Records hit `hit_id` on `key` (idempotent: the same hit id counts once, so a retried handler does not
@@ -1222,6 +1458,16 @@ impl Store {
     }
 
     // --------------------------------------------------------------------------------------------- watermarks
+
+    /// Whether an event of `event_time` is not older than the newest change applied to `entity` (read only: the
+    /// watermark moves with [`Markers::watermark`] when the write that applied the change is confirmed).
+    pub async fn watermark_check(&self, entity: &str, event_time: DateTime<Utc>) -> Result<bool> {
+        let last: Option<i64> = on_pool!(self, p => sqlx::query_scalar("SELECT last_ms FROM watermarks WHERE entity = $1")
+            .bind(entity)
+            .fetch_optional(p)
+            .await?);
+        Ok(last.is_none_or(|l| l <= event_time.timestamp_millis()))
+    }
 
     /// Advances the watermark of `entity` to `event_time` unless it is already later. Returns false for a stale
     /// (out-of-order) event. An equal time is accepted, so a retried handler passes its own check again.
