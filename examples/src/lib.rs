@@ -67,6 +67,34 @@ pub struct ServeArgs {
     /// Address for the webhook receiver.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: std::net::SocketAddr,
+    /// Days done events (and markers not written since) are kept before the hourly purge removes them: longer than
+    /// every vendor's retry period (Customer.io retries for 7 days), or a late redelivery would be applied again.
+    /// Dead letters are kept until replayed or purged by hand. 0 turns retention off.
+    #[arg(long, default_value_t = 8)]
+    pub retention_days: u64,
+}
+
+/// Starts `serve`'s retention task: every hour, done rows (and their step journal) older than `days` are purged
+/// and echo hashes and watermarks not written for as long are compacted (`Store::purge_done`, `Store::compact`).
+/// `None` when `days` is 0.
+#[must_use]
+pub fn spawn_retention(store: Store, days: u64) -> Option<tokio::task::JoinHandle<()>> {
+    if days == 0 {
+        return None;
+    }
+    let keep = Duration::from_secs(days * 86_400);
+    Some(tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            match (store.purge_done(keep).await, store.compact(keep).await) {
+                (Ok(done), Ok(c)) => {
+                    tracing::info!(done, hashes = c.hashes, watermarks = c.watermarks, "retention: purged");
+                }
+                (Err(e), _) | (_, Err(e)) => tracing::warn!(error = %e, "retention pass failed; next in an hour"),
+            }
+        }
+    }))
 }
 
 /// Starts `tracing` output on stderr (`RUST_LOG` overrides `default_filter`).
@@ -250,8 +278,11 @@ impl Narrator {
     }
 }
 
+pub mod chaos;
+
 /// The Airtable side of the `kommo-airtable` example: the "Client Onboarding" table that the shipped config
-/// (`examples/config/kommo-airtable.toml`) maps, created in a fake base for the demo and the CLI tests.
+/// (`examples/config/kommo-airtable.toml`) maps, created in a fake base for the demo, the CLI tests and the
+/// chaos soak.
 pub mod kommo_airtable_fixture {
     use airtable_client::fake::{FakeBase, FieldSpec};
 

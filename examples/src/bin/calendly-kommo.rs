@@ -132,6 +132,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.config).with_context(|| format!("reading {}", args.config.display()))?;
     let file: FileConfig = toml::from_str(&text).with_context(|| format!("parsing {}", args.config.display()))?;
     let store = examples::open_store(&args.db).await?;
+    let _retention = examples::spawn_retention(store.clone(), args.retention_days);
     let kommo = kommo_api::Client::builder()
         .base_url(file.kommo.base_url.as_str())
         .long_lived_token(examples::env_token(&file.kommo.token_env)?)

@@ -85,6 +85,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let path_token = examples::env_token("KOMMO_WEBHOOK_SECRET")?;
     let flow = real_flow(config).await?;
     let store = examples::open_store(&args.db).await?;
+    let _retention = examples::spawn_retention(store.clone(), args.retention_days);
     let engine = Engine::new(store.clone(), vec![Arc::new(flow.clone())])?;
     let (router, _stats) = server::router(engine.clone(), flow.routes(path_token))?;
     if let Some(url) = flow.config().airtable.notification_url.clone() {

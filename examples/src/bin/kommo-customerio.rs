@@ -89,6 +89,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let signing_key = examples::env_token("CUSTOMERIO_WEBHOOK_SIGNING_KEY")?;
     let flow = real_flow(config).await?;
     let store = examples::open_store(&args.db).await?;
+    let _retention = examples::spawn_retention(store.clone(), args.retention_days);
     let engine = Engine::new(store.clone(), vec![Arc::new(flow.clone())])?;
     let (router, _stats) = server::router(engine.clone(), flow.routes(path_token, signing_key))?;
     let workers = worker::start(engine, WorkerConfig::default());

@@ -151,6 +151,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("no Productive signature tokens: set [serve] public_url or PRODUCTIVE_WEBHOOK_TOKENS");
     }
     let store = open_store(&args.db).await?;
+    let _retention = examples::spawn_retention(store.clone(), args.retention_days);
     let engine = Engine::new(store, vec![flow.clone()])?;
     let (router, _stats) = sync_core::server::router(engine.clone(), flow.routes(path_secret.expose(), tokens))?;
     let workers = worker::start(engine, WorkerConfig::default());

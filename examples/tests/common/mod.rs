@@ -68,17 +68,38 @@ impl Cli {
             .spawn()
             .unwrap();
         let http = reqwest::Client::new();
-        wait_for("readyz", 120, async || {
-            http.get(format!("http://127.0.0.1:{port}/readyz")).send().await.is_ok_and(|r| r.status().is_success())
-        })
-        .await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let ready = http.get(format!("http://127.0.0.1:{port}/readyz")).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect();
+                panic!("timed out waiting for readyz on port {port}; the last lines of its log:\n{}", tail.join("\n"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         (child, log)
     }
 }
 
-/// A port that was free a moment ago (the binary binds it itself).
+/// A port that was free a moment ago (the binary binds it itself). Chosen below Linux's ephemeral range
+/// (32768–60999): a port the OS hands out for `bind(0)` can be taken meanwhile as the local port of any outgoing
+/// connection (to a fake, to PostgreSQL), and `serve` then fails to bind it; ports below the range are only ever
+/// taken by an explicit bind. Within 20000–31999, checked free, a different run of ports per test process.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(u16::MAX);
+    let start = u16::try_from(std::process::id() % 6_000).unwrap_or(0) * 2;
+    let _ = NEXT.compare_exchange(u16::MAX, start, Ordering::SeqCst, Ordering::SeqCst);
+    loop {
+        let port = 20_000 + NEXT.fetch_add(1, Ordering::SeqCst) % 12_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Polls `cond` every 50 ms for up to `secs` seconds; panics naming `what` if it never holds.
