@@ -8,8 +8,8 @@ use std::{
 };
 
 use api_core::{
-    Decision, HttpClient, RateLimiter, RawResponse, Request, ReqwestTransport, RetryPolicy, Rule, Token, Transport,
-    TransportConfig, VendorHint, parse_retry_after,
+    Decision, HttpClient, RateBudget, RateLimiter, RawResponse, Request, ReqwestTransport, RetryPolicy, Rule, Token,
+    Transport, TransportConfig, VendorHint, parse_retry_after,
     retry::{AttemptOutcome, RetryInput},
 };
 use http::header::AUTHORIZATION;
@@ -52,6 +52,8 @@ pub(crate) struct Inner {
     /// Airtable's 50 requests/s per token, waited for *before* the base's slot so that nothing stands between the
     /// base slot and the send (a wait there would shrink the gap the base limiter keeps).
     pub(crate) token_limiter: Option<RateLimiter>,
+    /// A per-base budget shared with other processes ([`ClientBuilder::shared_budget`]); replaces `limiter`.
+    pub(crate) shared: Option<Arc<dyn RateBudget>>,
     pub(crate) retry: RetryPolicy,
 }
 
@@ -82,6 +84,7 @@ pub struct ClientBuilder {
     per_token: Option<u32>,
     limiter: Option<BaseLimiter>,
     global_limiter: Option<RateLimiter>,
+    shared: Option<Arc<dyn RateBudget>>,
     penalty: Duration,
     transport: Option<Arc<dyn Transport>>,
 }
@@ -114,6 +117,7 @@ impl Default for ClientBuilder {
             per_token: Some(REQUESTS_PER_SECOND_PER_TOKEN),
             limiter: None,
             global_limiter: None,
+            shared: None,
             penalty: RATE_LIMIT_PENALTY,
             transport: None,
         }
@@ -198,6 +202,17 @@ impl ClientBuilder {
         self
     }
 
+    /// Draws the per-base requests from a budget shared with other processes (e.g. sync-core's `StoreBudget`, keyed
+    /// by base id) instead of this process's [`BaseLimiter`]: give it the base's whole limit (5 per second with a
+    /// jitter margin), not a share per process. The 30 s hold after a 429 is recorded in it
+    /// ([`RateBudget::pause`]), so one process's 429 holds every process off that base, and each attempt checks the
+    /// hold right after its slot ([`RateBudget::held`]): a slot reserved before the 429 is void.
+    #[must_use]
+    pub fn shared_budget(mut self, budget: Arc<dyn RateBudget>) -> Self {
+        self.shared = Some(budget);
+        self
+    }
+
     /// Shares an existing per-token limiter.
     #[must_use]
     pub fn token_limiter(mut self, limiter: RateLimiter) -> Self {
@@ -248,7 +263,17 @@ impl ClientBuilder {
             .with_classifier(move |resp| classify(resp, penalty));
         let token_limiter =
             self.global_limiter.or_else(|| self.per_token.map(|n| RateLimiter::new([Rule::per_second(n)])));
-        Ok(Client { inner: Arc::new(Inner { http, token, penalty, limiter, token_limiter, retry: self.retry }) })
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                token,
+                penalty,
+                limiter,
+                token_limiter,
+                shared: self.shared,
+                retry: self.retry,
+            }),
+        })
     }
 }
 
@@ -292,6 +317,22 @@ impl Client {
         &self.inner.limiter
     }
 
+    /// Waits for the base's slot: in the shared budget when there is one (a hold found after the slot voids it),
+    /// else in this process's [`BaseLimiter`].
+    async fn acquire_base(&self, key: &str) -> Result<(), Error> {
+        let Some(shared) = &self.inner.shared else {
+            self.inner.limiter.acquire(key).await;
+            return Ok(());
+        };
+        loop {
+            shared.acquire(key).await.map_err(api_core::ExecuteError::from)?;
+            match shared.held(key).await.map_err(api_core::ExecuteError::from)? {
+                Some(left) => tokio::time::sleep(left).await,
+                None => return Ok(()),
+            }
+        }
+    }
+
     /// Sends a request with auth, limits and retries; a non-2xx answer becomes [`Error`].
     ///
     /// Every attempt waits for the base's slot ([`BaseLimiter::acquire`]). A 429 (other than the billing cap) holds
@@ -315,7 +356,7 @@ impl Client {
             if let Some(g) = &self.inner.token_limiter {
                 g.acquire("token").await;
             }
-            self.inner.limiter.acquire(&key).await;
+            self.acquire_base(&key).await?;
             let result = self.inner.http.execute(request.clone()).await;
             let (outcome, retry_after, hint) = match &result {
                 Ok(resp) if resp.is_success() => return result.map_err(Error::from),
@@ -324,6 +365,11 @@ impl Client {
                     if let VendorHint::WaitAtLeast(wait) = hint {
                         // the whole base is throttled, not just this request
                         self.inner.limiter.pause(&key, Instant::now() + wait);
+                        if let Some(shared) = &self.inner.shared
+                            && let Err(e) = shared.pause(&key, wait).await
+                        {
+                            tracing::warn!(error = %e, "could not share Airtable's 429 hold through the rate budget");
+                        }
                     }
                     let ra = resp.header("retry-after").and_then(|v| parse_retry_after(v, SystemTime::now()));
                     (AttemptOutcome::Status(resp.status), ra, hint)

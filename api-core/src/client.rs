@@ -11,7 +11,7 @@ use tracing::Instrument as _;
 use url::Url;
 
 use crate::{
-    ratelimit::RateLimiter,
+    ratelimit::{RateBudget, RateLimiter},
     request::{RawResponse, Request},
     retry::{AttemptOutcome, Decision, RetryInput, RetryPolicy, VendorHint, parse_retry_after},
     transport::{Transport, TransportError, build_url},
@@ -36,8 +36,9 @@ pub struct ExecuteError {
 pub struct HttpClient {
     base_url: Url,
     transport: Arc<dyn Transport>,
-    limiter: RateLimiter,
+    limiter: Arc<dyn RateBudget>,
     global_limiter: Option<RateLimiter>,
+    hold_check: bool,
     default_key: String,
     retry: RetryPolicy,
     classifier: Classifier,
@@ -64,8 +65,9 @@ impl HttpClient {
         Self {
             base_url,
             transport,
-            limiter: RateLimiter::unlimited(),
+            limiter: Arc::new(RateLimiter::unlimited()),
             global_limiter: None,
+            hold_check: true,
             default_key,
             retry: RetryPolicy::default(),
             classifier: Arc::new(|_| VendorHint::Default),
@@ -75,7 +77,23 @@ impl HttpClient {
     /// Sets the keyed limiter (requests use their [`Request::rate_key`] or the default key).
     #[must_use]
     pub fn with_limiter(mut self, limiter: RateLimiter) -> Self {
-        self.limiter = limiter;
+        self.limiter = Arc::new(limiter);
+        self
+    }
+
+    /// Sets the keyed budget, e.g. one shared with other processes through a database (see [`RateBudget`]).
+    #[must_use]
+    pub fn with_budget(mut self, budget: Arc<dyn RateBudget>) -> Self {
+        self.limiter = budget;
+        self
+    }
+
+    /// Whether an attempt checks [`RateBudget::held`] after its slot and, while a hold is in force, waits it out and
+    /// queues again (default: yes). A vendor crate that fails fast on a long hold instead (Kommo) turns it off and
+    /// checks the hold in its own transport.
+    #[must_use]
+    pub fn with_hold_check(mut self, on: bool) -> Self {
+        self.hold_check = on;
         self
     }
 
@@ -119,10 +137,24 @@ impl HttpClient {
         &self.retry
     }
 
-    /// The keyed limiter.
+    /// The keyed budget.
     #[must_use]
-    pub fn limiter(&self) -> &RateLimiter {
+    pub fn budget(&self) -> &Arc<dyn RateBudget> {
         &self.limiter
+    }
+
+    /// Waits for a slot for `key`; with the hold check on, a hold found after the slot voids it (wait, queue again).
+    async fn acquire(&self, key: &str) -> Result<(), TransportError> {
+        loop {
+            self.limiter.acquire(key).await?;
+            if !self.hold_check {
+                return Ok(());
+            }
+            match self.limiter.held(key).await? {
+                Some(left) => tokio::time::sleep(left).await,
+                None => return Ok(()),
+            }
+        }
     }
 
     /// Sends `request`, waiting for the rate limiter before each attempt and retrying per the policy.
@@ -142,8 +174,10 @@ impl HttpClient {
                 if let Some(g) = &self.global_limiter {
                     g.acquire("global").await;
                 }
-                self.limiter.acquire(&key).await;
-                let result = self.transport.send(url.clone(), request.clone()).await;
+                let result = match self.acquire(&key).await {
+                    Ok(()) => self.transport.send(url.clone(), request.clone()).await,
+                    Err(e) => Err(e),
+                };
                 let (outcome, retry_after, hint) = match &result {
                     Ok(resp) if resp.is_success() => {
                         tracing::Span::current().record("attempts", attempt);
@@ -176,7 +210,9 @@ impl HttpClient {
                             || matches!(hint, VendorHint::WaitAtLeast(_))
                         {
                             // the whole key is throttled, not just this request
-                            self.limiter.pause(&key, Instant::now() + after);
+                            if let Err(e) = self.limiter.pause(&key, after).await {
+                                tracing::warn!(error = %e, "could not record the vendor's hold in the rate budget");
+                            }
                         }
                         tokio::time::sleep(after).await;
                     }

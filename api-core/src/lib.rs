@@ -80,7 +80,7 @@ pub use client::{ExecuteError, HttpClient};
 pub use error::{DecodeError, ErrorClass, HttpErrorParts, decode_json};
 pub use oauth::{Auth, AuthError, FileTokenStore, MemoryTokenStore, OAuthSession, Refresher, TokenSet, TokenStore};
 pub use paginate::{Page, RepeatedCursor, paginate};
-pub use ratelimit::{RateLimiter, Rule};
+pub use ratelimit::{BudgetError, RateBudget, RateLimiter, Rule};
 pub use request::{Body, RawResponse, Request};
 pub use retry::{Decision, RetryPolicy, VendorHint, parse_retry_after};
 pub use secret::Token;

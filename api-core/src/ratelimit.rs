@@ -12,6 +12,10 @@
 //! - [`Rule::Window`] — "at most N in any sliding window": the N-th previous grant must be a whole window ago.
 //!
 //! [`RateLimiter::pause`] holds a key until a time (Airtable's 30 s after a 429, a `Retry-After`).
+//!
+//! [`RateBudget`] is the interface the clients draw their requests from: [`RateLimiter`] is the in-process one; a
+//! budget kept elsewhere (sync-core's `StoreBudget`, one row per key in the database that several processes share)
+//! plugs in the same way, so the API crates stay free of any database.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -20,7 +24,63 @@ use std::{
     time::Duration,
 };
 
+use futures::future::BoxFuture;
 use tokio::time::Instant;
+
+/// Why a [`RateBudget`] could not grant or record anything (e.g. its database is unreachable). The request was not
+/// sent.
+#[derive(Debug)]
+pub struct BudgetError(Box<dyn std::error::Error + Send + Sync>);
+
+impl BudgetError {
+    /// Wraps the budget's own error.
+    pub fn new(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self(e.into())
+    }
+}
+
+impl fmt::Display for BudgetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "rate budget unavailable: {}", self.0)
+    }
+}
+
+impl std::error::Error for BudgetError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+impl From<BudgetError> for crate::TransportError {
+    /// A request that could not get a slot was not sent.
+    fn from(e: BudgetError) -> Self {
+        Self { kind: crate::TransportErrorKind::Budget, may_have_been_sent: false, message: e.to_string() }
+    }
+}
+
+impl From<BudgetError> for crate::ExecuteError {
+    fn from(e: BudgetError) -> Self {
+        Self { source: e.into(), attempts: 0 }
+    }
+}
+
+/// A keyed request budget (one key per vendor account, base, workspace…), possibly shared with other processes.
+///
+/// Contract, for every implementation:
+/// - [`acquire`](RateBudget::acquire) returns when one request for `key` may leave: after the budget's spacing or
+///   window rule, and after any hold set with [`pause`](RateBudget::pause) that was in force when it reserved;
+/// - [`pause`](RateBudget::pause) holds `key` for `wait` from now for every user of the budget (a 429's wait, a ban);
+///   holds only ever extend;
+/// - [`held`](RateBudget::held) tells how long the hold on `key` still lasts, so a client can check right before
+///   sending (a hold set while a request waited for its slot voids that slot).
+pub trait RateBudget: Send + Sync + fmt::Debug {
+    /// Waits for the next slot for `key`.
+    fn acquire<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), BudgetError>>;
+    /// Holds `key` for `wait` from now.
+    fn pause<'a>(&'a self, key: &'a str, wait: Duration) -> BoxFuture<'a, Result<(), BudgetError>>;
+    /// The time left on `key`'s hold, if one is in force.
+    fn held<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Duration>, BudgetError>>;
+}
 
 /// One limiting rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,11 +200,37 @@ impl RateLimiter {
         }
     }
 
+    /// The time left on `key`'s hold, if one is in force.
+    #[must_use]
+    pub fn paused_for(&self, key: &str) -> Option<Duration> {
+        let map = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        map.get(key).and_then(|s| s.paused_until).filter(|p| *p > now).map(|p| p - now)
+    }
+
     /// Holds every request for `key` until `until` (requests already reserved keep their slot).
     pub fn pause(&self, key: &str, until: Instant) {
         let mut map = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let st = map.entry(key.to_owned()).or_default();
         st.paused_until = Some(st.paused_until.map_or(until, |p| p.max(until)));
+    }
+}
+
+impl RateBudget for RateLimiter {
+    fn acquire<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), BudgetError>> {
+        Box::pin(async move {
+            RateLimiter::acquire(self, key).await;
+            Ok(())
+        })
+    }
+
+    fn pause<'a>(&'a self, key: &'a str, wait: Duration) -> BoxFuture<'a, Result<(), BudgetError>> {
+        RateLimiter::pause(self, key, Instant::now() + wait);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn held<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Duration>, BudgetError>> {
+        Box::pin(std::future::ready(Ok(self.paused_for(key))))
     }
 }
 

@@ -33,6 +33,8 @@ pub enum TransportErrorKind {
     Io,
     /// The request could not be built (bad URL or header).
     Build,
+    /// The rate budget could not grant a slot (e.g. its database is unreachable): the request was not sent.
+    Budget,
 }
 
 impl fmt::Display for TransportErrorKind {
@@ -42,6 +44,7 @@ impl fmt::Display for TransportErrorKind {
             Self::Timeout => "timeout",
             Self::Io => "connection error",
             Self::Build => "invalid request",
+            Self::Budget => "rate budget unavailable",
         })
     }
 }

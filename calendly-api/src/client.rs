@@ -7,8 +7,8 @@ use std::{
 };
 
 use api_core::{
-    Auth, HttpClient, OAuthSession, Page, RateLimiter, RawResponse, Request, ReqwestTransport, RetryPolicy, Rule,
-    Token, Transport, TransportConfig,
+    Auth, HttpClient, OAuthSession, Page, RateBudget, RateLimiter, RawResponse, Request, ReqwestTransport, RetryPolicy,
+    Rule, Token, Transport, TransportConfig,
 };
 use futures::Stream;
 use serde::{Deserialize, de::DeserializeOwned};
@@ -64,7 +64,7 @@ pub struct ClientBuilder {
     transport: TransportConfig,
     custom_transport: Option<Arc<dyn Transport>>,
     retry: RetryPolicy,
-    limiter: Option<RateLimiter>,
+    limiter: Option<Arc<dyn RateBudget>>,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -149,9 +149,10 @@ impl ClientBuilder {
     }
 
     /// Client-side rate limiter (default: at most 500 requests per rolling minute, Calendly's paid-plan limit; the
-    /// server's headers pause it earlier on the Free plan's 50). Share one limiter between clients of one user.
-    pub fn rate_limiter(mut self, limiter: RateLimiter) -> Self {
-        self.limiter = Some(limiter);
+    /// server's headers pause it earlier on the Free plan's 50). Share one limiter between clients of one user, or
+    /// pass a budget shared with other processes ([`RateBudget`], e.g. sync-core's `StoreBudget`).
+    pub fn rate_limiter(mut self, limiter: impl RateBudget + 'static) -> Self {
+        self.limiter = Some(Arc::new(limiter));
         self
     }
 
@@ -177,11 +178,11 @@ impl ClientBuilder {
                     .map_err(|e| Error::InvalidRequest(format!("HTTP client initialisation: {e}")))?,
             ),
         };
-        let limiter = self
-            .limiter
-            .unwrap_or_else(|| RateLimiter::new([Rule::Window { max: 500, window: Duration::from_secs(60) }]));
+        let limiter = self.limiter.unwrap_or_else(|| {
+            Arc::new(RateLimiter::new([Rule::Window { max: 500, window: Duration::from_secs(60) }]))
+        });
         let http = HttpClient::new(base_url.clone(), transport)
-            .with_limiter(limiter)
+            .with_budget(limiter)
             .with_default_key(RATE_KEY)
             .with_retry(self.retry)
             .with_classifier(classify);
@@ -255,10 +256,10 @@ impl Client {
         &self.inner.auth_base_url
     }
 
-    /// The rate limiter (shared by clones).
+    /// The rate budget (shared by clones; see [`ClientBuilder::budget`] to share it with other processes).
     #[must_use]
-    pub fn rate_limiter(&self) -> &RateLimiter {
-        self.inner.http.limiter()
+    pub fn budget(&self) -> &Arc<dyn RateBudget> {
+        self.inner.http.budget()
     }
 
     /// The `X-RateLimit-*` headers of the most recent response, if any.
@@ -292,19 +293,21 @@ impl Client {
     async fn send_with(&self, request: Request, token: &Token) -> Result<RawResponse, Error> {
         let header = token.bearer_header().map_err(|_| Error::InvalidRequest("token is not a valid header".into()))?;
         let resp = self.inner.http.execute(request.header(http::header::AUTHORIZATION, header)).await?;
-        self.observe(&resp);
+        self.observe(&resp).await;
         Ok(resp)
     }
 
     /// Records the rate-limit headers; when the window is used up, holds further requests until the reset.
-    fn observe(&self, resp: &RawResponse) {
+    async fn observe(&self, resp: &RawResponse) {
         let Some(info) = RateLimitInfo::from_headers(&resp.headers) else { return };
         *self.inner.last_rate_limit.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(info);
         if info.exhausted()
             && let Some(reset) = info.reset
         {
             tracing::debug!(reset_s = reset.as_secs(), "Calendly rate-limit window used up; pausing");
-            self.inner.http.limiter().pause(RATE_KEY, tokio::time::Instant::now() + reset);
+            if let Err(e) = self.inner.http.budget().pause(RATE_KEY, reset).await {
+                tracing::warn!(error = %e, "could not record Calendly's rate-limit reset in the budget");
+            }
         }
     }
 

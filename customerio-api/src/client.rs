@@ -2,7 +2,7 @@
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use api_core::{HttpClient, RateLimiter, RawResponse, Request, RetryPolicy, Rule, Token, Transport};
+use api_core::{HttpClient, RateBudget, RateLimiter, RawResponse, Request, RetryPolicy, Rule, Token, Transport};
 use http::{HeaderValue, header::AUTHORIZATION};
 use url::Url;
 
@@ -30,10 +30,10 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     request_timeout: Duration,
     retry: RetryPolicy,
-    track_limiter: Option<RateLimiter>,
-    app_limiter: Option<RateLimiter>,
-    transactional_limiter: Option<RateLimiter>,
-    broadcast_limiter: Option<RateLimiter>,
+    track_limiter: Option<Arc<dyn RateBudget>>,
+    app_limiter: Option<Arc<dyn RateBudget>>,
+    transactional_limiter: Option<Arc<dyn RateBudget>>,
+    broadcast_limiter: Option<Arc<dyn RateBudget>>,
     user_agent: String,
     transport: Option<Arc<dyn Transport>>,
 }
@@ -124,26 +124,26 @@ impl ClientBuilder {
     }
 
     /// The Track limiter (default [`DEFAULT_TRACK_RATE_PER_SECOND`] evenly spaced).
-    pub fn track_rate_limit(mut self, limiter: RateLimiter) -> Self {
-        self.track_limiter = Some(limiter);
+    pub fn track_rate_limit(mut self, limiter: impl RateBudget + 'static) -> Self {
+        self.track_limiter = Some(Arc::new(limiter));
         self
     }
 
     /// The App API limiter for everything but transactional sends and broadcasts (default 10/s).
-    pub fn app_rate_limit(mut self, limiter: RateLimiter) -> Self {
-        self.app_limiter = Some(limiter);
+    pub fn app_rate_limit(mut self, limiter: impl RateBudget + 'static) -> Self {
+        self.app_limiter = Some(Arc::new(limiter));
         self
     }
 
     /// The transactional-send limiter (default 100/s).
-    pub fn transactional_rate_limit(mut self, limiter: RateLimiter) -> Self {
-        self.transactional_limiter = Some(limiter);
+    pub fn transactional_rate_limit(mut self, limiter: impl RateBudget + 'static) -> Self {
+        self.transactional_limiter = Some(Arc::new(limiter));
         self
     }
 
     /// The broadcast-trigger limiter (default 1 per 10 s).
-    pub fn broadcast_rate_limit(mut self, limiter: RateLimiter) -> Self {
-        self.broadcast_limiter = Some(limiter);
+    pub fn broadcast_rate_limit(mut self, limiter: impl RateBudget + 'static) -> Self {
+        self.broadcast_limiter = Some(Arc::new(limiter));
         self
     }
 
@@ -192,32 +192,30 @@ impl ClientBuilder {
         };
         let track_base = self.track_base.unwrap_or_else(|| self.region.track_base());
         let app_base = self.app_base.unwrap_or_else(|| self.region.app_base());
-        let lane = |base: &Url, limiter: RateLimiter, key: &str| {
+        let lane = |base: &Url, limiter: Option<Arc<dyn RateBudget>>, default: RateLimiter, key: &str| {
             HttpClient::new(base.clone(), transport.clone())
                 .with_retry(self.retry)
-                .with_limiter(limiter)
+                .with_budget(limiter.unwrap_or_else(|| Arc::new(default)))
                 .with_default_key(key)
         };
         let track = lane(
             &track_base,
-            self.track_limiter.unwrap_or_else(|| RateLimiter::new([Rule::per_second(DEFAULT_TRACK_RATE_PER_SECOND)])),
+            self.track_limiter,
+            RateLimiter::new([Rule::per_second(DEFAULT_TRACK_RATE_PER_SECOND)]),
             "track",
         );
-        let app = lane(
-            &app_base,
-            self.app_limiter.unwrap_or_else(|| RateLimiter::new([Rule::per_second(DEFAULT_APP_RATE_PER_SECOND)])),
-            "app",
-        );
+        let app =
+            lane(&app_base, self.app_limiter, RateLimiter::new([Rule::per_second(DEFAULT_APP_RATE_PER_SECOND)]), "app");
         let transactional = lane(
             &app_base,
-            self.transactional_limiter
-                .unwrap_or_else(|| RateLimiter::new([Rule::per_second(DEFAULT_TRANSACTIONAL_RATE_PER_SECOND)])),
+            self.transactional_limiter,
+            RateLimiter::new([Rule::per_second(DEFAULT_TRANSACTIONAL_RATE_PER_SECOND)]),
             "transactional",
         );
         let broadcasts = lane(
             &app_base,
-            self.broadcast_limiter
-                .unwrap_or_else(|| RateLimiter::new([Rule::Window { max: 1, window: BROADCAST_TRIGGER_INTERVAL }])),
+            self.broadcast_limiter,
+            RateLimiter::new([Rule::Window { max: 1, window: BROADCAST_TRIGGER_INTERVAL }]),
             "broadcasts",
         );
         Ok(Client {

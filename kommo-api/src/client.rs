@@ -7,8 +7,8 @@ use std::{
 };
 
 use api_core::{
-    Auth, HttpClient, HttpErrorParts, OAuthSession, RateLimiter, RawResponse, Request, ReqwestTransport, RetryPolicy,
-    Rule, Token, Transport, TransportConfig, VendorHint,
+    Auth, HttpClient, HttpErrorParts, OAuthSession, RateBudget, RateLimiter, RawResponse, Request, ReqwestTransport,
+    RetryPolicy, Rule, Token, Transport, TransportConfig, VendorHint,
 };
 use futures::{future::BoxFuture, stream::BoxStream};
 use http::{HeaderMap, HeaderValue, StatusCode};
@@ -51,6 +51,8 @@ pub(crate) struct Inner {
     pub(crate) ban_backoff: Duration,
     pub(crate) hold: Arc<Hold>,
     pub(crate) max_wait: Duration,
+    /// A budget shared with other processes ([`ClientBuilder::shared_budget`]): its holds are checked too.
+    pub(crate) shared: Option<Arc<dyn RateBudget>>,
 }
 
 /// The account's hold-off after a 429 or the ban page, shared by the clones of a client.
@@ -99,12 +101,20 @@ struct Gated {
     inner: Arc<dyn Transport>,
     hold: Arc<Hold>,
     max_wait: Duration,
+    shared: Option<(Arc<dyn RateBudget>, String)>,
 }
 
 impl Transport for Gated {
     fn send(&self, url: Url, request: Request) -> BoxFuture<'_, Result<RawResponse, api_core::TransportError>> {
         Box::pin(async move {
             let mut budget = self.max_wait;
+            if let Some((shared, key)) = &self.shared {
+                // another process's 429 or ban, recorded after this request reserved its slot
+                let left = shared.held(key).await?;
+                if let Some(left) = left {
+                    self.hold.set(HoldCause::Throttled, Instant::now() + left);
+                }
+            }
             while let Some((cause, left)) = self.hold.remaining() {
                 if left > budget {
                     return Ok(held_response(cause, left));
@@ -168,6 +178,7 @@ pub struct ClientBuilder {
     max_wait: Duration,
     transport: Option<Arc<dyn Transport>>,
     limiter: Option<RateLimiter>,
+    shared: Option<Arc<dyn RateBudget>>,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -197,6 +208,7 @@ impl Default for ClientBuilder {
             max_wait: DEFAULT_MAX_WAIT,
             transport: None,
             limiter: None,
+            shared: None,
         }
     }
 }
@@ -245,6 +257,17 @@ impl ClientBuilder {
     /// Shares a limiter with other clients of the same account (e.g. one per worker process component).
     pub fn limiter(mut self, limiter: RateLimiter) -> Self {
         self.limiter = Some(limiter);
+        self
+    }
+
+    /// Draws every request from a budget shared with other processes (e.g. sync-core's `StoreBudget`, keyed by
+    /// [`Client::rate_key`]) instead of an in-process limiter: configure the account's whole limit there, not a
+    /// share per process. The hold after a 429 or the ban page is recorded in it too ([`RateBudget::pause`]), so one
+    /// process's penalty holds off all of them: each request checks it before asking for a token and again right
+    /// before it goes on the wire, and fails with [`Error::HeldOff`] when the hold is longer than
+    /// [`ClientBuilder::max_wait`]. Replaces [`ClientBuilder::limiter`] and [`ClientBuilder::rate_limit`].
+    pub fn shared_budget(mut self, budget: Arc<dyn RateBudget>) -> Self {
+        self.shared = Some(budget);
         self
     }
 
@@ -321,18 +344,29 @@ impl ClientBuilder {
             }
         };
         let hold = Arc::new(Hold::default());
-        let transport: Arc<dyn Transport> =
-            Arc::new(Gated { inner: transport, hold: hold.clone(), max_wait: self.max_wait });
         let rate_key = match base_url.port() {
             Some(p) => format!("{}:{p}", base_url.host_str().unwrap_or_default()),
             None => base_url.host_str().unwrap_or_default().to_owned(),
         };
-        let limiter = self.limiter.unwrap_or_else(|| match self.rate_limit {
-            Some(0) | None => RateLimiter::unlimited(),
-            Some(n) => RateLimiter::new([Rule::Spacing { per: n, period: Duration::from_secs(1) + self.rate_margin }]),
+        let transport: Arc<dyn Transport> = Arc::new(Gated {
+            inner: transport,
+            hold: hold.clone(),
+            max_wait: self.max_wait,
+            shared: self.shared.clone().map(|b| (b, rate_key.clone())),
         });
+        let budget: Arc<dyn RateBudget> = match &self.shared {
+            Some(shared) => shared.clone(),
+            None => Arc::new(self.limiter.unwrap_or_else(|| match self.rate_limit {
+                Some(0) | None => RateLimiter::unlimited(),
+                Some(n) => {
+                    RateLimiter::new([Rule::Spacing { per: n, period: Duration::from_secs(1) + self.rate_margin }])
+                }
+            })),
+        };
+        // the hold is Kommo's own (fail fast in `Gated`), never a sleep inside the limiter
         let http = HttpClient::new(base_url.clone(), transport)
-            .with_limiter(limiter)
+            .with_budget(budget)
+            .with_hold_check(false)
             .with_default_key(rate_key.clone())
             .with_retry(self.retry)
             .with_classifier(classify);
@@ -346,6 +380,7 @@ impl ClientBuilder {
                 ban_backoff: self.ban_backoff,
                 hold,
                 max_wait: self.max_wait,
+                shared: self.shared,
             }),
         })
     }
@@ -397,6 +432,11 @@ impl Client {
     /// # Errors
     /// See [`Error`].
     pub async fn execute(&self, request: Request) -> Result<RawResponse, Error> {
+        if let Some(shared) = &self.inner.shared
+            && let Some(left) = shared.held(&self.inner.rate_key).await.map_err(api_core::ExecuteError::from)?
+        {
+            self.inner.hold.set(HoldCause::Throttled, Instant::now() + left);
+        }
         if let Some((cause, retry_after)) = self.inner.hold.remaining()
             && retry_after > self.inner.max_wait
         {
@@ -406,7 +446,7 @@ impl Client {
         let token = self.inner.auth.token().await?;
         let resp = self.send_with(&request, &token).await?;
         if resp.status != StatusCode::UNAUTHORIZED {
-            return self.check(resp);
+            return self.check(resp).await;
         }
         let problem = Problem::parse(&resp.body);
         if problem.as_ref().is_some_and(Problem::is_revoked) && matches!(self.inner.auth, Auth::Static(_)) {
@@ -425,7 +465,7 @@ impl Client {
             }
             return Err(Error::Unauthorized { parts: HttpErrorParts::from_response(&resp), problem });
         }
-        self.check(resp)
+        self.check(resp).await
     }
 
     async fn send_with(&self, request: &Request, token: &Token) -> Result<RawResponse, Error> {
@@ -434,7 +474,7 @@ impl Client {
         Ok(self.inner.http.execute(req).await?)
     }
 
-    fn check(&self, resp: RawResponse) -> Result<RawResponse, Error> {
+    async fn check(&self, resp: RawResponse) -> Result<RawResponse, Error> {
         if resp.is_success() {
             return Ok(resp);
         }
@@ -448,13 +488,13 @@ impl Client {
                 .and_then(|v| api_core::parse_retry_after(v, std::time::SystemTime::now()))
                 .unwrap_or_default();
             let retry_after = self.inner.throttle_backoff.max(hinted);
-            self.hold(HoldCause::Throttled, retry_after);
+            self.hold(HoldCause::Throttled, retry_after).await;
             tracing::warn!(?retry_after, "Kommo answered 429; account held off");
             return Err(Error::Throttled { parts, retry_after });
         }
         if is_ban_page(&resp) {
             let retry_after = self.inner.ban_backoff;
-            self.hold(HoldCause::Banned, retry_after);
+            self.hold(HoldCause::Banned, retry_after).await;
             tracing::error!(?retry_after, "Kommo answered the HTML 403 ban page; account held off");
             return Err(Error::Banned { parts, retry_after });
         }
@@ -462,9 +502,14 @@ impl Client {
         Err(Error::Api { parts, problem })
     }
 
-    fn hold(&self, cause: HoldCause, d: Duration) {
+    async fn hold(&self, cause: HoldCause, d: Duration) {
         if !d.is_zero() {
             self.inner.hold.set(cause, Instant::now() + d);
+            if let Some(shared) = &self.inner.shared
+                && let Err(e) = shared.pause(&self.inner.rate_key, d).await
+            {
+                tracing::warn!(error = %e, "could not share Kommo's hold-off through the rate budget");
+            }
         }
     }
 

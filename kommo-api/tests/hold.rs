@@ -125,3 +125,52 @@ async fn the_default_max_wait_is_short() {
     assert_eq!(Instant::now() - start, Duration::from_millis(800));
     assert!(kommo_api::client::DEFAULT_MAX_WAIT <= Duration::from_secs(1));
 }
+
+/// Two clients built apart (as in two processes) drawing from one budget: the budget spaces their requests
+/// together, and one's 429 holds the other off without a request (the store-backed budget of sync-core does the
+/// same across processes; here an in-process `RateLimiter` stands in for it).
+#[tokio::test(start_paused = true)]
+async fn clients_sharing_a_budget_share_its_spacing_and_holds() {
+    use api_core::{RateBudget, RateLimiter, Rule};
+    let budget: Arc<dyn RateBudget> =
+        Arc::new(RateLimiter::new([Rule::Spacing { per: 7, period: Duration::from_millis(1100) }]));
+    let script_a = Script::new(vec![]);
+    let script_b = Script::new(vec![]);
+    let a = client(&script_a).shared_budget(budget.clone()).build().unwrap();
+    let b = client(&script_b).shared_budget(budget.clone()).build().unwrap();
+    let start = Instant::now();
+    let (ra, rb) = tokio::join!(
+        async {
+            for _ in 0..7 {
+                a.account(&[]).await.unwrap();
+            }
+        },
+        async {
+            for _ in 0..7 {
+                b.account(&[]).await.unwrap();
+            }
+        }
+    );
+    let ((), ()) = (ra, rb);
+    let mut sent: Vec<Instant> = script_a.sent.lock().unwrap().clone();
+    sent.extend(script_b.sent.lock().unwrap().iter().copied());
+    sent.sort();
+    assert_eq!(sent.len(), 14);
+    for w in sent.windows(2) {
+        // 1.1 s / 7 apart, give or take tokio's millisecond timer
+        assert!(w[1] - w[0] >= Duration::from_millis(156), "one budget for both clients: {w:?}");
+    }
+    assert!(sent[13] - sent[0] >= Duration::from_millis(2042), "{:?}", sent[13] - sent[0]);
+    assert!(Instant::now() - start >= Duration::from_secs(2));
+
+    // A is throttled: B learns it from the budget and sends nothing
+    script_a.queue.lock().unwrap().push((429, HTML_429));
+    assert!(matches!(a.account(&[]).await.unwrap_err(), Error::Throttled { .. }));
+    let before = Instant::now();
+    let e = b.account(&[]).await.unwrap_err();
+    assert!(matches!(e, Error::HeldOff { .. }), "{e:?}");
+    assert_eq!(Instant::now(), before, "no sleep inside the client");
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(60)));
+    assert_eq!(script_b.sent(), 7, "nothing sent while the account is held");
+    assert_eq!(budget.held("sub.kommo.com").await.unwrap(), Some(Duration::from_secs(60)));
+}

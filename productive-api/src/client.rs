@@ -4,8 +4,8 @@
 use std::{fmt, sync::Arc, time::Duration};
 
 use api_core::{
-    Body, HttpClient, Page, RateLimiter, RawResponse, Request, ReqwestTransport, RetryPolicy, Rule, Token, Transport,
-    TransportConfig, VendorHint,
+    Body, HttpClient, Page, RateBudget, RateLimiter, RawResponse, Request, ReqwestTransport, RetryPolicy, Rule, Token,
+    Transport, TransportConfig, VendorHint,
 };
 use futures::Stream;
 use http::{HeaderName, HeaderValue, header};
@@ -57,7 +57,7 @@ pub struct ClientBuilder {
     transport_config: TransportConfig,
     transport: Option<Arc<dyn Transport>>,
     retry: RetryPolicy,
-    limiter: Option<RateLimiter>,
+    limiter: Option<Arc<dyn RateBudget>>,
     reports_limiter: Option<RateLimiter>,
 }
 
@@ -125,8 +125,8 @@ impl ClientBuilder {
     /// Replaces the general limiter (default [`default_rate_limiter`]). Share one limiter between clients that use
     /// the same token and organization.
     #[must_use]
-    pub fn rate_limiter(mut self, l: RateLimiter) -> Self {
-        self.limiter = Some(l);
+    pub fn rate_limiter(mut self, l: impl RateBudget + 'static) -> Self {
+        self.limiter = Some(Arc::new(l));
         self
     }
 
@@ -167,15 +167,15 @@ impl ClientBuilder {
                 Arc::new(ReqwestTransport::new(self.transport_config).map_err(|e| Error::Config(e.message.clone()))?)
             }
         };
-        let limiter = self.limiter.unwrap_or_else(default_rate_limiter);
+        let limiter: Arc<dyn RateBudget> = self.limiter.unwrap_or_else(|| Arc::new(default_rate_limiter()));
         let http = HttpClient::new(base_url.clone(), transport.clone())
-            .with_limiter(limiter.clone())
+            .with_budget(limiter.clone())
             .with_default_key(format!("org:{org}"))
             .with_retry(self.retry)
             .with_classifier(classify);
         // Reports count against the general (token, organization) budget as well as their own 10 / 30 s.
         let reports = HttpClient::new(base_url, transport)
-            .with_limiter(limiter)
+            .with_budget(limiter)
             .with_global_limiter(self.reports_limiter.unwrap_or_else(reports_rate_limiter))
             .with_default_key(format!("org:{org}"))
             .with_retry(self.retry)

@@ -101,7 +101,8 @@ pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use error::{BoxError, Error, Result};
 pub use flow::{Ctx, Engine, Flow, IngestError, KeyError, Outcome, Part, RawEvent, Tally};
 pub use store::{
-    Compacted, Event, Fence, Headers, Ingested, Lease, Markers, NewEvent, State, Status, Store, StoreOptions,
+    Compacted, Event, Fence, Headers, Ingested, Lease, Markers, NewEvent, State, Status, Store, StoreBudget,
+    StoreOptions,
 };
 pub use tokens::StoreTokenStore;
 pub use worker::{WorkerConfig, WorkerHandle};

@@ -469,7 +469,9 @@ macro_rules! in_tx {
     };
 }
 
+pub mod budget;
 mod retention;
+pub use budget::StoreBudget;
 pub use retention::Compacted;
 
 macro_rules! event_from_row {
