@@ -1,16 +1,14 @@
 //! Companies: `GET/POST/PATCH /api/v4/companies`.
 
-use api_core::Request;
-use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Client, CompanyId, Error, GroupId, ListPage, ListParams, UserId,
-    common::{Tag, TagRef, WriteResult, batch_write},
+    CompanyId, GroupId, UserId,
+    common::{Tag, TagRef},
     contacts::EmbeddedId,
     custom_fields::{CustomFieldValues, CustomFieldsExt, FieldValueWrite},
+    entity::{Expandable, Service, entity, write_setters},
     ids::{AccountId, ContactId, LeadId},
-    leads::Updated,
 };
 
 /// A company as read.
@@ -114,20 +112,13 @@ pub struct NewCompany {
     pub request_id: Option<String>,
 }
 
+write_setters!(NewCompany { responsible, field, tag, request_id });
+write_setters!(CompanyUpdate { name, responsible, field, request_id });
+
 impl NewCompany {
     /// A company named `name`.
     pub fn new(name: impl Into<String>) -> Self {
         Self { name: Some(name.into()), ..Self::default() }
-    }
-    /// Adds a custom field value.
-    pub fn field(mut self, value: FieldValueWrite) -> Self {
-        self.custom_fields_values.push(value);
-        self
-    }
-    /// Sets the responsible user.
-    pub fn responsible(mut self, user: UserId) -> Self {
-        self.responsible_user_id = Some(user);
-        self
     }
 }
 
@@ -151,72 +142,16 @@ pub struct CompanyUpdate {
     pub request_id: Option<String>,
 }
 
-/// Company operations: `client.companies()`.
-#[derive(Debug, Clone, Copy)]
-pub struct Companies<'a> {
-    pub(crate) client: &'a Client,
-}
+/// Company operations: `client.companies()` (the shared [`Service`]).
+pub type Companies<'a> = Service<'a, Company>;
 
-impl Companies<'_> {
-    /// `GET /api/v4/companies/{id}`.
-    ///
-    /// # Errors
-    /// See [`Error`].
-    pub async fn get(&self, id: CompanyId, with: &[&str]) -> Result<Company, Error> {
-        let mut req = Request::get(format!("/api/v4/companies/{id}"));
-        if !with.is_empty() {
-            req = req.query("with", with.join(","));
-        }
-        self.client.get_one(req).await
-    }
-
-    /// One page of `GET /api/v4/companies`.
-    ///
-    /// # Errors
-    /// See [`Error`].
-    pub async fn list_page(&self, params: &ListParams, page: u32) -> Result<ListPage<Company>, Error> {
-        self.client.list_page("/api/v4/companies", "companies", params, page).await
-    }
-
-    /// Every company matching `params`, lazily.
-    pub fn list(&self, params: ListParams) -> BoxStream<'static, Result<Company, Error>> {
-        self.client.stream_list("/api/v4/companies".into(), "companies", params)
-    }
-
-    /// `GET /api/v4/companies?query=<q>` (first page).
-    ///
-    /// # Errors
-    /// See [`Error`].
-    pub async fn search(&self, query: &str) -> Result<Vec<Company>, Error> {
-        Ok(self.list_page(&ListParams::new().query(query), 1).await?.items)
-    }
-
-    /// `POST /api/v4/companies` in chunks of 50.
-    ///
-    /// # Errors
-    /// See [`Error`].
-    pub async fn create(&self, companies: &[NewCompany]) -> Result<Vec<WriteResult>, Error> {
-        batch_write(self.client, http::Method::POST, "/api/v4/companies", "companies", companies).await
-    }
-
-    /// Creates one company.
-    ///
-    /// # Errors
-    /// See [`Error`].
-    pub async fn create_one(&self, company: NewCompany) -> Result<CompanyId, Error> {
-        let r = self.create(std::slice::from_ref(&company)).await?;
-        r.first().map(|r| CompanyId(r.id)).ok_or_else(|| Error::InvalidRequest("Kommo returned no company".into()))
-    }
-
-    /// `PATCH /api/v4/companies/{id}`.
-    ///
-    /// # Errors
-    /// See [`Error`].
-    pub async fn update(&self, update: &CompanyUpdate) -> Result<Updated, Error> {
-        let req = Request::patch(format!("/api/v4/companies/{}", update.id))
-            .json(update)
-            .map_err(|e| Error::InvalidRequest(e.to_string()))?
-            .idempotent(true);
-        self.client.send_json(req).await
-    }
-}
+entity!(
+    Company,
+    id: CompanyId,
+    new: NewCompany,
+    update: CompanyUpdate,
+    path: "/api/v4/companies",
+    key: "companies",
+    name: "company"
+);
+impl Expandable for Company {}

@@ -1,15 +1,13 @@
 //! Contacts: `GET/POST/PATCH /api/v4/contacts`, search by phone/email with `query`.
 
-use api_core::Request;
-use futures::{TryStreamExt as _, stream::BoxStream};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Client, ContactId, Error, GroupId, LeadId, ListPage, ListParams, UserId,
-    common::{IdRef, Tag, TagRef, WriteResult, batch_write},
+    ContactId, Error, GroupId, LeadId, UserId,
+    common::{IdRef, Tag, TagRef},
     custom_fields::{CustomFieldValues, CustomFieldsExt, FieldValueWrite},
+    entity::{Expandable, Service, entity, write_setters},
     ids::{AccountId, CompanyId},
-    leads::Updated,
 };
 
 /// A contact as read.
@@ -152,6 +150,8 @@ pub struct NewContact {
     pub request_id: Option<String>,
 }
 
+write_setters!(NewContact { responsible, field, tag, request_id });
+
 impl NewContact {
     /// A contact named `name`.
     pub fn new(name: impl Into<String>) -> Self {
@@ -170,21 +170,6 @@ impl NewContact {
     /// Adds a work phone.
     pub fn phone(self, phone: impl Into<String>) -> Self {
         self.field(FieldValueWrite::phone(phone))
-    }
-    /// Adds a custom field value.
-    pub fn field(mut self, value: FieldValueWrite) -> Self {
-        self.custom_fields_values.push(value);
-        self
-    }
-    /// Sets the responsible user.
-    pub fn responsible(mut self, user: UserId) -> Self {
-        self.responsible_user_id = Some(user);
-        self
-    }
-    /// Adds a tag.
-    pub fn tag(mut self, tag: impl Into<TagRef>) -> Self {
-        self.embedded.tags.push(tag.into());
-        self
     }
     /// Links a company.
     pub fn company(mut self, id: CompanyId) -> Self {
@@ -222,74 +207,30 @@ pub struct ContactUpdate {
     pub request_id: Option<String>,
 }
 
+write_setters!(ContactUpdate { name, responsible, field, tag, request_id });
+
 impl ContactUpdate {
     /// Changes to contact `id`.
     pub fn new(id: ContactId) -> Self {
         Self { id, ..Self::default() }
     }
-    /// Sets the name.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
-    }
-    /// Sets a custom field value.
-    pub fn field(mut self, value: FieldValueWrite) -> Self {
-        self.custom_fields_values.push(value);
-        self
-    }
 }
 
-/// Contact operations: `client.contacts()`.
-#[derive(Debug, Clone, Copy)]
-pub struct Contacts<'a> {
-    pub(crate) client: &'a Client,
-}
+/// Contact operations: `client.contacts()` (the shared [`Service`] plus search by email or phone).
+pub type Contacts<'a> = Service<'a, Contact>;
+
+entity!(
+    Contact,
+    id: ContactId,
+    new: NewContact,
+    update: ContactUpdate,
+    path: "/api/v4/contacts",
+    key: "contacts",
+    name: "contact"
+);
+impl Expandable for Contact {}
 
 impl Contacts<'_> {
-    /// `GET /api/v4/contacts/{id}` with `with=` values (e.g. `["leads"]`).
-    ///
-    /// # Errors
-    /// See [`Error`].
-    pub async fn get(&self, id: ContactId, with: &[&str]) -> Result<Contact, Error> {
-        let mut req = Request::get(format!("/api/v4/contacts/{id}"));
-        if !with.is_empty() {
-            req = req.query("with", with.join(","));
-        }
-        self.client.get_one(req).await
-    }
-
-    /// Like [`Contacts::get`], `None` when the contact does not exist.
-    ///
-    /// # Errors
-    /// See [`Error`].
-    pub async fn find(&self, id: ContactId, with: &[&str]) -> Result<Option<Contact>, Error> {
-        match self.get(id, with).await {
-            Err(e) if e.is_not_found() => Ok(None),
-            other => other.map(Some),
-        }
-    }
-
-    /// One page of `GET /api/v4/contacts`.
-    ///
-    /// # Errors
-    /// See [`Error`].
-    pub async fn list_page(&self, params: &ListParams, page: u32) -> Result<ListPage<Contact>, Error> {
-        self.client.list_page("/api/v4/contacts", "contacts", params, page).await
-    }
-
-    /// Every contact matching `params`, lazily.
-    pub fn list(&self, params: ListParams) -> BoxStream<'static, Result<Contact, Error>> {
-        self.client.stream_list("/api/v4/contacts".into(), "contacts", params)
-    }
-
-    /// `GET /api/v4/contacts?query=<q>` (first page, up to 50; a miss is Kommo's 204 = empty).
-    ///
-    /// # Errors
-    /// See [`Error`].
-    pub async fn search(&self, query: &str) -> Result<Vec<Contact>, Error> {
-        Ok(self.list_page(&ListParams::new().query(query), 1).await?.items)
-    }
-
     /// The first contact whose `EMAIL` values contain `email` exactly (case-insensitive). `query` matches
     /// substrings of any field, so the results are filtered.
     ///
@@ -310,50 +251,5 @@ impl Contacts<'_> {
         let want = digits(phone);
         let found = self.search(phone.trim()).await?;
         Ok(found.into_iter().find(|c| c.phones().iter().any(|p| !want.is_empty() && digits(p) == want)))
-    }
-
-    /// `POST /api/v4/contacts` in chunks of 50.
-    ///
-    /// # Errors
-    /// See [`Error`].
-    pub async fn create(&self, contacts: &[NewContact]) -> Result<Vec<WriteResult>, Error> {
-        batch_write(self.client, http::Method::POST, "/api/v4/contacts", "contacts", contacts).await
-    }
-
-    /// Creates one contact.
-    ///
-    /// # Errors
-    /// See [`Error`].
-    pub async fn create_one(&self, contact: NewContact) -> Result<ContactId, Error> {
-        let r = self.create(std::slice::from_ref(&contact)).await?;
-        r.first().map(|r| ContactId(r.id)).ok_or_else(|| Error::InvalidRequest("Kommo returned no contact".into()))
-    }
-
-    /// `PATCH /api/v4/contacts/{id}`.
-    ///
-    /// # Errors
-    /// See [`Error`].
-    pub async fn update(&self, update: &ContactUpdate) -> Result<Updated, Error> {
-        let req = Request::patch(format!("/api/v4/contacts/{}", update.id))
-            .json(update)
-            .map_err(|e| Error::InvalidRequest(e.to_string()))?
-            .idempotent(true);
-        self.client.send_json(req).await
-    }
-
-    /// `PATCH /api/v4/contacts` in chunks of 50.
-    ///
-    /// # Errors
-    /// See [`Error`].
-    pub async fn update_many(&self, updates: &[ContactUpdate]) -> Result<Vec<WriteResult>, Error> {
-        batch_write(self.client, http::Method::PATCH, "/api/v4/contacts", "contacts", updates).await
-    }
-
-    /// Every contact, collected (convenience for small accounts and tests).
-    ///
-    /// # Errors
-    /// See [`Error`].
-    pub async fn list_all(&self, params: ListParams) -> Result<Vec<Contact>, Error> {
-        self.list(params).try_collect().await
     }
 }

@@ -201,7 +201,11 @@ impl ListParams {
     }
 
     /// `filter[id][i]=...` for each id.
-    pub fn ids<I: IntoIterator<Item = u64>>(mut self, ids: I) -> Self {
+    pub fn ids<I>(mut self, ids: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: crate::EntityKey,
+    {
         for id in ids {
             self = self.filter_in("id", id);
         }
@@ -255,9 +259,8 @@ impl ListParams {
     }
 
     /// Tasks: `filter[entity_type]=<leads|contacts|companies>&filter[entity_id][0]=<id>`.
-    #[allow(clippy::needless_pass_by_value)]
-    pub fn entity(self, entity: crate::EntityType, id: u64) -> Self {
-        self.filter("entity_type", entity.as_str()).filter_in("entity_id", id)
+    pub fn entity<K: crate::EntityKey>(self, id: K) -> Self {
+        self.filter("entity_type", K::entity_type().as_str()).filter_in("entity_id", id)
     }
 
     /// Tasks: `filter[is_completed]=1|0`.

@@ -94,6 +94,30 @@ default_zero!(
     WebhookId
 );
 
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// The id of an entity that notes, tasks and links attach to: [`LeadId`], [`ContactId`] or [`CompanyId`]. It knows
+/// its entity type, so `NewTask::new(..).on(lead)` or `client.entity(..).link(lead, ..)` take the typed id, never a
+/// bare number that could belong to any entity.
+pub trait EntityKey: Copy + Into<u64> + std::fmt::Display + sealed::Sealed {
+    /// The entity type this id belongs to.
+    fn entity_type() -> crate::EntityType;
+}
+
+macro_rules! entity_key {
+    ($($t:ident => $e:ident),*) => {$(
+        impl sealed::Sealed for $t {}
+        impl EntityKey for $t {
+            fn entity_type() -> crate::EntityType {
+                crate::EntityType::$e
+            }
+        }
+    )*};
+}
+entity_key!(LeadId => Leads, ContactId => Contacts, CompanyId => Companies);
+
 impl StatusId {
     /// The system "Closed - won" status, present in every pipeline (`142`).
     pub const WON: Self = Self(142);

@@ -1,14 +1,15 @@
 //! Leads (deals): `GET/POST/PATCH /api/v4/leads`, `GET/PATCH /api/v4/leads/{id}`, `POST /api/v4/leads/complex`.
 
 use api_core::Request;
-use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
+pub use crate::entity::Updated;
+
 use crate::{
-    Client, CompanyId, ContactId, Error, GroupId, LeadId, ListPage, ListParams, LossReasonId, PipelineId, StatusId,
-    UserId,
-    common::{IdRef, Tag, TagRef, WriteResult, batch_write},
+    CompanyId, ContactId, Error, GroupId, LeadId, LossReasonId, PipelineId, StatusId, UserId,
+    common::{IdRef, Tag, TagRef},
     custom_fields::{CustomFieldValues, CustomFieldsExt, FieldValueWrite},
+    entity::{Expandable, Service, entity, write_setters},
     ids::AccountId,
 };
 
@@ -184,6 +185,8 @@ pub struct NewLead {
     pub request_id: Option<String>,
 }
 
+write_setters!(NewLead { responsible, field, tag, request_id });
+
 impl NewLead {
     /// A lead named `name`.
     pub fn new(name: impl Into<String>) -> Self {
@@ -200,21 +203,6 @@ impl NewLead {
         self.status_id = Some(status);
         self
     }
-    /// Sets the responsible user.
-    pub fn responsible(mut self, user: UserId) -> Self {
-        self.responsible_user_id = Some(user);
-        self
-    }
-    /// Adds a custom field value.
-    pub fn field(mut self, value: FieldValueWrite) -> Self {
-        self.custom_fields_values.push(value);
-        self
-    }
-    /// Adds a tag.
-    pub fn tag(mut self, tag: impl Into<TagRef>) -> Self {
-        self.embedded.tags.push(tag.into());
-        self
-    }
     /// Links a contact.
     pub fn contact(mut self, id: ContactId) -> Self {
         self.embedded.contacts.push(IdRef { id: id.get() });
@@ -223,11 +211,6 @@ impl NewLead {
     /// Links a company.
     pub fn company(mut self, id: CompanyId) -> Self {
         self.embedded.companies.push(IdRef { id: id.get() });
-        self
-    }
-    /// Sets the request id.
-    pub fn request_id(mut self, id: impl Into<String>) -> Self {
-        self.request_id = Some(id.into());
         self
     }
 }
@@ -267,15 +250,12 @@ pub struct LeadUpdate {
     pub request_id: Option<String>,
 }
 
+write_setters!(LeadUpdate { name, responsible, field, tag, request_id });
+
 impl LeadUpdate {
     /// Changes to lead `id`.
     pub fn new(id: LeadId) -> Self {
         Self { id, ..Self::default() }
-    }
-    /// Sets the name.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
     }
     /// Sets the price.
     pub fn price(mut self, price: i64) -> Self {
@@ -293,31 +273,6 @@ impl LeadUpdate {
         self.status_id = Some(status);
         self
     }
-    /// Sets the responsible user.
-    pub fn responsible(mut self, user: UserId) -> Self {
-        self.responsible_user_id = Some(user);
-        self
-    }
-    /// Sets a custom field value.
-    pub fn field(mut self, value: FieldValueWrite) -> Self {
-        self.custom_fields_values.push(value);
-        self
-    }
-    /// Adds a tag to the (replacing) tag list.
-    pub fn tag(mut self, tag: impl Into<TagRef>) -> Self {
-        self.embedded.tags.push(tag.into());
-        self
-    }
-}
-
-/// `PATCH /api/v4/leads/{id}` answer: `{id, updated_at}`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Updated {
-    /// Id.
-    pub id: u64,
-    /// The new `updated_at`.
-    #[serde(default, deserialize_with = "crate::de::opt_i64")]
-    pub updated_at: Option<i64>,
 }
 
 /// A lead for `POST /api/v4/leads/complex`, with one new contact and/or company embedded.
@@ -405,91 +360,13 @@ pub struct ComplexResult {
     pub merged: bool,
 }
 
-/// Lead operations: `client.leads()`.
-#[derive(Debug, Clone, Copy)]
-pub struct Leads<'a> {
-    pub(crate) client: &'a Client,
-}
+/// Lead operations: `client.leads()` (the shared [`Service`] plus [`Leads::create_complex`]).
+pub type Leads<'a> = Service<'a, Lead>;
+
+entity!(Lead, id: LeadId, new: NewLead, update: LeadUpdate, path: "/api/v4/leads", key: "leads", name: "lead");
+impl Expandable for Lead {}
 
 impl Leads<'_> {
-    /// `GET /api/v4/leads/{id}` with `with=` values (e.g. `["contacts", "companies"]`... `companies` arrive
-    /// embedded without asking).
-    ///
-    /// # Errors
-    /// See [`Error`]; [`Error::is_not_found`] for an unknown id.
-    pub async fn get(&self, id: LeadId, with: &[&str]) -> Result<Lead, Error> {
-        let mut req = Request::get(format!("/api/v4/leads/{id}"));
-        if !with.is_empty() {
-            req = req.query("with", with.join(","));
-        }
-        self.client.get_one(req).await
-    }
-
-    /// Like [`Leads::get`], `None` for a 404 or 204.
-    ///
-    /// # Errors
-    /// See [`Error`].
-    pub async fn find(&self, id: LeadId, with: &[&str]) -> Result<Option<Lead>, Error> {
-        let mut req = Request::get(format!("/api/v4/leads/{id}"));
-        if !with.is_empty() {
-            req = req.query("with", with.join(","));
-        }
-        match self.client.get_json(req).await {
-            Err(e) if e.is_not_found() => Ok(None),
-            other => other,
-        }
-    }
-
-    /// One page of `GET /api/v4/leads` (204 = empty page).
-    ///
-    /// # Errors
-    /// See [`Error`].
-    pub async fn list_page(&self, params: &ListParams, page: u32) -> Result<ListPage<Lead>, Error> {
-        self.client.list_page("/api/v4/leads", "leads", params, page).await
-    }
-
-    /// Every lead matching `params`, page by page, lazily.
-    pub fn list(&self, params: ListParams) -> BoxStream<'static, Result<Lead, Error>> {
-        self.client.stream_list("/api/v4/leads".into(), "leads", params)
-    }
-
-    /// `POST /api/v4/leads` in chunks of 50; results in input order.
-    ///
-    /// # Errors
-    /// See [`Error`]; [`Error::Batch`] when a later chunk fails.
-    pub async fn create(&self, leads: &[NewLead]) -> Result<Vec<WriteResult>, Error> {
-        batch_write(self.client, http::Method::POST, "/api/v4/leads", "leads", leads).await
-    }
-
-    /// Creates one lead and returns its id.
-    ///
-    /// # Errors
-    /// See [`Error`].
-    pub async fn create_one(&self, lead: NewLead) -> Result<LeadId, Error> {
-        let r = self.create(std::slice::from_ref(&lead)).await?;
-        r.first().map(|r| LeadId(r.id)).ok_or_else(|| Error::InvalidRequest("Kommo returned no lead".into()))
-    }
-
-    /// `PATCH /api/v4/leads/{id}`.
-    ///
-    /// # Errors
-    /// See [`Error`].
-    pub async fn update(&self, update: &LeadUpdate) -> Result<Updated, Error> {
-        let req = Request::patch(format!("/api/v4/leads/{}", update.id))
-            .json(update)
-            .map_err(|e| Error::InvalidRequest(e.to_string()))?
-            .idempotent(true);
-        self.client.send_json(req).await
-    }
-
-    /// `PATCH /api/v4/leads` in chunks of 50; results in input order.
-    ///
-    /// # Errors
-    /// See [`Error`]; [`Error::Batch`] when a later chunk fails.
-    pub async fn update_many(&self, updates: &[LeadUpdate]) -> Result<Vec<WriteResult>, Error> {
-        batch_write(self.client, http::Method::PATCH, "/api/v4/leads", "leads", updates).await
-    }
-
     /// `POST /api/v4/leads/complex` (at most 50 leads per call, each with one new contact and company).
     ///
     /// # Errors

@@ -60,6 +60,7 @@ pub mod companies;
 pub mod contacts;
 pub mod custom_fields;
 mod de;
+pub mod entity;
 pub mod error;
 pub mod events;
 #[cfg(feature = "fake")]
@@ -88,19 +89,19 @@ impl Client {
     /// Leads.
     #[must_use]
     pub fn leads(&self) -> leads::Leads<'_> {
-        leads::Leads { client: self }
+        entity::Service::new(self)
     }
 
     /// Contacts.
     #[must_use]
     pub fn contacts(&self) -> contacts::Contacts<'_> {
-        contacts::Contacts { client: self }
+        entity::Service::new(self)
     }
 
     /// Companies.
     #[must_use]
     pub fn companies(&self) -> companies::Companies<'_> {
-        companies::Companies { client: self }
+        entity::Service::new(self)
     }
 
     /// Notes on one entity type.
@@ -112,7 +113,7 @@ impl Client {
     /// Tasks.
     #[must_use]
     pub fn tasks(&self) -> tasks::Tasks<'_> {
-        tasks::Tasks { client: self }
+        entity::Service::new(self)
     }
 
     /// Custom field definitions of one entity type.

@@ -4,7 +4,7 @@ use api_core::Request;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
-use crate::{Client, EntityType, Error, ListParams, common::Tag};
+use crate::{Client, CompanyId, ContactId, EntityKey, EntityType, Error, LeadId, ListParams, common::Tag};
 
 /// A link between two entities.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,7 +27,7 @@ pub struct Link {
 impl Link {
     /// A link to a contact (`is_main` makes it the lead's main contact).
     #[must_use]
-    pub fn contact(id: impl Into<u64>, is_main: bool) -> Self {
+    pub fn contact(id: ContactId, is_main: bool) -> Self {
         Self {
             entity_id: None,
             entity_type: None,
@@ -39,7 +39,7 @@ impl Link {
 
     /// A link to a company.
     #[must_use]
-    pub fn company(id: impl Into<u64>) -> Self {
+    pub fn company(id: CompanyId) -> Self {
         Self {
             entity_id: None,
             entity_type: None,
@@ -51,7 +51,7 @@ impl Link {
 
     /// A link to a lead.
     #[must_use]
-    pub fn lead(id: impl Into<u64>) -> Self {
+    pub fn lead(id: LeadId) -> Self {
         Self {
             entity_id: None,
             entity_type: None,
@@ -74,7 +74,7 @@ impl EntityOps<'_> {
     ///
     /// # Errors
     /// See [`Error`].
-    pub async fn link(&self, id: u64, links: &[Link]) -> Result<Vec<Link>, Error> {
+    pub async fn link(&self, id: impl EntityKey, links: &[Link]) -> Result<Vec<Link>, Error> {
         let req = Request::post(format!("/api/v4/{}/{id}/link", self.entity.as_str()))
             .json(links)
             .map_err(|e| Error::InvalidRequest(e.to_string()))?
@@ -87,7 +87,7 @@ impl EntityOps<'_> {
     ///
     /// # Errors
     /// See [`Error`].
-    pub async fn unlink(&self, id: u64, links: &[Link]) -> Result<(), Error> {
+    pub async fn unlink(&self, id: impl EntityKey, links: &[Link]) -> Result<(), Error> {
         let req = Request::post(format!("/api/v4/{}/{id}/unlink", self.entity.as_str()))
             .json(links)
             .map_err(|e| Error::InvalidRequest(e.to_string()))?
@@ -100,7 +100,7 @@ impl EntityOps<'_> {
     ///
     /// # Errors
     /// See [`Error`].
-    pub async fn links(&self, id: u64) -> Result<Vec<Link>, Error> {
+    pub async fn links(&self, id: impl EntityKey) -> Result<Vec<Link>, Error> {
         let path = format!("/api/v4/{}/{id}/links", self.entity.as_str());
         Ok(self.client.list_page(&path, "links", &ListParams::new(), 1).await?.items)
     }

@@ -6,7 +6,7 @@ use futures::stream::BoxStream;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::{
-    Client, EntityType, Error, GroupId, ListPage, ListParams, NoteId, UserId,
+    Client, EntityKey, EntityType, Error, GroupId, ListPage, ListParams, NoteId, UserId,
     common::{WriteResult, batch_write},
     ids::AccountId,
 };
@@ -168,7 +168,7 @@ pub struct NewNote {
 
 impl NewNote {
     /// A `common` text note.
-    pub fn common(entity_id: impl Into<u64>, text: impl Into<String>) -> Self {
+    pub fn common(entity_id: impl EntityKey, text: impl Into<String>) -> Self {
         Self {
             entity_id: entity_id.into(),
             note_type: NoteType::Common,
@@ -179,7 +179,7 @@ impl NewNote {
     }
 
     /// A `service_message` note shown as coming from `service`.
-    pub fn service_message(entity_id: impl Into<u64>, service: impl Into<String>, text: impl Into<String>) -> Self {
+    pub fn service_message(entity_id: impl EntityKey, service: impl Into<String>, text: impl Into<String>) -> Self {
         Self {
             entity_id: entity_id.into(),
             note_type: NoteType::ServiceMessage,
@@ -191,7 +191,7 @@ impl NewNote {
 
     /// A `call_in` / `call_out` note: `{uniq, duration, source, link, phone}` (K-docs notes-types).
     pub fn call(
-        entity_id: impl Into<u64>,
+        entity_id: impl EntityKey,
         incoming: bool,
         uniq: impl Into<String>,
         duration_seconds: u64,
@@ -209,7 +209,7 @@ impl NewNote {
     }
 
     /// Any note type with raw params.
-    pub fn new(entity_id: impl Into<u64>, note_type: NoteType, params: serde_json::Value) -> Self {
+    pub fn new(entity_id: impl EntityKey, note_type: NoteType, params: serde_json::Value) -> Self {
         Self { entity_id: entity_id.into(), note_type, params, responsible_user_id: None, request_id: None }
     }
 
@@ -247,7 +247,7 @@ impl Notes<'_> {
     }
 
     /// Every note on entity `entity_id` (`GET /api/v4/{entity}/{id}/notes`; 204 = none).
-    pub fn list_for(&self, entity_id: u64, params: ListParams) -> BoxStream<'static, Result<Note, Error>> {
+    pub fn list_for(&self, entity_id: impl EntityKey, params: ListParams) -> BoxStream<'static, Result<Note, Error>> {
         self.client.stream_list(format!("/api/v4/{}/{entity_id}/notes", self.entity.as_str()), "notes", params)
     }
 
@@ -255,7 +255,12 @@ impl Notes<'_> {
     ///
     /// # Errors
     /// See [`Error`].
-    pub async fn list_for_page(&self, entity_id: u64, params: &ListParams, page: u32) -> Result<ListPage<Note>, Error> {
+    pub async fn list_for_page(
+        &self,
+        entity_id: impl EntityKey,
+        params: &ListParams,
+        page: u32,
+    ) -> Result<ListPage<Note>, Error> {
         let path = format!("/api/v4/{}/{entity_id}/notes", self.entity.as_str());
         self.client.list_page(&path, "notes", params, page).await
     }
@@ -279,7 +284,7 @@ mod tests {
 
     #[test]
     fn call_note_shape() {
-        let v = serde_json::to_value(NewNote::call(7u64, false, "u1", 60, "pbx", "+1", None)).unwrap();
+        let v = serde_json::to_value(NewNote::call(crate::LeadId(7), false, "u1", 60, "pbx", "+1", None)).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"entity_id":7,"note_type":"call_out","params":{"uniq":"u1","duration":60,"source":"pbx","phone":"+1"}})
@@ -288,7 +293,7 @@ mod tests {
 
     #[test]
     fn common_note_shape() {
-        let v = serde_json::to_value(NewNote::common(7u64, "hi")).unwrap();
+        let v = serde_json::to_value(NewNote::common(crate::LeadId(7), "hi")).unwrap();
         assert_eq!(v, serde_json::json!({"entity_id":7,"note_type":"common","params":{"text":"hi"}}));
     }
 }

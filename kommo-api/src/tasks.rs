@@ -1,14 +1,12 @@
 //! Tasks: `GET/POST/PATCH /api/v4/tasks`, `PATCH /api/v4/tasks/{id}`.
 
-use api_core::Request;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Client, EntityType, Error, GroupId, ListPage, ListParams, TaskId, UserId,
-    common::{WriteResult, batch_write},
+    EntityKey, EntityType, Error, GroupId, ListParams, TaskId, UserId,
+    entity::{Service, Updated, entity, write_setters},
     ids::AccountId,
-    leads::Updated,
 };
 
 /// Task type 1: "Follow-up" in Kommo (the Russian docs call it "Звонок", a call).
@@ -115,6 +113,9 @@ pub struct NewTask {
     pub request_id: Option<String>,
 }
 
+write_setters!(NewTask { responsible, request_id });
+write_setters!(TaskUpdate { responsible, request_id });
+
 impl NewTask {
     /// A task with text and due time.
     pub fn new(text: impl Into<String>, complete_till: i64) -> Self {
@@ -129,10 +130,10 @@ impl NewTask {
             request_id: None,
         }
     }
-    /// Attaches the task to an entity.
-    pub fn on(mut self, entity: EntityType, id: u64) -> Self {
-        self.entity_type = Some(entity);
-        self.entity_id = Some(id);
+    /// Attaches the task to an entity (its type comes with the typed id).
+    pub fn on<K: EntityKey>(mut self, id: K) -> Self {
+        self.entity_type = Some(K::entity_type());
+        self.entity_id = Some(id.into());
         self
     }
     /// Sets the task type.
@@ -140,19 +141,9 @@ impl NewTask {
         self.task_type_id = Some(t);
         self
     }
-    /// Sets the responsible user.
-    pub fn responsible(mut self, user: UserId) -> Self {
-        self.responsible_user_id = Some(user);
-        self
-    }
     /// Sets the duration.
     pub fn duration(mut self, seconds: i64) -> Self {
         self.duration = Some(seconds);
-        self
-    }
-    /// Sets the request id.
-    pub fn request_id(mut self, id: impl Into<String>) -> Self {
-        self.request_id = Some(id.into());
         self
     }
 }
@@ -212,81 +203,22 @@ impl TaskUpdate {
     }
 }
 
-/// Task operations: `client.tasks()`.
-#[derive(Debug, Clone, Copy)]
-pub struct Tasks<'a> {
-    pub(crate) client: &'a Client,
-}
+/// Task operations: `client.tasks()` (the shared [`Service`] plus [`Tasks::list_for`] and [`Tasks::complete`]).
+pub type Tasks<'a> = Service<'a, Task>;
+
+entity!(Task, id: TaskId, new: NewTask, update: TaskUpdate, path: "/api/v4/tasks", key: "tasks", name: "task");
 
 impl Tasks<'_> {
-    /// `GET /api/v4/tasks/{id}`.
-    ///
-    /// # Errors
-    /// See [`Error`].
-    pub async fn get(&self, id: TaskId) -> Result<Task, Error> {
-        self.client.get_one(Request::get(format!("/api/v4/tasks/{id}"))).await
-    }
-
-    /// One page of `GET /api/v4/tasks` (filters: [`ListParams::entity`], [`ListParams::completed`]...).
-    ///
-    /// # Errors
-    /// See [`Error`].
-    pub async fn list_page(&self, params: &ListParams, page: u32) -> Result<ListPage<Task>, Error> {
-        self.client.list_page("/api/v4/tasks", "tasks", params, page).await
-    }
-
-    /// Every task matching `params`, lazily.
-    pub fn list(&self, params: ListParams) -> BoxStream<'static, Result<Task, Error>> {
-        self.client.stream_list("/api/v4/tasks".into(), "tasks", params)
-    }
-
     /// Tasks of one entity (`filter[entity_type]` + `filter[entity_id]`).
-    pub fn list_for(&self, entity: EntityType, id: u64) -> BoxStream<'static, Result<Task, Error>> {
-        self.list(ListParams::new().entity(entity, id))
-    }
-
-    /// `POST /api/v4/tasks` in chunks of 50.
-    ///
-    /// # Errors
-    /// See [`Error`].
-    pub async fn create(&self, tasks: &[NewTask]) -> Result<Vec<WriteResult>, Error> {
-        batch_write(self.client, http::Method::POST, "/api/v4/tasks", "tasks", tasks).await
-    }
-
-    /// Creates one task.
-    ///
-    /// # Errors
-    /// See [`Error`].
-    pub async fn create_one(&self, task: NewTask) -> Result<TaskId, Error> {
-        let r = self.create(std::slice::from_ref(&task)).await?;
-        r.first().map(|r| TaskId(r.id)).ok_or_else(|| Error::InvalidRequest("Kommo returned no task".into()))
-    }
-
-    /// `PATCH /api/v4/tasks/{id}`.
-    ///
-    /// # Errors
-    /// See [`Error`].
-    pub async fn update(&self, update: &TaskUpdate) -> Result<Updated, Error> {
-        let req = Request::patch(format!("/api/v4/tasks/{}", update.id))
-            .json(update)
-            .map_err(|e| Error::InvalidRequest(e.to_string()))?
-            .idempotent(true);
-        self.client.send_json(req).await
-    }
-
-    /// `PATCH /api/v4/tasks` in chunks of 50.
-    ///
-    /// # Errors
-    /// See [`Error`].
-    pub async fn update_many(&self, updates: &[TaskUpdate]) -> Result<Vec<WriteResult>, Error> {
-        batch_write(self.client, http::Method::PATCH, "/api/v4/tasks", "tasks", updates).await
+    pub fn list_for(&self, id: impl EntityKey) -> BoxStream<'static, Result<Task, Error>> {
+        self.list(ListParams::new().entity(id))
     }
 
     /// Closes a task with a result text.
     ///
     /// # Errors
     /// See [`Error`].
-    pub async fn complete(&self, id: TaskId, result: impl Into<String>) -> Result<Updated, Error> {
+    pub async fn complete(&self, id: TaskId, result: impl Into<String>) -> Result<Updated<TaskId>, Error> {
         self.update(&TaskUpdate::new(id).complete(result)).await
     }
 }

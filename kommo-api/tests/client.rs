@@ -344,19 +344,19 @@ async fn notes_and_tasks_requests() {
         .mount(&server)
         .await;
     let c = client(&server);
-    assert_eq!(c.notes(EntityType::Leads).add_one(NewNote::common(42u64, "hi")).await.unwrap().get(), 1);
+    assert_eq!(c.notes(EntityType::Leads).add_one(NewNote::common(LeadId(42), "hi")).await.unwrap().get(), 1);
     let t = c
         .tasks()
         .create_one(
             NewTask::new("Meet", 1_700_003_600)
-                .on(EntityType::Leads, 42)
+                .on(LeadId(42))
                 .task_type(kommo_api::tasks::TASK_TYPE_MEETING)
                 .responsible(kommo_api::UserId(5)),
         )
         .await
         .unwrap();
     c.tasks().update(&TaskUpdate::new(t).complete("Cancelled: client ill")).await.unwrap();
-    let tasks: Vec<_> = c.tasks().list_for(EntityType::Leads, 42).try_collect().await.unwrap();
+    let tasks: Vec<_> = c.tasks().list_for(LeadId(42)).try_collect().await.unwrap();
     assert!(tasks.is_empty());
 }
 

@@ -126,7 +126,7 @@ async fn contacts_search_link_notes_tasks() {
     assert_eq!(found.phones(), vec!["+1 555 0100".to_owned()]);
     assert!(client.contacts().find_by_phone("15550100").await.unwrap().is_some());
 
-    client.entity(EntityType::Leads).link(lead.get(), &[Link::contact(cid, true)]).await.unwrap();
+    client.entity(EntityType::Leads).link(lead, &[Link::contact(cid, true)]).await.unwrap();
     let l = client.leads().get(lead, &["contacts"]).await.unwrap();
     assert_eq!(l.main_contact(), Some(cid));
 
@@ -135,28 +135,19 @@ async fn contacts_search_link_notes_tasks() {
     assert_eq!(notes.len(), 1);
     assert_eq!(notes[0].id, note);
     assert_eq!(notes[0].text(), Some("Hello"));
-    let listed: Vec<_> =
-        client.notes(EntityType::Leads).list_for(lead.get(), ListParams::new()).try_collect().await.unwrap();
+    let listed: Vec<_> = client.notes(EntityType::Leads).list_for(lead, ListParams::new()).try_collect().await.unwrap();
     assert_eq!(listed.len(), 1);
 
     let due = fake.now() + 3600;
-    let task = client
-        .tasks()
-        .create_one(NewTask::new("Call back", due).on(EntityType::Leads, lead.get()).task_type(2))
-        .await
-        .unwrap();
+    let task = client.tasks().create_one(NewTask::new("Call back", due).on(lead).task_type(2)).await.unwrap();
     client.tasks().update(&TaskUpdate::new(task).due(due + 600)).await.unwrap();
     client.tasks().complete(task, "Done").await.unwrap();
     let t = &fake.tasks_for(EntityType::Leads, lead.get())[0];
     assert!(t.is_completed);
     assert_eq!(t.complete_till, Some(due + 600));
     assert_eq!(t.result.as_ref().unwrap().text.as_deref(), Some("Done"));
-    let open: Vec<_> = client
-        .tasks()
-        .list(ListParams::new().entity(EntityType::Leads, lead.get()).completed(false))
-        .try_collect()
-        .await
-        .unwrap();
+    let open: Vec<_> =
+        client.tasks().list(ListParams::new().entity(lead).completed(false)).try_collect().await.unwrap();
     assert!(open.is_empty());
 }
 
@@ -463,11 +454,7 @@ async fn note_task_company_webhooks_parse_back() {
     let lead = fake.seed_lead(SeedLead::new("Deal"));
     let company = fake.seed_company("ACME");
     let note = client.notes(EntityType::Leads).add_one(NewNote::common(lead, "Call me")).await.unwrap();
-    let task = client
-        .tasks()
-        .create_one(NewTask::new("Call", fake.now() + 60).on(EntityType::Leads, lead.get()))
-        .await
-        .unwrap();
+    let task = client.tasks().create_one(NewTask::new("Call", fake.now() + 60).on(lead)).await.unwrap();
     client.tasks().complete(task, "done").await.unwrap();
     let body = fake.webhook_body(&[
         FakeWebhook::NoteAdd(note),

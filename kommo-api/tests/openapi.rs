@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use kommo_api::{
-    CustomFieldId, EntityType, FieldValueWrite, LeadId, PipelineId, StatusId, TaskId, UserId,
+    CustomFieldId, FieldValueWrite, LeadId, PipelineId, StatusId, TaskId, UserId,
     contacts::NewContact,
     leads::{LeadUpdate, NewLead},
     notes::NewNote,
@@ -182,12 +182,12 @@ fn write_bodies_use_only_documented_members() {
     let allowed = props(&spec, "LeadUpdateItem");
     assert!(keys(&upd).is_subset(&allowed), "{:?} vs {allowed:?}", keys(&upd));
 
-    let note = serde_json::to_value(NewNote::common(1u64, "x").request_id("r")).unwrap();
+    let note = serde_json::to_value(NewNote::common(LeadId(1), "x").request_id("r")).unwrap();
     let allowed = props(&spec, "NoteCreate");
     assert!(keys(&note).is_subset(&allowed), "{:?} vs {allowed:?}", keys(&note));
 
     let task = serde_json::to_value(
-        NewTask::new("x", 1).on(EntityType::Leads, 1).task_type(1).responsible(UserId(1)).duration(60).request_id("r"),
+        NewTask::new("x", 1).on(LeadId(1)).task_type(1).responsible(UserId(1)).duration(60).request_id("r"),
     )
     .unwrap();
     let mut allowed = props(&spec, "TaskCreate");

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use futures::TryStreamExt as _;
 use kommo_api::{
-    Client, CompanyId, ContactId, CustomFieldId, EntityType, FieldValueWrite, ListParams, PipelineId, TaskId, UserId,
+    Client, CompanyId, ContactId, CustomFieldId, EntityType, FieldValueWrite, LeadId, ListParams, PipelineId, TaskId,
+    UserId,
     companies::{CompanyUpdate, NewCompany},
     contacts::ContactUpdate,
     links::Link,
@@ -160,15 +161,16 @@ async fn notes_list_links_tags() {
     )
     .await;
     let c = client(&s);
-    let notes: Vec<_> = c.notes(EntityType::Leads).list_for(42, ListParams::new()).try_collect().await.unwrap();
+    let notes: Vec<_> = c.notes(EntityType::Leads).list_for(LeadId(42), ListParams::new()).try_collect().await.unwrap();
     assert_eq!(notes[0].text(), Some("hi"));
     assert_eq!(notes[1].note_type, kommo_api::notes::NoteType::CallIn);
     assert_eq!(notes[2].note_type, kommo_api::notes::NoteType::Other("ai_result".into()));
     let ops = c.entity(EntityType::Leads);
-    let linked = ops.link(42, &[Link::contact(3u64, true), Link::company(31u64)]).await.unwrap();
+    let linked =
+        ops.link(LeadId(42), &[Link::contact(ContactId(3), true), Link::company(CompanyId(31))]).await.unwrap();
     assert_eq!(linked[0].to_entity_type, EntityType::Contacts);
-    ops.unlink(42, &[Link::company(31u64)]).await.unwrap();
-    assert!(ops.links(42).await.unwrap().is_empty());
+    ops.unlink(LeadId(42), &[Link::company(CompanyId(31))]).await.unwrap();
+    assert!(ops.links(LeadId(42)).await.unwrap().is_empty());
     let tags: Vec<_> = ops.tags(ListParams::new()).try_collect().await.unwrap();
     assert_eq!(tags[0].name, "vip");
     assert_eq!(ops.create_tags(&["new"]).await.unwrap()[0].id.get(), 8);

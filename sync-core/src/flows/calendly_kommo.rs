@@ -896,7 +896,7 @@ impl Handler<'_> {
         };
         let responsible = self.cfg().task.responsible_user_id.or(target.responsible);
         let mut task = NewTask::new(m.fill(self.flow, &self.cfg().task.text), start.timestamp())
-            .on(EntityType::Leads, target.lead)
+            .on(LeadId(target.lead))
             .task_type(self.cfg().task.task_type_id);
         if let Some(r) = responsible {
             task = task.responsible(UserId(r));
@@ -1044,8 +1044,7 @@ impl Handler<'_> {
             // from when the no-show was reported (Calendly's time, the same on every attempt), not from when this
             // attempt runs: the search before create matches on the due time
             let due = (marked.unwrap_or_else(|| self.ctx.now()) + chrono::Duration::hours(hours)).timestamp();
-            let mut t =
-                NewTask::new(m.fill(self.flow, &ns.text), due).on(EntityType::Leads, lead).task_type(ns.task_type_id);
+            let mut t = NewTask::new(m.fill(self.flow, &ns.text), due).on(LeadId(lead)).task_type(ns.task_type_id);
             if let Some(r) = self.cfg().task.responsible_user_id.or(task.responsible_user_id.map(UserId::get)) {
                 t = t.responsible(UserId(r));
             }
@@ -1064,12 +1063,12 @@ impl Handler<'_> {
         self.step(step, || async move {
             let notes = self.kommo().notes(EntityType::Leads);
             let existing: Vec<kommo_api::notes::Note> =
-                notes.list_for(lead, ListParams::new().limit(250)).try_collect().await.map_err(boxed)?;
+                notes.list_for(LeadId(lead), ListParams::new().limit(250)).try_collect().await.map_err(boxed)?;
             if let Some(n) = existing.iter().find(|n| n.text() == Some(text)) {
                 tracing::info!(lead, note = %n.id, step, "note already exists (an earlier attempt made it)");
                 return Ok(n.id.get());
             }
-            notes.add_one(NewNote::common(lead, text)).await.map(|id| id.0).map_err(boxed)
+            notes.add_one(NewNote::common(LeadId(lead), text)).await.map(|id| id.0).map_err(boxed)
         })
         .await
     }
@@ -1082,8 +1081,13 @@ impl Handler<'_> {
         self.step(step, || async move {
             if let Some(id) = task.entity_id {
                 let entity = task.entity_type.clone().unwrap_or(EntityType::Leads);
-                let existing: Vec<Task> =
-                    self.kommo().tasks().list_for(entity, id).try_collect().await.map_err(boxed)?;
+                let existing: Vec<Task> = self
+                    .kommo()
+                    .tasks()
+                    .list(ListParams::new().filter("entity_type", &entity).filter_in("entity_id", id))
+                    .try_collect()
+                    .await
+                    .map_err(boxed)?;
                 let same_type = |t: &Task| {
                     task.task_type_id
                         .is_none_or(|want| t.task_type_id.and_then(|x| u64::try_from(x).ok()) == Some(want))
@@ -1201,7 +1205,7 @@ impl Handler<'_> {
             let leads: Vec<Lead> = self
                 .kommo()
                 .leads()
-                .list(ListParams::new().limit(250).ids(chunk.iter().copied()))
+                .list(ListParams::new().limit(250).ids(chunk.iter().copied().map(LeadId)))
                 .try_collect()
                 .await
                 .map_err(boxed)?;

@@ -1241,11 +1241,11 @@ impl KommoAirtable {
             .step_marked(step, markers, || async move {
                 let notes = kommo.notes(EntityType::Leads);
                 let existing: Vec<kommo_api::notes::Note> =
-                    notes.list_for(lead.get(), ListParams::new().limit(250)).try_collect().await.map_err(boxed)?;
+                    notes.list_for(lead, ListParams::new().limit(250)).try_collect().await.map_err(boxed)?;
                 if existing.iter().any(|n| n.text() == Some(text.as_str())) {
                     return Ok::<_, BoxError>((false, Markers::new()));
                 }
-                notes.add_one(NewNote::common(lead.get(), text)).await.map_err(boxed)?;
+                notes.add_one(NewNote::common(lead, text)).await.map_err(boxed)?;
                 Ok((true, Markers::new()))
             })
             .await?;

@@ -820,7 +820,7 @@ impl KommoCustomerIo {
             });
         };
         if want_note {
-            let (entity, id) = (EntityType::Leads, deal.id.get());
+            let (entity, id) = (EntityType::Leads, deal.id);
             self.add_note_once(ctx, entity, id, "note", note_text(&email, &ev)).await?;
         }
         if ev.metric == Metric::Opened && self.config.engagement.opens > 0 {
@@ -925,7 +925,7 @@ impl KommoCustomerIo {
             rule.window_hours
         );
         let due = now + i64::try_from(rule.due_in_hours.saturating_mul(3600)).unwrap_or(0);
-        let mut task = NewTask::new(text, due).on(EntityType::Leads, deal.id.get()).task_type(rule.task_type_id);
+        let mut task = NewTask::new(text, due).on(deal.id).task_type(rule.task_type_id);
         if let Some(owner) = deal.responsible_user_id.filter(|u| *u != UserId(0)) {
             task = task.responsible(owner);
         }
@@ -933,8 +933,7 @@ impl KommoCustomerIo {
         let created: bool = ctx
             .step("engagement-call-task", || async move {
                 let tasks = kommo.tasks();
-                let open: Vec<kommo_api::tasks::Task> =
-                    tasks.list_for(EntityType::Leads, lead.get()).try_collect().await.map_err(boxed)?;
+                let open: Vec<kommo_api::tasks::Task> = tasks.list_for(lead).try_collect().await.map_err(boxed)?;
                 // search before create: a crash after Kommo's answer must not make a second task
                 if open.iter().any(|t| !t.is_completed && t.text.starts_with(&format!("Call {name}: opened emails"))) {
                     return Ok::<_, BoxError>(false);
@@ -958,7 +957,7 @@ impl KommoCustomerIo {
         &self,
         ctx: &Ctx,
         entity: EntityType,
-        id: u64,
+        id: kommo_api::LeadId,
         step: &str,
         text: String,
     ) -> Result<(), Fault> {

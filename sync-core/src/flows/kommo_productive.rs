@@ -1047,7 +1047,7 @@ impl KommoProductive {
         let _note: u64 = step!(ctx, format!("{p}note"), async {
             let notes = self.kommo.notes(EntityType::Leads);
             let existing: Vec<kommo_api::notes::Note> =
-                notes.list_for(lead_id.get(), ListParams::new()).try_collect().await.map_err(boxed)?;
+                notes.list_for(lead_id, ListParams::new()).try_collect().await.map_err(boxed)?;
             // the kick-off note by its first line and the link on a line of its own: a task-completion note also
             // carries the link, and `…/projects/12` is a prefix of `…/projects/123`
             let is_kickoff = |t: &str| t.starts_with(KICKOFF_NOTE_PREFIX) && t.lines().any(|l| l == url);
@@ -1057,7 +1057,7 @@ impl KommoProductive {
             let mut text = format!("{KICKOFF_NOTE_PREFIX}{project_name}\n{url}\n");
             let _ = write!(text, "Budget: {} {}", lead.price, self.config.productive.currency);
             let _ = write!(text, " · services: {service_count} · team: {}", team.join(", "));
-            let id = notes.add_one(kommo_api::notes::NewNote::common(lead_id.get(), text)).await.map_err(boxed)?;
+            let id = notes.add_one(kommo_api::notes::NewNote::common(lead_id, text)).await.map_err(boxed)?;
             Ok(id.get())
         });
         db!(ctx.id_put(FLOW_NAME, KIND_LEAD_KICKOFF, &key, project.as_str()));
@@ -1107,7 +1107,7 @@ impl KommoProductive {
                     let _ = write!(text, ", project {n}");
                 }
                 let _ = write!(text, ")\n{}", self.project_url(project.as_str()));
-                let note: u64 = step!(ctx, "task_note", self.note_once(lead_id, text));
+                let note: u64 = step!(ctx, "task_note", self.note_once(LeadId(lead_id), text));
                 db!(ctx.id_put(FLOW_NAME, KIND_TASK_NOTE, &task.id, &note.to_string()));
                 Ok(Outcome::Done)
             }
@@ -1165,21 +1165,21 @@ impl KommoProductive {
              {threshold}%)",
             deal.attributes.name, deal.id
         );
-        let note: u64 = step!(ctx, "alert_note", self.note_once(lead_id.get(), text.clone()));
+        let note: u64 = step!(ctx, "alert_note", self.note_once(lead_id, text.clone()));
         if self.config.alerts.create_task {
             let due = ctx.now().timestamp() + i64::from(self.config.alerts.task_due_hours) * 3600;
             let _task: u64 = step!(ctx, "alert_task", async {
                 let text = format!("Check the budget: {text}");
                 // search first, by text on the lead (the due time depends on when the attempt ran)
                 let existing: Vec<kommo_api::tasks::Task> =
-                    self.kommo.tasks().list_for(EntityType::Leads, lead_id.get()).try_collect().await.map_err(boxed)?;
+                    self.kommo.tasks().list_for(lead_id).try_collect().await.map_err(boxed)?;
                 if let Some(t) = existing.iter().find(|t| t.text == text) {
                     tracing::info!(lead = %lead_id, task = %t.id, "alert task already exists (an earlier attempt made it)");
                     return Ok(t.id.get());
                 }
                 let l = self.kommo.leads().get(lead_id, &[]).await.map_err(boxed)?;
                 let mut t = kommo_api::tasks::NewTask::new(text, due)
-                    .on(EntityType::Leads, lead_id.get())
+                    .on(lead_id)
                     .task_type(kommo_api::tasks::TASK_TYPE_FOLLOW_UP);
                 if let Some(u) = l.responsible_user_id.filter(|u| u.get() != 0) {
                     t = t.responsible(u);
@@ -1195,12 +1195,12 @@ impl KommoProductive {
     /// Adds a common note with `text` to the lead unless the lead already has a note with exactly this text (an
     /// earlier attempt may have created it and lost the answer before the step journal recorded it). Runs inside
     /// a journaled step, so it searches on every attempt, not only on retries.
-    async fn note_once(&self, lead: u64, text: String) -> Result<u64, BoxError> {
+    async fn note_once(&self, lead: LeadId, text: String) -> Result<u64, BoxError> {
         let notes = self.kommo.notes(EntityType::Leads);
         let existing: Vec<kommo_api::notes::Note> =
             notes.list_for(lead, ListParams::new().limit(250)).try_collect().await.map_err(boxed)?;
         if let Some(n) = existing.iter().find(|n| n.text() == Some(text.as_str())) {
-            tracing::info!(lead, note = %n.id, "note already exists (an earlier attempt made it)");
+            tracing::info!(lead = %lead, note = %n.id, "note already exists (an earlier attempt made it)");
             return Ok(n.id.get());
         }
         let id = notes.add_one(kommo_api::notes::NewNote::common(lead, text)).await.map_err(boxed)?;
