@@ -12,59 +12,7 @@ use crate::{
     ids::{BaseId, FieldId, TableId, ViewId},
 };
 
-macro_rules! open_enum {
-    ($(#[$doc:meta])* $name:ident / $other:ident { $( $(#[$m:meta])* $v:ident = $s:literal ),* $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-        #[non_exhaustive]
-        pub enum $name {
-            $( $(#[$m])* $v, )*
-            /// A value this crate does not know (kept verbatim, round-trips).
-            $other(String),
-        }
-
-        impl $name {
-            /// Parses the vendor string.
-            #[must_use]
-            pub fn parse(s: &str) -> Self {
-                match s {
-                    $( $s => Self::$v, )*
-                    other => Self::$other(other.to_owned()),
-                }
-            }
-
-            /// The vendor string.
-            #[must_use]
-            pub fn as_str(&self) -> &str {
-                match self {
-                    $( Self::$v => $s, )*
-                    Self::$other(s) => s,
-                }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl Serialize for $name {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(self.as_str())
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                Ok(Self::parse(&String::deserialize(d)?))
-            }
-        }
-    };
-}
-pub(crate) use open_enum;
-
-open_enum! {
+api_core::open_enum! {
     /// A field type.
     FieldType / Unknown {
         /// Single line text.

@@ -19,7 +19,6 @@ use crate::{
     client::encode_segment,
     error::Operation,
     ids::{BaseId, FieldId, RecordId, TableId, UserId, ViewId, WebhookId},
-    metadata::open_enum,
 };
 
 /// The MAC header name.
@@ -29,7 +28,7 @@ pub const MAX_PAYLOADS_PER_PAGE: u32 = 50;
 
 type Map = serde_json::Map<String, serde_json::Value>;
 
-open_enum! {
+api_core::open_enum! {
     /// Where a change came from (`actionMetadata.source`, also `filters.fromSources`).
     ActionSource / Other {
         /// A person in the Airtable UI.
@@ -53,7 +52,7 @@ open_enum! {
     }
 }
 
-open_enum! {
+api_core::open_enum! {
     /// `filters.dataTypes`.
     DataType / Other {
         /// Record and cell changes.
@@ -65,7 +64,7 @@ open_enum! {
     }
 }
 
-open_enum! {
+api_core::open_enum! {
     /// `filters.changeTypes`.
     ChangeType / Other {
         /// Created.
@@ -77,7 +76,7 @@ open_enum! {
     }
 }
 
-open_enum! {
+api_core::open_enum! {
     /// The `code` of an error payload.
     PayloadErrorCode / Other {
         /// The specification's filters became invalid (e.g. a watched field was deleted).

@@ -13,6 +13,7 @@
 //! | [`oauth`] | OAuth 2.0 sessions: single-flight refresh within and between processes (store reload, claim, compare-and-swap), a spent refresh token never reused ([`OAuthSession`], [`TokenStore`]) |
 //! | [`webhook`] | HMAC-SHA256 verification in constant time, `t=…,v1=…` headers, timestamp tolerance, [`Clock`] |
 //! | [`ids`] | [`string_id!`] and [`int_id!`] typed id macros |
+//! | [`enums`] | [`open_enum!`]: vendor string enums with a catch-all variant that round-trips unknown values |
 //! | `fake` (feature `fake`) | scaffolding for in-process vendor fakes: server, request log, fault injection |
 //!
 //! # How a vendor crate uses it
@@ -63,6 +64,7 @@
 
 pub mod client;
 pub mod de;
+pub mod enums;
 pub mod error;
 #[cfg(feature = "fake")]
 pub mod fake;
@@ -93,4 +95,10 @@ macro_rules! user_agent {
     () => {
         concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION"))
     };
+}
+
+/// Re-exports for the exported macros (`open_enum!`): not part of the public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use serde;
 }

@@ -16,7 +16,7 @@ use crate::{
     uri::{EventUri, InviteeUri, NoShowUri, UserUri},
 };
 
-open_enum!(
+api_core::open_enum!(
     /// `status` of an invitee.
     InviteeStatus {
         /// Booked.

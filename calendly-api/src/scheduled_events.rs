@@ -12,7 +12,7 @@ use crate::{
     uri::{EventTypeUri, EventUri, GroupUri, OrganizationUri, UserUri},
 };
 
-open_enum!(
+api_core::open_enum!(
     /// `status` of a scheduled event.
     EventStatus {
         /// Booked and not canceled.
@@ -22,7 +22,7 @@ open_enum!(
     }
 );
 
-open_enum!(
+api_core::open_enum!(
     /// `location.type`. Open: the spec's names differ from what is delivered (`zoom` vs `zoom_conference`).
     LocationType {
         /// In person (`location`, `additional_info`).
@@ -50,7 +50,7 @@ open_enum!(
     }
 );
 
-open_enum!(
+api_core::open_enum!(
     /// Who canceled: `canceler_type`.
     CancelerType {
         /// The host (or an API call on the host's behalf).
@@ -200,7 +200,7 @@ fn default_active() -> EventStatus {
     EventStatus::Active
 }
 
-open_enum!(
+api_core::open_enum!(
     /// Sort order of scheduled events.
     EventSort {
         /// Earliest first.

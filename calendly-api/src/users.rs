@@ -48,7 +48,7 @@ pub struct User {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
-open_enum!(
+api_core::open_enum!(
     /// A member's role.
     MembershipRole {
         /// A regular member.

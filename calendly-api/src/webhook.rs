@@ -47,7 +47,7 @@ pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(25 * 3600);
 /// Default allowance for a timestamp in the future (clock skew between Calendly and us).
 pub const DEFAULT_FUTURE_SKEW: Duration = Duration::from_secs(30);
 
-open_enum!(
+api_core::open_enum!(
     /// A webhook event name (`event`; also the `events` of a subscription).
     WebhookEvent {
         /// A booking (also the new side of a reschedule).

@@ -15,7 +15,7 @@ use crate::{
     webhook::{WebhookDelivery, WebhookEvent, parse_delivery},
 };
 
-open_enum!(
+api_core::open_enum!(
     /// `scope` of a subscription.
     WebhookScope {
         /// Every subscribed event in the organization (needs an admin/owner; the choice for a team-wide sync).
@@ -27,7 +27,7 @@ open_enum!(
     }
 );
 
-open_enum!(
+api_core::open_enum!(
     /// `state` of a subscription. Calendly disables a subscription after 24 h of failed deliveries.
     SubscriptionState {
         /// Delivering.

@@ -42,57 +42,6 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-/// Implements `as_str`/`parse`/`Display`/serde for a string-backed open enum with an `Unknown(String)` variant.
-macro_rules! string_enum {
-    ($name:ident { $($var:ident => $s:literal),* $(,)? }) => {
-        impl $name {
-            /// The wire value.
-            #[must_use]
-            pub fn as_str(&self) -> &str {
-                match self {
-                    $(Self::$var => $s,)*
-                    Self::Unknown(s) => s,
-                }
-            }
-
-            /// Parses a wire value; unknown values are kept in `Unknown`.
-            #[must_use]
-            pub fn parse(s: &str) -> Self {
-                match s {
-                    $($s => Self::$var,)*
-                    other => Self::Unknown(other.to_owned()),
-                }
-            }
-        }
-
-        impl ::std::fmt::Display for $name {
-            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl ::serde::Serialize for $name {
-            fn serialize<S: ::serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(self.as_str())
-            }
-        }
-
-        impl<'de> ::serde::Deserialize<'de> for $name {
-            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = <::std::borrow::Cow<'de, str> as ::serde::Deserialize>::deserialize(d)?;
-                Ok(Self::parse(&s))
-            }
-        }
-
-        impl ::std::convert::From<&str> for $name {
-            fn from(s: &str) -> Self {
-                Self::parse(s)
-            }
-        }
-    };
-}
-pub(crate) use string_enum;
-
 pub mod app;
 pub mod batch;
 pub mod client;

@@ -96,22 +96,19 @@ impl Identify {
     }
 }
 
-/// `type` of an event.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
-#[non_exhaustive]
-pub enum EventType {
-    /// A standard event (the default).
-    #[default]
-    Event,
-    /// A page view (`name` is the URL).
-    Page,
-    /// A mobile screen view.
-    Screen,
-    /// A value this crate does not know.
-    Unknown(String),
+api_core::open_enum! {
+    /// `type` of an event.
+    #[derive(Default)]
+    EventType {
+        /// A standard event (the default).
+        #[default]
+        Event = "event",
+        /// A page view (`name` is the URL).
+        Page = "page",
+        /// A mobile screen view.
+        Screen = "screen",
+    }
 }
-
-crate::string_enum!(EventType { Event => "event", Page => "page", Screen => "screen" });
 
 /// An event for `POST /api/v1/customers/{identifier}/events` (and, with `anonymous_id`, `POST /api/v1/events`).
 ///
@@ -214,19 +211,15 @@ impl Event {
     }
 }
 
-/// A device platform.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Platform {
-    /// iOS.
-    Ios,
-    /// Android.
-    Android,
-    /// A value this crate does not know.
-    Unknown(String),
+api_core::open_enum! {
+    /// A device platform.
+    Platform {
+        /// iOS.
+        Ios = "ios",
+        /// Android.
+        Android = "android",
+    }
 }
-
-crate::string_enum!(Platform { Ios => "ios", Android => "android" });
 
 /// A device for `PUT /api/v1/customers/{identifier}/devices`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -32,99 +32,65 @@ pub const TIMESTAMP_HEADER: &str = "x-cio-timestamp";
 /// Default timestamp tolerance, either way: Customer.io's 7-day retry period plus an hour (see the module docs).
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(7 * 24 * 3600 + 3600);
 
-/// The kind of object an event is about (`object_type`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ObjectType {
-    /// Subscription changes of a person.
-    Customer,
-    /// Email.
-    Email,
-    /// Push.
-    Push,
-    /// SMS (also WhatsApp sent via Twilio).
-    Sms,
-    /// WhatsApp.
-    Whatsapp,
-    /// In-app message.
-    InApp,
-    /// Slack.
-    Slack,
-    /// Campaign webhook action.
-    Webhook,
-    /// A value this crate does not know (kept as received).
-    Unknown(String),
+api_core::open_enum! {
+    /// The kind of object an event is about (`object_type`).
+    ObjectType {
+        /// Subscription changes of a person.
+        Customer = "customer",
+        /// Email.
+        Email = "email",
+        /// Push.
+        Push = "push",
+        /// SMS (also WhatsApp sent via Twilio).
+        Sms = "sms",
+        /// WhatsApp.
+        Whatsapp = "whatsapp",
+        /// In-app message.
+        InApp = "in_app",
+        /// Slack.
+        Slack = "slack",
+        /// Campaign webhook action.
+        Webhook = "webhook",
+    }
 }
 
-crate::string_enum!(ObjectType {
-    Customer => "customer",
-    Email => "email",
-    Push => "push",
-    Sms => "sms",
-    Whatsapp => "whatsapp",
-    InApp => "in_app",
-    Slack => "slack",
-    Webhook => "webhook",
-});
-
-/// What happened (`metric`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Metric {
-    /// Draft created.
-    Drafted,
-    /// Send attempted (and failed, to be retried).
-    Attempted,
-    /// Sent.
-    Sent,
-    /// Delivered.
-    Delivered,
-    /// Opened.
-    Opened,
-    /// A link was clicked (`data.href`).
-    Clicked,
-    /// Converted.
-    Converted,
-    /// Unsubscribed.
-    Unsubscribed,
-    /// Subscribed.
-    Subscribed,
-    /// Subscription preferences changed (`data.content` holds them as a JSON string).
-    CioSubscriptionPreferencesChanged,
-    /// Bounced.
-    Bounced,
-    /// Dropped (suppressed).
-    Dropped,
-    /// Marked as spam.
-    Spammed,
-    /// Failed.
-    Failed,
-    /// Undeliverable.
-    Undeliverable,
-    /// An SMS/WhatsApp reply.
-    Replied,
-    /// A value this crate does not know (kept as received).
-    Unknown(String),
+api_core::open_enum! {
+    /// What happened (`metric`).
+    Metric {
+        /// Draft created.
+        Drafted = "drafted",
+        /// Send attempted (and failed, to be retried).
+        Attempted = "attempted",
+        /// Sent.
+        Sent = "sent",
+        /// Delivered.
+        Delivered = "delivered",
+        /// Opened.
+        Opened = "opened",
+        /// A link was clicked (`data.href`).
+        Clicked = "clicked",
+        /// Converted.
+        Converted = "converted",
+        /// Unsubscribed.
+        Unsubscribed = "unsubscribed",
+        /// Subscribed.
+        Subscribed = "subscribed",
+        /// Subscription preferences changed (`data.content` holds them as a JSON string).
+        CioSubscriptionPreferencesChanged = "cio_subscription_preferences_changed",
+        /// Bounced.
+        Bounced = "bounced",
+        /// Dropped (suppressed).
+        Dropped = "dropped",
+        /// Marked as spam.
+        Spammed = "spammed",
+        /// Failed.
+        Failed = "failed",
+        /// Undeliverable.
+        Undeliverable = "undeliverable",
+        /// An SMS/WhatsApp reply.
+        Replied = "replied",
+    }
 }
-
-crate::string_enum!(Metric {
-    Drafted => "drafted",
-    Attempted => "attempted",
-    Sent => "sent",
-    Delivered => "delivered",
-    Opened => "opened",
-    Clicked => "clicked",
-    Converted => "converted",
-    Unsubscribed => "unsubscribed",
-    Subscribed => "subscribed",
-    CioSubscriptionPreferencesChanged => "cio_subscription_preferences_changed",
-    Bounced => "bounced",
-    Dropped => "dropped",
-    Spammed => "spammed",
-    Failed => "failed",
-    Undeliverable => "undeliverable",
-    Replied => "replied",
-});
 
 /// `data.identifiers`: `{id, email?, cio_id?}` (email and cio_id only in email-or-id workspaces).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -332,60 +332,7 @@ impl<'de> Deserialize<'de> for Amount {
     }
 }
 
-/// A string enum with an `Unknown` variant that round-trips.
-macro_rules! string_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $value:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-        #[non_exhaustive]
-        pub enum $name {
-            $($(#[$vmeta])* $variant,)+
-            /// A value this crate does not know yet (kept as sent).
-            Unknown(String),
-        }
-
-        impl $name {
-            /// The wire value.
-            #[must_use]
-            pub fn as_str(&self) -> &str {
-                match self {
-                    $(Self::$variant => $value,)+
-                    Self::Unknown(s) => s,
-                }
-            }
-        }
-
-        impl From<&str> for $name {
-            fn from(s: &str) -> Self {
-                match s {
-                    $($value => Self::$variant,)+
-                    other => Self::Unknown(other.to_owned()),
-                }
-            }
-        }
-
-        impl ::serde::Serialize for $name {
-            fn serialize<S: ::serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(self.as_str())
-            }
-        }
-
-        impl<'de> ::serde::Deserialize<'de> for $name {
-            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                <String as ::serde::Deserialize>::deserialize(d).map(|s| Self::from(s.as_str()))
-            }
-        }
-
-        impl ::std::fmt::Display for $name {
-            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-pub(crate) use string_enum;
-
-string_enum!(
+api_core::open_enum!(
     /// A project's `duplication_status`. `"idle"` is documented (P-old sample); the values while a copy runs are
     /// **unverified** — any value other than idle/failed is treated as "still copying".
     DuplicationStatus {

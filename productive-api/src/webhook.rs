@@ -135,7 +135,7 @@ impl Delivery {
     }
 }
 
-crate::types::string_enum!(
+api_core::open_enum!(
     /// The action of an event (`create_task` → `Create`).
     Action {
         /// `create_*`.
