@@ -1,3 +1,5 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 //! Typed async Airtable Web API client: records, upsert, metadata, webhooks, the cursor payload feed and MAC
 //! verification.
 //!
@@ -36,6 +38,7 @@ pub mod cell;
 pub mod client;
 pub mod error;
 #[cfg(feature = "fake")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fake")))]
 pub mod fake;
 pub mod formula;
 pub mod ids;

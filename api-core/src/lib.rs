@@ -1,3 +1,5 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 //! Shared HTTP client plumbing for the crm-sync-kit API crates. It knows no vendor.
 //!
 //! | module | what it gives a vendor crate |
@@ -67,6 +69,7 @@ pub mod de;
 pub mod enums;
 pub mod error;
 #[cfg(feature = "fake")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fake")))]
 pub mod fake;
 pub mod ids;
 pub mod oauth;

@@ -1,3 +1,5 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 //! Typed async Calendly API v2 client: scheduled events, invitees, webhook subscriptions and signed webhook payloads.
 //!
 //! - [`Client`]: bearer auth (personal access token, or OAuth with rotating refresh tokens via
@@ -50,6 +52,7 @@ pub mod webhook;
 pub mod webhook_subscriptions;
 
 #[cfg(feature = "fake")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fake")))]
 pub mod fake;
 
 pub use client::{Client, ClientBuilder, Collection, Pagination};

@@ -1,3 +1,5 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 //! Typed async Customer.io client: Track v1 and v2 batch, App API, reporting webhooks with signature verification.
 //!
 //! - [`Client`] ([`Client::builder`]): an explicit [`Region`] (US/EU) with overridable Track and App base URLs;
@@ -47,6 +49,7 @@ pub mod batch;
 pub mod client;
 pub mod error;
 #[cfg(feature = "fake")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fake")))]
 pub mod fake;
 pub mod ids;
 pub mod limits;

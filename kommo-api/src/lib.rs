@@ -1,3 +1,5 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 //! Typed async client for the Kommo (amoCRM) API v4, with OAuth token rotation, rate limiting and webhook parsing.
 //!
 //! ```no_run
@@ -64,6 +66,7 @@ pub mod entity;
 pub mod error;
 pub mod events;
 #[cfg(feature = "fake")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fake")))]
 pub mod fake;
 pub mod hal;
 pub mod ids;

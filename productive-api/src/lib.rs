@@ -1,3 +1,5 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 //! Typed async client for the [Productive.io](https://productive.io) API v2: a generic JSON:API document model,
 //! typed resources with typed ids, webhook parsing and signature verification, and (feature `fake`) an in-process
 //! stateful fake of the API.
@@ -34,6 +36,7 @@
 pub mod client;
 pub mod error;
 #[cfg(feature = "fake")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fake")))]
 pub mod fake;
 pub mod jsonapi;
 pub mod resources;

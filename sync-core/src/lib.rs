@@ -1,3 +1,5 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 //! A durable sync engine: webhook inbox with dedup, leased workers, retries, dead letters, id map, cursors and
 //! field mapping on SQLite or PostgreSQL, with ready CRM integration flows.
 //!
@@ -91,6 +93,7 @@ pub mod flow;
 pub mod flows;
 pub mod mapping;
 #[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;
 pub mod store;
 pub mod tokens;

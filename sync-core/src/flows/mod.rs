@@ -13,12 +13,16 @@
 //! fast naming the wrong field, and `routes()` giving the [`crate::server::SourceRoute`]s to mount.
 
 #[cfg(feature = "calendly-kommo")]
+#[cfg_attr(docsrs, doc(cfg(feature = "calendly-kommo")))]
 pub mod calendly_kommo;
 #[cfg(feature = "kommo-airtable")]
+#[cfg_attr(docsrs, doc(cfg(feature = "kommo-airtable")))]
 pub mod kommo_airtable;
 #[cfg(feature = "kommo-customerio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "kommo-customerio")))]
 pub mod kommo_customerio;
 #[cfg(feature = "kommo-productive")]
+#[cfg_attr(docsrs, doc(cfg(feature = "kommo-productive")))]
 pub mod kommo_productive;
 #[cfg(any(feature = "kommo-airtable", feature = "kommo-productive", feature = "kommo-customerio"))]
 mod kommo_split;
