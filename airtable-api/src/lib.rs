@@ -47,6 +47,15 @@ pub mod metadata;
 pub mod records;
 pub mod webhooks;
 
+/// The shared plumbing this crate is built on, re-exported so that users name its types through this crate and
+/// need not depend on `api-core` (at the matching version) themselves.
+pub use api_core;
+/// Fault injection for the fake ([`fake`] module).
+#[cfg(feature = "fake")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fake")))]
+pub use api_core::fake::Fault;
+pub use api_core::{FixedClock, RetryPolicy, Token};
+
 pub use cell::{Attachment, CellValue, Collaborator, Fields, Record};
 pub use client::{Client, ClientBuilder};
 pub use error::{ApiError, Error, ErrorBody, ErrorField, ErrorType};

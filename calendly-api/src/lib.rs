@@ -55,6 +55,15 @@ pub mod webhook_subscriptions;
 #[cfg_attr(docsrs, doc(cfg(feature = "fake")))]
 pub mod fake;
 
+/// The shared plumbing this crate is built on, re-exported so that users name its types through this crate and
+/// need not depend on `api-core` (at the matching version) themselves.
+pub use api_core;
+/// Fault injection for the fake ([`fake`] module).
+#[cfg(feature = "fake")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fake")))]
+pub use api_core::fake::Fault;
+pub use api_core::{FixedClock, RetryPolicy, Token};
+
 pub use client::{Client, ClientBuilder, Collection, Pagination};
 pub use error::{ApiError, ApiErrorBody, Error, ErrorDetail};
 pub use ratelimit::RateLimitInfo;

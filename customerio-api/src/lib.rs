@@ -58,6 +58,14 @@ pub mod track;
 pub mod transport;
 pub mod webhook;
 
+/// The shared plumbing this crate is built on, re-exported so that users name its types through this crate and
+/// need not depend on `api-core` (at the matching version) themselves.
+pub use api_core;
+/// Fault injection for the fake ([`fake`] module).
+#[cfg(feature = "fake")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fake")))]
+pub use api_core::fake::Fault;
+
 pub use api_core::{FixedClock, RateLimiter, RawResponse, Request, RetryPolicy, Rule, SignatureError, Token};
 pub use app::{
     Audience, BroadcastTrigger, CustomerAttributes, CustomerRef, MessageRef, ReportingWebhookConfig,

@@ -80,6 +80,15 @@ pub mod time;
 pub mod users;
 pub mod webhook;
 
+/// The shared plumbing this crate is built on, re-exported so that users name its types through this crate and
+/// need not depend on `api-core` (at the matching version) themselves.
+pub use api_core;
+pub use api_core::FixedClock;
+/// Fault injection for the fake ([`fake`] module).
+#[cfg(feature = "fake")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fake")))]
+pub use api_core::fake::Fault;
+
 pub use api_core::{Auth, FileTokenStore, MemoryTokenStore, OAuthSession, RetryPolicy, Token, TokenSet, TokenStore};
 pub use client::{Client, ClientBuilder};
 pub use common::{EntityType, Tag, TagRef, WriteResult};

@@ -43,6 +43,15 @@ pub mod resources;
 pub mod types;
 pub mod webhook;
 
+/// The shared plumbing this crate is built on, re-exported so that users name its types through this crate and
+/// need not depend on `api-core` (at the matching version) themselves.
+pub use api_core;
+/// Fault injection for the fake ([`fake`] module).
+#[cfg(feature = "fake")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fake")))]
+pub use api_core::fake::Fault;
+pub use api_core::{FixedClock, RetryPolicy};
+
 pub use api_core::Token;
 pub use client::{Client, ClientBuilder, DEFAULT_BASE_URL};
 pub use error::{ApiError, Error};
