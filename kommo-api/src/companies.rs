@@ -3,60 +3,25 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    CompanyId, GroupId, UserId,
+    CompanyId, UserId,
     common::{Tag, TagRef},
     contacts::EmbeddedId,
-    custom_fields::{CustomFieldValues, CustomFieldsExt, FieldValueWrite},
-    entity::{Expandable, Service, entity, write_setters},
-    ids::{AccountId, ContactId, LeadId},
+    custom_fields::FieldValueWrite,
+    entity::{Expandable, Service, entity, read_model, write_setters},
+    ids::{ContactId, LeadId},
 };
 
-/// A company as read.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Company {
-    /// Id.
-    pub id: CompanyId,
-    /// Name.
-    #[serde(default)]
-    pub name: String,
-    /// Responsible user.
-    #[serde(default)]
-    pub responsible_user_id: Option<UserId>,
-    /// Users group.
-    #[serde(default)]
-    pub group_id: Option<GroupId>,
-    /// Creator.
-    #[serde(default)]
-    pub created_by: Option<UserId>,
-    /// Last editor.
-    #[serde(default)]
-    pub updated_by: Option<UserId>,
-    /// Created (Unix seconds).
-    #[serde(default, deserialize_with = "crate::de::opt_i64")]
-    pub created_at: Option<i64>,
-    /// Updated (Unix seconds).
-    #[serde(default, deserialize_with = "crate::de::opt_i64")]
-    pub updated_at: Option<i64>,
-    /// Deleted.
-    #[serde(default, deserialize_with = "crate::de::lenient_bool")]
-    pub is_deleted: bool,
-    /// Custom field values.
-    #[serde(default, deserialize_with = "crate::de::null_as_empty")]
-    pub custom_fields_values: Vec<CustomFieldValues>,
-    /// Account.
-    #[serde(default)]
-    pub account_id: Option<AccountId>,
-    /// `_embedded`.
-    #[serde(default, rename = "_embedded", deserialize_with = "crate::de::object_or_default")]
-    pub embedded: CompanyEmbedded,
-    /// Other members.
-    #[serde(flatten)]
-    pub extra: serde_json::Map<String, serde_json::Value>,
-}
-
-impl CustomFieldsExt for Company {
-    fn custom_fields(&self) -> &[CustomFieldValues] {
-        &self.custom_fields_values
+read_model! {
+    /// A company as read.
+    Company with custom fields {
+        /// Id.
+        pub id: CompanyId,
+        /// Name.
+        #[serde(default)]
+        pub name: String,
+        /// `_embedded`.
+        #[serde(default, rename = "_embedded", deserialize_with = "crate::de::object_or_default")]
+        pub embedded: CompanyEmbedded,
     }
 }
 

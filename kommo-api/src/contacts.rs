@@ -3,68 +3,33 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ContactId, Error, GroupId, LeadId, UserId,
+    ContactId, Error, LeadId, UserId,
     common::{IdRef, Tag, TagRef},
-    custom_fields::{CustomFieldValues, CustomFieldsExt, FieldValueWrite},
-    entity::{Expandable, Service, entity, write_setters},
-    ids::{AccountId, CompanyId},
+    custom_fields::{CustomFieldsExt, FieldValueWrite},
+    entity::{Expandable, Service, entity, read_model, write_setters},
+    ids::CompanyId,
 };
 
-/// A contact as read.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Contact {
-    /// Id.
-    pub id: ContactId,
-    /// Full name.
-    #[serde(default)]
-    pub name: String,
-    /// First name.
-    #[serde(default)]
-    pub first_name: Option<String>,
-    /// Last name.
-    #[serde(default)]
-    pub last_name: Option<String>,
-    /// Responsible user.
-    #[serde(default)]
-    pub responsible_user_id: Option<UserId>,
-    /// Users group.
-    #[serde(default)]
-    pub group_id: Option<GroupId>,
-    /// Creator.
-    #[serde(default)]
-    pub created_by: Option<UserId>,
-    /// Last editor.
-    #[serde(default)]
-    pub updated_by: Option<UserId>,
-    /// Created (Unix seconds).
-    #[serde(default, deserialize_with = "crate::de::opt_i64")]
-    pub created_at: Option<i64>,
-    /// Updated (Unix seconds).
-    #[serde(default, deserialize_with = "crate::de::opt_i64")]
-    pub updated_at: Option<i64>,
-    /// Nearest task due.
-    #[serde(default, deserialize_with = "crate::de::opt_i64")]
-    pub closest_task_at: Option<i64>,
-    /// Deleted.
-    #[serde(default, deserialize_with = "crate::de::lenient_bool")]
-    pub is_deleted: bool,
-    /// Custom field values (`null` decodes as empty); phones and emails are the `PHONE`/`EMAIL` fields.
-    #[serde(default, deserialize_with = "crate::de::null_as_empty")]
-    pub custom_fields_values: Vec<CustomFieldValues>,
-    /// Account.
-    #[serde(default)]
-    pub account_id: Option<AccountId>,
-    /// `_embedded`: tags, companies, leads (with=leads).
-    #[serde(default, rename = "_embedded", deserialize_with = "crate::de::object_or_default")]
-    pub embedded: ContactEmbedded,
-    /// Other members.
-    #[serde(flatten)]
-    pub extra: serde_json::Map<String, serde_json::Value>,
-}
-
-impl CustomFieldsExt for Contact {
-    fn custom_fields(&self) -> &[CustomFieldValues] {
-        &self.custom_fields_values
+read_model! {
+    /// A contact as read.
+    Contact with custom fields {
+        /// Id.
+        pub id: ContactId,
+        /// Full name.
+        #[serde(default)]
+        pub name: String,
+        /// First name.
+        #[serde(default)]
+        pub first_name: Option<String>,
+        /// Last name.
+        #[serde(default)]
+        pub last_name: Option<String>,
+        /// Nearest task due.
+        #[serde(default, deserialize_with = "crate::de::opt_i64")]
+        pub closest_task_at: Option<i64>,
+        /// `_embedded`: tags, companies, leads (with=leads).
+        #[serde(default, rename = "_embedded", deserialize_with = "crate::de::object_or_default")]
+        pub embedded: ContactEmbedded,
     }
 }
 

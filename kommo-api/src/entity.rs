@@ -281,3 +281,61 @@ macro_rules! write_setters {
     };
 }
 pub(crate) use write_setters;
+
+/// A read model: the entity's own members, then the members every Kommo entity has (responsible user, group,
+/// creator and editor, created and updated times, account; with `with custom fields`: the deleted flag and the
+/// custom field values, and [`CustomFieldsExt`](crate::CustomFieldsExt)), then every other member kept as sent.
+macro_rules! read_model {
+    ($(#[$meta:meta])* $name:ident with custom fields { $($body:tt)* }) => {
+        $crate::entity::read_model!(@emit $(#[$meta])* $name { $($body)* } {
+            /// Deleted (in the recycle bin; listed with `with=only_deleted`).
+            #[serde(default, deserialize_with = "crate::de::lenient_bool")]
+            pub is_deleted: bool,
+            /// Custom field values (`null` decodes as empty).
+            #[serde(default, deserialize_with = "crate::de::null_as_empty")]
+            pub custom_fields_values: Vec<$crate::CustomFieldValues>,
+        });
+
+        impl $crate::CustomFieldsExt for $name {
+            fn custom_fields(&self) -> &[$crate::CustomFieldValues] {
+                &self.custom_fields_values
+            }
+        }
+    };
+    ($(#[$meta:meta])* $name:ident { $($body:tt)* }) => {
+        $crate::entity::read_model!(@emit $(#[$meta])* $name { $($body)* } {});
+    };
+    (@emit $(#[$meta:meta])* $name:ident { $($body:tt)* } { $($more:tt)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        pub struct $name {
+            $($body)*
+            /// Responsible user.
+            #[serde(default)]
+            pub responsible_user_id: Option<$crate::UserId>,
+            /// Users group.
+            #[serde(default)]
+            pub group_id: Option<$crate::GroupId>,
+            /// Creator (0 = a robot or the system).
+            #[serde(default)]
+            pub created_by: Option<$crate::UserId>,
+            /// Last editor (0 = a robot or the system).
+            #[serde(default)]
+            pub updated_by: Option<$crate::UserId>,
+            /// Created (Unix seconds).
+            #[serde(default, deserialize_with = "crate::de::opt_i64")]
+            pub created_at: Option<i64>,
+            /// Updated (Unix seconds).
+            #[serde(default, deserialize_with = "crate::de::opt_i64")]
+            pub updated_at: Option<i64>,
+            /// Account.
+            #[serde(default)]
+            pub account_id: Option<$crate::AccountId>,
+            $($more)*
+            /// Every other member, kept as sent (`_links` and members this crate does not model).
+            #[serde(flatten)]
+            pub extra: serde_json::Map<String, serde_json::Value>,
+        }
+    };
+}
+pub(crate) use read_model;

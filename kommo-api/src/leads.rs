@@ -6,83 +6,47 @@ use serde::{Deserialize, Serialize};
 pub use crate::entity::Updated;
 
 use crate::{
-    CompanyId, ContactId, Error, GroupId, LeadId, LossReasonId, PipelineId, StatusId, UserId,
+    CompanyId, ContactId, Error, LeadId, LossReasonId, PipelineId, StatusId, UserId,
     common::{IdRef, Tag, TagRef},
-    custom_fields::{CustomFieldValues, CustomFieldsExt, FieldValueWrite},
-    entity::{Expandable, Service, entity, write_setters},
-    ids::AccountId,
+    custom_fields::FieldValueWrite,
+    entity::{Expandable, Service, entity, read_model, write_setters},
 };
 
-/// A lead as read.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Lead {
-    /// Id.
-    pub id: LeadId,
-    /// Name.
-    #[serde(default)]
-    pub name: String,
-    /// Sale value (numeric strings and floats tolerated).
-    #[serde(default, deserialize_with = "crate::de::opt_i64")]
-    pub price: Option<i64>,
-    /// Responsible user.
-    #[serde(default)]
-    pub responsible_user_id: Option<UserId>,
-    /// Users group.
-    #[serde(default)]
-    pub group_id: Option<GroupId>,
-    /// Status (stage); see [`StatusId::WON`] / [`StatusId::LOST`].
-    #[serde(default)]
-    pub status_id: Option<StatusId>,
-    /// Pipeline.
-    #[serde(default)]
-    pub pipeline_id: Option<PipelineId>,
-    /// Loss reason.
-    #[serde(default)]
-    pub loss_reason_id: Option<LossReasonId>,
-    /// Creator (0 = robot).
-    #[serde(default)]
-    pub created_by: Option<UserId>,
-    /// Last editor (0 = robot).
-    #[serde(default)]
-    pub updated_by: Option<UserId>,
-    /// Created (Unix seconds).
-    #[serde(default, deserialize_with = "crate::de::opt_i64")]
-    pub created_at: Option<i64>,
-    /// Updated (Unix seconds).
-    #[serde(default, deserialize_with = "crate::de::opt_i64")]
-    pub updated_at: Option<i64>,
-    /// Closed (Unix seconds).
-    #[serde(default, deserialize_with = "crate::de::opt_i64")]
-    pub closed_at: Option<i64>,
-    /// Nearest task due (Unix seconds).
-    #[serde(default, deserialize_with = "crate::de::opt_i64")]
-    pub closest_task_at: Option<i64>,
-    /// Deleted (in the recycle bin; `with=only_deleted`).
-    #[serde(default, deserialize_with = "crate::de::lenient_bool")]
-    pub is_deleted: bool,
-    /// Custom field values (`null` decodes as empty).
-    #[serde(default, deserialize_with = "crate::de::null_as_empty")]
-    pub custom_fields_values: Vec<CustomFieldValues>,
-    /// Score.
-    #[serde(default, deserialize_with = "crate::de::opt_i64")]
-    pub score: Option<i64>,
-    /// Account.
-    #[serde(default)]
-    pub account_id: Option<AccountId>,
-    /// Seconds spent on the deal.
-    #[serde(default, deserialize_with = "crate::de::opt_i64")]
-    pub labor_cost: Option<i64>,
-    /// `_embedded`: tags, contacts (with=contacts), companies...
-    #[serde(default, rename = "_embedded", deserialize_with = "crate::de::object_or_default")]
-    pub embedded: LeadEmbedded,
-    /// Other members (`_links`, `is_price_modified_by_robot`, `price_with_minor_units`...).
-    #[serde(flatten)]
-    pub extra: serde_json::Map<String, serde_json::Value>,
-}
-
-impl CustomFieldsExt for Lead {
-    fn custom_fields(&self) -> &[CustomFieldValues] {
-        &self.custom_fields_values
+read_model! {
+    /// A lead as read.
+    Lead with custom fields {
+        /// Id.
+        pub id: LeadId,
+        /// Name.
+        #[serde(default)]
+        pub name: String,
+        /// Sale value (numeric strings and floats tolerated).
+        #[serde(default, deserialize_with = "crate::de::opt_i64")]
+        pub price: Option<i64>,
+        /// Status (stage); see [`StatusId::WON`] / [`StatusId::LOST`].
+        #[serde(default)]
+        pub status_id: Option<StatusId>,
+        /// Pipeline.
+        #[serde(default)]
+        pub pipeline_id: Option<PipelineId>,
+        /// Loss reason.
+        #[serde(default)]
+        pub loss_reason_id: Option<LossReasonId>,
+        /// Closed (Unix seconds).
+        #[serde(default, deserialize_with = "crate::de::opt_i64")]
+        pub closed_at: Option<i64>,
+        /// Nearest task due (Unix seconds).
+        #[serde(default, deserialize_with = "crate::de::opt_i64")]
+        pub closest_task_at: Option<i64>,
+        /// Score.
+        #[serde(default, deserialize_with = "crate::de::opt_i64")]
+        pub score: Option<i64>,
+        /// Seconds spent on the deal.
+        #[serde(default, deserialize_with = "crate::de::opt_i64")]
+        pub labor_cost: Option<i64>,
+        /// `_embedded`: tags, contacts (with=contacts), companies...
+        #[serde(default, rename = "_embedded", deserialize_with = "crate::de::object_or_default")]
+        pub embedded: LeadEmbedded,
     }
 }
 

@@ -6,9 +6,9 @@ use futures::stream::BoxStream;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::{
-    Client, EntityKey, EntityType, Error, GroupId, ListPage, ListParams, NoteId, UserId,
+    Client, EntityKey, EntityType, Error, ListPage, ListParams, NoteId, UserId,
     common::{WriteResult, batch_write},
-    ids::AccountId,
+    entity::read_model,
 };
 
 /// A note type. Unknown types round-trip through [`NoteType::Other`].
@@ -98,46 +98,23 @@ impl<'de> Deserialize<'de> for NoteType {
     }
 }
 
-/// A note as read.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Note {
-    /// Id.
-    pub id: NoteId,
-    /// The entity the note is on.
-    #[serde(default)]
-    pub entity_id: Option<u64>,
-    /// The entity type, when Kommo includes it.
-    #[serde(default)]
-    pub entity_type: Option<EntityType>,
-    /// Type.
-    pub note_type: NoteType,
-    /// Parameters per type (`{"text": ...}` for common notes).
-    #[serde(default)]
-    pub params: serde_json::Value,
-    /// Creator.
-    #[serde(default)]
-    pub created_by: Option<UserId>,
-    /// Last editor.
-    #[serde(default)]
-    pub updated_by: Option<UserId>,
-    /// Created (Unix seconds).
-    #[serde(default, deserialize_with = "crate::de::opt_i64")]
-    pub created_at: Option<i64>,
-    /// Updated (Unix seconds).
-    #[serde(default, deserialize_with = "crate::de::opt_i64")]
-    pub updated_at: Option<i64>,
-    /// Responsible user.
-    #[serde(default)]
-    pub responsible_user_id: Option<UserId>,
-    /// Group.
-    #[serde(default)]
-    pub group_id: Option<GroupId>,
-    /// Account.
-    #[serde(default)]
-    pub account_id: Option<AccountId>,
-    /// Other members (`is_pinned`, `_links`).
-    #[serde(flatten)]
-    pub extra: serde_json::Map<String, serde_json::Value>,
+read_model! {
+    /// A note as read.
+    Note {
+        /// Id.
+        pub id: NoteId,
+        /// The entity the note is on.
+        #[serde(default)]
+        pub entity_id: Option<u64>,
+        /// The entity type, when Kommo includes it.
+        #[serde(default)]
+        pub entity_type: Option<EntityType>,
+        /// Type.
+        pub note_type: NoteType,
+        /// Parameters per type (`{"text": ...}` for common notes).
+        #[serde(default)]
+        pub params: serde_json::Value,
+    }
 }
 
 impl Note {

@@ -4,9 +4,8 @@ use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    EntityKey, EntityType, Error, GroupId, ListParams, TaskId, UserId,
-    entity::{Service, Updated, entity, write_setters},
-    ids::AccountId,
+    EntityKey, EntityType, Error, ListParams, TaskId, UserId,
+    entity::{Service, Updated, entity, read_model, write_setters},
 };
 
 /// Task type 1: "Follow-up" in Kommo (the Russian docs call it "Звонок", a call).
@@ -22,59 +21,36 @@ pub struct TaskResult {
     pub text: Option<String>,
 }
 
-/// A task as read.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Task {
-    /// Id.
-    pub id: TaskId,
-    /// Text.
-    #[serde(default)]
-    pub text: String,
-    /// Due (Unix seconds).
-    #[serde(default, deserialize_with = "crate::de::opt_i64")]
-    pub complete_till: Option<i64>,
-    /// The entity id.
-    #[serde(default)]
-    pub entity_id: Option<u64>,
-    /// The entity type.
-    #[serde(default)]
-    pub entity_type: Option<EntityType>,
-    /// Completed.
-    #[serde(default, deserialize_with = "crate::de::lenient_bool")]
-    pub is_completed: bool,
-    /// Task type id (1 follow-up, 2 meeting, or a custom type).
-    #[serde(default, deserialize_with = "crate::de::opt_i64")]
-    pub task_type_id: Option<i64>,
-    /// Duration (seconds).
-    #[serde(default, deserialize_with = "crate::de::opt_i64")]
-    pub duration: Option<i64>,
-    /// Result (completed tasks); `[]` or `null` when none.
-    #[serde(default, deserialize_with = "result_or_empty")]
-    pub result: Option<TaskResult>,
-    /// Responsible user.
-    #[serde(default)]
-    pub responsible_user_id: Option<UserId>,
-    /// Group.
-    #[serde(default)]
-    pub group_id: Option<GroupId>,
-    /// Creator.
-    #[serde(default)]
-    pub created_by: Option<UserId>,
-    /// Last editor.
-    #[serde(default)]
-    pub updated_by: Option<UserId>,
-    /// Created (Unix seconds).
-    #[serde(default, deserialize_with = "crate::de::opt_i64")]
-    pub created_at: Option<i64>,
-    /// Updated (Unix seconds).
-    #[serde(default, deserialize_with = "crate::de::opt_i64")]
-    pub updated_at: Option<i64>,
-    /// Account.
-    #[serde(default)]
-    pub account_id: Option<AccountId>,
-    /// Other members.
-    #[serde(flatten)]
-    pub extra: serde_json::Map<String, serde_json::Value>,
+read_model! {
+    /// A task as read.
+    Task {
+        /// Id.
+        pub id: TaskId,
+        /// Text.
+        #[serde(default)]
+        pub text: String,
+        /// Due (Unix seconds).
+        #[serde(default, deserialize_with = "crate::de::opt_i64")]
+        pub complete_till: Option<i64>,
+        /// The entity id.
+        #[serde(default)]
+        pub entity_id: Option<u64>,
+        /// The entity type.
+        #[serde(default)]
+        pub entity_type: Option<EntityType>,
+        /// Completed.
+        #[serde(default, deserialize_with = "crate::de::lenient_bool")]
+        pub is_completed: bool,
+        /// Task type id (1 follow-up, 2 meeting, or a custom type).
+        #[serde(default, deserialize_with = "crate::de::opt_i64")]
+        pub task_type_id: Option<i64>,
+        /// Duration (seconds).
+        #[serde(default, deserialize_with = "crate::de::opt_i64")]
+        pub duration: Option<i64>,
+        /// Result (completed tasks); `[]` or `null` when none.
+        #[serde(default, deserialize_with = "result_or_empty")]
+        pub result: Option<TaskResult>,
+    }
 }
 
 fn result_or_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<TaskResult>, D::Error> {
