@@ -40,6 +40,7 @@
 //! | `counters` | `(key, hit_id)` | hits with time, counted over a sliding window ("3 opens in 48 h"), idempotent per hit |
 //! | `watermarks` | `entity` | latest applied event time per entity (drop stale, out-of-order updates); moves forward only, with the step that applied the change |
 //! | `pending_writes` | `(system, entity, field, inbox_id, attempt_no)` | values an attempt is writing right now: echoes while that attempt is alive, replaced by `written_hashes` when its step commits |
+//! | `component_health` | `(component, instance)` | state of each background component of each process (start-up validation, webhook upkeep): `starting`/`ready`/`failing`, failed attempts, last error, since ([`Store::set_health`]; shown by `/readyz` and the examples' `status`) |
 //!
 //! All timestamps are integer milliseconds from the store's [`Clock`]; on PostgreSQL a wall clock is anchored to
 //! the database server's clock (offset re-measured every minute), so leases of processes on different machines
@@ -104,8 +105,8 @@ pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use error::{BoxError, Error, Result};
 pub use flow::{Ctx, Engine, Flow, IngestError, KeyError, Outcome, Part, RawEvent, Tally};
 pub use store::{
-    Compacted, Event, Fence, Headers, Ingested, Lease, Markers, NewEvent, State, Status, Store, StoreBudget,
-    StoreOptions,
+    Compacted, ComponentHealth, Event, Fence, Headers, HealthReport, HealthState, Ingested, Lease, Markers, NewEvent,
+    State, Status, Store, StoreBudget, StoreOptions,
 };
 pub use tokens::StoreTokenStore;
 pub use worker::{WorkerConfig, WorkerHandle};

@@ -11,7 +11,22 @@
 //! | unknown source | `404` |
 //! | the store failed (nothing acknowledged; the sender retries) | `503` |
 //! | `GET /healthz` | `200` while the process runs |
-//! | `GET /readyz` | `200` if the database answers, else `503` |
+//! | `GET /readyz` | `200` if the database answers (the receiver accepts), else `503`; JSON body below |
+//!
+//! `/readyz` answers 200 whenever the database answers, because that is what accepting a webhook needs: a flow
+//! whose start-up validation or webhook upkeep is still failing does not stop the receiver (its events wait in the
+//! inbox). The body says how far the process is, from the `component_health` table ([`crate::Store::health`]):
+//!
+//! ```json
+//! {"status": "degraded", "database": "ok",
+//!  "components": [{"component": "validation", "instance": "host:4242", "state": "failing", "attempts": 3,
+//!                  "last_error": "…", "since": "2026-…Z", "updated_at": "2026-…Z"}]}
+//! ```
+//!
+//! `status` is `ready` when every listed component is `ready` (or none is listed), `degraded` when any is
+//! `failing`, else `starting`. Components of every process sharing the database are listed, each with the
+//! `instance` that reported it. When the database does not answer: `503 {"status": "unavailable", "database":
+//! "<error>"}`. Orchestrators should route traffic on the status code and alert on the body.
 //!
 //! Rejections are logged (`tracing::warn!` with the reason) and counted in [`ServerStats`].
 //! Verification runs on the raw bytes before anything is parsed or written.
@@ -193,13 +208,43 @@ pub fn router(engine: Engine, routes: Vec<SourceRoute>) -> Result<(Router, Arc<S
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    match state.engine.store().ping().await {
-        Ok(()) => (StatusCode::OK, "ready").into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
-        }
+    use crate::store::HealthState;
+    let unavailable = |e: &crate::Error| {
+        tracing::warn!(error = %e, "readiness check failed");
+        let body = serde_json::json!({"status": "unavailable", "database": e.to_string()});
+        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+    };
+    let store = state.engine.store();
+    if let Err(e) = store.ping().await {
+        return unavailable(&e);
     }
+    let components = match store.health().await {
+        Ok(c) => c,
+        Err(e) => return unavailable(&e),
+    };
+    let status = if components.iter().any(|c| c.state == HealthState::Failing) {
+        "degraded"
+    } else if components.iter().all(|c| c.state == HealthState::Ready) {
+        "ready"
+    } else {
+        "starting"
+    };
+    let list: Vec<serde_json::Value> = components
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "component": c.component,
+                "instance": c.instance,
+                "state": c.state.as_str(),
+                "attempts": c.attempts,
+                "last_error": c.last_error,
+                "since": c.since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "updated_at": c.updated_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            })
+        })
+        .collect();
+    let body = serde_json::json!({"status": status, "database": "ok", "components": list});
+    (StatusCode::OK, axum::Json(body)).into_response()
 }
 
 async fn hook(

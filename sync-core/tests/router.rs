@@ -143,6 +143,57 @@ async fn health_probes() {
     assert_eq!(get("/readyz").await, StatusCode::SERVICE_UNAVAILABLE);
 }
 
+/// `/readyz` stays 200 while the database answers and lists the components' health in its body: `starting`
+/// until every component is ready, `degraded` while one fails, `ready` when all are.
+#[tokio::test]
+async fn readyz_lists_component_health_and_stays_200() {
+    use sync_core::HealthReport;
+    let (r, _, store) = setup().await;
+    let get = || {
+        let r = r.clone();
+        async move {
+            let resp = r.oneshot(Request::get("/readyz").body(Body::empty()).unwrap()).await.unwrap();
+            let status = resp.status();
+            let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+            (status, serde_json::from_slice::<serde_json::Value>(&bytes).unwrap())
+        }
+    };
+    let (status, body) = get().await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], "ready", "{body}");
+    assert_eq!(body["components"].as_array().unwrap().len(), 0, "{body}");
+
+    store.set_health("validation", "host:1", &HealthReport::starting()).await.unwrap();
+    store.set_health("webhook:productive", "host:1", &HealthReport::ready()).await.unwrap();
+    let (status, body) = get().await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], "starting", "{body}");
+
+    store.set_health("validation", "host:1", &HealthReport::failing(2, "Kommo answered 503")).await.unwrap();
+    let (status, body) = get().await;
+    assert_eq!(status, StatusCode::OK, "a failing vendor does not make the receiver unready");
+    assert_eq!(body["status"], "degraded", "{body}");
+    assert_eq!(body["database"], "ok", "{body}");
+    let v = &body["components"][0];
+    assert_eq!(v["component"], "validation", "{body}");
+    assert_eq!(v["instance"], "host:1", "{body}");
+    assert_eq!(v["state"], "failing", "{body}");
+    assert_eq!(v["attempts"], 2, "{body}");
+    assert_eq!(v["last_error"], "Kommo answered 503", "{body}");
+    assert!(v["since"].as_str().unwrap().ends_with('Z'), "{body}");
+    assert_eq!(body["components"][1]["state"], "ready", "{body}");
+
+    store.set_health("validation", "host:1", &HealthReport::ready()).await.unwrap();
+    let (_, body) = get().await;
+    assert_eq!(body["status"], "ready", "{body}");
+    assert_eq!(body["components"][0]["last_error"], serde_json::Value::Null, "{body}");
+
+    store.close().await;
+    let (status, body) = get().await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["status"], "unavailable", "{body}");
+}
+
 #[test]
 fn route_for_unknown_source_is_refused() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

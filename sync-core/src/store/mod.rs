@@ -470,8 +470,10 @@ macro_rules! in_tx {
 }
 
 pub mod budget;
+mod health;
 mod retention;
 pub use budget::StoreBudget;
+pub use health::{ComponentHealth, HealthReport, HealthState};
 pub use retention::Compacted;
 
 macro_rules! event_from_row {
