@@ -42,6 +42,9 @@ const SAVE: &str = "INSERT INTO oauth_tokens (key, access_token, refresh_token, 
      access_token = excluded.access_token, refresh_token = excluded.refresh_token, expires_at = excluded.expires_at, \
      claim_holder = NULL, claim_until = NULL, updated_at = excluded.updated_at";
 
+const SEED: &str = "INSERT INTO oauth_tokens (key, access_token, refresh_token, expires_at, claim_holder, claim_until, \
+     updated_at) VALUES ($1, $2, $3, $4, NULL, NULL, $5) ON CONFLICT (key) DO NOTHING";
+
 const SAVE_IF: &str = "UPDATE oauth_tokens SET access_token = $2, refresh_token = $3, expires_at = $4, \
      claim_holder = NULL, claim_until = NULL, updated_at = $5 WHERE key = $1 AND refresh_token = $6";
 
@@ -88,6 +91,28 @@ impl StoreTokenStore {
 
     fn now_ms(&self) -> i64 {
         self.store.clock().now_ms()
+    }
+
+    /// Stores `tokens` only when no set is stored under the key yet (`INSERT … ON CONFLICT DO NOTHING`), and says
+    /// whether it did. For seeding from configuration (e.g. a refresh token from the environment) at start-up:
+    /// unlike [`TokenStore::save`], it never overwrites a pair another process has already refreshed (which would
+    /// put a spent refresh token back).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn seed(&self, tokens: &TokenSet) -> Result<bool, TokenStoreError> {
+        let now = self.now_ms();
+        let done = with_pool!(self.store, p => sqlx::query(SEED)
+            .bind(&self.key)
+            .bind(tokens.access_token.expose())
+            .bind(refresh_str(tokens))
+            .bind(tokens.expires_at)
+            .bind(now)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))
+        .map_err(store_err)?;
+        Ok(done == 1)
     }
 }
 

@@ -6,6 +6,7 @@ mod common;
 
 behaviour_suite!(
     tokens_save_load_round_trip,
+    tokens_seed_never_overwrites,
     tokens_save_if_is_compare_and_swap,
     tokens_claim_has_one_winner_and_expires,
     tokens_two_sessions_spend_each_refresh_token_once,
@@ -62,6 +63,24 @@ mod cases {
         let shown = format!("{a:?} {:?}", a.load().await.expect("load"));
         assert!(!shown.contains("secret-"), "{shown}");
         assert!(shown.contains("kommo"), "{shown}");
+        store.close().await;
+        other_process.close().await;
+    }
+
+    /// `seed` writes only into an empty key: a second process seeding the same (by then spent) refresh token
+    /// after the first has refreshed does not put it back.
+    pub async fn tokens_seed_never_overwrites(h: &Harness) {
+        let clock: SharedClock = Arc::new(SystemClock);
+        let store = h.open(clock.clone()).await;
+        let other_process = h.open(clock).await;
+        let a = store.token_store("kommo:acme");
+        let b = other_process.token_store("kommo:acme");
+        assert!(a.seed(&set("", Some("env-refresh"), Some(0))).await.expect("seed"), "empty key: seeded");
+        assert_eq!(loaded(&b).await, owned("", Some("env-refresh"), Some(0)));
+        assert!(b.save_if(&Token::new("env-refresh"), &set("a1", Some("r1"), Some(100))).await.expect("save_if"));
+        assert!(!b.seed(&set("", Some("env-refresh"), Some(0))).await.expect("seed"), "already stored: not seeded");
+        assert_eq!(loaded(&a).await, owned("a1", Some("r1"), Some(100)), "the refreshed pair stays");
+        assert!(store.token_store("kommo:other").seed(&set("x", None, None)).await.expect("seed"), "per key");
         store.close().await;
         other_process.close().await;
     }
