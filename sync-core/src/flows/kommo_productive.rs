@@ -66,6 +66,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use api_core::Token;
@@ -528,11 +529,25 @@ impl KommoProductive {
     /// `productive_tokens` (each webhook subscription has its own `signature_token`).
     #[must_use]
     pub fn routes(&self, kommo_path_token: &str, productive_tokens: Vec<Token>) -> Vec<SourceRoute> {
+        self.routes_shared(kommo_path_token, Arc::new(std::sync::RwLock::new(productive_tokens)))
+    }
+
+    /// [`KommoProductive::routes`] with the signature tokens in a shared, replaceable place: each delivery is
+    /// verified against the tokens held at that moment, so a `serve` that learns its webhooks' tokens after it
+    /// started listening (or sees them rotated) replaces them without remounting the routes. While the list is
+    /// empty every Productive delivery is refused with 401 (Productive retries non-2xx deliveries).
+    #[must_use]
+    pub fn routes_shared(
+        &self,
+        kommo_path_token: &str,
+        productive_tokens: Arc<std::sync::RwLock<Vec<Token>>>,
+    ) -> Vec<SourceRoute> {
         let tolerance = Duration::from_secs(self.config.productive.signature_tolerance_secs);
         let verify = move |r: &VerifyRequest<'_>| -> Result<(), String> {
             let header = r.headers.get("productive-signature").map(String::as_str);
-            let mut last = String::from("no signature token configured");
-            for token in &productive_tokens {
+            let mut last = String::from("no signature token known yet");
+            let tokens = productive_tokens.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for token in tokens.iter() {
                 match productive_api::webhook::verify_signature(
                     token,
                     header,
