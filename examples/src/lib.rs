@@ -72,6 +72,19 @@ pub struct ServeArgs {
     /// Dead letters are kept until replayed or purged by hand. 0 turns retention off.
     #[arg(long, default_value_t = 8)]
     pub retention_days: u64,
+    /// Longest wait, in milliseconds, between two attempts of start-up validation or webhook upkeep while a vendor
+    /// is failing (capped exponential backoff with full jitter from 500 ms; the receiver keeps accepting
+    /// meanwhile).
+    #[arg(long, default_value_t = 60_000)]
+    pub retry_max_ms: u64,
+}
+
+impl ServeArgs {
+    /// [`ServeArgs::retry_max_ms`] as a duration.
+    #[must_use]
+    pub fn retry_max(&self) -> Duration {
+        Duration::from_millis(self.retry_max_ms.max(1))
+    }
 }
 
 /// Starts `serve`'s retention task: every hour, done rows (and their step journal) older than `days` are purged
@@ -143,6 +156,88 @@ pub fn env_token(name: &str) -> anyhow::Result<api_core::Token> {
     }
 }
 
+/// `[kommo.oauth]` (in `kommo-productive`: `[serve.kommo_oauth]`): run the Kommo client on an OAuth
+/// integration's tokens instead of a long-lived token. The tokens live in the store (`oauth_tokens`, key
+/// `kommo:<account host>`), shared by every `serve` process on it: Kommo's refresh tokens are single-use, and the
+/// store's compare-and-swap and refresh claim make sure each is sent to Kommo once, whichever process refreshes.
+/// On the first start the store has no tokens: they are seeded from the refresh token in `refresh_token_env`
+/// (only when the store has none, so a restart never puts a spent token back). The client secret comes from
+/// `client_secret_env`.
+#[derive(Debug, Clone, serde::Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct KommoOAuthConfig {
+    /// The integration's id (Kommo: Settings → Integrations → your integration → Keys).
+    pub client_id: String,
+    /// The integration's redirect URI, exactly as registered.
+    pub redirect_uri: String,
+    /// Env var holding the client secret.
+    #[serde(default = "client_secret_env")]
+    pub client_secret_env: String,
+    /// Env var holding a refresh token (from the code exchange) to seed an empty store with.
+    #[serde(default = "refresh_token_env")]
+    pub refresh_token_env: String,
+}
+
+fn client_secret_env() -> String {
+    "KOMMO_CLIENT_SECRET".into()
+}
+fn refresh_token_env() -> String {
+    "KOMMO_REFRESH_TOKEN".into()
+}
+
+/// Removes `[<section>.oauth]` from a parsed config file and returns it (the flows' own config types do not know
+/// it).
+///
+/// # Errors
+/// When the table does not have the shape of [`KommoOAuthConfig`].
+pub fn take_kommo_oauth(table: &mut toml::Table, section: &str) -> anyhow::Result<Option<KommoOAuthConfig>> {
+    let Some(toml::Value::Table(t)) = table.get_mut(section) else { return Ok(None) };
+    match t.remove("oauth") {
+        Some(v) => Ok(Some(v.try_into().with_context(|| format!("the [{section}.oauth] table"))?)),
+        None => Ok(None),
+    }
+}
+
+/// Authenticates a Kommo client builder: with `oauth`, an OAuth session over the store's shared token set
+/// (seeded from the environment when empty, see [`KommoOAuthConfig`]); without it, the long-lived token in the
+/// env var `token_env`.
+///
+/// # Errors
+/// A missing env var, a bad base URL, or a store error while seeding.
+pub async fn kommo_auth(
+    builder: kommo_api::ClientBuilder,
+    base_url: &str,
+    oauth: Option<&KommoOAuthConfig>,
+    store: &Store,
+    token_env: &str,
+) -> anyhow::Result<kommo_api::ClientBuilder> {
+    let Some(o) = oauth else { return Ok(builder.long_lived_token(env_token(token_env)?)) };
+    let host = url::Url::parse(base_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_else(|| base_url.to_owned());
+    let tokens = store.token_store(format!("kommo:{host}"));
+    if api_core::oauth::TokenStore::load(&tokens).await?.is_none() {
+        let refresh = env_token(&o.refresh_token_env)
+            .context("the store holds no Kommo OAuth tokens yet; seed them with a refresh token")?;
+        let seed = api_core::oauth::TokenSet {
+            access_token: api_core::Token::new(""),
+            refresh_token: Some(refresh),
+            expires_at: Some(0),
+        };
+        if tokens.seed(&seed).await? {
+            tracing::info!(key = tokens.key(), "Kommo OAuth tokens seeded from {}", o.refresh_token_env);
+        }
+    }
+    let app = kommo_api::oauth::KommoOAuth::new(
+        base_url,
+        o.client_id.clone(),
+        env_token(&o.client_secret_env)?,
+        o.redirect_uri.clone(),
+    )?;
+    Ok(builder.oauth(app.session(std::sync::Arc::new(tokens))))
+}
+
 /// Prints the operator status of `store`.
 ///
 /// # Errors
@@ -153,7 +248,8 @@ pub async fn print_status(store: &Store) -> anyhow::Result<()> {
 }
 
 /// The operator's status report: depth per source and state, queue lag, events skipped on purpose (per source
-/// and reason) and the first dead letters.
+/// and reason), the background components of every `serve` (validation, webhook upkeep: state, attempts, last
+/// error) and the first dead letters.
 ///
 /// # Errors
 /// When the store cannot be read.
@@ -178,6 +274,30 @@ pub async fn render_status(store: &Store) -> anyhow::Result<String> {
     }
     if reasons.len() > 20 {
         writeln!(out, "  … and {} more reasons", reasons.len() - 20)?;
+    }
+    let health = store.health().await?;
+    if !health.is_empty() {
+        writeln!(out, "components:")?;
+        let now = chrono::Utc::now();
+        let age = |t: chrono::DateTime<chrono::Utc>| human((now - t).to_std().unwrap_or_default());
+        for c in &health {
+            write!(
+                out,
+                "  {:<24} {:<24} {:<8} since {} ago, updated {} ago",
+                c.component,
+                c.instance,
+                c.state.as_str(),
+                age(c.since),
+                age(c.updated_at)
+            )?;
+            if c.attempts > 0 {
+                write!(out, ", attempts={}", c.attempts)?;
+            }
+            if let Some(e) = &c.last_error {
+                write!(out, ", last error: {}", e.replace('\n', " "))?;
+            }
+            writeln!(out)?;
+        }
     }
     writeln!(out, "dead letters: {}", status.dead)?;
     if status.dead > 0 {
@@ -279,6 +399,7 @@ impl Narrator {
 }
 
 pub mod chaos;
+pub mod startup;
 
 /// The Airtable side of the `kommo-airtable` example: the "Client Onboarding" table that the shipped config
 /// (`examples/config/kommo-airtable.toml`) maps, created in a fake base for the demo, the CLI tests and the

@@ -11,13 +11,14 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use calendly_api::fake::{Booking, FakeCalendly, OutgoingWebhook};
 use calendly_api::scheduled_events::CancelerType;
 use clap::Parser;
+use examples::startup::{self, Health, Service};
 use examples::{Command, DemoArgs, Narrator, ServeArgs};
 use kommo_api::fake::{FakeConfig as KommoConfig, FakeKommo, SeedLead};
 use kommo_api::{EntityType, StatusId};
@@ -25,7 +26,7 @@ use serde::Deserialize;
 use sync_core::flows::calendly_kommo::{
     CalendlyKommo, Config as FlowConfig, ScopeConfig, WebhookAction, WebhookSpec, ensure_webhook,
 };
-use sync_core::server::router;
+use sync_core::server::{Verifier, VerifyRequest, router};
 use sync_core::{Engine, State, Store, StoreOptions, WorkerConfig, worker};
 
 #[derive(Debug, Parser)]
@@ -58,6 +59,10 @@ struct KommoConn {
     /// kept per process: split it across several `serve` processes sharing one database.
     #[serde(default = "kommo_rps")]
     requests_per_second: u32,
+    /// `[kommo.oauth]`: a Kommo OAuth integration instead of the long-lived token (tokens shared through the
+    /// store; see [`examples::KommoOAuthConfig`]).
+    #[serde(default)]
+    oauth: Option<examples::KommoOAuthConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,76 +132,121 @@ async fn main() -> anyhow::Result<()> {
 
 // --------------------------------------------------------------------------------------------------------- serve
 
+/// Where `serve` keeps the signing key of its current Calendly subscription (`cursors` table, stream = the
+/// callback URL): read before listening, so deliveries are verified while Calendly's API is down.
+const KEY_CURSOR: &str = "calendly-kommo/signing-key";
+
+/// Refuses every delivery (401, which Calendly retries) while no signing key is known, then defers to the flow's
+/// verifier (whose key upkeep replaces).
+#[derive(Debug)]
+struct UntilKeyKnown {
+    known: Arc<AtomicBool>,
+    inner: Arc<dyn Verifier>,
+}
+
+impl Verifier for UntilKeyKnown {
+    fn verify(&self, request: &VerifyRequest<'_>) -> Result<(), String> {
+        if !self.known.load(Ordering::SeqCst) {
+            return Err("no Calendly signing key known yet (the subscription is being set up)".to_owned());
+        }
+        self.inner.verify(request)
+    }
+}
+
+/// Makes sure the subscription exists (created or adopted with a key we generated, see [`ensure_webhook`]), keeps
+/// its key in the store and hands it to the flow's verifier.
+async fn subscription_upkeep(
+    calendly: &calendly_api::Client,
+    store: &Store,
+    flow: &CalendlyKommo,
+    file_scope: ScopeConfig,
+    callback_url: &str,
+) -> anyhow::Result<()> {
+    let me = calendly.me().await.context("Calendly /users/me")?;
+    let organization = me.current_organization.clone().context("the Calendly user has no organization")?;
+    let spec =
+        WebhookSpec { callback_url: callback_url.to_owned(), organization, scope: file_scope, user: Some(me.uri) };
+    let ensured = ensure_webhook(calendly, store, &spec).await?;
+    if ensured.action != WebhookAction::Kept {
+        tracing::info!(uri = %ensured.subscription.uri, action = ?ensured.action, "Calendly webhook subscription");
+    }
+    store.cursor_set(KEY_CURSOR, callback_url, ensured.signing_key.expose()).await?;
+    flow.set_signing_key(ensured.signing_key);
+    Ok(())
+}
+
 async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     examples::init_tracing("info");
     let text = std::fs::read_to_string(&args.config).with_context(|| format!("reading {}", args.config.display()))?;
     let file: FileConfig = toml::from_str(&text).with_context(|| format!("parsing {}", args.config.display()))?;
     let store = examples::open_store(&args.db).await?;
-    let _retention = examples::spawn_retention(store.clone(), args.retention_days);
-    let kommo = kommo_api::Client::builder()
-        .base_url(file.kommo.base_url.as_str())
-        .long_lived_token(examples::env_token(&file.kommo.token_env)?)
-        .rate_limit(file.kommo.requests_per_second)
-        .build()?;
+    let kommo =
+        kommo_api::Client::builder().base_url(file.kommo.base_url.as_str()).rate_limit(file.kommo.requests_per_second);
+    let k = &file.kommo;
+    let kommo = examples::kommo_auth(kommo, &k.base_url, k.oauth.as_ref(), &store, &k.token_env).await?.build()?;
     let mut calendly = calendly_api::Client::builder().token(examples::env_token(&file.calendly.token_env)?);
     if let Some(url) = &file.calendly.base_url {
         calendly = calendly.base_url(url);
     }
     let calendly = calendly.build()?;
-    let spec = match &file.flow.webhook.callback_url {
-        Some(url) => {
-            let me = calendly.me().await.context("Calendly /users/me")?;
-            let organization = me.current_organization.clone().context("the Calendly user has no organization")?;
-            Some(WebhookSpec {
-                callback_url: url.clone(),
-                organization,
-                scope: file.flow.webhook.scope,
-                user: Some(me.uri.clone()),
-            })
-        }
-        None => None,
+    let callback_url = file.flow.webhook.callback_url.clone();
+    let scope = file.flow.webhook.scope;
+    // the key: from the environment when the subscription is managed by hand, else the one stored by upkeep (none
+    // yet on a first start: deliveries are refused until upkeep has created the subscription)
+    let key = match &callback_url {
+        Some(url) => store.cursor_get(KEY_CURSOR, url).await?.map(api_core::Token::new),
+        None => Some(examples::env_token(&file.calendly.signing_key_env)?),
     };
-    let key = match &spec {
-        Some(spec) => {
-            let ensured = ensure_webhook(&calendly, &store, spec).await?;
-            tracing::info!(uri = %ensured.subscription.uri, action = ?ensured.action, "Calendly webhook subscription");
-            ensured.signing_key
-        }
-        None => examples::env_token(&file.calendly.signing_key_env)?,
-    };
-    let flow = CalendlyKommo::new(file.flow, kommo, key)?;
-    flow.validate().await?;
-    let routes = flow.routes();
-    let flow = Arc::new(flow);
-    let engine = Engine::new(store.clone(), vec![flow.clone()])?;
-    let (app, _stats) = router(engine.clone(), routes)?;
-    let workers = worker::start(engine, WorkerConfig::default());
-    if let Some(spec) = spec {
-        let (calendly, store, flow) = (calendly.clone(), store.clone(), flow.clone());
-        let every = Duration::from_secs(file.calendly.recheck_minutes.max(1) * 60);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                match ensure_webhook(&calendly, &store, &spec).await {
-                    Ok(e) if e.action == WebhookAction::Kept => {}
-                    Ok(e) => {
-                        tracing::warn!(uri = %e.subscription.uri, action = ?e.action, "Calendly subscription replaced");
-                        flow.set_signing_key(e.signing_key);
-                    }
-                    Err(e) => tracing::warn!(error = %e, "checking the Calendly subscription failed"),
-                }
-            }
-        });
+    let known = Arc::new(AtomicBool::new(key.is_some()));
+    let flow = Arc::new(CalendlyKommo::new(
+        file.flow,
+        kommo,
+        key.unwrap_or_else(calendly_api::webhook_subscriptions::generate_signing_key),
+    )?);
+    let mut routes = flow.routes();
+    for route in &mut routes {
+        route.verifier = Arc::new(UntilKeyKnown { known: known.clone(), inner: route.verifier.clone() });
     }
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    tracing::info!(addr = %args.listen, "receiving Calendly webhooks on POST /hooks/{}", flow.config().source);
-    sync_core::server::serve(listener, app, async {
-        let _ = tokio::signal::ctrl_c().await;
+    let service = Service {
+        engine: Engine::new(store.clone(), vec![flow.clone()])?,
+        routes,
+        banner: format!("POST /hooks/{}", flow.config().source),
+    };
+    let every = Duration::from_secs(file.calendly.recheck_minutes.max(1) * 60);
+    startup::run(args, service, Health::new(store.clone(), args.retry_max()), move |h| async move {
+        if let Some(url) = callback_url {
+            let upkeep = {
+                let (flow, store, url, known) = (flow.clone(), store.clone(), url.clone(), known.clone());
+                move || {
+                    let (calendly, store, flow, url, known) =
+                        (calendly.clone(), store.clone(), flow.clone(), url.clone(), known.clone());
+                    async move {
+                        subscription_upkeep(&calendly, &store, &flow, scope, &url).await?;
+                        known.store(true, Ordering::SeqCst);
+                        anyhow::Ok(())
+                    }
+                }
+            };
+            h.keep_up("webhook:calendly", every, upkeep);
+            // another process sharing the store may replace the subscription: re-read its key every 30 s
+            let (flow, store) = (flow.clone(), store.clone());
+            h.spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    match store.cursor_get(KEY_CURSOR, &url).await {
+                        Ok(Some(k)) => {
+                            flow.set_signing_key(api_core::Token::new(k));
+                            known.store(true, Ordering::SeqCst);
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(error = %e, "re-reading the Calendly signing key failed"),
+                    }
+                }
+            });
+        }
+        h.until_ready("validation", || flow.validate()).await;
     })
-    .await?;
-    tracing::info!("shutting down: finishing in-flight events");
-    workers.shutdown().await;
-    Ok(())
+    .await
 }
 
 // ---------------------------------------------------------------------------------------------------------- demo

@@ -17,6 +17,7 @@ use airtable_client::fake::{FakeAirtable, FakeBase, FakeConfig as AtConfig, Fake
 use anyhow::Context as _;
 use clap::Parser;
 use examples::kommo_airtable_fixture::TABLE;
+use examples::startup::{self, Health, Service};
 use examples::{Command, DemoArgs, Narrator, ServeArgs};
 use kommo_api::{
     CustomFieldsExt as _, EntityType, FieldType, LeadId, StatusId,
@@ -57,85 +58,107 @@ async fn main() -> anyhow::Result<()> {
 
 // ------------------------------------------------------------------------------------------------- serve
 
-fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
+/// The flow's config and the optional `[kommo.oauth]` table (see [`examples::KommoOAuthConfig`]).
+fn load_config(args: &ServeArgs) -> anyhow::Result<(Config, Option<examples::KommoOAuthConfig>)> {
     let text = std::fs::read_to_string(&args.config).with_context(|| format!("reading {}", args.config.display()))?;
-    Config::from_toml(&text).with_context(|| format!("parsing {}", args.config.display()))
+    let mut table: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {}", args.config.display()))?;
+    let oauth = examples::take_kommo_oauth(&mut table, "kommo")?;
+    let config =
+        Config::from_toml(&toml::to_string(&table)?).with_context(|| format!("parsing {}", args.config.display()))?;
+    Ok((config, oauth))
 }
 
-async fn real_flow(config: Config) -> anyhow::Result<KommoAirtable> {
+/// The flow with its clients, built offline (no request is sent).
+async fn offline_flow(
+    config: Config,
+    oauth: Option<&examples::KommoOAuthConfig>,
+    store: &Store,
+) -> anyhow::Result<KommoAirtable> {
     let kommo = kommo_api::Client::builder()
         .base_url(config.kommo.base_url.clone())
-        .long_lived_token(examples::env_token("KOMMO_TOKEN")?)
-        .rate_limit(config.kommo.requests_per_second)
-        .build()?;
+        .rate_limit(config.kommo.requests_per_second);
+    let kommo = examples::kommo_auth(kommo, &config.kommo.base_url, oauth, store, "KOMMO_TOKEN").await?.build()?;
     let mut airtable = airtable_client::Client::builder()
         .token(examples::env_token("AIRTABLE_TOKEN")?)
         .requests_per_second_per_base(Some(config.airtable.requests_per_second).filter(|n| *n > 0));
     if let Some(url) = &config.airtable.base_url {
         airtable = airtable.base_url(url.clone());
     }
-    let flow = KommoAirtable::new(config, kommo, airtable.build()?)?;
+    Ok(KommoAirtable::new(config, kommo, airtable.build()?)?)
+}
+
+async fn real_flow(
+    config: Config,
+    oauth: Option<&examples::KommoOAuthConfig>,
+    store: &Store,
+) -> anyhow::Result<KommoAirtable> {
+    let flow = offline_flow(config, oauth, store).await?;
     flow.validate().await.context("start-up validation against Kommo and Airtable")?;
     Ok(flow)
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     examples::init_tracing("info,sync_core=info");
-    let config = load_config(&args)?;
+    let (config, oauth) = load_config(&args)?;
     let path_token = examples::env_token("KOMMO_WEBHOOK_SECRET")?;
-    let flow = real_flow(config).await?;
     let store = examples::open_store(&args.db).await?;
-    let _retention = examples::spawn_retention(store.clone(), args.retention_days);
-    let engine = Engine::new(store.clone(), vec![Arc::new(flow.clone())])?;
-    let (router, _stats) = server::router(engine.clone(), flow.routes(path_token))?;
-    if let Some(url) = flow.config().airtable.notification_url.clone() {
-        flow.ensure_webhook(&store, &url).await.context("setting up the Airtable webhook")?;
-    } else {
-        flow.load_webhook(&store).await?;
-        tracing::warn!("airtable.notification_url is not set: Airtable changes are only read by the periodic poll");
-    }
-    let workers = worker::start(engine.clone(), WorkerConfig::default());
-    // background loops: payload feed (pings can be missed), Kommo reconcile, webhook refresh
-    let loops = {
-        let (flow, store) = (flow.clone(), store.clone());
-        tokio::spawn(async move {
+    let flow = offline_flow(config, oauth.as_ref(), &store).await?;
+    // the MAC secret of a webhook that already exists comes from the store: pings are verified from the first
+    // request on, also while Airtable's API is down (with none stored, pings are refused with 401 until upkeep
+    // creates the webhook; the payload feed is read by the poll anyway)
+    flow.load_webhook(&store).await?;
+    let service = Service {
+        engine: Engine::new(store.clone(), vec![Arc::new(flow.clone())])?,
+        routes: flow.routes(path_token),
+        banner: "/hooks/kommo/<secret> and /hooks/airtable-ping".to_owned(),
+    };
+    startup::run(&args, service, Health::new(store.clone(), args.retry_max()), move |h| async move {
+        h.until_ready("validation", || flow.validate()).await;
+        if let Some(url) = flow.config().airtable.notification_url.clone() {
+            let upkeep = {
+                let (flow, store) = (flow.clone(), store.clone());
+                move || {
+                    let (flow, store, url) = (flow.clone(), store.clone(), url.clone());
+                    async move { flow.ensure_webhook(&store, &url).await.map(|_| ()) }
+                }
+            };
+            // created once the table is resolved; refreshed before the 7-day expiry, recreated when lost
+            h.keep_up("webhook:airtable", Duration::from_secs(12 * 3600), upkeep);
+        } else {
+            tracing::warn!("airtable.notification_url is not set: Airtable changes are only read by the periodic poll");
+        }
+        // background loops: payload feed (pings can be missed), Kommo reconcile
+        h.spawn(async move {
             let reconcile_every = Duration::from_secs(flow.config().reconcile.interval_secs.max(1));
             let mut feed = tokio::time::interval(Duration::from_secs(60));
             let mut reconcile = tokio::time::interval(reconcile_every);
-            let mut refresh = tokio::time::interval(Duration::from_secs(12 * 3600));
             loop {
                 tokio::select! {
-                    _ = feed.tick() => if let Err(e) = flow.poll_payloads(&store).await {
-                        tracing::warn!(error = %e, "Airtable payload poll failed");
+                    _ = feed.tick() => {
+                        // another process sharing the store may have recreated the webhook: take its id and secret
+                        if let Err(e) = flow.load_webhook(&store).await {
+                            tracing::warn!(error = %e, "re-reading the stored Airtable webhook failed");
+                        }
+                        if let Err(e) = flow.poll_payloads(&store).await {
+                            tracing::warn!(error = %e, "Airtable payload poll failed");
+                        }
                     },
                     _ = reconcile.tick(), if flow.config().reconcile.interval_secs > 0 => match flow.reconcile(&store).await {
                         Ok(n) => tracing::info!(new_events = n, "Kommo reconcile pass"),
                         Err(e) => tracing::warn!(error = %e, "Kommo reconcile failed"),
                     },
-                    _ = refresh.tick() => if let Some(url) = flow.config().airtable.notification_url.clone()
-                        && let Err(e) = flow.ensure_webhook(&store, &url).await {
-                        tracing::warn!(error = %e, "Airtable webhook upkeep failed");
-                    },
                 }
             }
-        })
-    };
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    tracing::info!(addr = %args.listen, "receiving webhooks on /hooks/kommo/<secret> and /hooks/airtable-ping");
-    server::serve(listener, router, async {
-        let _ = tokio::signal::ctrl_c().await;
+        });
     })
-    .await?;
-    loops.abort();
-    tracing::info!("shutting down: finishing in-flight events");
-    workers.shutdown().await;
-    Ok(())
+    .await
 }
 
 async fn backfill(args: ServeArgs) -> anyhow::Result<()> {
     examples::init_tracing("warn");
-    let flow = real_flow(load_config(&args)?).await?;
+    let (config, oauth) = load_config(&args)?;
     let store = examples::open_store(&args.db).await?;
+    let flow = real_flow(config, oauth.as_ref(), &store).await?;
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_message("won deals read from Kommo");
     let (seen, new) = flow.backfill(&store, |n| bar.set_position(n as u64)).await?;

@@ -20,6 +20,7 @@ use customerio_api::{
     Identifier, Metric, Region,
     fake::{FakeCustomerIo, SignedWebhook},
 };
+use examples::startup::{self, Health, Service};
 use examples::{Command, DemoArgs, Narrator, ServeArgs};
 use kommo_api::{CustomFieldsExt as _, EntityType, FieldType, LeadId, fake::FakeKommo, fake::SeedLead};
 use sync_core::{
@@ -56,17 +57,26 @@ async fn main() -> anyhow::Result<()> {
 
 // ------------------------------------------------------------------------------------------------- serve
 
-fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
+/// The flow's config and the optional `[kommo.oauth]` table (see [`examples::KommoOAuthConfig`]).
+fn load_config(args: &ServeArgs) -> anyhow::Result<(Config, Option<examples::KommoOAuthConfig>)> {
     let text = std::fs::read_to_string(&args.config).with_context(|| format!("reading {}", args.config.display()))?;
-    Config::from_toml(&text).with_context(|| format!("parsing {}", args.config.display()))
+    let mut table: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {}", args.config.display()))?;
+    let oauth = examples::take_kommo_oauth(&mut table, "kommo")?;
+    let config =
+        Config::from_toml(&toml::to_string(&table)?).with_context(|| format!("parsing {}", args.config.display()))?;
+    Ok((config, oauth))
 }
 
-async fn real_flow(config: Config) -> anyhow::Result<KommoCustomerIo> {
+/// The flow with its clients, built offline (no request is sent).
+async fn offline_flow(
+    config: Config,
+    oauth: Option<&examples::KommoOAuthConfig>,
+    store: &Store,
+) -> anyhow::Result<KommoCustomerIo> {
     let kommo = kommo_api::Client::builder()
         .base_url(config.kommo.base_url.clone())
-        .long_lived_token(examples::env_token("KOMMO_TOKEN")?)
-        .rate_limit(config.kommo.requests_per_second)
-        .build()?;
+        .rate_limit(config.kommo.requests_per_second);
+    let kommo = examples::kommo_auth(kommo, &config.kommo.base_url, oauth, store, "KOMMO_TOKEN").await?.build()?;
     let region = Region::from_code(&config.customerio.region)
         .with_context(|| format!("customerio.region: `{}` is neither `us` nor `eu`", config.customerio.region))?;
     anyhow::ensure!(!config.customerio.site_id.is_empty(), "customerio.site_id is empty (Account → API Credentials)");
@@ -77,37 +87,44 @@ async fn real_flow(config: Config) -> anyhow::Result<KommoCustomerIo> {
         cio = cio.base_url(url.parse().with_context(|| format!("customerio.base_url `{url}`"))?);
     }
     let cio = cio.build()?;
-    let flow = KommoCustomerIo::new(config, kommo, cio);
+    Ok(KommoCustomerIo::new(config, kommo, cio))
+}
+
+async fn real_flow(
+    config: Config,
+    oauth: Option<&examples::KommoOAuthConfig>,
+    store: &Store,
+) -> anyhow::Result<KommoCustomerIo> {
+    let flow = offline_flow(config, oauth, store).await?;
     flow.validate().await.context("start-up validation against Kommo")?;
     Ok(flow)
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     examples::init_tracing("info,sync_core=info");
-    let config = load_config(&args)?;
+    let (config, oauth) = load_config(&args)?;
     let path_token = examples::env_token("KOMMO_WEBHOOK_SECRET")?;
     let signing_key = examples::env_token("CUSTOMERIO_WEBHOOK_SIGNING_KEY")?;
-    let flow = real_flow(config).await?;
     let store = examples::open_store(&args.db).await?;
-    let _retention = examples::spawn_retention(store.clone(), args.retention_days);
-    let engine = Engine::new(store.clone(), vec![Arc::new(flow.clone())])?;
-    let (router, _stats) = server::router(engine.clone(), flow.routes(path_token, signing_key))?;
-    let workers = worker::start(engine, WorkerConfig::default());
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    tracing::info!(addr = %args.listen, "receiving webhooks on /hooks/kommo/<secret> and /hooks/customerio");
-    server::serve(listener, router, async {
-        let _ = tokio::signal::ctrl_c().await;
+    let flow = offline_flow(config, oauth.as_ref(), &store).await?;
+    let service = Service {
+        engine: Engine::new(store.clone(), vec![Arc::new(flow.clone())])?,
+        routes: flow.routes(path_token, signing_key),
+        banner: "/hooks/kommo/<secret> and /hooks/customerio".to_owned(),
+    };
+    // Customer.io's reporting webhook is set up by hand (its signing key comes from the environment): the only
+    // background component is the validation against Kommo
+    startup::run(&args, service, Health::new(store, args.retry_max()), move |h| async move {
+        h.until_ready("validation", || flow.validate()).await;
     })
-    .await?;
-    tracing::info!("shutting down: finishing in-flight events");
-    workers.shutdown().await;
-    Ok(())
+    .await
 }
 
 async fn backfill(args: ServeArgs) -> anyhow::Result<()> {
     examples::init_tracing("warn");
-    let flow = real_flow(load_config(&args)?).await?;
+    let (config, oauth) = load_config(&args)?;
     let store = examples::open_store(&args.db).await?;
+    let flow = real_flow(config, oauth.as_ref(), &store).await?;
     let new = run_backfill(&flow, &store).await?;
     println!("done: {new} new event(s); dead letters: {} (see `status`)", store.status().await?.dead);
     Ok(())

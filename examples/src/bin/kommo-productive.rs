@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Parser;
+use examples::startup::{Health, Service};
 use examples::{Command, DemoArgs, Narrator, ServeArgs, env_token, init_tracing, open_store, print_status, replay};
 use kommo_api::fake::{FakeKommo, SeedLead};
 use kommo_api::{EntityType, FieldType, StatusId};
@@ -66,6 +67,10 @@ struct ServeSection {
     /// Productive API base URL override (a proxy, or a fake in tests); default `https://api.productive.io`.
     #[serde(default)]
     productive_base_url: Option<String>,
+    /// Kommo OAuth integration instead of `KOMMO_TOKEN` (tokens shared through the store; see
+    /// [`examples::KommoOAuthConfig`]).
+    #[serde(default)]
+    kommo_oauth: Option<examples::KommoOAuthConfig>,
 }
 
 fn kommo_rps() -> u32 {
@@ -83,11 +88,16 @@ fn load(path: &std::path::Path) -> anyhow::Result<(Config, ServeSection)> {
     Ok((config, serve))
 }
 
-fn clients(config: &Config, serve: &ServeSection) -> anyhow::Result<(kommo_api::Client, productive_api::Client)> {
+async fn clients(
+    config: &Config,
+    serve: &ServeSection,
+    store: &Store,
+) -> anyhow::Result<(kommo_api::Client, productive_api::Client)> {
     let kommo = kommo_api::Client::builder()
         .base_url(serve.kommo_base_url.as_str())
-        .long_lived_token(env_token("KOMMO_TOKEN")?)
-        .rate_limit(serve.kommo_requests_per_second)
+        .rate_limit(serve.kommo_requests_per_second);
+    let kommo = examples::kommo_auth(kommo, &serve.kommo_base_url, serve.kommo_oauth.as_ref(), store, "KOMMO_TOKEN")
+        .await?
         .build()?;
     let mut productive = productive_api::Client::builder()
         .token(env_token("PRODUCTIVE_TOKEN")?)
@@ -135,40 +145,88 @@ fn env_list(name: &str) -> Vec<api_core::Token> {
 
 // --------------------------------------------------------------------------------------------------- serve
 
+/// Where `serve` keeps the signature tokens of its Productive webhooks (`cursors` table, stream = the target URL):
+/// read before listening, so deliveries are verified while Productive's API is down.
+const TOKENS_CURSOR: &str = "kommo-productive/webhook-tokens";
+
+async fn stored_tokens(store: &Store, target: &str) -> anyhow::Result<Vec<api_core::Token>> {
+    let raw = store.cursor_get(TOKENS_CURSOR, target).await?;
+    let list: Vec<String> = raw.map(|r| serde_json::from_str(&r)).transpose()?.unwrap_or_default();
+    Ok(list.into_iter().map(api_core::Token::new).collect())
+}
+
+type SharedTokens = Arc<std::sync::RwLock<Vec<api_core::Token>>>;
+
+fn set_tokens(shared: &SharedTokens, fixed: &[api_core::Token], got: Vec<api_core::Token>) {
+    let mut all = fixed.to_vec();
+    all.extend(got);
+    *shared.write().unwrap_or_else(std::sync::PoisonError::into_inner) = all;
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing("info");
     let (config, section) = load(&args.config)?;
-    let (kommo, productive) = clients(&config, &section)?;
-    let flow = Arc::new(KommoProductive::new(config.clone(), kommo, productive.clone()));
-    flow.validate().await?;
     let path_secret = env_token("KOMMO_WEBHOOK_SECRET")?;
-    let mut tokens = env_list("PRODUCTIVE_WEBHOOK_TOKENS");
-    if let Some(public) = &section.public_url {
-        let target = format!("{}/hooks/{}", public.trim_end_matches('/'), config.sources.productive);
-        tokens.extend(productive_webhooks(&productive, &target).await?);
-    }
-    if tokens.is_empty() {
-        tracing::warn!("no Productive signature tokens: set [serve] public_url or PRODUCTIVE_WEBHOOK_TOKENS");
-    }
     let store = open_store(&args.db).await?;
-    let _retention = examples::spawn_retention(store.clone(), args.retention_days);
-    let engine = Engine::new(store, vec![flow.clone()])?;
-    let (router, _stats) = sync_core::server::router(engine.clone(), flow.routes(path_secret.expose(), tokens))?;
-    let workers = worker::start(engine, WorkerConfig::default());
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    tracing::info!(
-        addr = %listener.local_addr()?,
-        kommo = %format!("/hooks/{}/<KOMMO_WEBHOOK_SECRET>", config.sources.kommo),
-        productive = %format!("/hooks/{}", config.sources.productive),
-        "receiving webhooks"
-    );
-    sync_core::server::serve(listener, router, async {
-        let _ = tokio::signal::ctrl_c().await;
+    let (kommo, productive) = clients(&config, &section, &store).await?;
+    let flow = Arc::new(KommoProductive::new(config.clone(), kommo, productive.clone()));
+    let fixed = env_list("PRODUCTIVE_WEBHOOK_TOKENS");
+    let target = section
+        .public_url
+        .as_ref()
+        .map(|public| format!("{}/hooks/{}", public.trim_end_matches('/'), config.sources.productive));
+    let tokens: SharedTokens = Arc::default();
+    match &target {
+        Some(target) => set_tokens(&tokens, &fixed, stored_tokens(&store, target).await?),
+        None if fixed.is_empty() => {
+            tracing::warn!("no Productive signature tokens: set [serve] public_url or PRODUCTIVE_WEBHOOK_TOKENS");
+        }
+        None => set_tokens(&tokens, &fixed, Vec::new()),
+    }
+    let engine = Engine::new(store.clone(), vec![flow.clone()])?;
+    let service = Service {
+        engine,
+        routes: flow.routes_shared(path_secret.expose(), tokens.clone()),
+        banner: format!(
+            "/hooks/{}/<KOMMO_WEBHOOK_SECRET> and /hooks/{}",
+            config.sources.kommo, config.sources.productive
+        ),
+    };
+    let health = Health::new(store.clone(), args.retry_max());
+    examples::startup::run(&args, service, health, move |h| async move {
+        if let Some(target) = target {
+            // create or adopt the webhooks, keep their tokens in the store and in the verifier; again every hour
+            let upkeep = {
+                let (store, tokens, fixed, target) = (store.clone(), tokens.clone(), fixed.clone(), target.clone());
+                move || {
+                    let (productive, store, tokens, fixed, target) =
+                        (productive.clone(), store.clone(), tokens.clone(), fixed.clone(), target.clone());
+                    async move {
+                        let got = productive_webhooks(&productive, &target).await?;
+                        let plain: Vec<&str> = got.iter().map(api_core::Token::expose).collect();
+                        store.cursor_set(TOKENS_CURSOR, &target, &serde_json::to_string(&plain)?).await?;
+                        set_tokens(&tokens, &fixed, got);
+                        anyhow::Ok(())
+                    }
+                }
+            };
+            h.keep_up("webhook:productive", Duration::from_secs(3600), upkeep);
+            // another process sharing the store may recreate the webhooks: re-read their tokens every 30 s
+            h.spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    match stored_tokens(&store, &target).await {
+                        Ok(got) if !got.is_empty() => set_tokens(&tokens, &fixed, got),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "re-reading the Productive webhook tokens failed"),
+                    }
+                }
+            });
+        }
+        // the workers start when the config is valid; the webhook upkeep goes on beside them
+        h.until_ready("validation", || flow.validate()).await;
     })
-    .await?;
-    tracing::info!("shutting down: finishing in-flight events");
-    workers.shutdown().await;
-    Ok(())
+    .await
 }
 
 // ------------------------------------------------------------------------------------------------ backfill
@@ -176,10 +234,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 async fn backfill(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing("warn");
     let (config, section) = load(&args.config)?;
-    let (kommo, productive) = clients(&config, &section)?;
+    let store = open_store(&args.db).await?;
+    let (kommo, productive) = clients(&config, &section, &store).await?;
     let flow = Arc::new(KommoProductive::new(config.clone(), kommo.clone(), productive));
     flow.validate().await?;
-    let store = open_store(&args.db).await?;
     let won = StatusId(config.kommo.won_status_id);
     let pipelines: Vec<kommo_api::PipelineId> = match config.kommo.pipeline_id {
         Some(p) => vec![kommo_api::PipelineId(p)],
