@@ -3,15 +3,38 @@
 //! (with a signing key it generates and stores), and the fake Calendly delivers bookings to it as they happen.
 #![allow(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
-use calendly_api::fake::{Booking, DEFAULT_TOKEN, FakeCalendly, FakeConfig as CalConfig};
+use calendly_api::fake::{Booking, DEFAULT_TOKEN, FakeCalendly, FakeConfig as CalConfig, OutgoingWebhook};
+use calendly_api::scheduled_events::CancelerType;
 use kommo_api::EntityType;
 use kommo_api::fake::{FakeKommo, SeedLead};
 use kommo_api::tasks::TASK_TYPE_MEETING;
 
 mod common;
-use common::{Cli, free_port, interrupt, wait_for};
+use common::{Cli, PgSchema, free_port, interrupt, lead_notes, wait_components_ready, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_calendly-kommo");
+const COMPONENTS: &[&str] = &["validation", "webhook:calendly"];
+
+/// The shipped config pointed at the fakes, the subscription's callback on `port`.
+fn config(kommo: &FakeKommo, cal: &FakeCalendly, port: u16) -> String {
+    let shipped = include_str!("../config/calendly-kommo.toml");
+    let text = shipped
+        .replace("https://yourcompany.kommo.com", kommo.base_url().as_str().trim_end_matches('/'))
+        .replace(
+            "[calendly]\n",
+            &format!("[calendly]\nbase_url = \"{}\"\n", cal.base_url().as_str().trim_end_matches('/')),
+        )
+        .replace("https://sync.yourcompany.com/hooks/calendly", &format!("http://127.0.0.1:{port}/hooks/calendly"));
+    assert_ne!(text, shipped);
+    text
+}
+
+/// POSTs a Calendly delivery, byte for byte with its signature, to the receiver on `port`.
+async fn post_to(w: &OutgoingWebhook, port: u16) -> u16 {
+    let mut copy = w.clone();
+    copy.url = format!("http://127.0.0.1:{port}/hooks/calendly");
+    copy.post(&reqwest::Client::new()).await.unwrap()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_subscribes_and_turns_a_booking_into_a_meeting_task() {
@@ -22,18 +45,10 @@ async fn serve_subscribes_and_turns_a_booking_into_a_meeting_task() {
     let lead = kommo.seed_lead(SeedLead::new("Ivan's deal").contact(contact).responsible(owner));
 
     let port = free_port();
-    let shipped = include_str!("../config/calendly-kommo.toml");
-    let text = shipped
-        .replace("https://yourcompany.kommo.com", kommo.base_url().as_str().trim_end_matches('/'))
-        .replace(
-            "[calendly]\n",
-            &format!("[calendly]\nbase_url = \"{}\"\n", cal.base_url().as_str().trim_end_matches('/')),
-        )
-        .replace("https://sync.yourcompany.com/hooks/calendly", &format!("http://127.0.0.1:{port}/hooks/calendly"));
-    assert_ne!(text, shipped);
     let env = [("KOMMO_TOKEN", "fake-kommo-token"), ("CALENDLY_TOKEN", DEFAULT_TOKEN)];
-    let cli = Cli::new(BIN, &text, &env);
+    let cli = Cli::new(BIN, &config(&kommo, &cal, port), &env);
     let (child, log) = cli.serve(port, "serve.log").await;
+    wait_components_ready(port, child.id(), COMPONENTS).await;
     let subs = cal.subscriptions();
     assert_eq!(subs.len(), 1, "serve created the subscription");
     assert_eq!(subs[0].subscription.callback_url, format!("http://127.0.0.1:{port}/hooks/calendly"));
@@ -61,4 +76,76 @@ async fn serve_subscribes_and_turns_a_booking_into_a_meeting_task() {
     assert_eq!(tasks().len(), 1, "one task for one booking");
     let text = String::from_utf8_lossy(&cli.run("status").await.stdout).into_owned();
     assert!(text.contains("dead letters: 0"), "{text}");
+}
+
+/// Scale-out: two `serve` processes on one PostgreSQL schema. The first creates the Calendly subscription with a
+/// key it generates and stores, the second adopts it (one subscription, one key); a booking and its cancellation
+/// are delivered to both processes and applied once: one meeting task (type, owner, due time, text), closed on
+/// cancel, one booking note and one cancel note with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_serve_processes_share_one_postgres() {
+    let Some(pg) = PgSchema::create().await else { return };
+    let kommo = FakeKommo::start().await.unwrap();
+    let cal = FakeCalendly::start().await.unwrap();
+    let owner = kommo.seed_user("Mia Manager", "mia@agency.example");
+    let contact = kommo.seed_contact("Ivan Petrov", Some("ivan@example.com"), None);
+    let lead = kommo.seed_lead(SeedLead::new("Ivan's deal").contact(contact).responsible(owner));
+    let ports = [free_port(), free_port()];
+    let env = [("KOMMO_TOKEN", "fake-kommo-token"), ("CALENDLY_TOKEN", DEFAULT_TOKEN)];
+    // Kommo's 7 requests/s per account, split by hand while budgets are per process
+    let text = config(&kommo, &cal, ports[0]).replace("requests_per_second = 7", "requests_per_second = 3");
+    let mut cli = Cli::new(BIN, &text, &env);
+    cli.database = pg.database();
+    let mut procs = Vec::new();
+    for (i, port) in ports.iter().enumerate() {
+        let (child, log) = cli.serve(*port, &format!("{i}.log")).await;
+        wait_components_ready(*port, child.id(), COMPONENTS).await;
+        procs.push((child, log));
+    }
+    let subs = cal.subscriptions();
+    assert_eq!(subs.len(), 1, "adopted, not duplicated: {subs:?}");
+
+    let start = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp() + 30 * 3600, 0).unwrap();
+    let booked = cal.book(Booking::new("ivan@example.com", "Ivan Petrov", start));
+    let _ = cal.take_outbox();
+    for w in &booked.webhooks {
+        for port in ports {
+            assert_eq!(post_to(w, port).await, 200);
+        }
+    }
+    let tasks = || kommo.tasks_for(EntityType::Leads, lead.get());
+    wait_for("the meeting task", 60, async || !tasks().is_empty()).await;
+    let (_, canceled) = cal.cancel(&booked.invitee.uri, Some("Found another vendor"), CancelerType::Invitee).unwrap();
+    let _ = cal.take_outbox();
+    for w in &canceled {
+        for port in ports {
+            assert_eq!(post_to(w, port).await, 200);
+        }
+    }
+    wait_for("the closed task", 60, async || tasks().first().is_some_and(|t| t.is_completed)).await;
+    wait_for("an empty queue", 60, async || {
+        let out = String::from_utf8_lossy(&cli.run("status").await.stdout).into_owned();
+        !out.contains("queued") && !out.contains("running")
+    })
+    .await;
+    for (child, log) in procs {
+        interrupt(child, &log).await;
+    }
+    let all = tasks();
+    assert_eq!(all.len(), 1, "one task for one booking delivered twice: {all:?}");
+    let task = &all[0];
+    assert_eq!(task.task_type_id, i64::try_from(TASK_TYPE_MEETING).ok(), "{task:?}");
+    assert_eq!(task.responsible_user_id, Some(owner));
+    assert_eq!(task.complete_till, Some(start.timestamp()), "due at the meeting start");
+    assert!(task.text.contains("Ivan Petrov"), "{}", task.text);
+    assert!(task.is_completed, "closed by the cancellation");
+    let notes = lead_notes(&kommo, lead);
+    assert_eq!(notes.len(), 2, "one booking note and one cancel note: {notes:?}");
+    assert_eq!(notes.iter().filter(|n| n.contains("Found another vendor")).count(), 1, "{notes:?}");
+    let stored = pg.count("SELECT count(*) FROM {s}.inbox WHERE source = 'calendly'").await;
+    assert_eq!(stored, i64::try_from(booked.webhooks.len() + canceled.len()).unwrap(), "each delivery stored once");
+    assert_eq!(cal.subscriptions().len(), 1);
+    let text = String::from_utf8_lossy(&cli.run("status").await.stdout).into_owned();
+    assert!(text.contains("dead letters: 0"), "{text}");
+    pg.drop_schema().await;
 }

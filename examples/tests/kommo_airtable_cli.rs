@@ -10,7 +10,7 @@ use kommo_api::{EntityType, FieldType, LeadId, StatusId};
 use serde_json::json;
 
 mod common;
-use common::{Cli, free_port, interrupt, lead_notes, post_webhook_to, wait_for};
+use common::{Cli, free_port, interrupt, lead_notes, post_webhook_to, wait_components_ready, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_kommo-airtable");
 const SECRET: &str = "cli-test-secret";
@@ -84,6 +84,7 @@ async fn serve_receives_syncs_both_ways_and_shuts_down_on_sigint() {
     let ping_url = format!("http://127.0.0.1:{port}/hooks/airtable-ping");
     let w = World::start(Some(&ping_url)).await;
     let (child, log) = w.cli.serve(port, "serve.log").await;
+    wait_components_ready(port, child.id(), &["validation", "webhook:airtable"]).await;
     let base_url = format!("http://127.0.0.1:{port}");
 
     // start-up created the Airtable webhook, pointed at our receiver
@@ -217,7 +218,9 @@ async fn two_serve_processes_share_one_postgres() {
     w.cli.database = format!("{url}{}options[search_path]={schema}", if url.contains('?') { '&' } else { '?' });
 
     let (a, log_a) = w.cli.serve(port_a, "a.log").await;
+    wait_components_ready(port_a, a.id(), &["validation", "webhook:airtable"]).await;
     let (b, log_b) = w.cli.serve(port_b, "b.log").await;
+    wait_components_ready(port_b, b.id(), &["validation", "webhook:airtable"]).await;
     assert_eq!(w.base.webhooks().len(), 1, "the second process adopted the first one's webhook");
     let logs_b = std::fs::read_to_string(&log_b).unwrap();
     assert!(!logs_b.contains("Airtable webhook created"), "{logs_b}");

@@ -148,3 +148,79 @@ pub fn lead_notes(kommo: &kommo_api::fake::FakeKommo, lead: kommo_api::LeadId) -
         .filter_map(|n| n.text().map(str::to_owned))
         .collect()
 }
+
+/// `GET /readyz` on `port`: the status code and the JSON body (`Null` when it is not JSON).
+pub async fn readyz(port: u16) -> (u16, serde_json::Value) {
+    let resp = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// The `/readyz` entry of `component` reported by the process `pid`.
+pub fn component(body: &serde_json::Value, name: &str, pid: u32) -> Option<serde_json::Value> {
+    let suffix = format!(":{pid}");
+    body["components"]
+        .as_array()?
+        .iter()
+        .find(|c| c["component"] == name && c["instance"].as_str().is_some_and(|i| i.ends_with(&suffix)))
+        .cloned()
+}
+
+/// Waits until `/readyz` on `port` lists every one of `components` as `ready` for the process `pid` (the flow is
+/// validated and its webhooks are set up; `serve` answers `/readyz` long before that).
+pub async fn wait_components_ready(port: u16, pid: u32, components: &[&str]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, body) = readyz(port).await;
+        if components.iter().all(|c| component(&body, c, pid).is_some_and(|v| v["state"] == "ready")) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "components {components:?} of {pid} not ready: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A fresh PostgreSQL schema (migrated once) that several `serve` processes share, from `SYNC_TEST_POSTGRES_URL`.
+pub struct PgSchema {
+    /// The server URL.
+    pub url: String,
+    /// The schema.
+    pub schema: String,
+}
+
+impl PgSchema {
+    /// `None`, after printing loudly that the test is skipped, when `SYNC_TEST_POSTGRES_URL` is not set.
+    pub async fn create() -> Option<Self> {
+        let Ok(url) = std::env::var("SYNC_TEST_POSTGRES_URL") else {
+            println!("SKIPPED: SYNC_TEST_POSTGRES_URL is not set; this multi-process PostgreSQL test did not run");
+            eprintln!("SKIPPED: SYNC_TEST_POSTGRES_URL is not set; this multi-process PostgreSQL test did not run");
+            return None;
+        };
+        let schema = format!("cli_{}", uuid::Uuid::new_v4().simple());
+        let store = sync_core::Store::connect(&url, sync_core::StoreOptions::default().pg_schema(schema.clone()))
+            .await
+            .unwrap();
+        store.close().await;
+        Some(Self { url, schema })
+    }
+
+    /// The `--database` URL reaching the schema through `search_path`.
+    pub fn database(&self) -> String {
+        format!("{}{}options[search_path]={}", self.url, if self.url.contains('?') { '&' } else { '?' }, self.schema)
+    }
+
+    /// A number from a query on the schema (`{s}` in `sql` stands for the schema name).
+    pub async fn count(&self, sql: &str) -> i64 {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+        let sql = sql.replace("{s}", &self.schema);
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&mut conn).await.unwrap()
+    }
+
+    /// Drops the schema.
+    pub async fn drop_schema(self) {
+        use sqlx::{Connection, Executor};
+        let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+        conn.execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA {} CASCADE", self.schema))).await.unwrap();
+    }
+}
