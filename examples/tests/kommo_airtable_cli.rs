@@ -10,7 +10,9 @@ use kommo_api::{EntityType, FieldType, LeadId, StatusId};
 use serde_json::json;
 
 mod common;
-use common::{Cli, free_port, interrupt, lead_notes, post_webhook_to, wait_components_ready, wait_for};
+use common::{
+    Cli, component, free_port, interrupt, lead_notes, post_webhook_to, readyz, wait_components_ready, wait_for,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_kommo-airtable");
 const SECRET: &str = "cli-test-secret";
@@ -169,6 +171,67 @@ async fn serve_receives_syncs_both_ways_and_shuts_down_on_sigint() {
     assert!(!text.contains("queued") && !text.contains("running"), "{text}");
     assert!(text.contains("dead letters: 1"), "{text}");
     assert!(text.contains("filtered: tagged `test`"), "{text}");
+}
+
+/// The restart the issue describes: `serve` starts while Kommo and Airtable answer every request with 503. It
+/// listens at once and stores the won deal's webhook (200); `/readyz` stays 200 (`degraded`) and `status` shows the
+/// failing validation with its error while nothing is written. When both recover, validation passes, the Airtable
+/// webhook is created, and the waiting event becomes the onboarding record, checked field by field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_accepts_webhooks_while_kommo_and_airtable_answer_503_and_applies_them_after() {
+    let port = free_port();
+    let ping_url = format!("http://127.0.0.1:{port}/hooks/airtable-ping");
+    let w = World::start(Some(&ping_url)).await;
+    let outage = api_core::fake::Fault::json(503, &json!({"errors": [{"status": 503}]}));
+    w.kommo.faults().inject(None, "/api", outage.clone(), u32::MAX);
+    w.airtable.faults().inject(None, "/v0", outage, u32::MAX);
+    let (child, log) = w.cli.serve(port, "serve.log").await;
+    let pid = child.id();
+    let lead = w.won_lead("Outage onboarding", None);
+    let body = w.kommo.webhook_for_lead_status(lead);
+    assert_eq!(post_webhook_to(format!("http://127.0.0.1:{port}/hooks/kommo/{SECRET}"), body).await, 200);
+    wait_for("the failing validation in /readyz", 60, async || {
+        let (status, body) = readyz(port).await;
+        status == 200 && component(&body, "validation", pid).is_some_and(|v| v["state"] == "failing")
+    })
+    .await;
+    let (_, body) = readyz(port).await;
+    assert_eq!(body["status"], "degraded", "{body}");
+    let v = component(&body, "validation", pid).unwrap();
+    assert!(v["attempts"].as_i64() >= Some(1) && v["last_error"].as_str().is_some_and(|e| e.contains("503")), "{v}");
+    let text = String::from_utf8_lossy(&w.cli.run("status").await.stdout).into_owned();
+    assert!(text.lines().any(|l| l.trim_start().starts_with("validation") && l.contains("failing")), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("kommo ") && l.contains("queued")), "{text}");
+    assert!(w.base.records(TABLE).is_empty() && w.base.webhooks().is_empty(), "nothing written while down");
+
+    w.kommo.faults().clear();
+    w.airtable.faults().clear();
+    wait_components_ready(port, pid, &["validation", "webhook:airtable"]).await;
+    wait_for("the onboarding record", 60, async || w.base.records(TABLE).len() == 1).await;
+    // the record's creation comes back through the new webhook as an echo of our own write: let it finish
+    wait_for("an empty queue", 60, async || {
+        let out = String::from_utf8_lossy(&w.cli.run("status").await.stdout).into_owned();
+        !out.contains("queued") && !out.contains("running")
+    })
+    .await;
+    interrupt(child, &log).await;
+    let hooks = w.base.webhooks();
+    assert_eq!(hooks.len(), 1, "{hooks:?}");
+    assert_eq!(hooks[0].notification_url.as_deref(), Some(ping_url.as_str()));
+    let records = w.base.records(TABLE);
+    assert_eq!(records.len(), 1, "{records:?}");
+    let f = &records[0].fields;
+    assert_eq!(f.get_str("Kommo Deal ID"), Some(lead.to_string().as_str()));
+    assert_eq!(f.get_str("Deal Name"), Some("Outage onboarding"));
+    assert_eq!(f.get_str("Status"), Some("Not Started"));
+    assert_eq!(f.get_f64("Deal Value"), Some(1_000.0));
+    assert_eq!(f.get_str("Responsible"), Some("Rita Responsible"));
+    assert_eq!(f.get_str("Client Name"), Some("Ada Client"));
+    assert_eq!(f.get_str("Email"), Some("ada@client.example"));
+    assert_eq!(f.get_str("Phone"), Some("+1 555 0100"));
+    let text = String::from_utf8_lossy(&w.cli.run("status").await.stdout).into_owned();
+    assert!(text.contains("dead letters: 0"), "{text}");
+    assert!(!text.contains("queued") && !text.contains("running"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
