@@ -10,7 +10,7 @@ use kommo_api::fake::{FakeKommo, SeedLead};
 use kommo_api::tasks::TASK_TYPE_MEETING;
 
 mod common;
-use common::{Cli, PgSchema, free_port, interrupt, lead_notes, wait_components_ready, wait_for};
+use common::{Cli, PgSchema, component, free_port, interrupt, lead_notes, readyz, wait_components_ready, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_calendly-kommo");
 const COMPONENTS: &[&str] = &["validation", "webhook:calendly"];
@@ -148,4 +148,70 @@ async fn two_serve_processes_share_one_postgres() {
     let text = String::from_utf8_lossy(&cli.run("status").await.stdout).into_owned();
     assert!(text.contains("dead letters: 0"), "{text}");
     pg.drop_schema().await;
+}
+
+/// A first start while Calendly and Kommo answer 503: `serve` listens at once, but it knows no signing key yet (the
+/// subscription cannot be created), so a delivery is refused with 401 (Calendly retries), never accepted
+/// unverified; `/readyz` (200, `degraded`) and `status` show both components failing. After recovery the
+/// subscription is created with our key and a booking becomes the meeting task, field by field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_starts_while_calendly_and_kommo_answer_503_and_refuses_unverifiable_deliveries() {
+    let kommo = FakeKommo::start().await.unwrap();
+    let cal = FakeCalendly::start_with(CalConfig { auto_deliver: true, ..CalConfig::default() }).await.unwrap();
+    let owner = kommo.seed_user("Mia Manager", "mia@agency.example");
+    let contact = kommo.seed_contact("Ivan Petrov", Some("ivan@example.com"), None);
+    let lead = kommo.seed_lead(SeedLead::new("Ivan's deal").contact(contact).responsible(owner));
+    let outage = api_core::fake::Fault::json(503, &serde_json::json!({"title": "Service Unavailable"}));
+    kommo.faults().inject(None, "/api", outage.clone(), u32::MAX);
+    cal.server.faults.inject(None, "/", outage, u32::MAX);
+    let port = free_port();
+    let env = [("KOMMO_TOKEN", "fake-kommo-token"), ("CALENDLY_TOKEN", DEFAULT_TOKEN)];
+    let cli = Cli::new(BIN, &config(&kommo, &cal, port), &env);
+    let (child, log) = cli.serve(port, "serve.log").await;
+    let pid = child.id();
+
+    let refused = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/hooks/calendly"))
+        .header("content-type", "application/json")
+        .header("calendly-webhook-signature", format!("t={},v1={}", chrono::Utc::now().timestamp(), "00".repeat(32)))
+        .body(r#"{"event":"invitee.created","payload":{}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 401);
+    assert!(refused.text().await.unwrap().contains("no Calendly signing key known yet"));
+    wait_for("both components failing", 60, async || {
+        let (status, body) = readyz(port).await;
+        status == 200 && COMPONENTS.iter().all(|c| component(&body, c, pid).is_some_and(|v| v["state"] == "failing"))
+    })
+    .await;
+    assert_eq!(readyz(port).await.1["status"], "degraded");
+    let text = String::from_utf8_lossy(&cli.run("status").await.stdout).into_owned();
+    let line = text.lines().find(|l| l.trim_start().starts_with("webhook:calendly")).unwrap_or_default();
+    assert!(line.contains("failing") && line.contains("503"), "{text}");
+    assert!(cal.subscriptions().is_empty());
+
+    kommo.faults().clear();
+    cal.server.faults.clear();
+    wait_components_ready(port, pid, COMPONENTS).await;
+    assert_eq!(cal.subscriptions().len(), 1);
+    let start = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp() + 30 * 3600, 0).unwrap();
+    let _ = cal.book(Booking::new("ivan@example.com", "Ivan Petrov", start));
+    let tasks = || kommo.tasks_for(EntityType::Leads, lead.get());
+    wait_for("the meeting task", 60, async || !tasks().is_empty()).await;
+    wait_for("an empty queue", 30, async || {
+        let out = String::from_utf8_lossy(&cli.run("status").await.stdout).into_owned();
+        !out.contains("queued") && !out.contains("running")
+    })
+    .await;
+    interrupt(child, &log).await;
+    let all = tasks();
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0].task_type_id, i64::try_from(TASK_TYPE_MEETING).ok());
+    assert_eq!(all[0].responsible_user_id, Some(owner));
+    assert_eq!(all[0].complete_till, Some(start.timestamp()));
+    assert!(all[0].text.contains("Ivan Petrov") && !all[0].is_completed, "{:?}", all[0]);
+    assert_eq!(lead_notes(&kommo, lead).len(), 1, "one booking note");
+    let text = String::from_utf8_lossy(&cli.run("status").await.stdout).into_owned();
+    assert!(text.contains("dead letters: 0"), "{text}");
 }
