@@ -367,22 +367,30 @@ impl Error {
         }
     }
 
-    /// Whether the request may have reached Airtable and taken effect (a timeout or dropped connection after
-    /// sending, or any response). `false` only when it certainly did not (connect failure, never built).
+    /// Whether retrying later may succeed ([`ErrorClass::is_retryable`] of [`Error::class`]).
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        self.class().is_retryable()
+    }
+
+    /// Whether the request may have taken effect on Airtable (so a blind retry of a create could duplicate it): a
+    /// 5xx, an unreadable 2xx, or a timeout or dropped connection after sending. `false` for a 4xx (429 included:
+    /// Airtable refused it before doing anything) and for requests never sent (the workspace convention, see
+    /// CONTRIBUTING.md).
     #[must_use]
     pub fn may_have_been_sent(&self) -> bool {
         match self {
             Self::PartialBatch { source, .. } => source.may_have_been_sent(),
             Self::Transport(e) => e.source.may_have_been_sent,
-            Self::InvalidRequest(_) => false,
-            // a 429 was refused before doing anything
-            Self::Api(e) if e.parts.status == StatusCode::TOO_MANY_REQUESTS => false,
-            _ => true,
+            Self::InvalidRequest(_) | Self::PayloadsExpired(_) => false,
+            // a 4xx (429 included) was refused before doing anything; a 5xx may come after a commit
+            Self::Api(e) | Self::UpsertAmbiguous(e) | Self::IteratorExpired(e) => e.parts.status.is_server_error(),
+            Self::Decode(_) | Self::RepeatedCursor(_) => true,
         }
     }
 
-    /// How long to wait before trying again, for the sync engine to reschedule: 30 s after a 429 (Airtable's rule),
-    /// `None` for errors a retry will not fix.
+    /// The wait Airtable asked for or its rules imply: 30 s after a 429 (not after the billing cap, which no wait
+    /// fixes), or a `Retry-After` header. `None` otherwise: use your own backoff for 5xx and transport errors.
     #[must_use]
     pub fn retry_after(&self) -> Option<Duration> {
         if let Self::PartialBatch { source, .. } = self {
@@ -391,12 +399,14 @@ impl Error {
         match self.api() {
             Some(e) if e.kind == ErrorType::PublicApiBillingLimitExceeded => None,
             Some(e) if e.parts.status == StatusCode::TOO_MANY_REQUESTS => Some(RATE_LIMIT_PENALTY),
-            Some(e) if e.parts.status.is_server_error() => Some(Duration::from_secs(5)),
-            Some(_) => None,
-            None => match self {
-                Self::Transport(_) => Some(Duration::from_secs(5)),
-                _ => None,
-            },
+            // a 5xx or no answer: Airtable names no wait, the caller's backoff decides
+            Some(e) => e
+                .parts
+                .headers
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| api_core::parse_retry_after(v, std::time::SystemTime::now())),
+            None => None,
         }
     }
 
@@ -433,3 +443,5 @@ impl From<serde_json::Error> for Error {
         Self::InvalidRequest(format!("cannot serialize the request body: {e}"))
     }
 }
+
+api_core::impl_vendor_error!(Error);

@@ -61,6 +61,30 @@ impl fmt::Display for ErrorClass {
     }
 }
 
+/// What every vendor crate's `Error` answers the same way (the workspace convention, CONTRIBUTING.md "One SDK
+/// shape"), so that code handling errors from several vendors — a sync engine deciding to retry, dead-letter or
+/// check before creating again — is written once. Each crate also has these as inherent methods.
+pub trait VendorError: std::error::Error + Send + Sync + 'static {
+    /// How a caller should treat the error.
+    fn class(&self) -> ErrorClass;
+
+    /// Whether a later retry may succeed without anyone changing anything ([`ErrorClass::is_retryable`]).
+    fn is_retryable(&self) -> bool {
+        self.class().is_retryable()
+    }
+
+    /// Whether the request may have taken effect at the vendor, so that a blind retry of a create or a send could
+    /// duplicate it: `true` for a 5xx (the vendor may have committed before failing), a 2xx whose body could not be
+    /// read, and a timeout or broken connection after sending; `false` for every 4xx (429 included: refused before
+    /// doing anything), a redirect not followed, and anything refused before it went on the wire.
+    fn may_have_been_sent(&self) -> bool;
+
+    /// The wait the vendor asked for or its documented rules imply: a `Retry-After` (or the vendor's reset header),
+    /// the vendor's penalty after a 429 where it documents one (Kommo 60 s, Airtable 30 s, Productive 10 s), what
+    /// is left of a client-side hold. `None` otherwise: 5xx and transport errors get the caller's own backoff.
+    fn retry_after(&self) -> Option<std::time::Duration>;
+}
+
 /// Headers worth keeping on an error (rate-limit and request-id headers); everything else is dropped so that no
 /// `Set-Cookie` or echoed credential ends up in logs.
 pub const HEADERS_OF_INTEREST: &[&str] = &[
@@ -158,6 +182,25 @@ pub fn decode_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Dec
         message: e.inner().to_string(),
         excerpt: excerpt(body),
     })
+}
+
+/// Implements [`VendorError`] for a vendor crate's error type by delegating to its inherent `class`,
+/// `may_have_been_sent` and `retry_after` methods (which every crate has, so callers need not import the trait).
+#[macro_export]
+macro_rules! impl_vendor_error {
+    ($ty:ty) => {
+        impl $crate::VendorError for $ty {
+            fn class(&self) -> $crate::ErrorClass {
+                <$ty>::class(self)
+            }
+            fn may_have_been_sent(&self) -> bool {
+                <$ty>::may_have_been_sent(self)
+            }
+            fn retry_after(&self) -> ::std::option::Option<::std::time::Duration> {
+                <$ty>::retry_after(self)
+            }
+        }
+    };
 }
 
 #[cfg(test)]

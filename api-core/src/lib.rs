@@ -65,6 +65,8 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+#[cfg(feature = "fake")]
+pub mod conventions;
 pub mod de;
 pub mod enums;
 pub mod error;
@@ -82,7 +84,7 @@ pub mod transport;
 pub mod webhook;
 
 pub use client::{ExecuteError, HttpClient};
-pub use error::{DecodeError, ErrorClass, HttpErrorParts, decode_json};
+pub use error::{DecodeError, ErrorClass, HttpErrorParts, VendorError, decode_json};
 pub use oauth::{Auth, AuthError, FileTokenStore, MemoryTokenStore, OAuthSession, Refresher, TokenSet, TokenStore};
 pub use paginate::{Page, RepeatedCursor, paginate};
 pub use ratelimit::{BudgetError, RateBudget, RateLimiter, Rule};

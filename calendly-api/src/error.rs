@@ -99,7 +99,7 @@ pub enum Error {
     Auth(#[from] AuthError),
     /// The API returned a pagination cursor twice.
     #[error(transparent)]
-    Pagination(#[from] RepeatedCursor),
+    RepeatedCursor(#[from] RepeatedCursor),
     /// The request could not be built (bad token characters, unserializable body, bad URL).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
@@ -136,21 +136,23 @@ impl Error {
         match self {
             Self::Api(e) => e.class,
             Self::Transport(_) => ErrorClass::Transport,
-            Self::Decode(_) | Self::Pagination(_) => ErrorClass::Decode,
+            Self::Decode(_) | Self::RepeatedCursor(_) => ErrorClass::Decode,
             Self::Auth(AuthError::Refresh(_)) => ErrorClass::Transient,
             Self::Auth(_) => ErrorClass::Auth,
             Self::InvalidRequest(_) => ErrorClass::Client,
         }
     }
 
-    /// Whether the request may have reached Calendly (so a non-idempotent call may have taken effect). API errors
-    /// were received by the server, so they are `true` except for 429 (refused before doing anything).
+    /// Whether the request may have taken effect on Calendly (so a blind retry of a create could duplicate it): a
+    /// 5xx, an unreadable 2xx, or a timeout or dropped connection after sending. `false` for a 4xx (429 included)
+    /// and for requests never sent (the workspace convention, see CONTRIBUTING.md).
     #[must_use]
     pub fn may_have_been_sent(&self) -> bool {
         match self {
-            Self::Api(e) => e.parts.status != StatusCode::TOO_MANY_REQUESTS,
+            // a 4xx (429 included) was refused before doing anything; a 5xx may come after a commit
+            Self::Api(e) => e.parts.status.is_server_error(),
             Self::Transport(e) => e.source.may_have_been_sent,
-            Self::Decode(_) | Self::Pagination(_) => true,
+            Self::Decode(_) | Self::RepeatedCursor(_) => true,
             Self::Auth(_) | Self::InvalidRequest(_) => false,
         }
     }
@@ -231,7 +233,7 @@ mod tests {
         assert_eq!(b.details[0].parameter.as_deref(), Some("url"));
         assert_eq!(e.class(), ErrorClass::Client);
         assert!(e.to_string().contains("url: must be https"));
-        assert!(e.may_have_been_sent());
+        assert!(!e.may_have_been_sent(), "a 400 was refused: nothing happened");
     }
 
     #[test]
@@ -269,3 +271,5 @@ mod tests {
         assert!(!Error::from(Box::new(ApiError::from_response(&r))).is_plan_gate());
     }
 }
+
+api_core::impl_vendor_error!(Error);

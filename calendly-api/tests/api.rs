@@ -129,7 +129,7 @@ async fn stream_is_lazy_and_stops_on_repeated_cursor() {
     let s = client.list_scheduled_events(&ListScheduledEvents::for_user("https://api.calendly.com/users/U".into()));
     let items: Vec<_> = s.collect().await;
     assert_eq!(items.len(), 3, "page 1 item, page 2 item, then the loop error");
-    assert!(matches!(items[2], Err(Error::Pagination(_))));
+    assert!(matches!(items[2], Err(Error::RepeatedCursor(_))));
     // lazy: building a stream sends nothing
     let _unused = client.list_scheduled_events(&ListScheduledEvents::default());
 }

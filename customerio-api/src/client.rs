@@ -170,14 +170,14 @@ impl ClientBuilder {
     /// Builds the client.
     ///
     /// # Errors
-    /// [`Error::Build`] when TLS cannot be initialised; [`Error::InvalidCredential`] when a key holds bytes not
+    /// [`Error::InvalidRequest`] when TLS cannot be initialised; [`Error::InvalidCredential`] when a key holds bytes not
     /// allowed in a header.
     pub fn build(self) -> Result<Client, Error> {
         let transport: Arc<dyn Transport> = match self.transport {
             Some(t) => t,
             None => Arc::new(
                 NoRedirectTransport::new(self.connect_timeout, self.request_timeout, &self.user_agent)
-                    .map_err(|e| Error::Build(e.to_string()))?,
+                    .map_err(|e| Error::InvalidRequest(e.to_string()))?,
             ),
         };
         let track_auth = match (&self.site_id, &self.track_api_key) {

@@ -170,7 +170,7 @@ pub enum Error {
     },
     /// The client could not be built (TLS initialisation).
     #[error("cannot build client: {0}")]
-    Build(String),
+    InvalidRequest(String),
     /// A credential holds bytes not allowed in an HTTP header.
     #[error("credential is not a valid header value")]
     InvalidCredential,
@@ -209,7 +209,7 @@ impl Error {
     pub fn class(&self) -> ErrorClass {
         match self {
             Self::Api { class, .. } => *class,
-            Self::Redirect { .. } | Self::Invalid(_) | Self::Build(_) => ErrorClass::Client,
+            Self::Redirect { .. } | Self::Invalid(_) | Self::InvalidRequest(_) => ErrorClass::Client,
             Self::Transport(_) => ErrorClass::Transport,
             Self::Decode(_) => ErrorClass::Decode,
             Self::MissingCredentials { .. } | Self::InvalidCredential => ErrorClass::Auth,
@@ -222,14 +222,23 @@ impl Error {
         self.class().is_retryable()
     }
 
-    /// Whether Customer.io may have received (and acted on) the request. `false` for local refusals and connect
-    /// errors; `true` whenever a response arrived or the connection broke after sending.
+    /// Whether the request may have taken effect on Customer.io (so a blind retry of a send could duplicate it): a
+    /// 5xx, an unreadable 2xx, or a timeout or dropped connection after sending. `false` for a 4xx (429 included),
+    /// a redirect that was not followed, local refusals and connect errors (the workspace convention, see
+    /// CONTRIBUTING.md).
     #[must_use]
     pub fn may_have_been_sent(&self) -> bool {
         match self {
-            Self::Api { .. } | Self::Redirect { .. } | Self::Decode(_) => true,
+            // a 4xx (429 included) was refused before doing anything; a 5xx may come after a commit
+            Self::Api { parts, .. } => parts.status.is_server_error(),
+            Self::Decode(_) => true,
             Self::Transport(e) => e.source.may_have_been_sent,
-            Self::Invalid(_) | Self::MissingCredentials { .. } | Self::InvalidCredential | Self::Build(_) => false,
+            // a redirect was not followed (the request was not processed at its target); local refusals
+            Self::Redirect { .. }
+            | Self::Invalid(_)
+            | Self::MissingCredentials { .. }
+            | Self::InvalidCredential
+            | Self::InvalidRequest(_) => false,
         }
     }
 
@@ -301,3 +310,5 @@ mod tests {
         assert_eq!(VendorError::parse(b"{}"), VendorError::Unparsed);
     }
 }
+
+api_core::impl_vendor_error!(Error);

@@ -262,6 +262,12 @@ impl Error {
         }
     }
 
+    /// Whether retrying later may succeed ([`ErrorClass::is_retryable`] of [`Error::class`]).
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        self.class().is_retryable()
+    }
+
     /// Whether the request may have taken effect on Kommo (so a blind retry of a create could duplicate it).
     #[must_use]
     pub fn may_have_been_sent(&self) -> bool {
@@ -275,7 +281,8 @@ impl Error {
     }
 
     /// The wait the caller should apply before trying again: the backoff for [`Error::Throttled`] and
-    /// [`Error::Banned`], what is left of it for [`Error::HeldOff`], `None` otherwise (use your own backoff for transient errors).
+    /// [`Error::Banned`], what is left of it for [`Error::HeldOff`], a `Retry-After` on any other answer, `None`
+    /// otherwise (use your own backoff for transient errors).
     #[must_use]
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -283,6 +290,11 @@ impl Error {
             | Self::Banned { retry_after, .. }
             | Self::HeldOff { retry_after, .. } => Some(*retry_after),
             Self::Batch { source, .. } => source.retry_after(),
+            Self::Api { parts, .. } => parts
+                .headers
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| api_core::parse_retry_after(v, std::time::SystemTime::now())),
             _ => None,
         }
     }
@@ -316,3 +328,5 @@ mod tests {
         assert!(p.is_revoked());
     }
 }
+
+api_core::impl_vendor_error!(Error);

@@ -147,25 +147,25 @@ impl ClientBuilder {
     /// Builds the client.
     ///
     /// # Errors
-    /// [`Error::Config`] when the token or organization id is missing or not a valid header value, the base URL is
+    /// [`Error::InvalidRequest`] when the token or organization id is missing or not a valid header value, the base URL is
     /// invalid, or TLS cannot be initialised.
     pub fn build(self) -> Result<Client, Error> {
-        let token = self.token.ok_or_else(|| Error::Config("a token is required".into()))?;
+        let token = self.token.ok_or_else(|| Error::InvalidRequest("a token is required".into()))?;
         if token.is_empty() {
-            return Err(Error::Config("the token is empty".into()));
+            return Err(Error::InvalidRequest("the token is empty".into()));
         }
-        let org = self.organization_id.ok_or_else(|| Error::Config("an organization id is required".into()))?;
+        let org = self.organization_id.ok_or_else(|| Error::InvalidRequest("an organization id is required".into()))?;
         let auth = api_core::secret::sensitive_header(token.expose())
-            .map_err(|_| Error::Config("the token is not a valid header value".into()))?;
+            .map_err(|_| Error::InvalidRequest("the token is not a valid header value".into()))?;
         let org_value = HeaderValue::from_str(&org)
-            .map_err(|_| Error::Config(format!("organization id {org:?} is not a valid header value")))?;
-        let base_url =
-            Url::parse(&self.base_url).map_err(|e| Error::Config(format!("base URL {:?}: {e}", self.base_url)))?;
+            .map_err(|_| Error::InvalidRequest(format!("organization id {org:?} is not a valid header value")))?;
+        let base_url = Url::parse(&self.base_url)
+            .map_err(|e| Error::InvalidRequest(format!("base URL {:?}: {e}", self.base_url)))?;
         let transport: Arc<dyn Transport> = match self.transport {
             Some(t) => t,
-            None => {
-                Arc::new(ReqwestTransport::new(self.transport_config).map_err(|e| Error::Config(e.message.clone()))?)
-            }
+            None => Arc::new(
+                ReqwestTransport::new(self.transport_config).map_err(|e| Error::InvalidRequest(e.message.clone()))?,
+            ),
         };
         let limiter: Arc<dyn RateBudget> = self.limiter.unwrap_or_else(|| Arc::new(default_rate_limiter()));
         let http = HttpClient::new(base_url.clone(), transport.clone())
@@ -465,15 +465,15 @@ mod tests {
 
     #[test]
     fn config_errors() {
-        assert!(matches!(Client::builder().organization_id(1).build(), Err(Error::Config(_))));
-        assert!(matches!(Client::builder().token(Token::new("t")).build(), Err(Error::Config(_))));
+        assert!(matches!(Client::builder().organization_id(1).build(), Err(Error::InvalidRequest(_))));
+        assert!(matches!(Client::builder().token(Token::new("t")).build(), Err(Error::InvalidRequest(_))));
         assert!(matches!(
             Client::builder().token(Token::new("t")).organization_id(1).base_url("not a url").build(),
-            Err(Error::Config(_))
+            Err(Error::InvalidRequest(_))
         ));
         assert!(matches!(
             Client::builder().token(Token::new("bad\nvalue")).organization_id(1).build(),
-            Err(Error::Config(_))
+            Err(Error::InvalidRequest(_))
         ));
     }
 

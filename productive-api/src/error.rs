@@ -50,10 +50,10 @@ pub enum Error {
     Serialize(#[from] serde_json::Error),
     /// The server returned a page cursor twice.
     #[error(transparent)]
-    RepeatedPage(#[from] RepeatedCursor),
+    RepeatedCursor(#[from] RepeatedCursor),
     /// The client configuration is invalid (missing token, bad base URL, bad header value).
     #[error("invalid configuration: {0}")]
-    Config(String),
+    InvalidRequest(String),
     /// A background job (project copy) did not report a finished state before its deadline.
     #[error("{what} did not finish within {waited:?} ({polls} polls, last state: {last_state})")]
     JobTimeout {
@@ -112,8 +112,8 @@ impl Error {
         match self {
             Self::Api(e) | Self::UnsupportedMediaType(e) => e.class,
             Self::Transport(_) => ErrorClass::Transport,
-            Self::Decode(_) | Self::RepeatedPage(_) => ErrorClass::Decode,
-            Self::Serialize(_) | Self::Config(_) => ErrorClass::Client,
+            Self::Decode(_) | Self::RepeatedCursor(_) => ErrorClass::Decode,
+            Self::Serialize(_) | Self::InvalidRequest(_) => ErrorClass::Client,
             Self::JobTimeout { .. } => ErrorClass::Transient,
         }
     }
@@ -131,7 +131,7 @@ impl Error {
             Self::Transport(e) => e.source.may_have_been_sent,
             // a 5xx may have been produced after the write committed
             Self::Api(e) => e.parts.status.is_server_error(),
-            Self::Decode(_) | Self::RepeatedPage(_) | Self::JobTimeout { .. } => true,
+            Self::Decode(_) | Self::RepeatedCursor(_) | Self::JobTimeout { .. } => true,
             _ => false,
         }
     }
@@ -242,3 +242,5 @@ mod tests {
         assert!(Error::from_response(&resp(503, "", None)).may_have_been_sent());
     }
 }
+
+api_core::impl_vendor_error!(Error);

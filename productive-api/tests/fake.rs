@@ -336,7 +336,7 @@ async fn deal_create_missing_a_required_attribute_is_a_422() {
     // the client refuses before sending
     let before = fake.server.log.count(&http::Method::POST, "/api/v2/deals");
     let e = client.create_budget(&NewDeal::budget("B", company, project).currency("EUR")).await.unwrap_err();
-    assert!(matches!(e, Error::Config(_)), "{e}");
+    assert!(matches!(e, Error::InvalidRequest(_)), "{e}");
     assert_eq!(fake.server.log.count(&http::Method::POST, "/api/v2/deals"), before);
 }
 

@@ -551,7 +551,7 @@ async fn a_server_that_ignores_page_number_is_an_error_not_a_loop() {
     let items: Vec<_> = client(&server).list_all::<CompanyAttributes>("/companies", Query::new()).collect().await;
     assert_eq!(items.len(), 3);
     assert!(items[0].is_ok() && items[1].is_ok());
-    assert!(matches!(items[2], Err(Error::RepeatedPage(_))), "{:?}", items[2]);
+    assert!(matches!(items[2], Err(Error::RepeatedCursor(_))), "{:?}", items[2]);
 }
 
 #[tokio::test]

@@ -215,7 +215,7 @@ impl NewDeal {
     /// (`"currency"`, `"responsible_id"`, …) counts.
     ///
     /// # Errors
-    /// [`Error::Config`] naming every missing one.
+    /// [`Error::InvalidRequest`] naming every missing one.
     pub fn validate(&self) -> Result<(), Error> {
         let has = |k: &str| self.extra.get(k).is_some_and(|v| !v.is_null());
         let mut missing = Vec::new();
@@ -237,7 +237,7 @@ impl NewDeal {
         if missing.is_empty() {
             Ok(())
         } else {
-            Err(Error::Config(format!("deal/budget create is missing required {}", missing.join(", "))))
+            Err(Error::InvalidRequest(format!("deal/budget create is missing required {}", missing.join(", "))))
         }
     }
 
@@ -291,7 +291,7 @@ impl Client {
     /// `POST /deals` (a budget when `deal.budget`).
     ///
     /// # Errors
-    /// [`Error::Config`] when a required attribute is missing ([`NewDeal::validate`]); otherwise see [`Error`].
+    /// [`Error::InvalidRequest`] when a required attribute is missing ([`NewDeal::validate`]); otherwise see [`Error`].
     pub async fn create_deal(&self, deal: &NewDeal) -> Result<Deal, Error> {
         deal.validate()?;
         Ok(self.post_document("/deals", &deal.to_document()?).await?.data)
@@ -348,9 +348,9 @@ mod tests {
     #[test]
     fn a_create_without_a_required_attribute_is_rejected_before_sending() {
         let e = NewDeal::deal("Lead", "7".into()).validate().unwrap_err();
-        assert!(matches!(&e, Error::Config(m) if m.ends_with("currency, probability, responsible_id")), "{e}");
+        assert!(matches!(&e, Error::InvalidRequest(m) if m.ends_with("currency, probability, responsible_id")), "{e}");
         let e = NewDeal::budget("B", "7".into(), "9".into()).currency("EUR").validate().unwrap_err();
-        assert!(matches!(&e, Error::Config(m) if m.ends_with("required responsible_id")), "{e}");
+        assert!(matches!(&e, Error::InvalidRequest(m) if m.ends_with("required responsible_id")), "{e}");
         let mut by_extra = NewDeal::budget("B", "7".into(), "9".into()).currency("EUR");
         by_extra.extra.insert("responsible_id".into(), Value::from(3));
         by_extra.validate().unwrap();

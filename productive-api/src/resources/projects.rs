@@ -283,9 +283,9 @@ impl ProjectCopy {
     /// Checks the documented flag prerequisites.
     ///
     /// # Errors
-    /// [`Error::Config`] naming the flag whose prerequisite is missing.
+    /// [`Error::InvalidRequest`] naming the flag whose prerequisite is missing.
     pub fn validate(&self) -> Result<(), Error> {
-        let bad = |m: &str| Err(Error::Config(format!("project copy: {m}")));
+        let bad = |m: &str| Err(Error::InvalidRequest(format!("project copy: {m}")));
         if self.copy_task_lists && !self.copy_boards {
             return bad("copy_task_lists needs copy_boards");
         }
@@ -359,7 +359,7 @@ impl Client {
     /// name before copying again.
     ///
     /// # Errors
-    /// [`Error::Config`] when the flags are inconsistent; otherwise see [`Error`].
+    /// [`Error::InvalidRequest`] when the flags are inconsistent; otherwise see [`Error`].
     pub async fn copy_project(&self, copy: &ProjectCopy) -> Result<Project, Error> {
         copy.validate()?;
         Ok(self.post_document("/projects/copy", &copy.to_document()?).await?.data)
@@ -370,7 +370,7 @@ impl Client {
     /// `wait.deadline`.
     ///
     /// # Errors
-    /// [`Error::JobTimeout`] at the deadline; [`Error::Config`] when the status is `failed`; otherwise see
+    /// [`Error::JobTimeout`] at the deadline; [`Error::InvalidRequest`] when the status is `failed`; otherwise see
     /// [`Error`].
     pub async fn wait_for_project_copy(&self, id: &ProjectId, wait: CopyWait) -> Result<Project, Error> {
         let start = tokio::time::Instant::now();
@@ -379,7 +379,9 @@ impl Client {
             let p = self.get_project(id, &Query::new()).await?.data;
             polls += 1;
             if p.attributes.duplication_status == Some(DuplicationStatus::Failed) {
-                return Err(Error::Config(format!("copy into project {id} failed (duplication_status = failed)")));
+                return Err(Error::InvalidRequest(format!(
+                    "copy into project {id} failed (duplication_status = failed)"
+                )));
             }
             if p.copy_finished() {
                 return Ok(p);
