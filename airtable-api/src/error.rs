@@ -301,7 +301,7 @@ pub enum Error {
     /// Webhook payloads were deleted by Airtable before they were read (kept one week): data loss. The payload
     /// feed reports it once and goes on after the gap; resync what the webhook watches.
     #[error("{0}")]
-    PayloadsExpired(crate::webhooks::PayloadGap),
+    PayloadsExpired(crate::webhook::PayloadGap),
 }
 
 impl Error {
@@ -424,7 +424,7 @@ impl Error {
 
     /// The payload gap, for [`Error::PayloadsExpired`].
     #[must_use]
-    pub fn payload_gap(&self) -> Option<&crate::webhooks::PayloadGap> {
+    pub fn payload_gap(&self) -> Option<&crate::webhook::PayloadGap> {
         match self {
             Self::PayloadsExpired(g) => Some(g),
             _ => None,

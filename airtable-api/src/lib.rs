@@ -12,7 +12,7 @@
 //! - [`formula`]: `filterByFormula` expressions with correct escaping ([`Formula`], [`field_eq`]).
 //! - [`cell`]: [`CellValue`], [`Fields`], [`Record`] with typed accessors and serde (de)serialization of your structs.
 //! - [`metadata`]: bases and the base schema.
-//! - [`webhooks`]: create/list/refresh/delete/enable, the ping and its `X-Airtable-Content-MAC`, the payload feed.
+//! - [`webhook`]: create/list/refresh/delete/enable, the ping and its `X-Airtable-Content-MAC`, the payload feed.
 //! - `fake` (feature `fake`): a stateful in-process Airtable for tests and demos.
 //!
 //! ```no_run
@@ -45,7 +45,7 @@ pub mod ids;
 pub mod limit;
 pub mod metadata;
 pub mod records;
-pub mod webhooks;
+pub mod webhook;
 
 /// The shared plumbing this crate is built on, re-exported so that users name its types through this crate and
 /// need not depend on `api-core` (at the matching version) themselves.
@@ -64,7 +64,7 @@ pub use ids::{BaseId, FieldId, RecordId, TableId, UserId, ViewId, WebhookId};
 pub use limit::BaseLimiter;
 pub use metadata::{BaseInfo, BaseSchema, FieldSchema, FieldType, TableSchema, TypedCell};
 pub use records::{Direction, ListRecords, RecordPage, RecordUpdate, Table, UpsertResult, WriteOptions};
-pub use webhooks::{
+pub use webhook::{
     ActionSource, CreateWebhook, CreatedWebhook, CursoredPayload, MacSecret, PayloadCellValue, PayloadFeed, PayloadGap,
     PayloadsPage, RecordChange, Webhook, WebhookNotification, WebhookPayload, WebhookSpecification, verify_mac,
 };

@@ -9,7 +9,7 @@ use std::{
 
 use airtable_client::{
     CellValue, Client, Error, ErrorType, Fields, RecordId, RecordUpdate, WriteOptions,
-    webhooks::{
+    webhook::{
         ActionSource, ChangeKind, CreateWebhook, MacSecret, PayloadErrorCode, WebhookPayload, WebhookSpecification,
         verify_mac,
     },

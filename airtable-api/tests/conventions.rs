@@ -2,8 +2,12 @@
 //! scripted answers for every vendor crate: `api_core::conventions::check_error_conventions`.
 #![allow(missing_docs)]
 
+use api_core::FixedClock;
 use api_core::RetryPolicy;
+use api_core::conventions::check_verifier_window;
 use api_core::conventions::{ThrottleWait, check_error_conventions};
+use http::{HeaderMap, HeaderValue};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Airtable: 30 s after a 429 (airtable.md C.4, OFFICIAL rate-limits).
@@ -19,4 +23,34 @@ async fn errors_follow_the_workspace_convention() {
         client.table("appXXXXXXXXXXXXXX", "tblXXXXXXXXXXXXXX").get(&"rec560UJdUtocSouk".into()).await.map(drop)
     })
     .await;
+}
+
+/// The webhook shape: `webhook::parse`, and `webhook::Verifier` with `tolerance`, `clock`, `verify_headers`
+/// (Airtable signs the body only; the time checked is the ping's own `timestamp`).
+#[test]
+fn webhooks_follow_the_workspace_shape() {
+    use airtable_client::webhook::{self, MAC_HEADER, MacSecret, Verifier};
+    let fixture = include_bytes!("fixtures/ping.json");
+    assert_eq!(webhook::parse(fixture).unwrap().webhook.id.as_str(), "ach00000000000000");
+    let secret = MacSecret::from_base64("c3VwZXIgZHVwZXIgc2VjcmV0");
+    check_verifier_window(
+        |t| {
+            let ts =
+                chrono::DateTime::from_timestamp(t, 0).unwrap().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            let body = format!(
+                r#"{{"base":{{"id":"app00000000000000"}},"webhook":{{"id":"ach00000000000000"}},"timestamp":"{ts}"}}"#
+            )
+            .into_bytes();
+            let mut h = HeaderMap::new();
+            h.insert(MAC_HEADER, HeaderValue::from_str(&secret.sign(&body).unwrap()).unwrap());
+            (h, body)
+        },
+        |now, headers, body| {
+            Verifier::new(secret.clone())
+                .tolerance(Duration::from_secs(300))
+                .clock(Arc::new(FixedClock::at_unix(now)))
+                .verify_headers(headers, body)
+                .is_ok()
+        },
+    );
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use airtable_client::{
     Error, ErrorType, Fields, RecordId, RecordUpdate, WriteOptions,
     fake::{FakeAirtable, FakeConfig, FakeUser, FieldSpec},
-    webhooks::{ActionSource, ChangeKind, CreateWebhook, WebhookSpecification, verify_mac},
+    webhook::{ActionSource, ChangeKind, CreateWebhook, WebhookSpecification, verify_mac},
 };
 use api_core::{RetryPolicy, fake::Fault};
 use axum::http::Method;

@@ -97,3 +97,33 @@ where
     assert!(!e.may_have_been_sent(), "connection refused: may_have_been_sent of {e}");
     assert_eq!(e.retry_after(), None, "connection refused: retry_after of {e}");
 }
+
+/// A delivery signed at a given unix time: its headers and raw body.
+pub type Signed = (http::HeaderMap, Vec<u8>);
+
+/// Checks a crate's webhook `Verifier` against the workspace shape with a 300 s window: `sign(t)` produces a
+/// delivery signed at unix time `t`; `verify(now, headers, body)` builds a fresh `Verifier` with
+/// `.tolerance(300 s).clock(FixedClock::at_unix(now))` and calls `verify_headers(headers, body)`. Asserts: accepted
+/// 299 s either side of the signing time (the window is two-sided), refused 301 s either side, refused with a
+/// changed body, refused without headers.
+///
+/// # Panics
+/// When the verifier breaks the shape (this is a test helper).
+pub fn check_verifier_window<S, V>(sign: S, verify: V)
+where
+    S: Fn(i64) -> Signed,
+    V: Fn(u64, &http::HeaderMap, &[u8]) -> bool,
+{
+    let t: i64 = 1_790_000_000;
+    let at = |d: i64| u64::try_from(t + d).expect("positive");
+    let (headers, body) = sign(t);
+    assert!(verify(at(0), &headers, &body), "a fresh delivery is accepted");
+    assert!(verify(at(299), &headers, &body), "299 s late is within the window");
+    assert!(verify(at(-299), &headers, &body), "299 s early (the sender's clock ahead) is within the window");
+    assert!(!verify(at(301), &headers, &body), "301 s late is refused");
+    assert!(!verify(at(-301), &headers, &body), "301 s early is refused: the window is two-sided");
+    let mut changed = body.clone();
+    changed.push(b' ');
+    assert!(!verify(at(0), &headers, &changed), "a changed body is refused");
+    assert!(!verify(at(0), &http::HeaderMap::new(), &body), "a delivery without signature headers is refused");
+}

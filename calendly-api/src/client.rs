@@ -256,7 +256,7 @@ impl Client {
         &self.inner.auth_base_url
     }
 
-    /// The rate budget (shared by clones; see [`ClientBuilder::budget`] to share it with other processes).
+    /// The rate budget (shared by clones; see [`ClientBuilder::rate_limiter`] to share it with other processes).
     #[must_use]
     pub fn budget(&self) -> &Arc<dyn RateBudget> {
         self.inner.http.budget()

@@ -63,7 +63,7 @@ use crate::{
     invitees::{Invitee, NoShow},
     scheduled_events::{CancelerType, ScheduledEvent, format_time},
     uri::{EventTypeUri, InviteeUri, NoShowUri, OrganizationUri, UserUri, WebhookUri},
-    webhook::{SIGNATURE_HEADER, WebhookDelivery, WebhookError, WebhookEvent, parse_delivery, sign},
+    webhook::{SIGNATURE_HEADER, WebhookDelivery, WebhookError, WebhookEvent, parse, sign},
     webhook_subscriptions::{SubscriptionState, WebhookScope, WebhookSubscription},
 };
 
@@ -249,7 +249,7 @@ impl OutgoingWebhook {
     /// # Errors
     /// [`WebhookError`].
     pub fn parse(&self) -> Result<WebhookDelivery, WebhookError> {
-        parse_delivery(&self.body)
+        parse(&self.body)
     }
 
     /// POSTs it to [`OutgoingWebhook::url`] and returns the status.

@@ -9,8 +9,8 @@
 //!   [`invitees`] (list, get, no-shows), [`webhook_subscriptions`] (create with a 409 outcome, list, get, delete,
 //!   sample data, [`Client::ensure_webhook_subscription`]). Collections are lazy [`futures::Stream`]s over
 //!   `pagination.next_page_token`.
-//! - [`webhook`]: v2 delivery parsing ([`webhook::parse_delivery`]), signature verification
-//!   ([`webhook::WebhookVerifier`]), dedup keys and reschedule pairing.
+//! - [`webhook`]: v2 delivery parsing ([`webhook::parse`]), signature verification
+//!   ([`webhook::Verifier`]), dedup keys and reschedule pairing.
 //! - `fake` (feature `fake`): a stateful in-process Calendly for tests and demos.
 //!
 //! Every cross-reference is a full URI ([`uri`]); path parameters take the UUID (`uri.uuid()`).
@@ -70,7 +70,7 @@ pub use ratelimit::RateLimitInfo;
 pub use uri::{
     EventTypeUri, EventUri, GroupUri, InviteeUri, MembershipUri, NoShowUri, OrganizationUri, UserUri, WebhookUri,
 };
-pub use webhook::{WebhookDelivery, WebhookError, WebhookEvent, WebhookPayload, WebhookVerifier};
+pub use webhook::{Verifier, WebhookDelivery, WebhookError, WebhookEvent, WebhookPayload};
 
 /// The README's examples, compiled as doctests.
 #[cfg(all(doctest, feature = "fake"))]

@@ -9,12 +9,12 @@
 //! "<t>.<raw body>")`. Verify over the raw bytes **before** parsing:
 //!
 //! ```
-//! use calendly_api::webhook::{WebhookVerifier, sign};
+//! use calendly_api::webhook::{Verifier, sign};
 //! use api_core::{FixedClock, Token};
 //! let body = br#"{"event":"invitee.created","created_at":"2026-06-24T22:30:45.105381Z","created_by":"https://api.calendly.com/users/U","payload":{"uri":"https://api.calendly.com/scheduled_events/E/invitees/I"}}"#;
 //! let header = sign(b"my-signing-key", 1_790_000_000, body);
-//! let verifier = WebhookVerifier::new(Token::new("my-signing-key"))
-//!     .with_clock(std::sync::Arc::new(FixedClock::at_unix(1_790_000_060)));
+//! let verifier = Verifier::new(Token::new("my-signing-key"))
+//!     .clock(std::sync::Arc::new(FixedClock::at_unix(1_790_000_060)));
 //! let delivery = verifier.verify_and_parse(Some(&header), body).unwrap();
 //! assert_eq!(delivery.dedup_key(), "invitee.created|https://api.calendly.com/scheduled_events/E/invitees/I");
 //! ```
@@ -41,11 +41,8 @@ pub const SIGNATURE_HEADER: &str = "Calendly-Webhook-Signature";
 /// published example uses 3 minutes) could turn one slow answer into retries that are all refused. The cost of the
 /// wide window is that a captured delivery can be replayed within it: deduplicate on the event's identity
 /// (`(event, payload.uri)`, see [`WebhookDelivery`]), as sync-core's inbox does, and narrow it with
-/// [`WebhookVerifier::with_tolerance`] when retries are known to be re-signed.
+/// [`Verifier::tolerance`] when retries are known to be re-signed.
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(25 * 3600);
-
-/// Default allowance for a timestamp in the future (clock skew between Calendly and us).
-pub const DEFAULT_FUTURE_SKEW: Duration = Duration::from_secs(30);
 
 api_core::open_enum!(
     /// A webhook event name (`event`; also the `events` of a subscription).
@@ -199,7 +196,7 @@ fn decode<T: serde::de::DeserializeOwned>(v: serde_json::Value, prefix: &str) ->
 ///
 /// # Errors
 /// [`WebhookError::LegacyFormat`] for a v1 body; [`WebhookError::Decode`] naming the JSON path otherwise.
-pub fn parse_delivery(body: &[u8]) -> Result<WebhookDelivery, WebhookError> {
+pub fn parse(body: &[u8]) -> Result<WebhookDelivery, WebhookError> {
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| WebhookError::Decode { path: ".".into(), message: e.to_string() })?;
     if is_legacy(&value) {
@@ -316,42 +313,29 @@ pub fn sign(key: &[u8], timestamp: i64, body: &[u8]) -> String {
 
 /// Verifies `Calendly-Webhook-Signature` headers with one subscription's signing key.
 #[derive(Debug, Clone)]
-pub struct WebhookVerifier {
+pub struct Verifier {
     key: Token,
     tolerance: Duration,
-    future_skew: Duration,
     clock: Arc<dyn Clock>,
 }
 
-impl WebhookVerifier {
+impl Verifier {
     /// A verifier for `signing_key` (the string as UTF-8 bytes, not decoded), with [`DEFAULT_TOLERANCE`].
     #[must_use]
     pub fn new(signing_key: Token) -> Self {
-        Self {
-            key: signing_key,
-            tolerance: DEFAULT_TOLERANCE,
-            future_skew: DEFAULT_FUTURE_SKEW,
-            clock: Arc::new(SystemClock),
-        }
+        Self { key: signing_key, tolerance: DEFAULT_TOLERANCE, clock: Arc::new(SystemClock) }
     }
 
-    /// How old a signature may be (default [`DEFAULT_TOLERANCE`]). Deliveries older than this are rejected.
+    /// How far a signature's timestamp may be from now, either side (default [`DEFAULT_TOLERANCE`]).
     #[must_use]
-    pub fn with_tolerance(mut self, tolerance: Duration) -> Self {
+    pub fn tolerance(mut self, tolerance: Duration) -> Self {
         self.tolerance = tolerance;
         self
     }
 
-    /// How far in the future a timestamp may be (default 30 s of clock skew).
+    /// Injects a clock (tests: `api_core::FixedClock`).
     #[must_use]
-    pub fn with_future_skew(mut self, skew: Duration) -> Self {
-        self.future_skew = skew;
-        self
-    }
-
-    /// Injects a clock (tests).
-    #[must_use]
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
     }
@@ -368,13 +352,11 @@ impl WebhookVerifier {
         // in i128, where no pair of i64 timestamps can overflow (an absurd `t` is rejected, never wrapped into
         // the window)
         let age = i128::from(now) - i128::from(parsed.timestamp);
-        let tol = i128::from(self.tolerance.as_secs());
-        let skew = i128::from(self.future_skew.as_secs());
-        if age > tol || -age > skew {
+        if age.unsigned_abs() > u128::from(self.tolerance.as_secs()) {
             return Err(SignatureError::Expired {
                 timestamp: parsed.timestamp,
                 now,
-                tolerance_secs: if age > tol { self.tolerance.as_secs() } else { self.future_skew.as_secs() },
+                tolerance_secs: self.tolerance.as_secs(),
             });
         }
         let t = parsed.timestamp.to_string();
@@ -399,7 +381,7 @@ impl WebhookVerifier {
     /// Verifies the signature header found in `headers` (looked up case-insensitively).
     ///
     /// # Errors
-    /// As [`WebhookVerifier::verify`].
+    /// As [`Verifier::verify`].
     pub fn verify_headers(&self, headers: &http::HeaderMap, body: &[u8]) -> Result<(), SignatureError> {
         let h = headers
             .get(SIGNATURE_HEADER)
@@ -414,7 +396,7 @@ impl WebhookVerifier {
     /// [`WebhookError`].
     pub fn verify_and_parse(&self, header: Option<&str>, body: &[u8]) -> Result<WebhookDelivery, WebhookError> {
         self.verify(header, body)?;
-        parse_delivery(body)
+        parse(body)
     }
 }
 
@@ -429,8 +411,8 @@ mod tests {
     const KAT_BODY: &[u8] = br#"{"event":"invitee.created"}"#;
     const KAT_SIG: &str = "83f250b32a866f575aae1472a1e2941b58849f894b0690a73d7cb81676ed3f35";
 
-    fn verifier(now: u64) -> WebhookVerifier {
-        WebhookVerifier::new(Token::new("test-signing-key")).with_clock(Arc::new(FixedClock::at_unix(now)))
+    fn verifier(now: u64) -> Verifier {
+        Verifier::new(Token::new("test-signing-key")).clock(Arc::new(FixedClock::at_unix(now)))
     }
 
     #[test]
@@ -452,7 +434,9 @@ mod tests {
         assert!(matches!(late(window + 1).verify(Some(&h), KAT_BODY), Err(SignatureError::Expired { .. })));
         late(window).verify(Some(&h), KAT_BODY).unwrap();
         late(24 * 3600).verify(Some(&h), KAT_BODY).unwrap();
-        assert!(matches!(verifier(1_789_999_960).verify(Some(&h), KAT_BODY), Err(SignatureError::Expired { .. })));
+        // the window is two-sided: a timestamp further ahead of our clock than the tolerance is refused too
+        assert!(matches!(late(-window - 1).verify(Some(&h), KAT_BODY), Err(SignatureError::Expired { .. })));
+        late(-window).verify(Some(&h), KAT_BODY).unwrap();
         assert_eq!(v.verify(None, KAT_BODY), Err(SignatureError::Missing));
         assert!(matches!(v.verify(Some("v1=abc"), KAT_BODY), Err(SignatureError::Malformed(_))));
         assert!(matches!(v.verify(Some("t=1790000000,v0=abc"), KAT_BODY), Err(SignatureError::Malformed(_))));
@@ -463,8 +447,8 @@ mod tests {
         let sig = h.split("v1=").nth(1).unwrap();
         v.verify(Some(&format!("t=1790000000,v1={body_only},v1={sig}")), KAT_BODY).unwrap();
         // tolerance is configurable
-        verifier(1_790_000_250).with_tolerance(Duration::from_secs(300)).verify(Some(&h), KAT_BODY).unwrap();
-        let narrow = verifier(1_790_000_181).with_tolerance(Duration::from_secs(180));
+        verifier(1_790_000_250).tolerance(Duration::from_secs(300)).verify(Some(&h), KAT_BODY).unwrap();
+        let narrow = verifier(1_790_000_181).tolerance(Duration::from_secs(180));
         assert!(matches!(narrow.verify(Some(&h), KAT_BODY), Err(SignatureError::Expired { .. })));
     }
 
@@ -479,13 +463,13 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Any signed timestamp: no panic; accepted exactly within [now - tolerance, now + future skew].
+        /// Any signed timestamp: no panic; accepted exactly within [now - tolerance, now + tolerance].
         #[test]
         fn the_window_holds_for_any_timestamp(t in proptest::num::i64::ANY) {
             let now = 1_790_000_000i128;
             let h = sign(b"test-signing-key", t, KAT_BODY);
             let age = now - i128::from(t);
-            let within = age <= i128::from(DEFAULT_TOLERANCE.as_secs()) && -age <= i128::from(DEFAULT_FUTURE_SKEW.as_secs());
+            let within = age.unsigned_abs() <= u128::from(DEFAULT_TOLERANCE.as_secs());
             proptest::prop_assert_eq!(verifier(1_790_000_000).verify(Some(&h), KAT_BODY).is_ok(), within);
         }
     }
@@ -494,7 +478,7 @@ mod tests {
     fn a_v2_delivery_of_a_new_family_is_not_taken_for_v1() {
         // a future v2 event family whose payload nests `event`/`invitee` objects: Other, not LegacyFormat
         let body = br#"{"created_at":"2026-12-01T10:00:00.000000Z","created_by":"https://api.calendly.com/users/AAAA","event":"meeting.summarized","payload":{"event":{"uri":"https://api.calendly.com/scheduled_events/BBBB"},"invitee":{"email":"a@example.com"}}}"#;
-        let d = parse_delivery(body).unwrap();
+        let d = parse(body).unwrap();
         assert!(matches!(d.payload, WebhookPayload::Other(_)), "{:?}", d.payload);
     }
 
@@ -517,7 +501,7 @@ mod tests {
 
     #[test]
     fn unknown_event_round_trips() {
-        let d = parse_delivery(br#"{"event":"meeting_recap.created","created_at":"2026-06-24T22:30:45.105381Z","created_by":"https://api.calendly.com/users/U","payload":{"uri":"https://api.calendly.com/meeting_recaps/R","x":1}}"#).unwrap();
+        let d = parse(br#"{"event":"meeting_recap.created","created_at":"2026-06-24T22:30:45.105381Z","created_by":"https://api.calendly.com/users/U","payload":{"uri":"https://api.calendly.com/meeting_recaps/R","x":1}}"#).unwrap();
         assert_eq!(d.event, WebhookEvent::Unknown("meeting_recap.created".into()));
         assert_eq!(d.event.to_string(), "meeting_recap.created");
         assert!(matches!(d.payload, WebhookPayload::Other(_)));
@@ -526,7 +510,7 @@ mod tests {
 
     #[test]
     fn decode_error_names_path() {
-        let e = parse_delivery(br#"{"event":"invitee.created","created_at":"2026-06-24T22:30:45Z","payload":{"uri":"u","rescheduled":"yes"}}"#)
+        let e = parse(br#"{"event":"invitee.created","created_at":"2026-06-24T22:30:45Z","payload":{"uri":"u","rescheduled":"yes"}}"#)
             .unwrap_err();
         match e {
             WebhookError::Decode { path, .. } => assert_eq!(path, "payload.rescheduled"),

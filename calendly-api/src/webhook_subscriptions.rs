@@ -12,7 +12,7 @@ use crate::{
     client::clamp_count,
     error::ApiErrorBody,
     uri::{GroupUri, OrganizationUri, UserUri, WebhookUri},
-    webhook::{WebhookDelivery, WebhookEvent, parse_delivery},
+    webhook::{WebhookDelivery, WebhookEvent, parse},
 };
 
 api_core::open_enum!(
@@ -364,7 +364,7 @@ impl Client {
             }
         }
         let resp = self.send(req).await?;
-        parse_delivery(&resp.body).map_err(|e| {
+        parse(&resp.body).map_err(|e| {
             Error::Decode(api_core::DecodeError {
                 path: ".".into(),
                 message: e.to_string(),

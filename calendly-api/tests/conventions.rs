@@ -3,7 +3,12 @@
 #![allow(missing_docs)]
 
 use api_core::RetryPolicy;
+use api_core::conventions::check_verifier_window;
 use api_core::conventions::{ThrottleWait, check_error_conventions};
+use api_core::{FixedClock, Token};
+use http::{HeaderMap, HeaderValue};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Calendly documents no fixed wait: a 429 carries `X-RateLimit-Reset` (used when present), else nothing.
 #[tokio::test]
@@ -18,4 +23,26 @@ async fn errors_follow_the_workspace_convention() {
         client.me().await.map(drop)
     })
     .await;
+}
+
+/// The webhook shape: `webhook::parse`, and `webhook::Verifier` with `tolerance`, `clock`, `verify_headers`.
+#[test]
+fn webhooks_follow_the_workspace_shape() {
+    use calendly_api::webhook::{self, SIGNATURE_HEADER, Verifier};
+    let body = include_bytes!("fixtures/webhook_invitee_created.json").to_vec();
+    assert!(webhook::parse(&body).is_ok());
+    check_verifier_window(
+        |t| {
+            let mut h = HeaderMap::new();
+            h.insert(SIGNATURE_HEADER, HeaderValue::from_str(&webhook::sign(b"signing-key", t, &body)).unwrap());
+            (h, body.clone())
+        },
+        |now, headers, body| {
+            Verifier::new(Token::new("signing-key"))
+                .tolerance(Duration::from_secs(300))
+                .clock(Arc::new(FixedClock::at_unix(now)))
+                .verify_headers(headers, body)
+                .is_ok()
+        },
+    );
 }

@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use api_core::{FixedClock, MemoryTokenStore, OAuthSession, Token};
 use calendly_api::{
-    Client, InviteeUri, WebhookEvent, WebhookPayload, WebhookVerifier,
+    Client, InviteeUri, Verifier, WebhookEvent, WebhookPayload,
     fake::{Booking, DEFAULT_TOKEN, FakeCalendly, FakeConfig},
     invitees::{InviteeStatus, ListInvitees},
     oauth::CalendlyRefresher,
@@ -109,7 +109,7 @@ async fn book_emits_signed_v2_webhook() {
     let w = &booked.webhooks[0];
     assert_eq!(w.subscription, sub);
     assert_eq!(fake.outbox().len(), 1);
-    let verifier = WebhookVerifier::new(Token::new("key-1")).with_clock(Arc::new(FixedClock::at_unix(NOW + 10)));
+    let verifier = Verifier::new(Token::new("key-1")).clock(Arc::new(FixedClock::at_unix(NOW + 10)));
     let d = verifier.verify_and_parse(w.signature(), &w.body).unwrap();
     assert_eq!(d.event, WebhookEvent::InviteeCreated);
     assert_eq!(d.created_by, Some(fake.user()));
@@ -126,8 +126,8 @@ async fn book_emits_signed_v2_webhook() {
     assert!(raw["payload"]["event"].is_string());
     // wrong key fails
     assert!(
-        WebhookVerifier::new(Token::new("key-2"))
-            .with_clock(Arc::new(FixedClock::at_unix(NOW)))
+        Verifier::new(Token::new("key-2"))
+            .clock(Arc::new(FixedClock::at_unix(NOW)))
             .verify(w.signature(), &w.body)
             .is_err()
     );
@@ -396,7 +396,7 @@ async fn auto_delivery_posts_signed_webhooks() {
     assert!(log.iter().all(|d| d.result == Ok(200)));
     assert!(fake.outbox().is_empty());
     let reqs = receiver.received_requests().await.unwrap();
-    let verifier = WebhookVerifier::new(Token::new("k")).with_clock(Arc::new(FixedClock::at_unix(NOW)));
+    let verifier = Verifier::new(Token::new("k")).clock(Arc::new(FixedClock::at_unix(NOW)));
     for r in &reqs {
         let h = r.headers.get("calendly-webhook-signature").unwrap().to_str().unwrap();
         verifier.verify_and_parse(Some(h), &r.body).unwrap();
@@ -492,7 +492,7 @@ async fn forged_and_stale_copies_and_disabled_subscriptions() {
     let (fake, _) = fake().await;
     let sub = fake.subscribe("http://127.0.0.1:9/hook", &[WebhookEvent::InviteeCreated], "k");
     let w = fake.book(Booking::new("a@example.com", "A", at(1))).webhooks.remove(0);
-    let v = WebhookVerifier::new(Token::new("k")).with_clock(Arc::new(FixedClock::at_unix(NOW)));
+    let v = Verifier::new(Token::new("k")).clock(Arc::new(FixedClock::at_unix(NOW)));
     v.verify(w.signature(), &w.body).unwrap();
     v.verify_headers(&w.header_map(), &w.body).unwrap();
     assert_eq!(w.header("content-type"), Some("application/json; charset=utf-8"));

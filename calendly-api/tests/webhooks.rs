@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use api_core::{FixedClock, SignatureError, Token};
 use calendly_api::{
-    WebhookError, WebhookEvent, WebhookPayload, WebhookVerifier,
+    Verifier, WebhookError, WebhookEvent, WebhookPayload,
     invitees::InviteeStatus,
     scheduled_events::{CancelerType, EventStatus, LocationType},
-    webhook::{RescheduleSide, parse_delivery, sign},
+    webhook::{RescheduleSide, parse, sign},
 };
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -17,7 +17,7 @@ fn fixture(name: &str) -> Vec<u8> {
 
 #[test]
 fn invitee_created_capture() {
-    let d = parse_delivery(&fixture("webhook_invitee_created.json")).unwrap();
+    let d = parse(&fixture("webhook_invitee_created.json")).unwrap();
     assert_eq!(d.event, WebhookEvent::InviteeCreated);
     assert_eq!(d.created_by.as_ref().unwrap().uuid(), "USER-UUID");
     assert_eq!(d.created_at.unwrap().to_rfc3339(), "2026-06-24T22:30:45.105381+00:00");
@@ -57,16 +57,16 @@ fn invitee_created_capture() {
 
 #[test]
 fn spec_2023_examples_decode() {
-    let d = parse_delivery(&fixture("webhook_invitee_created_spec2023.json")).unwrap();
+    let d = parse(&fixture("webhook_invitee_created_spec2023.json")).unwrap();
     let inv = d.invitee().unwrap();
     assert!(inv.scheduled_event.is_none(), "the 2023 example has no embedded event");
     assert_eq!(inv.extra["canceled"], false, "unknown fields are kept");
-    let c = parse_delivery(&fixture("webhook_invitee_canceled_spec2023.json")).unwrap();
+    let c = parse(&fixture("webhook_invitee_canceled_spec2023.json")).unwrap();
     assert!(c.is_plain_cancellation());
     let canc = c.invitee().unwrap().cancellation.as_ref().unwrap();
     assert_eq!(canc.reason.as_deref(), Some("Meeting Conflict"));
     assert_eq!(canc.canceler_type, None, "the spec example omits canceler_type");
-    let r = parse_delivery(&fixture("webhook_routing_form_submission_created.json")).unwrap();
+    let r = parse(&fixture("webhook_routing_form_submission_created.json")).unwrap();
     let WebhookPayload::RoutingFormSubmission(s) = &r.payload else { panic!("routing form") };
     assert_eq!(s.routing_form.as_ref().unwrap().uuid(), "AAAAAAAAAAAAAAAA");
     assert_eq!(s.questions_and_answers[0].answer, "IT & Software");
@@ -80,7 +80,7 @@ fn spec_2023_examples_decode() {
 
 #[test]
 fn invitee_canceled_plain() {
-    let d = parse_delivery(&fixture("webhook_invitee_canceled.json")).unwrap();
+    let d = parse(&fixture("webhook_invitee_canceled.json")).unwrap();
     assert_eq!(d.event, WebhookEvent::InviteeCanceled);
     assert!(d.is_plain_cancellation());
     assert!(d.reschedule().is_none());
@@ -95,15 +95,15 @@ fn invitee_canceled_plain() {
     assert_eq!(se.invitees_counter.unwrap().active, 0);
     assert_ne!(
         d.dedup_key(),
-        parse_delivery(&fixture("webhook_invitee_created.json")).unwrap().dedup_key(),
+        parse(&fixture("webhook_invitee_created.json")).unwrap().dedup_key(),
         "created and canceled of one invitee are different events"
     );
 }
 
 #[test]
 fn reschedule_pair_matches_in_either_order() {
-    let canceled = parse_delivery(&fixture("webhook_invitee_canceled_rescheduled.json")).unwrap();
-    let created = parse_delivery(&fixture("webhook_invitee_created_rescheduled.json")).unwrap();
+    let canceled = parse(&fixture("webhook_invitee_canceled_rescheduled.json")).unwrap();
+    let created = parse(&fixture("webhook_invitee_created_rescheduled.json")).unwrap();
     assert!(!canceled.is_plain_cancellation());
     let Some(RescheduleSide::Canceled(a)) = canceled.reschedule() else { panic!("canceled side") };
     let Some(RescheduleSide::Created(b)) = created.reschedule() else { panic!("created side") };
@@ -116,7 +116,7 @@ fn reschedule_pair_matches_in_either_order() {
 
 #[test]
 fn no_show_created() {
-    let d = parse_delivery(&fixture("webhook_invitee_no_show_created.json")).unwrap();
+    let d = parse(&fixture("webhook_invitee_no_show_created.json")).unwrap();
     assert_eq!(d.event, WebhookEvent::InviteeNoShowCreated);
     let ns = d.invitee().unwrap().no_show.as_ref().unwrap();
     assert_eq!(ns.uri.uuid(), "NO-SHOW-UUID");
@@ -129,7 +129,7 @@ fn no_show_created() {
 #[test]
 fn legacy_v1_bodies_are_rejected_clearly() {
     for f in ["webhook_legacy_v1.json", "webhook_article_003.json"] {
-        let e = parse_delivery(&fixture(f)).unwrap_err();
+        let e = parse(&fixture(f)).unwrap_err();
         assert!(matches!(e, WebhookError::LegacyFormat), "{f}: {e:?}");
         assert!(e.to_string().contains("unsupported legacy format"), "{e}");
     }
@@ -138,7 +138,7 @@ fn legacy_v1_bodies_are_rejected_clearly() {
 #[test]
 fn unknown_event_is_kept() {
     let body = br#"{"event":"contact.created","created_at":"2026-06-24T22:30:45.105381Z","created_by":"https://api.calendly.com/users/U","payload":{"uri":"https://api.calendly.com/contacts/C","email":"x@example.com"}}"#;
-    let d = parse_delivery(body).unwrap();
+    let d = parse(body).unwrap();
     assert_eq!(d.event, WebhookEvent::Unknown("contact.created".into()));
     let WebhookPayload::Other(v) = &d.payload else { panic!("other") };
     assert_eq!(v["email"], "x@example.com");
@@ -150,8 +150,8 @@ fn unknown_event_is_kept() {
 const KAT: &str = "a2b5e6b3424cee8acba63b160edeb11002180ef4b515a8c56a59cfd199f6918d";
 const T: u64 = 1_782_340_245;
 
-fn verifier(now: u64) -> WebhookVerifier {
-    WebhookVerifier::new(Token::new("whsec-calendly-test")).with_clock(Arc::new(FixedClock::at_unix(now)))
+fn verifier(now: u64) -> Verifier {
+    Verifier::new(Token::new("whsec-calendly-test")).clock(Arc::new(FixedClock::at_unix(now)))
 }
 
 #[test]

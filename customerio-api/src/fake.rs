@@ -1470,7 +1470,7 @@ impl WebhookBuilder {
         let bytes = serde_json::to_vec(&body).expect("serializable");
         let signed_at = self.signed_at.unwrap_or(now);
         let signature = sign(&self.key, signed_at, &bytes);
-        let event = crate::webhook::parse_event(&bytes).expect("own webhook parses");
+        let event = crate::webhook::parse(&bytes).expect("own webhook parses");
         SignedWebhook {
             body: Bytes::from(bytes),
             headers: vec![

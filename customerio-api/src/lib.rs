@@ -15,7 +15,7 @@
 //! - App API ([`app`]): [`Client::send_email`], [`Client::customers_by_email`], [`Client::customer_attributes`],
 //!   [`Client::trigger_broadcast`].
 //! - Reporting webhooks ([`webhook`]): [`ReportingEvent`] with open [`ObjectType`]/[`Metric`] enums, and
-//!   [`WebhookVerifier`] for `X-CIO-Signature`.
+//!   [`Verifier`] for `X-CIO-Signature`.
 //! - Feature `fake`: an in-process stateful Customer.io fake (`fake::FakeCustomerIo`).
 //!
 //! Errors ([`Error`]) keep the status, the raw body, the vendor's parsed error in any of its three shapes
@@ -79,4 +79,4 @@ pub use limits::ValidationError;
 pub use region::Region;
 pub use track::{Device, Event, EventType, Identify, Platform, RegionInfo};
 pub use transport::NoRedirectTransport;
-pub use webhook::{EventData, Identifiers, Metric, ObjectType, ReportingEvent, WebhookError, WebhookVerifier};
+pub use webhook::{EventData, Identifiers, Metric, ObjectType, ReportingEvent, Verifier, WebhookError};

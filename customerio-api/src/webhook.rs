@@ -1,4 +1,4 @@
-//! Reporting webhooks: typed events ([`ReportingEvent`]) and signature verification ([`WebhookVerifier`]).
+//! Reporting webhooks: typed events ([`ReportingEvent`]) and signature verification ([`Verifier`]).
 //!
 //! Wire format (Customer.io's Webhooks spec): one JSON object per POST,
 //! `{"event_id","object_type","metric","timestamp","data":{…}}`, with headers `X-CIO-Timestamp` (unix seconds) and
@@ -8,12 +8,12 @@
 //! failed one succeeds. Acknowledge fast, queue the work, and deduplicate on [`ReportingEvent::dedup_key`]
 //! (`event_id`).
 //!
-//! Customer.io documents no replay window. [`WebhookVerifier`] rejects timestamps more than
+//! Customer.io documents no replay window. [`Verifier`] rejects timestamps more than
 //! [`DEFAULT_TOLERANCE`] (7 days and 1 hour) from now: Customer.io retries a failed delivery for up to 7 days and
 //! holds every later one back until it succeeds, and whether a retry is signed anew is not documented, so a
 //! shorter window (n8n uses 5 minutes) could refuse a legitimate retry forever and block the queue behind it. The
 //! cost: a captured request can be replayed within the window — deduplicate on `event_id`
-//! ([`ReportingEvent::dedup_key`]), as sync-core's inbox does. Narrow it with [`WebhookVerifier::tolerance`] when
+//! ([`ReportingEvent::dedup_key`]), as sync-core's inbox does. Narrow it with [`Verifier::tolerance`] when
 //! you know retries are re-signed.
 
 use std::{sync::Arc, time::Duration};
@@ -244,7 +244,7 @@ impl ReportingEvent {
 ///
 /// # Errors
 /// [`DecodeError`] naming the JSON path.
-pub fn parse_event(body: &[u8]) -> Result<ReportingEvent, DecodeError> {
+pub fn parse(body: &[u8]) -> Result<ReportingEvent, DecodeError> {
     api_core::decode_json(body)
 }
 
@@ -268,23 +268,32 @@ pub enum WebhookError {
 
 /// Verifies `X-CIO-Signature` over the raw body, in constant time, with a timestamp window and an injectable clock.
 #[derive(Debug, Clone)]
-pub struct WebhookVerifier {
+pub struct Verifier {
     key: Token,
     tolerance: Option<Duration>,
     clock: Arc<dyn Clock>,
 }
 
-impl WebhookVerifier {
+impl Verifier {
     /// A verifier for the reporting webhook's signing key, with [`DEFAULT_TOLERANCE`] and the system clock.
     #[must_use]
     pub fn new(signing_key: Token) -> Self {
         Self { key: signing_key, tolerance: Some(DEFAULT_TOLERANCE), clock: Arc::new(SystemClock) }
     }
 
-    /// Sets the timestamp window (`None`: no time check, signature only).
+    /// How far a signature's timestamp may be from now, either side (default [`DEFAULT_TOLERANCE`]).
     #[must_use]
-    pub fn tolerance(mut self, tolerance: Option<Duration>) -> Self {
-        self.tolerance = tolerance;
+    pub fn tolerance(mut self, tolerance: Duration) -> Self {
+        self.tolerance = Some(tolerance);
+        self
+    }
+
+    /// No time check, signature only: for a receiver that must take an event however late it comes (Customer.io
+    /// holds every later reporting event until a failed one is accepted or expires after 7 days), relying on
+    /// event-id deduplication against replays.
+    #[must_use]
+    pub fn any_age(mut self) -> Self {
+        self.tolerance = None;
         self
     }
 
@@ -317,7 +326,7 @@ impl WebhookVerifier {
     /// Verifies using the request's headers (`X-CIO-Timestamp`, `X-CIO-Signature`, any case).
     ///
     /// # Errors
-    /// See [`WebhookVerifier::verify`].
+    /// See [`Verifier::verify`].
     pub fn verify_headers(&self, headers: &http::HeaderMap, body: &[u8]) -> Result<(), SignatureError> {
         let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
         self.verify(get(TIMESTAMP_HEADER), get(SIGNATURE_HEADER), body)
@@ -329,7 +338,7 @@ impl WebhookVerifier {
     /// [`WebhookError`].
     pub fn verify_and_parse(&self, headers: &http::HeaderMap, body: &[u8]) -> Result<ReportingEvent, WebhookError> {
         self.verify_headers(headers, body)?;
-        Ok(parse_event(body)?)
+        Ok(parse(body)?)
     }
 }
 
@@ -368,7 +377,7 @@ mod tests {
 
     #[test]
     fn lenient_fields() {
-        let e = parse_event(
+        let e = parse(
             br#"{"event_id":"x","object_type":"email","metric":"opened","timestamp":1,
                 "data":{"action_id":"42","campaign_id":null,"identifiers":{"id":42},"new_field":[1]}}"#,
         )
@@ -381,7 +390,7 @@ mod tests {
 
     #[test]
     fn verify_rejects_missing_and_malformed() {
-        let v = WebhookVerifier::new(Token::new("k")).clock(Arc::new(FixedClock::at_unix(100)));
+        let v = Verifier::new(Token::new("k")).clock(Arc::new(FixedClock::at_unix(100)));
         assert_eq!(v.verify(None, Some("ab"), b"{}"), Err(SignatureError::Missing));
         assert_eq!(v.verify(Some("100"), None, b"{}"), Err(SignatureError::Missing));
         assert!(matches!(v.verify(Some("x"), Some("ab"), b"{}"), Err(SignatureError::Malformed(_))));

@@ -6,9 +6,9 @@ use std::{sync::Arc, time::Duration};
 use api_core::fake::Fault;
 use customerio_api::{
     Audience, BroadcastTrigger, Error, Event, EventId, FixedClock, Identifier, Identify, Metric, ObjectType, Operation,
-    RetryPolicy, SendEmail, Token, VendorError, WebhookVerifier,
+    RetryPolicy, SendEmail, Token, VendorError, Verifier,
     fake::{FakeConfig, FakeCustomerIo},
-    webhook::parse_event,
+    webhook::parse,
 };
 use http::Method;
 use serde_json::{Map, Value, json};
@@ -254,8 +254,7 @@ async fn signed_webhooks_verify_and_deliver() {
     let ann = Identifier::email("ann@example.com");
     fake.seed_person(&ann, &attrs(json!({"id": "42"})));
     let hook = fake.webhook(&ann, Metric::Clicked).href("https://example.com/pricing").subject("Hi").build();
-    let verifier =
-        WebhookVerifier::new(Token::new(fake.config().webhook_signing_key.clone())).clock(Arc::new(clock.clone()));
+    let verifier = Verifier::new(Token::new(fake.config().webhook_signing_key.clone())).clock(Arc::new(clock.clone()));
     let event = verifier.verify_and_parse(&hook.header_map(), &hook.body).unwrap();
     assert_eq!(event.metric, Metric::Clicked);
     assert_eq!(event.object_type, ObjectType::Email);
@@ -271,7 +270,7 @@ async fn signed_webhooks_verify_and_deliver() {
     let stale = fake.webhook(&ann, Metric::Opened).signed_at(stale_at).build();
     assert!(verifier.verify_and_parse(&stale.header_map(), &stale.body).is_err());
     let unsub = fake.webhook(&ann, Metric::Unsubscribed).build();
-    assert_eq!(parse_event(&unsub.body).unwrap().metric, Metric::Unsubscribed);
+    assert_eq!(parse(&unsub.body).unwrap().metric, Metric::Unsubscribed);
 
     // delivery to a receiver (an axum route standing in for the sync engine's ingest)
     let got = Arc::new(std::sync::Mutex::new(Vec::new()));

@@ -3,8 +3,8 @@
 use std::{sync::Arc, time::Duration};
 
 use customerio_api::{
-    FixedClock, Metric, ObjectType, SignatureError, Token, WebhookError, WebhookVerifier,
-    webhook::{DEFAULT_TOLERANCE, parse_event, sign},
+    FixedClock, Metric, ObjectType, SignatureError, Token, Verifier, WebhookError,
+    webhook::{DEFAULT_TOLERANCE, parse, sign},
 };
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -13,7 +13,7 @@ fn fixture(name: &str) -> Vec<u8> {
 
 #[test]
 fn documented_examples_decode() {
-    let e = parse_event(&fixture("webhook_customer_subscribed.json")).unwrap();
+    let e = parse(&fixture("webhook_customer_subscribed.json")).unwrap();
     assert_eq!((e.object_type.clone(), e.metric.clone()), (ObjectType::Customer, Metric::Subscribed));
     assert_eq!(e.dedup_key(), "01E4C4CT6YDC7Y5M7FE1GWWPQJ");
     assert_eq!(e.data.email_address.as_deref(), Some("test@example.com"));
@@ -23,39 +23,39 @@ fn documented_examples_decode() {
         (Some("42"), Some("test@example.com"), Some("d9c106000001"))
     );
 
-    let sent = parse_event(&fixture("webhook_email_sent.json")).unwrap();
+    let sent = parse(&fixture("webhook_email_sent.json")).unwrap();
     assert_eq!(sent.metric, Metric::Sent);
     assert_eq!(sent.data.broadcast_id, Some(9));
     assert_eq!(sent.data.action_id, Some(42));
     assert_eq!(sent.data.delivery_id.as_deref(), Some("RPILAgUBcRhIBqSfeiIwdIYJKxTY"));
     assert_eq!(sent.timestamp, 1_613_063_089);
 
-    let sms = parse_event(&fixture("webhook_sms_sent.json")).unwrap();
+    let sms = parse(&fixture("webhook_sms_sent.json")).unwrap();
     assert_eq!(sms.object_type, ObjectType::Sms);
     assert_eq!(sms.data.recipient.as_deref(), Some("+15551234567"));
     assert_eq!(sms.person_email(), Some("test@example.com"));
 
-    let opened = parse_event(&fixture("webhook_email_opened.json")).unwrap();
+    let opened = parse(&fixture("webhook_email_opened.json")).unwrap();
     assert_eq!(opened.metric, Metric::Opened);
     assert_eq!(opened.data.trigger_id, Some(1));
     assert_eq!(opened.data.journey_id.as_deref(), Some("01GW20GXAAXBKZD8J96M8FNV3R"));
     assert_eq!(opened.data.proxied, Some(false));
 
-    let clicked = parse_event(&fixture("webhook_email_clicked.json")).unwrap();
+    let clicked = parse(&fixture("webhook_email_clicked.json")).unwrap();
     assert_eq!(clicked.metric, Metric::Clicked);
     assert_eq!(clicked.data.href.as_deref(), Some("https://docs.customer.io"));
     assert_eq!(clicked.data.link_id, Some(1));
     assert_eq!(clicked.person_id(), Some("42"));
 
-    let unsub = parse_event(&fixture("webhook_email_unsubscribed.json")).unwrap();
+    let unsub = parse(&fixture("webhook_email_unsubscribed.json")).unwrap();
     assert_eq!((unsub.object_type, unsub.metric), (ObjectType::Email, Metric::Unsubscribed));
 
-    let bounced = parse_event(&fixture("webhook_email_bounced.json")).unwrap();
+    let bounced = parse(&fixture("webhook_email_bounced.json")).unwrap();
     assert_eq!(bounced.metric, Metric::Bounced);
     assert_eq!(bounced.data.failure_message.as_deref(), Some("Something went wrong!"));
 
-    assert_eq!(parse_event(&fixture("webhook_email_delivered.json")).unwrap().metric, Metric::Delivered);
-    let person_unsub = parse_event(&fixture("webhook_person_unsubscribed.json")).unwrap();
+    assert_eq!(parse(&fixture("webhook_email_delivered.json")).unwrap().metric, Metric::Delivered);
+    let person_unsub = parse(&fixture("webhook_person_unsubscribed.json")).unwrap();
     assert_eq!((person_unsub.object_type, person_unsub.metric), (ObjectType::Customer, Metric::Unsubscribed));
 }
 
@@ -63,7 +63,7 @@ fn documented_examples_decode() {
 fn unknown_metric_and_object_type_and_fields_are_kept() {
     let body = br#"{"event_id":"01H","object_type":"carrier_pigeon","metric":"pecked","timestamp":1,
         "data":{"identifiers":{"id":"1"},"feathers":3},"api_version":"2"}"#;
-    let e = parse_event(body).unwrap();
+    let e = parse(body).unwrap();
     assert_eq!(e.metric, Metric::Unknown("pecked".into()));
     assert_eq!(e.object_type, ObjectType::Unknown("carrier_pigeon".into()));
     assert_eq!(e.data.extra["feathers"], 3);
@@ -75,8 +75,8 @@ fn unknown_metric_and_object_type_and_fields_are_kept() {
 
 #[test]
 fn decode_errors_name_the_path() {
-    let err = parse_event(br#"{"event_id":"x","object_type":"email","metric":"sent","timestamp":"soon","data":{}}"#)
-        .unwrap_err();
+    let err =
+        parse(br#"{"event_id":"x","object_type":"email","metric":"sent","timestamp":"soon","data":{}}"#).unwrap_err();
     assert_eq!(err.path, "timestamp");
 }
 
@@ -89,9 +89,9 @@ const OPENED_SIG: &str = "04146d3d2a16f3f141c67935451c4272392d74ac38ba3b30eeb7b6
 const SMALL_SIG: &str = "cb49986fd6701a1508379c22ad9f603454adff3bb256a94b172b9ae12fdf9c4b";
 const TS: &str = "1613063089";
 
-fn verifier(now: u64) -> (WebhookVerifier, FixedClock) {
+fn verifier(now: u64) -> (Verifier, FixedClock) {
     let clock = FixedClock::at_unix(now);
-    (WebhookVerifier::new(Token::new("cio-signing-key-123")).clock(Arc::new(clock.clone())), clock)
+    (Verifier::new(Token::new("cio-signing-key-123")).clock(Arc::new(clock.clone())), clock)
 }
 
 #[test]
@@ -122,7 +122,7 @@ fn forged_rejected() {
     // timestamp header changed (it is part of the signed string)
     assert_eq!(v.verify(Some("1613063090"), Some(OPENED_SIG), &body), Err(SignatureError::Mismatch));
     // wrong key
-    let other = WebhookVerifier::new(Token::new("other-key")).tolerance(None);
+    let other = Verifier::new(Token::new("other-key")).any_age();
     assert_eq!(other.verify(Some(TS), Some(OPENED_SIG), &body), Err(SignatureError::Mismatch));
     // truncated signature, missing headers
     assert_eq!(v.verify(Some(TS), Some(&OPENED_SIG[..32]), &body), Err(SignatureError::Mismatch));
@@ -151,8 +151,8 @@ fn stale_and_replayed_rejected() {
     // a narrower window refuses what the default accepts; no window checks the signature only
     let (v, _) = verifier(1_613_063_089 + 3600);
     assert!(matches!(
-        v.clone().tolerance(Some(Duration::from_secs(300))).verify(Some(TS), Some(OPENED_SIG), &body),
+        v.clone().tolerance(Duration::from_secs(300)).verify(Some(TS), Some(OPENED_SIG), &body),
         Err(SignatureError::Expired { .. })
     ));
-    v.tolerance(None).verify(Some(TS), Some(OPENED_SIG), &body).unwrap();
+    v.any_age().verify(Some(TS), Some(OPENED_SIG), &body).unwrap();
 }

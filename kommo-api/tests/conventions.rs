@@ -20,3 +20,13 @@ async fn errors_follow_the_workspace_convention() {
     })
     .await;
 }
+
+/// The webhook shape: `webhook::parse` on the raw form body. Kommo signs nothing (kommo.md §5): a receiver
+/// authenticates deliveries by a secret path segment and checks the account (`WebhookPayload::check_account`), so
+/// there is no `Verifier` here.
+#[test]
+fn webhooks_follow_the_workspace_shape() {
+    let body = b"leads%5Bstatus%5D%5B0%5D%5Bid%5D=25399013&leads%5Bstatus%5D%5B0%5D%5Bstatus_id%5D=142&leads%5Bstatus%5D%5B0%5D%5Bpipeline_id%5D=3104455&account%5Bid%5D=29085955&account%5Bsubdomain%5D=subdomain";
+    let payload = kommo_api::webhook::parse(body).unwrap();
+    assert!(payload.check_account(Some(kommo_api::AccountId(29_085_955)), Some("subdomain")).is_ok());
+}

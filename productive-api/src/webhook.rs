@@ -291,16 +291,16 @@ impl Verifier {
         }
     }
 
-    /// Sets the tolerance window.
+    /// How far a signature's timestamp may be from now, either side (default [`DEFAULT_TOLERANCE`]).
     #[must_use]
-    pub fn with_tolerance(mut self, tolerance: Duration) -> Self {
+    pub fn tolerance(mut self, tolerance: Duration) -> Self {
         self.tolerance = tolerance;
         self
     }
 
-    /// Sets the clock (tests).
+    /// Injects a clock (tests: `api_core::FixedClock`).
     #[must_use]
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
     }
@@ -326,6 +326,26 @@ impl Verifier {
         seen.insert(key, t);
         Ok(delivery)
     }
+
+    /// [`Verifier::verify`] with the [`SIGNATURE_HEADER`] found in `headers` (looked up case-insensitively).
+    ///
+    /// # Errors
+    /// As [`Verifier::verify`]; a header that is not ASCII is malformed.
+    pub fn verify_headers(&self, headers: &http::HeaderMap, body: &[u8]) -> Result<Delivery, WebhookError> {
+        let h = headers
+            .get(SIGNATURE_HEADER)
+            .map(|v| v.to_str().map_err(|_| SignatureError::Malformed("not ASCII".into())))
+            .transpose()?;
+        self.verify(h, body)
+    }
+}
+
+/// Parses a delivery's raw body (without checking its signature: see [`Verifier`]).
+///
+/// # Errors
+/// [`DecodeError`] naming the JSON path.
+pub fn parse(body: &[u8]) -> Result<Delivery, DecodeError> {
+    Delivery::parse(body)
 }
 
 /// Constant-time check of a shared secret presented in a path segment or a custom header (for receivers that
@@ -365,7 +385,7 @@ mod tests {
     fn forged_stale_missing_and_replayed_are_rejected() {
         let token = Token::new("tok_123");
         let clock = FixedClock::at_unix(1_758_646_018);
-        let v = Verifier::new(token.clone()).with_clock(Arc::new(clock.clone()));
+        let v = Verifier::new(token.clone()).clock(Arc::new(clock.clone()));
         let body = TASK_CREATED.as_bytes();
         let header = sign(&token, 1_758_646_018, body);
         v.verify(Some(&header), body).unwrap();
@@ -391,7 +411,7 @@ mod tests {
     fn the_same_signature_respelled_is_still_a_replay() {
         let token = Token::new("tok_123");
         let clock = FixedClock::at_unix(1_758_646_018);
-        let v = Verifier::new(token.clone()).with_clock(Arc::new(clock));
+        let v = Verifier::new(token.clone()).clock(Arc::new(clock));
         let body = TASK_CREATED.as_bytes();
         v.verify(Some(&format!("t=1758646018, s={KAT_SIG}")), body).unwrap();
         let bogus = "00".repeat(32);
@@ -413,7 +433,7 @@ mod tests {
         // Productive retries failed deliveries for ~48 h; a retry that keeps its first `t` must still verify
         let token = Token::new("tok_123");
         let clock = FixedClock::at_unix(1_758_646_018 + 48 * 3600);
-        let v = Verifier::new(token.clone()).with_clock(Arc::new(clock));
+        let v = Verifier::new(token.clone()).clock(Arc::new(clock));
         v.verify(Some(&sign(&token, 1_758_646_018, TASK_CREATED.as_bytes())), TASK_CREATED.as_bytes()).unwrap();
     }
 

@@ -201,7 +201,7 @@ async fn webhooks_are_signed_and_parse() {
     let sent = fake.complete_task(&task.typed_id()).await;
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].status, Some(200));
-    let v = Verifier::new(task_token).with_clock(Arc::new(clock.clone()));
+    let v = Verifier::new(task_token).clock(Arc::new(clock.clone()));
     let d = v.verify(Some(&sent[0].signature), &sent[0].body).unwrap();
     match d.typed().unwrap() {
         WebhookEvent::Task { completed, task: t, .. } => {
@@ -216,10 +216,7 @@ async fn webhooks_are_signed_and_parse() {
     let sent =
         fake.update_deal(&budget.typed_id(), &serde_json::from_value(json!({"budget_total": "5000.0"})).unwrap()).await;
     assert_eq!(sent.len(), 1);
-    let d = Verifier::new(budget_token)
-        .with_clock(Arc::new(clock))
-        .verify(Some(&sent[0].signature), &sent[0].body)
-        .unwrap();
+    let d = Verifier::new(budget_token).clock(Arc::new(clock)).verify(Some(&sent[0].signature), &sent[0].body).unwrap();
     assert_eq!(d.event, "update_budget");
     assert!(matches!(d.typed().unwrap(), WebhookEvent::Deal { is_budget: true, .. }));
     let raw: Delivery = Delivery::parse(&receiver.received_requests().await.unwrap()[0].body).unwrap();

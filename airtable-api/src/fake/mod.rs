@@ -72,7 +72,7 @@ use tokio::time::Instant;
 use crate::{
     BaseId, Client, ClientBuilder, FieldId, RecordId, TableId, WebhookId,
     cell::Record,
-    webhooks::{MAC_HEADER, MacSecret, Webhook, WebhookPayload},
+    webhook::{MAC_HEADER, MacSecret, Webhook, WebhookPayload},
 };
 
 /// The token the fake accepts by default (see [`FakeConfig::token`]).

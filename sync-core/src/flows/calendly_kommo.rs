@@ -57,7 +57,7 @@ use std::time::Duration;
 use api_core::{ErrorClass, Token};
 use async_trait::async_trait;
 use calendly_api::invitees::Invitee;
-use calendly_api::webhook::{WebhookDelivery, WebhookEvent, WebhookVerifier, parse_delivery};
+use calendly_api::webhook::{Verifier, WebhookDelivery, WebhookEvent, parse};
 use calendly_api::webhook_subscriptions::{
     CreateOutcome, CreateWebhookSubscription, ListWebhookSubscriptions, SubscriptionState, WebhookScope,
     WebhookSubscription, generate_signing_key,
@@ -373,7 +373,7 @@ fn config_error(entry: &str, message: impl Into<String>) -> ConfigError {
 pub struct CalendlyKommo {
     config: Arc<Config>,
     kommo: kommo_api::Client,
-    verifier: Arc<std::sync::RwLock<WebhookVerifier>>,
+    verifier: Arc<std::sync::RwLock<Verifier>>,
     tz: Tz,
 }
 
@@ -395,14 +395,13 @@ impl CalendlyKommo {
         let tz: Tz = config.timezone.parse().map_err(|_| {
             config_error("timezone", format!("`{}` is not an IANA time zone (e.g. \"Europe/Berlin\")", config.timezone))
         })?;
-        let verifier =
-            WebhookVerifier::new(signing_key).with_tolerance(Duration::from_secs(config.webhook.tolerance_secs));
+        let verifier = Verifier::new(signing_key).tolerance(Duration::from_secs(config.webhook.tolerance_secs));
         Ok(Self { config: Arc::new(config), kommo, verifier: Arc::new(std::sync::RwLock::new(verifier)), tz })
     }
 
     /// Replaces the signature verifier (e.g. one with an injected clock in tests).
     #[must_use]
-    pub fn with_verifier(self, verifier: WebhookVerifier) -> Self {
+    pub fn with_verifier(self, verifier: Verifier) -> Self {
         *self.verifier.write().unwrap_or_else(std::sync::PoisonError::into_inner) = verifier;
         self
     }
@@ -410,7 +409,7 @@ impl CalendlyKommo {
     /// Switches to a new signing key (after [`ensure_webhook`] recreated the subscription); the routes already
     /// mounted use it from the next request on.
     pub fn set_signing_key(&self, key: Token) {
-        let v = WebhookVerifier::new(key).with_tolerance(Duration::from_secs(self.config.webhook.tolerance_secs));
+        let v = Verifier::new(key).tolerance(Duration::from_secs(self.config.webhook.tolerance_secs));
         *self.verifier.write().unwrap_or_else(std::sync::PoisonError::into_inner) = v;
     }
 
@@ -782,7 +781,7 @@ impl Flow for CalendlyKommo {
     }
 
     fn dedup_key(&self, event: &RawEvent<'_>) -> Result<String, KeyError> {
-        let d = parse_delivery(event.body).map_err(|e| KeyError(e.to_string()))?;
+        let d = parse(event.body).map_err(|e| KeyError(e.to_string()))?;
         if d.event.is_invitee_event() && d.invitee().is_none() {
             return Err(KeyError("invitee event without an invitee payload".into()));
         }
@@ -790,11 +789,11 @@ impl Flow for CalendlyKommo {
     }
 
     fn ordering_key(&self, event: &RawEvent<'_>) -> Option<String> {
-        parse_delivery(event.body).ok().as_ref().and_then(chain_key)
+        parse(event.body).ok().as_ref().and_then(chain_key)
     }
 
     async fn handle(&self, ctx: &Ctx, event: &Event) -> Result<Outcome, BoxError> {
-        let delivery = match parse_delivery(&event.payload) {
+        let delivery = match parse(&event.payload) {
             Ok(d) => d,
             Err(e) => return Ok(Outcome::fail(format!("undecodable Calendly delivery: {e}"))),
         };
@@ -1460,7 +1459,7 @@ mod tests {
     fn both_halves_of_a_reschedule_share_the_chain_key() {
         let canceled = br#"{"event":"invitee.canceled","created_at":"2026-06-24T22:30:45Z","payload":{"uri":"https://api.calendly.com/scheduled_events/E1/invitees/I1","email":"Jane@Example.com","rescheduled":true,"new_invitee":"https://api.calendly.com/scheduled_events/E2/invitees/I2"}}"#;
         let created = br#"{"event":"invitee.created","created_at":"2026-06-24T22:30:45Z","payload":{"uri":"https://api.calendly.com/scheduled_events/E2/invitees/I2","email":"jane@example.com","old_invitee":"https://api.calendly.com/scheduled_events/E1/invitees/I1"}}"#;
-        let key = |b: &[u8]| chain_key(&parse_delivery(b).unwrap());
+        let key = |b: &[u8]| chain_key(&parse(b).unwrap());
         assert_eq!(key(canceled), Some("chain:jane@example.com".into()));
         assert_eq!(key(canceled), key(created));
         let no_email_c = br#"{"event":"invitee.canceled","created_at":"2026-06-24T22:30:45Z","payload":{"uri":"https://x/scheduled_events/E1/invitees/I1","rescheduled":true,"new_invitee":"https://x/scheduled_events/E2/invitees/I2"}}"#;

@@ -35,7 +35,7 @@ use std::{
 use airtable_client::{
     BaseId, FieldType as AtFieldType, Fields, MacSecret, RecordId, WebhookId, WebhookNotification, WriteOptions,
     field_eq,
-    webhooks::{ActionSource, ChangeKind, CreateWebhook, WebhookSpecification},
+    webhook::{ActionSource, ChangeKind, CreateWebhook, WebhookSpecification},
 };
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};

@@ -31,7 +31,7 @@ use std::{
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use customerio_api::{Event as CioEvent, EventId, Identifier, Identify, Metric, ReportingEvent, WebhookVerifier};
+use customerio_api::{Event as CioEvent, EventId, Identifier, Identify, Metric, ReportingEvent, Verifier};
 use futures::TryStreamExt as _;
 use kommo_api::{
     CustomFieldsExt as _, EntityType, FieldType as KmFieldType, FieldValueWrite, ListParams, PipelineId, StatusId,
@@ -522,8 +522,10 @@ impl KommoCustomerIo {
             }),
         );
         let tolerance = self.config.customerio.signature_tolerance_secs;
-        let verifier =
-            WebhookVerifier::new(cio_signing_key).tolerance((tolerance > 0).then(|| Duration::from_secs(tolerance)));
+        let verifier = match tolerance {
+            0 => Verifier::new(cio_signing_key).any_age(),
+            secs => Verifier::new(cio_signing_key).tolerance(Duration::from_secs(secs)),
+        };
         let cio = SourceRoute::new(
             SOURCE_CUSTOMERIO,
             FnVerifier(move |r: &VerifyRequest<'_>| {
@@ -782,8 +784,8 @@ impl KommoCustomerIo {
     // --------------------------------------------------------------------------------------- Customer.io → Kommo
 
     async fn handle_reporting(&self, ctx: &Ctx, body: &[u8]) -> Result<Outcome, Fault> {
-        let ev = customerio_api::webhook::parse_event(body)
-            .map_err(|e| Fault::Fail(format!("not a reporting event: {e}")))?;
+        let ev =
+            customerio_api::webhook::parse(body).map_err(|e| Fault::Fail(format!("not a reporting event: {e}")))?;
         if !matches!(ev.metric, Metric::Opened | Metric::Clicked | Metric::Unsubscribed | Metric::Bounced) {
             bump(&self.stats.filtered);
             tracing::info!(event = %ev.event_id, metric = %ev.metric, "metric not handled: ignored");
@@ -1077,7 +1079,7 @@ impl Flow for KommoCustomerIo {
         match event.source {
             SOURCE_KOMMO => kommo_keys(event.body).map(|k| k.0),
             _ => {
-                let ev = customerio_api::webhook::parse_event(event.body)
+                let ev = customerio_api::webhook::parse(event.body)
                     .map_err(|e| KeyError(format!("not a Customer.io reporting event: {e}")))?;
                 Ok(format!("cio:{}", ev.dedup_key()))
             }
@@ -1096,7 +1098,7 @@ impl Flow for KommoCustomerIo {
         match event.source {
             SOURCE_KOMMO => kommo_keys(event.body).ok().and_then(|k| k.1),
             _ => {
-                let ev = customerio_api::webhook::parse_event(event.body).ok()?;
+                let ev = customerio_api::webhook::parse(event.body).ok()?;
                 person_email(&ev, self.config.customerio.identify_by)
                     .or_else(|| ev.person_id().map(str::to_owned))
                     .map(|p| format!("person:{}", p.to_lowercase()))

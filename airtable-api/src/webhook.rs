@@ -215,6 +215,76 @@ impl WebhookNotification {
     }
 }
 
+/// Parses a ping's raw body (without checking its MAC: see [`Verifier`]).
+///
+/// # Errors
+/// [`api_core::DecodeError`] naming the JSON path.
+pub fn parse(raw_body: &[u8]) -> Result<WebhookNotification, api_core::DecodeError> {
+    api_core::decode_json(raw_body)
+}
+
+/// Default window for a ping's `timestamp`. Airtable does not retry pings (a missed one is caught up by the
+/// cursor feed), so a ping is either on time or useless; 5 minutes allow for clock skew and a slow network.
+pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
+
+/// Verifies notification pings for one webhook: the `X-Airtable-Content-MAC` over the raw body, then the ping's
+/// `timestamp` within a window either side of now (the workspace's shared verifier shape: `new`, `tolerance`,
+/// `clock`, `verify_headers`).
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    secret: MacSecret,
+    tolerance: Duration,
+    clock: std::sync::Arc<dyn Clock>,
+}
+
+impl Verifier {
+    /// A verifier for the webhook's `macSecretBase64`, with [`DEFAULT_TOLERANCE`] and the system clock.
+    #[must_use]
+    pub fn new(secret: MacSecret) -> Self {
+        Self { secret, tolerance: DEFAULT_TOLERANCE, clock: std::sync::Arc::new(api_core::SystemClock) }
+    }
+
+    /// How far a ping's `timestamp` may be from now, either side (default [`DEFAULT_TOLERANCE`]).
+    #[must_use]
+    pub fn tolerance(mut self, tolerance: Duration) -> Self {
+        self.tolerance = tolerance;
+        self
+    }
+
+    /// Injects a clock (tests: `api_core::FixedClock`).
+    #[must_use]
+    pub fn clock(mut self, clock: std::sync::Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Verifies the MAC (from `header`, the [`MAC_HEADER`] value) and the ping's age, then returns the ping.
+    ///
+    /// # Errors
+    /// [`NotificationError`]: the MAC first (nothing about a forged body is parsed), then the body, then the age.
+    pub fn verify(&self, header: Option<&str>, raw_body: &[u8]) -> Result<WebhookNotification, NotificationError> {
+        let ping = WebhookNotification::from_request(&self.secret, raw_body, header)?;
+        ping.check_age(self.clock.as_ref(), self.tolerance)?;
+        Ok(ping)
+    }
+
+    /// [`Verifier::verify`] with the [`MAC_HEADER`] found in `headers` (looked up case-insensitively).
+    ///
+    /// # Errors
+    /// As [`Verifier::verify`]; a header that is not ASCII is malformed.
+    pub fn verify_headers(
+        &self,
+        headers: &http::HeaderMap,
+        raw_body: &[u8],
+    ) -> Result<WebhookNotification, NotificationError> {
+        let h = headers
+            .get(MAC_HEADER)
+            .map(|v| v.to_str().map_err(|_| SignatureError::Malformed("not ASCII".into())))
+            .transpose()?;
+        self.verify(h, raw_body)
+    }
+}
+
 /// `specification.options.filters`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
