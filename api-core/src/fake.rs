@@ -40,6 +40,9 @@ pub struct LoggedRequest {
     pub headers: HeaderMap,
     /// Body.
     pub body: Bytes,
+    /// When the request arrived (before any fault or rate limit was applied): rate measurements count arrivals,
+    /// as the vendors do.
+    pub at: std::time::Instant,
 }
 
 impl LoggedRequest {
@@ -206,6 +209,7 @@ async fn around(State(shared): State<Shared>, req: Request, next: Next) -> Respo
         query: parts.uri.query().map(str::to_owned),
         headers: parts.headers.clone(),
         body: bytes.clone(),
+        at: std::time::Instant::now(),
     });
     let fault = shared.faults.take(&parts.method, parts.uri.path());
     let req = Request::from_parts(parts, Body::from(bytes));

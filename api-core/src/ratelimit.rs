@@ -216,6 +216,21 @@ impl RateLimiter {
     }
 }
 
+/// A shared handle is a budget too (so `Arc<dyn RateBudget>` can be passed wherever a budget is taken).
+impl<T: RateBudget + ?Sized> RateBudget for Arc<T> {
+    fn acquire<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), BudgetError>> {
+        (**self).acquire(key)
+    }
+
+    fn pause<'a>(&'a self, key: &'a str, wait: Duration) -> BoxFuture<'a, Result<(), BudgetError>> {
+        (**self).pause(key, wait)
+    }
+
+    fn held<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Duration>, BudgetError>> {
+        (**self).held(key)
+    }
+}
+
 impl RateBudget for RateLimiter {
     fn acquire<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), BudgetError>> {
         Box::pin(async move {

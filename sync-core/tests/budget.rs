@@ -9,6 +9,7 @@ behaviour_suite!(
     budget_hands_out_each_slot_once_across_processes,
     budget_pause_is_shared_extends_only_and_voids_earlier_slots,
     budget_keys_and_namespaces_are_independent,
+    budget_acquire_learns_another_process_hold_while_it_waits,
 );
 
 mod cases {
@@ -60,10 +61,12 @@ mod cases {
         assert_eq!(b.reserve("appBase").await.expect("reserve"), Duration::ZERO);
         assert_eq!(RateBudget::held(&b, "appBase").await.expect("held"), None);
 
-        // process A gets a 429: process B sees the hold, and its next slot is after it
+        // process A gets a 429: A holds off at once; B's next slot is after the hold, and from that reservation
+        // on B knows the hold too (`held` answers from what the last round trip returned)
         RateBudget::pause(&a, "appBase", Duration::from_secs(30)).await.expect("pause");
-        assert_eq!(RateBudget::held(&b, "appBase").await.expect("held"), Some(Duration::from_secs(30)));
+        assert_eq!(RateBudget::held(&a, "appBase").await.expect("held"), Some(Duration::from_secs(30)));
         assert_eq!(b.reserve("appBase").await.expect("reserve"), Duration::from_secs(30));
+        assert_eq!(RateBudget::held(&b, "appBase").await.expect("held"), Some(Duration::from_secs(30)));
         // a shorter pause never shortens the hold
         RateBudget::pause(&b, "appBase", Duration::from_secs(5)).await.expect("pause");
         assert_eq!(RateBudget::held(&a, "appBase").await.expect("held"), Some(Duration::from_secs(30)));
@@ -86,9 +89,31 @@ mod cases {
         assert_eq!(kommo.reserve("k2").await.expect("reserve"), Duration::ZERO);
         assert_eq!(airtable.reserve("k1").await.expect("reserve"), Duration::ZERO);
         RateBudget::pause(&kommo, "k1", Duration::from_secs(60)).await.expect("pause");
+        assert_eq!(RateBudget::held(&kommo, "k1").await.expect("held"), Some(Duration::from_secs(60)));
+        assert_eq!(airtable.reserve("k1").await.expect("reserve"), ms(150), "another namespace: no hold");
         assert_eq!(RateBudget::held(&airtable, "k1").await.expect("held"), None);
         assert_eq!(RateBudget::held(&kommo, "k2").await.expect("held"), None);
         // a spacing that is not a whole millisecond is rounded up, never down
         assert_eq!(store.rate_budget("x", Duration::from_micros(142_857)).spacing(), ms(143));
+    }
+
+    /// A hold another process records while this one waits for its slot is read back before the slot: the
+    /// client's check right before sending (`held`) sees it without a round trip of its own.
+    pub async fn budget_acquire_learns_another_process_hold_while_it_waits(h: &Harness) {
+        let clock: SharedClock = Arc::new(sync_core::SystemClock);
+        let a = h.open(clock.clone()).await.rate_budget("kommo", ms(300));
+        let b = h.open(clock).await.rate_budget("kommo", ms(300));
+        RateBudget::acquire(&a, "acct").await.expect("first slot, at once");
+        let waiting = {
+            let a = a.clone();
+            tokio::spawn(async move {
+                RateBudget::acquire(&a, "acct").await.expect("second slot, 300 ms later");
+                RateBudget::held(&a, "acct").await.expect("held")
+            })
+        };
+        tokio::time::sleep(ms(100)).await;
+        RateBudget::pause(&b, "acct", Duration::from_secs(60)).await.expect("pause");
+        let held = waiting.await.expect("task").expect("A learnt B's hold before its slot");
+        assert!(held > Duration::from_secs(59), "{held:?}");
     }
 }
