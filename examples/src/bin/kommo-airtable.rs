@@ -76,11 +76,11 @@ async fn offline_flow(
 ) -> anyhow::Result<KommoAirtable> {
     let kommo = kommo_api::Client::builder()
         .base_url(config.kommo.base_url.clone())
-        .rate_limit(config.kommo.requests_per_second);
+        .shared_budget(examples::shared_budget(store, "kommo", config.kommo.requests_per_second));
     let kommo = examples::kommo_auth(kommo, &config.kommo.base_url, oauth, store, "KOMMO_TOKEN").await?.build()?;
     let mut airtable = airtable_client::Client::builder()
         .token(examples::env_token("AIRTABLE_TOKEN")?)
-        .requests_per_second_per_base(Some(config.airtable.requests_per_second).filter(|n| *n > 0));
+        .shared_budget(examples::shared_budget(store, "airtable", config.airtable.requests_per_second));
     if let Some(url) = &config.airtable.base_url {
         airtable = airtable.base_url(url.clone());
     }

@@ -75,14 +75,20 @@ async fn offline_flow(
 ) -> anyhow::Result<KommoCustomerIo> {
     let kommo = kommo_api::Client::builder()
         .base_url(config.kommo.base_url.clone())
-        .rate_limit(config.kommo.requests_per_second);
+        .shared_budget(examples::shared_budget(store, "kommo", config.kommo.requests_per_second));
     let kommo = examples::kommo_auth(kommo, &config.kommo.base_url, oauth, store, "KOMMO_TOKEN").await?.build()?;
     let region = Region::from_code(&config.customerio.region)
         .with_context(|| format!("customerio.region: `{}` is neither `us` nor `eu`", config.customerio.region))?;
     anyhow::ensure!(!config.customerio.site_id.is_empty(), "customerio.site_id is empty (Account → API Credentials)");
     let mut cio = customerio_api::Client::builder()
         .region(region)
-        .track_credentials(config.customerio.site_id.clone(), examples::env_token("CUSTOMERIO_TRACK_API_KEY")?);
+        .track_credentials(config.customerio.site_id.clone(), examples::env_token("CUSTOMERIO_TRACK_API_KEY")?)
+        // the Track API's limit is per workspace (site id)
+        .track_rate_limit(examples::shared_budget(
+            store,
+            &format!("customerio:{}", config.customerio.site_id),
+            customerio_api::client::DEFAULT_TRACK_RATE_PER_SECOND,
+        ));
     if let Some(url) = &config.customerio.base_url {
         cio = cio.base_url(url.parse().with_context(|| format!("customerio.base_url `{url}`"))?);
     }

@@ -95,13 +95,15 @@ async fn clients(
 ) -> anyhow::Result<(kommo_api::Client, productive_api::Client)> {
     let kommo = kommo_api::Client::builder()
         .base_url(serve.kommo_base_url.as_str())
-        .rate_limit(serve.kommo_requests_per_second);
+        .shared_budget(examples::shared_budget(store, "kommo", serve.kommo_requests_per_second));
     let kommo = examples::kommo_auth(kommo, &serve.kommo_base_url, serve.kommo_oauth.as_ref(), store, "KOMMO_TOKEN")
         .await?
         .build()?;
     let mut productive = productive_api::Client::builder()
         .token(env_token("PRODUCTIVE_TOKEN")?)
-        .organization_id(&config.productive.organization_id);
+        .organization_id(&config.productive.organization_id)
+        // Productive: 100 requests per 10 s per (token, organization), here spaced evenly (10/s) and shared
+        .rate_limiter(examples::shared_budget(store, "productive", 10));
     if let Some(url) = &serve.productive_base_url {
         productive = productive.base_url(url.as_str());
     }
