@@ -185,6 +185,26 @@ fn refresh_token_env() -> String {
     "KOMMO_REFRESH_TOKEN".into()
 }
 
+/// Reads a `serve` config file whose `[kommo.oauth]` table is optional: the flow's config, parsed by `parse` from
+/// the rest of the file, and that table.
+///
+/// # Errors
+/// When the file cannot be read, is not TOML, or either part does not parse.
+pub fn load_config_with_kommo_oauth<C, E>(
+    args: &ServeArgs,
+    parse: impl FnOnce(&str) -> Result<C, E>,
+) -> anyhow::Result<(C, Option<KommoOAuthConfig>)>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let path = args.config.display();
+    let text = std::fs::read_to_string(&args.config).with_context(|| format!("reading {path}"))?;
+    let mut table: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {path}"))?;
+    let oauth = take_kommo_oauth(&mut table, "kommo")?;
+    let config = parse(&toml::to_string(&table)?).with_context(|| format!("parsing {path}"))?;
+    Ok((config, oauth))
+}
+
 /// Removes `[<section>.oauth]` from a parsed config file and returns it (the flows' own config types do not know
 /// it).
 ///
@@ -196,6 +216,23 @@ pub fn take_kommo_oauth(table: &mut toml::Table, section: &str) -> anyhow::Resul
         Some(v) => Ok(Some(v.try_into().with_context(|| format!("the [{section}.oauth] table"))?)),
         None => Ok(None),
     }
+}
+
+/// The Kommo client of a `serve` process: the account at `base_url`, its requests drawn from the budget shared
+/// through `store` ([`shared_budget`], the account's whole `per_second`), authenticated by [`kommo_auth`].
+///
+/// # Errors
+/// As [`kommo_auth`], or when the client cannot be built.
+pub async fn kommo_client(
+    base_url: &str,
+    per_second: u32,
+    oauth: Option<&KommoOAuthConfig>,
+    store: &Store,
+    token_env: &str,
+) -> anyhow::Result<kommo_api::Client> {
+    let builder =
+        kommo_api::Client::builder().base_url(base_url).shared_budget(shared_budget(store, "kommo", per_second));
+    Ok(kommo_auth(builder, base_url, oauth, store, token_env).await?.build()?)
 }
 
 /// Authenticates a Kommo client builder: with `oauth`, an OAuth session over the store's shared token set

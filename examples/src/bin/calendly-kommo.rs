@@ -180,11 +180,10 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.config).with_context(|| format!("reading {}", args.config.display()))?;
     let file: FileConfig = toml::from_str(&text).with_context(|| format!("parsing {}", args.config.display()))?;
     let store = examples::open_store(&args.db).await?;
-    let kommo = kommo_api::Client::builder()
-        .base_url(file.kommo.base_url.as_str())
-        .shared_budget(examples::shared_budget(&store, "kommo", file.kommo.requests_per_second));
     let k = &file.kommo;
-    let kommo = examples::kommo_auth(kommo, &k.base_url, k.oauth.as_ref(), &store, &k.token_env).await?.build()?;
+    let kommo =
+        examples::kommo_client(k.base_url.as_str(), k.requests_per_second, k.oauth.as_ref(), &store, &k.token_env)
+            .await?;
     // Calendly: 500 requests per rolling minute per user on paid plans, here spaced evenly (8/s) and shared
     let mut calendly = calendly_api::Client::builder()
         .token(examples::env_token(&file.calendly.token_env)?)

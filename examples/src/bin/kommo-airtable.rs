@@ -58,26 +58,14 @@ async fn main() -> anyhow::Result<()> {
 
 // ------------------------------------------------------------------------------------------------- serve
 
-/// The flow's config and the optional `[kommo.oauth]` table (see [`examples::KommoOAuthConfig`]).
-fn load_config(args: &ServeArgs) -> anyhow::Result<(Config, Option<examples::KommoOAuthConfig>)> {
-    let text = std::fs::read_to_string(&args.config).with_context(|| format!("reading {}", args.config.display()))?;
-    let mut table: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {}", args.config.display()))?;
-    let oauth = examples::take_kommo_oauth(&mut table, "kommo")?;
-    let config =
-        Config::from_toml(&toml::to_string(&table)?).with_context(|| format!("parsing {}", args.config.display()))?;
-    Ok((config, oauth))
-}
-
 /// The flow with its clients, built offline (no request is sent).
 async fn offline_flow(
     config: Config,
     oauth: Option<&examples::KommoOAuthConfig>,
     store: &Store,
 ) -> anyhow::Result<KommoAirtable> {
-    let kommo = kommo_api::Client::builder()
-        .base_url(config.kommo.base_url.clone())
-        .shared_budget(examples::shared_budget(store, "kommo", config.kommo.requests_per_second));
-    let kommo = examples::kommo_auth(kommo, &config.kommo.base_url, oauth, store, "KOMMO_TOKEN").await?.build()?;
+    let k = &config.kommo;
+    let kommo = examples::kommo_client(&k.base_url, k.requests_per_second, oauth, store, "KOMMO_TOKEN").await?;
     let mut airtable = airtable_client::Client::builder()
         .token(examples::env_token("AIRTABLE_TOKEN")?)
         .shared_budget(examples::shared_budget(store, "airtable", config.airtable.requests_per_second));
@@ -99,7 +87,7 @@ async fn real_flow(
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     examples::init_tracing("info,sync_core=info");
-    let (config, oauth) = load_config(&args)?;
+    let (config, oauth) = examples::load_config_with_kommo_oauth(&args, Config::from_toml)?;
     let path_token = examples::env_token("KOMMO_WEBHOOK_SECRET")?;
     let store = examples::open_store(&args.db).await?;
     let flow = offline_flow(config, oauth.as_ref(), &store).await?;
@@ -156,7 +144,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn backfill(args: ServeArgs) -> anyhow::Result<()> {
     examples::init_tracing("warn");
-    let (config, oauth) = load_config(&args)?;
+    let (config, oauth) = examples::load_config_with_kommo_oauth(&args, Config::from_toml)?;
     let store = examples::open_store(&args.db).await?;
     let flow = real_flow(config, oauth.as_ref(), &store).await?;
     let bar = indicatif::ProgressBar::new_spinner();

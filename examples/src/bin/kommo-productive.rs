@@ -93,12 +93,9 @@ async fn clients(
     serve: &ServeSection,
     store: &Store,
 ) -> anyhow::Result<(kommo_api::Client, productive_api::Client)> {
-    let kommo = kommo_api::Client::builder()
-        .base_url(serve.kommo_base_url.as_str())
-        .shared_budget(examples::shared_budget(store, "kommo", serve.kommo_requests_per_second));
-    let kommo = examples::kommo_auth(kommo, &serve.kommo_base_url, serve.kommo_oauth.as_ref(), store, "KOMMO_TOKEN")
-        .await?
-        .build()?;
+    let (url, rps, oauth) =
+        (serve.kommo_base_url.as_str(), serve.kommo_requests_per_second, serve.kommo_oauth.as_ref());
+    let kommo = examples::kommo_client(url, rps, oauth, store, "KOMMO_TOKEN").await?;
     let mut productive = productive_api::Client::builder()
         .token(env_token("PRODUCTIVE_TOKEN")?)
         .organization_id(&config.productive.organization_id)
