@@ -17,6 +17,8 @@ async fn errors_follow_the_workspace_convention() {
         let client = calendly_api::Client::builder()
             .token(api_core::Token::new("token"))
             .base_url(url.as_str())
+            .connect_timeout(Duration::from_secs(5))
+            .request_timeout(Duration::from_secs(10))
             .retry_policy(RetryPolicy::none())
             .build()
             .unwrap();

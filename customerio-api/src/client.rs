@@ -115,6 +115,18 @@ impl ClientBuilder {
         self
     }
 
+    /// The connect timeout (default 10 s), as the other crates' builders name it.
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+
+    /// The whole-request timeout (default 30 s), as the other crates' builders name it.
+    pub fn request_timeout(mut self, d: Duration) -> Self {
+        self.request_timeout = d;
+        self
+    }
+
     /// The retry policy (default: api-core's, 5 attempts with jittered backoff, `Retry-After` honoured). 408, 429,
     /// 5xx and transport errors are retried (5xx and timeouts only for idempotent requests); 400, 401, 403, 404,
     /// 422 never.

@@ -16,6 +16,8 @@ async fn errors_follow_the_workspace_convention() {
     check_error_conventions(ThrottleWait::Unspecified, |url| async move {
         let client = customerio_api::Client::builder()
             .app_api_key(api_core::Token::new("key"))
+            .connect_timeout(Duration::from_secs(5))
+            .request_timeout(Duration::from_secs(10))
             .app_base_url(url)
             .retry_policy(RetryPolicy::none())
             .build()

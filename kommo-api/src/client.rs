@@ -227,6 +227,12 @@ impl ClientBuilder {
         self
     }
 
+    /// Authenticates with a fixed bearer token: the workspace's shared builder name (CONTRIBUTING.md "One SDK
+    /// shape") for [`ClientBuilder::long_lived_token`].
+    pub fn token(self, token: impl Into<Token>) -> Self {
+        self.long_lived_token(token)
+    }
+
     /// Authenticates with an OAuth session (see [`crate::oauth::KommoOAuth`] for the Kommo refresher).
     pub fn oauth(mut self, session: Arc<OAuthSession>) -> Self {
         self.auth = Some(Auth::OAuth(session));

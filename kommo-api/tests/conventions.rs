@@ -12,7 +12,9 @@ async fn errors_follow_the_workspace_convention() {
     check_error_conventions(ThrottleWait::Penalty(Duration::from_secs(60)), |url| async move {
         let client = kommo_api::Client::builder()
             .base_url(url.as_str())
-            .long_lived_token("token")
+            .token("token")
+            .connect_timeout(Duration::from_secs(5))
+            .request_timeout(Duration::from_secs(10))
             .retry_policy(RetryPolicy::none())
             .build()
             .unwrap();

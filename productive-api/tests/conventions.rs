@@ -18,6 +18,8 @@ async fn errors_follow_the_workspace_convention() {
             .token(api_core::Token::new("token"))
             .organization_id(1)
             .base_url(url.as_str())
+            .connect_timeout(Duration::from_secs(5))
+            .request_timeout(Duration::from_secs(10))
             .retry_policy(RetryPolicy::none())
             .build()
             .unwrap();
