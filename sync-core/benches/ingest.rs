@@ -2,7 +2,7 @@
 //! backed by an SQLite file in WAL mode; reports accepted/s and p50/p99/max acknowledgement latency. Each 200 is
 //! sent only after the inbox row is committed.
 //!
-//! `cargo bench -p sync-core --all-features --bench ingest`
+//! `cargo bench -p crm-sync-kit-engine --all-features --bench ingest`
 #![allow(
     missing_docs,
     clippy::print_stdout,

@@ -2,7 +2,7 @@
 //! `SYNC_TEST_POSTGRES_URL`, on PostgreSQL; with 1 and 3 worker pools (each with its own connection pool, as
 //! separate processes would have).
 //!
-//! `cargo bench -p sync-core --all-features --bench worker`
+//! `cargo bench -p crm-sync-kit-engine --all-features --bench worker`
 #![allow(missing_docs, clippy::print_stdout, clippy::cast_precision_loss)]
 
 use std::sync::Arc;

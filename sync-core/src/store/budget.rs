@@ -14,7 +14,7 @@
 //!
 //! Why a round trip per request and not leased token grants: the vendors' limits are 5–10 requests/s per key, so
 //! the hot path is a few single-row statements per 150–200 ms slot. Measured on this repository's 2-core test
-//! machine (`cargo bench -p sync-core --bench budget`, see the README): the acquire statement costs well under a
+//! machine (`cargo bench -p crm-sync-kit-engine --bench budget`, see the README): the acquire statement costs well under a
 //! millisecond on PostgreSQL, i.e. < 1 % of a slot. Leases would add a second failure mode (a process that dies holding
 //! unspent grants leaves the budget idle until the lease expires) to save a cost that does not matter at these rates.
 //!
