@@ -110,79 +110,59 @@ impl StoreBudget {
     pub async fn reserve(&self, key: &str) -> crate::error::Result<Duration> {
         let now = self.store.now();
         let key = self.key(key);
-        let (slot, paused_until): (i64, i64) = match self.store.backend() {
-            Backend::Sqlite(p) => sqlx::query(
-                "INSERT INTO rate_budgets (key, next_at, paused_until) VALUES ($1, $2 + $3, 0) \
-                 ON CONFLICT (key) DO UPDATE SET next_at = MAX(rate_budgets.next_at, $2, rate_budgets.paused_until) + $3 \
-                 RETURNING next_at - $3 AS slot, paused_until",
-            )
+        let sql = format!(
+            "INSERT INTO rate_budgets (key, next_at, paused_until) VALUES ($1, $2 + $3, 0) \
+             ON CONFLICT (key) DO UPDATE SET \
+             next_at = {max}(rate_budgets.next_at, $2, rate_budgets.paused_until) + $3 \
+             RETURNING next_at - $3 AS slot, paused_until",
+            max = self.greatest()
+        );
+        let (slot, paused_until): (i64, i64) = on_pool!(self.store, p => sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
             .bind(&key)
             .bind(now)
             .bind(self.spacing_ms)
             .fetch_one(p)
             .await
-            .and_then(|row| Ok((row.try_get("slot")?, row.try_get("paused_until")?)))?,
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(p) => sqlx::query(
-                "INSERT INTO rate_budgets (key, next_at, paused_until) VALUES ($1, $2 + $3, 0) \
-                 ON CONFLICT (key) DO UPDATE SET \
-                 next_at = GREATEST(rate_budgets.next_at, $2, rate_budgets.paused_until) + $3 \
-                 RETURNING next_at - $3 AS slot, paused_until",
-            )
-            .bind(&key)
-            .bind(now)
-            .bind(self.spacing_ms)
-            .fetch_one(p)
-            .await
-            .and_then(|row| Ok((row.try_get("slot")?, row.try_get("paused_until")?)))?,
-        };
+            .and_then(|row| Ok((row.try_get("slot")?, row.try_get("paused_until")?)))?);
         self.remember(key, paused_until);
         Ok(Duration::from_millis(u64::try_from(slot.saturating_sub(now)).unwrap_or(0)))
+    }
+
+    /// The SQL function taking the greatest of its arguments: `MAX` in SQLite (its scalar form), `GREATEST` in
+    /// PostgreSQL. The statements are otherwise the same on both stores (and built only from constants, hence
+    /// `AssertSqlSafe`; every value is bound).
+    fn greatest(&self) -> &'static str {
+        match self.store.backend() {
+            Backend::Sqlite(_) => "MAX",
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(_) => "GREATEST",
+        }
     }
 
     async fn pause_for(&self, key: &str, wait: Duration) -> crate::error::Result<()> {
         let until = self.store.now().saturating_add(duration_ms(wait));
         let key = self.key(key);
         self.remember(key.clone(), until);
-        let sql_sqlite = "INSERT INTO rate_budgets (key, next_at, paused_until) VALUES ($1, 0, $2) \
-             ON CONFLICT (key) DO UPDATE SET paused_until = MAX(rate_budgets.paused_until, $2)";
-        match self.store.backend() {
-            Backend::Sqlite(p) => {
-                sqlx::query(sql_sqlite).bind(&key).bind(until).execute(p).await?;
-            }
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(p) => {
-                sqlx::query(
-                    "INSERT INTO rate_budgets (key, next_at, paused_until) VALUES ($1, 0, $2) \
-                     ON CONFLICT (key) DO UPDATE SET paused_until = GREATEST(rate_budgets.paused_until, $2)",
-                )
-                .bind(&key)
-                .bind(until)
-                .execute(p)
-                .await?;
-            }
-        }
+        let sql = format!(
+            "INSERT INTO rate_budgets (key, next_at, paused_until) VALUES ($1, 0, $2) \
+             ON CONFLICT (key) DO UPDATE SET paused_until = {max}(rate_budgets.paused_until, $2)",
+            max = self.greatest()
+        );
+        on_pool!(self.store, p => {
+            sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(&key).bind(until).execute(p).await?;
+        });
         Ok(())
     }
 
     /// Reads `key`'s hold from the database into the cache.
     async fn refresh_hold(&self, key: &str) -> crate::error::Result<()> {
         let key = self.key(key);
-        let until: Option<i64> = match self.store.backend() {
-            Backend::Sqlite(p) => {
-                sqlx::query_scalar("SELECT paused_until FROM rate_budgets WHERE key = $1")
-                    .bind(&key)
-                    .fetch_optional(p)
-                    .await?
-            }
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(p) => {
-                sqlx::query_scalar("SELECT paused_until FROM rate_budgets WHERE key = $1")
-                    .bind(&key)
-                    .fetch_optional(p)
-                    .await?
-            }
-        };
+        let until: Option<i64> = on_pool!(self.store, p => sqlx::query_scalar(
+            "SELECT paused_until FROM rate_budgets WHERE key = $1"
+        )
+        .bind(&key)
+        .fetch_optional(p)
+        .await?);
         self.remember(key, until.unwrap_or(0));
         Ok(())
     }
