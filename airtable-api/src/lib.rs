@@ -62,9 +62,10 @@ pub use error::{ApiError, Error, ErrorBody, ErrorField, ErrorType};
 pub use formula::{Formula, field_eq};
 pub use ids::{BaseId, FieldId, RecordId, TableId, UserId, ViewId, WebhookId};
 pub use limit::BaseLimiter;
-pub use metadata::{BaseInfo, BaseSchema, FieldSchema, FieldType, TableSchema, TypedCell};
+pub use metadata::{BaseInfo, BaseSchema, BasesPage, FieldSchema, FieldType, TableSchema, TypedCell};
 pub use records::{Direction, ListRecords, RecordPage, RecordUpdate, Table, UpsertResult, WriteOptions};
 pub use webhook::{
     ActionSource, CreateWebhook, CreatedWebhook, CursoredPayload, MacSecret, PayloadCellValue, PayloadFeed, PayloadGap,
-    PayloadsPage, RecordChange, Webhook, WebhookNotification, WebhookPayload, WebhookSpecification, verify_mac,
+    PayloadsPage, PreviousValue, RecordChange, Webhook, WebhookNotification, WebhookPayload, WebhookSpecification,
+    verify_mac,
 };

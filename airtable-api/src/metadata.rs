@@ -230,22 +230,35 @@ impl BaseSchema {
     }
 }
 
-#[derive(Deserialize)]
-struct BasesPage {
-    bases: Vec<BaseInfo>,
-    #[serde(default)]
-    offset: Option<String>,
+/// One page of `GET /meta/bases`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BasesPage {
+    /// The bases of this page.
+    pub bases: Vec<BaseInfo>,
+    /// The offset of the next page (absent on the last page): pass it to [`Client::list_bases`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<String>,
 }
 
 impl Client {
-    /// Every base the token can see (`GET /meta/bases`, paginated by `offset`), lazily.
-    pub fn list_bases(&self) -> impl Stream<Item = Result<BaseInfo, Error>> + Send + 'static {
+    /// One page of the bases the token can see (`GET /meta/bases`, `offset` from the previous page, `None` for the
+    /// first). [`Client::stream_bases`] pages through all of them.
+    ///
+    /// # Errors
+    /// [`Error`].
+    pub async fn list_bases(&self, offset: Option<&str>) -> Result<BasesPage, Error> {
+        let r = Request::get("/meta/bases").query_opt("offset", offset).rate_key(META_RATE_KEY);
+        self.send_json(r, Operation::Other).await
+    }
+
+    /// Every base the token can see, lazily across pages (ends after the last page, or after the first error; a
+    /// repeated offset is [`Error::RepeatedCursor`]).
+    pub fn stream_bases(&self) -> impl Stream<Item = Result<BaseInfo, Error>> + Send + 'static {
         let client = self.clone();
         paginate(None, move |offset: Option<String>| {
             let client = client.clone();
             async move {
-                let r = Request::get("/meta/bases").query_opt("offset", offset).rate_key(META_RATE_KEY);
-                let p: BasesPage = client.send_json(r, Operation::Other).await?;
+                let p = client.list_bases(offset.as_deref()).await?;
                 Ok::<_, Error>(Page { items: p.bases, next: p.offset })
             }
         })
