@@ -25,6 +25,11 @@ use crate::{
 /// The production base URL.
 pub const DEFAULT_BASE_URL: &str = "https://api.airtable.com/v0";
 
+/// The host of the upload-attachment endpoint:
+/// `POST https://content.airtable.com/v0/{baseId}/{recordId}/{attachmentFieldIdOrName}/uploadAttachment` (OFFICIAL
+/// upload-attachment; pyairtable `Table.upload_attachment`).
+pub const DEFAULT_CONTENT_URL: &str = "https://content.airtable.com/v0";
+
 /// Airtable's limit per base: 5 requests per second, counted on arrival. The client sends fewer: requests are spaced
 /// `(1 s + margin) / 5` apart (220 ms with [`DEFAULT_RATE_MARGIN`]), see [`crate::limit`].
 pub const REQUESTS_PER_SECOND_PER_BASE: u32 = 5;
@@ -55,6 +60,8 @@ pub(crate) struct Inner {
     /// A per-base budget, possibly shared with other processes ([`ClientBuilder::rate_budget`]); replaces `limiter`.
     pub(crate) shared: Option<Arc<dyn RateBudget>>,
     pub(crate) retry: RetryPolicy,
+    /// The upload host ([`ClientBuilder::content_url`]), ending in `/`.
+    pub(crate) content_url: Url,
 }
 
 impl fmt::Debug for Client {
@@ -75,6 +82,7 @@ impl fmt::Debug for Client {
 pub struct ClientBuilder {
     token: Option<Token>,
     base_url: String,
+    content_url: String,
     connect_timeout: Duration,
     request_timeout: Duration,
     user_agent: String,
@@ -108,6 +116,7 @@ impl Default for ClientBuilder {
         Self {
             token: None,
             base_url: DEFAULT_BASE_URL.to_owned(),
+            content_url: DEFAULT_CONTENT_URL.to_owned(),
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
             user_agent: api_core::user_agent!().to_owned(),
@@ -137,6 +146,14 @@ impl ClientBuilder {
     #[must_use]
     pub fn base_url(mut self, url: impl AsRef<str>) -> Self {
         url.as_ref().clone_into(&mut self.base_url);
+        self
+    }
+
+    /// Overrides the upload host (default [`DEFAULT_CONTENT_URL`], with `/v0`), where
+    /// [`Client::upload_attachment`] goes; e.g. a fake's base URL. Parsed in [`ClientBuilder::build`].
+    #[must_use]
+    pub fn content_url(mut self, url: impl AsRef<str>) -> Self {
+        url.as_ref().clone_into(&mut self.content_url);
         self
     }
 
@@ -238,8 +255,8 @@ impl ClientBuilder {
     /// Builds the client.
     ///
     /// # Errors
-    /// [`Error::InvalidRequest`] when the token is missing or empty, the base URL does not parse, or TLS cannot
-    /// initialise.
+    /// [`Error::InvalidRequest`] when the token is missing or empty, the base URL or the content URL does not parse,
+    /// or TLS cannot initialise.
     pub fn build(self) -> Result<Client, Error> {
         let token =
             self.token.filter(|t| !t.is_empty()).ok_or_else(|| Error::InvalidRequest("token missing".into()))?;
@@ -247,6 +264,10 @@ impl ClientBuilder {
         let mut base = self.base_url.trim_end_matches('/').to_owned();
         base.push('/');
         let base_url = Url::parse(&base).map_err(|e| Error::InvalidRequest(format!("base URL {base:?}: {e}")))?;
+        let mut content = self.content_url.trim_end_matches('/').to_owned();
+        content.push('/');
+        let content_url =
+            Url::parse(&content).map_err(|e| Error::InvalidRequest(format!("content URL {content:?}: {e}")))?;
         let transport: Arc<dyn Transport> = match self.transport {
             Some(t) => t,
             None => {
@@ -273,6 +294,7 @@ impl ClientBuilder {
                 token_limiter,
                 shared: self.shared,
                 retry: self.retry,
+                content_url,
             }),
         })
     }

@@ -923,7 +923,7 @@ impl FakeAirtable {
     #[must_use]
     pub fn client_builder(&self) -> ClientBuilder {
         let token = lock(&self.app.st).cfg.token.clone().unwrap_or_else(|| FAKE_TOKEN.to_owned());
-        Client::builder().base_url(self.base_url()).token(token)
+        Client::builder().base_url(self.base_url()).content_url(self.base_url()).token(token)
     }
 
     /// A transport that calls this fake in-process (no socket), with a simulated network delay each way. Requests
@@ -940,7 +940,11 @@ impl FakeAirtable {
     #[must_use]
     pub fn in_process_client_builder(&self, latency: Latency) -> ClientBuilder {
         let token = lock(&self.app.st).cfg.token.clone().unwrap_or_else(|| FAKE_TOKEN.to_owned());
-        Client::builder().base_url("http://airtable.fake.invalid/v0").token(token).transport(self.transport(latency))
+        Client::builder()
+            .base_url("http://airtable.fake.invalid/v0")
+            .content_url("http://airtable.fake.invalid/v0")
+            .token(token)
+            .transport(self.transport(latency))
     }
 
     /// A client pointed at the fake.
