@@ -230,6 +230,39 @@ impl BaseSchema {
     }
 }
 
+api_core::open_enum! {
+    /// A token scope, as `GET /meta/whoami` lists them for OAuth tokens (OFFICIAL scopes page; unknown scopes are
+    /// kept in `Unknown`).
+    Scope / Unknown {
+        /// Read records.
+        DataRecordsRead = "data.records:read",
+        /// Write records.
+        DataRecordsWrite = "data.records:write",
+        /// Manage records.
+        DataRecordsManage = "data.records:manage",
+        /// Read record comments.
+        DataRecordCommentsRead = "data.recordComments:read",
+        /// Write record comments.
+        DataRecordCommentsWrite = "data.recordComments:write",
+        /// Read base schemas.
+        SchemaBasesRead = "schema.bases:read",
+        /// Write base schemas.
+        SchemaBasesWrite = "schema.bases:write",
+        /// Manage webhooks.
+        WebhookManage = "webhook:manage",
+        /// Manage extensions (blocks).
+        BlockManage = "block:manage",
+        /// Read the user's email.
+        UserEmailRead = "user.email:read",
+        /// Read workspaces and bases (Enterprise).
+        WorkspacesAndBasesRead = "workspacesAndBases:read",
+        /// Write workspaces and bases (Enterprise).
+        WorkspacesAndBasesWrite = "workspacesAndBases:write",
+        /// Manage workspaces and bases (Enterprise).
+        WorkspacesAndBasesManage = "workspacesAndBases:manage",
+    }
+}
+
 /// `GET /meta/whoami`: the token's user (OFFICIAL get-user-id-scopes, <https://airtable.com/developers/web/api/get-user-id-scopes>).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserInfo {
@@ -240,7 +273,7 @@ pub struct UserInfo {
     pub email: Option<String>,
     /// The token's scopes, "only returned if accessing via an OAuth access token".
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scopes: Option<Vec<String>>,
+    pub scopes: Option<Vec<Scope>>,
 }
 
 /// A field to create (`POST …/fields`, and the fields of a [`TableConfig`]): `{name, type, description?, options?}`

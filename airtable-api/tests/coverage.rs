@@ -93,6 +93,21 @@ async fn whoami_gets_the_user_and_reports_a_bad_token() {
     assert!(!e.is_retryable());
 }
 
+/// OFFICIAL get-user-id-scopes: `scopes` "only returned if accessing via an OAuth access token", values from the
+/// OFFICIAL scopes page; a scope this crate does not know is kept.
+#[test]
+fn whoami_scopes_are_an_open_enum() {
+    use airtable_client::metadata::{Scope, UserInfo};
+    let me: UserInfo = serde_json::from_value(
+        json!({"id": "usrL2PNC5o3H4lBEi", "scopes": ["data.records:read", "webhook:manage", "hyperDB.records:read"]}),
+    )
+    .unwrap();
+    assert_eq!(
+        me.scopes.unwrap(),
+        [Scope::DataRecordsRead, Scope::WebhookManage, Scope::Unknown("hyperDB.records:read".into())]
+    );
+}
+
 // ------------------------------------------------------------------------------------------------ schema writes
 
 fn apartments() -> TableConfig {

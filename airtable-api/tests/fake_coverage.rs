@@ -204,3 +204,21 @@ async fn comments_and_schema_writes_share_the_strict_base_limit() {
     assert_eq!(t.list_comments(&rec, None, None).await.unwrap().comments.len(), 5);
     assert_eq!(fake.throttled_count(), 2);
 }
+
+/// The single-record read options on the fake: `returnFieldsByFieldId`, and `cellFormat=string` only with `timeZone`
+/// and `userLocale` (api-notes airtable.md B.1/B.2) — the fake refuses it otherwise, as Airtable does (the client
+/// refuses first; a raw request shows the fake's own check).
+#[tokio::test]
+async fn single_record_read_options() {
+    let (fake, rec) = setup().await;
+    let client = fake.client();
+    let t = client.table(fake.id(), "Contacts");
+    let name = fake.field_id("Contacts", "Name").unwrap();
+    let r = t.get_by_field_id(&rec).await.unwrap();
+    assert_eq!(r.fields.get_str(name.as_str()), Some("Ada"));
+    let r = t.get_with(&rec, &airtable_client::ReadOptions::string_cells("Europe/Berlin", "en-gb")).await.unwrap();
+    assert_eq!(r.fields.get_str("Name"), Some("Ada"));
+    let raw = api_core::Request::get(format!("/{}/Contacts/{}", fake.id(), rec)).query("cellFormat", "string");
+    let e = client.send(raw.rate_key(fake.id().as_str())).await.unwrap_err();
+    assert_eq!(e.status(), Some(StatusCode::UNPROCESSABLE_ENTITY));
+}

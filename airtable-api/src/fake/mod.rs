@@ -2026,11 +2026,27 @@ fn records_route(
             Ok((list_records(st, base, table, &q)?, Vec::new()))
         }
         (Method::GET, Some(rid)) => {
-            let by_id = query.iter().any(|(k, v)| k == "returnFieldsByFieldId" && (v == "true" || v == "1"));
+            // the read options of a single record: returnFieldsByFieldId, cellFormat (+ timeZone/userLocale)
+            let q = list_q_from_query(query)?;
+            if q.string_format && !q.tz_locale {
+                return Err(err(
+                    422,
+                    "INVALID_REQUEST_UNKNOWN",
+                    "timeZone and userLocale are required when cellFormat is string",
+                ));
+            }
             let b = st.base(base)?;
             let t = find_table(b, table)?;
             let r = t.records.iter().find(|r| r.id == rid).ok_or_else(not_found)?;
-            Ok(((StatusCode::OK, t.record_json(r, by_id, None)), Vec::new()))
+            let mut v = t.record_json(r, q.by_id, None);
+            if q.string_format
+                && let Some(obj) = v["fields"].as_object_mut()
+            {
+                for val in obj.values_mut() {
+                    *val = stringify(val);
+                }
+            }
+            Ok(((StatusCode::OK, v), Vec::new()))
         }
         (Method::POST, None) => {
             let body = json_body()?;
