@@ -25,6 +25,11 @@ use crate::{
 /// The production base URL.
 pub const DEFAULT_BASE_URL: &str = "https://api.airtable.com/v0";
 
+/// The host of the upload-attachment endpoint:
+/// `POST https://content.airtable.com/v0/{baseId}/{recordId}/{attachmentFieldIdOrName}/uploadAttachment` (OFFICIAL
+/// upload-attachment; pyairtable `Table.upload_attachment`).
+pub const DEFAULT_CONTENT_URL: &str = "https://content.airtable.com/v0";
+
 /// Airtable's limit per base: 5 requests per second, counted on arrival. The client sends fewer: requests are spaced
 /// `(1 s + margin) / 5` apart (220 ms with [`DEFAULT_RATE_MARGIN`]), see [`crate::limit`].
 pub const REQUESTS_PER_SECOND_PER_BASE: u32 = 5;
@@ -52,9 +57,11 @@ pub(crate) struct Inner {
     /// Airtable's 50 requests/s per token, waited for *before* the base's slot so that nothing stands between the
     /// base slot and the send (a wait there would shrink the gap the base limiter keeps).
     pub(crate) token_limiter: Option<RateLimiter>,
-    /// A per-base budget shared with other processes ([`ClientBuilder::shared_budget`]); replaces `limiter`.
+    /// A per-base budget, possibly shared with other processes ([`ClientBuilder::rate_budget`]); replaces `limiter`.
     pub(crate) shared: Option<Arc<dyn RateBudget>>,
     pub(crate) retry: RetryPolicy,
+    /// The upload host ([`ClientBuilder::content_url`]), ending in `/`.
+    pub(crate) content_url: Url,
 }
 
 impl fmt::Debug for Client {
@@ -75,6 +82,7 @@ impl fmt::Debug for Client {
 pub struct ClientBuilder {
     token: Option<Token>,
     base_url: String,
+    content_url: String,
     connect_timeout: Duration,
     request_timeout: Duration,
     user_agent: String,
@@ -108,6 +116,7 @@ impl Default for ClientBuilder {
         Self {
             token: None,
             base_url: DEFAULT_BASE_URL.to_owned(),
+            content_url: DEFAULT_CONTENT_URL.to_owned(),
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
             user_agent: api_core::user_agent!().to_owned(),
@@ -133,10 +142,18 @@ impl ClientBuilder {
     }
 
     /// Overrides the base URL (default [`DEFAULT_BASE_URL`]); must include the `/v0` prefix, e.g.
-    /// `http://127.0.0.1:4010/v0` for a fake.
+    /// `http://127.0.0.1:4010/v0` for a fake. Parsed in [`ClientBuilder::build`] (invalid: [`Error::InvalidRequest`]).
     #[must_use]
-    pub fn base_url(mut self, url: impl Into<String>) -> Self {
-        self.base_url = url.into();
+    pub fn base_url(mut self, url: impl AsRef<str>) -> Self {
+        url.as_ref().clone_into(&mut self.base_url);
+        self
+    }
+
+    /// Overrides the upload host (default [`DEFAULT_CONTENT_URL`], with `/v0`), where
+    /// [`Client::upload_attachment`] goes; e.g. a fake's base URL. Parsed in [`ClientBuilder::build`].
+    #[must_use]
+    pub fn content_url(mut self, url: impl AsRef<str>) -> Self {
+        url.as_ref().clone_into(&mut self.content_url);
         self
     }
 
@@ -202,14 +219,15 @@ impl ClientBuilder {
         self
     }
 
-    /// Draws the per-base requests from a budget shared with other processes (e.g. sync-core's `StoreBudget`, keyed
-    /// by base id) instead of this process's [`BaseLimiter`]: give it the base's whole limit (5 per second with a
-    /// jitter margin), not a share per process. The 30 s hold after a 429 is recorded in it
-    /// ([`RateBudget::pause`]), so one process's 429 holds every process off that base, and each attempt checks the
-    /// hold right after its slot ([`RateBudget::held`]): a slot reserved before the 429 is void.
+    /// Draws the per-base requests from `budget` (the workspace's one name for plugging in an
+    /// [`api_core::RateBudget`], e.g. sync-core's `StoreBudget` shared by several processes, or an
+    /// `Arc<dyn RateBudget>`), keyed by base id, instead of this process's [`BaseLimiter`]: give it the base's whole
+    /// limit (5 per second with a jitter margin), not a share per process. The 30 s hold after a 429 is recorded in
+    /// it ([`RateBudget::pause`]), so one process's 429 holds every process off that base, and each attempt checks
+    /// the hold right after its slot ([`RateBudget::held`]): a slot reserved before the 429 is void.
     #[must_use]
-    pub fn shared_budget(mut self, budget: Arc<dyn RateBudget>) -> Self {
-        self.shared = Some(budget);
+    pub fn rate_budget(mut self, budget: impl RateBudget + 'static) -> Self {
+        self.shared = Some(Arc::new(budget));
         self
     }
 
@@ -237,8 +255,8 @@ impl ClientBuilder {
     /// Builds the client.
     ///
     /// # Errors
-    /// [`Error::InvalidRequest`] when the token is missing or empty, the base URL does not parse, or TLS cannot
-    /// initialise.
+    /// [`Error::InvalidRequest`] when the token is missing or empty, the base URL or the content URL does not parse,
+    /// or TLS cannot initialise.
     pub fn build(self) -> Result<Client, Error> {
         let token =
             self.token.filter(|t| !t.is_empty()).ok_or_else(|| Error::InvalidRequest("token missing".into()))?;
@@ -246,6 +264,10 @@ impl ClientBuilder {
         let mut base = self.base_url.trim_end_matches('/').to_owned();
         base.push('/');
         let base_url = Url::parse(&base).map_err(|e| Error::InvalidRequest(format!("base URL {base:?}: {e}")))?;
+        let mut content = self.content_url.trim_end_matches('/').to_owned();
+        content.push('/');
+        let content_url =
+            Url::parse(&content).map_err(|e| Error::InvalidRequest(format!("content URL {content:?}: {e}")))?;
         let transport: Arc<dyn Transport> = match self.transport {
             Some(t) => t,
             None => {
@@ -272,6 +294,7 @@ impl ClientBuilder {
                 token_limiter,
                 shared: self.shared,
                 retry: self.retry,
+                content_url,
             }),
         })
     }
@@ -333,15 +356,24 @@ impl Client {
         }
     }
 
-    /// Sends a request with auth, limits and retries; a non-2xx answer becomes [`Error`].
+    /// The raw escape hatch: sends any [`Request`] (a path under the base URL, or an absolute URL) through the same
+    /// path as the typed calls — the bearer token, the per-token limiter, the base's budget (keyed by
+    /// [`Request::rate_key`]: set it to the base id; without one the request counts against [`META_RATE_KEY`]), the
+    /// 30 s hold after a 429, and the retry policy (5xx retried only when [`Request::idempotent`]). A non-2xx answer
+    /// becomes [`Error`].
+    ///
+    /// # Errors
+    /// [`Error::Api`] (and its special cases) for an error answer, [`Error::Transport`] for no answer.
+    pub async fn send(&self, request: Request) -> Result<RawResponse, Error> {
+        self.send_as(request, Operation::Other).await
+    }
+
+    /// [`Client::send`] for a typed call: `operation` tells a few errors apart (upsert ambiguity, expired offsets).
     ///
     /// Every attempt waits for the base's slot ([`BaseLimiter::acquire`]). A 429 (other than the billing cap) holds
     /// the base for the penalty (30 s) at once, for every clone and every request already queued, whether or not
     /// this call retries.
-    ///
-    /// # Errors
-    /// [`Error::Api`] (and its special cases) for an error answer, [`Error::Transport`] for no answer.
-    pub async fn send(&self, request: Request, operation: Operation) -> Result<RawResponse, Error> {
+    pub(crate) async fn send_as(&self, request: Request, operation: Operation) -> Result<RawResponse, Error> {
         let auth = self
             .inner
             .token
@@ -404,12 +436,13 @@ impl Client {
         }
     }
 
-    /// Like [`Client::send`], decoding the JSON answer (decode errors name the JSON path).
-    ///
-    /// # Errors
-    /// As [`Client::send`], plus [`Error::Decode`].
-    pub async fn send_json<T: DeserializeOwned>(&self, request: Request, operation: Operation) -> Result<T, Error> {
-        let resp = self.send(request, operation).await?;
+    /// Like [`Client::send_as`], decoding the JSON answer (decode errors name the JSON path).
+    pub(crate) async fn send_json<T: DeserializeOwned>(
+        &self,
+        request: Request,
+        operation: Operation,
+    ) -> Result<T, Error> {
+        let resp = self.send_as(request, operation).await?;
         Ok(api_core::decode_json(&resp.body)?)
     }
 }

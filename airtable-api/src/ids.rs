@@ -29,3 +29,11 @@ api_core::string_id!(
     /// A user id (`usr…`).
     UserId
 );
+api_core::string_id!(
+    /// A record comment id (`com…`).
+    CommentId
+);
+api_core::string_id!(
+    /// A workspace id (`wsp…`).
+    WorkspaceId
+);

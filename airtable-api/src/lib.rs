@@ -11,7 +11,10 @@
 //!   (PATCH/PUT), upsert (`performUpsert`), delete — batches chunked at 10 per request.
 //! - [`formula`]: `filterByFormula` expressions with correct escaping ([`Formula`], [`field_eq`]).
 //! - [`cell`]: [`CellValue`], [`Fields`], [`Record`] with typed accessors and serde (de)serialization of your structs.
-//! - [`metadata`]: bases and the base schema.
+//! - [`metadata`]: `whoami`, bases (page and stream), the base schema, creating bases, tables and fields and
+//!   updating tables and fields.
+//! - [`comments`]: record comments (list page and stream, create, update, delete).
+//! - [`attachments`]: `uploadAttachment` (files up to 5 MB, base64, on `content.airtable.com`).
 //! - [`webhook`]: create/list/refresh/delete/enable, the ping and its `X-Airtable-Content-MAC`, the payload feed.
 //! - `fake` (feature `fake`): a stateful in-process Airtable for tests and demos.
 //!
@@ -34,8 +37,10 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod attachments;
 pub mod cell;
 pub mod client;
+pub mod comments;
 pub mod error;
 #[cfg(feature = "fake")]
 #[cfg_attr(docsrs, doc(cfg(feature = "fake")))]
@@ -56,15 +61,23 @@ pub use api_core;
 pub use api_core::fake::Fault;
 pub use api_core::{FixedClock, RetryPolicy, Token};
 
+pub use attachments::Upload;
 pub use cell::{Attachment, CellValue, Collaborator, Fields, Record};
 pub use client::{Client, ClientBuilder};
+pub use comments::{Comment, CommentsPage, NewComment};
 pub use error::{ApiError, Error, ErrorBody, ErrorField, ErrorType};
 pub use formula::{Formula, field_eq};
-pub use ids::{BaseId, FieldId, RecordId, TableId, UserId, ViewId, WebhookId};
+pub use ids::{BaseId, CommentId, FieldId, RecordId, TableId, UserId, ViewId, WebhookId, WorkspaceId};
 pub use limit::BaseLimiter;
-pub use metadata::{BaseInfo, BaseSchema, FieldSchema, FieldType, TableSchema, TypedCell};
-pub use records::{Direction, ListRecords, RecordPage, RecordUpdate, Table, UpsertResult, WriteOptions};
+pub use metadata::{
+    BaseInfo, BaseSchema, BasesPage, CreateBase, CreatedBase, FieldConfig, FieldSchema, FieldType, TableConfig,
+    TableSchema, TypedCell, UpdateField, UpdateTable, UserInfo,
+};
+pub use records::{
+    CellFormat, Direction, ListRecords, ReadOptions, RecordPage, RecordUpdate, Table, UpsertResult, WriteOptions,
+};
 pub use webhook::{
     ActionSource, CreateWebhook, CreatedWebhook, CursoredPayload, MacSecret, PayloadCellValue, PayloadFeed, PayloadGap,
-    PayloadsPage, RecordChange, Webhook, WebhookNotification, WebhookPayload, WebhookSpecification, verify_mac,
+    PayloadsPage, PreviousValue, RecordChange, Webhook, WebhookNotification, WebhookPayload, WebhookSpecification,
+    verify_mac,
 };

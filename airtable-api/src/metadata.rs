@@ -9,7 +9,7 @@ use crate::{
     Client, Error,
     client::{META_RATE_KEY, encode_segment},
     error::Operation,
-    ids::{BaseId, FieldId, TableId, ViewId},
+    ids::{BaseId, FieldId, TableId, UserId, ViewId, WorkspaceId},
 };
 
 api_core::open_enum! {
@@ -230,22 +230,328 @@ impl BaseSchema {
     }
 }
 
-#[derive(Deserialize)]
-struct BasesPage {
-    bases: Vec<BaseInfo>,
-    #[serde(default)]
-    offset: Option<String>,
+api_core::open_enum! {
+    /// A token scope, as `GET /meta/whoami` lists them for OAuth tokens (OFFICIAL scopes page; unknown scopes are
+    /// kept in `Unknown`).
+    Scope / Unknown {
+        /// Read records.
+        DataRecordsRead = "data.records:read",
+        /// Write records.
+        DataRecordsWrite = "data.records:write",
+        /// Manage records.
+        DataRecordsManage = "data.records:manage",
+        /// Read record comments.
+        DataRecordCommentsRead = "data.recordComments:read",
+        /// Write record comments.
+        DataRecordCommentsWrite = "data.recordComments:write",
+        /// Read base schemas.
+        SchemaBasesRead = "schema.bases:read",
+        /// Write base schemas.
+        SchemaBasesWrite = "schema.bases:write",
+        /// Manage webhooks.
+        WebhookManage = "webhook:manage",
+        /// Manage extensions (blocks).
+        BlockManage = "block:manage",
+        /// Read the user's email.
+        UserEmailRead = "user.email:read",
+        /// Read workspaces and bases (Enterprise).
+        WorkspacesAndBasesRead = "workspacesAndBases:read",
+        /// Write workspaces and bases (Enterprise).
+        WorkspacesAndBasesWrite = "workspacesAndBases:write",
+        /// Manage workspaces and bases (Enterprise).
+        WorkspacesAndBasesManage = "workspacesAndBases:manage",
+    }
+}
+
+/// `GET /meta/whoami`: the token's user (OFFICIAL get-user-id-scopes, <https://airtable.com/developers/web/api/get-user-id-scopes>).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    /// The user id.
+    pub id: UserId,
+    /// The owner's email, "only returned if the token has the `user.email:read` scope".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// The token's scopes, "only returned if accessing via an OAuth access token".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<Scope>>,
+}
+
+/// A field to create (`POST …/fields`, and the fields of a [`TableConfig`]): `{name, type, description?, options?}`
+/// (api-notes airtable.md D, OFFICIAL create-field). `options` are the type's write format, verbatim.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldConfig {
+    /// Name (unique within the table, case-insensitively).
+    pub name: String,
+    /// Type.
+    #[serde(rename = "type")]
+    pub kind: FieldType,
+    /// Description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Type-specific options in Airtable's write format (e.g. `{"color": "greenBright", "icon": "check"}` for a
+    /// checkbox, `{"choices": [{"name": …}]}` for selects).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<serde_json::Value>,
+}
+
+impl FieldConfig {
+    /// A field without description or options.
+    #[must_use]
+    pub fn new(name: impl Into<String>, kind: FieldType) -> Self {
+        Self { name: name.into(), kind, description: None, options: None }
+    }
+
+    /// With a description.
+    #[must_use]
+    pub fn description(mut self, d: impl Into<String>) -> Self {
+        self.description = Some(d.into());
+        self
+    }
+
+    /// With options (the type's write format).
+    #[must_use]
+    pub fn options(mut self, o: serde_json::Value) -> Self {
+        self.options = Some(o);
+        self
+    }
+}
+
+/// A table to create (`POST /meta/bases/{baseId}/tables`, and the tables of [`CreateBase`]):
+/// `{name, description?, fields}`; "the first field in the fields array will be used as the table's primary field"
+/// (api-notes airtable.md D, OFFICIAL create-table / create-base).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableConfig {
+    /// Name.
+    pub name: String,
+    /// Description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Fields; at least one, the first is the primary field.
+    pub fields: Vec<FieldConfig>,
+}
+
+impl TableConfig {
+    /// Checks what Airtable documents before anything is sent: at least one field, and field names unique within
+    /// the table, case-insensitively ("Fields must have case-insensitive unique names within the table").
+    fn validate(&self) -> Result<(), Error> {
+        if self.name.trim().is_empty() {
+            return Err(Error::InvalidRequest("a table needs a name".into()));
+        }
+        if self.fields.is_empty() {
+            return Err(Error::InvalidRequest(format!("table {:?} needs at least one field", self.name)));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for f in &self.fields {
+            if f.name.trim().is_empty() {
+                return Err(Error::InvalidRequest(format!("table {:?}: a field needs a name", self.name)));
+            }
+            if !seen.insert(f.name.to_lowercase()) {
+                return Err(Error::InvalidRequest(format!(
+                    "table {:?}: field names must be unique (case-insensitive): {:?}",
+                    self.name, f.name
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `POST /meta/bases` body: `{name, workspaceId, tables}` (OFFICIAL create-base).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateBase {
+    /// The base's name.
+    pub name: String,
+    /// The workspace to create it in (`wsp…`).
+    pub workspace_id: WorkspaceId,
+    /// At least one table.
+    pub tables: Vec<TableConfig>,
+}
+
+/// The answer of `POST /meta/bases`: `{id, tables}` (OFFICIAL create-base).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreatedBase {
+    /// The new base.
+    pub id: BaseId,
+    /// Its tables, as in the base schema.
+    pub tables: Vec<TableSchema>,
+}
+
+/// `PATCH /meta/bases/{baseId}/tables/{tableIdOrName}` body: `{name?, description?}` (api-notes airtable.md D).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateTable {
+    /// New name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// New description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// `PATCH /meta/bases/{baseId}/tables/{tableId}/fields/{fieldId}` body: `{name?, description?}` (api-notes
+/// airtable.md D; a field's type cannot be changed through the API).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateField {
+    /// New name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// New description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+fn check_update(name: Option<&String>, description: Option<&String>) -> Result<(), Error> {
+    if name.is_none() && description.is_none() {
+        return Err(Error::InvalidRequest("an update needs a name or a description".into()));
+    }
+    if name.is_some_and(|n| n.trim().is_empty()) {
+        return Err(Error::InvalidRequest("a name cannot be empty".into()));
+    }
+    Ok(())
 }
 
 impl Client {
-    /// Every base the token can see (`GET /meta/bases`, paginated by `offset`), lazily.
-    pub fn list_bases(&self) -> impl Stream<Item = Result<BaseInfo, Error>> + Send + 'static {
+    /// The token's user (`GET /meta/whoami`): its id, its email with `user.email:read`, its scopes for OAuth tokens.
+    ///
+    /// # Errors
+    /// [`Error`]; an invalid token is 401 `AUTHENTICATION_REQUIRED`.
+    pub async fn whoami(&self) -> Result<UserInfo, Error> {
+        self.send_json(Request::get("/meta/whoami").rate_key(META_RATE_KEY), Operation::Other).await
+    }
+
+    /// Creates a base with its tables (`POST /meta/bases`; scope `schema.bases:write`, role workspace creator).
+    /// Not retried once it may have been sent (a second attempt would create a second base).
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`] without a table, or for a table that fails [`TableConfig`]'s checks (nothing is
+    /// sent); [`Error`] otherwise.
+    pub async fn create_base(&self, base: &CreateBase) -> Result<CreatedBase, Error> {
+        if base.name.trim().is_empty() {
+            return Err(Error::InvalidRequest("a base needs a name".into()));
+        }
+        if base.tables.is_empty() {
+            return Err(Error::InvalidRequest("a base needs at least one table".into()));
+        }
+        for t in &base.tables {
+            t.validate()?;
+        }
+        let r = Request::post("/meta/bases").json(base)?.rate_key(META_RATE_KEY);
+        self.send_json(r, Operation::Other).await
+    }
+
+    /// Creates a table in a base (`POST /meta/bases/{baseId}/tables`); answers the table as in the base schema.
+    /// Not retried once it may have been sent.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`] for a table that fails [`TableConfig`]'s checks (nothing is sent); [`Error`].
+    pub async fn create_table(&self, base: &BaseId, table: &TableConfig) -> Result<TableSchema, Error> {
+        table.validate()?;
+        let r = Request::post(format!("/meta/bases/{}/tables", encode_segment(base.as_str())))
+            .json(table)?
+            .rate_key(base.as_str());
+        self.send_json(r, Operation::Other).await
+    }
+
+    /// Renames a table or changes its description (`PATCH /meta/bases/{baseId}/tables/{tableIdOrName}`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`] for an update with neither name nor description, or an empty name; [`Error`].
+    pub async fn update_table(
+        &self,
+        base: &BaseId,
+        table_id_or_name: &str,
+        update: &UpdateTable,
+    ) -> Result<TableSchema, Error> {
+        check_update(update.name.as_ref(), update.description.as_ref())?;
+        let r = Request::patch(format!(
+            "/meta/bases/{}/tables/{}",
+            encode_segment(base.as_str()),
+            encode_segment(table_id_or_name)
+        ))
+        .json(update)?
+        .idempotent(true)
+        .rate_key(base.as_str());
+        self.send_json(r, Operation::Other).await
+    }
+
+    /// Creates a field (`POST /meta/bases/{baseId}/tables/{tableId}/fields`; role base creator). Not retried once it
+    /// may have been sent.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`] for an empty name; [`Error`].
+    pub async fn create_field(
+        &self,
+        base: &BaseId,
+        table: &TableId,
+        field: &FieldConfig,
+    ) -> Result<FieldSchema, Error> {
+        if field.name.trim().is_empty() {
+            return Err(Error::InvalidRequest("a field needs a name".into()));
+        }
+        let r = Request::post(format!(
+            "/meta/bases/{}/tables/{}/fields",
+            encode_segment(base.as_str()),
+            encode_segment(table.as_str())
+        ))
+        .json(field)?
+        .rate_key(base.as_str());
+        self.send_json(r, Operation::Other).await
+    }
+
+    /// Renames a field or changes its description (`PATCH /meta/bases/{baseId}/tables/{tableId}/fields/{fieldId}`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`] for an update with neither name nor description, or an empty name; [`Error`].
+    pub async fn update_field(
+        &self,
+        base: &BaseId,
+        table: &TableId,
+        field: &FieldId,
+        update: &UpdateField,
+    ) -> Result<FieldSchema, Error> {
+        check_update(update.name.as_ref(), update.description.as_ref())?;
+        let r = Request::patch(format!(
+            "/meta/bases/{}/tables/{}/fields/{}",
+            encode_segment(base.as_str()),
+            encode_segment(table.as_str()),
+            encode_segment(field.as_str())
+        ))
+        .json(update)?
+        .idempotent(true)
+        .rate_key(base.as_str());
+        self.send_json(r, Operation::Other).await
+    }
+}
+
+/// One page of `GET /meta/bases`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BasesPage {
+    /// The bases of this page.
+    pub bases: Vec<BaseInfo>,
+    /// The offset of the next page (absent on the last page): pass it to [`Client::list_bases`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<String>,
+}
+
+impl Client {
+    /// One page of the bases the token can see (`GET /meta/bases`, `offset` from the previous page, `None` for the
+    /// first). [`Client::stream_bases`] pages through all of them.
+    ///
+    /// # Errors
+    /// [`Error`].
+    pub async fn list_bases(&self, offset: Option<&str>) -> Result<BasesPage, Error> {
+        let r = Request::get("/meta/bases").query_opt("offset", offset).rate_key(META_RATE_KEY);
+        self.send_json(r, Operation::Other).await
+    }
+
+    /// Every base the token can see, lazily across pages (ends after the last page, or after the first error; a
+    /// repeated offset is [`Error::RepeatedCursor`]).
+    pub fn stream_bases(&self) -> impl Stream<Item = Result<BaseInfo, Error>> + Send + 'static {
         let client = self.clone();
         paginate(None, move |offset: Option<String>| {
             let client = client.clone();
             async move {
-                let r = Request::get("/meta/bases").query_opt("offset", offset).rate_key(META_RATE_KEY);
-                let p: BasesPage = client.send_json(r, Operation::Other).await?;
+                let p = client.list_bases(offset.as_deref()).await?;
                 Ok::<_, Error>(Page { items: p.bases, next: p.offset })
             }
         })

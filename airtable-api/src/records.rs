@@ -71,6 +71,88 @@ pub enum CellFormat {
     String,
 }
 
+impl CellFormat {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::String => "string",
+        }
+    }
+}
+
+/// `cellFormat=string` needs `timeZone` and `userLocale` (api-notes airtable.md B.1, OFFICIAL list-records: "both
+/// required when `cellFormat=string`"); checked before anything is sent.
+fn check_cell_format(
+    cell_format: Option<&str>,
+    time_zone: Option<&str>,
+    user_locale: Option<&str>,
+) -> Result<(), Error> {
+    if cell_format == Some("string") && (time_zone.is_none_or(str::is_empty) || user_locale.is_none_or(str::is_empty)) {
+        return Err(Error::InvalidRequest(
+            "cellFormat=string requires timeZone and userLocale (Airtable rejects it otherwise)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Options of a single-record read (`GET …/{recordId}`): the read options of list-records that apply to one record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// `cellFormat`.
+    pub cell_format: Option<CellFormat>,
+    /// `timeZone` (required with [`CellFormat::String`]).
+    pub time_zone: Option<String>,
+    /// `userLocale` (required with [`CellFormat::String`]).
+    pub user_locale: Option<String>,
+    /// `returnFieldsByFieldId`.
+    pub return_fields_by_field_id: Option<bool>,
+}
+
+impl ReadOptions {
+    /// `cellFormat=string` with its required `timeZone` (e.g. `Europe/Berlin`) and `userLocale` (e.g. `en-gb`).
+    #[must_use]
+    pub fn string_cells(time_zone: impl Into<String>, user_locale: impl Into<String>) -> Self {
+        Self {
+            cell_format: Some(CellFormat::String),
+            time_zone: Some(time_zone.into()),
+            user_locale: Some(user_locale.into()),
+            return_fields_by_field_id: None,
+        }
+    }
+
+    /// Key `fields` by field id.
+    #[must_use]
+    pub fn return_fields_by_field_id(mut self, yes: bool) -> Self {
+        self.return_fields_by_field_id = Some(yes);
+        self
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        check_cell_format(
+            self.cell_format.map(CellFormat::as_str),
+            self.time_zone.as_deref(),
+            self.user_locale.as_deref(),
+        )
+    }
+
+    fn to_query(&self) -> Vec<(&'static str, String)> {
+        let mut q = Vec::new();
+        if let Some(c) = self.cell_format {
+            q.push(("cellFormat", c.as_str().to_owned()));
+        }
+        if let Some(t) = &self.time_zone {
+            q.push(("timeZone", t.clone()));
+        }
+        if let Some(l) = &self.user_locale {
+            q.push(("userLocale", l.clone()));
+        }
+        if let Some(b) = self.return_fields_by_field_id {
+            q.push(("returnFieldsByFieldId", b.to_string()));
+        }
+        q
+    }
+}
+
 /// Options for writes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriteOptions {
@@ -160,11 +242,17 @@ impl Table {
         &self.table
     }
 
-    fn path(&self) -> String {
+    /// The client this handle sends through.
+    #[must_use]
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub(crate) fn path(&self) -> String {
         format!("/{}/{}", encode_segment(self.base.as_str()), encode_segment(&self.table))
     }
 
-    fn req(&self, r: Request) -> Request {
+    pub(crate) fn req(&self, r: Request) -> Request {
         r.rate_key(self.base.as_str())
     }
 
@@ -188,10 +276,31 @@ impl Table {
     /// # Errors
     /// As [`Table::get`].
     pub async fn get_by_field_id(&self, id: &RecordId) -> Result<Record, Error> {
-        let r = self
-            .req(Request::get(format!("{}/{}", self.path(), encode_segment(id.as_str()))))
-            .query("returnFieldsByFieldId", "true");
+        self.get_with(id, &ReadOptions::default().return_fields_by_field_id(true)).await
+    }
+
+    /// Gets one record with read options (`GET …/{recordId}?cellFormat=…&timeZone=…&userLocale=…&
+    /// returnFieldsByFieldId=…`; api-notes airtable.md B.2, OFFICIAL get-record).
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`] for `cellFormat=string` without `timeZone` and `userLocale` (checked before
+    /// sending); as [`Table::get`] otherwise.
+    pub async fn get_with(&self, id: &RecordId, opts: &ReadOptions) -> Result<Record, Error> {
+        opts.validate()?;
+        let mut r = self.req(Request::get(format!("{}/{}", self.path(), encode_segment(id.as_str()))));
+        for (k, v) in opts.to_query() {
+            r = r.query(k, v);
+        }
         self.client.send_json(r, Operation::Other).await
+    }
+
+    /// The first record where `field` equals `value` (`filterByFormula` built with [`crate::field_eq`], so the
+    /// value is escaped), or `None`; a find-one helper like pyairtable's `Table.first(formula=match(…))`.
+    ///
+    /// # Errors
+    /// [`Error`].
+    pub async fn find_first(&self, field: &str, value: &str) -> Result<Option<Record>, Error> {
+        self.list().filter_by_formula(crate::formula::field_eq(field, value)).first().await
     }
 
     /// Creates records, 10 per request.
@@ -557,13 +666,11 @@ impl ListRecords {
         self
     }
 
-    /// `cellFormat`; [`CellFormat::String`] requires [`ListRecords::time_zone`] and [`ListRecords::user_locale`].
+    /// `cellFormat`; [`CellFormat::String`] requires [`ListRecords::time_zone`] and [`ListRecords::user_locale`]
+    /// (checked before sending: [`Error::InvalidRequest`]).
     #[must_use]
     pub fn cell_format(mut self, f: CellFormat) -> Self {
-        self.params.cell_format = match f {
-            CellFormat::Json => Some("json"),
-            CellFormat::String => Some("string"),
-        };
+        self.params.cell_format = Some(f.as_str());
         self
     }
 
@@ -637,8 +744,14 @@ impl ListRecords {
     /// Fetches one page at `offset` (`None` for the first).
     ///
     /// # Errors
+    /// [`Error::InvalidRequest`] for `cellFormat=string` without `timeZone` and `userLocale` (nothing is sent);
     /// [`Error::IteratorExpired`] when the offset timed out (restart from the first page); [`Error`] otherwise.
     pub async fn page(&self, offset: Option<String>) -> Result<RecordPage, Error> {
+        check_cell_format(
+            self.params.cell_format,
+            self.params.time_zone.as_deref(),
+            self.params.user_locale.as_deref(),
+        )?;
         let mut params = self.params.clone();
         params.offset = offset;
         let req = if self.needs_post(&params) {
@@ -664,6 +777,17 @@ impl ListRecords {
                 Ok::<_, Error>(Page { items: p.records, next: p.offset })
             }
         })
+    }
+
+    /// The first record (in the view's or the sort's order), or `None`: one request with `maxRecords=1` and
+    /// `pageSize=1` (pyairtable `Table.first`).
+    ///
+    /// # Errors
+    /// As [`ListRecords::page`].
+    pub async fn first(mut self) -> Result<Option<Record>, Error> {
+        self.params.max_records = Some(1);
+        self.params.page_size = Some(1);
+        Ok(self.page(None).await?.records.into_iter().next())
     }
 
     /// Collects every record.

@@ -758,12 +758,75 @@ pub enum ChangeKind {
     Destroyed,
 }
 
-/// One field's change: `(previous, current)`; `None` = empty/unknown.
+/// A field's value before a change, as the payload tells it: a payload without a `previous` value for the field
+/// says nothing about it, which is not the same as a `previous` value of `null` (the cell was empty).
+///
+/// "Cell value V2 or null by fieldId" (api-notes/airtable.md A.9, OFFICIAL webhooks-changed-record); `previous` is
+/// "only a part of the payload if the specification contains them in the includes object"
+/// (`includePreviousCellValues`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum PreviousValue {
+    /// The payload carries no previous value for the field: the specification does not include previous values,
+    /// the record was created (nothing came before), or `previous` does not list the field.
+    #[default]
+    Absent,
+    /// `null` in `previous.cellValuesByFieldId`: the cell was empty before the change.
+    Null,
+    /// The value before the change.
+    Value(PayloadCellValue),
+}
+
+impl PreviousValue {
+    /// From a `previous.cellValuesByFieldId` lookup: `None` = no entry, `Some(None)` = `null`.
+    #[must_use]
+    pub fn from_entry(entry: Option<&Option<PayloadCellValue>>) -> Self {
+        match entry {
+            None => Self::Absent,
+            Some(None) => Self::Null,
+            Some(Some(v)) => Self::Value(v.clone()),
+        }
+    }
+
+    /// The previous value, if the payload gave one (`None` for both [`PreviousValue::Absent`] and
+    /// [`PreviousValue::Null`]).
+    #[must_use]
+    pub fn value(&self) -> Option<&PayloadCellValue> {
+        match self {
+            Self::Value(v) => Some(v),
+            Self::Absent | Self::Null => None,
+        }
+    }
+
+    /// Whether the payload said nothing about the previous value.
+    #[must_use]
+    pub fn is_absent(&self) -> bool {
+        matches!(self, Self::Absent)
+    }
+
+    /// Whether the payload said the cell was empty before (`null`).
+    #[must_use]
+    pub fn is_null(&self) -> bool {
+        matches!(self, Self::Null)
+    }
+
+    /// As `Option<Option<_>>`: `None` = absent, `Some(None)` = `null`, `Some(Some(v))` = a value.
+    #[must_use]
+    pub fn into_option(self) -> Option<Option<PayloadCellValue>> {
+        match self {
+            Self::Absent => None,
+            Self::Null => Some(None),
+            Self::Value(v) => Some(Some(v)),
+        }
+    }
+}
+
+/// One field's change: `(previous, current)`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldValueChange {
-    /// Previous value (only with `includePreviousCellValues`).
-    pub previous: Option<PayloadCellValue>,
-    /// Current value.
+    /// The value before the change: [`PreviousValue::Absent`] unless the payload carried one (the specification's
+    /// `includePreviousCellValues`), [`PreviousValue::Null`] when it was empty.
+    pub previous: PreviousValue,
+    /// Current value (`None`: the cell is now empty — `null` in `current`, or the field listed only in `previous`).
     pub current: Option<PayloadCellValue>,
 }
 
@@ -815,7 +878,9 @@ impl WebhookPayload {
                     fields: c
                         .cell_values_by_field_id
                         .iter()
-                        .map(|(f, v)| (f.clone(), FieldValueChange { previous: None, current: v.clone() }))
+                        .map(|(f, v)| {
+                            (f.clone(), FieldValueChange { previous: PreviousValue::Absent, current: v.clone() })
+                        })
                         .collect(),
                     unchanged: BTreeMap::new(),
                 });
@@ -827,16 +892,17 @@ impl WebhookPayload {
                     .cell_values_by_field_id
                     .iter()
                     .map(|(f, v)| {
-                        let previous = prev.and_then(|p| p.get(f).cloned().flatten());
+                        let previous = PreviousValue::from_entry(prev.and_then(|p| p.get(f)));
                         (f.clone(), FieldValueChange { previous, current: v.clone() })
                     })
                     .collect();
                 // a field present only in `previous` was cleared
                 if let Some(p) = prev {
                     for (f, v) in p {
-                        fields
-                            .entry(f.clone())
-                            .or_insert_with(|| FieldValueChange { previous: v.clone(), current: None });
+                        fields.entry(f.clone()).or_insert_with(|| FieldValueChange {
+                            previous: PreviousValue::from_entry(Some(v)),
+                            current: None,
+                        });
                     }
                 }
                 out.push(RecordChange {
@@ -1096,7 +1162,7 @@ impl Client {
     /// [`Error`].
     pub async fn delete_webhook(&self, base: &BaseId, id: &WebhookId) -> Result<(), Error> {
         let r = Request::delete(Self::hook_path(base, id)).rate_key(base.as_str());
-        self.send(r, Operation::Other).await.map(|_| ())
+        self.send_as(r, Operation::Other).await.map(|_| ())
     }
 
     /// Enables or disables notification pings (`POST …/enableNotifications {"enable": bool}`).
@@ -1108,7 +1174,7 @@ impl Client {
             .json(&serde_json::json!({ "enable": enable }))?
             .idempotent(true)
             .rate_key(base.as_str());
-        self.send(r, Operation::Other).await.map(|_| ())
+        self.send_as(r, Operation::Other).await.map(|_| ())
     }
 
     /// One page of payloads from `cursor` (default 1), `limit` ≤ 50. Also extends the hook's expiry.

@@ -383,10 +383,23 @@ async fn billing_cap_429_is_not_retried() {
 #[tokio::test]
 async fn metadata_bases_and_schema() {
     let server = MockServer::start().await;
+    // two pages: the documented bases body (pyairtable tests/sample_data/Bases.json, api-notes airtable.md D) split
+    // by an `offset` ("{"bases":[…], "offset"?}", paginated by `offset`, api-notes D)
+    let bases = fixture("bases.json")["bases"].clone();
     Mock::given(method("GET"))
         .and(path("/v0/meta/bases"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("bases.json")))
-        .expect(1)
+        .and(|r: &wiremock::Request| r.url.query().is_none())
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"bases": [bases[0].clone()], "offset": "itrPAGE2"})),
+        )
+        .expect(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v0/meta/bases"))
+        .and(query_param("offset", "itrPAGE2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"bases": [bases[1].clone()]})))
+        .expect(2)
         .mount(&server)
         .await;
     Mock::given(method("GET"))
@@ -396,7 +409,14 @@ async fn metadata_bases_and_schema() {
         .mount(&server)
         .await;
     let c = client(&server);
-    let bases: Vec<_> = c.list_bases().try_collect().await.unwrap();
+    // list_bases: one page, with what continues it
+    let first = c.list_bases(None).await.unwrap();
+    assert_eq!(first.bases.len(), 1);
+    assert_eq!(first.offset.as_deref(), Some("itrPAGE2"));
+    let last = c.list_bases(first.offset.as_deref()).await.unwrap();
+    assert_eq!((last.bases[0].id.as_str(), last.offset), ("appSW9R5uCNmRmfl6", None));
+    // stream_bases: every base across pages
+    let bases: Vec<_> = c.stream_bases().try_collect().await.unwrap();
     assert_eq!(bases.len(), 2);
     assert_eq!(bases[1].permission_level, "edit");
     let s = c.base_schema(&"appLkNDICXNqxSDhG".into()).await.unwrap();
@@ -557,6 +577,85 @@ fn payload_fixtures_parse() {
     assert_eq!(upd.unchanged[&"fld0000000000000".into()].as_ref().unwrap().as_f64(), Some(1.0));
     // round trip keeps everything
     assert_eq!(serde_json::to_value(&p).unwrap(), full);
+}
+
+/// `previous` absent vs `null` (issue 21): "Cell value V2 or null by fieldId", and previous values are "only a part
+/// of the payload if the specification contains them in the includes object" (api-notes airtable.md A.9, OFFICIAL
+/// webhooks-changed-record / webhooks-table-changed). Bodies: the official table-changed example, and the same
+/// changed-record shape with a `null` previous value and without `previous`.
+#[test]
+fn record_change_tells_an_absent_previous_from_a_null_one() {
+    use airtable_client::PreviousValue;
+    let payload = |table_changed: Value| -> WebhookPayload {
+        let mut full = fixture("payloads_official.json")["payloads"][0].clone();
+        full["changedTablesById"] = json!({"tbl00000000000000": table_changed});
+        serde_json::from_value(full).unwrap()
+    };
+    // the official example: `previous` lists fld0000000000001 (16 chars), `current` fld00000000000001 (17 chars)
+    let official = payload(fixture("table_changed_official.json")).record_changes();
+    let upd = &official[1];
+    assert_eq!(upd.fields[&"fld00000000000001".into()].previous, PreviousValue::Absent, "not listed in previous");
+    let cleared = &upd.fields[&"fld0000000000001".into()];
+    assert_eq!(cleared.previous.value().and_then(|v| v.as_str()), Some("hello"));
+    assert_eq!(cleared.current, None, "listed only in previous: now empty");
+    // a created record has nothing before it
+    assert!(official[0].fields.values().all(|f| f.previous.is_absent()));
+
+    // `previous` present with null: the cell was empty before
+    let was_empty = payload(json!({"changedRecordsById": {"rec00000000000001": {
+        "current": {"cellValuesByFieldId": {"fld00000000000001": "hello world"}},
+        "previous": {"cellValuesByFieldId": {"fld00000000000001": null}}
+    }}}))
+    .record_changes();
+    let f = &was_empty[0].fields[&"fld00000000000001".into()];
+    assert!(f.previous.is_null());
+    assert_eq!(f.previous.clone().into_option(), Some(None));
+    assert_eq!(f.current.as_ref().and_then(|v| v.as_str()), Some("hello world"));
+
+    // no `previous` at all (includePreviousCellValues off): absent, not null
+    let no_prev = payload(json!({"changedRecordsById": {"rec00000000000001": {
+        "current": {"cellValuesByFieldId": {"fld00000000000001": null}}
+    }}}))
+    .record_changes();
+    let f = &no_prev[0].fields[&"fld00000000000001".into()];
+    assert_eq!(f.previous, PreviousValue::Absent);
+    assert_eq!(f.previous.clone().into_option(), None);
+    assert_eq!(f.current, None, "null in current: cleared");
+}
+
+/// The raw escape hatch goes through auth and retry like the typed calls: bearer token on every attempt, an
+/// idempotent GET retried after a 503 (api-notes airtable.md C.2: 503 "retry the request with backoffs"), a POST
+/// not marked idempotent never re-sent after a 5xx.
+#[tokio::test]
+async fn raw_send_uses_auth_and_retry() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v0/meta/whoami"))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v0/meta/whoami"))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "usrL2PNC5o3H4lBEi"})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v0/appB/T"))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let c = client(&server);
+    let resp = c.send(Request::get("/meta/whoami").idempotent(true)).await.unwrap();
+    assert_eq!(resp.json::<Value>().unwrap()["id"], "usrL2PNC5o3H4lBEi");
+    let e = c.send(Request::post("/appB/T").json(&json!({"fields": {}})).unwrap().rate_key("appB")).await.unwrap_err();
+    assert_eq!(e.status(), Some(StatusCode::INTERNAL_SERVER_ERROR));
+    assert!(e.may_have_been_sent());
 }
 
 #[test]

@@ -56,3 +56,55 @@ fn webhooks_follow_the_workspace_shape() {
         },
     );
 }
+
+/// The shared client vocabulary (CONTRIBUTING.md "One SDK shape"): `base_url(impl AsRef<str>)` (an invalid one is
+/// `InvalidRequest` from `build`), `token`, `rate_budget(impl RateBudget)`, `connect_timeout`, `request_timeout`,
+/// `retry_policy`, `user_agent`; `list_*` = one page with what continues it, `stream_*` = every item; the public raw
+/// `send(Request)`.
+#[tokio::test]
+async fn client_vocabulary_follows_the_workspace_shape() {
+    use airtable_client::{Client, Error};
+    use api_core::{RateLimiter, Request, Rule};
+    use futures::TryStreamExt as _;
+    use wiremock::{
+        Mock, MockServer, ResponseTemplate,
+        matchers::{header, method, path, query_param},
+    };
+
+    let bad = Client::builder().token("patXXXX.secret").base_url("not a url").build();
+    assert!(matches!(bad, Err(Error::InvalidRequest(_))));
+
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v0/meta/bases"))
+        .and(header("user-agent", "shape-test/1"))
+        .and(|r: &wiremock::Request| r.url.query().is_none())
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "bases": [{"id": "appLkNDICXNqxSDhG", "name": "Apartment Hunting", "permissionLevel": "create"}],
+            "offset": "itr2"})))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v0/meta/bases"))
+        .and(query_param("offset", "itr2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "bases": [{"id": "appSW9R5uCNmRmfl6", "name": "Project Tracker", "permissionLevel": "edit"}]})))
+        .mount(&server)
+        .await;
+    let client = Client::builder()
+        .base_url(format!("{}/v0", server.uri()))
+        .token("patXXXX.secret")
+        .rate_budget(RateLimiter::new([Rule::per_second(5)]))
+        .connect_timeout(Duration::from_secs(5))
+        .request_timeout(Duration::from_secs(10))
+        .retry_policy(RetryPolicy::none())
+        .user_agent("shape-test/1")
+        .build()
+        .unwrap();
+    let page = client.list_bases(None).await.unwrap();
+    assert_eq!((page.bases.len(), page.offset.as_deref()), (1, Some("itr2")));
+    let all: Vec<_> = client.stream_bases().try_collect().await.unwrap();
+    assert_eq!(all.len(), 2);
+    let raw = client.send(Request::get("/meta/bases")).await.unwrap();
+    assert!(raw.status.is_success());
+}

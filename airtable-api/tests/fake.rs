@@ -212,7 +212,7 @@ async fn webhooks_payload_sources_feed_and_signed_pings() {
     let status_fld = fake.field_id("Contacts", "Status").unwrap();
     let ch = &changes[0].fields[&status_fld];
     assert_eq!(ch.current.as_ref().unwrap().choice_name(), Some("Customer"), "V2 select object");
-    assert_eq!(ch.previous.as_ref().unwrap().choice_name(), Some("Lead"));
+    assert_eq!(ch.previous.value().unwrap().choice_name(), Some("Lead"));
 
     // resuming from the final cursor yields nothing new
     let (again, c2) = client.payload_feed(&base, &hook.id, cursor).collect_all().await.unwrap();

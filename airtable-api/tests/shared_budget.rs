@@ -48,7 +48,7 @@ impl Transport for Script {
 }
 
 fn client(script: &Arc<Script>, budget: &Arc<dyn RateBudget>) -> Client {
-    Client::builder().token("patXXXX.secret").transport(script.clone()).shared_budget(budget.clone()).build().unwrap()
+    Client::builder().token("patXXXX.secret").transport(script.clone()).rate_budget(budget.clone()).build().unwrap()
 }
 
 #[tokio::test(start_paused = true)]
@@ -97,4 +97,38 @@ async fn two_clients_share_one_base_budget_and_its_429_hold() {
     assert_eq!(sa.sent.lock().unwrap().len(), 7, "5 + the 429 + its retry");
     assert_eq!(sb.sent.lock().unwrap().len(), 6, "nothing sent into the penalty");
     assert!(Instant::now() - start >= Duration::from_secs(31));
+}
+
+/// The raw `send` escape hatch draws from the same budget as the typed calls (keyed by the request's rate key, the
+/// base id) and honours the 30 s hold a typed call's 429 left on the base (api-notes/airtable.md C.4).
+#[tokio::test(start_paused = true)]
+async fn raw_send_draws_from_the_rate_budget_and_its_hold() {
+    let budget: Arc<dyn RateBudget> =
+        Arc::new(RateLimiter::new([Rule::Spacing { per: 5, period: Duration::from_millis(1100) }]));
+    let script = Arc::new(Script::default());
+    let c = client(&script, &budget);
+    let raw = || Request::get("/appBase/tblX/rec560UJdUtocSouk").rate_key("appBase");
+    for _ in 0..3 {
+        c.send(raw()).await.unwrap();
+    }
+    {
+        let sent = script.sent.lock().unwrap();
+        for w in sent.windows(2) {
+            assert!(w[1] - w[0] >= Duration::from_millis(219), "raw sends are spaced by the budget: {w:?}");
+        }
+    }
+    // a typed call draws a 429 (then succeeds after the hold); a raw send queued behind it waits the hold out too
+    script.queue.lock().unwrap().push(429);
+    let before = Instant::now();
+    let (table, id) = (c.table("appBase", "tblX"), RecordId::from("rec560UJdUtocSouk"));
+    let (typed, rawr) = tokio::join!(table.get(&id), async {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        c.send(raw()).await
+    });
+    typed.unwrap();
+    rawr.unwrap();
+    let sent = script.sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 6, "3 + the 429 + its retry + the raw send");
+    assert!(sent[5] - before >= Duration::from_secs(30), "nothing sent into the penalty: {:?}", sent[5] - before);
+    assert!(budget.held("appBase").await.unwrap().is_none(), "hold over");
 }

@@ -33,8 +33,13 @@
 //!   use the V2 format (selects and links as objects). When a hook has a `notificationUrl` and notifications are on,
 //!   the fake POSTs the ping `{base:{id},webhook:{id},timestamp}` with a correct `X-Airtable-Content-MAC`
 //!   (best effort, spawned; results in `lastNotificationResult`).
+//! - **Schema writes, comments, uploads** (module `extra`, sources cited there): `POST /meta/bases`, create/update
+//!   table and field (at least one field, the first is primary, case-insensitively unique names, computed types
+//!   refused, select choices get ids), record comments (newest first, `pageSize` ≤ 100, `offset`, replies,
+//!   `recordMetadata[]=commentCount` on lists, dropped with their record) and `uploadAttachment` (base64, 5 MB,
+//!   attachment fields only, a webhook payload) — all under the same per-base rate limit and 30 s penalty.
 //! - **Inspection**: [`FakeBase::records`], [`FakeBase::record`], [`FakeBase::find`], [`FakeAirtable::log`],
-//!   [`FakeAirtable::request_count`], [`FakeBase::payloads`], [`FakeAirtable::pings`].
+//!   [`FakeAirtable::request_count`], [`FakeBase::payloads`], [`FakeAirtable::pings`], [`FakeBase::comments`].
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -49,6 +54,7 @@
 //! # }
 //! ```
 
+mod extra;
 pub mod formula;
 
 use std::{
@@ -169,6 +175,7 @@ struct FieldSt {
     name: String,
     kind: String,
     options: Option<Value>,
+    description: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -187,6 +194,8 @@ struct TableSt {
     fields: Vec<FieldSt>,
     views: Vec<(String, String)>,
     records: Vec<RecordSt>,
+    /// Comments by record id, oldest first.
+    comments: BTreeMap<String, Vec<extra::CommentSt>>,
 }
 
 #[derive(Debug, Clone)]
@@ -923,7 +932,7 @@ impl FakeAirtable {
     #[must_use]
     pub fn client_builder(&self) -> ClientBuilder {
         let token = lock(&self.app.st).cfg.token.clone().unwrap_or_else(|| FAKE_TOKEN.to_owned());
-        Client::builder().base_url(self.base_url()).token(token)
+        Client::builder().base_url(self.base_url()).content_url(self.base_url()).token(token)
     }
 
     /// A transport that calls this fake in-process (no socket), with a simulated network delay each way. Requests
@@ -940,7 +949,11 @@ impl FakeAirtable {
     #[must_use]
     pub fn in_process_client_builder(&self, latency: Latency) -> ClientBuilder {
         let token = lock(&self.app.st).cfg.token.clone().unwrap_or_else(|| FAKE_TOKEN.to_owned());
-        Client::builder().base_url("http://airtable.fake.invalid/v0").token(token).transport(self.transport(latency))
+        Client::builder()
+            .base_url("http://airtable.fake.invalid/v0")
+            .content_url("http://airtable.fake.invalid/v0")
+            .token(token)
+            .transport(self.transport(latency))
     }
 
     /// A client pointed at the fake.
@@ -1098,7 +1111,7 @@ impl FakeBase {
                     }
                 }
             }
-            fs.push(FieldSt { id: fid, name: spec.name, kind: spec.kind, options });
+            fs.push(FieldSt { id: fid, name: spec.name, kind: spec.kind, options, description: None });
         }
         let b = st.base(self.id.as_str()).expect("base exists");
         b.tables.push(TableSt {
@@ -1108,8 +1121,28 @@ impl FakeBase {
             fields: fs,
             views: vec![(vid, "Grid view".to_owned())],
             records: Vec::new(),
+            comments: BTreeMap::new(),
         });
         TableId::from(tid)
+    }
+
+    /// The comments on a record, newest first (as `GET …/comments` lists them); empty for an unknown record.
+    #[must_use]
+    pub fn comments(&self, table: &str, record: &RecordId) -> Vec<crate::Comment> {
+        let user = lock(&self.app.st).api_user.clone();
+        self.with(|st| {
+            let t = find_table(st.base(self.id.as_str())?, table)?;
+            Ok(t.comments
+                .get(record.as_str())
+                .map(|list| {
+                    list.iter()
+                        .rev()
+                        .filter_map(|c| serde_json::from_value(extra::comment_json(c, &user)).ok())
+                        .collect()
+                })
+                .unwrap_or_default())
+        })
+        .unwrap_or_default()
     }
 
     /// A field's id.
@@ -1568,6 +1601,26 @@ fn dispatch(
             admit(st, "meta")?;
             no_pings(Ok((StatusCode::OK, json!({"id": st.api_user.id, "email": st.api_user.email}))))
         }
+        (Method::POST, ["meta", "bases"]) => {
+            admit(st, "meta")?;
+            let body = json_body()?;
+            no_pings(extra::create_base(st, &body))
+        }
+        (m @ (Method::POST | Method::PATCH), ["meta", "bases", base, "tables", rest @ ..]) => {
+            admit(st, base)?;
+            let body = json_body()?;
+            no_pings(extra::schema_route(st, &m, base, rest, &body))
+        }
+        (Method::POST, [base, record, field, "uploadAttachment"]) => {
+            admit(st, base)?;
+            let body = json_body()?;
+            extra::upload_attachment(st, base, record, field, &body)
+        }
+        (m, [base, table, record, "comments", rest @ ..]) if rest.len() <= 1 => {
+            admit(st, base)?;
+            let body = json_body()?;
+            no_pings(extra::comments_route(st, &m, (base, table, record), rest.first().copied(), query, &body))
+        }
         (Method::GET, ["meta", "bases", base, "tables"]) => {
             admit(st, base)?;
             let b = st.base(base)?;
@@ -1588,18 +1641,19 @@ fn dispatch(
     }
 }
 
+fn field_json(f: &FieldSt) -> Value {
+    let mut v = json!({"id": f.id, "name": f.name, "type": f.kind});
+    if let Some(d) = &f.description {
+        v["description"] = json!(d);
+    }
+    if let Some(o) = &f.options {
+        v["options"] = o.clone();
+    }
+    v
+}
+
 fn table_schema_json(t: &TableSt) -> Value {
-    let fields: Vec<Value> = t
-        .fields
-        .iter()
-        .map(|f| {
-            let mut v = json!({"id": f.id, "name": f.name, "type": f.kind});
-            if let Some(o) = &f.options {
-                v["options"] = o.clone();
-            }
-            v
-        })
-        .collect();
+    let fields: Vec<Value> = t.fields.iter().map(field_json).collect();
     let views: Vec<Value> = t.views.iter().map(|(id, name)| json!({"id": id, "name": name, "type": "grid"})).collect();
     let mut v = json!({"id": t.id, "name": t.name, "primaryFieldId": t.fields[0].id, "fields": fields, "views": views});
     if let Some(d) = &t.description {
@@ -1737,6 +1791,8 @@ struct ListQ {
     by_id: bool,
     string_format: bool,
     tz_locale: bool,
+    /// `recordMetadata` includes `commentCount`.
+    comment_count: bool,
 }
 
 fn list_q_from_query(q: &[(String, String)]) -> Result<ListQ, ApiErr> {
@@ -1766,6 +1822,7 @@ fn list_q_from_query(q: &[(String, String)]) -> Result<ListQ, ApiErr> {
         by_id: get("returnFieldsByFieldId").is_some_and(|v| v == "true" || v == "1"),
         string_format: get("cellFormat").is_some_and(|v| v == "string"),
         tz_locale: get("timeZone").is_some() && get("userLocale").is_some(),
+        comment_count: q.iter().any(|(k, v)| (k == "recordMetadata[]" || k == "recordMetadata") && v == "commentCount"),
     })
 }
 
@@ -1799,6 +1856,10 @@ fn list_q_from_body(b: &Value) -> Result<ListQ, ApiErr> {
         by_id: b.get("returnFieldsByFieldId").and_then(Value::as_bool).unwrap_or(false),
         string_format: s("cellFormat").as_deref() == Some("string"),
         tz_locale: s("timeZone").is_some() && s("userLocale").is_some(),
+        comment_count: b
+            .get("recordMetadata")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|m| m.as_str() == Some("commentCount"))),
     })
 }
 
@@ -1915,6 +1976,9 @@ fn list_records(st: &mut St, base: &str, table: &str, q: &ListQ) -> Reply {
     for id in &ids[start..end] {
         if let Some(r) = t.records.iter().find(|r| &r.id == id) {
             let mut v = t.record_json(r, q.by_id, q.fields.as_deref());
+            if q.comment_count {
+                v["commentCount"] = json!(t.comments.get(&r.id).map_or(0, Vec::len));
+            }
             if q.string_format
                 && let Some(obj) = v["fields"].as_object_mut()
             {
@@ -1962,11 +2026,27 @@ fn records_route(
             Ok((list_records(st, base, table, &q)?, Vec::new()))
         }
         (Method::GET, Some(rid)) => {
-            let by_id = query.iter().any(|(k, v)| k == "returnFieldsByFieldId" && (v == "true" || v == "1"));
+            // the read options of a single record: returnFieldsByFieldId, cellFormat (+ timeZone/userLocale)
+            let q = list_q_from_query(query)?;
+            if q.string_format && !q.tz_locale {
+                return Err(err(
+                    422,
+                    "INVALID_REQUEST_UNKNOWN",
+                    "timeZone and userLocale are required when cellFormat is string",
+                ));
+            }
             let b = st.base(base)?;
             let t = find_table(b, table)?;
             let r = t.records.iter().find(|r| r.id == rid).ok_or_else(not_found)?;
-            Ok(((StatusCode::OK, t.record_json(r, by_id, None)), Vec::new()))
+            let mut v = t.record_json(r, q.by_id, None);
+            if q.string_format
+                && let Some(obj) = v["fields"].as_object_mut()
+            {
+                for val in obj.values_mut() {
+                    *val = stringify(val);
+                }
+            }
+            Ok(((StatusCode::OK, v), Vec::new()))
         }
         (Method::POST, None) => {
             let body = json_body()?;
@@ -2215,6 +2295,7 @@ fn records_route(
                 });
             }
             t.records.retain(|r| !ids.contains(&r.id));
+            t.comments.retain(|r, _| !ids.contains(r));
             let tid = t.id.clone();
             let changes: Vec<Change> = ids.iter().map(|id| Change::Destroyed { id: id.clone() }).collect();
             let pings = record_payloads(st, base, &tid, &changes, "publicApi", &api_user);

@@ -68,7 +68,7 @@ async fn offline_flow(
     let kommo = examples::kommo_client(&k.base_url, k.requests_per_second, oauth, store, "KOMMO_TOKEN").await?;
     let mut airtable = airtable_client::Client::builder()
         .token(examples::env_token("AIRTABLE_TOKEN")?)
-        .shared_budget(examples::shared_budget(store, "airtable", config.airtable.requests_per_second));
+        .rate_budget(examples::shared_budget(store, "airtable", config.airtable.requests_per_second));
     if let Some(url) = &config.airtable.base_url {
         airtable = airtable.base_url(url.clone());
     }

@@ -1121,7 +1121,7 @@ impl KommoAirtable {
                 }
                 let mut text = format!("Onboarding status: {new}");
                 let _ = write!(text, " (changed by {who} in Airtable");
-                if let Some(prev) = fc.previous.as_ref().and_then(|p| p.choice_name().or_else(|| p.as_str())) {
+                if let Some(prev) = fc.previous.value().and_then(|p| p.choice_name().or_else(|| p.as_str())) {
                     let _ = write!(text, "; was {prev}");
                 }
                 text.push(')');
