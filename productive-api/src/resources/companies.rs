@@ -106,6 +106,15 @@ impl NewCompany {
     }
 }
 
+super::collection!(
+    list_companies,
+    stream_companies,
+    "/companies",
+    CompanyAttributes,
+    "companies",
+    "Filters: `name`, `status` (1 active, 2 archived), `company_code`, `project_id`, … (api-notes productive.md §4 Companies)."
+);
+
 impl Client {
     /// `GET /companies/{id}`.
     ///
@@ -115,14 +124,6 @@ impl Client {
         self.get_resource(&format!("/companies/{id}"), &Query::new()).await
     }
 
-    /// `GET /companies` with `query` (one page).
-    ///
-    /// # Errors
-    /// See [`Error`].
-    pub async fn list_companies(&self, query: &Query) -> Result<Document<Vec<Company>>, Error> {
-        self.list_page("/companies", query).await
-    }
-
     /// Companies whose name is exactly `name` (`filter[name]=…`; Productive matches case-insensitively on some
     /// accounts, so the result is re-checked here), first match. Archived companies are included by the API only
     /// with `filter[status]=2`.
@@ -130,7 +131,7 @@ impl Client {
     /// # Errors
     /// See [`Error`].
     pub async fn find_company_by_name(&self, name: &str) -> Result<Option<Company>, Error> {
-        let all = self.list_all_vec::<CompanyAttributes>("/companies", Query::new().filter("name", name)).await?;
+        let all = self.all::<CompanyAttributes>("/companies", Query::new().filter("name", name)).await?;
         let exact = all.iter().position(|c| c.attributes.name == name);
         let ci = all.iter().position(|c| c.attributes.name.eq_ignore_ascii_case(name));
         Ok(exact.or(ci).map(|i| all[i].clone()))

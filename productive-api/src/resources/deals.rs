@@ -259,6 +259,15 @@ impl NewDeal {
     }
 }
 
+super::collection!(
+    list_deals,
+    stream_deals,
+    "/deals",
+    DealAttributes,
+    "deals and budgets",
+    "Filters: `type` (1 deal, 2 budget), `project_id`, `company_id`, `stage_status_id`, `budget_status`, … (api-notes productive.md §4 Deals and budgets)."
+);
+
 impl Client {
     /// `GET /deals/{id}`.
     ///
@@ -266,14 +275,6 @@ impl Client {
     /// See [`Error`].
     pub async fn get_deal(&self, id: &DealId, query: &Query) -> Result<Document<Deal>, Error> {
         self.get_resource(&format!("/deals/{id}"), query).await
-    }
-
-    /// `GET /deals` with `query` (one page).
-    ///
-    /// # Errors
-    /// See [`Error`].
-    pub async fn list_deals(&self, query: &Query) -> Result<Document<Vec<Deal>>, Error> {
-        self.list_page("/deals", query).await
     }
 
     /// Deals or budgets of a project (`filter[project_id]`, `filter[type]`), all pages.
@@ -285,7 +286,7 @@ impl Client {
         if let Some(k) = kind {
             q = q.filter("type", if k == DealKind::Deal { 1 } else { 2 });
         }
-        self.list_all_vec("/deals", q).await
+        self.all("/deals", q).await
     }
 
     /// `POST /deals` (a budget when `deal.budget`).

@@ -59,6 +59,15 @@ impl ResourceType for PersonAttributes {
 /// A person resource.
 pub type Person = Resource<PersonAttributes>;
 
+super::collection!(
+    list_people,
+    stream_people,
+    "/people",
+    PersonAttributes,
+    "people",
+    "Filters: `email`, `status` (1 active, 2 deactivated), `person_type`, `company_id`, `project_id`, … (api-notes productive.md §4 People)."
+);
+
 impl Client {
     /// `GET /people/{id}`.
     ///
@@ -68,20 +77,12 @@ impl Client {
         self.get_resource(&format!("/people/{id}"), &Query::new()).await
     }
 
-    /// `GET /people` with `query` (one page).
-    ///
-    /// # Errors
-    /// See [`Error`].
-    pub async fn list_people(&self, query: &Query) -> Result<Document<Vec<Person>>, Error> {
-        self.list_page("/people", query).await
-    }
-
     /// The person with this email (`filter[email]=…`, compared case-insensitively), if any.
     ///
     /// # Errors
     /// See [`Error`].
     pub async fn find_person_by_email(&self, email: &str) -> Result<Option<Person>, Error> {
-        let all = self.list_all_vec::<PersonAttributes>("/people", Query::new().filter("email", email)).await?;
+        let all = self.all::<PersonAttributes>("/people", Query::new().filter("email", email)).await?;
         Ok(all.into_iter().find(|p| p.attributes.email.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(email))))
     }
 }

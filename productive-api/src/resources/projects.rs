@@ -309,6 +309,15 @@ impl ProjectCopy {
     }
 }
 
+super::collection!(
+    list_projects,
+    stream_projects,
+    "/projects",
+    ProjectAttributes,
+    "projects",
+    "Filters: `company_id`, `status` (1 active, 2 archived), `name`, `project_type`, `with_templates`, … (api-notes productive.md §4 Projects)."
+);
+
 impl Client {
     /// `GET /projects/{id}` (with `include` from `query`, e.g. `company,project_manager`).
     ///
@@ -316,15 +325,6 @@ impl Client {
     /// See [`Error`].
     pub async fn get_project(&self, id: &ProjectId, query: &Query) -> Result<Document<Project>, Error> {
         self.get_resource(&format!("/projects/{id}"), query).await
-    }
-
-    /// `GET /projects` with `query` (one page). Templates are excluded unless `filter[with_templates]=true` or
-    /// `filter[template]=true`.
-    ///
-    /// # Errors
-    /// See [`Error`].
-    pub async fn list_projects(&self, query: &Query) -> Result<Document<Vec<Project>>, Error> {
-        self.list_page("/projects", query).await
     }
 
     /// The first project named exactly `name` (optionally of `company`).
@@ -340,7 +340,7 @@ impl Client {
         if let Some(c) = company {
             q = q.filter("company_id", c);
         }
-        let all = self.list_all_vec::<ProjectAttributes>("/projects", q).await?;
+        let all = self.all::<ProjectAttributes>("/projects", q).await?;
         Ok(all.into_iter().find(|p| p.attributes.name == name))
     }
 
@@ -419,7 +419,7 @@ impl Client {
         if copy.copy_as_template {
             q = q.filter("with_templates", "true");
         }
-        let all = self.list_all_vec::<ProjectAttributes>("/projects", q).await?;
+        let all = self.all::<ProjectAttributes>("/projects", q).await?;
         Ok(all
             .into_iter()
             .filter(|p| p.attributes.name == copy.name && p.id != copy.template_id.as_str())

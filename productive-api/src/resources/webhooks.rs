@@ -88,6 +88,15 @@ impl NewWebhook {
     }
 }
 
+super::collection!(
+    list_webhooks,
+    stream_webhooks,
+    "/webhooks",
+    WebhookAttributes,
+    "webhooks",
+    "Filters: `event_id`, `state_id`, `type_id` (api-notes productive.md §5 Management API)."
+);
+
 impl Client {
     /// `POST /webhooks`. Keep the returned `signature_token`.
     ///
@@ -97,12 +106,13 @@ impl Client {
         Ok(self.post_document("/webhooks", &webhook.to_document()?).await?.data)
     }
 
-    /// `GET /webhooks` (all pages; filters `event_id`, `state_id`, `type_id`).
+    /// Every webhook matching `query` (`GET /webhooks`, all pages), collected; see [`Client::stream_webhooks`]
+    /// for the lazy form and [`Client::list_webhooks`] for one page.
     ///
     /// # Errors
     /// See [`Error`].
-    pub async fn list_webhooks(&self, query: Query) -> Result<Vec<Webhook>, Error> {
-        self.list_all_vec("/webhooks", query).await
+    pub async fn all_webhooks(&self, query: Query) -> Result<Vec<Webhook>, Error> {
+        self.all("/webhooks", query).await
     }
 
     /// `GET /webhooks/{id}`.
