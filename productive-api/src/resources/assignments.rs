@@ -153,4 +153,12 @@ impl Client {
             .relate("service", "services", service);
         ignore_duplicate(self.post_document("/service_assignments", &doc).await.map(|d| d.data))
     }
+
+    /// `DELETE /service_assignments/{id}` (api-notes productive.md §4 Service assignments; 204).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn delete_service_assignment(&self, id: &ServiceAssignmentId) -> Result<(), Error> {
+        self.delete_path(&format!("/service_assignments/{id}")).await
+    }
 }

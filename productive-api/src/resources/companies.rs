@@ -144,4 +144,29 @@ impl Client {
     pub async fn create_company(&self, company: &NewCompany) -> Result<Company, Error> {
         Ok(self.post_document("/companies", &company.to_document()?).await?.data)
     }
+
+    /// `PATCH /companies/{id}` with the given attributes (only those are changed).
+    ///
+    /// # Errors
+    /// See [`Error`]; a missing company is a 404, an invalid value a 422.
+    pub async fn update_company(&self, id: &CompanyId, attributes: &Map<String, Value>) -> Result<Company, Error> {
+        let doc = super::merge_extra(WriteDocument::update(CompanyAttributes::TYPE, id), attributes);
+        Ok(self.patch_document(&format!("/companies/{id}"), &doc).await?.data)
+    }
+
+    /// `PATCH /companies/{id}/archive` (community OpenAPI); the answer is the archived company (`archived_at` set).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn archive_company(&self, id: &CompanyId) -> Result<Company, Error> {
+        Ok(self.patch_action(CompanyAttributes::TYPE, id, "archive", &Map::new()).await?.data)
+    }
+
+    /// `PATCH /companies/{id}/restore` (community OpenAPI): un-archives.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn restore_company(&self, id: &CompanyId) -> Result<Company, Error> {
+        Ok(self.patch_action(CompanyAttributes::TYPE, id, "restore", &Map::new()).await?.data)
+    }
 }

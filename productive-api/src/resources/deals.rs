@@ -308,6 +308,29 @@ impl Client {
         self.create_deal(&b).await
     }
 
+    /// `PATCH /deals/{id}/close`: closes (delivers) a budget or deal. With `delivered_on`, the body is the one
+    /// P-old faq.html documents for delivering a budget (`{"data":{"type":"deals","attributes":{"delivered_on":
+    /// "2024-03-14"}}}`, plus the deal's `id`); without it, the deal's identity only.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn close_deal(&self, id: &DealId, delivered_on: Option<NaiveDate>) -> Result<Deal, Error> {
+        let mut attrs = Map::new();
+        if let Some(d) = delivered_on {
+            attrs.insert("delivered_on".into(), Value::String(d.to_string()));
+        }
+        Ok(self.patch_action(DealAttributes::TYPE, id, "close", &attrs).await?.data)
+    }
+
+    /// `PATCH /deals/{id}/open`: reopens a closed budget or deal (api-notes productive.md §4 Deals, from the
+    /// generated reference).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn reopen_deal(&self, id: &DealId) -> Result<Deal, Error> {
+        Ok(self.patch_action(DealAttributes::TYPE, id, "open", &Map::new()).await?.data)
+    }
+
     /// `PATCH /deals/{id}` with the given attributes.
     ///
     /// # Errors

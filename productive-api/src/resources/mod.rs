@@ -9,7 +9,7 @@ macro_rules! collection {
     ($list:ident, $stream:ident, $path:literal, $attrs:ty, $what:literal, $filters:literal) => {
         impl $crate::Client {
             #[doc = concat!("`GET ", $path, "` with `query`: ONE page of ", $what, " (`page[size]` defaults to 200; ",
-                        "`Document::next_page` names the next page). ", $filters)]
+                                "`Document::next_page` names the next page). ", $filters)]
             ///
             /// # Errors
             /// See [`Error`](crate::Error).
@@ -21,7 +21,7 @@ macro_rules! collection {
             }
 
             #[doc = concat!("Every one of the ", $what, " matching `query` (`GET ", $path, "`, page by page until ",
-                        "`current_page >= total_pages`), lazily. Stops after the first error. ", $filters)]
+                                "`current_page >= total_pages`), lazily. Stops after the first error. ", $filters)]
             pub fn $stream(
                 &self,
                 query: $crate::jsonapi::Query,
@@ -35,14 +35,22 @@ macro_rules! collection {
 pub(crate) use collection;
 
 pub mod assignments;
+pub mod bookings;
 pub mod comments;
 pub mod companies;
+pub mod custom_fields;
+pub mod deal_statuses;
 pub mod deals;
+pub mod expenses;
+pub mod invoices;
+pub mod organization_memberships;
 pub mod people;
 pub mod projects;
 pub mod services;
 pub mod tasks;
+pub mod time_entries;
 pub mod webhooks;
+pub mod workflows;
 
 /// Serializes `extra` attributes into a map (used by the `extra` escape hatch of create requests).
 pub(crate) fn merge_extra(

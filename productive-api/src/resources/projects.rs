@@ -319,6 +319,31 @@ super::collection!(
 );
 
 impl Client {
+    /// `PATCH /projects/{id}` with the given attributes (only those are changed).
+    ///
+    /// # Errors
+    /// See [`Error`]; a missing project is a 404, an invalid value a 422.
+    pub async fn update_project(&self, id: &ProjectId, attributes: &Map<String, Value>) -> Result<Project, Error> {
+        let doc = super::merge_extra(WriteDocument::update(ProjectAttributes::TYPE, id), attributes);
+        Ok(self.patch_document(&format!("/projects/{id}"), &doc).await?.data)
+    }
+
+    /// `PATCH /projects/{id}/archive` (community OpenAPI); the answer is the archived project (`archived_at` set).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn archive_project(&self, id: &ProjectId) -> Result<Project, Error> {
+        Ok(self.patch_action(ProjectAttributes::TYPE, id, "archive", &Map::new()).await?.data)
+    }
+
+    /// `PATCH /projects/{id}/restore` (community OpenAPI): un-archives.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn restore_project(&self, id: &ProjectId) -> Result<Project, Error> {
+        Ok(self.patch_action(ProjectAttributes::TYPE, id, "restore", &Map::new()).await?.data)
+    }
+
     /// `GET /projects/{id}` (with `include` from `query`, e.g. `company,project_manager`).
     ///
     /// # Errors

@@ -220,6 +220,14 @@ impl Client {
         let doc = WriteDocument::create(ServiceTypeAttributes::TYPE).attribute("name", name);
         Ok(self.post_document("/service_types", &doc).await?.data)
     }
+
+    /// `DELETE /services/{id}` (api-notes productive.md §4 Services; 204).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn delete_service(&self, id: &ServiceId) -> Result<(), Error> {
+        self.delete_path(&format!("/services/{id}")).await
+    }
 }
 
 #[cfg(test)]

@@ -210,4 +210,12 @@ impl Client {
             .relate("project", "projects", project);
         Ok(self.post_document("/task_lists", &doc).await?.data)
     }
+
+    /// `DELETE /tasks/{id}` (community OpenAPI; 204).
+    ///
+    /// # Errors
+    /// See [`Error`]; an unknown task is a 404.
+    pub async fn delete_task(&self, id: &TaskId) -> Result<(), Error> {
+        self.delete_path(&format!("/tasks/{id}")).await
+    }
 }
