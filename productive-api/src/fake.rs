@@ -81,7 +81,10 @@ use serde_json::{Map, Value, json};
 use crate::{
     Client,
     jsonapi::{ErrorDocument, ErrorObject, ErrorSource, FilterOp, MAX_PAGE_SIZE, MEDIA_TYPE, Resource},
-    types::{CompanyId, DealId, EventId, PersonId, ProjectId, ResourceType, ServiceTypeId, TaskId, TaskListId},
+    types::{
+        BookingId, CompanyId, DealId, EventId, PersonId, ProjectId, ResourceType, ServiceId, ServiceTypeId, TaskId,
+        TaskListId, TimeEntryId,
+    },
 };
 
 /// Configuration of the fake.
@@ -243,11 +246,11 @@ const FILTERS: &[(&str, &[&str])] = &[
     ("task_lists", &["name"]),
     ("comments", &[]),
     ("webhooks", &["event_id", "state_id", "type_id"]),
-    // time_entries.html filters (the ones modelled; `project_id`, `budget_id`, `status` … are not, and answer 400
-    // here although Productive accepts them)
-    ("time_entries", &["date", "after", "before"]),
+    // time_entries.html filters (the ones modelled; `budget_id`, `status` … are not, and answer 400 here although
+    // Productive accepts them)
+    ("time_entries", &["date", "after", "before", "project_id"]),
     // community OpenAPI `/bookings` filters (the ones modelled)
-    ("bookings", &["after", "before", "started_on", "ended_on", "draft"]),
+    ("bookings", &["after", "before", "started_on", "ended_on", "draft", "project_id"]),
 ];
 
 /// Required attributes or relationships on create.
@@ -541,7 +544,7 @@ fn cmp_values(actual: &Value, op: &FilterOp, expected: &str) -> bool {
     }
 }
 
-fn matches(r: &Record, c: &Cond) -> bool {
+fn matches(st: &Store, r: &Record, c: &Cond) -> bool {
     let field = c.field.as_str();
     if field == "id" {
         return cmp_values(&Value::String(r.id.to_string()), &c.op, &c.value);
@@ -566,6 +569,19 @@ fn matches(r: &Record, c: &Cond) -> bool {
             cmp_values(&json!(if archived { 2 } else { 1 }), &c.op, &c.value)
         }
         ("projects", "with_templates") => true,
+        // time entries and bookings belong to a project through their service's deal (time_entries.html
+        // `project_id`; community OpenAPI `/bookings` `project_id`)
+        ("time_entries" | "bookings", "project_id") => {
+            let hop = |kind: &str, id: Option<&str>, rel: &str| {
+                id.and_then(|i| i.parse::<u64>().ok())
+                    .and_then(|i| st.get(kind, i))
+                    .and_then(|x| x.rel_id(rel))
+                    .map(str::to_owned)
+            };
+            let deal = hop("services", r.rel_id("service"), "deal");
+            let project = hop("deals", deal.as_deref(), "project");
+            cmp_values(&project.map_or(Value::Null, Value::String), &c.op, &c.value)
+        }
         // time_entries.html `after`/`before` (dates); taken as inclusive bounds on `date` (**unverified**)
         ("time_entries", "after") => {
             cmp_values(r.attributes.get("date").unwrap_or(&Value::Null), &FilterOp::GtEq, &c.value)
@@ -701,6 +717,62 @@ impl FakeProductive {
         let id =
             self.insert("companies", json!({"name": name, "tag_list": [], "default_currency": "EUR"}), BTreeMap::new());
         CompanyId(id.to_string())
+    }
+
+    /// Seeds a billable service to track time, bookings and expenses on: a company `"<name> client"`, a budget
+    /// `"<name> budget"` (EUR) of that company and a service type `name` with a service `name` (unit hour, time and
+    /// materials) on the budget. Returns the budget and the service.
+    pub fn seed_service(&self, name: &str) -> (DealId, ServiceId) {
+        let company = self.seed_company(&format!("{name} client"));
+        let service_type = self.seed_service_type(name);
+        let mut deal_rels = BTreeMap::new();
+        deal_rels.insert("company".to_owned(), Some(("companies".to_owned(), company.0.clone())));
+        let deal = self.insert(
+            "deals",
+            json!({"name": format!("{name} budget"), "budget": true, "currency": "EUR", "deal_type_id": 2,
+                   "probability": 100, "budget_total": "0.0"}),
+            deal_rels,
+        );
+        let mut rels = BTreeMap::new();
+        rels.insert("deal".to_owned(), Some(("deals".to_owned(), deal.to_string())));
+        rels.insert("service_type".to_owned(), Some(("service_types".to_owned(), service_type.0)));
+        let service = self.insert("services", json!({"name": name, "unit_id": 1, "billing_type_id": 2}), rels);
+        (DealId(deal.to_string()), ServiceId(service.to_string()))
+    }
+
+    /// Seeds a time entry of `minutes` by `person` on `service` on `date` (`YYYY-MM-DD`).
+    pub fn seed_time_entry(&self, person: &PersonId, service: &ServiceId, date: &str, minutes: u64) -> TimeEntryId {
+        let mut rels = BTreeMap::new();
+        rels.insert("person".to_owned(), Some(("people".to_owned(), person.0.clone())));
+        rels.insert("service".to_owned(), Some(("services".to_owned(), service.0.clone())));
+        let id = self.insert(
+            "time_entries",
+            json!({"date": date, "time": minutes, "billable_time": minutes, "approved": false, "invoiced": false}),
+            rels,
+        );
+        TimeEntryId(id.to_string())
+    }
+
+    /// Seeds a confirmed booking of `minutes_per_day` (booking method 1) for `person` on `service` from
+    /// `started_on` to `ended_on` (`YYYY-MM-DD`, inclusive).
+    pub fn seed_booking(
+        &self,
+        person: &PersonId,
+        service: &ServiceId,
+        started_on: &str,
+        ended_on: &str,
+        minutes_per_day: u64,
+    ) -> BookingId {
+        let mut rels = BTreeMap::new();
+        rels.insert("person".to_owned(), Some(("people".to_owned(), person.0.clone())));
+        rels.insert("service".to_owned(), Some(("services".to_owned(), service.0.clone())));
+        let id = self.insert(
+            "bookings",
+            json!({"started_on": started_on, "ended_on": ended_on, "booking_method_id": 1, "time": minutes_per_day,
+                   "draft": false}),
+            rels,
+        );
+        BookingId(id.to_string())
     }
 
     /// Seeds a service type.
@@ -1072,14 +1144,14 @@ fn list(inner: &Inner, kind: &str, p: &Params) -> Response {
             {
                 return false;
             }
-            let base = p.conds.iter().filter(|c| c.group.is_none()).all(|c| matches(r, c));
+            let base = p.conds.iter().filter(|c| c.group.is_none()).all(|c| matches(&st, r, c));
             let grouped: Vec<&Cond> = p.conds.iter().filter(|c| c.group.is_some()).collect();
             let group_ok = if grouped.is_empty() {
                 true
             } else if p.group_op == "or" {
-                grouped.iter().any(|c| matches(r, c))
+                grouped.iter().any(|c| matches(&st, r, c))
             } else {
-                grouped.iter().all(|c| matches(r, c))
+                grouped.iter().all(|c| matches(&st, r, c))
             };
             base && group_ok
         })

@@ -230,3 +230,31 @@ async fn time_entries_and_bookings_share_the_strict_rate_limit() {
     let e = client.list_time_entries(&Query::new()).await.unwrap_err();
     assert_eq!(e.status().unwrap().as_u16(), 429);
 }
+
+/// The seed helpers make time data a user's test can read at once; `filter[project_id]` follows the service's
+/// budget to its project (time_entries.html, community OpenAPI `/bookings`).
+#[tokio::test]
+async fn seeded_time_entries_and_bookings_and_the_project_filter() {
+    let fake = FakeProductive::start().await.unwrap();
+    let client = fake.client();
+    let dev = fake.seed_person("Dee", "Dev", "dev@agency.io");
+    let (_budget, seeded_service) = fake.seed_service("Support");
+    let entry = fake.seed_time_entry(&dev, &seeded_service, "2026-01-07", 45);
+    let booking = fake.seed_booking(&dev, &seeded_service, "2026-01-05", "2026-01-09", 120);
+    let got = client.get_time_entry(&entry, &Query::new().include(["person", "service"])).await.unwrap();
+    assert_eq!(got.data.attributes.time, Some(45));
+    assert_eq!(got.data.person_id(), Some(dev.clone()));
+    assert_eq!(client.get_booking(&booking, &Query::new()).await.unwrap().data.attributes.time, Some(120));
+
+    // a second service on a budget of a project: only its entries match filter[project_id]
+    let (_pm, service) = person_and_service(&fake, &client).await;
+    client.create_time_entry(&NewTimeEntry::new(dev.clone(), service.clone(), d("2026-01-08"), 30)).await.unwrap();
+    let project = client.list_projects(&Query::new()).await.unwrap().data[0].typed_id();
+    let on_project: Vec<_> =
+        client.stream_time_entries(Query::new().filter("project_id", &project)).try_collect().await.unwrap();
+    assert_eq!(on_project.len(), 1);
+    assert_eq!(on_project[0].attributes.time, Some(30));
+    let bookings: Vec<_> =
+        client.stream_bookings(Query::new().filter("project_id", &project)).try_collect().await.unwrap();
+    assert!(bookings.is_empty(), "the seeded booking's budget has no project");
+}
