@@ -335,6 +335,16 @@ int_enum!(
 );
 
 int_enum!(
+    /// An absence event's `event_type_id` (developer.productive.io/events.html).
+    AbsencePayType {
+        /// 1: paid.
+        Paid = 1,
+        /// 2: unpaid (always, for remote work).
+        Unpaid = 2,
+    }
+);
+
+int_enum!(
     /// A time entry's `track_method_id` as sent (1 is the value in the documented sample; the meaning of the
     /// values is **unverified**, so none is named beyond it).
     TrackMethod {

@@ -905,3 +905,47 @@ async fn a_user_models_an_unshipped_resource_with_the_public_traits() {
     let started = c.post_document::<TimerAttributes>("/timers", &body).await.unwrap().data;
     assert_eq!(started.id, "10");
 }
+
+/// developer.productive.io/events.html ("Event resources represent Absence categories"); the body is withone's
+/// copy of the documented "List Events" sample (first item, and the second as far as the copy shows it, with the
+/// created event's `"color_id": "1"` from "Create an Event"); `filter[status]`, `filter[absence_type]`.
+#[tokio::test]
+async fn absence_events_list_and_get() {
+    use productive_api::resources::absence_events::AbsenceType;
+    use productive_api::types::AbsencePayType;
+    let server = MockServer::start().await;
+    let sample = json!({"data": [
+        {"id": "112", "type": "events", "attributes": {"name": "test name", "event_type_id": 2, "icon_id": null,
+            "color_id": null, "archived_at": null, "limitation_type_id": 2, "sync_personal_integrations": true,
+            "half_day_bookings": false, "description": null, "absence_type": "time_off"},
+         "relationships": {"organization": {"data": {"type": "organizations", "id": "532"}}}},
+        {"id": "116", "type": "events", "attributes": {"name": "test name", "event_type_id": 2, "icon_id": null,
+            "color_id": "1", "archived_at": null, "limitation_type_id": 4, "sync_personal_integrations": true,
+            "half_day_bookings": false, "description": null, "absence_type": "time_off"},
+         "relationships": {"organization": {"data": {"type": "organizations", "id": "534"}}}}],
+        "meta": page_meta(1, 1, 2)});
+    expect(
+        &server,
+        "GET",
+        "/api/v2/events",
+        &[("filter[status]", "1"), ("filter[absence_type]", "time_off"), ("page[size]", "200")],
+        None,
+        200,
+        Some(sample.clone()),
+    )
+    .await;
+    expect(&server, "GET", "/api/v2/events/112", &[], None, 200, Some(json!({"data": sample["data"][0].clone()})))
+        .await;
+    let c = client(&server);
+    let page =
+        c.list_absence_events(&Query::new().filter("status", 1).filter("absence_type", "time_off")).await.unwrap();
+    assert_eq!(page.data.len(), 2);
+    let first = &page.data[0].attributes;
+    assert_eq!(first.event_type_id, Some(AbsencePayType::Unpaid));
+    assert_eq!(first.absence_type, Some(AbsenceType::TimeOff));
+    assert_eq!(page.data[1].attributes.color_id, Some(json!("1")));
+    let one = c.get_absence_event(&"112".into()).await.unwrap();
+    // the id an absence booking points to
+    let target = BookingTarget::Absence(one.data.typed_id());
+    assert_eq!(target, BookingTarget::Absence("112".into()));
+}

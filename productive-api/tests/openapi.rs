@@ -127,6 +127,8 @@ fn paths_methods_and_filters_exist_in_the_spec() {
         ("delete", "/tasks/{id}", &[]),
         ("delete", "/services/{id}", &[]),
         ("delete", "/service_assignments/{id}", &[]),
+        ("get", "/events", &[]),
+        ("get", "/events/{id}", &[]),
         ("get", "/timers", &["person_id"]),
         ("post", "/timers", &[]),
         ("get", "/timers/{id}", &[]),

@@ -34,6 +34,7 @@ macro_rules! collection {
 }
 pub(crate) use collection;
 
+pub mod absence_events;
 pub mod assignments;
 pub mod bookings;
 pub mod comments;
