@@ -73,10 +73,10 @@ impl fmt::Debug for ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// The API token (`X-Auth-Token`).
+    /// The API token (`X-Auth-Token`): a [`Token`], a `String` or a `&str` (kept secret: never in `Debug`).
     #[must_use]
-    pub fn token(mut self, token: Token) -> Self {
-        self.token = Some(token);
+    pub fn token(mut self, token: impl Into<Token>) -> Self {
+        self.token = Some(token.into());
         self
     }
 
@@ -87,10 +87,11 @@ impl ClientBuilder {
         self
     }
 
-    /// Overrides the base URL (fakes, tests); it must include `/api/v2`.
+    /// Overrides the base URL (fakes, tests); it must include `/api/v2`. Parsed in [`ClientBuilder::build`]: an
+    /// invalid URL is [`Error::InvalidRequest`] there.
     #[must_use]
-    pub fn base_url(mut self, url: impl Into<String>) -> Self {
-        self.base_url = url.into();
+    pub fn base_url(mut self, url: impl AsRef<str>) -> Self {
+        self.base_url = url.as_ref().to_owned();
         self
     }
 
@@ -122,11 +123,13 @@ impl ClientBuilder {
         self
     }
 
-    /// Replaces the general limiter (default [`default_rate_limiter`]). Share one limiter between clients that use
-    /// the same token and organization.
+    /// The rate budget every request draws from (default: an in-process [`default_rate_limiter`], 100 / 10 s and
+    /// 4,000 / 30 min). Share one budget between clients that use the same token and organization: a limiter
+    /// (clones of a `Client` already share theirs) or a budget shared by several processes (sync-core's
+    /// `StoreBudget`, or an `Arc<dyn RateBudget>`). Requests are keyed `org:<organization id>`.
     #[must_use]
-    pub fn rate_limiter(mut self, l: impl RateBudget + 'static) -> Self {
-        self.limiter = Some(Arc::new(l));
+    pub fn rate_budget(mut self, budget: impl RateBudget + 'static) -> Self {
+        self.limiter = Some(Arc::new(budget));
         self
     }
 
@@ -310,37 +313,39 @@ impl Client {
     }
 
     /// Every resource of a collection, page by page (`page[number]` 1, 2, … until `current_page >= total_pages`),
-    /// lazily. `page[size]` defaults to [`MAX_PAGE_SIZE`]. Stops after the first error. Yields `data` only: for
-    /// `included` resources use [`Client::list_documents`] or [`Client::list_all_document`].
-    pub fn list_all<A: DeserializeOwned + Send + 'static>(
+    /// lazily. `page[size]` defaults to [`MAX_PAGE_SIZE`]. Stops after the first error; a server that ignores
+    /// `page[number]` (answers the same `current_page` again) ends the stream with [`Error::RepeatedCursor`]
+    /// instead of looping. Yields `data` only: for `included` resources use
+    /// [`Client::stream_documents`] or [`Client::all_merged`].
+    pub fn stream<A: DeserializeOwned + Send + 'static>(
         &self,
         path: &str,
         query: Query,
     ) -> impl Stream<Item = Result<Resource<A>, Error>> + Send + 'static {
         use futures::TryStreamExt as _;
-        // the pages of `list_documents`, their `data` only
-        self.list_documents::<A>(path, query)
+        // the pages of `stream_documents`, their `data` only
+        self.stream_documents::<A>(path, query)
             .map_ok(|doc| futures::stream::iter(doc.data.into_iter().map(Ok::<_, Error>)))
             .try_flatten()
     }
 
-    /// Collects [`Client::list_all`] into a `Vec`.
+    /// Collects [`Client::stream`] into a `Vec`.
     ///
     /// # Errors
     /// The first error.
-    pub async fn list_all_vec<A: DeserializeOwned + Send + 'static>(
+    pub async fn all<A: DeserializeOwned + Send + 'static>(
         &self,
         path: &str,
         query: Query,
     ) -> Result<Vec<Resource<A>>, Error> {
         use futures::TryStreamExt as _;
-        self.list_all(path, query).try_collect().await
+        self.stream(path, query).try_collect().await
     }
 
     /// Every page of a collection as a whole document (`data` **and** `included`, `meta`, `links`), page by page
-    /// like [`Client::list_all`], lazily; ask for related resources with [`Query::include`] and resolve them with
+    /// like [`Client::stream`], lazily; ask for related resources with [`Query::include`] and resolve them with
     /// [`Document::related`]. Stops after the first error.
-    pub fn list_documents<A: DeserializeOwned + Send + 'static>(
+    pub fn stream_documents<A: DeserializeOwned + Send + 'static>(
         &self,
         path: &str,
         query: Query,
@@ -359,17 +364,17 @@ impl Client {
         })
     }
 
-    /// Collects [`Client::list_documents`]: one document per page.
+    /// Collects [`Client::stream_documents`]: one document per page.
     ///
     /// # Errors
     /// The first error.
-    pub async fn list_documents_vec<A: DeserializeOwned + Send + 'static>(
+    pub async fn all_documents<A: DeserializeOwned + Send + 'static>(
         &self,
         path: &str,
         query: Query,
     ) -> Result<Vec<Document<Vec<Resource<A>>>>, Error> {
         use futures::TryStreamExt as _;
-        self.list_documents(path, query).try_collect().await
+        self.stream_documents(path, query).try_collect().await
     }
 
     /// Every page of a collection merged into one document: `data` concatenated in order, `included` merged (a
@@ -377,12 +382,12 @@ impl Client {
     ///
     /// # Errors
     /// The first error.
-    pub async fn list_all_document<A: DeserializeOwned + Send + 'static>(
+    pub async fn all_merged<A: DeserializeOwned + Send + 'static>(
         &self,
         path: &str,
         query: Query,
     ) -> Result<Document<Vec<Resource<A>>>, Error> {
-        let pages = self.list_documents_vec::<A>(path, query).await?;
+        let pages = self.all_documents::<A>(path, query).await?;
         let mut data = Vec::new();
         let mut included = Vec::new();
         let mut seen = std::collections::BTreeSet::new();
@@ -424,6 +429,29 @@ impl Client {
     ) -> Result<Document<Resource<A>>, Error> {
         let req = Request::patch(path).body(Body::json_with(body, MEDIA_TYPE)?);
         Ok(self.send(req).await?.json()?)
+    }
+
+    /// `PATCH /{kind}/{id}/{action}` (a member action: `archive`, `restore`, `close`, …) with the resource's
+    /// identity as body (`{"data": {"type": kind, "id": id, "attributes": {…}}}`, `attributes` as given, usually
+    /// empty), decoded as the updated resource. Productive documents these actions as `PATCH` (community OpenAPI,
+    /// e.g. `/companies/{id}/archive`; P-old faq.html for `/deals/{id}/close` with `delivered_on`); the body an
+    /// action without attributes expects is **unverified**, the identity document is the minimal valid JSON:API
+    /// update.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn patch_action<A: DeserializeOwned>(
+        &self,
+        kind: &str,
+        id: impl fmt::Display,
+        action: &str,
+        attributes: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Document<Resource<A>>, Error> {
+        let mut doc = WriteDocument::update(kind, &id);
+        for (k, v) in attributes {
+            doc.data.attributes.insert(k.clone(), v.clone());
+        }
+        self.patch_document(&format!("/{kind}/{id}/{action}"), &doc).await
     }
 
     /// `DELETE path`.

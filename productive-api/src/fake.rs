@@ -1,7 +1,9 @@
 //! An in-process, stateful fake of the Productive API v2 (feature `fake`), on 127.0.0.1 with an ephemeral port.
 //!
 //! It serves `/api/v2/{companies, people, projects, deals, services, service_types, project_assignments,
-//! service_assignments, tasks, task_lists, comments, webhooks}` as JSON:API, shaped like the real API:
+//! service_assignments, tasks, task_lists, comments, webhooks, time_entries, bookings}` as JSON:API, shaped like
+//! the real API (plus the member actions `PATCH /{companies,projects,people}/{id}/archive|restore` and
+//! `PATCH /deals/{id}/close|open`):
 //!
 //! - string ids, `attributes`, relationships as `{"meta":{"included":false}}` unless asked for with `?include=`
 //!   (then linkage plus the related resources in `included`), `meta` with `current_page`, `total_pages`,
@@ -17,6 +19,12 @@
 //! - relationships accepted as JSON:API relationships or as `<name>_id` attributes; a relationship to a missing
 //!   record or a missing required attribute is a 422 with `source.pointer`;
 //! - a duplicate project or service assignment is a 409;
+//! - time entries need `date`, `person`, `service` (`time` in whole minutes) and filter by `after`/`before`
+//!   (inclusive, on `date`), `date`, `person_id`, `service_id`, `task_id`; bookings need `person`,
+//!   `started_on` ≤ `ended_on`, `booking_method_id` with its amount (1 `time`, 2 `percentage`, 3 `total_time`)
+//!   and exactly one of `service` / `event`, and filter by `after`/`before` (overlap), `person_id`,
+//!   `service_id`, `event_id`, `draft` — each failure a 422 with `source.pointer` (bookings.html, withone
+//!   "Create a Booking" / "Create a Time Entry");
 //! - a deal's `budget_total` is recomputed as Σ price × quantity of its services when a service is created;
 //! - `POST /projects/copy` creates the project at once with `duplication_status: "in_progress"`; the copy
 //!   finishes (task lists, open tasks and memberships are copied per the `copy_*` flags, the status becomes
@@ -73,7 +81,10 @@ use serde_json::{Map, Value, json};
 use crate::{
     Client,
     jsonapi::{ErrorDocument, ErrorObject, ErrorSource, FilterOp, MAX_PAGE_SIZE, MEDIA_TYPE, Resource},
-    types::{CompanyId, DealId, EventId, PersonId, ProjectId, ResourceType, ServiceTypeId, TaskId, TaskListId},
+    types::{
+        BookingId, CompanyId, DealId, EventId, PersonId, ProjectId, ResourceType, ServiceId, ServiceTypeId, TaskId,
+        TaskListId, TimeEntryId,
+    },
 };
 
 /// Configuration of the fake.
@@ -209,6 +220,16 @@ const RELATIONSHIPS: &[(&str, &str, &str)] = &[
     ("tasks", "assignee", "people"),
     ("task_lists", "project", "projects"),
     ("comments", "task", "tasks"),
+    // developer.productive.io/time_entries.html, withone "Create a Time Entry": person, service, optionally task
+    ("time_entries", "person", "people"),
+    ("time_entries", "service", "services"),
+    ("time_entries", "task", "tasks"),
+    // developer.productive.io/bookings.html, withone "Create a Booking": person; service (budget booking) or
+    // event (absence; `events` is not served here, so any event id is accepted); optionally task
+    ("bookings", "person", "people"),
+    ("bookings", "service", "services"),
+    ("bookings", "event", "events"),
+    ("bookings", "task", "tasks"),
 ];
 
 /// `(type, attribute filters)`; relationship filters (`<rel>_id`) and `id` are allowed everywhere.
@@ -225,6 +246,11 @@ const FILTERS: &[(&str, &[&str])] = &[
     ("task_lists", &["name"]),
     ("comments", &[]),
     ("webhooks", &["event_id", "state_id", "type_id"]),
+    // time_entries.html filters (the ones modelled; `budget_id`, `status` … are not, and answer 400 here although
+    // Productive accepts them)
+    ("time_entries", &["date", "after", "before", "project_id"]),
+    // community OpenAPI `/bookings` filters (the ones modelled)
+    ("bookings", &["after", "before", "started_on", "ended_on", "draft", "project_id"]),
 ];
 
 /// Required attributes or relationships on create.
@@ -243,6 +269,11 @@ const REQUIRED: &[(&str, &[&str])] = &[
     ("task_lists", &["name", "project"]),
     ("comments", &["body", "task"]),
     ("webhooks", &["event_id", "target_url"]),
+    // withone "Create a Time Entry": date, person and service are required (`time` is optional)
+    ("time_entries", &["date", "person", "service"]),
+    // withone "Create a Booking": person, started_on, ended_on, booking_method_id (plus the method's amount and a
+    // service or an event, checked in `validate_booking`)
+    ("bookings", &["started_on", "ended_on", "booking_method_id", "person"]),
 ];
 
 fn rels_of(kind: &str) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
@@ -513,7 +544,7 @@ fn cmp_values(actual: &Value, op: &FilterOp, expected: &str) -> bool {
     }
 }
 
-fn matches(r: &Record, c: &Cond) -> bool {
+fn matches(st: &Store, r: &Record, c: &Cond) -> bool {
     let field = c.field.as_str();
     if field == "id" {
         return cmp_values(&Value::String(r.id.to_string()), &c.op, &c.value);
@@ -538,6 +569,34 @@ fn matches(r: &Record, c: &Cond) -> bool {
             cmp_values(&json!(if archived { 2 } else { 1 }), &c.op, &c.value)
         }
         ("projects", "with_templates") => true,
+        // time entries and bookings belong to a project through their service's deal (time_entries.html
+        // `project_id`; community OpenAPI `/bookings` `project_id`)
+        ("time_entries" | "bookings", "project_id") => {
+            let hop = |kind: &str, id: Option<&str>, rel: &str| {
+                id.and_then(|i| i.parse::<u64>().ok())
+                    .and_then(|i| st.get(kind, i))
+                    .and_then(|x| x.rel_id(rel))
+                    .map(str::to_owned)
+            };
+            let deal = hop("services", r.rel_id("service"), "deal");
+            let project = hop("deals", deal.as_deref(), "project");
+            cmp_values(&project.map_or(Value::Null, Value::String), &c.op, &c.value)
+        }
+        // time_entries.html `after`/`before` (dates); taken as inclusive bounds on `date` (**unverified**)
+        ("time_entries", "after") => {
+            cmp_values(r.attributes.get("date").unwrap_or(&Value::Null), &FilterOp::GtEq, &c.value)
+        }
+        ("time_entries", "before") => {
+            cmp_values(r.attributes.get("date").unwrap_or(&Value::Null), &FilterOp::LtEq, &c.value)
+        }
+        // bookings `after`/`before`: the bookings that overlap the bound (ending on/after `after`, starting
+        // on/before `before`; **unverified**)
+        ("bookings", "after") => {
+            cmp_values(r.attributes.get("ended_on").unwrap_or(&Value::Null), &FilterOp::GtEq, &c.value)
+        }
+        ("bookings", "before") => {
+            cmp_values(r.attributes.get("started_on").unwrap_or(&Value::Null), &FilterOp::LtEq, &c.value)
+        }
         _ => cmp_values(r.attributes.get(field).unwrap_or(&Value::Null), &c.op, &c.value),
     }
 }
@@ -658,6 +717,62 @@ impl FakeProductive {
         let id =
             self.insert("companies", json!({"name": name, "tag_list": [], "default_currency": "EUR"}), BTreeMap::new());
         CompanyId(id.to_string())
+    }
+
+    /// Seeds a billable service to track time, bookings and expenses on: a company `"<name> client"`, a budget
+    /// `"<name> budget"` (EUR) of that company and a service type `name` with a service `name` (unit hour, time and
+    /// materials) on the budget. Returns the budget and the service.
+    pub fn seed_service(&self, name: &str) -> (DealId, ServiceId) {
+        let company = self.seed_company(&format!("{name} client"));
+        let service_type = self.seed_service_type(name);
+        let mut deal_rels = BTreeMap::new();
+        deal_rels.insert("company".to_owned(), Some(("companies".to_owned(), company.0.clone())));
+        let deal = self.insert(
+            "deals",
+            json!({"name": format!("{name} budget"), "budget": true, "currency": "EUR", "deal_type_id": 2,
+                   "probability": 100, "budget_total": "0.0"}),
+            deal_rels,
+        );
+        let mut rels = BTreeMap::new();
+        rels.insert("deal".to_owned(), Some(("deals".to_owned(), deal.to_string())));
+        rels.insert("service_type".to_owned(), Some(("service_types".to_owned(), service_type.0)));
+        let service = self.insert("services", json!({"name": name, "unit_id": 1, "billing_type_id": 2}), rels);
+        (DealId(deal.to_string()), ServiceId(service.to_string()))
+    }
+
+    /// Seeds a time entry of `minutes` by `person` on `service` on `date` (`YYYY-MM-DD`).
+    pub fn seed_time_entry(&self, person: &PersonId, service: &ServiceId, date: &str, minutes: u64) -> TimeEntryId {
+        let mut rels = BTreeMap::new();
+        rels.insert("person".to_owned(), Some(("people".to_owned(), person.0.clone())));
+        rels.insert("service".to_owned(), Some(("services".to_owned(), service.0.clone())));
+        let id = self.insert(
+            "time_entries",
+            json!({"date": date, "time": minutes, "billable_time": minutes, "approved": false, "invoiced": false}),
+            rels,
+        );
+        TimeEntryId(id.to_string())
+    }
+
+    /// Seeds a confirmed booking of `minutes_per_day` (booking method 1) for `person` on `service` from
+    /// `started_on` to `ended_on` (`YYYY-MM-DD`, inclusive).
+    pub fn seed_booking(
+        &self,
+        person: &PersonId,
+        service: &ServiceId,
+        started_on: &str,
+        ended_on: &str,
+        minutes_per_day: u64,
+    ) -> BookingId {
+        let mut rels = BTreeMap::new();
+        rels.insert("person".to_owned(), Some(("people".to_owned(), person.0.clone())));
+        rels.insert("service".to_owned(), Some(("services".to_owned(), service.0.clone())));
+        let id = self.insert(
+            "bookings",
+            json!({"started_on": started_on, "ended_on": ended_on, "booking_method_id": 1, "time": minutes_per_day,
+                   "draft": false}),
+            rels,
+        );
+        BookingId(id.to_string())
     }
 
     /// Seeds a service type.
@@ -811,6 +926,13 @@ fn event_name(e: EventId) -> (String, &'static str) {
         EventId::CompanyUpdated => ("update", "company", "company"),
         EventId::PersonCreated => ("create", "person", "person"),
         EventId::PersonUpdated => ("update", "person", "person"),
+        // names for time entries and bookings follow the documented `create_task` pattern (**unverified**)
+        EventId::TimeEntryCreated => ("create", "time_entry", "time_entry"),
+        EventId::TimeEntryUpdated => ("update", "time_entry", "time_entry"),
+        EventId::TimeEntryDeleted => ("delete", "time_entry", "time_entry"),
+        EventId::BookingCreated => ("create", "booking", "booking"),
+        EventId::BookingUpdated => ("update", "booking", "booking"),
+        EventId::BookingDeleted => ("delete", "booking", "booking"),
         _ => ("event", "item", "item"),
     };
     (format!("{action}_{entity}"), item_type)
@@ -864,6 +986,7 @@ async fn handle(
         (Method::GET, [kind, id]) => show(&inner, kind, id, &params),
         (Method::PATCH, [kind, id]) => update(&inner, kind, id, &body),
         (Method::DELETE, [kind, id]) => delete(&inner, kind, id),
+        (Method::PATCH, [kind, id, action]) => member_action(&inner, kind, id, action, &body),
         _ => error_response(405, "Method Not Allowed", &format!("{method} {path}"), None),
     };
     if inner.config.emit_on_api_writes
@@ -949,6 +1072,10 @@ fn schedule_emission(inner: &Arc<Inner>, method: &Method, segs: &[&str], resp: &
         ("companies", false) => EventId::CompanyUpdated,
         ("people", true) => EventId::PersonCreated,
         ("people", false) => EventId::PersonUpdated,
+        ("time_entries", true) => EventId::TimeEntryCreated,
+        ("time_entries", false) => EventId::TimeEntryUpdated,
+        ("bookings", true) => EventId::BookingCreated,
+        ("bookings", false) => EventId::BookingUpdated,
         _ => return,
     };
     let inner = inner.clone();
@@ -1017,14 +1144,14 @@ fn list(inner: &Inner, kind: &str, p: &Params) -> Response {
             {
                 return false;
             }
-            let base = p.conds.iter().filter(|c| c.group.is_none()).all(|c| matches(r, c));
+            let base = p.conds.iter().filter(|c| c.group.is_none()).all(|c| matches(&st, r, c));
             let grouped: Vec<&Cond> = p.conds.iter().filter(|c| c.group.is_some()).collect();
             let group_ok = if grouped.is_empty() {
                 true
             } else if p.group_op == "or" {
-                grouped.iter().any(|c| matches(r, c))
+                grouped.iter().any(|c| matches(&st, r, c))
             } else {
-                grouped.iter().all(|c| matches(r, c))
+                grouped.iter().all(|c| matches(&st, r, c))
             };
             base && group_ok
         })
@@ -1213,6 +1340,29 @@ fn create(inner: &Inner, kind: &str, body: &[u8]) -> Response {
         "companies" => {
             attrs.entry("tag_list").or_insert(json!([]));
         }
+        "bookings" => {
+            if let Err(r) = validate_booking(&attrs, &rels) {
+                return r;
+            }
+            attrs.entry("draft").or_insert(Value::Bool(false));
+        }
+        "time_entries" => {
+            if let Some(t) = attrs.get("time")
+                && !t.is_u64()
+            {
+                return error_response(
+                    422,
+                    "Invalid Attribute",
+                    "time must be a whole number of minutes",
+                    Some("/data/attributes/time"),
+                );
+            }
+            let time = attrs.get("time").cloned().unwrap_or(json!(0));
+            attrs.insert("time".into(), time.clone());
+            attrs.entry("billable_time").or_insert(time);
+            attrs.entry("approved").or_insert(Value::Bool(false));
+            attrs.entry("invoiced").or_insert(Value::Bool(false));
+        }
         "webhooks" => {
             let n = st.next_id + 1;
             attrs.insert(
@@ -1234,6 +1384,63 @@ fn create(inner: &Inner, kind: &str, body: &[u8]) -> Response {
     // write responses carry linkage for the relationships that were written
     let linked: Vec<String> = r.relationships.iter().filter(|(_, v)| v.is_some()).map(|(k, _)| k.clone()).collect();
     jsonapi_response(StatusCode::CREATED, &json!({"data": r.to_json(Some(&linked)), "meta": {}}))
+}
+
+/// A booking's method-specific rules (developer.productive.io/bookings.html; withone "Create a Booking"):
+/// `booking_method_id` 1 needs `time`, 2 `percentage`, 3 `total_time`; a service (budget booking) or an event
+/// (absence), not both; `ended_on` not before `started_on` (implied by the date range). Each failure is a 422 with
+/// `source.pointer`.
+fn validate_booking(
+    attrs: &Map<String, Value>,
+    rels: &BTreeMap<String, Option<(String, String)>>,
+) -> Result<(), Response> {
+    let method = attrs.get("booking_method_id").and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()));
+    let needed = match method {
+        Some(1) => "time",
+        Some(2) => "percentage",
+        Some(3) => "total_time",
+        _ => {
+            return Err(error_response(
+                422,
+                "Invalid Attribute",
+                "booking_method_id must be 1, 2 or 3",
+                Some("/data/attributes/booking_method_id"),
+            ));
+        }
+    };
+    if attrs.get(needed).is_none_or(Value::is_null) {
+        return Err(error_response(
+            422,
+            "Invalid Attribute",
+            &format!("{needed} can't be blank for booking method {}", method.unwrap_or_default()),
+            Some(&format!("/data/attributes/{needed}")),
+        ));
+    }
+    let has = |n: &str| rels.get(n).is_some_and(Option::is_some);
+    if has("service") == has("event") {
+        return Err(error_response(
+            422,
+            "Invalid Relationship",
+            "a booking needs either a service or an event",
+            Some("/data/relationships/service"),
+        ));
+    }
+    let date = |k: &str| attrs.get(k).and_then(Value::as_str).and_then(|s| s.parse::<chrono::NaiveDate>().ok());
+    match (date("started_on"), date("ended_on")) {
+        (Some(a), Some(b)) if b >= a => Ok(()),
+        (Some(_), Some(_)) => Err(error_response(
+            422,
+            "Invalid Attribute",
+            "ended_on must not be before started_on",
+            Some("/data/attributes/ended_on"),
+        )),
+        _ => Err(error_response(
+            422,
+            "Invalid Attribute",
+            "started_on and ended_on must be dates (YYYY-MM-DD)",
+            Some("/data/attributes/started_on"),
+        )),
+    }
 }
 
 /// A deal's `budget_total` is derived from its services: Σ price × quantity, as a decimal string (Productive's
@@ -1279,6 +1486,49 @@ fn update(inner: &Inner, kind: &str, id: &str, body: &[u8]) -> Response {
     for (k, v) in rels {
         r.relationships.insert(k, v);
     }
+    let r = r.clone();
+    show_record(inner, &st, &r, &[], StatusCode::OK)
+}
+
+/// `PATCH /{companies,projects,people}/{id}/archive|restore` (sets / clears `archived_at`) and
+/// `PATCH /deals/{id}/close|open` (sets `closed_at` and, when sent, `delivered_on` / clears `closed_at`), the member
+/// actions of api-notes productive.md §4 (smeta) and P-old faq.html. Anything else is a 404 like an unknown path.
+fn member_action(inner: &Inner, kind: &str, id: &str, action: &str, body: &[u8]) -> Response {
+    let known = matches!(
+        (kind, action),
+        ("companies" | "projects" | "people", "archive" | "restore") | ("deals", "close" | "open")
+    );
+    if !known {
+        return error_response(404, "Not Found", &format!("Unknown action {kind}/{{id}}/{action}"), None);
+    }
+    let now = inner.now();
+    let Ok(rid) = id.parse::<u64>() else { return not_found(kind, id) };
+    let mut st = inner.lock();
+    if st.get(kind, rid).is_none() {
+        return not_found(kind, id);
+    }
+    // the body, when there is one, is a JSON:API document of this type (`delivered_on` on close)
+    let attrs = if body.is_empty() {
+        Map::new()
+    } else {
+        match parse_write(&st, kind, body) {
+            Ok((a, _)) => a,
+            Err(r) => return r,
+        }
+    };
+    let r = st.get_mut(kind, rid).expect("checked");
+    match action {
+        "archive" => r.attributes.insert("archived_at".into(), Value::String(now.clone())),
+        "restore" => r.attributes.insert("archived_at".into(), Value::Null),
+        "close" => r.attributes.insert("closed_at".into(), Value::String(now.clone())),
+        _ => r.attributes.insert("closed_at".into(), Value::Null),
+    };
+    if action == "close"
+        && let Some(d) = attrs.get("delivered_on")
+    {
+        r.attributes.insert("delivered_on".into(), d.clone());
+    }
+    r.attributes.insert("updated_at".into(), Value::String(now));
     let r = r.clone();
     show_record(inner, &st, &r, &[], StatusCode::OK)
 }

@@ -8,7 +8,7 @@
 //! |---|---|
 //! | [`jsonapi`] | `Document`, `Resource`, `Relationship`, the `included` resolver, write documents, error documents, the query builder |
 //! | [`client`] | [`Client`]: `X-Auth-Token` + `X-Organization-Id`, `application/vnd.api+json`, 100/10 s + 4,000/30 min limits, 429 handling |
-//! | [`resources`] | companies, people, projects (+ copy), deals/budgets, services, service types, assignments, tasks, task lists, comments, webhooks |
+//! | [`resources`] | companies, people, projects (+ copy), deals/budgets, deal statuses, services, service types, assignments, tasks, task lists, comments, time entries, bookings, expenses, invoices and line items, workflows and statuses, custom fields and options, organization memberships, webhooks and webhook logs |
 //! | [`webhook`] | deliveries → [`webhook::WebhookEvent`], `Productive-Signature` verification, replay guard |
 //! | [`types`] | typed ids and Productive's integer enums |
 //! | `fake` (feature `fake`) | the in-process fake |

@@ -63,6 +63,50 @@ api_core::string_id!(
     /// A comment id.
     CommentId
 );
+api_core::string_id!(
+    /// A time entry id (`time_entries`).
+    TimeEntryId
+);
+api_core::string_id!(
+    /// A booking id (`bookings`).
+    BookingId
+);
+api_core::string_id!(
+    /// An absence event id (`events`: Productive's time-off / remote-work catalogue, not webhook events).
+    AbsenceEventId
+);
+api_core::string_id!(
+    /// An expense id (`expenses`).
+    ExpenseId
+);
+api_core::string_id!(
+    /// An invoice id (`invoices`).
+    InvoiceId
+);
+api_core::string_id!(
+    /// An invoice line item id (`line_items`).
+    LineItemId
+);
+api_core::string_id!(
+    /// A workflow status id (`workflow_statuses`).
+    WorkflowStatusId
+);
+api_core::string_id!(
+    /// A custom field id (`custom_fields`).
+    CustomFieldId
+);
+api_core::string_id!(
+    /// A custom field option id (`custom_field_options`).
+    CustomFieldOptionId
+);
+api_core::string_id!(
+    /// An organization membership id (`organization_memberships`).
+    OrganizationMembershipId
+);
+api_core::string_id!(
+    /// A webhook delivery log id (`webhook_logs`).
+    WebhookLogId
+);
 
 /// Ties an attributes type to its JSON:API `type` and its typed id.
 pub trait ResourceType {
@@ -275,6 +319,63 @@ int_enum!(
         PaymentUpdated = 33,
         /// 34: payment deleted.
         PaymentDeleted = 34,
+    }
+);
+
+int_enum!(
+    /// A booking's `booking_method_id` (developer.productive.io/bookings.html; withone "Create a Booking").
+    BookingMethod {
+        /// 1: hours per day (needs `time`, minutes per day).
+        PerDay = 1,
+        /// 2: percentage of the person's working time (needs `percentage`).
+        Percentage = 2,
+        /// 3: total time over the period (needs `total_time`, minutes).
+        TotalTime = 3,
+    }
+);
+
+int_enum!(
+    /// An absence event's `event_type_id` (developer.productive.io/events.html).
+    AbsencePayType {
+        /// 1: paid.
+        Paid = 1,
+        /// 2: unpaid (always, for remote work).
+        Unpaid = 2,
+    }
+);
+
+int_enum!(
+    /// A time entry's `track_method_id` as sent (1 is the value in the documented sample; the meaning of the
+    /// values is **unverified**, so none is named beyond it).
+    TrackMethod {
+        /// 1: the value of the documented sample (withone "Get a Time Entry", a copy of P-old).
+        Manual = 1,
+    }
+);
+
+int_enum!(
+    /// A deal status's `status_id` (the pipeline stage kind; api-notes productive.md §4 Deals: `stage_status_id`
+    /// 1 open, 2 won, 3 lost).
+    DealStage {
+        /// 1: open.
+        Open = 1,
+        /// 2: won.
+        Won = 2,
+        /// 3: lost.
+        Lost = 3,
+    }
+);
+
+int_enum!(
+    /// A workflow status's `category_id` (`filter[category_id]` "1: not started, 2: started, 3: closed", community
+    /// OpenAPI `/workflow_statuses`, scraped from developer.productive.io).
+    WorkflowStatusCategory {
+        /// 1: not started.
+        NotStarted = 1,
+        /// 2: started.
+        Started = 2,
+        /// 3: closed.
+        Closed = 3,
     }
 );
 

@@ -118,7 +118,7 @@ async fn pagination_filters_and_groups() {
     let meta = page.meta.clone().unwrap();
     assert_eq!((meta.current_page, meta.total_pages, meta.total_count), (Some(2), Some(3), Some(7)));
     assert_eq!(page.data.len(), 3);
-    let all = client.list_all_vec::<CompanyAttributes>("/companies", Query::new().page_size(3)).await.unwrap();
+    let all = client.all::<CompanyAttributes>("/companies", Query::new().page_size(3)).await.unwrap();
     assert_eq!(all.len(), 7);
     assert_eq!(fake.server.log.count(&http::Method::GET, "/api/v2/companies"), 1 + 3);
     let either = client
@@ -190,7 +190,7 @@ async fn webhooks_are_signed_and_parse() {
     let url = format!("{}/hooks/productive", receiver.uri());
     let task_hook = client.create_webhook(&NewWebhook::new(EventId::TaskUpdated, &url)).await.unwrap();
     let budget_hook = client.create_webhook(&NewWebhook::new(EventId::BudgetUpdated, &url)).await.unwrap();
-    assert_eq!(client.list_webhooks(Query::new()).await.unwrap().len(), 2);
+    assert_eq!(client.all_webhooks(Query::new()).await.unwrap().len(), 2);
     let task_token = task_hook.attributes.signature_token.clone().unwrap();
     let budget_token = budget_hook.attributes.signature_token.clone().unwrap();
 
@@ -222,7 +222,7 @@ async fn webhooks_are_signed_and_parse() {
     let raw: Delivery = Delivery::parse(&receiver.received_requests().await.unwrap()[0].body).unwrap();
     assert_eq!(raw.event, "update_task");
     client.delete_webhook(&task_hook.typed_id()).await.unwrap();
-    assert_eq!(client.list_webhooks(Query::new()).await.unwrap().len(), 1);
+    assert_eq!(client.all_webhooks(Query::new()).await.unwrap().len(), 1);
 }
 
 #[tokio::test]

@@ -168,7 +168,7 @@ async fn pagination_over_three_pages_stops_at_total_pages() {
     }
     let c = client(&server);
     let all: Vec<_> = c
-        .list_all::<Value>("/people", Query::new().filter("status", 1).page_size(2))
+        .stream::<Value>("/people", Query::new().filter("status", 1).page_size(2))
         .collect::<Vec<_>>()
         .await
         .into_iter()
@@ -186,7 +186,7 @@ async fn empty_collection_and_missing_meta_are_one_page() {
         .expect(1)
         .mount(&server)
         .await;
-    let all = client(&server).list_all_vec::<CompanyAttributes>("/companies", Query::new()).await.unwrap();
+    let all = client(&server).all::<CompanyAttributes>("/companies", Query::new()).await.unwrap();
     assert!(all.is_empty());
 }
 
@@ -548,7 +548,7 @@ async fn a_server_that_ignores_page_number_is_an_error_not_a_loop() {
         .expect(2)
         .mount(&server)
         .await;
-    let items: Vec<_> = client(&server).list_all::<CompanyAttributes>("/companies", Query::new()).collect().await;
+    let items: Vec<_> = client(&server).stream::<CompanyAttributes>("/companies", Query::new()).collect().await;
     assert_eq!(items.len(), 3);
     assert!(items[0].is_ok() && items[1].is_ok());
     assert!(matches!(items[2], Err(Error::RepeatedCursor(_))), "{:?}", items[2]);
@@ -616,23 +616,23 @@ async fn pages_with_null_attributes_decode() {
             .await;
     }
     let c = client(&server);
-    let people = c.list_all_vec::<PersonAttributes>("/people", Query::new()).await.unwrap();
+    let people = c.all::<PersonAttributes>("/people", Query::new()).await.unwrap();
     assert_eq!(people[0].attributes.full_name(), "Pat");
     assert!(people[0].attributes.tag_list.is_empty() && people[0].attributes.email.is_none());
-    let companies = c.list_all_vec::<CompanyAttributes>("/companies", Query::new()).await.unwrap();
+    let companies = c.all::<CompanyAttributes>("/companies", Query::new()).await.unwrap();
     assert_eq!(companies[0].attributes.name, "");
-    assert_eq!(c.list_all_vec::<CommentAttributes>("/comments", Query::new()).await.unwrap()[0].attributes.body, "");
-    assert!(c.list_all_vec::<DealAttributes>("/deals", Query::new()).await.unwrap()[0].is_budget());
-    assert_eq!(c.list_all_vec::<ProjectAttributes>("/projects", Query::new()).await.unwrap().len(), 2);
-    assert_eq!(c.list_all_vec::<ServiceAttributes>("/services", Query::new()).await.unwrap().len(), 2);
-    assert_eq!(c.list_all_vec::<ServiceTypeAttributes>("/service_types", Query::new()).await.unwrap().len(), 2);
-    let tasks = c.list_all_vec::<TaskAttributes>("/tasks", Query::new()).await.unwrap();
+    assert_eq!(c.all::<CommentAttributes>("/comments", Query::new()).await.unwrap()[0].attributes.body, "");
+    assert!(c.all::<DealAttributes>("/deals", Query::new()).await.unwrap()[0].is_budget());
+    assert_eq!(c.all::<ProjectAttributes>("/projects", Query::new()).await.unwrap().len(), 2);
+    assert_eq!(c.all::<ServiceAttributes>("/services", Query::new()).await.unwrap().len(), 2);
+    assert_eq!(c.all::<ServiceTypeAttributes>("/service_types", Query::new()).await.unwrap().len(), 2);
+    let tasks = c.all::<TaskAttributes>("/tasks", Query::new()).await.unwrap();
     assert!(!tasks[0].attributes.closed && tasks[0].attributes.title.is_empty());
-    assert_eq!(c.list_all_vec::<TaskListAttributes>("/task_lists", Query::new()).await.unwrap().len(), 2);
+    assert_eq!(c.all::<TaskListAttributes>("/task_lists", Query::new()).await.unwrap().len(), 2);
 }
 
 /// api-notes/productive.md §2 "Document shape": related resources come only with `?include=` and land in the
-/// top-level `included`; §2 "Pagination": page with `page[number]` until `meta.total_pages`. `list_all` yields
+/// top-level `included`; §2 "Pagination": page with `page[number]` until `meta.total_pages`. `stream` yields
 /// `data` only, so the included companies were lost; the document stream keeps them, page by page.
 #[tokio::test]
 async fn document_stream_keeps_included_across_pages() {
@@ -665,7 +665,7 @@ async fn document_stream_keeps_included_across_pages() {
     }
     let c = client(&server);
     let q = Query::new().include(["company"]).page_size(2);
-    let docs: Vec<_> = c.list_documents::<ProjectAttributes>("/projects", q.clone()).collect::<Vec<_>>().await;
+    let docs: Vec<_> = c.stream_documents::<ProjectAttributes>("/projects", q.clone()).collect::<Vec<_>>().await;
     assert_eq!(docs.len(), 2);
     let names = |d: &productive_api::Document<Vec<productive_api::Resource<ProjectAttributes>>>| {
         d.data
@@ -676,7 +676,7 @@ async fn document_stream_keeps_included_across_pages() {
     let docs: Vec<_> = docs.into_iter().map(Result::unwrap).collect();
     assert_eq!(names(&docs[0]), ["C7", "C8"]);
     assert_eq!(names(&docs[1]), ["C7"]);
-    let merged = c.list_all_document::<ProjectAttributes>("/projects", q).await.unwrap();
+    let merged = c.all_merged::<ProjectAttributes>("/projects", q).await.unwrap();
     assert_eq!(merged.data.len(), 3);
     assert_eq!(merged.included.all().len(), 2, "company 7 included by both pages appears once");
     assert_eq!(names(&merged), ["C7", "C8", "C7"]);
@@ -700,8 +700,8 @@ async fn document_stream_stops_after_an_error() {
         .expect(2)
         .mount(&server)
         .await;
-    let items: Vec<_> = client(&server).list_documents::<Value>("/projects", Query::new()).collect().await;
+    let items: Vec<_> = client(&server).stream_documents::<Value>("/projects", Query::new()).collect().await;
     assert_eq!(items.len(), 2);
     assert!(items[0].is_ok() && items[1].is_err());
-    assert!(client(&server).list_documents_vec::<Value>("/projects", Query::new()).await.is_err());
+    assert!(client(&server).all_documents::<Value>("/projects", Query::new()).await.is_err());
 }

@@ -100,7 +100,7 @@ async fn clients(
         .token(env_token("PRODUCTIVE_TOKEN")?)
         .organization_id(&config.productive.organization_id)
         // Productive: 100 requests per 10 s per (token, organization), here spaced evenly (10/s) and shared
-        .rate_limiter(examples::shared_budget(store, "productive", 10));
+        .rate_budget(examples::shared_budget(store, "productive", 10));
     if let Some(url) = &serve.productive_base_url {
         productive = productive.base_url(url.as_str());
     }
@@ -110,7 +110,7 @@ async fn clients(
 
 /// Creates (or adopts) one Productive webhook per event we consume and returns their signature tokens.
 async fn productive_webhooks(client: &productive_api::Client, target: &str) -> anyhow::Result<Vec<api_core::Token>> {
-    let existing = client.list_webhooks(Query::new()).await?;
+    let existing = client.all_webhooks(Query::new()).await?;
     let mut tokens = Vec::new();
     for event in [EventId::TaskUpdated, EventId::BudgetUpdated] {
         let found = existing.iter().find(|w| {

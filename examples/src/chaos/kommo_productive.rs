@@ -208,7 +208,7 @@ where
             .expect("kommo client");
         let productive_client = productive
             .client_builder()
-            .rate_limiter(api_core::RateLimiter::unlimited())
+            .rate_budget(api_core::RateLimiter::unlimited())
             .request_timeout(Duration::from_secs(5))
             .build()
             .expect("productive client");

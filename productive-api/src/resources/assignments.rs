@@ -90,6 +90,23 @@ fn ignore_duplicate<T>(r: Result<T, Error>) -> Result<Assigned<T>, Error> {
     }
 }
 
+super::collection!(
+    list_project_assignments,
+    stream_project_assignments,
+    "/project_assignments",
+    ProjectAssignmentAttributes,
+    "project assignments (memberships)",
+    "Filters: `person_id`, `project_id` (api-notes productive.md §4 Project assignments)."
+);
+super::collection!(
+    list_service_assignments,
+    stream_service_assignments,
+    "/service_assignments",
+    ServiceAssignmentAttributes,
+    "service assignments",
+    "Filters: `person_id`, `service_id` (api-notes productive.md §4 Service assignments)."
+);
+
 impl Client {
     /// `POST /project_assignments` for `person` on `project` (relationships `person` and `project`).
     ///
@@ -111,7 +128,7 @@ impl Client {
     /// # Errors
     /// See [`Error`].
     pub async fn project_assignments(&self, project: &ProjectId) -> Result<Vec<ProjectAssignment>, Error> {
-        self.list_all_vec("/project_assignments", Query::new().filter("project_id", project)).await
+        self.all("/project_assignments", Query::new().filter("project_id", project)).await
     }
 
     /// `DELETE /project_assignments/{id}`.
@@ -135,5 +152,13 @@ impl Client {
             .relate("person", "people", person)
             .relate("service", "services", service);
         ignore_duplicate(self.post_document("/service_assignments", &doc).await.map(|d| d.data))
+    }
+
+    /// `DELETE /service_assignments/{id}` (api-notes productive.md §4 Service assignments; 204).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn delete_service_assignment(&self, id: &ServiceAssignmentId) -> Result<(), Error> {
+        self.delete_path(&format!("/service_assignments/{id}")).await
     }
 }

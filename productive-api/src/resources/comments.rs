@@ -32,6 +32,15 @@ impl ResourceType for CommentAttributes {
 /// A comment resource.
 pub type Comment = Resource<CommentAttributes>;
 
+super::collection!(
+    list_comments,
+    stream_comments,
+    "/comments",
+    CommentAttributes,
+    "comments",
+    "Filters: `task_id`, … (community OpenAPI `/comments`)."
+);
+
 impl Client {
     /// `POST /comments` on a task (**unverified** body shape: `body` + relationship `task`).
     ///
@@ -47,6 +56,6 @@ impl Client {
     /// # Errors
     /// See [`Error`].
     pub async fn comments_of_task(&self, task: &TaskId) -> Result<Vec<Comment>, Error> {
-        self.list_all_vec("/comments", Query::new().filter("task_id", task)).await
+        self.all("/comments", Query::new().filter("task_id", task)).await
     }
 }

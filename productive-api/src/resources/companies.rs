@@ -106,6 +106,15 @@ impl NewCompany {
     }
 }
 
+super::collection!(
+    list_companies,
+    stream_companies,
+    "/companies",
+    CompanyAttributes,
+    "companies",
+    "Filters: `name`, `status` (1 active, 2 archived), `company_code`, `project_id`, … (api-notes productive.md §4 Companies)."
+);
+
 impl Client {
     /// `GET /companies/{id}`.
     ///
@@ -115,14 +124,6 @@ impl Client {
         self.get_resource(&format!("/companies/{id}"), &Query::new()).await
     }
 
-    /// `GET /companies` with `query` (one page).
-    ///
-    /// # Errors
-    /// See [`Error`].
-    pub async fn list_companies(&self, query: &Query) -> Result<Document<Vec<Company>>, Error> {
-        self.list_page("/companies", query).await
-    }
-
     /// Companies whose name is exactly `name` (`filter[name]=…`; Productive matches case-insensitively on some
     /// accounts, so the result is re-checked here), first match. Archived companies are included by the API only
     /// with `filter[status]=2`.
@@ -130,7 +131,7 @@ impl Client {
     /// # Errors
     /// See [`Error`].
     pub async fn find_company_by_name(&self, name: &str) -> Result<Option<Company>, Error> {
-        let all = self.list_all_vec::<CompanyAttributes>("/companies", Query::new().filter("name", name)).await?;
+        let all = self.all::<CompanyAttributes>("/companies", Query::new().filter("name", name)).await?;
         let exact = all.iter().position(|c| c.attributes.name == name);
         let ci = all.iter().position(|c| c.attributes.name.eq_ignore_ascii_case(name));
         Ok(exact.or(ci).map(|i| all[i].clone()))
@@ -142,5 +143,30 @@ impl Client {
     /// See [`Error`]; validation failures are 422 with the JSON:API error document.
     pub async fn create_company(&self, company: &NewCompany) -> Result<Company, Error> {
         Ok(self.post_document("/companies", &company.to_document()?).await?.data)
+    }
+
+    /// `PATCH /companies/{id}` with the given attributes (only those are changed).
+    ///
+    /// # Errors
+    /// See [`Error`]; a missing company is a 404, an invalid value a 422.
+    pub async fn update_company(&self, id: &CompanyId, attributes: &Map<String, Value>) -> Result<Company, Error> {
+        let doc = super::merge_extra(WriteDocument::update(CompanyAttributes::TYPE, id), attributes);
+        Ok(self.patch_document(&format!("/companies/{id}"), &doc).await?.data)
+    }
+
+    /// `PATCH /companies/{id}/archive` (community OpenAPI); the answer is the archived company (`archived_at` set).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn archive_company(&self, id: &CompanyId) -> Result<Company, Error> {
+        Ok(self.patch_action(CompanyAttributes::TYPE, id, "archive", &Map::new()).await?.data)
+    }
+
+    /// `PATCH /companies/{id}/restore` (community OpenAPI): un-archives.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn restore_company(&self, id: &CompanyId) -> Result<Company, Error> {
+        Ok(self.patch_action(CompanyAttributes::TYPE, id, "restore", &Map::new()).await?.data)
     }
 }

@@ -259,6 +259,15 @@ impl NewDeal {
     }
 }
 
+super::collection!(
+    list_deals,
+    stream_deals,
+    "/deals",
+    DealAttributes,
+    "deals and budgets",
+    "Filters: `type` (1 deal, 2 budget), `project_id`, `company_id`, `stage_status_id`, `budget_status`, … (api-notes productive.md §4 Deals and budgets)."
+);
+
 impl Client {
     /// `GET /deals/{id}`.
     ///
@@ -266,14 +275,6 @@ impl Client {
     /// See [`Error`].
     pub async fn get_deal(&self, id: &DealId, query: &Query) -> Result<Document<Deal>, Error> {
         self.get_resource(&format!("/deals/{id}"), query).await
-    }
-
-    /// `GET /deals` with `query` (one page).
-    ///
-    /// # Errors
-    /// See [`Error`].
-    pub async fn list_deals(&self, query: &Query) -> Result<Document<Vec<Deal>>, Error> {
-        self.list_page("/deals", query).await
     }
 
     /// Deals or budgets of a project (`filter[project_id]`, `filter[type]`), all pages.
@@ -285,7 +286,7 @@ impl Client {
         if let Some(k) = kind {
             q = q.filter("type", if k == DealKind::Deal { 1 } else { 2 });
         }
-        self.list_all_vec("/deals", q).await
+        self.all("/deals", q).await
     }
 
     /// `POST /deals` (a budget when `deal.budget`).
@@ -305,6 +306,29 @@ impl Client {
         let mut b = budget.clone();
         b.budget = true;
         self.create_deal(&b).await
+    }
+
+    /// `PATCH /deals/{id}/close`: closes (delivers) a budget or deal. With `delivered_on`, the body is the one
+    /// P-old faq.html documents for delivering a budget (`{"data":{"type":"deals","attributes":{"delivered_on":
+    /// "2024-03-14"}}}`, plus the deal's `id`); without it, the deal's identity only.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn close_deal(&self, id: &DealId, delivered_on: Option<NaiveDate>) -> Result<Deal, Error> {
+        let mut attrs = Map::new();
+        if let Some(d) = delivered_on {
+            attrs.insert("delivered_on".into(), Value::String(d.to_string()));
+        }
+        Ok(self.patch_action(DealAttributes::TYPE, id, "close", &attrs).await?.data)
+    }
+
+    /// `PATCH /deals/{id}/open`: reopens a closed budget or deal (api-notes productive.md §4 Deals, from the
+    /// generated reference).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn reopen_deal(&self, id: &DealId) -> Result<Deal, Error> {
+        Ok(self.patch_action(DealAttributes::TYPE, id, "open", &Map::new()).await?.data)
     }
 
     /// `PATCH /deals/{id}` with the given attributes.

@@ -309,22 +309,47 @@ impl ProjectCopy {
     }
 }
 
+super::collection!(
+    list_projects,
+    stream_projects,
+    "/projects",
+    ProjectAttributes,
+    "projects",
+    "Filters: `company_id`, `status` (1 active, 2 archived), `name`, `project_type`, `with_templates`, … (api-notes productive.md §4 Projects)."
+);
+
 impl Client {
+    /// `PATCH /projects/{id}` with the given attributes (only those are changed).
+    ///
+    /// # Errors
+    /// See [`Error`]; a missing project is a 404, an invalid value a 422.
+    pub async fn update_project(&self, id: &ProjectId, attributes: &Map<String, Value>) -> Result<Project, Error> {
+        let doc = super::merge_extra(WriteDocument::update(ProjectAttributes::TYPE, id), attributes);
+        Ok(self.patch_document(&format!("/projects/{id}"), &doc).await?.data)
+    }
+
+    /// `PATCH /projects/{id}/archive` (community OpenAPI); the answer is the archived project (`archived_at` set).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn archive_project(&self, id: &ProjectId) -> Result<Project, Error> {
+        Ok(self.patch_action(ProjectAttributes::TYPE, id, "archive", &Map::new()).await?.data)
+    }
+
+    /// `PATCH /projects/{id}/restore` (community OpenAPI): un-archives.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn restore_project(&self, id: &ProjectId) -> Result<Project, Error> {
+        Ok(self.patch_action(ProjectAttributes::TYPE, id, "restore", &Map::new()).await?.data)
+    }
+
     /// `GET /projects/{id}` (with `include` from `query`, e.g. `company,project_manager`).
     ///
     /// # Errors
     /// See [`Error`].
     pub async fn get_project(&self, id: &ProjectId, query: &Query) -> Result<Document<Project>, Error> {
         self.get_resource(&format!("/projects/{id}"), query).await
-    }
-
-    /// `GET /projects` with `query` (one page). Templates are excluded unless `filter[with_templates]=true` or
-    /// `filter[template]=true`.
-    ///
-    /// # Errors
-    /// See [`Error`].
-    pub async fn list_projects(&self, query: &Query) -> Result<Document<Vec<Project>>, Error> {
-        self.list_page("/projects", query).await
     }
 
     /// The first project named exactly `name` (optionally of `company`).
@@ -340,7 +365,7 @@ impl Client {
         if let Some(c) = company {
             q = q.filter("company_id", c);
         }
-        let all = self.list_all_vec::<ProjectAttributes>("/projects", q).await?;
+        let all = self.all::<ProjectAttributes>("/projects", q).await?;
         Ok(all.into_iter().find(|p| p.attributes.name == name))
     }
 
@@ -419,7 +444,7 @@ impl Client {
         if copy.copy_as_template {
             q = q.filter("with_templates", "true");
         }
-        let all = self.list_all_vec::<ProjectAttributes>("/projects", q).await?;
+        let all = self.all::<ProjectAttributes>("/projects", q).await?;
         Ok(all
             .into_iter()
             .filter(|p| p.attributes.name == copy.name && p.id != copy.template_id.as_str())

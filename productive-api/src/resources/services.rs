@@ -152,6 +152,23 @@ impl ResourceType for ServiceTypeAttributes {
 /// A service type resource.
 pub type ServiceType = Resource<ServiceTypeAttributes>;
 
+super::collection!(
+    list_services,
+    stream_services,
+    "/services",
+    ServiceAttributes,
+    "services (budget line items)",
+    "Filters: `deal_id`, `project_id`, `person_id`, `service_type_id`, `budget_status`, … (api-notes productive.md §4 Services)."
+);
+super::collection!(
+    list_service_types,
+    stream_service_types,
+    "/service_types",
+    ServiceTypeAttributes,
+    "service types",
+    "Filters: `name`, `status`, `person_id`, `query` (api-notes productive.md §4 Service types)."
+);
+
 impl Client {
     /// `GET /services/{id}`.
     ///
@@ -166,7 +183,7 @@ impl Client {
     /// # Errors
     /// See [`Error`].
     pub async fn services_of_deal(&self, deal: &DealId) -> Result<Vec<Service>, Error> {
-        self.list_all_vec("/services", Query::new().filter("deal_id", deal)).await
+        self.all("/services", Query::new().filter("deal_id", deal)).await
     }
 
     /// `POST /services`.
@@ -177,12 +194,13 @@ impl Client {
         Ok(self.post_document("/services", &service.to_document()?).await?.data)
     }
 
-    /// `GET /service_types` with `query`, all pages.
+    /// Every service type matching `query` (`GET /service_types`, all pages), collected; see
+    /// [`Client::stream_service_types`] for the lazy form and [`Client::list_service_types`] for one page.
     ///
     /// # Errors
     /// See [`Error`].
-    pub async fn list_service_types(&self, query: Query) -> Result<Vec<ServiceType>, Error> {
-        self.list_all_vec("/service_types", query).await
+    pub async fn all_service_types(&self, query: Query) -> Result<Vec<ServiceType>, Error> {
+        self.all("/service_types", query).await
     }
 
     /// The service type named exactly `name`, if any (`filter[name]`).
@@ -190,7 +208,7 @@ impl Client {
     /// # Errors
     /// See [`Error`].
     pub async fn find_service_type_by_name(&self, name: &str) -> Result<Option<ServiceType>, Error> {
-        let all = self.list_service_types(Query::new().filter("name", name)).await?;
+        let all = self.all_service_types(Query::new().filter("name", name)).await?;
         Ok(all.into_iter().find(|s| s.attributes.name == name))
     }
 
@@ -201,6 +219,14 @@ impl Client {
     pub async fn create_service_type(&self, name: &str) -> Result<ServiceType, Error> {
         let doc = WriteDocument::create(ServiceTypeAttributes::TYPE).attribute("name", name);
         Ok(self.post_document("/service_types", &doc).await?.data)
+    }
+
+    /// `DELETE /services/{id}` (api-notes productive.md §4 Services; 204).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn delete_service(&self, id: &ServiceId) -> Result<(), Error> {
+        self.delete_path(&format!("/services/{id}")).await
     }
 }
 

@@ -149,6 +149,23 @@ impl NewTask {
     }
 }
 
+super::collection!(
+    list_tasks,
+    stream_tasks,
+    "/tasks",
+    TaskAttributes,
+    "tasks",
+    "Filters: `project_id`, `status` (1 open, 2 closed), `assignee_id`, … (api-notes productive.md §4 Tasks)."
+);
+super::collection!(
+    list_task_lists,
+    stream_task_lists,
+    "/task_lists",
+    TaskListAttributes,
+    "task lists",
+    "Filters: `project_id`, … (community OpenAPI `/task_lists`)."
+);
+
 impl Client {
     /// `GET /tasks/{id}` (e.g. with `include=project,assignee`).
     ///
@@ -156,14 +173,6 @@ impl Client {
     /// See [`Error`].
     pub async fn get_task(&self, id: &TaskId, query: &Query) -> Result<Document<Task>, Error> {
         self.get_resource(&format!("/tasks/{id}"), query).await
-    }
-
-    /// `GET /tasks` with `query` (one page; `filter[project_id]`, `filter[status]` 1 open / 2 closed, …).
-    ///
-    /// # Errors
-    /// See [`Error`].
-    pub async fn list_tasks(&self, query: &Query) -> Result<Document<Vec<Task>>, Error> {
-        self.list_page("/tasks", query).await
     }
 
     /// `POST /tasks`.
@@ -188,7 +197,7 @@ impl Client {
     /// # Errors
     /// See [`Error`].
     pub async fn task_lists_of_project(&self, project: &ProjectId) -> Result<Vec<TaskList>, Error> {
-        self.list_all_vec("/task_lists", Query::new().filter("project_id", project)).await
+        self.all("/task_lists", Query::new().filter("project_id", project)).await
     }
 
     /// `POST /task_lists` (`name`, relationship `project`).
@@ -200,5 +209,13 @@ impl Client {
             .attribute("name", name)
             .relate("project", "projects", project);
         Ok(self.post_document("/task_lists", &doc).await?.data)
+    }
+
+    /// `DELETE /tasks/{id}` (community OpenAPI; 204).
+    ///
+    /// # Errors
+    /// See [`Error`]; an unknown task is a 404.
+    pub async fn delete_task(&self, id: &TaskId) -> Result<(), Error> {
+        self.delete_path(&format!("/tasks/{id}")).await
     }
 }

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use crate::{
     Client, Error,
     jsonapi::{Document, Query, Resource, WriteDocument},
-    types::{EventId, ResourceType, WebhookId, WebhookState, WebhookType},
+    types::{EventId, ResourceType, WebhookId, WebhookLogId, WebhookState, WebhookType},
 };
 
 /// A webhook's attributes (withone "List Webhooks" sample).
@@ -88,6 +88,15 @@ impl NewWebhook {
     }
 }
 
+super::collection!(
+    list_webhooks,
+    stream_webhooks,
+    "/webhooks",
+    WebhookAttributes,
+    "webhooks",
+    "Filters: `event_id`, `state_id`, `type_id` (api-notes productive.md §5 Management API)."
+);
+
 impl Client {
     /// `POST /webhooks`. Keep the returned `signature_token`.
     ///
@@ -97,12 +106,13 @@ impl Client {
         Ok(self.post_document("/webhooks", &webhook.to_document()?).await?.data)
     }
 
-    /// `GET /webhooks` (all pages; filters `event_id`, `state_id`, `type_id`).
+    /// Every webhook matching `query` (`GET /webhooks`, all pages), collected; see [`Client::stream_webhooks`]
+    /// for the lazy form and [`Client::list_webhooks`] for one page.
     ///
     /// # Errors
     /// See [`Error`].
-    pub async fn list_webhooks(&self, query: Query) -> Result<Vec<Webhook>, Error> {
-        self.list_all_vec("/webhooks", query).await
+    pub async fn all_webhooks(&self, query: Query) -> Result<Vec<Webhook>, Error> {
+        self.all("/webhooks", query).await
     }
 
     /// `GET /webhooks/{id}`.
@@ -136,3 +146,42 @@ mod tests {
         assert_eq!(w.attributes.event_id, Some(EventId::TaskUpdated));
     }
 }
+
+/// A webhook delivery log entry's attributes (`/webhook_logs`). Only `retry_attempt` (a documented filter) and
+/// `created_at` are typed; the rest is **unverified** (no sample body found) and kept in `extra`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WebhookLogAttributes {
+    /// Which retry this delivery was (0 for the first attempt, presumably).
+    pub retry_attempt: Option<u64>,
+    /// When logged.
+    pub created_at: Option<String>,
+    /// Every other attribute, as sent.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl ResourceType for WebhookLogAttributes {
+    const TYPE: &'static str = "webhook_logs";
+    type Id = WebhookLogId;
+}
+
+/// A webhook delivery log resource.
+pub type WebhookLog = Resource<WebhookLogAttributes>;
+
+impl Resource<WebhookLogAttributes> {
+    /// The `webhook` relationship id, when linkage was sent.
+    #[must_use]
+    pub fn webhook_id(&self) -> Option<WebhookId> {
+        crate::types::rel_id(self, "webhook")
+    }
+}
+
+super::collection!(
+    list_webhook_logs,
+    stream_webhook_logs,
+    "/webhook_logs",
+    WebhookLogAttributes,
+    "webhook delivery logs",
+    "Filters: `webhook_id`, `after`, `before`, `retry_attempt`, `retry_job_id` (api-notes productive.md §5 Management API)."
+);

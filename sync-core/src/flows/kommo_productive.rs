@@ -599,7 +599,7 @@ impl KommoProductive {
     async fn resolve_uncached(&self) -> Result<Result<Resolved, Vec<String>>, productive_api::Error> {
         let mut problems = Vec::new();
         let mut resolved = Resolved::default();
-        let types = self.productive.list_service_types(productive_api::Query::new()).await?;
+        let types = self.productive.all_service_types(productive_api::Query::new()).await?;
         for (i, rule) in self.config.services.iter().enumerate() {
             let want = rule.service_type.trim();
             match types.iter().find(|t| t.attributes.name.eq_ignore_ascii_case(want)) {
