@@ -5,7 +5,7 @@ use futures::Stream;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Client, Error,
+    Client, Collection, Error,
     client::clamp_count,
     uri::{EventTypeUri, OrganizationUri, UserUri},
 };
@@ -120,11 +120,23 @@ impl ListEventTypes {
 }
 
 impl Client {
-    /// Event types, as a lazy stream.
-    pub fn list_event_types(
+    /// One page of event types (`page_token`: `None` for the first page, then `pagination.next_page_token`).
+    ///
+    /// # Errors
+    /// [`Error`].
+    pub async fn list_event_types(
+        &self,
+        query: &ListEventTypes,
+        page_token: Option<&str>,
+    ) -> Result<Collection<EventType>, Error> {
+        self.page("/event_types", &query.to_query(), page_token).await
+    }
+
+    /// Every event type matching `query`, as a lazy stream over all pages.
+    pub fn stream_event_types(
         &self,
         query: &ListEventTypes,
     ) -> impl Stream<Item = Result<EventType, Error>> + Send + 'static {
-        self.stream("/event_types".to_owned(), query.to_query())
+        self.stream("/event_types", query.to_query())
     }
 }

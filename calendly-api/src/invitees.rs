@@ -10,7 +10,7 @@ use futures::Stream;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Client, Error,
+    Client, Collection, Error,
     client::clamp_count,
     scheduled_events::{Cancellation, ScheduledEvent},
     uri::{EventUri, InviteeUri, NoShowUri, UserUri},
@@ -317,8 +317,22 @@ struct NoShowBody<'a> {
 }
 
 impl Client {
-    /// Every invitee of `event` matching `query`, as a lazy stream.
-    pub fn list_invitees(
+    /// One page of the invitees of `event` (`page_token`: `None` for the first page, then
+    /// `pagination.next_page_token`).
+    ///
+    /// # Errors
+    /// [`Error`].
+    pub async fn list_invitees(
+        &self,
+        event: &EventUri,
+        query: &ListInvitees,
+        page_token: Option<&str>,
+    ) -> Result<Collection<Invitee>, Error> {
+        self.page(&format!("/scheduled_events/{}/invitees", event.uuid()), &query.to_query(), page_token).await
+    }
+
+    /// Every invitee of `event` matching `query`, as a lazy stream over all pages.
+    pub fn stream_invitees(
         &self,
         event: &EventUri,
         query: &ListInvitees,

@@ -17,15 +17,14 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), calendly_api::Error> {
-//! use api_core::Token;
 //! use calendly_api::{Client, scheduled_events::{EventStatus, ListScheduledEvents}};
 //! use futures::TryStreamExt as _;
 //!
-//! let client = Client::builder().token(Token::new("personal-access-token")).build()?;
+//! let client = Client::builder().token("personal-access-token").build()?;
 //! let me = client.me().await?;
 //! let org = me.current_organization.expect("users/me has an organization");
 //! let events: Vec<_> = client
-//!     .list_scheduled_events(&ListScheduledEvents::for_organization(org).status(EventStatus::Active))
+//!     .stream_scheduled_events(&ListScheduledEvents::for_organization(org).status(EventStatus::Active))
 //!     .try_collect()
 //!     .await?;
 //! for e in &events {

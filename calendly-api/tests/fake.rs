@@ -41,7 +41,7 @@ async fn me_and_event_types() {
     assert_eq!(me.uri, fake.user());
     assert_eq!(me.current_organization, Some(fake.organization()));
     let ets: Vec<_> = c
-        .list_event_types(&calendly_api::event_types::ListEventTypes::for_user(me.uri.clone()))
+        .stream_event_types(&calendly_api::event_types::ListEventTypes::for_user(me.uri.clone()))
         .try_collect()
         .await
         .unwrap();
@@ -61,26 +61,26 @@ async fn book_list_paginate_and_filter() {
     }
     let c = fake.client();
     let q = ListScheduledEvents::for_organization(fake.organization()).count(3);
-    let events: Vec<_> = c.list_scheduled_events(&q).try_collect().await.unwrap();
+    let events: Vec<_> = c.stream_scheduled_events(&q).try_collect().await.unwrap();
     assert_eq!(events.len(), 7);
     assert!(events.windows(2).all(|w| w[0].start_time <= w[1].start_time));
     assert_eq!(fake.server.log.count(&http::Method::GET, "/scheduled_events"), 3, "3 pages of 3, 3, 1");
     let by_email: Vec<_> = c
-        .list_scheduled_events(&ListScheduledEvents::for_user(fake.user()).invitee_email("p4@example.com"))
+        .stream_scheduled_events(&ListScheduledEvents::for_user(fake.user()).invitee_email("p4@example.com"))
         .try_collect()
         .await
         .unwrap();
     assert_eq!(by_email.len(), 1);
     assert_eq!(by_email[0].start_time, at(5));
     let windowed: Vec<_> = c
-        .list_scheduled_events(
+        .stream_scheduled_events(
             &ListScheduledEvents::for_organization(fake.organization()).min_start_time(at(3)).max_start_time(at(5)),
         )
         .try_collect()
         .await
         .unwrap();
     assert_eq!(windowed.len(), 2);
-    let invs: Vec<_> = c.list_invitees(&events[0].uri, &ListInvitees::default()).try_collect().await.unwrap();
+    let invs: Vec<_> = c.stream_invitees(&events[0].uri, &ListInvitees::default()).try_collect().await.unwrap();
     assert_eq!(invs.len(), 1);
     assert_eq!(invs[0].email.as_deref(), Some("p0@example.com"));
     let one = c.get_invitee(&invs[0].uri).await.unwrap();
@@ -154,7 +154,7 @@ async fn cancel_via_api_and_reschedule_pair() {
     assert_eq!(d.invitee().unwrap().cancellation.as_ref().unwrap().reason.as_deref(), Some("host is sick"));
     assert_eq!(d.invitee().unwrap().scheduled_event.as_ref().unwrap().status, EventStatus::Canceled);
     let canceled: Vec<_> = c
-        .list_scheduled_events(&ListScheduledEvents::for_user(fake.user()).status(EventStatus::Canceled))
+        .stream_scheduled_events(&ListScheduledEvents::for_user(fake.user()).status(EventStatus::Canceled))
         .try_collect()
         .await
         .unwrap();
@@ -432,7 +432,7 @@ async fn user_scope_only_gets_own_events() {
     assert_eq!(b.webhooks.len(), 1);
     assert_eq!(b.event.end_time - b.event.start_time, chrono::Duration::minutes(45));
     let members: Vec<_> = c
-        .list_memberships(&calendly_api::users::ListMemberships::for_organization(fake.organization()))
+        .stream_memberships(&calendly_api::users::ListMemberships::for_organization(fake.organization()))
         .try_collect()
         .await
         .unwrap();
