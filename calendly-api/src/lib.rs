@@ -38,13 +38,20 @@
 #[macro_use]
 mod macros;
 
+pub mod activity_log;
+pub mod availability;
 pub mod client;
+pub mod data_compliance;
 pub mod error;
 pub mod event_types;
+pub mod groups;
 pub mod invitees;
 pub mod oauth;
+pub mod organizations;
 pub mod ratelimit;
+pub mod routing_forms;
 pub mod scheduled_events;
+pub mod scheduling_links;
 pub mod uri;
 pub mod users;
 pub mod webhook;
@@ -67,7 +74,9 @@ pub use client::{Client, ClientBuilder, Collection, Pagination};
 pub use error::{ApiError, ApiErrorBody, Error, ErrorDetail};
 pub use ratelimit::RateLimitInfo;
 pub use uri::{
-    EventTypeUri, EventUri, GroupUri, InviteeUri, MembershipUri, NoShowUri, OrganizationUri, UserUri, WebhookUri,
+    ActivityLogEntryUri, AvailabilityScheduleUri, EventTypeUri, EventUri, GroupRelationshipUri, GroupUri,
+    InvitationUri, InviteeUri, MembershipUri, NoShowUri, OrganizationUri, RoutingFormSubmissionUri, RoutingFormUri,
+    UserUri, WebhookUri,
 };
 pub use webhook::{Verifier, WebhookDelivery, WebhookError, WebhookEvent, WebhookPayload};
 
