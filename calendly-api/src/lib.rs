@@ -7,8 +7,11 @@
 //!   wait `Reset` seconds after a 429).
 //! - Resources: [`users`] (`/users/me`, memberships), [`event_types`], [`scheduled_events`] (list, get, cancel),
 //!   [`invitees`] (list, get, no-shows), [`webhook_subscriptions`] (create with a 409 outcome, list, get, delete,
-//!   sample data, [`Client::ensure_webhook_subscription`]). Collections are lazy [`futures::Stream`]s over
-//!   `pagination.next_page_token`.
+//!   sample data, [`Client::ensure_webhook_subscription`]), and the rest of the API reference: [`scheduling_links`],
+//!   the Scheduling API ([`Client::create_invitee`]), [`availability`], [`routing_forms`], [`groups`],
+//!   [`activity_log`], [`data_compliance`], [`organizations`] (invitations, memberships). Every collection has a
+//!   `list_*` (one page, with its `pagination`) and a `stream_*` (a lazy [`futures::Stream`] of every item over
+//!   `pagination.next_page_token`).
 //! - [`webhook`]: v2 delivery parsing ([`webhook::parse`]), signature verification
 //!   ([`webhook::Verifier`]), dedup keys and reschedule pairing.
 //! - `fake` (feature `fake`): a stateful in-process Calendly for tests and demos.
