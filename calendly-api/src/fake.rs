@@ -5,9 +5,11 @@
 //!
 //! - bearer auth (401 `Unauthenticated` for an unknown token) and `POST /oauth/token` with **single-use rotating**
 //!   refresh tokens (`invalid_grant` on reuse); point both the client's base URL and auth base URL at the fake;
-//! - `GET /users/me`, `/users/{uuid}`, `/organization_memberships`, `/event_types`, `/event_types/{uuid}`;
+//! - `GET /users/me`, `/users/{uuid}`, `/organization_memberships`, `/event_types`, `/event_types/{uuid}`,
+//!   `/event_type_available_times` (the 7-day rule; the fake's hosts work 09:00–17:00 UTC Monday to Friday and a
+//!   booked slot is taken);
 //! - `POST /scheduling_links` (single-use links; `max_event_count` 1 and `owner_type` `EventType` only, as the spec
-//!   allows; [`FakeCalendly::scheduling_links`]) and `POST /invitees` (the Scheduling API: books like
+//!   allows; [`FakeCalendly::scheduling_links`]) and `POST /invitees` (the Scheduling API: books an available slot like
 //!   [`FakeCalendly::book`] with `scheduling_method: "api"` and emits `invitee.created`), the latter with its own
 //!   limits on top of the general one — 10/min, 50/h, 100/day per token by default, as sliding windows on arrival
 //!   ([`FakeConfig::invitee_create_limits`], api-notes/calendly.md §1 "Rate limits");
@@ -1361,6 +1363,7 @@ fn router(shared: Shared) -> Router {
         .route("/event_types", get(list_event_types))
         .route("/event_types/{uuid}", get(get_event_type))
         .route("/scheduling_links", post(create_scheduling_link))
+        .route("/event_type_available_times", get(available_times))
         .route("/invitees", post(create_invitee))
         .route("/scheduled_events", get(list_events))
         .route("/scheduled_events/{uuid}", get(get_event))
@@ -1973,6 +1976,9 @@ async fn create_invitee(State(s): State<Shared>, headers: HeaderMap, body: Bytes
     if start <= now {
         return invalid("start_time", "must be in the future");
     }
+    if !available_slots(&st, &et_uuid, start, start + chrono::Duration::minutes(1), now).contains(&start) {
+        return invalid("start_time", "is not an available time of the event type");
+    }
     let inv = &v["invitee"];
     let Some(email) = inv["email"].as_str().filter(|e| e.contains('@')) else {
         return invalid("invitee.email", "must be a valid email");
@@ -2010,4 +2016,82 @@ async fn create_invitee(State(s): State<Shared>, headers: HeaderMap, body: Bytes
     s.dispatch(&mut st, &webhooks);
     let rendered = st.render_invitee(st.invitees.last().expect("just booked"), false);
     resource(StatusCode::CREATED, rendered)
+}
+
+/// The fake's availability model (Calendly's depends on each host's schedules and calendars; the fake's hosts all
+/// work 09:00–17:00 UTC, Monday to Friday): slots of the event type's length from 09:00, starting in `from..to`,
+/// after `now`, not overlapping an active event of the event type's owner.
+fn available_slots(
+    st: &St,
+    et_uuid: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Vec<DateTime<Utc>> {
+    use chrono::{Datelike as _, TimeZone as _, Weekday};
+    let Some(et) = st.event_types.iter().find(|e| e.uuid == et_uuid) else { return Vec::new() };
+    let len = chrono::Duration::minutes(et.minutes.max(1));
+    let busy: Vec<(DateTime<Utc>, DateTime<Utc>)> =
+        st.events.iter().filter(|e| e.host == et.owner && !e.canceled).map(|e| (e.start, e.end)).collect();
+    let mut out = Vec::new();
+    let mut day = from.date_naive();
+    while day <= to.date_naive() {
+        if !matches!(day.weekday(), Weekday::Sat | Weekday::Sun) {
+            let open = Utc.from_utc_datetime(&day.and_hms_opt(9, 0, 0).expect("valid time"));
+            let close = Utc.from_utc_datetime(&day.and_hms_opt(17, 0, 0).expect("valid time"));
+            let mut t = open;
+            while t + len <= close {
+                let free = busy.iter().all(|(s, e)| t + len <= *s || t >= *e);
+                if t >= from && t < to && t > now && free {
+                    out.push(t);
+                }
+                t += len;
+            }
+        }
+        day = day.succ_opt().expect("a next day");
+    }
+    out
+}
+
+/// `GET /event_type_available_times` (calendly.yaml "List Event Type Available Times"): `event_type`,
+/// `start_time` and `end_time` required, "Date range can be no greater than 1 week (7 days)" (400 otherwise), no
+/// pagination; `{collection: [{status, invitees_remaining, start_time, scheduling_url}]}` from the fake's
+/// availability model ([`available_slots`]).
+async fn available_times(State(s): State<Shared>, Query(q): Q) -> Response {
+    let Some(et_uri) = q.get("event_type") else { return invalid("event_type", "is required") };
+    let (from, to) = match (parse_time(&q, "start_time"), parse_time(&q, "end_time")) {
+        (Ok(Some(f)), Ok(Some(t))) => (f, t),
+        (Err(r), _) | (_, Err(r)) => return *r,
+        (Ok(None), _) => return invalid("start_time", "is required"),
+        (_, Ok(None)) => return invalid("end_time", "is required"),
+    };
+    if to <= from {
+        return invalid("end_time", "must be after start_time");
+    }
+    if to - from > chrono::Duration::days(7) {
+        return invalid("end_time", "Date range can be no greater than 1 week (7 days)");
+    }
+    let now = s.now();
+    let st = s.lock();
+    let uuid = EventTypeUri::from(et_uri.as_str()).uuid().to_owned();
+    let Some(et) = st.event_types.iter().find(|e| e.uuid == uuid) else { return not_found() };
+    let owner = st.user(&et.owner).map_or_else(|| "host".to_owned(), |u| slug(&u.name));
+    let items: Vec<Value> = available_slots(&st, &uuid, from, to, now)
+        .into_iter()
+        .map(|t| {
+            json!({
+                "status": "available",
+                "invitees_remaining": 1,
+                "start_time": ts(t),
+                "scheduling_url": format!(
+                    "https://calendly.com/{owner}/{}/{}?month={}&date={}",
+                    slug(&et.name),
+                    t.format("%Y-%m-%dT%H:%M:%SZ"),
+                    t.format("%Y-%m"),
+                    t.format("%Y-%m-%d")
+                ),
+            })
+        })
+        .collect();
+    Json(json!({"collection": items})).into_response()
 }

@@ -611,11 +611,16 @@ async fn fake_invitee_creation_has_its_own_strict_limits() {
     assert_eq!(calendly_api::fake::paid_invitee_create_limits()[0], (10, Duration::from_secs(60)));
     fake.set_invitee_create_limits(vec![(2, Duration::from_millis(400)), (3, Duration::from_millis(1200))]);
     let raw = reqwest::Client::new();
-    let body = serde_json::json!({
-        "event_type": fake.event_type(), "start_time": "2026-12-01T15:00:00Z",
-        "invitee": {"email": "a@example.com", "name": "A", "timezone": "UTC"}
-    });
-    let post = || raw.post(format!("{}invitees", fake.base_url())).bearer_auth(DEFAULT_TOKEN).json(&body).send();
+    // a different free slot each time (the fake refuses a taken one)
+    let slot = std::sync::atomic::AtomicU32::new(0);
+    let post = || {
+        let n = slot.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let body = serde_json::json!({
+            "event_type": fake.event_type(), "start_time": format!("2026-12-01T{:02}:00:00Z", 9 + n),
+            "invitee": {"email": "a@example.com", "name": "A", "timezone": "UTC"}
+        });
+        raw.post(format!("{}invitees", fake.base_url())).bearer_auth(DEFAULT_TOKEN).json(&body).send()
+    };
     let start = tokio::time::Instant::now();
     let mut created = 0;
     let mut status = |r: &reqwest::Response| {
@@ -645,4 +650,47 @@ async fn fake_invitee_creation_has_its_own_strict_limits() {
         eprintln!("WARNING: the machine stalled for {:?}; the window checks were not made", start.elapsed());
     }
     assert_eq!(fake.scheduled_events().len(), created, "refused requests book nothing");
+}
+
+/// Issue 23: the agent-booking loop against the fake — available times (7-day rule enforced server-side too, as
+/// calendly.yaml states it), book one through `POST /invitees`, and the slot is gone; a taken slot is refused.
+#[tokio::test]
+async fn fake_available_times_then_book() {
+    use calendly_api::{
+        event_types::ListAvailableTimes,
+        invitees::{CreateInvitee, NewInvitee},
+    };
+    let (fake, _) = fake().await;
+    let c = fake.client();
+    // Tuesday 2026-12-01 .. Wednesday: 16 half-hour slots a day from 09:00 UTC
+    let q = ListAvailableTimes::new(fake.event_type(), at(0), at(0) + chrono::Duration::days(2));
+    let before = c.list_event_type_available_times(&q).await.unwrap();
+    assert_eq!(before.len(), 32);
+    assert_eq!(before[0].start_time, at(9));
+    let chosen = before[3].start_time;
+    c.create_invitee(&CreateInvitee::new(fake.event_type(), chosen, NewInvitee::new("b@example.com", "B", "UTC")))
+        .await
+        .unwrap();
+    let after = c.list_event_type_available_times(&q).await.unwrap();
+    assert_eq!(after.len(), 31);
+    assert!(after.iter().all(|t| t.start_time != chosen));
+    let again = c
+        .create_invitee(&CreateInvitee::new(fake.event_type(), chosen, NewInvitee::new("c@example.com", "C", "UTC")))
+        .await
+        .unwrap_err();
+    assert_eq!(again.status().map(|s| s.as_u16()), Some(400));
+    // the fake refuses a range over 7 days like Calendly (the client refuses it before sending)
+    let raw = reqwest::Client::new();
+    let r = raw
+        .get(format!("{}event_type_available_times", fake.base_url()))
+        .query(&[
+            ("event_type", fake.event_type().as_str()),
+            ("start_time", "2026-12-01T00:00:00Z"),
+            ("end_time", "2026-12-08T00:00:01Z"),
+        ])
+        .bearer_auth(DEFAULT_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
 }
