@@ -93,9 +93,10 @@ impl Default for ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// Authenticates with a personal access token (or any fixed bearer token).
-    pub fn token(mut self, token: Token) -> Self {
-        self.auth = Some(Auth::Static(token));
+    /// Authenticates with a personal access token (or any fixed bearer token): a [`Token`], a `String` or a
+    /// `&str`.
+    pub fn token(mut self, token: impl Into<Token>) -> Self {
+        self.auth = Some(Auth::Static(token.into()));
         self
     }
 
@@ -151,7 +152,7 @@ impl ClientBuilder {
     /// Client-side rate limiter (default: at most 500 requests per rolling minute, Calendly's paid-plan limit; the
     /// server's headers pause it earlier on the Free plan's 50). Share one limiter between clients of one user, or
     /// pass a budget shared with other processes ([`RateBudget`], e.g. sync-core's `StoreBudget`).
-    pub fn rate_limiter(mut self, limiter: impl RateBudget + 'static) -> Self {
+    pub fn rate_budget(mut self, limiter: impl RateBudget + 'static) -> Self {
         self.limiter = Some(Arc::new(limiter));
         self
     }
@@ -256,7 +257,7 @@ impl Client {
         &self.inner.auth_base_url
     }
 
-    /// The rate budget (shared by clones; see [`ClientBuilder::rate_limiter`] to share it with other processes).
+    /// The rate budget (shared by clones; see [`ClientBuilder::rate_budget`] to share it with other processes).
     #[must_use]
     pub fn budget(&self) -> &Arc<dyn RateBudget> {
         self.inner.http.budget()
@@ -322,7 +323,8 @@ impl Client {
         Ok(self.json::<Resource<T>>(request).await?.resource)
     }
 
-    /// Fetches one page of a collection at `path` with `query` and an optional `page_token`.
+    /// Fetches one page of a collection at `path` with `query` and an optional `page_token` (the raw form of every
+    /// typed `list_*`).
     ///
     /// # Errors
     /// [`Error`].
@@ -340,16 +342,19 @@ impl Client {
         self.json(req).await
     }
 
-    /// A lazy stream over every item of a collection, following `pagination.next_page_token`.
-    pub(crate) fn stream<T>(
+    /// A lazy stream over every item of a collection at `path` with `query`, following
+    /// `pagination.next_page_token` (the raw form of every typed `stream_*`). A repeated token ends the stream with
+    /// [`Error::RepeatedCursor`]; an error ends it after yielding the error.
+    pub fn stream<T>(
         &self,
-        path: String,
+        path: impl Into<String>,
         query: Vec<(String, String)>,
     ) -> impl Stream<Item = Result<T, Error>> + Send + 'static
     where
         T: DeserializeOwned + Send + 'static,
     {
         let client = self.clone();
+        let path = path.into();
         api_core::paginate(None, move |cursor: Option<String>| {
             let client = client.clone();
             let path = path.clone();

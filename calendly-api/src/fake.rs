@@ -5,7 +5,14 @@
 //!
 //! - bearer auth (401 `Unauthenticated` for an unknown token) and `POST /oauth/token` with **single-use rotating**
 //!   refresh tokens (`invalid_grant` on reuse); point both the client's base URL and auth base URL at the fake;
-//! - `GET /users/me`, `/users/{uuid}`, `/organization_memberships`, `/event_types`;
+//! - `GET /users/me`, `/users/{uuid}`, `/organization_memberships`, `/event_types`, `/event_types/{uuid}`,
+//!   `/event_type_available_times` (the 7-day rule; the fake's hosts work 09:00–17:00 UTC Monday to Friday and a
+//!   booked slot is taken);
+//! - `POST /scheduling_links` (single-use links; `max_event_count` 1 and `owner_type` `EventType` only, as the spec
+//!   allows; [`FakeCalendly::scheduling_links`]) and `POST /invitees` (the Scheduling API: books an available slot like
+//!   [`FakeCalendly::book`] with `scheduling_method: "api"` and emits `invitee.created`), the latter with its own
+//!   limits on top of the general one — 10/min, 50/h, 100/day per token by default, as sliding windows on arrival
+//!   ([`FakeConfig::invitee_create_limits`], api-notes/calendly.md §1 "Rate limits");
 //! - scheduled events and invitees created by the scenario API ([`FakeCalendly::book`], [`FakeCalendly::cancel`],
 //!   [`FakeCalendly::reschedule`], [`FakeCalendly::mark_no_show`], …) and readable through the API with Calendly's
 //!   filters and `page_token` pagination (`count` ≤ 100, else 400);
@@ -93,6 +100,17 @@ pub struct FakeConfig {
     /// created through the API ignore a `signing_key` in the body and sign with this key. `None` (default): a
     /// personal access token, whose subscriptions sign with the key sent on create.
     pub oauth_app_signing_key: Option<String>,
+    /// The endpoint-specific limits of `POST /invitees` (the Scheduling API), each `(max, window)` enforced per
+    /// token as a sliding window on arrival time with no slack. Default: Calendly's paid non-Enterprise tier, "10
+    /// requests per user per minute, 50 per hour, 100 per day" (api-notes/calendly.md §1 "Rate limits"; C-rn
+    /// 2026/4/15). Trial: `[(5, 1 day)]`; Enterprise: `[(500, 1 min)]`.
+    pub invitee_create_limits: Vec<(u32, Duration)>,
+}
+
+/// Calendly's `POST /invitees` limits for paid non-Enterprise plans: 10/minute, 50/hour, 100/day per user.
+#[must_use]
+pub fn paid_invitee_create_limits() -> Vec<(u32, Duration)> {
+    vec![(10, Duration::from_secs(60)), (50, Duration::from_secs(3600)), (100, Duration::from_secs(86_400))]
 }
 
 impl Default for FakeConfig {
@@ -105,6 +123,7 @@ impl Default for FakeConfig {
             disable_after_failures: None,
             clock: Arc::new(SystemClock),
             oauth_app_signing_key: None,
+            invitee_create_limits: paid_invitee_create_limits(),
         }
     }
 }
@@ -400,6 +419,11 @@ struct St {
     /// consecutive failed deliveries per subscription uuid
     failures: HashMap<String, u32>,
     oauth_app_signing_key: Option<String>,
+    invitee_create_limits: Vec<(u32, Duration)>,
+    /// admitted `POST /invitees` arrivals per token, oldest first
+    invitee_create_arrivals: HashMap<String, std::collections::VecDeque<Instant>>,
+    /// single-use scheduling links: (booking URL, event type uuid)
+    scheduling_links: Vec<(String, String)>,
 }
 
 impl St {
@@ -741,6 +765,9 @@ impl FakeCalendly {
             disable_after_failures: config.disable_after_failures,
             failures: HashMap::new(),
             oauth_app_signing_key: config.oauth_app_signing_key.clone(),
+            invitee_create_limits: config.invitee_create_limits.clone(),
+            invitee_create_arrivals: HashMap::new(),
+            scheduling_links: Vec::new(),
         };
         // built on first delivery (building a reqwest client loads TLS roots)
         let http: Arc<std::sync::OnceLock<reqwest::Client>> = Arc::default();
@@ -879,6 +906,28 @@ impl FakeCalendly {
         st.windows.clear();
     }
 
+    /// Sets the `POST /invitees` limits (see [`FakeConfig::invitee_create_limits`]) and forgets past arrivals.
+    pub fn set_invitee_create_limits(&self, limits: Vec<(u32, Duration)>) {
+        let mut st = self.shared.lock();
+        st.invitee_create_limits = limits;
+        st.invitee_create_arrivals.clear();
+    }
+
+    /// The single-use scheduling links created through `POST /scheduling_links`, oldest first.
+    #[must_use]
+    pub fn scheduling_links(&self) -> Vec<crate::scheduling_links::SchedulingLink> {
+        let st = self.shared.lock();
+        st.scheduling_links
+            .iter()
+            .map(|(url, et)| crate::scheduling_links::SchedulingLink {
+                booking_url: url.clone(),
+                owner: Some(EventTypeUri::from(st.uri("event_types", et))),
+                owner_type: Some("EventType".into()),
+                extra: serde_json::Map::new(),
+            })
+            .collect()
+    }
+
     /// Books a meeting: a new scheduled event with one active invitee; emits `invitee.created`.
     ///
     /// # Panics
@@ -886,46 +935,7 @@ impl FakeCalendly {
     pub fn book(&self, booking: Booking) -> Booked {
         let now = self.shared.now();
         let mut st = self.shared.lock();
-        let et = match &booking.event_type {
-            Some(u) => st.event_types.iter().find(|e| e.uuid == u.uuid()).cloned().expect("unknown event type"),
-            None => st.event_types[0].clone(),
-        };
-        let host = booking.host.as_ref().map_or_else(|| et.owner.clone(), |h| h.uuid().to_owned());
-        assert!(st.user(&host).is_some(), "unknown host {host}");
-        let ev = EventRec {
-            uuid: new_uuid(),
-            name: et.name.clone(),
-            canceled: false,
-            start: booking.start_time,
-            end: booking.start_time + chrono::Duration::minutes(et.minutes),
-            event_type: et.uuid.clone(),
-            host,
-            created_at: now,
-            updated_at: now,
-            cancellation: None,
-        };
-        let inv = InviteeRec {
-            uuid: new_uuid(),
-            event: ev.uuid.clone(),
-            email: booking.email,
-            name: booking.name,
-            canceled: false,
-            timezone: booking.timezone,
-            created_at: now,
-            updated_at: now,
-            questions: booking.questions,
-            utm_source: booking.utm_source,
-            scheduling_method: booking.scheduling_method,
-            rescheduled: false,
-            old_invitee: None,
-            new_invitee: None,
-            cancellation: None,
-            no_show: None,
-        };
-        let inv_uuid = inv.uuid.clone();
-        st.events.push(ev.clone());
-        st.invitees.push(inv);
-        let webhooks = st.emit(&WebhookEvent::InviteeCreated, &inv_uuid, now);
+        let (ev, webhooks) = book_locked(&mut st, booking, now);
         self.shared.dispatch(&mut st, &webhooks);
         let event = typed(st.render_event(&ev));
         let invitee = typed(st.render_invitee(st.invitees.last().expect("just pushed"), false));
@@ -1204,6 +1214,55 @@ fn issue(st: &mut St, now: i64) -> TokenSet {
     TokenSet::from_expires_in(Token::new(access), Some(Token::new(refresh)), Some(7200), now)
 }
 
+/// Books a meeting in the state: a new event with one active invitee (the last one in `st.invitees`); returns the
+/// event and the `invitee.created` deliveries.
+///
+/// # Panics
+/// When `booking.event_type` or `booking.host` is not known to the fake.
+fn book_locked(st: &mut St, booking: Booking, now: DateTime<Utc>) -> (EventRec, Vec<OutgoingWebhook>) {
+    let et = match &booking.event_type {
+        Some(u) => st.event_types.iter().find(|e| e.uuid == u.uuid()).cloned().expect("unknown event type"),
+        None => st.event_types[0].clone(),
+    };
+    let host = booking.host.as_ref().map_or_else(|| et.owner.clone(), |h| h.uuid().to_owned());
+    assert!(st.user(&host).is_some(), "unknown host {host}");
+    let ev = EventRec {
+        uuid: new_uuid(),
+        name: et.name.clone(),
+        canceled: false,
+        start: booking.start_time,
+        end: booking.start_time + chrono::Duration::minutes(et.minutes),
+        event_type: et.uuid.clone(),
+        host,
+        created_at: now,
+        updated_at: now,
+        cancellation: None,
+    };
+    let inv = InviteeRec {
+        uuid: new_uuid(),
+        event: ev.uuid.clone(),
+        email: booking.email,
+        name: booking.name,
+        canceled: false,
+        timezone: booking.timezone,
+        created_at: now,
+        updated_at: now,
+        questions: booking.questions,
+        utm_source: booking.utm_source,
+        scheduling_method: booking.scheduling_method,
+        rescheduled: false,
+        old_invitee: None,
+        new_invitee: None,
+        cancellation: None,
+        no_show: None,
+    };
+    let inv_uuid = inv.uuid.clone();
+    st.events.push(ev.clone());
+    st.invitees.push(inv);
+    let webhooks = st.emit(&WebhookEvent::InviteeCreated, &inv_uuid, now);
+    (ev, webhooks)
+}
+
 fn find_invitee(st: &St, uri: &InviteeUri) -> Result<usize, FakeError> {
     st.invitees.iter().position(|i| i.uuid == uri.uuid()).ok_or_else(|| FakeError::NotFound(uri.to_string()))
 }
@@ -1302,6 +1361,10 @@ fn router(shared: Shared) -> Router {
         .route("/users/{uuid}", get(get_user))
         .route("/organization_memberships", get(list_memberships))
         .route("/event_types", get(list_event_types))
+        .route("/event_types/{uuid}", get(get_event_type))
+        .route("/scheduling_links", post(create_scheduling_link))
+        .route("/event_type_available_times", get(available_times))
+        .route("/invitees", post(create_invitee))
         .route("/scheduled_events", get(list_events))
         .route("/scheduled_events/{uuid}", get(get_event))
         .route("/scheduled_events/{uuid}/invitees", get(list_invitees))
@@ -1357,7 +1420,12 @@ async fn auth_and_rate_limit(State(s): State<Shared>, req: Request, next: Next) 
             "You have exceeded the rate limit. Please try again later.",
         )
     };
-    resp.headers_mut().extend(headers);
+    // a handler's own limit headers (the `POST /invitees` limits) win over the general ones
+    for (k, v) in &headers {
+        if !resp.headers().contains_key(k) {
+            resp.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
     resp
 }
 
@@ -1814,4 +1882,216 @@ async fn sample_data(State(s): State<Shared>, Query(q): Q) -> Response {
 fn assert_send_sync() {
     fn f<T: Send + Sync>() {}
     f::<FakeCalendly>();
+}
+
+// ----------------------------------------------------------------------------------------------------------------
+// issue 23: event type get, scheduling links, the Scheduling API
+
+async fn get_event_type(State(s): State<Shared>, Path(uuid): Path<String>) -> Response {
+    let st = s.lock();
+    match st.event_types.iter().find(|e| e.uuid == uuid) {
+        Some(et) => resource(StatusCode::OK, st.render_event_type(et)),
+        None => not_found(),
+    }
+}
+
+/// `POST /scheduling_links` as calendly.yaml describes it: `max_event_count` (only 1), `owner` (an event type URI)
+/// and `owner_type` (only `EventType`) all required; 201 `{resource: {booking_url, owner, owner_type}}`.
+async fn create_scheduling_link(State(s): State<Shared>, body: Bytes) -> Response {
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else { return invalid("body", "must be JSON") };
+    if v["max_event_count"].as_f64() != Some(1.0) {
+        return invalid("max_event_count", "must be 1");
+    }
+    if v["owner_type"].as_str() != Some("EventType") {
+        return invalid("owner_type", "must be EventType");
+    }
+    let Some(owner) = v["owner"].as_str() else { return invalid("owner", "is required") };
+    let mut st = s.lock();
+    let uuid = EventTypeUri::from(owner).uuid().to_owned();
+    let Some(et) = st.event_types.iter().find(|e| e.uuid == uuid).cloned() else { return not_found() };
+    let code: String = new_uuid().chars().filter(char::is_ascii_alphanumeric).take(8).collect();
+    let url = format!("https://calendly.com/d/{}-{}/{}", &code[..4], &code[4..], slug(&et.name));
+    st.scheduling_links.push((url.clone(), et.uuid.clone()));
+    let owner = st.uri("event_types", &et.uuid);
+    resource(StatusCode::CREATED, json!({"booking_url": url, "owner": owner, "owner_type": "EventType"}))
+}
+
+/// Checks and records one `POST /invitees` arrival against the endpoint's own limits (sliding windows on arrival,
+/// no slack); on refusal returns the 429 with the tightest window's `X-RateLimit-*`.
+fn admit_invitee_create(st: &mut St, token: &str, now: Instant) -> Result<(), Box<Response>> {
+    let limits = st.invitee_create_limits.clone();
+    let longest = limits.iter().map(|(_, w)| *w).max().unwrap_or(Duration::ZERO);
+    let arrivals = st.invitee_create_arrivals.entry(token.to_owned()).or_default();
+    while arrivals.front().is_some_and(|t| now.duration_since(*t) >= longest) {
+        arrivals.pop_front();
+    }
+    for (max, window) in &limits {
+        let inside: Vec<Instant> = arrivals.iter().copied().filter(|t| now.duration_since(*t) < *window).collect();
+        if inside.len() >= *max as usize {
+            let reset = inside.first().map_or(Duration::ZERO, |t| (*t + *window).saturating_duration_since(now));
+            let reset_s = reset.as_secs() + u64::from(reset.subsec_nanos() > 0);
+            let mut resp = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too Many Requests",
+                "You have exceeded the rate limit. Please try again later.",
+            );
+            let h = resp.headers_mut();
+            h.insert("x-ratelimit-limit", HeaderValue::from(*max));
+            h.insert("x-ratelimit-remaining", HeaderValue::from(0_u32));
+            h.insert("x-ratelimit-reset", HeaderValue::from(reset_s));
+            return Err(Box::new(resp));
+        }
+    }
+    arrivals.push_back(now);
+    Ok(())
+}
+
+/// `POST /invitees` (the Scheduling API): validates what Calendly requires (`event_type` known, `start_time` in the
+/// future, `invitee.email`, `invitee.timezone`, `invitee.name` or `invitee.first_name`), enforces the endpoint's own
+/// limits, books the meeting (`scheduling_method: "api"`), emits `invitee.created`, answers 201
+/// `{resource: Invitee}`. The validation messages are the fake's own wording (Calendly's are not documented).
+async fn create_invitee(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let token = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_owned();
+    let now = s.now();
+    let mut st = s.lock();
+    // a request counts against the limit on arrival, whatever its fate (only refused 429s do not)
+    if let Err(resp) = admit_invitee_create(&mut st, &token, Instant::now()) {
+        return *resp;
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else { return invalid("body", "must be JSON") };
+    let Some(et_uri) = v["event_type"].as_str() else { return invalid("event_type", "is required") };
+    let et_uuid = EventTypeUri::from(et_uri).uuid().to_owned();
+    if !st.event_types.iter().any(|e| e.uuid == et_uuid) {
+        return invalid("event_type", "is not a bookable event type");
+    }
+    let Some(start) = v["start_time"].as_str() else { return invalid("start_time", "is required") };
+    let Ok(start) = DateTime::parse_from_rfc3339(start).map(|t| t.with_timezone(&Utc)) else {
+        return invalid("start_time", "must be an ISO-8601 UTC time");
+    };
+    if start <= now {
+        return invalid("start_time", "must be in the future");
+    }
+    if !available_slots(&st, &et_uuid, start, start + chrono::Duration::minutes(1), now).contains(&start) {
+        return invalid("start_time", "is not an available time of the event type");
+    }
+    let inv = &v["invitee"];
+    let Some(email) = inv["email"].as_str().filter(|e| e.contains('@')) else {
+        return invalid("invitee.email", "must be a valid email");
+    };
+    let Some(timezone) = inv["timezone"].as_str().filter(|t| !t.is_empty()) else {
+        return invalid("invitee.timezone", "is required");
+    };
+    let name = match (inv["name"].as_str(), inv["first_name"].as_str()) {
+        (Some(n), _) if !n.trim().is_empty() => n.to_owned(),
+        (_, Some(f)) if !f.trim().is_empty() => {
+            [Some(f), inv["last_name"].as_str()].into_iter().flatten().collect::<Vec<_>>().join(" ")
+        }
+        _ => return invalid("invitee.name", "name or first_name is required"),
+    };
+    let questions = v["questions_and_answers"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|q| Some((q["question"].as_str()?.to_owned(), q["answer"].as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let booking = Booking {
+        email: email.to_owned(),
+        name,
+        start_time: start,
+        event_type: Some(EventTypeUri::from(st.uri("event_types", &et_uuid))),
+        host: None,
+        timezone: timezone.to_owned(),
+        questions,
+        utm_source: v["tracking"]["utm_source"].as_str().map(str::to_owned),
+        scheduling_method: Some("api".into()),
+    };
+    let (_ev, webhooks) = book_locked(&mut st, booking, now);
+    s.dispatch(&mut st, &webhooks);
+    let rendered = st.render_invitee(st.invitees.last().expect("just booked"), false);
+    resource(StatusCode::CREATED, rendered)
+}
+
+/// The fake's availability model (Calendly's depends on each host's schedules and calendars; the fake's hosts all
+/// work 09:00–17:00 UTC, Monday to Friday): slots of the event type's length from 09:00, starting in `from..to`,
+/// after `now`, not overlapping an active event of the event type's owner.
+fn available_slots(
+    st: &St,
+    et_uuid: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Vec<DateTime<Utc>> {
+    use chrono::{Datelike as _, TimeZone as _, Weekday};
+    let Some(et) = st.event_types.iter().find(|e| e.uuid == et_uuid) else { return Vec::new() };
+    let len = chrono::Duration::minutes(et.minutes.max(1));
+    let busy: Vec<(DateTime<Utc>, DateTime<Utc>)> =
+        st.events.iter().filter(|e| e.host == et.owner && !e.canceled).map(|e| (e.start, e.end)).collect();
+    let mut out = Vec::new();
+    let mut day = from.date_naive();
+    while day <= to.date_naive() {
+        if !matches!(day.weekday(), Weekday::Sat | Weekday::Sun) {
+            let open = Utc.from_utc_datetime(&day.and_hms_opt(9, 0, 0).expect("valid time"));
+            let close = Utc.from_utc_datetime(&day.and_hms_opt(17, 0, 0).expect("valid time"));
+            let mut t = open;
+            while t + len <= close {
+                let free = busy.iter().all(|(s, e)| t + len <= *s || t >= *e);
+                if t >= from && t < to && t > now && free {
+                    out.push(t);
+                }
+                t += len;
+            }
+        }
+        day = day.succ_opt().expect("a next day");
+    }
+    out
+}
+
+/// `GET /event_type_available_times` (calendly.yaml "List Event Type Available Times"): `event_type`,
+/// `start_time` and `end_time` required, "Date range can be no greater than 1 week (7 days)" (400 otherwise), no
+/// pagination; `{collection: [{status, invitees_remaining, start_time, scheduling_url}]}` from the fake's
+/// availability model ([`available_slots`]).
+async fn available_times(State(s): State<Shared>, Query(q): Q) -> Response {
+    let Some(et_uri) = q.get("event_type") else { return invalid("event_type", "is required") };
+    let (from, to) = match (parse_time(&q, "start_time"), parse_time(&q, "end_time")) {
+        (Ok(Some(f)), Ok(Some(t))) => (f, t),
+        (Err(r), _) | (_, Err(r)) => return *r,
+        (Ok(None), _) => return invalid("start_time", "is required"),
+        (_, Ok(None)) => return invalid("end_time", "is required"),
+    };
+    if to <= from {
+        return invalid("end_time", "must be after start_time");
+    }
+    if to - from > chrono::Duration::days(7) {
+        return invalid("end_time", "Date range can be no greater than 1 week (7 days)");
+    }
+    let now = s.now();
+    let st = s.lock();
+    let uuid = EventTypeUri::from(et_uri.as_str()).uuid().to_owned();
+    let Some(et) = st.event_types.iter().find(|e| e.uuid == uuid) else { return not_found() };
+    let owner = st.user(&et.owner).map_or_else(|| "host".to_owned(), |u| slug(&u.name));
+    let items: Vec<Value> = available_slots(&st, &uuid, from, to, now)
+        .into_iter()
+        .map(|t| {
+            json!({
+                "status": "available",
+                "invitees_remaining": 1,
+                "start_time": ts(t),
+                "scheduling_url": format!(
+                    "https://calendly.com/{owner}/{}/{}?month={}&date={}",
+                    slug(&et.name),
+                    t.format("%Y-%m-%dT%H:%M:%SZ"),
+                    t.format("%Y-%m"),
+                    t.format("%Y-%m-%d")
+                ),
+            })
+        })
+        .collect();
+    Json(json!({"collection": items})).into_response()
 }

@@ -7,8 +7,11 @@
 //!   wait `Reset` seconds after a 429).
 //! - Resources: [`users`] (`/users/me`, memberships), [`event_types`], [`scheduled_events`] (list, get, cancel),
 //!   [`invitees`] (list, get, no-shows), [`webhook_subscriptions`] (create with a 409 outcome, list, get, delete,
-//!   sample data, [`Client::ensure_webhook_subscription`]). Collections are lazy [`futures::Stream`]s over
-//!   `pagination.next_page_token`.
+//!   sample data, [`Client::ensure_webhook_subscription`]), and the rest of the API reference: [`scheduling_links`],
+//!   the Scheduling API ([`Client::create_invitee`]), [`availability`], [`routing_forms`], [`groups`],
+//!   [`activity_log`], [`data_compliance`], [`organizations`] (invitations, memberships). Every collection has a
+//!   `list_*` (one page, with its `pagination`) and a `stream_*` (a lazy [`futures::Stream`] of every item over
+//!   `pagination.next_page_token`).
 //! - [`webhook`]: v2 delivery parsing ([`webhook::parse`]), signature verification
 //!   ([`webhook::Verifier`]), dedup keys and reschedule pairing.
 //! - `fake` (feature `fake`): a stateful in-process Calendly for tests and demos.
@@ -17,15 +20,14 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), calendly_api::Error> {
-//! use api_core::Token;
 //! use calendly_api::{Client, scheduled_events::{EventStatus, ListScheduledEvents}};
 //! use futures::TryStreamExt as _;
 //!
-//! let client = Client::builder().token(Token::new("personal-access-token")).build()?;
+//! let client = Client::builder().token("personal-access-token").build()?;
 //! let me = client.me().await?;
 //! let org = me.current_organization.expect("users/me has an organization");
 //! let events: Vec<_> = client
-//!     .list_scheduled_events(&ListScheduledEvents::for_organization(org).status(EventStatus::Active))
+//!     .stream_scheduled_events(&ListScheduledEvents::for_organization(org).status(EventStatus::Active))
 //!     .try_collect()
 //!     .await?;
 //! for e in &events {
@@ -39,13 +41,20 @@
 #[macro_use]
 mod macros;
 
+pub mod activity_log;
+pub mod availability;
 pub mod client;
+pub mod data_compliance;
 pub mod error;
 pub mod event_types;
+pub mod groups;
 pub mod invitees;
 pub mod oauth;
+pub mod organizations;
 pub mod ratelimit;
+pub mod routing_forms;
 pub mod scheduled_events;
+pub mod scheduling_links;
 pub mod uri;
 pub mod users;
 pub mod webhook;
@@ -68,7 +77,9 @@ pub use client::{Client, ClientBuilder, Collection, Pagination};
 pub use error::{ApiError, ApiErrorBody, Error, ErrorDetail};
 pub use ratelimit::RateLimitInfo;
 pub use uri::{
-    EventTypeUri, EventUri, GroupUri, InviteeUri, MembershipUri, NoShowUri, OrganizationUri, UserUri, WebhookUri,
+    ActivityLogEntryUri, AvailabilityScheduleUri, EventTypeUri, EventUri, GroupRelationshipUri, GroupUri,
+    InvitationUri, InviteeUri, MembershipUri, NoShowUri, OrganizationUri, RoutingFormSubmissionUri, RoutingFormUri,
+    UserUri, WebhookUri,
 };
 pub use webhook::{Verifier, WebhookDelivery, WebhookError, WebhookEvent, WebhookPayload};
 

@@ -136,6 +136,108 @@ impl CalendlyRefresher {
     }
 }
 
+/// The token introspection answer (`POST /oauth/introspect`): `active` and, for an active token, what it is.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct Introspection {
+    /// Whether the token is currently active (neither expired nor revoked).
+    pub active: bool,
+    /// The token's scope.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// The client it was issued to.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// The token type.
+    #[serde(default)]
+    pub token_type: Option<String>,
+    /// Expiry (unix seconds).
+    #[serde(default)]
+    pub exp: Option<i64>,
+    /// Issued at (unix seconds).
+    #[serde(default)]
+    pub iat: Option<i64>,
+    /// The user URI the token acts for.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// The organization URI.
+    #[serde(default)]
+    pub organization: Option<String>,
+    /// Other fields, kept.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The URL to send a user's browser to for consent: `{auth base}/oauth/authorize?client_id=…&response_type=code&
+/// redirect_uri=…[&state=…][&code_challenge_method=S256&code_challenge=…]` (api-notes/calendly.md §1 "Auth"; the
+/// code it returns is valid 10 minutes). `state` protects the redirect against CSRF; `code_challenge` is the
+/// PKCE S256 challenge for public clients.
+///
+/// # Errors
+/// [`Error::InvalidRequest`] for a bad base URL.
+pub fn authorize_url(
+    auth_base_url: &str,
+    client_id: &str,
+    redirect_uri: &str,
+    state: Option<&str>,
+    code_challenge: Option<&str>,
+) -> Result<Url, Error> {
+    let mut url = Url::parse(auth_base_url)
+        .and_then(|u| u.join("/oauth/authorize"))
+        .map_err(|e| Error::InvalidRequest(format!("bad auth base URL {auth_base_url:?}: {e}")))?;
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("client_id", client_id)
+            .append_pair("response_type", "code")
+            .append_pair("redirect_uri", redirect_uri);
+        if let Some(s) = state {
+            q.append_pair("state", s);
+        }
+        if let Some(c) = code_challenge {
+            q.append_pair("code_challenge_method", "S256").append_pair("code_challenge", c);
+        }
+    }
+    Ok(url)
+}
+
+impl CalendlyRefresher {
+    /// Sends a form with the client credentials in the body (`client_id`, `client_secret`, then `extra`), as the
+    /// revoke and introspect endpoints take them.
+    async fn credentials_form_call(
+        &self,
+        path: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<api_core::RawResponse, AuthError> {
+        let mut form = vec![("client_id", self.client_id.as_str()), ("client_secret", self.client_secret.expose())];
+        form.extend_from_slice(extra);
+        let req = Request::post(path).body(api_core::Body::Form(serde_urlencoded_pairs(&form)));
+        let resp = self.http.execute(req).await.map_err(|e| AuthError::Refresh(e.to_string()))?;
+        if !resp.is_success() {
+            let err: OAuthErrorBody = serde_json::from_slice(&resp.body).unwrap_or_default();
+            return Err(AuthError::Refresh(format!("HTTP {}: {} {}", resp.status, err.error, err.error_description)));
+        }
+        Ok(resp)
+    }
+
+    /// Revokes an access or refresh token (`POST {auth base}/oauth/revoke`, form `client_id`, `client_secret`,
+    /// `token`; C-docs post-oauth-revoke, errors `{error, error_description}`), e.g. when a user disconnects.
+    ///
+    /// # Errors
+    /// [`AuthError::Refresh`] with the vendor's error.
+    pub async fn revoke(&self, token: &Token) -> Result<(), AuthError> {
+        self.credentials_form_call("/oauth/revoke", &[("token", token.expose())]).await.map(|_| ())
+    }
+
+    /// Introspects an access or refresh token (`POST {auth base}/oauth/introspect`, form `client_id`,
+    /// `client_secret`, `token`; developer.calendly.com /api-docs/calendly-o-auth/o-auth/post-oauth-introspect).
+    ///
+    /// # Errors
+    /// [`AuthError::Refresh`] with the vendor's error or an undecodable answer.
+    pub async fn introspect(&self, token: &Token) -> Result<Introspection, AuthError> {
+        let resp = self.credentials_form_call("/oauth/introspect", &[("token", token.expose())]).await?;
+        resp.json().map_err(|e| AuthError::Refresh(e.to_string()))
+    }
+}
+
 fn serde_urlencoded_pairs(pairs: &[(&str, &str)]) -> String {
     let mut s = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in pairs {

@@ -7,7 +7,7 @@ use futures::Stream;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Client, Error,
+    Client, Collection, Error,
     client::clamp_count,
     uri::{EventTypeUri, EventUri, GroupUri, OrganizationUri, UserUri},
 };
@@ -59,6 +59,15 @@ api_core::open_enum!(
         Invitee = "invitee",
     }
 );
+
+impl LocationType {
+    /// Whether this is a Zoom meeting, under either name: `zoom` (what deliveries and API responses carry) or
+    /// `zoom_conference` (the 2023 spec's enum) (api-notes/calendly.md §3, "Spec vs reality").
+    #[must_use]
+    pub fn is_zoom(&self) -> bool {
+        matches!(self, Self::Zoom | Self::ZoomConference)
+    }
+}
 
 /// `location`: polymorphic by `type`; modelled as an open struct.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -196,6 +205,14 @@ pub struct ScheduledEvent {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
+impl Location {
+    /// Whether the meeting is on Zoom (`type` `zoom` or `zoom_conference`, see [`LocationType::is_zoom`]).
+    #[must_use]
+    pub fn is_zoom(&self) -> bool {
+        self.kind.is_zoom()
+    }
+}
+
 fn default_active() -> EventStatus {
     EventStatus::Active
 }
@@ -330,12 +347,25 @@ struct CancelBody<'a> {
 }
 
 impl Client {
+    /// One page of scheduled events (`page_token`: `None` for the first page, then
+    /// `pagination.next_page_token`).
+    ///
+    /// # Errors
+    /// [`Error`].
+    pub async fn list_scheduled_events(
+        &self,
+        query: &ListScheduledEvents,
+        page_token: Option<&str>,
+    ) -> Result<Collection<ScheduledEvent>, Error> {
+        self.page("/scheduled_events", &query.to_query(), page_token).await
+    }
+
     /// Every scheduled event matching `query`, as a lazy stream (one request per 100 events).
-    pub fn list_scheduled_events(
+    pub fn stream_scheduled_events(
         &self,
         query: &ListScheduledEvents,
     ) -> impl Stream<Item = Result<ScheduledEvent, Error>> + Send + 'static {
-        self.stream("/scheduled_events".to_owned(), query.to_query())
+        self.stream("/scheduled_events", query.to_query())
     }
 
     /// One scheduled event.
@@ -391,6 +421,11 @@ mod tests {
         assert_eq!(l.extra["beam"], 1);
         let back = serde_json::to_value(&l).unwrap();
         assert_eq!(back["type"], "hologram");
+        assert!(!l.is_zoom());
+        for (kind, zoom) in [("zoom", true), ("zoom_conference", true), ("google_conference", false)] {
+            let l: Location = serde_json::from_value(serde_json::json!({"type": kind})).unwrap();
+            assert_eq!(l.is_zoom(), zoom, "{kind}");
+        }
         let s: EventStatus = serde_json::from_str("\"archived\"").unwrap();
         assert_eq!(s.as_str(), "archived");
         assert_eq!(serde_json::to_string(&s).unwrap(), "\"archived\"");

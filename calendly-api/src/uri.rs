@@ -42,6 +42,48 @@ resource_uri!(
     RoutingFormSubmissionUri, "routing_form_submissions"
 );
 
+resource_uri!(
+    /// A group relationship (a membership or an admin role in a group):
+    /// `https://api.calendly.com/group_relationships/{uuid}`.
+    GroupRelationshipUri, "group_relationships"
+);
+resource_uri!(
+    /// A user availability schedule: `https://api.calendly.com/user_availability_schedules/{uuid}` (the documented
+    /// example spells the collection `user_availability_schedule`; only the last segment is used).
+    AvailabilityScheduleUri, "user_availability_schedules"
+);
+resource_uri!(
+    /// An activity log entry: `https://api.calendly.com/activity_log_entries/{uuid}`.
+    ActivityLogEntryUri, "activity_log_entries"
+);
+
+api_core::string_id!(
+    /// An organization invitation: `https://api.calendly.com/organizations/{org_uuid}/invitations/{uuid}`.
+    InvitationUri
+);
+
+impl InvitationUri {
+    /// The invitation UUID (last path segment).
+    #[must_use]
+    pub fn uuid(&self) -> &str {
+        last_segment(&self.0)
+    }
+
+    /// The UUID of the organization (the segment after `organizations/`), if present.
+    #[must_use]
+    pub fn organization_uuid(&self) -> Option<&str> {
+        let mut it = self.0.split('/');
+        it.by_ref().find(|s| *s == "organizations")?;
+        it.next().filter(|s| !s.is_empty())
+    }
+
+    /// The URI of invitation `uuid` of `organization`.
+    #[must_use]
+    pub fn of_organization(organization: &OrganizationUri, uuid: &str) -> Self {
+        Self(format!("{}/invitations/{uuid}", organization.as_str().trim_end_matches('/')))
+    }
+}
+
 api_core::string_id!(
     /// An invitee: `https://api.calendly.com/scheduled_events/{event_uuid}/invitees/{uuid}`.
     InviteeUri
@@ -102,6 +144,12 @@ mod tests {
         let base: url::Url = "https://api.calendly.com/".parse().unwrap();
         assert_eq!(WebhookUri::from_uuid(&base, "W1").as_str(), "https://api.calendly.com/webhook_subscriptions/W1");
         assert_eq!(last_segment("https://a/b/c?x=1"), "c");
+        let inv = InvitationUri::from("https://api.calendly.com/organizations/ORG/invitations/INV");
+        assert_eq!((inv.organization_uuid(), inv.uuid()), (Some("ORG"), "INV"));
+        assert_eq!(
+            InvitationUri::of_organization(&"https://x/organizations/O".into(), "I").as_str(),
+            "https://x/organizations/O/invitations/I"
+        );
     }
 
     #[test]

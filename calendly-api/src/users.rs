@@ -6,7 +6,7 @@ use futures::Stream;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Client, Error,
+    Client, Collection, Error,
     client::clamp_count,
     uri::{MembershipUri, OrganizationUri, UserUri},
 };
@@ -148,11 +148,24 @@ impl Client {
         self.resource(Request::get(format!("/users/{}", user.uuid()))).await
     }
 
-    /// Organization memberships, as a lazy stream.
-    pub fn list_memberships(
+    /// One page of organization memberships (`page_token`: `None` for the first page, then
+    /// `pagination.next_page_token`).
+    ///
+    /// # Errors
+    /// [`Error`].
+    pub async fn list_memberships(
+        &self,
+        query: &ListMemberships,
+        page_token: Option<&str>,
+    ) -> Result<Collection<OrganizationMembership>, Error> {
+        self.page("/organization_memberships", &query.to_query(), page_token).await
+    }
+
+    /// Every organization membership, as a lazy stream over all pages.
+    pub fn stream_memberships(
         &self,
         query: &ListMemberships,
     ) -> impl Stream<Item = Result<OrganizationMembership, Error>> + Send + 'static {
-        self.stream("/organization_memberships".to_owned(), query.to_query())
+        self.stream("/organization_memberships", query.to_query())
     }
 }

@@ -8,7 +8,7 @@ use futures::{Stream, StreamExt as _};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Client, Error,
+    Client, Collection, Error,
     client::clamp_count,
     error::ApiErrorBody,
     uri::{GroupUri, OrganizationUri, UserUri, WebhookUri},
@@ -301,12 +301,25 @@ impl Client {
         }
     }
 
-    /// Subscriptions, as a lazy stream.
-    pub fn list_webhook_subscriptions(
+    /// One page of webhook subscriptions (`page_token`: `None` for the first page, then
+    /// `pagination.next_page_token`).
+    ///
+    /// # Errors
+    /// [`Error`].
+    pub async fn list_webhook_subscriptions(
+        &self,
+        query: &ListWebhookSubscriptions,
+        page_token: Option<&str>,
+    ) -> Result<Collection<WebhookSubscription>, Error> {
+        self.page("/webhook_subscriptions", &query.to_query(), page_token).await
+    }
+
+    /// Every webhook subscription matching `query`, as a lazy stream over all pages.
+    pub fn stream_webhook_subscriptions(
         &self,
         query: &ListWebhookSubscriptions,
     ) -> impl Stream<Item = Result<WebhookSubscription, Error>> + Send + 'static {
-        self.stream("/webhook_subscriptions".to_owned(), query.to_query())
+        self.stream("/webhook_subscriptions", query.to_query())
     }
 
     /// The subscription whose `callback_url` is `url`, if any.
@@ -318,7 +331,7 @@ impl Client {
         query: &ListWebhookSubscriptions,
         url: &str,
     ) -> Result<Option<WebhookSubscription>, Error> {
-        let mut s = std::pin::pin!(self.list_webhook_subscriptions(query));
+        let mut s = std::pin::pin!(self.stream_webhook_subscriptions(query));
         while let Some(sub) = s.next().await {
             let sub = sub?;
             if sub.callback_url == url {
@@ -397,7 +410,7 @@ impl Client {
         let alternate = alternate_callback_url(&req.url);
         let mut existing = None;
         {
-            let mut s = std::pin::pin!(self.list_webhook_subscriptions(&list));
+            let mut s = std::pin::pin!(self.stream_webhook_subscriptions(&list));
             while let Some(sub) = s.next().await {
                 let sub = sub?;
                 if sub.callback_url == req.url || sub.callback_url == alternate {

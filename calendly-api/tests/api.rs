@@ -108,7 +108,7 @@ async fn scheduled_events_three_pages_with_filters() {
         .min_start_time(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap())
         .max_start_time(Utc.with_ymd_and_hms(2026, 2, 1, 0, 0, 0).unwrap())
         .invitee_email("jane@example.com");
-    let events: Vec<_> = client.list_scheduled_events(&q).try_collect().await.unwrap();
+    let events: Vec<_> = client.stream_scheduled_events(&q).try_collect().await.unwrap();
     let uuids: Vec<_> = events.iter().map(|e| e.uri.uuid().to_owned()).collect();
     assert_eq!(uuids, ["E1", "E2", "E3"]);
     assert_eq!(events[0].location.as_ref().unwrap().kind, LocationType::Physical);
@@ -126,12 +126,12 @@ async fn stream_is_lazy_and_stops_on_repeated_cursor() {
         .expect(2)
         .mount(&server)
         .await;
-    let s = client.list_scheduled_events(&ListScheduledEvents::for_user("https://api.calendly.com/users/U".into()));
+    let s = client.stream_scheduled_events(&ListScheduledEvents::for_user("https://api.calendly.com/users/U".into()));
     let items: Vec<_> = s.collect().await;
     assert_eq!(items.len(), 3, "page 1 item, page 2 item, then the loop error");
     assert!(matches!(items[2], Err(Error::RepeatedCursor(_))));
     // lazy: building a stream sends nothing
-    let _unused = client.list_scheduled_events(&ListScheduledEvents::default());
+    let _unused = client.stream_scheduled_events(&ListScheduledEvents::default());
 }
 
 #[tokio::test]
@@ -149,7 +149,7 @@ async fn empty_collection() {
         .mount(&server)
         .await;
     let invs: Vec<_> = client
-        .list_invitees(
+        .stream_invitees(
             &EventUri::from("https://api.calendly.com/scheduled_events/EV1"),
             &ListInvitees::default().status(InviteeStatus::Canceled).count(50),
         )
@@ -186,7 +186,7 @@ async fn event_invitees_and_single_resources() {
     assert_eq!(ev.name.as_deref(), Some("15 Minute Meeting"));
     assert_eq!(ev.extra["booking_method"], "instant");
     let invs: Vec<_> = client
-        .list_invitees(
+        .stream_invitees(
             &"https://api.calendly.com/scheduled_events/AAAAAAAAAAAAAAAA".into(),
             &ListInvitees::default().email("test@example.com"),
         )
@@ -229,14 +229,14 @@ async fn event_types_and_memberships() {
         .mount(&server)
         .await;
     let ets: Vec<_> = client
-        .list_event_types(&ListEventTypes::for_user("https://api.calendly.com/users/U".into()).active(true))
+        .stream_event_types(&ListEventTypes::for_user("https://api.calendly.com/users/U".into()).active(true))
         .try_collect()
         .await
         .unwrap();
     assert_eq!(ets[0].duration, Some(30));
     assert_eq!(ets[0].kind.as_deref(), Some("solo"));
     let ms: Vec<_> =
-        client.list_memberships(&ListMemberships::for_organization(ORG.into())).try_collect().await.unwrap();
+        client.stream_memberships(&ListMemberships::for_organization(ORG.into())).try_collect().await.unwrap();
     assert_eq!(ms[0].role, MembershipRole::Admin);
     assert_eq!(ms[0].user.name.as_deref(), Some("John Doe"));
 }
@@ -673,4 +673,54 @@ fn null_lists_and_flags_decode() {
     let et: calendly_api::event_types::EventType = serde_json::from_value(page["collection"][0].clone()).unwrap();
     assert!(!et.active);
     assert!(et.custom_questions.is_empty());
+}
+
+/// `list_*` is one page (issue 21's shape): the `page_token` goes on the query and the page's
+/// `pagination.next_page_token` continues; nothing more is fetched. Pagination shape from the OpenAPI
+/// `Pagination` schema (api-notes/calendly.md §1 "Pagination").
+#[tokio::test]
+async fn list_is_one_page_with_its_cursor() {
+    let (server, client) = setup().await;
+    let mut v = fixture("scheduled_events_list.json");
+    v["pagination"]["next_page_token"] = json!("tok3");
+    Mock::given(method("GET"))
+        .and(path("/scheduled_events"))
+        .and(auth())
+        .and(query_param("user", "https://api.calendly.com/users/U"))
+        .and(query_param("count", "10"))
+        .and(query_param("page_token", "tok2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(v))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let page = client
+        .list_scheduled_events(
+            &ListScheduledEvents::for_user("https://api.calendly.com/users/U".into()).count(10),
+            Some("tok2"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.collection.len(), 1);
+    assert_eq!(page.pagination.next_page_token.as_deref(), Some("tok3"));
+    assert_eq!(page.collection[0].name.as_deref(), Some("15 Minute Meeting"));
+}
+
+/// The shared builder vocabulary: `token` takes a `&str`, `rate_budget` any `RateBudget`.
+#[tokio::test]
+async fn builder_takes_str_token_and_rate_budget() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/users/me"))
+        .and(auth())
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("users_me.json")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let budget = std::sync::Arc::new(api_core::RateLimiter::unlimited());
+    let client = Client::builder().token(TOKEN).base_url(server.uri()).rate_budget(budget.clone()).build().unwrap();
+    client.me().await.unwrap();
+    // the client draws from the budget passed in: a hold recorded on it is what the client sees
+    use api_core::RateBudget as _;
+    budget.pause(calendly_api::client::RATE_KEY, std::time::Duration::from_secs(30)).await.unwrap();
+    assert!(client.budget().held(calendly_api::client::RATE_KEY).await.unwrap().is_some());
 }

@@ -41,7 +41,7 @@ async fn me_and_event_types() {
     assert_eq!(me.uri, fake.user());
     assert_eq!(me.current_organization, Some(fake.organization()));
     let ets: Vec<_> = c
-        .list_event_types(&calendly_api::event_types::ListEventTypes::for_user(me.uri.clone()))
+        .stream_event_types(&calendly_api::event_types::ListEventTypes::for_user(me.uri.clone()))
         .try_collect()
         .await
         .unwrap();
@@ -61,26 +61,26 @@ async fn book_list_paginate_and_filter() {
     }
     let c = fake.client();
     let q = ListScheduledEvents::for_organization(fake.organization()).count(3);
-    let events: Vec<_> = c.list_scheduled_events(&q).try_collect().await.unwrap();
+    let events: Vec<_> = c.stream_scheduled_events(&q).try_collect().await.unwrap();
     assert_eq!(events.len(), 7);
     assert!(events.windows(2).all(|w| w[0].start_time <= w[1].start_time));
     assert_eq!(fake.server.log.count(&http::Method::GET, "/scheduled_events"), 3, "3 pages of 3, 3, 1");
     let by_email: Vec<_> = c
-        .list_scheduled_events(&ListScheduledEvents::for_user(fake.user()).invitee_email("p4@example.com"))
+        .stream_scheduled_events(&ListScheduledEvents::for_user(fake.user()).invitee_email("p4@example.com"))
         .try_collect()
         .await
         .unwrap();
     assert_eq!(by_email.len(), 1);
     assert_eq!(by_email[0].start_time, at(5));
     let windowed: Vec<_> = c
-        .list_scheduled_events(
+        .stream_scheduled_events(
             &ListScheduledEvents::for_organization(fake.organization()).min_start_time(at(3)).max_start_time(at(5)),
         )
         .try_collect()
         .await
         .unwrap();
     assert_eq!(windowed.len(), 2);
-    let invs: Vec<_> = c.list_invitees(&events[0].uri, &ListInvitees::default()).try_collect().await.unwrap();
+    let invs: Vec<_> = c.stream_invitees(&events[0].uri, &ListInvitees::default()).try_collect().await.unwrap();
     assert_eq!(invs.len(), 1);
     assert_eq!(invs[0].email.as_deref(), Some("p0@example.com"));
     let one = c.get_invitee(&invs[0].uri).await.unwrap();
@@ -154,7 +154,7 @@ async fn cancel_via_api_and_reschedule_pair() {
     assert_eq!(d.invitee().unwrap().cancellation.as_ref().unwrap().reason.as_deref(), Some("host is sick"));
     assert_eq!(d.invitee().unwrap().scheduled_event.as_ref().unwrap().status, EventStatus::Canceled);
     let canceled: Vec<_> = c
-        .list_scheduled_events(&ListScheduledEvents::for_user(fake.user()).status(EventStatus::Canceled))
+        .stream_scheduled_events(&ListScheduledEvents::for_user(fake.user()).status(EventStatus::Canceled))
         .try_collect()
         .await
         .unwrap();
@@ -432,7 +432,7 @@ async fn user_scope_only_gets_own_events() {
     assert_eq!(b.webhooks.len(), 1);
     assert_eq!(b.event.end_time - b.event.start_time, chrono::Duration::minutes(45));
     let members: Vec<_> = c
-        .list_memberships(&calendly_api::users::ListMemberships::for_organization(fake.organization()))
+        .stream_memberships(&calendly_api::users::ListMemberships::for_organization(fake.organization()))
         .try_collect()
         .await
         .unwrap();
@@ -535,4 +535,162 @@ async fn drop_after_commit_on_cancel() {
     let e = c.cancel_event(&b.event.uri, Some("x")).await.unwrap_err();
     assert!(e.may_have_been_sent());
     assert_eq!(c.get_scheduled_event(&b.event.uri).await.unwrap().status, EventStatus::Canceled, "it took effect");
+}
+
+/// Issue 23: single-use scheduling links through the client (calendly.yaml "Create Single-Use Scheduling Link":
+/// `max_event_count` 1, `owner_type` `EventType`); an unknown event type is a 404.
+#[tokio::test]
+async fn fake_serves_scheduling_links() {
+    let (fake, _) = fake().await;
+    let c = fake.client();
+    let link = c.create_scheduling_link(&fake.event_type()).await.unwrap();
+    assert!(link.booking_url.starts_with("https://calendly.com/d/"), "{}", link.booking_url);
+    assert!(link.booking_url.ends_with("/intro-call"), "{}", link.booking_url);
+    assert_eq!(link.owner.as_ref(), Some(&fake.event_type()));
+    assert_eq!(fake.scheduling_links(), vec![link]);
+    let unknown = calendly_api::EventTypeUri::from_uuid(fake.base_url(), "nope");
+    let err = c.create_scheduling_link(&unknown).await.unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    // the fake refuses what Calendly's schema refuses
+    let raw = reqwest::Client::new();
+    let r = raw
+        .post(format!("{}scheduling_links", fake.base_url()))
+        .bearer_auth(DEFAULT_TOKEN)
+        .json(&serde_json::json!({"max_event_count": 2, "owner": fake.event_type(), "owner_type": "EventType"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["details"][0]["parameter"], "max_event_count");
+}
+
+/// Issue 23: `POST /invitees` books through the Scheduling API: the meeting exists, `scheduling_method` is `api`,
+/// subscribers get `invitee.created`; what Calendly requires is checked (a past start is a 400).
+#[tokio::test]
+async fn fake_serves_invitee_creation() {
+    use calendly_api::invitees::{CreateInvitee, NewInvitee};
+    let (fake, _) = fake().await;
+    let _sub = fake.subscribe("http://127.0.0.1:9/hooks", &[WebhookEvent::InviteeCreated], "k");
+    let c = fake.client();
+    let booking = CreateInvitee::new(
+        fake.event_type(),
+        at(15),
+        NewInvitee::with_split_name("ada@example.com", "Ada", Some("Lovelace".into()), "Europe/London"),
+    )
+    .answer("Company?", "Analytical Engines");
+    let inv = c.create_invitee(&booking).await.unwrap();
+    assert_eq!(inv.name.as_deref(), Some("Ada Lovelace"));
+    assert_eq!(inv.scheduling_method.as_deref(), Some("api"));
+    assert_eq!(inv.questions_and_answers[0].answer, "Analytical Engines");
+    let ev = c.get_scheduled_event(&inv.event_uri().unwrap()).await.unwrap();
+    assert_eq!(ev.start_time, at(15));
+    assert_eq!(ev.end_time, at(15) + chrono::Duration::minutes(30));
+    let out = fake.take_outbox();
+    assert_eq!(out.len(), 1);
+    let d = out[0].parse().unwrap();
+    let WebhookPayload::Invitee(p) = &d.payload else { panic!("{d:?}") };
+    assert_eq!(p.uri, inv.uri);
+    let past = CreateInvitee::new(
+        fake.event_type(),
+        Utc.timestamp_opt(i64::try_from(NOW).unwrap() - 60, 0).unwrap(),
+        NewInvitee::new("x@example.com", "X", "UTC"),
+    );
+    let err = c.create_invitee(&past).await.unwrap_err();
+    let calendly_api::Error::Api(api) = &err else { panic!("{err:?}") };
+    assert_eq!(api.body.as_ref().unwrap().details[0].parameter.as_deref(), Some("start_time"));
+}
+
+/// Issue 23: `POST /invitees` has its own limits (paid non-Enterprise: 10/min, 50/h, 100/day, api-notes/calendly.md
+/// §1), enforced like the general one: sliding windows on arrival, every window at once, 429 with the refusing
+/// window's `X-RateLimit-Limit` and `Reset`. Scaled down to 2 per 400 ms and 3 per 1200 ms so the test runs in a
+/// second.
+#[tokio::test]
+async fn fake_invitee_creation_has_its_own_strict_limits() {
+    let (fake, _) = fake().await;
+    assert_eq!(calendly_api::fake::paid_invitee_create_limits()[0], (10, Duration::from_secs(60)));
+    fake.set_invitee_create_limits(vec![(2, Duration::from_millis(400)), (3, Duration::from_millis(1200))]);
+    let raw = reqwest::Client::new();
+    // a different free slot each time (the fake refuses a taken one)
+    let slot = std::sync::atomic::AtomicU32::new(0);
+    let post = || {
+        let n = slot.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let body = serde_json::json!({
+            "event_type": fake.event_type(), "start_time": format!("2026-12-01T{:02}:00:00Z", 9 + n),
+            "invitee": {"email": "a@example.com", "name": "A", "timezone": "UTC"}
+        });
+        raw.post(format!("{}invitees", fake.base_url())).bearer_auth(DEFAULT_TOKEN).json(&body).send()
+    };
+    let start = tokio::time::Instant::now();
+    let mut created = 0;
+    let mut status = |r: &reqwest::Response| {
+        created += usize::from(r.status().as_u16() == 201);
+        r.status().as_u16()
+    };
+    assert_eq!(status(&post().await.unwrap()), 201);
+    assert_eq!(status(&post().await.unwrap()), 201);
+    let third = post().await.unwrap();
+    let third_status = status(&third);
+    if start.elapsed() < Duration::from_millis(350) {
+        assert_eq!(third_status, 429, "2 per 400 ms");
+        assert_eq!(third.headers()["x-ratelimit-limit"], "2");
+        assert_eq!(third.headers()["x-ratelimit-reset"], "1");
+    }
+    tokio::time::sleep_until(start + Duration::from_millis(450)).await;
+    let fourth = post().await.unwrap();
+    let fourth_status = status(&fourth);
+    tokio::time::sleep_until(start + Duration::from_millis(900)).await;
+    let fifth = post().await.unwrap();
+    let fifth_status = status(&fifth);
+    if start.elapsed() < Duration::from_millis(1150) && third_status == 429 {
+        assert_eq!(fourth_status, 201, "the short window has passed");
+        assert_eq!(fifth_status, 429, "3 per 1200 ms: all three still inside");
+        assert_eq!(fifth.headers()["x-ratelimit-limit"], "3");
+    } else {
+        eprintln!("WARNING: the machine stalled for {:?}; the window checks were not made", start.elapsed());
+    }
+    assert_eq!(fake.scheduled_events().len(), created, "refused requests book nothing");
+}
+
+/// Issue 23: the agent-booking loop against the fake — available times (7-day rule enforced server-side too, as
+/// calendly.yaml states it), book one through `POST /invitees`, and the slot is gone; a taken slot is refused.
+#[tokio::test]
+async fn fake_available_times_then_book() {
+    use calendly_api::{
+        event_types::ListAvailableTimes,
+        invitees::{CreateInvitee, NewInvitee},
+    };
+    let (fake, _) = fake().await;
+    let c = fake.client();
+    // Tuesday 2026-12-01 .. Wednesday: 16 half-hour slots a day from 09:00 UTC
+    let q = ListAvailableTimes::new(fake.event_type(), at(0), at(0) + chrono::Duration::days(2));
+    let before = c.list_event_type_available_times(&q).await.unwrap();
+    assert_eq!(before.len(), 32);
+    assert_eq!(before[0].start_time, at(9));
+    let chosen = before[3].start_time;
+    c.create_invitee(&CreateInvitee::new(fake.event_type(), chosen, NewInvitee::new("b@example.com", "B", "UTC")))
+        .await
+        .unwrap();
+    let after = c.list_event_type_available_times(&q).await.unwrap();
+    assert_eq!(after.len(), 31);
+    assert!(after.iter().all(|t| t.start_time != chosen));
+    let again = c
+        .create_invitee(&CreateInvitee::new(fake.event_type(), chosen, NewInvitee::new("c@example.com", "C", "UTC")))
+        .await
+        .unwrap_err();
+    assert_eq!(again.status().map(|s| s.as_u16()), Some(400));
+    // the fake refuses a range over 7 days like Calendly (the client refuses it before sending)
+    let raw = reqwest::Client::new();
+    let r = raw
+        .get(format!("{}event_type_available_times", fake.base_url()))
+        .query(&[
+            ("event_type", fake.event_type().as_str()),
+            ("start_time", "2026-12-01T00:00:00Z"),
+            ("end_time", "2026-12-08T00:00:01Z"),
+        ])
+        .bearer_auth(DEFAULT_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
 }

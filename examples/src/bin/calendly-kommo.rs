@@ -187,7 +187,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     // Calendly: 500 requests per rolling minute per user on paid plans, here spaced evenly (8/s) and shared
     let mut calendly = calendly_api::Client::builder()
         .token(examples::env_token(&file.calendly.token_env)?)
-        .rate_limiter(examples::shared_budget(&store, "calendly", 8));
+        .rate_budget(examples::shared_budget(&store, "calendly", 8));
     if let Some(url) = &file.calendly.base_url {
         calendly = calendly.base_url(url);
     }
