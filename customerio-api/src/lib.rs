@@ -47,13 +47,16 @@
 pub mod app;
 pub mod batch;
 pub mod client;
+pub mod customers;
 pub mod error;
 #[cfg(feature = "fake")]
 #[cfg_attr(docsrs, doc(cfg(feature = "fake")))]
 pub mod fake;
 pub mod ids;
 pub mod limits;
+pub mod objects;
 pub mod region;
+pub mod segments;
 pub mod track;
 pub mod transport;
 pub mod webhook;
@@ -66,17 +69,25 @@ pub use api_core;
 #[cfg_attr(docsrs, doc(cfg(feature = "fake")))]
 pub use api_core::fake::Fault;
 
-pub use api_core::{FixedClock, RateLimiter, RawResponse, Request, RetryPolicy, Rule, SignatureError, Token};
+pub use api_core::{
+    FixedClock, Page, RateBudget, RateLimiter, RawResponse, Request, RetryPolicy, Rule, SignatureError, Token,
+};
 pub use app::{
-    Audience, BroadcastTrigger, CustomerAttributes, CustomerRef, MessageRef, ReportingWebhookConfig,
-    ReportingWebhookInfo, SendEmail, SendResponse, TriggerResponse,
+    Audience, BroadcastTrigger, BroadcastTriggerStatus, CustomerAttributes, CustomerRef, MessageRef,
+    ReportingWebhookConfig, ReportingWebhookInfo, SendEmail, SendPush, SendResponse, SendSms, TransactionalOptions,
+    TriggerResponse,
 };
 pub use batch::{BatchAbort, BatchReport, Operation, RejectedOperation};
 pub use client::{Api, Client, ClientBuilder};
+pub use customers::{
+    Activity, ActivityQuery, ActivityType, CustomerFilter, ListOptions, Message, MessageQuery, MessageType,
+};
 pub use error::{Error, ErrorItem, VendorError};
-pub use ids::{DeliveryId, EventId, Identifier};
+pub use ids::{BroadcastId, DeliveryId, EventId, Identifier, ObjectId, ObjectTypeId, SegmentId, TriggerId, WebhookId};
 pub use limits::ValidationError;
+pub use objects::{ObjectRef, ObjectRelationship, PersonRelationship};
 pub use region::Region;
+pub use segments::{Segment, SegmentState, SegmentType};
 pub use track::{Device, Event, EventType, Identify, Platform, RegionInfo};
 pub use transport::NoRedirectTransport;
 pub use webhook::{EventData, Identifiers, Metric, ObjectType, ReportingEvent, Verifier, WebhookError};
