@@ -167,7 +167,7 @@ pub enum Error {
     /// The called API's credentials were not configured.
     #[error("no credentials configured for the {api} API ({hint})")]
     MissingCredentials {
-        /// `"Track"` or `"App"`.
+        /// `"Track"`, `"App"` or `"Pipelines"`.
         api: &'static str,
         /// The builder method to call.
         hint: &'static str,

@@ -467,3 +467,79 @@ async fn typed_push_and_sms_sends() {
     let empty_to = SendSms::new(MessageRef::Id(1), Identifier::id("1"), " ");
     assert!(matches!(c.send_sms(&empty_to).await, Err(Error::Invalid(_))));
 }
+
+/// Pipelines (Pipelines spec, `shared/openapi/customerio-pipelines.json`): `POST /v1/identify` and `/v1/track` with
+/// Basic `api_key:` (python3 -c "import base64;print(base64.b64encode(b'pk-1:').decode())" → cGstMTo=), exact
+/// bodies; a 400 `{"meta":{"errors":[…]}}` (the spec's 400 schema) is `VendorError::Errors`; a 500 is not retried
+/// (no documented dedup id); without the key nothing is sent.
+#[tokio::test]
+async fn pipelines_identify_and_track_on_the_wire() {
+    use customerio_api::{Api, PipelinesIdentify, PipelinesTrack, PipelinesUser};
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/identify"))
+        .and(QueryIs(""))
+        .and(header("authorization", "Basic cGstMTo="))
+        .and(header("content-type", "application/json"))
+        .and(body_json(
+            json!({"type": "identify", "userId": "97980cfea0067", "traits": {"email": "cool.person@example.com"},
+            "timestamp": "2015-12-12T19:11:01.249Z"}),
+        ))
+        .respond_with(ok())
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/track"))
+        .and(header("authorization", "Basic cGstMTo="))
+        .and(body_json(json!({"type": "track", "anonymousId": "anon-1", "event": "Course Started", "properties": {"title": "Intro"}})))
+        .respond_with(ok())
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/track"))
+        .and(body_json(json!({"type": "track", "userId": "1", "event": "bad"})))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"meta": {"errors": ["event is invalid"]}})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/track"))
+        .and(body_json(json!({"type": "track", "userId": "1", "event": "boom"})))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let c = Client::builder()
+        .pipelines_api_key("pk-1")
+        .base_url(server.uri())
+        .unlimited()
+        .retry_policy(RetryPolicy { base_delay: Duration::from_millis(5), ..RetryPolicy::default() })
+        .build()
+        .unwrap();
+    assert!(!format!("{c:?}").contains("pk-1"));
+    c.pipelines_identify(
+        &PipelinesIdentify::new(PipelinesUser::user("97980cfea0067"))
+            .trait_("email", "cool.person@example.com")
+            .timestamp("2015-12-12T19:11:01.249Z"),
+    )
+    .await
+    .unwrap();
+    c.pipelines_track(
+        &PipelinesTrack::new(PipelinesUser::anonymous("anon-1"), "Course Started").property("title", "Intro"),
+    )
+    .await
+    .unwrap();
+    let err = c.pipelines_track(&PipelinesTrack::new(PipelinesUser::user("1"), "bad")).await.unwrap_err();
+    assert_eq!(err.vendor(), Some(&VendorError::Errors(vec!["event is invalid".into()])));
+    let err = c.pipelines_track(&PipelinesTrack::new(PipelinesUser::user("1"), "boom")).await.unwrap_err();
+    assert!(err.may_have_been_sent());
+    assert!(matches!(
+        c.pipelines_identify(&PipelinesIdentify::new(PipelinesUser::default())).await,
+        Err(Error::Invalid(_))
+    ));
+    let no_key = Client::builder().base_url(server.uri()).build().unwrap();
+    let err = no_key.send(Api::Pipelines, api_core::Request::post("/v1/identify")).await.unwrap_err();
+    assert!(matches!(err, Error::MissingCredentials { api: "Pipelines", .. }), "{err:?}");
+}
