@@ -37,6 +37,9 @@
 //! - **Customer search**: `POST /v1/customers` with `{"filter": …}` (`and`/`or`/`not`, `segment`, `attribute`
 //!   `eq`/`exists`; values compared as strings, as Customer.io stores them), `limit` ≤ 1,000, paginated like
 //!   membership; a malformed filter is 400.
+//! - **Broadcast trigger status** (`GET /v1/campaigns/{id}/triggers/{trigger_id}`, `GET /v1/broadcasts/{id}/triggers`;
+//!   a trigger is processed at once), **reporting-webhook deletion** (200, 404 for an unknown id), typed **push and
+//!   SMS** sends checked like the spec's `sendpush`/`sendsms` (`transactional_message_id` required; SMS `to`).
 //! - **App API**: `GET /v1/customers?email=` (`{"results":[]}` when none), `GET /v1/customers/{id}/attributes`
 //!   (404 when missing), `POST /v1/send/email` (recorded, returns a delivery id), `POST
 //!   /v1/campaigns/{id}/triggers` (recorded, 1 per 10 s else 429).
@@ -207,6 +210,8 @@ pub struct BroadcastRecord {
     pub trigger_id: i64,
     /// The request body.
     pub body: Value,
+    /// Accepted at, unix seconds (the fake processes a trigger at once: `processed_at` is the same).
+    pub created_at: i64,
 }
 
 /// A segment in the fake (seeded with [`FakeCustomerIo::seed_segment`] or created through `POST /v1/segments`).
@@ -1232,6 +1237,13 @@ async fn app_send(AxState(s): AxState<S>, headers: HeaderMap, Path(kind): Path<S
     if !m.contains_key("identifiers") {
         return meta_error(StatusCode::BAD_REQUEST, "\"identifiers\" is required");
     }
+    // Track spec `sendpush`/`sendsms`: `transactional_message_id` is required; an SMS also needs `to`
+    if matches!(kind.as_str(), "push" | "sms") && !m.contains_key("transactional_message_id") {
+        return meta_error(StatusCode::BAD_REQUEST, "\"transactional_message_id\" is required");
+    }
+    if kind == "sms" && m.get("to").and_then(Value::as_str).is_none_or(|t| t.trim().is_empty()) {
+        return meta_error(StatusCode::BAD_REQUEST, "\"to\" is required");
+    }
     if kind == "email" {
         if !m.contains_key("to") {
             return meta_error(StatusCode::BAD_REQUEST, "\"to\" is required");
@@ -1263,10 +1275,11 @@ async fn app_trigger(AxState(s): AxState<S>, headers: HeaderMap, Path(id): Path<
             &json!({"meta": {"error": "empty recipients filter is not valid"}}),
         );
     }
+    let now = s.now();
     let mut st = s.lock();
     st.next_trigger += 1;
     let trigger_id = st.next_trigger;
-    st.broadcasts.push(BroadcastRecord { broadcast_id: id, trigger_id, body });
+    st.broadcasts.push(BroadcastRecord { broadcast_id: id, trigger_id, body, created_at: now });
     json_response(StatusCode::OK, &json!({"id": trigger_id}))
 }
 
@@ -1274,6 +1287,41 @@ async fn app_reporting_webhooks_list(AxState(s): AxState<S>, headers: HeaderMap)
     tri!(app_gate(&s, &headers, s.app_limit.as_ref()));
     let list = s.lock().reporting_webhooks.clone();
     json_response(StatusCode::OK, &json!({"reporting_webhooks": list}))
+}
+
+fn trigger_json(b: &BroadcastRecord) -> Value {
+    json!({"id": b.trigger_id, "broadcast_id": b.broadcast_id, "created_at": b.created_at, "processed_at": b.created_at})
+}
+
+/// `GET /v1/campaigns/{broadcast_id}/triggers/{trigger_id}` (App API `broadcastStatus`).
+async fn app_trigger_status(
+    AxState(s): AxState<S>,
+    headers: HeaderMap,
+    Path((broadcast_id, trigger_id)): Path<(u64, i64)>,
+) -> Response {
+    tri!(app_gate(&s, &headers, s.app_limit.as_ref()));
+    let st = s.lock();
+    match st.broadcasts.iter().find(|b| b.broadcast_id == broadcast_id && b.trigger_id == trigger_id) {
+        Some(b) => json_response(StatusCode::OK, &trigger_json(b)),
+        None => app_not_found("trigger"),
+    }
+}
+
+/// `GET /v1/broadcasts/{broadcast_id}/triggers` (App API `listBroadcastTriggers`).
+async fn app_trigger_list(AxState(s): AxState<S>, headers: HeaderMap, Path(broadcast_id): Path<u64>) -> Response {
+    tri!(app_gate(&s, &headers, s.app_limit.as_ref()));
+    let list: Vec<Value> =
+        s.lock().broadcasts.iter().filter(|b| b.broadcast_id == broadcast_id).map(trigger_json).collect();
+    json_response(StatusCode::OK, &json!({"triggers": list}))
+}
+
+/// `DELETE /v1/reporting_webhooks/{id}` (App API `deleteWebhook`: 200 without a body, 404 for an unknown id).
+async fn app_reporting_webhooks_delete(AxState(s): AxState<S>, headers: HeaderMap, Path(id): Path<u64>) -> Response {
+    tri!(app_gate(&s, &headers, s.app_limit.as_ref()));
+    let mut st = s.lock();
+    let before = st.reporting_webhooks.len();
+    st.reporting_webhooks.retain(|w| w["id"].as_u64() != Some(id));
+    if st.reporting_webhooks.len() == before { app_not_found("webhook") } else { StatusCode::OK.into_response() }
 }
 
 fn webhook_body(body: &[u8]) -> Result<Map<String, Value>, String> {
@@ -1295,7 +1343,8 @@ async fn app_reporting_webhooks_create(AxState(s): AxState<S>, headers: HeaderMa
         Err(e) => return meta_error(StatusCode::BAD_REQUEST, &e),
     };
     let mut st = s.lock();
-    let id = st.reporting_webhooks.len() + 1;
+    // never reuse a deleted webhook's id
+    let id = st.reporting_webhooks.iter().filter_map(|w| w["id"].as_u64()).max().unwrap_or(0) + 1;
     m.insert("id".into(), id.into());
     st.reporting_webhooks.push(Value::Object(m.clone()));
     json_response(StatusCode::OK, &Value::Object(m))
@@ -1583,7 +1632,9 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/send/{kind}", post(app_send))
         .route("/v1/campaigns/{id}/triggers", post(app_trigger))
         .route("/v1/reporting_webhooks", get(app_reporting_webhooks_list).post(app_reporting_webhooks_create))
-        .route("/v1/reporting_webhooks/{id}", put(app_reporting_webhooks_update))
+        .route("/v1/reporting_webhooks/{id}", put(app_reporting_webhooks_update).delete(app_reporting_webhooks_delete))
+        .route("/v1/campaigns/{id}/triggers/{trigger_id}", get(app_trigger_status))
+        .route("/v1/broadcasts/{id}/triggers", get(app_trigger_list))
         .with_state(shared)
 }
 

@@ -448,3 +448,42 @@ async fn segment_reads_share_the_app_rate_limit() {
     assert_eq!(err.status().map(|s| s.as_u16()), Some(429));
     assert!(err.retry_after().is_some());
 }
+
+/// Broadcast trigger status and list, reporting-webhook deletion, typed push/SMS checks (App API `broadcastStatus`,
+/// `listBroadcastTriggers`, `deleteWebhook`; Track spec `sendpush`/`sendsms` required fields).
+#[tokio::test]
+async fn trigger_status_webhook_deletion_and_typed_sends() {
+    use customerio_api::{BroadcastId, MessageRef, ReportingWebhookConfig, SendPush, SendSms, TriggerId, WebhookId};
+    let fake =
+        FakeCustomerIo::start_with(FakeConfig { broadcast_rate_limit: None, ..FakeConfig::default() }).await.unwrap();
+    let cio = fake.client();
+    let t = cio.trigger_broadcast(9, &BroadcastTrigger::new()).await.unwrap();
+    let status = cio.broadcast_trigger(BroadcastId(9), TriggerId(u64::try_from(t.id).unwrap())).await.unwrap();
+    assert_eq!(status.broadcast_id, Some(BroadcastId(9)));
+    assert!(status.is_processed());
+    assert_eq!(cio.list_broadcast_triggers(BroadcastId(9)).await.unwrap().len(), 1);
+    let err = cio.broadcast_trigger(BroadcastId(9), TriggerId(999)).await.unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(404));
+
+    let cfg = ReportingWebhookConfig::new("sync", "https://example.com/hook", ["email_opened".to_owned()]);
+    let a = cio.create_reporting_webhook(&cfg).await.unwrap().id.unwrap();
+    let b = cio.create_reporting_webhook(&cfg).await.unwrap().id.unwrap();
+    cio.delete_reporting_webhook(WebhookId(u64::try_from(a).unwrap())).await.unwrap();
+    let c = cio.create_reporting_webhook(&cfg).await.unwrap().id.unwrap();
+    assert!(c > b, "a deleted id is never reused");
+    let err = cio.delete_reporting_webhook(WebhookId(u64::try_from(a).unwrap())).await.unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(404));
+    assert_eq!(cio.list_reporting_webhooks().await.unwrap().len(), 2);
+
+    let who = Identifier::id("42");
+    cio.send_push(&SendPush::new(MessageRef::Id(1), who.clone()).to("all")).await.unwrap();
+    cio.send_sms(&SendSms::new(MessageRef::Trigger("code".into()), who, "+15559876543")).await.unwrap();
+    let kinds: Vec<_> = fake.sent_messages().iter().map(|m| m.kind.clone()).collect();
+    assert_eq!(kinds, ["push", "sms"]);
+    // the fake checks what the client cannot be made to omit, through the raw escape hatch
+    let raw = api_core::Request::post("/v1/send/sms")
+        .json(&json!({"identifiers": {"id": "42"}, "transactional_message_id": 1}))
+        .unwrap();
+    let err = cio.send(customerio_api::Api::Transactional, raw).await.unwrap_err();
+    assert_eq!(err.vendor(), Some(&VendorError::Message("\"to\" is required".into())));
+}
