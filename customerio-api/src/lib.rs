@@ -12,8 +12,15 @@
 //! - Track v2 ([`batch`]): [`Client::entity`] and [`Client::batch`] (split into ≤ 500 KB requests; 207 partial
 //!   failures returned by index in a [`BatchReport`]).
 //! - Documented limits are checked before sending ([`limits`], [`ValidationError`]).
-//! - App API ([`app`]): [`Client::send_email`], [`Client::customers_by_email`], [`Client::customer_attributes`],
-//!   [`Client::trigger_broadcast`].
+//! - Objects and relationships ([`objects`]): [`ObjectRef`], [`Operation::object_identify`] and friends,
+//!   [`Client::identify_object`], [`Client::add_relationships`]; v2 [`Operation::page`]/[`Operation::screen`].
+//! - App API ([`app`], [`customers`], [`segments`]): [`Client::send_email`], [`Client::send_push`],
+//!   [`Client::send_sms`], [`Client::customers_by_email`], [`Client::customer_attributes`],
+//!   [`Client::list_customers`] ([`CustomerFilter`]), [`Client::list_customer_activities`],
+//!   [`Client::list_customer_messages`], [`Client::list_segments`], [`Client::list_segment_members`],
+//!   [`Client::trigger_broadcast`], [`Client::broadcast_trigger`], reporting-webhook management. `list_*` return
+//!   one [`Page`]; `stream_*` every item.
+//! - Pipelines ([`pipelines`]): [`Client::pipelines_identify`], [`Client::pipelines_track`].
 //! - Reporting webhooks ([`webhook`]): [`ReportingEvent`] with open [`ObjectType`]/[`Metric`] enums, and
 //!   [`Verifier`] for `X-CIO-Signature`.
 //! - Feature `fake`: an in-process stateful Customer.io fake (`fake::FakeCustomerIo`).
