@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::{
-    Client, DeliveryId, Error, Identifier, VendorError, client::AppLane, ids::encode_segment, limits::ValidationError,
+    BroadcastId, Client, DeliveryId, Error, Identifier, TriggerId, VendorError, WebhookId, client::AppLane,
+    ids::encode_segment, limits::ValidationError,
 };
 
 /// Which transactional template to use: its numeric id or its trigger name.
@@ -499,5 +500,256 @@ impl Client {
             _ => return Err(unrecognised("neither an array nor an object")),
         };
         Ok(items.into_iter().map(ReportingWebhookInfo::from_value).collect())
+    }
+}
+
+/// Options every transactional send shares (Track spec `transactionalSharedObject`): Liquid `message_data`,
+/// `send_at`, `disable_message_retention`, `send_to_unsubscribed`, `queue_draft`, `language`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TransactionalOptions {
+    /// Liquid data (`{{trigger.x}}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_data: Option<Map<String, Value>>,
+    /// Send later (unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_at: Option<i64>,
+    /// Do not keep the message body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_message_retention: Option<bool>,
+    /// Send even if the person unsubscribed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_to_unsubscribed: Option<bool>,
+    /// Queue as a draft instead of sending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_draft: Option<bool>,
+    /// The translation to use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+}
+
+/// `POST /v1/send/push`: a transactional push from a template (Track spec schema `sendpush`: required
+/// `transactional_message_id` and `identifiers`; content overrides from `transactionalSharedPushObject`; `title`
+/// as go-customerio `send_push.go` sends it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[must_use]
+pub struct SendPush {
+    /// The template.
+    pub transactional_message_id: MessageRef,
+    /// The person.
+    pub identifiers: Identifier,
+    /// Which devices: `"all"` (default), `"last_used"`, or one device token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// Title override.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Body override.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Image override.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_url: Option<String>,
+    /// Deep link override.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    /// `"default"` or `"none"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sound: Option<String>,
+    /// Key-value data delivered with the push.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_data: Option<Map<String, Value>>,
+    /// A device to send to instead of the person's (`{token, platform, …}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_device: Option<Value>,
+    /// A raw per-platform payload (`{ios: …, android: …}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_payload: Option<Value>,
+    /// Shared options.
+    #[serde(flatten)]
+    pub options: TransactionalOptions,
+}
+
+impl SendPush {
+    /// A push of `template` to `identifiers`' devices.
+    pub fn new(template: MessageRef, identifiers: Identifier) -> Self {
+        Self {
+            transactional_message_id: template,
+            identifiers,
+            to: None,
+            title: None,
+            message: None,
+            image_url: None,
+            link: None,
+            sound: None,
+            custom_data: None,
+            custom_device: None,
+            custom_payload: None,
+            options: TransactionalOptions::default(),
+        }
+    }
+
+    /// Adds a `message_data` value.
+    pub fn data(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.options.message_data.get_or_insert_with(Map::new).insert(key.into(), value.into());
+        self
+    }
+
+    /// Sends to `"all"`, `"last_used"` or one device token.
+    pub fn to(mut self, to: impl Into<String>) -> Self {
+        self.to = Some(to.into());
+        self
+    }
+
+    /// Overrides the title and body.
+    pub fn content(mut self, title: impl Into<String>, message: impl Into<String>) -> Self {
+        self.title = Some(title.into());
+        self.message = Some(message.into());
+        self
+    }
+}
+
+/// `POST /v1/send/sms`: a transactional SMS from a template (Track spec schema `sendsms`: required
+/// `transactional_message_id`, `identifiers` and `to`; optional `from`, `tracked`, `language`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[must_use]
+pub struct SendSms {
+    /// The template.
+    pub transactional_message_id: MessageRef,
+    /// The person.
+    pub identifiers: Identifier,
+    /// The recipient phone number (E.164, e.g. `+15559876543`) or Liquid (`{{customer.phone}}`).
+    pub to: String,
+    /// The sending number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Track link clicks (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracked: Option<bool>,
+    /// Shared options.
+    #[serde(flatten)]
+    pub options: TransactionalOptions,
+}
+
+impl SendSms {
+    /// An SMS of `template` to `to`, attributed to `identifiers`.
+    pub fn new(template: MessageRef, identifiers: Identifier, to: impl Into<String>) -> Self {
+        Self {
+            transactional_message_id: template,
+            identifiers,
+            to: to.into(),
+            from: None,
+            tracked: None,
+            options: TransactionalOptions::default(),
+        }
+    }
+
+    /// Adds a `message_data` value.
+    pub fn data(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.options.message_data.get_or_insert_with(Map::new).insert(key.into(), value.into());
+        self
+    }
+
+    /// The sending number.
+    pub fn from(mut self, from: impl Into<String>) -> Self {
+        self.from = Some(from.into());
+        self
+    }
+}
+
+/// A broadcast trigger's status (App API `broadcastStatus`; Track spec `broadcastTriggerObject`): docs example
+/// `{"id": 1, "broadcast_id": 2, "created_at": 1552341937, "processed_at": 1}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BroadcastTriggerStatus {
+    /// The trigger id.
+    pub id: TriggerId,
+    /// The broadcast.
+    #[serde(default)]
+    pub broadcast_id: Option<BroadcastId>,
+    /// Created, unix seconds.
+    #[serde(default)]
+    pub created_at: Option<i64>,
+    /// Processed, unix seconds (absent or 0 while pending).
+    #[serde(default)]
+    pub processed_at: Option<i64>,
+    /// Other fields.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl BroadcastTriggerStatus {
+    /// Whether Customer.io has processed the trigger.
+    #[must_use]
+    pub fn is_processed(&self) -> bool {
+        self.processed_at.is_some_and(|t| t > 0)
+    }
+}
+
+#[derive(Deserialize)]
+struct TriggersEnvelope {
+    #[serde(default)]
+    triggers: Vec<BroadcastTriggerStatus>,
+}
+
+impl Client {
+    /// Sends a transactional push: `POST /v1/send/push`. Not retried once it may have been received.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a bad identifier; [`Error::Api`] with `{"meta":{"error":…}}`.
+    pub async fn send_push(&self, push: &SendPush) -> Result<SendResponse, Error> {
+        push.identifiers.validate()?;
+        let req = Request::post("/v1/send/push")
+            .json(push)
+            .map_err(|e| Error::Invalid(ValidationError::Serialize(e.to_string())))?;
+        Ok(self.app_send(AppLane::Transactional, req).await?.json()?)
+    }
+
+    /// Sends a transactional SMS: `POST /v1/send/sms`. Not retried once it may have been received.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a bad identifier or an empty `to`; [`Error::Api`] with `{"meta":{"error":…}}`.
+    pub async fn send_sms(&self, sms: &SendSms) -> Result<SendResponse, Error> {
+        sms.identifiers.validate()?;
+        if sms.to.trim().is_empty() {
+            return Err(ValidationError::Rule("an SMS needs `to`".into()).into());
+        }
+        let req = Request::post("/v1/send/sms")
+            .json(sms)
+            .map_err(|e| Error::Invalid(ValidationError::Serialize(e.to_string())))?;
+        Ok(self.app_send(AppLane::Transactional, req).await?.json()?)
+    }
+
+    /// A broadcast trigger's status: `GET /v1/campaigns/{broadcast_id}/triggers/{trigger_id}`.
+    ///
+    /// # Errors
+    /// [`Error::Api`] 404 when the broadcast or trigger does not exist; others from the call.
+    pub async fn broadcast_trigger(
+        &self,
+        broadcast_id: BroadcastId,
+        trigger_id: TriggerId,
+    ) -> Result<BroadcastTriggerStatus, Error> {
+        let req = Request::get(format!("/v1/campaigns/{broadcast_id}/triggers/{trigger_id}"));
+        Ok(self.app_send(AppLane::General, req).await?.json()?)
+    }
+
+    /// A broadcast's triggers: `GET /v1/broadcasts/{broadcast_id}/triggers` → `{"triggers": [...]}` (not
+    /// paginated: its one page is the whole list).
+    ///
+    /// # Errors
+    /// [`Error::Api`] 404 when the broadcast does not exist; others from the call.
+    pub async fn list_broadcast_triggers(
+        &self,
+        broadcast_id: BroadcastId,
+    ) -> Result<Vec<BroadcastTriggerStatus>, Error> {
+        let req = Request::get(format!("/v1/broadcasts/{broadcast_id}/triggers"));
+        Ok(self.app_send(AppLane::General, req).await?.json::<TriggersEnvelope>()?.triggers)
+    }
+
+    /// Deletes a reporting webhook: `DELETE /v1/reporting_webhooks/{webhook_id}` (200, no body).
+    ///
+    /// # Errors
+    /// [`Error::Api`] 404 when the id does not exist; others from the call.
+    pub async fn delete_reporting_webhook(&self, webhook_id: WebhookId) -> Result<(), Error> {
+        let req = Request::delete(format!("/v1/reporting_webhooks/{webhook_id}"));
+        self.app_send(AppLane::General, req).await.map(drop)
     }
 }

@@ -30,7 +30,15 @@ fn obj(v: Value) -> Map<String, Value> {
 }
 
 impl Operation {
-    fn person(action: &str, who: &Identifier) -> Self {
+    pub(crate) fn from_map(m: Map<String, Value>) -> Self {
+        Self(m)
+    }
+
+    pub(crate) fn insert(&mut self, key: &str, value: Value) {
+        self.0.insert(key.to_owned(), value);
+    }
+
+    pub(crate) fn person(action: &str, who: &Identifier) -> Self {
         Self(obj(json!({"type": "person", "identifiers": who, "action": action})))
     }
 
@@ -158,7 +166,7 @@ impl Operation {
     /// The first limit broken.
     pub fn validate(&self) -> Result<(), ValidationError> {
         if let Some(Value::Object(ids)) = self.0.get("identifiers") {
-            for key in ["id", "email", "cio_id"] {
+            for key in ["id", "email", "cio_id", "object_id", "cio_object_id"] {
                 if let Some(Value::String(v)) = ids.get(key) {
                     crate::limits::check_identifier_value(v)?;
                 }
@@ -175,7 +183,29 @@ impl Operation {
                 let name = self.0.get("name").and_then(Value::as_str).unwrap_or_default();
                 check_event(name, attrs)?;
             }
+            Some("add_relationships" | "delete_relationships") => {
+                let rels = self.0.get("cio_relationships").and_then(Value::as_array);
+                if rels.is_none_or(Vec::is_empty) {
+                    return Err(ValidationError::Rule(
+                        "add_relationships/delete_relationships need at least one relationship".into(),
+                    ));
+                }
+            }
             _ => {}
+        }
+        // relationship attributes follow the attribute limits (Track spec "Objects and relationships: the same
+        // per-field limits")
+        if let Some(rels) = self.0.get("cio_relationships").and_then(Value::as_array) {
+            for r in rels {
+                if let Some(a) = r.get("relationship_attributes").and_then(Value::as_object) {
+                    check_attributes(a)?;
+                }
+                if let Some(Value::Object(ids)) = r.get("identifiers") {
+                    for v in ids.values().filter_map(Value::as_str) {
+                        crate::limits::check_identifier_value(v)?;
+                    }
+                }
+            }
         }
         Ok(())
     }

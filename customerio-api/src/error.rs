@@ -8,7 +8,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use api_core::{DecodeError, ErrorClass, ExecuteError, HttpErrorParts, RawResponse};
+use api_core::{DecodeError, ErrorClass, ExecuteError, HttpErrorParts, RawResponse, RepeatedCursor};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 
@@ -160,10 +160,14 @@ pub enum Error {
     /// A 2xx body did not decode.
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    /// A paginated App API list handed back a `next` token it had already given (a `stream_*` stops there instead of
+    /// looping).
+    #[error(transparent)]
+    RepeatedCursor(#[from] RepeatedCursor),
     /// The called API's credentials were not configured.
     #[error("no credentials configured for the {api} API ({hint})")]
     MissingCredentials {
-        /// `"Track"` or `"App"`.
+        /// `"Track"`, `"App"` or `"Pipelines"`.
         api: &'static str,
         /// The builder method to call.
         hint: &'static str,
@@ -211,7 +215,7 @@ impl Error {
             Self::Api { class, .. } => *class,
             Self::Redirect { .. } | Self::Invalid(_) | Self::InvalidRequest(_) => ErrorClass::Client,
             Self::Transport(_) => ErrorClass::Transport,
-            Self::Decode(_) => ErrorClass::Decode,
+            Self::Decode(_) | Self::RepeatedCursor(_) => ErrorClass::Decode,
             Self::MissingCredentials { .. } | Self::InvalidCredential => ErrorClass::Auth,
         }
     }
@@ -231,7 +235,8 @@ impl Error {
         match self {
             // a 4xx (429 included) was refused before doing anything; a 5xx may come after a commit
             Self::Api { parts, .. } => parts.status.is_server_error(),
-            Self::Decode(_) => true,
+            // the request was answered (a 2xx), so a write it carried may have taken effect
+            Self::Decode(_) | Self::RepeatedCursor(_) => true,
             Self::Transport(e) => e.source.may_have_been_sent,
             // a redirect was not followed (the request was not processed at its target); local refusals
             Self::Redirect { .. }

@@ -22,6 +22,24 @@
 //!   a malformed request is 400. Size limits (32 KB per operation / 500 KB per request) give 400.
 //! - **Guards** like the real API: identifiers over 150 bytes, attribute values over 1,000 bytes, event names over
 //!   100 bytes give 400 `{"meta":{"errors":[…]}}`.
+//! - **Objects and relationships** (v2 `type: object`): identify creates an object by `{object_type_id,
+//!   object_id}` and gives it a `cio_object_id`; `{cio_object_id}` updates only (an unknown one is dropped and noted
+//!   in [`FakeCustomerIo::activity`]); `null`/`""` removes an attribute; `add_relationships`/`delete_relationships`
+//!   from either side (people are found or created as an event would create them); a deleted person or object
+//!   loses its relationships. Two kinds of identifiers at once, an empty `cio_relationships` or a relationship
+//!   attribute over 1,000 bytes are 207 items. Read them with [`FakeCustomerIo::object`],
+//!   [`FakeCustomerIo::relationships`].
+//! - **Segments**: seeded ([`FakeCustomerIo::seed_segment`]; a dynamic segment's members are the seeded ones, the
+//!   fake evaluates no conditions) or created manual through `POST /v1/segments`; Track `add_customers`/
+//!   `remove_customers` (manual only, 1 to 1,000 ids, else 400 `{"meta":{"errors":[…]}}`); `GET /v1/segments`,
+//!   `/v1/segments/{id}` (404 `{"errors":[{detail,status}]}`), `DELETE` (204), `customer_count`, `membership`
+//!   (`start`/`limit` ≤ 30,000, `next` = `""` on the last page), `GET /v1/customers/{id}/segments`.
+//! - **Customer search**: `POST /v1/customers` with `{"filter": …}` (`and`/`or`/`not`, `segment`, `attribute`
+//!   `eq`/`exists`; values compared as strings, as Customer.io stores them), `limit` ≤ 1,000, paginated like
+//!   membership; a malformed filter is 400.
+//! - **Broadcast trigger status** (`GET /v1/campaigns/{id}/triggers/{trigger_id}`, `GET /v1/broadcasts/{id}/triggers`;
+//!   a trigger is processed at once), **reporting-webhook deletion** (200, 404 for an unknown id), typed **push and
+//!   SMS** sends checked like the spec's `sendpush`/`sendsms` (`transactional_message_id` required; SMS `to`).
 //! - **App API**: `GET /v1/customers?email=` (`{"results":[]}` when none), `GET /v1/customers/{id}/attributes`
 //!   (404 when missing), `POST /v1/send/email` (recorded, returns a delivery id), `POST
 //!   /v1/campaigns/{id}/triggers` (recorded, 1 per 10 s else 429).
@@ -59,7 +77,8 @@ use serde_json::{Map, Value, json};
 use url::Url;
 
 use crate::{
-    Client, ClientBuilder, EventId, Identifier, Metric, ObjectType, ReportingEvent, RetryPolicy,
+    Client, ClientBuilder, EventId, Identifier, Metric, ObjectType, ReportingEvent, RetryPolicy, SegmentId,
+    SegmentType,
     limits::{
         MAX_ATTRIBUTE_VALUE_BYTES, MAX_BATCH_BYTES, MAX_ENTITY_BYTES, MAX_EVENT_NAME_BYTES, MAX_IDENTIFIER_BYTES,
     },
@@ -191,6 +210,43 @@ pub struct BroadcastRecord {
     pub trigger_id: i64,
     /// The request body.
     pub body: Value,
+    /// Accepted at, unix seconds (the fake processes a trigger at once: `processed_at` is the same).
+    pub created_at: i64,
+}
+
+/// A segment in the fake (seeded with [`FakeCustomerIo::seed_segment`] or created through `POST /v1/segments`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SegmentRecord {
+    /// Its id.
+    pub id: u64,
+    /// Its name.
+    pub name: String,
+    /// Its description.
+    pub description: Option<String>,
+    /// `manual` or `dynamic`. The fake does not evaluate a dynamic segment's conditions: its members are the seeded
+    /// ones.
+    pub kind: SegmentType,
+    /// Members' `cio_id`s, in the order they joined.
+    pub members: Vec<String>,
+    /// Created, unix seconds.
+    pub created_at: i64,
+}
+
+impl SegmentRecord {
+    fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "deduplicate_id": format!("{}:{}", self.id, self.created_at),
+            "name": self.name,
+            "description": self.description,
+            "state": "finished",
+            "progress": null,
+            "type": self.kind.as_str(),
+            "tags": null,
+            "created_at": self.created_at,
+            "updated_at": self.created_at,
+        })
+    }
 }
 
 #[derive(Debug, Default)]
@@ -204,6 +260,13 @@ struct Db {
     broadcasts: Vec<BroadcastRecord>,
     activity: Vec<String>,
     reporting_webhooks: Vec<Value>,
+    /// `cio_object_id` of each object.
+    object_cio: HashMap<(String, String), String>,
+    /// object → (person cio_id → relationship attributes).
+    relationships: HashMap<(String, String), HashMap<String, Map<String, Value>>>,
+    segments: Vec<SegmentRecord>,
+    next_object: u64,
+    next_segment: u64,
     next_cio: u64,
     next_trigger: i64,
     next_delivery: u64,
@@ -495,13 +558,25 @@ impl Db {
 
     fn delete(&mut self, who: &Identifier) {
         if let Some(i) = self.find(who) {
-            self.people.remove(i);
+            let p = self.people.remove(i);
+            self.forget_person(&p.cio_id);
+        }
+    }
+
+    /// A deleted person leaves their relationships and manual segments.
+    fn forget_person(&mut self, cio_id: &str) {
+        for rels in self.relationships.values_mut() {
+            rels.remove(cio_id);
+        }
+        for seg in &mut self.segments {
+            seg.members.retain(|m| m != cio_id);
         }
     }
 
     fn suppress(&mut self, who: &Identifier) {
         if let Some(i) = self.find(who) {
             let p = self.people.remove(i);
+            self.forget_person(&p.cio_id);
             if let Some(id) = p.id {
                 self.suppressed.insert(suppress_key(&Identifier::id(id)));
             }
@@ -656,20 +731,48 @@ impl Db {
                             None => bad("device", "device.token is required"),
                         }
                     }
-                    "add_relationships" | "delete_relationships" => Applied::Ok,
+                    "add_relationships" | "delete_relationships" => {
+                        let items = match parse_relationships(m.get("cio_relationships"), parse_object_addr) {
+                            Ok(items) => items,
+                            Err(e) => return bad("cio_relationships", &e),
+                        };
+                        let Some(ix) = self.resolve(&who, false, "relationship change") else { return Applied::Ok };
+                        let cio = self.people[ix].cio_id.clone();
+                        for (addr, attrs) in items {
+                            let Some(key) = self.object_for(&addr, true) else { continue };
+                            self.relate(action == "add_relationships", key, &cio, attrs);
+                        }
+                        Applied::Ok
+                    }
                     other => bad("action", &format!("unknown person action {other:?}")),
                 }
             }
             "object" => {
-                let ids = m.get("identifiers").and_then(Value::as_object);
-                let key = ids.and_then(|i| {
-                    Some((i.get("object_type_id")?.as_str()?.to_owned(), i.get("object_id")?.as_str()?.to_owned()))
-                });
-                let Some(key) = key else { return bad("identifiers", "object_type_id and object_id are required") };
+                let addr = match parse_object_addr(m.get("identifiers").unwrap_or(&Value::Null)) {
+                    Ok(a) => a,
+                    Err(e) => return bad("identifiers", &e),
+                };
+                if let ObjectAddr::Key(_, id) = &addr
+                    && (id.is_empty() || id.len() > MAX_IDENTIFIER_BYTES)
+                {
+                    return bad("identifiers", "object_id must be 1 to 150 bytes");
+                }
                 match action {
                     "identify" => {
                         let attrs = m.get("attributes").and_then(Value::as_object).cloned().unwrap_or_default();
-                        let entry = self.objects.entry(key).or_default();
+                        if let Some(e) = check_attrs(&attrs).into_iter().next() {
+                            return bad("attributes", &e);
+                        }
+                        let rels = match m.get("cio_relationships") {
+                            None => Vec::new(),
+                            some => match parse_relationships(some, identifier_from_json) {
+                                Ok(r) => r,
+                                Err(e) => return bad("cio_relationships", &e),
+                            },
+                        };
+                        // `cio_object_id` updates only (Track spec `object_identify`): an unknown one is dropped
+                        let Some(key) = self.object_for(&addr, true) else { return Applied::Ok };
+                        let entry = self.objects.entry(key.clone()).or_default();
                         for (k, v) in attrs {
                             if v.is_null() || v.as_str() == Some("") {
                                 entry.remove(&k);
@@ -677,18 +780,121 @@ impl Db {
                                 entry.insert(k, v);
                             }
                         }
+                        self.relate_people(true, &key, rels);
                         Applied::Ok
                     }
                     "delete" => {
-                        self.objects.remove(&key);
+                        if let Some(key) = self.object_for(&addr, false) {
+                            self.objects.remove(&key);
+                            self.object_cio.remove(&key);
+                            self.relationships.remove(&key);
+                        }
                         Applied::Ok
                     }
-                    "add_relationships" | "delete_relationships" => Applied::Ok,
+                    "add_relationships" | "delete_relationships" => {
+                        let rels = match parse_relationships(m.get("cio_relationships"), identifier_from_json) {
+                            Ok(r) => r,
+                            Err(e) => return bad("cio_relationships", &e),
+                        };
+                        let add = action == "add_relationships";
+                        let Some(key) = self.object_for(&addr, add) else { return Applied::Ok };
+                        self.relate_people(add, &key, rels);
+                        Applied::Ok
+                    }
                     other => bad("action", &format!("unknown object action {other:?}")),
                 }
             }
             "delivery" if action == "event" => Applied::Ok,
             other => bad("type", &format!("unknown type {other:?}")),
+        }
+    }
+}
+
+/// How a v2 operation addresses an object.
+enum ObjectAddr {
+    Key(String, String),
+    Cio(String),
+}
+
+/// `{"object_type_id", "object_id"}` or `{"cio_object_id"}` (Track spec `object_identifiers`).
+fn parse_object_addr(v: &Value) -> Result<ObjectAddr, String> {
+    let m = v.as_object().ok_or("identifiers must be an object")?;
+    let s = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_owned);
+    match (s("object_type_id"), s("object_id"), s("cio_object_id")) {
+        (Some(t), Some(id), None) => Ok(ObjectAddr::Key(t, id)),
+        (None, None, Some(c)) => Ok(ObjectAddr::Cio(c)),
+        _ => Err("identifiers must be {object_type_id, object_id} or {cio_object_id}".into()),
+    }
+}
+
+/// One parsed relationship: who or what, and its `relationship_attributes`.
+type Related<T> = (T, Map<String, Value>);
+
+/// A non-empty `cio_relationships` array of `{identifiers, relationship_attributes?}`, each checked like attributes.
+fn parse_relationships<T>(
+    v: Option<&Value>,
+    parse: impl Fn(&Value) -> Result<T, String>,
+) -> Result<Vec<Related<T>>, String> {
+    let items = v.and_then(Value::as_array).filter(|a| !a.is_empty()).ok_or("cio_relationships is required")?;
+    items
+        .iter()
+        .map(|item| {
+            let who = parse(item.get("identifiers").unwrap_or(&Value::Null))?;
+            let attrs = item.get("relationship_attributes").and_then(Value::as_object).cloned().unwrap_or_default();
+            if let Some(e) = check_attrs(&attrs).into_iter().next() {
+                return Err(e);
+            }
+            Ok((who, attrs))
+        })
+        .collect()
+}
+
+impl Db {
+    /// The object's key; with `create`, a `{object_type_id, object_id}` object that does not exist yet is created.
+    /// A `cio_object_id` must exist (it updates only); an unknown one is dropped and noted in the activity log.
+    fn object_for(&mut self, addr: &ObjectAddr, create: bool) -> Option<(String, String)> {
+        match addr {
+            ObjectAddr::Key(t, id) => {
+                let key = (t.clone(), id.clone());
+                if !self.objects.contains_key(&key) {
+                    if !create {
+                        return None;
+                    }
+                    self.objects.insert(key.clone(), Map::new());
+                    self.next_object += 1;
+                    self.object_cio.insert(key.clone(), format!("{:012x}", 0x0b1e_c700_0000_u64 + self.next_object));
+                }
+                Some(key)
+            }
+            ObjectAddr::Cio(c) => {
+                let found = self.object_cio.iter().find(|(_, v)| *v == c).map(|(k, _)| k.clone());
+                if found.is_none() {
+                    self.activity.push(format!("Failed object change: no object with cio_object_id {c:?}"));
+                }
+                found
+            }
+        }
+    }
+
+    fn relate(&mut self, add: bool, key: (String, String), person_cio: &str, attrs: Map<String, Value>) {
+        let rels = self.relationships.entry(key).or_default();
+        if add {
+            let entry = rels.entry(person_cio.to_owned()).or_default();
+            entry.extend(attrs);
+        } else {
+            rels.remove(person_cio);
+        }
+    }
+
+    /// Object-side relationships: people are found or created (like an event for them would be); a suppressed or
+    /// unknown `cio_id` person is skipped.
+    fn relate_people(&mut self, add: bool, key: &(String, String), people: Vec<(Identifier, Map<String, Value>)>) {
+        for (who, attrs) in people {
+            let ix = if add { self.resolve(&who, false, "relationship change") } else { self.find(&who) };
+            if let Some(ix) = ix {
+                let cio = self.people[ix].cio_id.clone();
+                self.relate(add, key.clone(), &cio, attrs);
+            }
         }
     }
 }
@@ -1031,6 +1237,13 @@ async fn app_send(AxState(s): AxState<S>, headers: HeaderMap, Path(kind): Path<S
     if !m.contains_key("identifiers") {
         return meta_error(StatusCode::BAD_REQUEST, "\"identifiers\" is required");
     }
+    // Track spec `sendpush`/`sendsms`: `transactional_message_id` is required; an SMS also needs `to`
+    if matches!(kind.as_str(), "push" | "sms") && !m.contains_key("transactional_message_id") {
+        return meta_error(StatusCode::BAD_REQUEST, "\"transactional_message_id\" is required");
+    }
+    if kind == "sms" && m.get("to").and_then(Value::as_str).is_none_or(|t| t.trim().is_empty()) {
+        return meta_error(StatusCode::BAD_REQUEST, "\"to\" is required");
+    }
     if kind == "email" {
         if !m.contains_key("to") {
             return meta_error(StatusCode::BAD_REQUEST, "\"to\" is required");
@@ -1062,10 +1275,11 @@ async fn app_trigger(AxState(s): AxState<S>, headers: HeaderMap, Path(id): Path<
             &json!({"meta": {"error": "empty recipients filter is not valid"}}),
         );
     }
+    let now = s.now();
     let mut st = s.lock();
     st.next_trigger += 1;
     let trigger_id = st.next_trigger;
-    st.broadcasts.push(BroadcastRecord { broadcast_id: id, trigger_id, body });
+    st.broadcasts.push(BroadcastRecord { broadcast_id: id, trigger_id, body, created_at: now });
     json_response(StatusCode::OK, &json!({"id": trigger_id}))
 }
 
@@ -1073,6 +1287,41 @@ async fn app_reporting_webhooks_list(AxState(s): AxState<S>, headers: HeaderMap)
     tri!(app_gate(&s, &headers, s.app_limit.as_ref()));
     let list = s.lock().reporting_webhooks.clone();
     json_response(StatusCode::OK, &json!({"reporting_webhooks": list}))
+}
+
+fn trigger_json(b: &BroadcastRecord) -> Value {
+    json!({"id": b.trigger_id, "broadcast_id": b.broadcast_id, "created_at": b.created_at, "processed_at": b.created_at})
+}
+
+/// `GET /v1/campaigns/{broadcast_id}/triggers/{trigger_id}` (App API `broadcastStatus`).
+async fn app_trigger_status(
+    AxState(s): AxState<S>,
+    headers: HeaderMap,
+    Path((broadcast_id, trigger_id)): Path<(u64, i64)>,
+) -> Response {
+    tri!(app_gate(&s, &headers, s.app_limit.as_ref()));
+    let st = s.lock();
+    match st.broadcasts.iter().find(|b| b.broadcast_id == broadcast_id && b.trigger_id == trigger_id) {
+        Some(b) => json_response(StatusCode::OK, &trigger_json(b)),
+        None => app_not_found("trigger"),
+    }
+}
+
+/// `GET /v1/broadcasts/{broadcast_id}/triggers` (App API `listBroadcastTriggers`).
+async fn app_trigger_list(AxState(s): AxState<S>, headers: HeaderMap, Path(broadcast_id): Path<u64>) -> Response {
+    tri!(app_gate(&s, &headers, s.app_limit.as_ref()));
+    let list: Vec<Value> =
+        s.lock().broadcasts.iter().filter(|b| b.broadcast_id == broadcast_id).map(trigger_json).collect();
+    json_response(StatusCode::OK, &json!({"triggers": list}))
+}
+
+/// `DELETE /v1/reporting_webhooks/{id}` (App API `deleteWebhook`: 200 without a body, 404 for an unknown id).
+async fn app_reporting_webhooks_delete(AxState(s): AxState<S>, headers: HeaderMap, Path(id): Path<u64>) -> Response {
+    tri!(app_gate(&s, &headers, s.app_limit.as_ref()));
+    let mut st = s.lock();
+    let before = st.reporting_webhooks.len();
+    st.reporting_webhooks.retain(|w| w["id"].as_u64() != Some(id));
+    if st.reporting_webhooks.len() == before { app_not_found("webhook") } else { StatusCode::OK.into_response() }
 }
 
 fn webhook_body(body: &[u8]) -> Result<Map<String, Value>, String> {
@@ -1094,7 +1343,8 @@ async fn app_reporting_webhooks_create(AxState(s): AxState<S>, headers: HeaderMa
         Err(e) => return meta_error(StatusCode::BAD_REQUEST, &e),
     };
     let mut st = s.lock();
-    let id = st.reporting_webhooks.len() + 1;
+    // never reuse a deleted webhook's id
+    let id = st.reporting_webhooks.iter().filter_map(|w| w["id"].as_u64()).max().unwrap_or(0) + 1;
     m.insert("id".into(), id.into());
     st.reporting_webhooks.push(Value::Object(m.clone()));
     json_response(StatusCode::OK, &Value::Object(m))
@@ -1120,6 +1370,244 @@ async fn app_reporting_webhooks_update(
     json_response(StatusCode::OK, &Value::Object(m))
 }
 
+// ----- segments and search (App API; Track manual segment changes) -----
+
+/// App API 404 body (`{"errors":[{"detail","status"}]}`, as for an unknown person's attributes).
+fn app_not_found(what: &str) -> Response {
+    json_response(StatusCode::NOT_FOUND, &json!({"errors": [{"detail": format!("{what} not found"), "status": "404"}]}))
+}
+
+/// `start` (an opaque `next` token: the fake's is the offset) and `limit` (1 to `max`; `default` when absent).
+#[allow(clippy::result_large_err)]
+fn page_params(q: Option<&str>, max: usize, default: usize) -> Result<(usize, usize), Response> {
+    let start = match query_param(q, "start").filter(|s| !s.is_empty()) {
+        None => 0,
+        Some(t) => t.parse().map_err(|_| meta_error(StatusCode::BAD_REQUEST, "invalid start token"))?,
+    };
+    let limit = match query_param(q, "limit") {
+        None => default,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => n,
+            _ => return Err(meta_error(StatusCode::BAD_REQUEST, &format!("limit must be 1 to {max}"))),
+        },
+    };
+    Ok((start, limit))
+}
+
+/// `{"identifiers": [{email, id, cio_id}], "ids": [...], "next": "…"}` for people `cios[start..start+limit]`;
+/// `next` is `""` on the last page.
+fn people_page(st: &Db, cios: &[String], start: usize, limit: usize) -> Value {
+    let slice = cios.iter().skip(start).take(limit);
+    let people: Vec<&Person> = slice.filter_map(|c| st.people.iter().find(|p| &p.cio_id == c)).collect();
+    let identifiers: Vec<Value> =
+        people.iter().map(|p| json!({"email": p.email, "id": p.id, "cio_id": p.cio_id})).collect();
+    let ids: Vec<Value> = people.iter().map(|p| Value::from(p.id.clone().unwrap_or_default())).collect();
+    let end = start + limit;
+    let next = if end < cios.len() { end.to_string() } else { String::new() };
+    json!({"identifiers": identifiers, "ids": ids, "next": next})
+}
+
+/// Evaluates an App API people filter (`and`/`or`/`not`, `segment: {id}`, `attribute: {field, operator: eq|exists,
+/// value}`; attribute values compare as strings, the way Customer.io stores them).
+fn filter_matches(st: &Db, p: &Person, f: &Value) -> Result<bool, String> {
+    let m = f.as_object().filter(|m| m.len() == 1).ok_or("a filter object takes exactly one property")?;
+    let (k, v) = m.iter().next().ok_or("empty filter")?;
+    match k.as_str() {
+        "and" | "or" => {
+            let items = v.as_array().filter(|a| !a.is_empty()).ok_or(format!("`{k}` takes a non-empty array"))?;
+            let mut results = Vec::with_capacity(items.len());
+            for item in items {
+                results.push(filter_matches(st, p, item)?);
+            }
+            Ok(if k == "and" { results.iter().all(|b| *b) } else { results.iter().any(|b| *b) })
+        }
+        "not" => Ok(!filter_matches(st, p, v)?),
+        "segment" => {
+            let id = v.get("id").and_then(Value::as_u64).ok_or("segment filter needs an integer id")?;
+            Ok(st.segments.iter().any(|s| s.id == id && s.members.contains(&p.cio_id)))
+        }
+        "attribute" => {
+            let field = v.get("field").and_then(Value::as_str).ok_or("attribute filter needs a field")?;
+            match v.get("operator").and_then(Value::as_str) {
+                Some("exists") => Ok(p.attributes.contains_key(field)),
+                Some("eq") => {
+                    let want = v.get("value").ok_or("an eq filter needs a value")?;
+                    Ok(p.attributes.get(field).is_some_and(|have| attr_string(have) == attr_string(want)))
+                }
+                _ => Err("operator must be eq or exists".into()),
+            }
+        }
+        other => Err(format!("unknown filter {other:?}")),
+    }
+}
+
+async fn app_search(AxState(s): AxState<S>, headers: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> Response {
+    tri!(app_gate(&s, &headers, s.app_limit.as_ref()));
+    let (start, limit) = tri!(page_params(q.as_deref(), 1000, 1000));
+    let filter = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(mut m)) => match m.remove("filter") {
+            Some(f @ Value::Object(_)) => f,
+            _ => return meta_error(StatusCode::BAD_REQUEST, "filter is required"),
+        },
+        _ => return meta_error(StatusCode::BAD_REQUEST, "Request entity must be JSON encoded"),
+    };
+    let st = s.lock();
+    let mut cios = Vec::new();
+    for p in &st.people {
+        match filter_matches(&st, p, &filter) {
+            Ok(true) => cios.push(p.cio_id.clone()),
+            Ok(false) => {}
+            Err(e) => return meta_error(StatusCode::BAD_REQUEST, &e),
+        }
+    }
+    json_response(StatusCode::OK, &people_page(&st, &cios, start, limit))
+}
+
+async fn app_segments_list(AxState(s): AxState<S>, headers: HeaderMap) -> Response {
+    tri!(app_gate(&s, &headers, s.app_limit.as_ref()));
+    let list: Vec<Value> = s.lock().segments.iter().map(SegmentRecord::to_json).collect();
+    json_response(StatusCode::OK, &json!({"segments": list}))
+}
+
+async fn app_segments_create(AxState(s): AxState<S>, headers: HeaderMap, body: Bytes) -> Response {
+    tri!(app_gate(&s, &headers, s.app_limit.as_ref()));
+    let seg = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v.get("segment").cloned());
+    let Some(name) = seg.as_ref().and_then(|v| v.get("name")).and_then(Value::as_str).filter(|n| !n.trim().is_empty())
+    else {
+        return meta_error(StatusCode::BAD_REQUEST, "segment.name is required");
+    };
+    let description = seg.as_ref().and_then(|v| v.get("description")).and_then(Value::as_str).map(str::to_owned);
+    let now = s.now();
+    let mut st = s.lock();
+    let id = st.add_segment(name, description, SegmentType::Manual, Vec::new(), now);
+    let json = st.segments.iter().find(|x| x.id == id).map(SegmentRecord::to_json).unwrap_or_default();
+    json_response(StatusCode::OK, &json!({"segment": json}))
+}
+
+async fn app_segment_get(AxState(s): AxState<S>, headers: HeaderMap, Path(id): Path<u64>) -> Response {
+    tri!(app_gate(&s, &headers, s.app_limit.as_ref()));
+    match s.lock().segments.iter().find(|x| x.id == id) {
+        Some(seg) => json_response(StatusCode::OK, &json!({"segment": seg.to_json()})),
+        None => app_not_found("segment"),
+    }
+}
+
+async fn app_segment_delete(AxState(s): AxState<S>, headers: HeaderMap, Path(id): Path<u64>) -> Response {
+    tri!(app_gate(&s, &headers, s.app_limit.as_ref()));
+    let mut st = s.lock();
+    let before = st.segments.len();
+    st.segments.retain(|x| x.id != id);
+    if st.segments.len() == before { app_not_found("segment") } else { StatusCode::NO_CONTENT.into_response() }
+}
+
+async fn app_segment_count(AxState(s): AxState<S>, headers: HeaderMap, Path(id): Path<u64>) -> Response {
+    tri!(app_gate(&s, &headers, s.app_limit.as_ref()));
+    match s.lock().segments.iter().find(|x| x.id == id) {
+        Some(seg) => json_response(StatusCode::OK, &json!({"count": seg.members.len()})),
+        None => app_not_found("segment"),
+    }
+}
+
+async fn app_segment_membership(
+    AxState(s): AxState<S>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    tri!(app_gate(&s, &headers, s.app_limit.as_ref()));
+    let (start, limit) = tri!(page_params(q.as_deref(), 30_000, 1000));
+    let st = s.lock();
+    let Some(seg) = st.segments.iter().find(|x| x.id == id) else { return app_not_found("segment") };
+    json_response(StatusCode::OK, &people_page(&st, &seg.members, start, limit))
+}
+
+fn app_path_who(raw: String, q: Option<&str>) -> Identifier {
+    match query_param(q, "id_type").as_deref() {
+        Some("email") => Identifier::email(raw),
+        Some("cio_id") => Identifier::cio_id(raw),
+        _ => Identifier::id(raw),
+    }
+}
+
+async fn app_customer_segments(
+    AxState(s): AxState<S>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    tri!(app_gate(&s, &headers, s.app_limit.as_ref()));
+    let who = app_path_who(raw, q.as_deref());
+    let st = s.lock();
+    let Some(i) = st.find(&who) else { return app_not_found("customer") };
+    let cio = &st.people[i].cio_id;
+    let list: Vec<Value> = st.segments.iter().filter(|x| x.members.contains(cio)).map(SegmentRecord::to_json).collect();
+    json_response(StatusCode::OK, &json!({"segments": list}))
+}
+
+/// Track `POST /api/v1/segments/{id}/add_customers|remove_customers?id_type=` with `{"ids": [1..1000]}` (Track spec;
+/// api-notes §1): manual segments only; ids of people who do not exist are skipped.
+async fn v1_segment_change(
+    AxState(s): AxState<S>,
+    headers: HeaderMap,
+    Path((id, op)): Path<(u64, String)>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    tri!(track_gate(&s, &headers));
+    let add = match op.as_str() {
+        "add_customers" => true,
+        "remove_customers" => false,
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    let id_type = query_param(q.as_deref(), "id_type").unwrap_or_else(|| "id".into());
+    if !matches!(id_type.as_str(), "id" | "email" | "cio_id") {
+        return v1_errors(&["id_type must be id, email or cio_id".into()]);
+    }
+    let body = tri!(parse_object(&body));
+    let Some(ids) = body.get("ids").and_then(Value::as_array).filter(|a| (1..=1000).contains(&a.len())) else {
+        return v1_errors(&["ids must hold 1 to 1000 values".into()]);
+    };
+    let mut st = s.lock();
+    let cios: Vec<String> = ids
+        .iter()
+        .filter_map(|v| v.as_str())
+        .filter_map(|v| {
+            let who = app_path_who(v.to_owned(), Some(&format!("id_type={id_type}")));
+            st.find(&who).map(|i| st.people[i].cio_id.clone())
+        })
+        .collect();
+    let Some(seg) = st.segments.iter_mut().find(|x| x.id == id) else {
+        return v1_errors(&[format!("segment {id} not found")]);
+    };
+    if seg.kind != SegmentType::Manual {
+        return v1_errors(&[format!("segment {id} is not a manual segment")]);
+    }
+    for c in cios {
+        if add && !seg.members.contains(&c) {
+            seg.members.push(c);
+        } else if !add {
+            seg.members.retain(|m| *m != c);
+        }
+    }
+    ok_empty()
+}
+
+impl Db {
+    fn add_segment(
+        &mut self,
+        name: &str,
+        description: Option<String>,
+        kind: SegmentType,
+        members: Vec<String>,
+        now: i64,
+    ) -> u64 {
+        self.next_segment += 1;
+        let id = self.next_segment;
+        self.segments.push(SegmentRecord { id, name: name.to_owned(), description, kind, members, created_at: now });
+        id
+    }
+}
+
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/api/v1/accounts/region", get(v1_region))
@@ -1133,12 +1621,20 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/merge_customers", post(v1_merge))
         .route("/api/v2/entity", post(v2_entity))
         .route("/api/v2/batch", post(v2_batch))
-        .route("/v1/customers", get(app_customers_by_email))
+        .route("/api/v1/segments/{segment_id}/{op}", post(v1_segment_change))
+        .route("/v1/customers", get(app_customers_by_email).post(app_search))
+        .route("/v1/customers/{id}/segments", get(app_customer_segments))
+        .route("/v1/segments", get(app_segments_list).post(app_segments_create))
+        .route("/v1/segments/{id}", get(app_segment_get).delete(app_segment_delete))
+        .route("/v1/segments/{id}/customer_count", get(app_segment_count))
+        .route("/v1/segments/{id}/membership", get(app_segment_membership))
         .route("/v1/customers/{id}/attributes", get(app_customer_attributes))
         .route("/v1/send/{kind}", post(app_send))
         .route("/v1/campaigns/{id}/triggers", post(app_trigger))
         .route("/v1/reporting_webhooks", get(app_reporting_webhooks_list).post(app_reporting_webhooks_create))
-        .route("/v1/reporting_webhooks/{id}", put(app_reporting_webhooks_update))
+        .route("/v1/reporting_webhooks/{id}", put(app_reporting_webhooks_update).delete(app_reporting_webhooks_delete))
+        .route("/v1/campaigns/{id}/triggers/{trigger_id}", get(app_trigger_status))
+        .route("/v1/broadcasts/{id}/triggers", get(app_trigger_list))
         .with_state(shared)
 }
 
@@ -1278,6 +1774,41 @@ impl FakeCustomerIo {
     #[must_use]
     pub fn object(&self, object_type_id: &str, object_id: &str) -> Option<Map<String, Value>> {
         self.shared.lock().objects.get(&(object_type_id.to_owned(), object_id.to_owned())).cloned()
+    }
+
+    /// The object's `cio_object_id`, once it exists.
+    #[must_use]
+    pub fn object_cio_id(&self, object_type_id: &str, object_id: &str) -> Option<String> {
+        self.shared.lock().object_cio.get(&(object_type_id.to_owned(), object_id.to_owned())).cloned()
+    }
+
+    /// The people related to an object: `(person cio_id, relationship attributes)`, sorted by `cio_id`.
+    #[must_use]
+    pub fn relationships(&self, object_type_id: &str, object_id: &str) -> Vec<(String, Map<String, Value>)> {
+        let st = self.shared.lock();
+        let mut v: Vec<_> = st
+            .relationships
+            .get(&(object_type_id.to_owned(), object_id.to_owned()))
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Adds a segment with these members (people that exist; others are skipped). A dynamic segment's membership
+    /// is what is seeded here: the fake does not evaluate conditions.
+    pub fn seed_segment(&self, name: &str, kind: SegmentType, members: &[Identifier]) -> SegmentId {
+        let now = self.shared.now();
+        let mut st = self.shared.lock();
+        let cios: Vec<String> =
+            members.iter().filter_map(|w| st.find(w).map(|i| st.people[i].cio_id.clone())).collect();
+        SegmentId(st.add_segment(name, None, kind, cios, now))
+    }
+
+    /// A segment, as stored.
+    #[must_use]
+    pub fn segment(&self, id: SegmentId) -> Option<SegmentRecord> {
+        self.shared.lock().segments.iter().find(|s| s.id == id.get()).cloned()
     }
 
     /// Transactional messages sent.

@@ -187,6 +187,37 @@ api_core::string_id!(
     DeliveryId
 );
 
+api_core::string_id!(
+    /// An object type id (`"1"`): the workspace's numbering of its object types (Track spec `object_type_id`, a
+    /// string).
+    ObjectTypeId
+);
+
+api_core::string_id!(
+    /// Your id for an object (`"acme"`), unique within its object type (Track spec `object_id`).
+    ObjectId
+);
+
+api_core::int_id!(
+    /// A segment id (App API `segment_id`, an integer).
+    SegmentId
+);
+
+api_core::int_id!(
+    /// An API-triggered broadcast's id (`broadcast_id`).
+    BroadcastId
+);
+
+api_core::int_id!(
+    /// A broadcast trigger's id (the `id` a trigger returns; `trigger_id` in reporting webhooks).
+    TriggerId
+);
+
+api_core::int_id!(
+    /// A reporting webhook's id (App API `webhook_id`).
+    WebhookId
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,8 +12,15 @@
 //! - Track v2 ([`batch`]): [`Client::entity`] and [`Client::batch`] (split into ≤ 500 KB requests; 207 partial
 //!   failures returned by index in a [`BatchReport`]).
 //! - Documented limits are checked before sending ([`limits`], [`ValidationError`]).
-//! - App API ([`app`]): [`Client::send_email`], [`Client::customers_by_email`], [`Client::customer_attributes`],
-//!   [`Client::trigger_broadcast`].
+//! - Objects and relationships ([`objects`]): [`ObjectRef`], [`Operation::object_identify`] and friends,
+//!   [`Client::identify_object`], [`Client::add_relationships`]; v2 [`Operation::page`]/[`Operation::screen`].
+//! - App API ([`app`], [`customers`], [`segments`]): [`Client::send_email`], [`Client::send_push`],
+//!   [`Client::send_sms`], [`Client::customers_by_email`], [`Client::customer_attributes`],
+//!   [`Client::list_customers`] ([`CustomerFilter`]), [`Client::list_customer_activities`],
+//!   [`Client::list_customer_messages`], [`Client::list_segments`], [`Client::list_segment_members`],
+//!   [`Client::trigger_broadcast`], [`Client::broadcast_trigger`], reporting-webhook management. `list_*` return
+//!   one [`Page`]; `stream_*` every item.
+//! - Pipelines ([`pipelines`]): [`Client::pipelines_identify`], [`Client::pipelines_track`].
 //! - Reporting webhooks ([`webhook`]): [`ReportingEvent`] with open [`ObjectType`]/[`Metric`] enums, and
 //!   [`Verifier`] for `X-CIO-Signature`.
 //! - Feature `fake`: an in-process stateful Customer.io fake (`fake::FakeCustomerIo`).
@@ -47,13 +54,17 @@
 pub mod app;
 pub mod batch;
 pub mod client;
+pub mod customers;
 pub mod error;
 #[cfg(feature = "fake")]
 #[cfg_attr(docsrs, doc(cfg(feature = "fake")))]
 pub mod fake;
 pub mod ids;
 pub mod limits;
+pub mod objects;
+pub mod pipelines;
 pub mod region;
+pub mod segments;
 pub mod track;
 pub mod transport;
 pub mod webhook;
@@ -66,17 +77,26 @@ pub use api_core;
 #[cfg_attr(docsrs, doc(cfg(feature = "fake")))]
 pub use api_core::fake::Fault;
 
-pub use api_core::{FixedClock, RateLimiter, RawResponse, Request, RetryPolicy, Rule, SignatureError, Token};
+pub use api_core::{
+    FixedClock, Page, RateBudget, RateLimiter, RawResponse, Request, RetryPolicy, Rule, SignatureError, Token,
+};
 pub use app::{
-    Audience, BroadcastTrigger, CustomerAttributes, CustomerRef, MessageRef, ReportingWebhookConfig,
-    ReportingWebhookInfo, SendEmail, SendResponse, TriggerResponse,
+    Audience, BroadcastTrigger, BroadcastTriggerStatus, CustomerAttributes, CustomerRef, MessageRef,
+    ReportingWebhookConfig, ReportingWebhookInfo, SendEmail, SendPush, SendResponse, SendSms, TransactionalOptions,
+    TriggerResponse,
 };
 pub use batch::{BatchAbort, BatchReport, Operation, RejectedOperation};
 pub use client::{Api, Client, ClientBuilder};
+pub use customers::{
+    Activity, ActivityQuery, ActivityType, CustomerFilter, ListOptions, Message, MessageQuery, MessageType,
+};
 pub use error::{Error, ErrorItem, VendorError};
-pub use ids::{DeliveryId, EventId, Identifier};
+pub use ids::{BroadcastId, DeliveryId, EventId, Identifier, ObjectId, ObjectTypeId, SegmentId, TriggerId, WebhookId};
 pub use limits::ValidationError;
+pub use objects::{ObjectRef, ObjectRelationship, PersonRelationship};
+pub use pipelines::{PipelinesIdentify, PipelinesTrack, PipelinesUser};
 pub use region::Region;
+pub use segments::{Segment, SegmentState, SegmentType};
 pub use track::{Device, Event, EventType, Identify, Platform, RegionInfo};
 pub use transport::NoRedirectTransport;
 pub use webhook::{EventData, Identifiers, Metric, ObjectType, ReportingEvent, Verifier, WebhookError};

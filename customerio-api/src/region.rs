@@ -35,6 +35,17 @@ impl Region {
         .expect("valid URL")
     }
 
+    /// The Pipelines (CDP) API base (`https://cdp.customer.io` / `https://cdp-eu.customer.io`); paths add
+    /// `/v1/…` (Pipelines spec `servers`: `https://cdp.customer.io/v1`, `https://cdp-eu.customer.io/v1`).
+    #[must_use]
+    pub fn pipelines_base(self) -> Url {
+        let s = match self {
+            Self::Us => "https://cdp.customer.io",
+            Self::Eu => "https://cdp-eu.customer.io",
+        };
+        Url::parse(s).expect("static URL")
+    }
+
     /// `"us"` or `"eu"`, as `GET /api/v1/accounts/region` reports it.
     #[must_use]
     pub fn as_str(self) -> &'static str {
@@ -65,6 +76,8 @@ mod tests {
         assert_eq!(Region::Eu.track_base().as_str(), "https://track-eu.customer.io/");
         assert_eq!(Region::Us.app_base().as_str(), "https://api.customer.io/");
         assert_eq!(Region::Eu.app_base().as_str(), "https://api-eu.customer.io/");
+        assert_eq!(Region::Us.pipelines_base().as_str(), "https://cdp.customer.io/");
+        assert_eq!(Region::Eu.pipelines_base().as_str(), "https://cdp-eu.customer.io/");
         assert_eq!(Region::from_code("EU"), Some(Region::Eu));
         assert_eq!(Region::from_code("ap"), None);
     }

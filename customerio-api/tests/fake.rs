@@ -309,3 +309,181 @@ async fn guard_errors_never_reach_the_fake() {
     assert!(!err.may_have_been_sent());
     assert_eq!(fake.log().requests().len(), 0);
 }
+
+/// Objects and relationships through the v2 API: object identify creates (with a `cio_object_id`), relationships
+/// from both sides, `cio_object_id` updates, attribute removal, deletes (Track spec object schemas; api-notes §2).
+#[tokio::test]
+async fn objects_and_relationships_are_stored() {
+    use customerio_api::{ObjectRef, ObjectRelationship, PersonRelationship};
+    let fake = FakeCustomerIo::start().await.unwrap();
+    let cio = fake.client();
+    let acme = ObjectRef::new("1", "acme");
+    cio.identify_object(&acme, attrs(json!({"name": "Acme Corp", "plan": "enterprise"}))).await.unwrap();
+    cio.add_relationships(&acme, &[PersonRelationship::new(Identifier::id("42")).attr("role", "admin")]).await.unwrap();
+    let ann = Identifier::email("ann@example.com");
+    cio.identify(&ann, &Identify::new()).await.unwrap();
+    cio.entity(&Operation::person_add_relationships(&ann, &[ObjectRelationship::new(acme.clone())])).await.unwrap();
+    let person42 = fake.person(&Identifier::id("42")).expect("relating creates the person like an event would");
+    let annp = fake.person(&ann).unwrap();
+    let rels = fake.relationships("1", "acme");
+    let mut want = vec![(person42.cio_id.clone(), attrs(json!({"role": "admin"}))), (annp.cio_id.clone(), Map::new())];
+    want.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(rels, want);
+
+    // update through cio_object_id; "" removes an attribute
+    let cio_object_id = fake.object_cio_id("1", "acme").unwrap();
+    cio.identify_object(&ObjectRef::cio(cio_object_id), attrs(json!({"plan": "", "seats": 5}))).await.unwrap();
+    assert_eq!(fake.object("1", "acme").unwrap(), attrs(json!({"name": "Acme Corp", "seats": 5})));
+    // an unknown cio_object_id updates nothing (update only) and is noted in the activity log
+    cio.identify_object(&ObjectRef::cio("nope"), attrs(json!({"x": 1}))).await.unwrap();
+    assert!(fake.activity().iter().any(|a| a.contains("nope")));
+
+    cio.delete_relationships(&acme, &[PersonRelationship::new(Identifier::id("42"))]).await.unwrap();
+    assert_eq!(fake.relationships("1", "acme").len(), 1);
+    // deleting the person removes their relationships
+    cio.delete_person(&ann).await.unwrap();
+    assert!(fake.relationships("1", "acme").is_empty());
+    cio.delete_object(&acme).await.unwrap();
+    assert!(fake.object("1", "acme").is_none());
+}
+
+/// Invalid object operations are 207 items like the real batch endpoint (api-notes §2: "207 for partial failure"):
+/// both kinds of identifiers at once, an empty relationship list sent raw, a relationship attribute over 1,000 bytes.
+#[tokio::test]
+async fn invalid_object_operations_are_207_items() {
+    let fake = FakeCustomerIo::start().await.unwrap();
+    let cio = fake.client();
+    let long = "x".repeat(1001);
+    let ops = vec![
+        Operation::raw(json!({"type": "object", "action": "identify", "identifiers": {"object_type_id": "1", "object_id": "a", "cio_object_id": "c"}})).unwrap(),
+        Operation::raw(json!({"type": "object", "action": "add_relationships", "identifiers": {"object_type_id": "1", "object_id": "a"}, "cio_relationships": []})).unwrap(),
+        Operation::raw(json!({"type": "object", "action": "add_relationships", "identifiers": {"object_type_id": "1", "object_id": "a"}, "cio_relationships": [{"identifiers": {"id": "1"}, "relationship_attributes": {"note": long}}]})).unwrap(),
+        Operation::raw(json!({"type": "object", "action": "identify", "identifiers": {"object_type_id": "1", "object_id": "b"}, "attributes": {"ok": true}})).unwrap(),
+    ];
+    // the raw operations skip the client's own checks, so the fake's are what answers
+    let body = json!({"batch": ops});
+    let resp = cio
+        .send(customerio_api::Api::Track, api_core::Request::post("/api/v2/batch").json(&body).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status.as_u16(), 207);
+    let v: Value = resp.json().unwrap();
+    let idx: Vec<u64> = v["errors"].as_array().unwrap().iter().map(|e| e["batch_index"].as_u64().unwrap()).collect();
+    assert_eq!(idx, [0, 1, 2]);
+    assert!(fake.object("1", "b").is_some(), "the valid operation is applied");
+}
+
+/// Segments in the fake: seeded and API-created manual segments, Track add/remove (manual only), membership
+/// pages with `next`, count, a person's segments, search filters, delete (App API paths as go-customerio's
+/// `segments_api.go`; membership `limit` ≤ 30,000; search `limit` ≤ 1,000).
+#[tokio::test]
+async fn segments_membership_and_search() {
+    use customerio_api::{CustomerFilter as F, ListOptions, SegmentId, SegmentType};
+    use futures::TryStreamExt;
+    let fake = FakeCustomerIo::start().await.unwrap();
+    let cio = fake.client();
+    for (id, plan) in [("1", "pro"), ("2", "free"), ("3", "pro")] {
+        cio.identify(&Identifier::id(id), &Identify::new().attr("plan", plan).email(format!("p{id}@x.io")))
+            .await
+            .unwrap();
+    }
+    let dynamic = fake.seed_segment("Pro", SegmentType::Dynamic, &[Identifier::id("1"), Identifier::id("3")]);
+    let manual = cio.create_manual_segment("VIP", Some("hand-picked")).await.unwrap();
+    assert_eq!(manual.kind, Some(SegmentType::Manual));
+    cio.add_to_segment(manual.id.get(), "email", &["p2@x.io".into(), "p3@x.io".into()]).await.unwrap();
+    // a dynamic segment cannot be changed by hand
+    let err = cio.add_to_segment(dynamic.get(), "id", &["2".into()]).await.unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(400));
+
+    assert_eq!(cio.list_segments().await.unwrap().len(), 2);
+    assert_eq!(cio.segment_customer_count(manual.id).await.unwrap(), 2);
+    let first = cio.list_segment_members(manual.id, &ListOptions::new().limit(1)).await.unwrap();
+    assert_eq!(first.items[0].id.as_deref(), Some("2"));
+    assert!(first.next.is_some());
+    let all: Vec<_> = cio.stream_segment_members(manual.id, Some(1)).try_collect().await.unwrap();
+    assert_eq!(all.iter().map(|p| p.id.clone().unwrap()).collect::<Vec<_>>(), ["2", "3"]);
+    let over = cio
+        .send(
+            customerio_api::Api::App,
+            api_core::Request::get(format!("/v1/segments/{}/membership", manual.id)).query("limit", 30_001),
+        )
+        .await;
+    assert_eq!(over.unwrap_err().status().map(|s| s.as_u16()), Some(400));
+
+    let segs = cio.customer_segments(&Identifier::email("p3@x.io")).await.unwrap();
+    assert_eq!(segs.iter().map(|s| s.id).collect::<Vec<_>>(), [dynamic, manual.id]);
+
+    let pro_not_vip = F::and([F::eq("plan", "pro"), F::not(F::segment(manual.id))]);
+    let found: Vec<_> = cio.stream_customers(pro_not_vip, Some(1)).try_collect().await.unwrap();
+    assert_eq!(found.iter().map(|p| p.id.clone().unwrap()).collect::<Vec<_>>(), ["1"]);
+    let either = F::or([F::segment(dynamic), F::exists("nickname")]);
+    assert_eq!(cio.list_customers(&either, &ListOptions::new()).await.unwrap().items.len(), 2);
+
+    cio.remove_from_segment(manual.id.get(), "id", &["2".into()]).await.unwrap();
+    assert_eq!(fake.segment(manual.id).unwrap().members.len(), 1);
+    cio.delete_segment(manual.id).await.unwrap();
+    let err = cio.get_segment(manual.id).await.unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(404));
+    assert!(matches!(cio.get_segment(SegmentId(999)).await, Err(Error::Api { .. })));
+}
+
+/// The new App API routes draw from the same strict App lane as the others (10 per second, sliding window, real
+/// 429s with `Retry-After`; App API docs "requests are limited to 10 per second").
+#[tokio::test]
+async fn segment_reads_share_the_app_rate_limit() {
+    let fake = FakeCustomerIo::start_with(FakeConfig {
+        app_rate_limit: Some((3, Duration::from_secs(60))),
+        ..FakeConfig::default()
+    })
+    .await
+    .unwrap();
+    let strict = fake.client_builder().retry_policy(RetryPolicy::none()).build().unwrap();
+    for _ in 0..3 {
+        strict.list_segments().await.unwrap();
+    }
+    let err = strict.list_segments().await.unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(429));
+    let err =
+        strict.list_customers(&customerio_api::CustomerFilter::exists("email"), &Default::default()).await.unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(429));
+    assert!(err.retry_after().is_some());
+}
+
+/// Broadcast trigger status and list, reporting-webhook deletion, typed push/SMS checks (App API `broadcastStatus`,
+/// `listBroadcastTriggers`, `deleteWebhook`; Track spec `sendpush`/`sendsms` required fields).
+#[tokio::test]
+async fn trigger_status_webhook_deletion_and_typed_sends() {
+    use customerio_api::{BroadcastId, MessageRef, ReportingWebhookConfig, SendPush, SendSms, TriggerId, WebhookId};
+    let fake =
+        FakeCustomerIo::start_with(FakeConfig { broadcast_rate_limit: None, ..FakeConfig::default() }).await.unwrap();
+    let cio = fake.client();
+    let t = cio.trigger_broadcast(9, &BroadcastTrigger::new()).await.unwrap();
+    let status = cio.broadcast_trigger(BroadcastId(9), TriggerId(u64::try_from(t.id).unwrap())).await.unwrap();
+    assert_eq!(status.broadcast_id, Some(BroadcastId(9)));
+    assert!(status.is_processed());
+    assert_eq!(cio.list_broadcast_triggers(BroadcastId(9)).await.unwrap().len(), 1);
+    let err = cio.broadcast_trigger(BroadcastId(9), TriggerId(999)).await.unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(404));
+
+    let cfg = ReportingWebhookConfig::new("sync", "https://example.com/hook", ["email_opened".to_owned()]);
+    let a = cio.create_reporting_webhook(&cfg).await.unwrap().id.unwrap();
+    let b = cio.create_reporting_webhook(&cfg).await.unwrap().id.unwrap();
+    cio.delete_reporting_webhook(WebhookId(u64::try_from(a).unwrap())).await.unwrap();
+    let c = cio.create_reporting_webhook(&cfg).await.unwrap().id.unwrap();
+    assert!(c > b, "a deleted id is never reused");
+    let err = cio.delete_reporting_webhook(WebhookId(u64::try_from(a).unwrap())).await.unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(404));
+    assert_eq!(cio.list_reporting_webhooks().await.unwrap().len(), 2);
+
+    let who = Identifier::id("42");
+    cio.send_push(&SendPush::new(MessageRef::Id(1), who.clone()).to("all")).await.unwrap();
+    cio.send_sms(&SendSms::new(MessageRef::Trigger("code".into()), who, "+15559876543")).await.unwrap();
+    let kinds: Vec<_> = fake.sent_messages().iter().map(|m| m.kind.clone()).collect();
+    assert_eq!(kinds, ["push", "sms"]);
+    // the fake checks what the client cannot be made to omit, through the raw escape hatch
+    let raw = api_core::Request::post("/v1/send/sms")
+        .json(&json!({"identifiers": {"id": "42"}, "transactional_message_id": 1}))
+        .unwrap();
+    let err = cio.send(customerio_api::Api::Transactional, raw).await.unwrap_err();
+    assert_eq!(err.vendor(), Some(&VendorError::Message("\"to\" is required".into())));
+}

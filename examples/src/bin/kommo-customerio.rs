@@ -72,15 +72,18 @@ async fn offline_flow(
         .region(region)
         .track_credentials(config.customerio.site_id.clone(), examples::env_token("CUSTOMERIO_TRACK_API_KEY")?)
         // the Track API's limit is per workspace (site id)
-        .track_rate_limit(examples::shared_budget(
-            store,
-            &format!("customerio:{}", config.customerio.site_id),
-            customerio_api::client::DEFAULT_TRACK_RATE_PER_SECOND,
-        ));
+        .rate_budget(
+            customerio_api::Api::Track,
+            examples::shared_budget(
+                store,
+                &format!("customerio:{}", config.customerio.site_id),
+                customerio_api::client::DEFAULT_TRACK_RATE_PER_SECOND,
+            ),
+        );
     if let Some(url) = &config.customerio.base_url {
-        cio = cio.base_url(url.parse().with_context(|| format!("customerio.base_url `{url}`"))?);
+        cio = cio.base_url(url);
     }
-    let cio = cio.build()?;
+    let cio = cio.build().with_context(|| "customerio client (customerio.base_url?)")?;
     Ok(KommoCustomerIo::new(config, kommo, cio))
 }
 
