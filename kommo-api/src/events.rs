@@ -53,12 +53,12 @@ impl Events<'_> {
     ///
     /// # Errors
     /// See [`Error`].
-    pub async fn list_page(&self, params: &ListParams, page: u32) -> Result<ListPage<Event>, Error> {
+    pub async fn list(&self, params: &ListParams, page: u32) -> Result<ListPage<Event>, Error> {
         self.client.list_page("/api/v4/events", "events", params, page).await
     }
 
     /// Every event matching `params`, lazily.
-    pub fn list(&self, params: ListParams) -> BoxStream<'static, Result<Event, Error>> {
+    pub fn stream(&self, params: ListParams) -> BoxStream<'static, Result<Event, Error>> {
         self.client.stream_list("/api/v4/events".into(), "events", params)
     }
 }
@@ -120,7 +120,7 @@ impl Webhooks<'_> {
         let req = Request::delete("/api/v4/webhooks")
             .json(&serde_json::json!({ "destination": destination }))
             .map_err(|e| Error::InvalidRequest(e.to_string()))?;
-        self.client.execute(req).await?;
+        self.client.send(req).await?;
         Ok(())
     }
 }

@@ -10,14 +10,14 @@
 //! // a private integration's long-lived token; the account's own host
 //! let client = Client::builder()
 //!     .base_url("https://mycompany.kommo.com")
-//!     .long_lived_token(std::env::var("KOMMO_TOKEN").unwrap_or_default())
+//!     .token(std::env::var("KOMMO_TOKEN").unwrap_or_default())
 //!     .build()?;
 //!
 //! // every won lead of a pipeline changed since yesterday, oldest first, 250 per page, with contacts
 //! let since = chrono::Utc::now().timestamp() - 86_400;
 //! let won: Vec<_> = client
 //!     .leads()
-//!     .list(
+//!     .stream(
 //!         ListParams::new()
 //!             .limit(250)
 //!             .with(["contacts"])

@@ -79,7 +79,7 @@ impl EntityOps<'_> {
             .json(links)
             .map_err(|e| Error::InvalidRequest(e.to_string()))?
             .idempotent(true);
-        let resp = self.client.execute(req).await?;
+        let resp = self.client.send(req).await?;
         Ok(crate::hal::decode_list::<Link>(&resp, "links", 1)?.items)
     }
 
@@ -92,7 +92,7 @@ impl EntityOps<'_> {
             .json(links)
             .map_err(|e| Error::InvalidRequest(e.to_string()))?
             .idempotent(true);
-        self.client.execute(req).await?;
+        self.client.send(req).await?;
         Ok(())
     }
 
@@ -105,8 +105,16 @@ impl EntityOps<'_> {
         Ok(self.client.list_page(&path, "links", &ListParams::new(), 1).await?.items)
     }
 
-    /// Every tag of this entity type.
-    pub fn tags(&self, params: ListParams) -> BoxStream<'static, Result<Tag, Error>> {
+    /// One page of the tags of this entity type (`GET /api/v4/{entity}/tags`).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn list_tags(&self, params: &ListParams, page: u32) -> Result<crate::ListPage<Tag>, Error> {
+        self.client.list_page(&format!("/api/v4/{}/tags", self.entity.as_str()), "tags", params, page).await
+    }
+
+    /// Every tag of this entity type, lazily.
+    pub fn stream_tags(&self, params: ListParams) -> BoxStream<'static, Result<Tag, Error>> {
         self.client.stream_list(format!("/api/v4/{}/tags", self.entity.as_str()), "tags", params)
     }
 
@@ -119,7 +127,7 @@ impl EntityOps<'_> {
         let req = Request::post(format!("/api/v4/{}/tags", self.entity.as_str()))
             .json(&body)
             .map_err(|e| Error::InvalidRequest(e.to_string()))?;
-        let resp = self.client.execute(req).await?;
+        let resp = self.client.send(req).await?;
         Ok(crate::hal::decode_list::<Tag>(&resp, "tags", 1)?.items)
     }
 }

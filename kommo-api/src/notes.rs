@@ -223,16 +223,16 @@ impl Notes<'_> {
         r.first().map(|r| NoteId(r.id)).ok_or_else(|| Error::InvalidRequest("Kommo returned no note".into()))
     }
 
-    /// Every note on entity `entity_id` (`GET /api/v4/{entity}/{id}/notes`; 204 = none).
-    pub fn list_for(&self, entity_id: impl EntityKey, params: ListParams) -> BoxStream<'static, Result<Note, Error>> {
+    /// Every note on entity `entity_id` (`GET /api/v4/{entity}/{id}/notes`; 204 = none), lazily.
+    pub fn stream_for(&self, entity_id: impl EntityKey, params: ListParams) -> BoxStream<'static, Result<Note, Error>> {
         self.client.stream_list(format!("/api/v4/{}/{entity_id}/notes", self.entity.as_str()), "notes", params)
     }
 
-    /// One page of notes on entity `entity_id`.
+    /// One page of notes on entity `entity_id` (`GET /api/v4/{entity}/{id}/notes`; 204 = empty page).
     ///
     /// # Errors
     /// See [`Error`].
-    pub async fn list_for_page(
+    pub async fn list_for(
         &self,
         entity_id: impl EntityKey,
         params: &ListParams,
@@ -242,8 +242,16 @@ impl Notes<'_> {
         self.client.list_page(&path, "notes", params, page).await
     }
 
-    /// Every note of this entity type (`GET /api/v4/{entity}/notes`, filters e.g. `filter[note_type]`).
-    pub fn list(&self, params: ListParams) -> BoxStream<'static, Result<Note, Error>> {
+    /// One page of the notes of this entity type (`GET /api/v4/{entity}/notes`, filters e.g. `filter[note_type]`).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn list(&self, params: &ListParams, page: u32) -> Result<ListPage<Note>, Error> {
+        self.client.list_page(&format!("/api/v4/{}/notes", self.entity.as_str()), "notes", params, page).await
+    }
+
+    /// Every note of this entity type (`GET /api/v4/{entity}/notes`), lazily.
+    pub fn stream(&self, params: ListParams) -> BoxStream<'static, Result<Note, Error>> {
         self.client.stream_list(format!("/api/v4/{}/notes", self.entity.as_str()), "notes", params)
     }
 }
