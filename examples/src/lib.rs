@@ -231,7 +231,7 @@ pub async fn kommo_client(
     token_env: &str,
 ) -> anyhow::Result<kommo_api::Client> {
     let builder =
-        kommo_api::Client::builder().base_url(base_url).shared_budget(shared_budget(store, "kommo", per_second));
+        kommo_api::Client::builder().base_url(base_url).rate_budget(shared_budget(store, "kommo", per_second));
     Ok(kommo_auth(builder, base_url, oauth, store, token_env).await?.build()?)
 }
 

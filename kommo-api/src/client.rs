@@ -177,7 +177,6 @@ pub struct ClientBuilder {
     ban_backoff: Duration,
     max_wait: Duration,
     transport: Option<Arc<dyn Transport>>,
-    limiter: Option<RateLimiter>,
     shared: Option<Arc<dyn RateBudget>>,
 }
 
@@ -207,7 +206,6 @@ impl Default for ClientBuilder {
             ban_backoff: DEFAULT_BAN_BACKOFF,
             max_wait: DEFAULT_MAX_WAIT,
             transport: None,
-            limiter: None,
             shared: None,
         }
     }
@@ -216,21 +214,22 @@ impl Default for ClientBuilder {
 impl ClientBuilder {
     /// The account's full base URL: `https://{subdomain}.kommo.com`, `https://{subdomain}.amocrm.ru`,
     /// `https://{subdomain}.amocrm.com`, or any URL (fakes, tests). A bare host (`sub.kommo.com`) gets `https://`.
-    pub fn base_url(mut self, url: impl Into<String>) -> Self {
-        self.base_url = Some(url.into());
+    /// Validated in [`ClientBuilder::build`] ([`Error::InvalidRequest`] when it does not parse or has no host).
+    pub fn base_url(mut self, url: impl AsRef<str>) -> Self {
+        self.base_url = Some(url.as_ref().to_owned());
         self
     }
 
-    /// Authenticates with a long-lived token (private integrations; no refresh).
-    pub fn long_lived_token(mut self, token: impl Into<Token>) -> Self {
+    /// Authenticates with a fixed bearer token: a private integration's long-lived token (1 day to 5 years, no
+    /// refresh; kommo.md §1). The workspace's shared builder name (CONTRIBUTING.md "One SDK shape").
+    pub fn token(mut self, token: impl Into<Token>) -> Self {
         self.auth = Some(Auth::Static(token.into()));
         self
     }
 
-    /// Authenticates with a fixed bearer token: the workspace's shared builder name (CONTRIBUTING.md "One SDK
-    /// shape") for [`ClientBuilder::long_lived_token`].
-    pub fn token(self, token: impl Into<Token>) -> Self {
-        self.long_lived_token(token)
+    /// The same as [`ClientBuilder::token`], under the name Kommo's docs use ("long-lived token").
+    pub fn long_lived_token(self, token: impl Into<Token>) -> Self {
+        self.token(token)
     }
 
     /// Authenticates with an OAuth session (see [`crate::oauth::KommoOAuth`] for the Kommo refresher).
@@ -260,20 +259,16 @@ impl ClientBuilder {
         self
     }
 
-    /// Shares a limiter with other clients of the same account (e.g. one per worker process component).
-    pub fn limiter(mut self, limiter: RateLimiter) -> Self {
-        self.limiter = Some(limiter);
-        self
-    }
-
-    /// Draws every request from a budget shared with other processes (e.g. sync-core's `StoreBudget`, keyed by
-    /// [`Client::rate_key`]) instead of an in-process limiter: configure the account's whole limit there, not a
-    /// share per process. The hold after a 429 or the ban page is recorded in it too ([`RateBudget::pause`]), so one
-    /// process's penalty holds off all of them: each request checks it before asking for a token and again right
-    /// before it goes on the wire, and fails with [`Error::HeldOff`] when the hold is longer than
-    /// [`ClientBuilder::max_wait`]. Replaces [`ClientBuilder::limiter`] and [`ClientBuilder::rate_limit`].
-    pub fn shared_budget(mut self, budget: Arc<dyn RateBudget>) -> Self {
-        self.shared = Some(budget);
+    /// Draws every request from `budget` (the workspace's one name for plugging in a rate budget, CONTRIBUTING.md
+    /// "One SDK shape") instead of the client's own limiter: an [`api_core::RateLimiter`] shared by several clients
+    /// of one account in a process, or a budget shared with other processes (e.g. sync-core's `StoreBudget`, keyed
+    /// by [`Client::rate_key`]): configure the account's whole limit there, not a share per process. An
+    /// `Arc<dyn RateBudget>` is a budget too. The hold after a 429 or the ban page is recorded in it
+    /// ([`RateBudget::pause`]), so one client's penalty holds off all of them: each request checks it before asking
+    /// for a token and again right before it goes on the wire, and fails with [`Error::HeldOff`] when the hold is
+    /// longer than [`ClientBuilder::max_wait`]. Replaces [`ClientBuilder::rate_limit`].
+    pub fn rate_budget(mut self, budget: impl RateBudget + 'static) -> Self {
+        self.shared = Some(Arc::new(budget));
         self
     }
 
@@ -362,12 +357,12 @@ impl ClientBuilder {
         });
         let budget: Arc<dyn RateBudget> = match &self.shared {
             Some(shared) => shared.clone(),
-            None => Arc::new(self.limiter.unwrap_or_else(|| match self.rate_limit {
+            None => Arc::new(match self.rate_limit {
                 Some(0) | None => RateLimiter::unlimited(),
                 Some(n) => {
                     RateLimiter::new([Rule::Spacing { per: n, period: Duration::from_secs(1) + self.rate_margin }])
                 }
-            })),
+            }),
         };
         // the hold is Kommo's own (fail fast in `Gated`), never a sleep inside the limiter
         let http = HttpClient::new(base_url.clone(), transport)
@@ -432,12 +427,14 @@ impl Client {
         &self.inner.rate_key
     }
 
-    /// Sends any request with authentication, rate limiting, retries and Kommo's error mapping. A non-2xx
-    /// response becomes an [`Error`]; 204 is returned as a success with an empty body.
+    /// The raw escape hatch: sends any request (a path relative to the account's base URL, e.g.
+    /// `Request::get("/api/v4/leads/42")`) through the same authentication, rate budget, hold-off, retries and
+    /// Kommo's error mapping as the typed calls. A non-2xx response becomes an [`Error`]; 204 is returned as a
+    /// success with an empty body.
     ///
     /// # Errors
     /// See [`Error`].
-    pub async fn execute(&self, request: Request) -> Result<RawResponse, Error> {
+    pub async fn send(&self, request: Request) -> Result<RawResponse, Error> {
         if let Some(shared) = &self.inner.shared
             && let Some(left) = shared.held(&self.inner.rate_key).await.map_err(api_core::ExecuteError::from)?
         {
@@ -521,7 +518,7 @@ impl Client {
 
     /// GET and decode JSON; `None` on 204.
     pub(crate) async fn get_json<T: DeserializeOwned>(&self, request: Request) -> Result<Option<T>, Error> {
-        let resp = self.execute(request).await?;
+        let resp = self.send(request).await?;
         if resp.status == StatusCode::NO_CONTENT || resp.body.iter().all(u8::is_ascii_whitespace) {
             return Ok(None);
         }
@@ -536,7 +533,7 @@ impl Client {
 
     /// Sends and decodes JSON (a 204 or empty body is a decode error naming the root).
     pub(crate) async fn send_json<T: DeserializeOwned>(&self, request: Request) -> Result<T, Error> {
-        let resp = self.execute(request).await?;
+        let resp = self.send(request).await?;
         Ok(resp.json()?)
     }
 
@@ -549,7 +546,7 @@ impl Client {
         page: u32,
     ) -> Result<ListPage<T>, Error> {
         let req = params.apply(Request::get(path), page)?;
-        let resp = self.execute(req).await?;
+        let resp = self.send(req).await?;
         hal::decode_list(&resp, key, page)
     }
 
@@ -597,17 +594,17 @@ mod tests {
 
     #[test]
     fn debug_hides_the_token() {
-        let c = Client::builder().base_url("sub.kommo.com").long_lived_token("SECRET-TOKEN-123").build().unwrap();
+        let c = Client::builder().base_url("sub.kommo.com").token("SECRET-TOKEN-123").build().unwrap();
         let s = format!("{c:?}");
         assert!(!s.contains("SECRET-TOKEN-123"), "{s}");
         assert!(s.contains("https://sub.kommo.com/"), "{s}");
-        let b = Client::builder().long_lived_token("SECRET-TOKEN-123");
+        let b = Client::builder().token("SECRET-TOKEN-123");
         assert!(!format!("{b:?}").contains("SECRET"));
     }
 
     #[test]
     fn builder_requires_url_and_auth() {
-        assert!(matches!(Client::builder().long_lived_token("t").build(), Err(Error::InvalidRequest(_))));
+        assert!(matches!(Client::builder().token("t").build(), Err(Error::InvalidRequest(_))));
         assert!(matches!(Client::builder().base_url("https://x.kommo.com").build(), Err(Error::InvalidRequest(_))));
     }
 

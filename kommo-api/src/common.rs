@@ -171,7 +171,7 @@ pub(crate) async fn batch_write<W: Serialize>(
             .json(chunk)
             .map_err(|e| Error::InvalidRequest(e.to_string()))?;
         let res = async {
-            let resp = client.execute(req).await?;
+            let resp = client.send(req).await?;
             hal::decode_list::<WriteResult>(&resp, key, 1)
         }
         .await;

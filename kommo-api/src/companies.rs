@@ -3,11 +3,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    CompanyId, UserId,
+    CompanyId,
     common::{Tag, TagRef},
     contacts::EmbeddedId,
-    custom_fields::FieldValueWrite,
-    entity::{Expandable, Service, entity, read_model, write_setters},
+    entity::{Expandable, Service, entity, read_model, write_setters, write_types},
     ids::{ContactId, LeadId},
 };
 
@@ -50,61 +49,34 @@ pub struct CompanyEmbeddedWrite {
     pub tags: Vec<TagRef>,
 }
 
-impl CompanyEmbeddedWrite {
+impl crate::entity::EmbeddedWrite for CompanyEmbeddedWrite {
     fn is_empty(&self) -> bool {
         self.tags.is_empty()
     }
 }
 
-/// A company to create.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-#[must_use]
-pub struct NewCompany {
-    /// Name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Responsible user.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub responsible_user_id: Option<UserId>,
-    /// Custom field values.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub custom_fields_values: Vec<FieldValueWrite>,
-    /// Tags.
-    #[serde(rename = "_embedded", skip_serializing_if = "CompanyEmbeddedWrite::is_empty")]
-    pub embedded: CompanyEmbeddedWrite,
-    /// Echoed back (set to the index when `None`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
+write_types! {
+    /// A company to create.
+    #[derive(Default)]
+    new NewCompany {}
+    /// Changes to a company (batches: [`Companies::update_many`](crate::entity::Service::update_many)).
+    update CompanyUpdate(CompanyId) {}
+    both {
+        /// Name.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub name: Option<String>,
+    }
+    with custom fields, embedded: CompanyEmbeddedWrite,
+    setters [field, tag]
 }
 
-write_setters!(NewCompany { responsible, field, tag, request_id });
-write_setters!(CompanyUpdate { name, responsible, field, request_id });
+write_setters!(CompanyUpdate { name });
 
 impl NewCompany {
     /// A company named `name`.
     pub fn new(name: impl Into<String>) -> Self {
         Self { name: Some(name.into()), ..Self::default() }
     }
-}
-
-/// Changes to a company.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-#[must_use]
-pub struct CompanyUpdate {
-    /// The company.
-    pub id: CompanyId,
-    /// Name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Responsible user.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub responsible_user_id: Option<UserId>,
-    /// Custom field values.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub custom_fields_values: Vec<FieldValueWrite>,
-    /// Echoed back in batch responses.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
 }
 
 /// Company operations: `client.companies()` (the shared [`Service`]).

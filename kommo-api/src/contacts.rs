@@ -3,10 +3,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ContactId, Error, LeadId, UserId,
+    ContactId, Error, LeadId,
     common::{IdRef, Tag, TagRef},
-    custom_fields::{CustomFieldsExt, FieldValueWrite},
-    entity::{Expandable, Service, entity, read_model, write_setters},
+    custom_fields::CustomFieldsExt,
+    entity::{Expandable, Service, entity, read_model, write_setters, write_types},
     ids::CompanyId,
 };
 
@@ -34,17 +34,7 @@ read_model! {
 }
 
 impl Contact {
-    /// Every email (`EMAIL` field values).
-    #[must_use]
-    pub fn emails(&self) -> Vec<String> {
-        self.values_by_code("EMAIL")
-    }
-
-    /// Every phone (`PHONE` field values).
-    #[must_use]
-    pub fn phones(&self) -> Vec<String> {
-        self.values_by_code("PHONE")
-    }
+    crate::ids::contact_point_helpers!();
 }
 
 /// An id reference in `_embedded`.
@@ -82,102 +72,39 @@ pub struct ContactEmbeddedWrite {
     pub companies: Vec<IdRef>,
 }
 
-impl ContactEmbeddedWrite {
+impl crate::entity::EmbeddedWrite for ContactEmbeddedWrite {
     fn is_empty(&self) -> bool {
         self.tags.is_empty() && self.companies.is_empty()
     }
 }
 
-/// A contact to create.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-#[must_use]
-pub struct NewContact {
-    /// Full name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// First name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub first_name: Option<String>,
-    /// Last name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_name: Option<String>,
-    /// Responsible user.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub responsible_user_id: Option<UserId>,
-    /// Custom field values (`FieldValueWrite::email`, `FieldValueWrite::phone`...).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub custom_fields_values: Vec<FieldValueWrite>,
-    /// Tags and companies.
-    #[serde(rename = "_embedded", skip_serializing_if = "ContactEmbeddedWrite::is_empty")]
-    pub embedded: ContactEmbeddedWrite,
-    /// Echoed back (set to the index when `None`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
+write_types! {
+    /// A contact to create.
+    #[derive(Default)]
+    new NewContact {}
+    /// Changes to a contact.
+    update ContactUpdate(ContactId) {}
+    both {
+        /// Full name.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub name: Option<String>,
+        /// First name.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub first_name: Option<String>,
+        /// Last name.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub last_name: Option<String>,
+    }
+    with custom fields, embedded: ContactEmbeddedWrite,
+    setters [field, tag, person, company]
 }
 
-write_setters!(NewContact { responsible, field, tag, request_id });
+write_setters!(ContactUpdate { name });
 
 impl NewContact {
     /// A contact named `name`.
     pub fn new(name: impl Into<String>) -> Self {
         Self { name: Some(name.into()), ..Self::default() }
-    }
-    /// Sets first and last name.
-    pub fn names(mut self, first: impl Into<String>, last: impl Into<String>) -> Self {
-        self.first_name = Some(first.into());
-        self.last_name = Some(last.into());
-        self
-    }
-    /// Adds a work email.
-    pub fn email(self, email: impl Into<String>) -> Self {
-        self.field(FieldValueWrite::email(email))
-    }
-    /// Adds a work phone.
-    pub fn phone(self, phone: impl Into<String>) -> Self {
-        self.field(FieldValueWrite::phone(phone))
-    }
-    /// Links a company.
-    pub fn company(mut self, id: CompanyId) -> Self {
-        self.embedded.companies.push(IdRef { id: id.get() });
-        self
-    }
-}
-
-/// Changes to a contact.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-#[must_use]
-pub struct ContactUpdate {
-    /// The contact.
-    pub id: ContactId,
-    /// Full name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// First name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub first_name: Option<String>,
-    /// Last name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_name: Option<String>,
-    /// Responsible user.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub responsible_user_id: Option<UserId>,
-    /// Custom field values (only these fields change; multitext fields are replaced as a whole).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub custom_fields_values: Vec<FieldValueWrite>,
-    /// Tags.
-    #[serde(rename = "_embedded", skip_serializing_if = "ContactEmbeddedWrite::is_empty")]
-    pub embedded: ContactEmbeddedWrite,
-    /// Echoed back in batch responses.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
-}
-
-write_setters!(ContactUpdate { name, responsible, field, tag, request_id });
-
-impl ContactUpdate {
-    /// Changes to contact `id`.
-    pub fn new(id: ContactId) -> Self {
-        Self { id, ..Self::default() }
     }
 }
 

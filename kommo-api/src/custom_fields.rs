@@ -555,7 +555,15 @@ impl CustomFields<'_> {
         format!("/api/v4/{}/custom_fields", self.entity.as_str())
     }
 
-    /// Every field definition (all pages; Kommo returns up to 50 per page).
+    /// One page of field definitions (`GET /api/v4/{entity}/custom_fields`; Kommo returns up to 50 per page).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn list(&self, params: &ListParams, page: u32) -> Result<crate::ListPage<CustomField>, Error> {
+        self.client.list_page(&self.path(), "custom_fields", params, page).await
+    }
+
+    /// Every field definition (all pages), lazily.
     pub fn stream(&self, params: ListParams) -> BoxStream<'static, Result<CustomField, Error>> {
         self.client.stream_list(self.path(), "custom_fields", params)
     }
@@ -564,7 +572,7 @@ impl CustomFields<'_> {
     ///
     /// # Errors
     /// See [`Error`].
-    pub async fn list(&self) -> Result<Vec<CustomField>, Error> {
+    pub async fn all(&self) -> Result<Vec<CustomField>, Error> {
         use futures::TryStreamExt as _;
         self.stream(ListParams::new()).try_collect().await
     }

@@ -109,16 +109,16 @@ impl<E: Entity> Service<'_, E> {
         }
     }
 
-    /// One page of `GET /api/v4/{entity}` (204 = empty page).
+    /// One page of `GET /api/v4/{entity}` (204 = empty page; [`ListPage::has_next`] says whether another follows).
     ///
     /// # Errors
     /// See [`Error`].
-    pub async fn list_page(&self, params: &ListParams, page: u32) -> Result<ListPage<E>, Error> {
+    pub async fn list(&self, params: &ListParams, page: u32) -> Result<ListPage<E>, Error> {
         self.client.list_page(E::PATH, E::KEY, params, page).await
     }
 
     /// Every entity matching `params`, page by page, lazily (stops on 204 or a missing `_links.next`).
-    pub fn list(&self, params: ListParams) -> BoxStream<'static, Result<E, Error>> {
+    pub fn stream(&self, params: ListParams) -> BoxStream<'static, Result<E, Error>> {
         self.client.stream_list(E::PATH.to_owned(), E::KEY, params)
     }
 
@@ -126,8 +126,8 @@ impl<E: Entity> Service<'_, E> {
     ///
     /// # Errors
     /// See [`Error`].
-    pub async fn list_all(&self, params: ListParams) -> Result<Vec<E>, Error> {
-        self.list(params).try_collect().await
+    pub async fn all(&self, params: ListParams) -> Result<Vec<E>, Error> {
+        self.stream(params).try_collect().await
     }
 
     /// `GET /api/v4/{entity}?query=<q>` (the first page; a miss is Kommo's 204 = empty).
@@ -135,7 +135,7 @@ impl<E: Entity> Service<'_, E> {
     /// # Errors
     /// See [`Error`].
     pub async fn search(&self, query: &str) -> Result<Vec<E>, Error> {
-        Ok(self.list_page(&ListParams::new().query(query), 1).await?.items)
+        Ok(self.list(&ListParams::new().query(query), 1).await?.items)
     }
 
     /// `POST /api/v4/{entity}` in chunks of 50; results in input order.
@@ -236,6 +236,71 @@ macro_rules! entity {
 }
 pub(crate) use entity;
 
+/// `_embedded` of a write: skipped when empty.
+pub(crate) trait EmbeddedWrite {
+    /// Nothing to send.
+    fn is_empty(&self) -> bool;
+}
+
+/// `skip_serializing_if` for an `_embedded` write member.
+pub(crate) fn embedded_is_empty<T: EmbeddedWrite>(e: &T) -> bool {
+    e.is_empty()
+}
+
+/// The two write types of one entity, declared once: what `POST /api/v4/{entity}` takes (`$new`) and what `PATCH`
+/// takes (`$update`, with the entity's `id`). The members both have are written once (`both { .. }`), each side adds
+/// its own, and the members every Kommo entity write has are added here: `responsible_user_id`, `request_id` and,
+/// `with custom fields`, `custom_fields_values` and `_embedded`. `$update::new(id)` and the [`write_setters!`]
+/// named in `setters [..]` (on both types) come with them.
+macro_rules! write_types {
+    (
+        $(#[$nmeta:meta])* new $new:ident { $($nbody:tt)* }
+        $(#[$umeta:meta])* update $upd:ident($id:ty) { $($ubody:tt)* }
+        both { $($both:tt)* }
+        $(with custom fields, embedded: $emb:ty,)?
+        setters [$($setter:ident),* $(,)?]
+    ) => {
+        $crate::entity::write_types!(@one $(#[$nmeta])* $new { $($nbody)* $($both)* } $($emb)?);
+        $crate::entity::write_types!(@one $(#[$umeta])* #[derive(Default)] $upd {
+            /// The entity (in the path of a single `PATCH`, in the body of a batch update).
+            pub id: $id,
+            $($ubody)* $($both)*
+        } $($emb)?);
+        impl $upd {
+            /// Changes to entity `id`; only the members set are sent.
+            pub fn new(id: $id) -> Self {
+                Self { id, ..Self::default() }
+            }
+        }
+        $crate::entity::write_setters!($new { responsible, request_id $(, $setter)* });
+        $crate::entity::write_setters!($upd { responsible, request_id $(, $setter)* });
+    };
+    (@one $(#[$meta:meta])* $name:ident { $($body:tt)* } $($emb:ty)?) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[must_use]
+        pub struct $name {
+            $($body)*
+            /// Responsible user.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pub responsible_user_id: Option<$crate::UserId>,
+            $(
+            /// Custom field values (on updates only the fields given change; multitext fields are replaced as a
+            /// whole).
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            pub custom_fields_values: Vec<$crate::FieldValueWrite>,
+            /// `_embedded`: tags (on updates the tags given replace the entity's list) and linked entities.
+            #[serde(rename = "_embedded", skip_serializing_if = "crate::entity::embedded_is_empty")]
+            pub embedded: $emb,
+            )?
+            /// Echoed back in the response (the client sets the element's index when `None`).
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pub request_id: Option<String>,
+        }
+    };
+}
+pub(crate) use write_types;
+
 /// Builder setters shared by the write types (`NewLead`, `LeadUpdate`, `NewContact`, ...): each names the members it
 /// has, and gets the same method for each.
 macro_rules! write_setters {
@@ -276,6 +341,69 @@ macro_rules! write_setters {
         /// Sets the `request_id` Kommo echoes back (the client sets the element's index when none is given).
         pub fn request_id(mut self, id: impl Into<String>) -> Self {
             self.request_id = Some(id.into());
+            self
+        }
+    };
+    (@ price) => {
+        /// Sets the sale value.
+        pub fn price(mut self, price: i64) -> Self {
+            self.price = Some(price);
+            self
+        }
+    };
+    (@ stage) => {
+        /// Sets pipeline and status (the stage).
+        pub fn stage(mut self, pipeline: $crate::PipelineId, status: $crate::StatusId) -> Self {
+            self.pipeline_id = Some(pipeline);
+            self.status_id = Some(status);
+            self
+        }
+    };
+    (@ contact) => {
+        /// Links a contact.
+        pub fn contact(mut self, id: $crate::ContactId) -> Self {
+            self.embedded.contacts.push($crate::common::IdRef { id: id.get() });
+            self
+        }
+    };
+    (@ company) => {
+        /// Links a company.
+        pub fn company(mut self, id: $crate::CompanyId) -> Self {
+            self.embedded.companies.push($crate::common::IdRef { id: id.get() });
+            self
+        }
+    };
+    (@ person) => {
+        /// Sets first and last name.
+        pub fn names(mut self, first: impl Into<String>, last: impl Into<String>) -> Self {
+            self.first_name = Some(first.into());
+            self.last_name = Some(last.into());
+            self
+        }
+        /// Adds a work email (`EMAIL`; on updates the values given replace the field's values).
+        pub fn email(self, email: impl Into<String>) -> Self {
+            self.field($crate::FieldValueWrite::email(email))
+        }
+        /// Adds a work phone (`PHONE`; on updates the values given replace the field's values).
+        pub fn phone(self, phone: impl Into<String>) -> Self {
+            self.field($crate::FieldValueWrite::phone(phone))
+        }
+    };
+    (@ task) => {
+        /// Attaches the task to an entity (its type comes with the typed id).
+        pub fn on<K: $crate::EntityKey>(mut self, id: K) -> Self {
+            self.entity_type = Some(K::entity_type());
+            self.entity_id = Some(id.into());
+            self
+        }
+        /// Sets the task type ([`TaskTypeId::FOLLOW_UP`]($crate::TaskTypeId::FOLLOW_UP), a custom type...).
+        pub fn task_type(mut self, t: impl Into<$crate::TaskTypeId>) -> Self {
+            self.task_type_id = Some(t.into());
+            self
+        }
+        /// Sets the duration (seconds).
+        pub fn duration(mut self, seconds: i64) -> Self {
+            self.duration = Some(seconds);
             self
         }
     };

@@ -53,14 +53,52 @@ impl Events<'_> {
     ///
     /// # Errors
     /// See [`Error`].
-    pub async fn list_page(&self, params: &ListParams, page: u32) -> Result<ListPage<Event>, Error> {
+    pub async fn list(&self, params: &ListParams, page: u32) -> Result<ListPage<Event>, Error> {
         self.client.list_page("/api/v4/events", "events", params, page).await
     }
 
+    /// `GET /api/v4/events/types[?language_code=..]`: every event type. The list is read from
+    /// `_embedded.events_types` (the PHP library's `EventTypes::getEntitiesFromResponse`, constant `EVENTS_TYPES`)
+    /// or `_embedded.types` (the community OpenAPI's `EventTypesResponse`); the sources disagree, both are accepted.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn types(&self, language: Option<&str>) -> Result<Vec<EventType>, Error> {
+        let mut req = Request::get("/api/v4/events/types");
+        if let Some(l) = language {
+            req = req.query("language_code", l);
+        }
+        let resp = self.client.send(req).await?;
+        let page = crate::hal::decode_list::<EventType>(&resp, "events_types", 1)?;
+        if !page.items.is_empty() {
+            return Ok(page.items);
+        }
+        Ok(crate::hal::decode_list::<EventType>(&resp, "types", 1)?.items)
+    }
+
     /// Every event matching `params`, lazily.
-    pub fn list(&self, params: ListParams) -> BoxStream<'static, Result<Event, Error>> {
+    pub fn stream(&self, params: ListParams) -> BoxStream<'static, Result<Event, Error>> {
         self.client.stream_list("/api/v4/events".into(), "events", params)
     }
+}
+
+/// An event type (`GET /api/v4/events/types`): its `key` is what `filter[type]` and [`Event::kind`] use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventType {
+    /// The type key (`lead_added`, `custom_field_value_changed`...).
+    pub key: String,
+    /// Type code.
+    #[serde(default)]
+    pub type_id: Option<serde_json::Value>,
+    /// Name in the requested language.
+    #[serde(default)]
+    pub lang: Option<String>,
+    /// Entity type (`lead`, ...).
+    #[serde(default)]
+    pub entity_type: Option<String>,
+    /// Other members.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A webhook subscription.
@@ -120,7 +158,7 @@ impl Webhooks<'_> {
         let req = Request::delete("/api/v4/webhooks")
             .json(&serde_json::json!({ "destination": destination }))
             .map_err(|e| Error::InvalidRequest(e.to_string()))?;
-        self.client.execute(req).await?;
+        self.client.send(req).await?;
         Ok(())
     }
 }

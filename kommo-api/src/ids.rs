@@ -61,6 +61,55 @@ api_core::int_id!(
     WebhookId
 );
 
+api_core::int_id!(
+    /// A task type id (see [`TaskTypeId::FOLLOW_UP`], [`TaskTypeId::MEETING`]; custom types from `GET /api/v4/account?with=task_types`).
+    TaskTypeId
+);
+api_core::int_id!(
+    /// A catalog (list) id.
+    CatalogId
+);
+api_core::int_id!(
+    /// A catalog element id.
+    CatalogElementId
+);
+api_core::int_id!(
+    /// A lead source id.
+    SourceId
+);
+api_core::int_id!(
+    /// A user role id.
+    RoleId
+);
+api_core::int_id!(
+    /// A customer id.
+    CustomerId
+);
+api_core::int_id!(
+    /// A customer transaction (purchase) id.
+    TransactionId
+);
+api_core::int_id!(
+    /// A customer segment id.
+    SegmentId
+);
+api_core::int_id!(
+    /// A customer status id.
+    CustomerStatusId
+);
+api_core::int_id!(
+    /// A call id.
+    CallId
+);
+api_core::string_id!(
+    /// The uid of an unsorted (incoming) lead, e.g. `"a1fee9a9e3c3cbb10c30c4b6a67a1b2c"`.
+    UnsortedUid
+);
+api_core::string_id!(
+    /// A custom field group id, e.g. `"leads_16761579411681"` (a string in Kommo).
+    FieldGroupId
+);
+
 macro_rules! default_zero {
     ($($t:ident),*) => {$(
         impl From<$t> for u64 {
@@ -91,7 +140,17 @@ default_zero!(
     TagId,
     GroupId,
     LossReasonId,
-    WebhookId
+    WebhookId,
+    TaskTypeId,
+    CatalogId,
+    CatalogElementId,
+    SourceId,
+    RoleId,
+    CustomerId,
+    TransactionId,
+    SegmentId,
+    CustomerStatusId,
+    CallId
 );
 
 mod sealed {
@@ -117,6 +176,50 @@ macro_rules! entity_key {
     )*};
 }
 entity_key!(LeadId => Leads, ContactId => Contacts, CompanyId => Companies);
+
+/// `is_won()` / `is_lost()` on a type with a `status_id: Option<StatusId>` (a lead as read, a lead in a webhook).
+macro_rules! closed_status_helpers {
+    () => {
+        /// Whether the lead is (now) in the system "Closed - won" status: `status_id` 142, in every pipeline
+        /// (kommo.md §4 Leads, "System statuses"; PHP lib `LeadModel::WON_STATUS_ID`).
+        #[must_use]
+        pub fn is_won(&self) -> bool {
+            self.status_id == Some($crate::StatusId::WON)
+        }
+
+        /// Whether the lead is (now) in the system "Closed - lost" status: `status_id` 143, in every pipeline.
+        #[must_use]
+        pub fn is_lost(&self) -> bool {
+            self.status_id == Some($crate::StatusId::LOST)
+        }
+    };
+}
+pub(crate) use closed_status_helpers;
+
+/// `emails()` / `phones()` on a type with `values_by_code` (a contact as read, a contact in a webhook).
+macro_rules! contact_point_helpers {
+    () => {
+        /// Every email (the values of the `EMAIL` field).
+        #[must_use]
+        pub fn emails(&self) -> Vec<String> {
+            self.values_by_code("EMAIL")
+        }
+
+        /// Every phone (the values of the `PHONE` field).
+        #[must_use]
+        pub fn phones(&self) -> Vec<String> {
+            self.values_by_code("PHONE")
+        }
+    };
+}
+pub(crate) use contact_point_helpers;
+
+impl TaskTypeId {
+    /// Task type 1: "Follow-up" in Kommo (the Russian docs call it "Звонок", a call; kommo.md §4 Tasks).
+    pub const FOLLOW_UP: Self = Self(1);
+    /// Task type 2: "Meeting".
+    pub const MEETING: Self = Self(2);
+}
 
 impl StatusId {
     /// The system "Closed - won" status, present in every pipeline (`142`).

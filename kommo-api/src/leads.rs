@@ -6,10 +6,9 @@ use serde::{Deserialize, Serialize};
 pub use crate::entity::Updated;
 
 use crate::{
-    CompanyId, ContactId, Error, LeadId, LossReasonId, PipelineId, StatusId, UserId,
+    CompanyId, ContactId, Error, LeadId, LossReasonId, PipelineId, StatusId,
     common::{IdRef, Tag, TagRef},
-    custom_fields::FieldValueWrite,
-    entity::{Expandable, Service, entity, read_model, write_setters},
+    entity::{Expandable, Service, entity, read_model, write_setters, write_types},
 };
 
 read_model! {
@@ -51,11 +50,7 @@ read_model! {
 }
 
 impl Lead {
-    /// Whether the lead is in the won status.
-    #[must_use]
-    pub fn is_won(&self) -> bool {
-        self.status_id == Some(StatusId::WON)
-    }
+    crate::ids::closed_status_helpers!();
 
     /// The main contact (`is_main`), or the first one (needs `with=contacts`).
     #[must_use]
@@ -113,128 +108,60 @@ pub struct LeadEmbeddedWrite {
     pub companies: Vec<IdRef>,
 }
 
-impl LeadEmbeddedWrite {
+impl crate::entity::EmbeddedWrite for LeadEmbeddedWrite {
     fn is_empty(&self) -> bool {
         self.tags.is_empty() && self.contacts.is_empty() && self.companies.is_empty()
     }
 }
 
-/// A lead to create. Only writable members; set what you need.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-#[must_use]
-pub struct NewLead {
-    /// Name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Sale value.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub price: Option<i64>,
-    /// Status (defaults to the pipeline's first stage).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status_id: Option<StatusId>,
-    /// Pipeline (defaults to the main pipeline).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pipeline_id: Option<PipelineId>,
-    /// Responsible user.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub responsible_user_id: Option<UserId>,
-    /// Custom field values.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub custom_fields_values: Vec<FieldValueWrite>,
-    /// Tags, contacts, companies.
-    #[serde(rename = "_embedded", skip_serializing_if = "LeadEmbeddedWrite::is_empty")]
-    pub embedded: LeadEmbeddedWrite,
-    /// Echoed back in the response (set automatically to the index when `None`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
+write_types! {
+    /// A lead to create. Only writable members; set what you need.
+    #[derive(Default)]
+    new NewLead {}
+    /// Changes to a lead. Only the members set are sent.
+    update LeadUpdate(LeadId) {
+        /// Loss reason.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub loss_reason_id: Option<LossReasonId>,
+    }
+    both {
+        /// Name.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub name: Option<String>,
+        /// Sale value.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub price: Option<i64>,
+        /// Status (on create: defaults to the pipeline's first stage).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub status_id: Option<StatusId>,
+        /// Pipeline (on create: defaults to the main pipeline).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub pipeline_id: Option<PipelineId>,
+    }
+    with custom fields, embedded: LeadEmbeddedWrite,
+    setters [field, tag, price, stage, contact, company]
 }
 
-write_setters!(NewLead { responsible, field, tag, request_id });
+write_setters!(LeadUpdate { name });
 
 impl NewLead {
     /// A lead named `name`.
     pub fn new(name: impl Into<String>) -> Self {
         Self { name: Some(name.into()), ..Self::default() }
     }
-    /// Sets the price.
-    pub fn price(mut self, price: i64) -> Self {
-        self.price = Some(price);
-        self
-    }
-    /// Sets pipeline and status.
-    pub fn stage(mut self, pipeline: PipelineId, status: StatusId) -> Self {
-        self.pipeline_id = Some(pipeline);
-        self.status_id = Some(status);
-        self
-    }
-    /// Links a contact.
-    pub fn contact(mut self, id: ContactId) -> Self {
-        self.embedded.contacts.push(IdRef { id: id.get() });
-        self
-    }
-    /// Links a company.
-    pub fn company(mut self, id: CompanyId) -> Self {
-        self.embedded.companies.push(IdRef { id: id.get() });
-        self
-    }
 }
-
-/// Changes to a lead. Only the members set are sent.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-#[must_use]
-pub struct LeadUpdate {
-    /// The lead (sent in batch updates; in the path for single updates).
-    pub id: LeadId,
-    /// Name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Sale value.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub price: Option<i64>,
-    /// Status.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status_id: Option<StatusId>,
-    /// Pipeline.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pipeline_id: Option<PipelineId>,
-    /// Responsible user.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub responsible_user_id: Option<UserId>,
-    /// Loss reason.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub loss_reason_id: Option<LossReasonId>,
-    /// Custom field values (only these fields change).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub custom_fields_values: Vec<FieldValueWrite>,
-    /// Tags (replace the whole list when given).
-    #[serde(rename = "_embedded", skip_serializing_if = "LeadEmbeddedWrite::is_empty")]
-    pub embedded: LeadEmbeddedWrite,
-    /// Echoed back in batch responses.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
-}
-
-write_setters!(LeadUpdate { name, responsible, field, tag, request_id });
 
 impl LeadUpdate {
-    /// Changes to lead `id`.
-    pub fn new(id: LeadId) -> Self {
-        Self { id, ..Self::default() }
-    }
-    /// Sets the price.
-    pub fn price(mut self, price: i64) -> Self {
-        self.price = Some(price);
-        self
-    }
-    /// Moves the lead to a stage.
-    pub fn stage(mut self, pipeline: PipelineId, status: StatusId) -> Self {
-        self.pipeline_id = Some(pipeline);
-        self.status_id = Some(status);
-        self
-    }
     /// Moves the lead to a status in its current pipeline.
     pub fn status(mut self, status: StatusId) -> Self {
         self.status_id = Some(status);
+        self
+    }
+
+    /// Closes the lead as lost (status 143) with a loss reason.
+    pub fn lost(mut self, reason: Option<LossReasonId>) -> Self {
+        self.status_id = Some(StatusId::LOST);
+        self.loss_reason_id = reason;
         self
     }
 }

@@ -10,14 +10,14 @@
 //! // a private integration's long-lived token; the account's own host
 //! let client = Client::builder()
 //!     .base_url("https://mycompany.kommo.com")
-//!     .long_lived_token(std::env::var("KOMMO_TOKEN").unwrap_or_default())
+//!     .token(std::env::var("KOMMO_TOKEN").unwrap_or_default())
 //!     .build()?;
 //!
 //! // every won lead of a pipeline changed since yesterday, oldest first, 250 per page, with contacts
 //! let since = chrono::Utc::now().timestamp() - 86_400;
 //! let won: Vec<_> = client
 //!     .leads()
-//!     .list(
+//!     .stream(
 //!         ListParams::new()
 //!             .limit(250)
 //!             .with(["contacts"])
@@ -56,6 +56,8 @@
 // log and reschedule without another request; it is only built on the cold path.
 #![allow(clippy::result_large_err)]
 
+pub mod calls;
+pub mod catalogs;
 pub mod client;
 pub mod common;
 pub mod companies;
@@ -75,8 +77,10 @@ pub mod links;
 pub mod notes;
 pub mod oauth;
 pub mod pipelines;
+pub mod sources;
 pub mod tasks;
 pub mod time;
+pub mod unsorted;
 pub mod users;
 pub mod webhook;
 
@@ -156,6 +160,36 @@ impl Client {
     #[must_use]
     pub fn webhooks(&self) -> events::Webhooks<'_> {
         events::Webhooks { client: self }
+    }
+
+    /// Unsorted (incoming) leads.
+    #[must_use]
+    pub fn unsorted(&self) -> unsorted::UnsortedLeads<'_> {
+        unsorted::UnsortedLeads { client: self }
+    }
+
+    /// Catalogs (lists) and their elements.
+    #[must_use]
+    pub fn catalogs(&self) -> catalogs::Catalogs<'_> {
+        catalogs::Catalogs { client: self }
+    }
+
+    /// Call logging.
+    #[must_use]
+    pub fn calls(&self) -> calls::Calls<'_> {
+        calls::Calls { client: self }
+    }
+
+    /// Lead sources.
+    #[must_use]
+    pub fn sources(&self) -> sources::Sources<'_> {
+        sources::Sources { client: self }
+    }
+
+    /// Loss reasons.
+    #[must_use]
+    pub fn loss_reasons(&self) -> sources::LossReasons<'_> {
+        sources::LossReasons { client: self }
     }
 
     /// Tags and links of one entity type.

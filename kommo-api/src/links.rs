@@ -25,6 +25,13 @@ pub struct Link {
 }
 
 impl Link {
+    /// The same link from entity `id` (for the mass `link_many` / `unlink_many`).
+    #[must_use]
+    pub fn of(mut self, id: impl EntityKey) -> Self {
+        self.entity_id = Some(id.into());
+        self
+    }
+
     /// A link to a contact (`is_main` makes it the lead's main contact).
     #[must_use]
     pub fn contact(id: ContactId, is_main: bool) -> Self {
@@ -79,7 +86,7 @@ impl EntityOps<'_> {
             .json(links)
             .map_err(|e| Error::InvalidRequest(e.to_string()))?
             .idempotent(true);
-        let resp = self.client.execute(req).await?;
+        let resp = self.client.send(req).await?;
         Ok(crate::hal::decode_list::<Link>(&resp, "links", 1)?.items)
     }
 
@@ -92,8 +99,39 @@ impl EntityOps<'_> {
             .json(links)
             .map_err(|e| Error::InvalidRequest(e.to_string()))?
             .idempotent(true);
-        self.client.execute(req).await?;
+        self.client.send(req).await?;
         Ok(())
+    }
+
+    /// `POST /api/v4/{entity}/link`: links several entities at once, each [`Link`] naming its source with
+    /// [`Link::of`] (PHP library `LinkMethodsTrait`/`Links`, kommo.md §4 "Links"; body `EntityLinkItem` in
+    /// `../shared/openapi/kommo-community.yaml`). Answers the links made.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`] when a link has no `entity_id`; see [`Error`].
+    pub async fn link_many(&self, links: &[Link]) -> Result<Vec<Link>, Error> {
+        let resp = self.mass("link", links).await?;
+        Ok(crate::hal::decode_list::<Link>(&resp, "links", 1)?.items)
+    }
+
+    /// `POST /api/v4/{entity}/unlink`: removes several links at once (each with its `entity_id`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`] when a link has no `entity_id`; see [`Error`].
+    pub async fn unlink_many(&self, links: &[Link]) -> Result<(), Error> {
+        self.mass("unlink", links).await?;
+        Ok(())
+    }
+
+    async fn mass(&self, what: &str, links: &[Link]) -> Result<api_core::RawResponse, Error> {
+        if let Some(n) = links.iter().position(|l| l.entity_id.is_none()) {
+            return Err(Error::InvalidRequest(format!("mass {what}: link #{n} names no entity_id (Link::of)")));
+        }
+        let req = Request::post(format!("/api/v4/{}/{what}", self.entity.as_str()))
+            .json(links)
+            .map_err(|e| Error::InvalidRequest(e.to_string()))?
+            .idempotent(true);
+        self.client.send(req).await
     }
 
     /// `GET /api/v4/{entity}/{id}/links`.
@@ -105,8 +143,16 @@ impl EntityOps<'_> {
         Ok(self.client.list_page(&path, "links", &ListParams::new(), 1).await?.items)
     }
 
-    /// Every tag of this entity type.
-    pub fn tags(&self, params: ListParams) -> BoxStream<'static, Result<Tag, Error>> {
+    /// One page of the tags of this entity type (`GET /api/v4/{entity}/tags`).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn list_tags(&self, params: &ListParams, page: u32) -> Result<crate::ListPage<Tag>, Error> {
+        self.client.list_page(&format!("/api/v4/{}/tags", self.entity.as_str()), "tags", params, page).await
+    }
+
+    /// Every tag of this entity type, lazily.
+    pub fn stream_tags(&self, params: ListParams) -> BoxStream<'static, Result<Tag, Error>> {
         self.client.stream_list(format!("/api/v4/{}/tags", self.entity.as_str()), "tags", params)
     }
 
@@ -119,7 +165,7 @@ impl EntityOps<'_> {
         let req = Request::post(format!("/api/v4/{}/tags", self.entity.as_str()))
             .json(&body)
             .map_err(|e| Error::InvalidRequest(e.to_string()))?;
-        let resp = self.client.execute(req).await?;
+        let resp = self.client.send(req).await?;
         Ok(crate::hal::decode_list::<Tag>(&resp, "tags", 1)?.items)
     }
 }

@@ -197,6 +197,29 @@ impl NewNote {
     }
 }
 
+/// Changes to a note (`PATCH /api/v4/{entity}/notes[/{id}]`; shape `NoteUpdateById` in
+/// `../shared/openapi/kommo-community.yaml`, the PHP library's `NoteModel::toApi`): the type and its params.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[must_use]
+pub struct NoteUpdate {
+    /// The note (in the path of a single update, in the body of a batch).
+    pub id: NoteId,
+    /// Type (Kommo wants it with `params`).
+    pub note_type: NoteType,
+    /// The new parameters (`{"text": ...}` for common notes).
+    pub params: serde_json::Value,
+    /// Echoed back in batch answers (the client sets the index when `None`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+impl NoteUpdate {
+    /// New text for a `common` note.
+    pub fn common(id: NoteId, text: impl Into<String>) -> Self {
+        Self { id, note_type: NoteType::Common, params: serde_json::json!({ "text": text.into() }), request_id: None }
+    }
+}
+
 /// Note operations on one entity type: `client.notes(EntityType::Leads)`.
 #[derive(Debug, Clone)]
 pub struct Notes<'a> {
@@ -214,6 +237,39 @@ impl Notes<'_> {
         batch_write(self.client, http::Method::POST, &path, "notes", notes).await
     }
 
+    /// `GET /api/v4/{entity}/notes/{id}`.
+    ///
+    /// # Errors
+    /// See [`Error`]; [`Error::is_not_found`] for an unknown id.
+    pub async fn get(&self, id: NoteId) -> Result<Note, Error> {
+        self.client.get_one(api_core::Request::get(format!("/api/v4/{}/notes/{id}", self.entity.as_str()))).await
+    }
+
+    /// `PATCH /api/v4/{entity}/notes/{id}`; answers `{id, entity_id, updated_at, ...}`.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn update(&self, update: &NoteUpdate) -> Result<WriteResult, Error> {
+        let mut body = serde_json::to_value(update).map_err(|e| Error::InvalidRequest(e.to_string()))?;
+        if let Some(o) = body.as_object_mut() {
+            o.remove("id");
+        }
+        let req = api_core::Request::patch(format!("/api/v4/{}/notes/{}", self.entity.as_str(), update.id))
+            .json(&body)
+            .map_err(|e| Error::InvalidRequest(e.to_string()))?
+            .idempotent(true);
+        self.client.send_json(req).await
+    }
+
+    /// `PATCH /api/v4/{entity}/notes` in chunks of 50; results in input order.
+    ///
+    /// # Errors
+    /// See [`Error`]; [`Error::Batch`] when a later chunk fails.
+    pub async fn update_many(&self, updates: &[NoteUpdate]) -> Result<Vec<WriteResult>, Error> {
+        let path = format!("/api/v4/{}/notes", self.entity.as_str());
+        batch_write(self.client, http::Method::PATCH, &path, "notes", updates).await
+    }
+
     /// Adds one note and returns its id.
     ///
     /// # Errors
@@ -223,16 +279,16 @@ impl Notes<'_> {
         r.first().map(|r| NoteId(r.id)).ok_or_else(|| Error::InvalidRequest("Kommo returned no note".into()))
     }
 
-    /// Every note on entity `entity_id` (`GET /api/v4/{entity}/{id}/notes`; 204 = none).
-    pub fn list_for(&self, entity_id: impl EntityKey, params: ListParams) -> BoxStream<'static, Result<Note, Error>> {
+    /// Every note on entity `entity_id` (`GET /api/v4/{entity}/{id}/notes`; 204 = none), lazily.
+    pub fn stream_for(&self, entity_id: impl EntityKey, params: ListParams) -> BoxStream<'static, Result<Note, Error>> {
         self.client.stream_list(format!("/api/v4/{}/{entity_id}/notes", self.entity.as_str()), "notes", params)
     }
 
-    /// One page of notes on entity `entity_id`.
+    /// One page of notes on entity `entity_id` (`GET /api/v4/{entity}/{id}/notes`; 204 = empty page).
     ///
     /// # Errors
     /// See [`Error`].
-    pub async fn list_for_page(
+    pub async fn list_for(
         &self,
         entity_id: impl EntityKey,
         params: &ListParams,
@@ -242,8 +298,16 @@ impl Notes<'_> {
         self.client.list_page(&path, "notes", params, page).await
     }
 
-    /// Every note of this entity type (`GET /api/v4/{entity}/notes`, filters e.g. `filter[note_type]`).
-    pub fn list(&self, params: ListParams) -> BoxStream<'static, Result<Note, Error>> {
+    /// One page of the notes of this entity type (`GET /api/v4/{entity}/notes`, filters e.g. `filter[note_type]`).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn list(&self, params: &ListParams, page: u32) -> Result<ListPage<Note>, Error> {
+        self.client.list_page(&format!("/api/v4/{}/notes", self.entity.as_str()), "notes", params, page).await
+    }
+
+    /// Every note of this entity type (`GET /api/v4/{entity}/notes`), lazily.
+    pub fn stream(&self, params: ListParams) -> BoxStream<'static, Result<Note, Error>> {
         self.client.stream_list(format!("/api/v4/{}/notes", self.entity.as_str()), "notes", params)
     }
 }

@@ -4,13 +4,13 @@ use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    EntityKey, EntityType, Error, ListParams, TaskId, UserId,
-    entity::{Service, Updated, entity, read_model, write_setters},
+    EntityKey, EntityType, Error, ListPage, ListParams, TaskId, TaskTypeId,
+    entity::{Service, Updated, entity, read_model, write_types},
 };
 
-/// Task type 1: "Follow-up" in Kommo (the Russian docs call it "Звонок", a call).
+/// Task type 1 as a number ([`TaskTypeId::FOLLOW_UP`]): "Follow-up" in Kommo (the Russian docs call it "Звонок", a call).
 pub const TASK_TYPE_FOLLOW_UP: u64 = 1;
-/// Task type 2: "Meeting".
+/// Task type 2 as a number ([`TaskTypeId::MEETING`]): "Meeting".
 pub const TASK_TYPE_MEETING: u64 = 2;
 
 /// `result` of a completed task.
@@ -41,7 +41,7 @@ read_model! {
         /// Completed.
         #[serde(default, deserialize_with = "crate::de::lenient_bool")]
         pub is_completed: bool,
-        /// Task type id (1 follow-up, 2 meeting, or a custom type).
+        /// Task type id (1 follow-up, 2 meeting, or a custom type; see [`Task::task_type`] for the typed id).
         #[serde(default, deserialize_with = "crate::de::opt_i64")]
         pub task_type_id: Option<i64>,
         /// Duration (seconds).
@@ -53,6 +53,14 @@ read_model! {
     }
 }
 
+impl Task {
+    /// The task type as a typed id.
+    #[must_use]
+    pub fn task_type(&self) -> Option<TaskTypeId> {
+        self.task_type_id.and_then(|t| u64::try_from(t).ok()).map(TaskTypeId)
+    }
+}
+
 fn result_or_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<TaskResult>, D::Error> {
     // PHP serializes an empty result as `[]`
     Ok(match serde_json::Value::deserialize(d)? {
@@ -61,36 +69,45 @@ fn result_or_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Task
     })
 }
 
-/// A task to create.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[must_use]
-pub struct NewTask {
-    /// Text (required).
-    pub text: String,
-    /// Due (Unix seconds, required).
-    pub complete_till: i64,
-    /// The entity id.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub entity_id: Option<u64>,
-    /// The entity type.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub entity_type: Option<EntityType>,
-    /// Task type (see [`TASK_TYPE_FOLLOW_UP`], [`TASK_TYPE_MEETING`]).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub task_type_id: Option<u64>,
-    /// Responsible user (defaults to the token's user).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub responsible_user_id: Option<UserId>,
-    /// Duration (seconds).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub duration: Option<i64>,
-    /// Echoed back (set to the index when `None`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
+write_types! {
+    /// A task to create.
+    new NewTask {
+        /// Text (required).
+        pub text: String,
+        /// Due (Unix seconds, required).
+        pub complete_till: i64,
+    }
+    /// Changes to a task.
+    update TaskUpdate(TaskId) {
+        /// Text.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub text: Option<String>,
+        /// Due (Unix seconds).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub complete_till: Option<i64>,
+        /// Completed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub is_completed: Option<bool>,
+        /// Result text (with `is_completed`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub result: Option<TaskResult>,
+    }
+    both {
+        /// The entity id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub entity_id: Option<u64>,
+        /// The entity type.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub entity_type: Option<EntityType>,
+        /// Task type (see [`TaskTypeId::FOLLOW_UP`], [`TaskTypeId::MEETING`]).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub task_type_id: Option<TaskTypeId>,
+        /// Duration (seconds).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub duration: Option<i64>,
+    }
+    setters [task]
 }
-
-write_setters!(NewTask { responsible, request_id });
-write_setters!(TaskUpdate { responsible, request_id });
 
 impl NewTask {
     /// A task with text and due time.
@@ -106,61 +123,9 @@ impl NewTask {
             request_id: None,
         }
     }
-    /// Attaches the task to an entity (its type comes with the typed id).
-    pub fn on<K: EntityKey>(mut self, id: K) -> Self {
-        self.entity_type = Some(K::entity_type());
-        self.entity_id = Some(id.into());
-        self
-    }
-    /// Sets the task type.
-    pub fn task_type(mut self, t: u64) -> Self {
-        self.task_type_id = Some(t);
-        self
-    }
-    /// Sets the duration.
-    pub fn duration(mut self, seconds: i64) -> Self {
-        self.duration = Some(seconds);
-        self
-    }
-}
-
-/// Changes to a task.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-#[must_use]
-pub struct TaskUpdate {
-    /// The task.
-    pub id: TaskId,
-    /// Text.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub text: Option<String>,
-    /// Due (Unix seconds).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub complete_till: Option<i64>,
-    /// Completed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub is_completed: Option<bool>,
-    /// Result text (with `is_completed`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub result: Option<TaskResult>,
-    /// Task type.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub task_type_id: Option<u64>,
-    /// Responsible user.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub responsible_user_id: Option<UserId>,
-    /// Duration.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub duration: Option<i64>,
-    /// Echoed back in batch responses.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
 }
 
 impl TaskUpdate {
-    /// Changes to task `id`.
-    pub fn new(id: TaskId) -> Self {
-        Self { id, ..Self::default() }
-    }
     /// Moves the due time.
     pub fn due(mut self, complete_till: i64) -> Self {
         self.complete_till = Some(complete_till);
@@ -179,15 +144,23 @@ impl TaskUpdate {
     }
 }
 
-/// Task operations: `client.tasks()` (the shared [`Service`] plus [`Tasks::list_for`] and [`Tasks::complete`]).
+/// Task operations: `client.tasks()` (the shared [`Service`] plus [`Tasks::list_for`], [`Tasks::stream_for`] and [`Tasks::complete`]).
 pub type Tasks<'a> = Service<'a, Task>;
 
 entity!(Task, id: TaskId, new: NewTask, update: TaskUpdate, path: "/api/v4/tasks", key: "tasks", name: "task");
 
 impl Tasks<'_> {
-    /// Tasks of one entity (`filter[entity_type]` + `filter[entity_id]`).
-    pub fn list_for(&self, id: impl EntityKey) -> BoxStream<'static, Result<Task, Error>> {
-        self.list(ListParams::new().entity(id))
+    /// One page of the tasks of one entity (`filter[entity_type]` + `filter[entity_id]`).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn list_for(&self, id: impl EntityKey, page: u32) -> Result<ListPage<Task>, Error> {
+        self.list(&ListParams::new().entity(id), page).await
+    }
+
+    /// Every task of one entity (`filter[entity_type]` + `filter[entity_id]`), lazily.
+    pub fn stream_for(&self, id: impl EntityKey) -> BoxStream<'static, Result<Task, Error>> {
+        self.stream(ListParams::new().entity(id))
     }
 
     /// Closes a task with a result text.

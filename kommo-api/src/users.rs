@@ -4,7 +4,7 @@ use api_core::Request;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
-use crate::{Client, Error, GroupId, ListParams, UserId, ids::AccountId};
+use crate::{Client, Error, GroupId, ListPage, ListParams, UserId, ids::AccountId};
 
 /// A user.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,8 +83,16 @@ pub struct Users<'a> {
 }
 
 impl Users<'_> {
+    /// One page of users (`GET /api/v4/users`).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn list(&self, params: &ListParams, page: u32) -> Result<ListPage<User>, Error> {
+        self.client.list_page("/api/v4/users", "users", params, page).await
+    }
+
     /// Every user, lazily.
-    pub fn list(&self, params: ListParams) -> BoxStream<'static, Result<User, Error>> {
+    pub fn stream(&self, params: ListParams) -> BoxStream<'static, Result<User, Error>> {
         self.client.stream_list("/api/v4/users".into(), "users", params)
     }
 
@@ -102,7 +110,7 @@ impl Users<'_> {
     /// See [`Error`].
     pub async fn find_by_email(&self, email: &str) -> Result<Option<User>, Error> {
         use futures::TryStreamExt as _;
-        let users: Vec<User> = self.list(ListParams::new().limit(250)).try_collect().await?;
+        let users: Vec<User> = self.stream(ListParams::new().limit(250)).try_collect().await?;
         Ok(users.into_iter().find(|u| u.email.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(email.trim()))))
     }
 }

@@ -24,6 +24,7 @@
 //! redelivery the same key. Reconcile with a periodic `filter[updated_at][from]` poll for what never arrives.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::fmt::Write as _;
 
 use sha2::{Digest as _, Sha256};
@@ -260,6 +261,25 @@ pub struct WebhookAccount {
     pub self_link: Option<String>,
 }
 
+/// Where an event stood in the body as Kommo sent it: `root[action][index]`, e.g. `leads[status][0]` or
+/// `contacts[add][1]` (kommo.md §5 "Key grammar"), so a receiver can log exactly what it was given. A note's place
+/// is the outer one (`leads[note][0]`, its fields under `[note]`). Its `Display` is the wire form.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WirePath {
+    /// The root key: `leads`, `contacts`, `companies`, `task`, `message`...
+    pub root: String,
+    /// The action key: `add`, `update`, `status`, `note`...
+    pub action: String,
+    /// The index key as sent (`0`, `1`, ...).
+    pub index: String,
+}
+
+impl fmt::Display for WirePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}[{}][{}]", self.root, self.action, self.index)
+    }
+}
+
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -409,6 +429,7 @@ fn parse_price(s: &str) -> Option<i64> {
 struct Fields<'a> {
     node: &'a FormNode,
     path: String,
+    wire: &'a WirePath,
 }
 
 impl Fields<'_> {
@@ -476,6 +497,8 @@ pub struct WebhookLead {
     pub custom_fields: Vec<WebhookCustomField>,
     /// Every field as sent, including the ones above.
     pub raw: BTreeMap<String, FormNode>,
+    /// Where the event stood in the body (`leads[status][0]`).
+    pub wire: WirePath,
 }
 
 impl WebhookLead {
@@ -500,6 +523,7 @@ impl WebhookLead {
             tags: parse_tags(f.node.get("tags")),
             custom_fields: parse_custom_fields(f.node.get("custom_fields")),
             raw: f.raw(),
+            wire: f.wire.clone(),
         })
     }
 
@@ -508,6 +532,8 @@ impl WebhookLead {
     pub fn modified_at(&self) -> Option<i64> {
         self.updated_at.or(self.last_modified)
     }
+
+    crate::ids::closed_status_helpers!();
 
     /// The custom field with this id.
     #[must_use]
@@ -557,6 +583,8 @@ pub struct WebhookContact {
     pub custom_fields: Vec<WebhookCustomField>,
     /// Every field as sent.
     pub raw: BTreeMap<String, FormNode>,
+    /// Where the event stood in the body (`contacts[add][0]`).
+    pub wire: WirePath,
 }
 
 impl WebhookContact {
@@ -591,6 +619,7 @@ impl WebhookContact {
             tags: parse_tags(f.node.get("tags")),
             custom_fields: parse_custom_fields(f.node.get("custom_fields")),
             raw: f.raw(),
+            wire: f.wire.clone(),
         })
     }
 
@@ -616,17 +645,7 @@ impl WebhookContact {
             .collect()
     }
 
-    /// Emails.
-    #[must_use]
-    pub fn emails(&self) -> Vec<String> {
-        self.values_by_code("EMAIL")
-    }
-
-    /// Phones.
-    #[must_use]
-    pub fn phones(&self) -> Vec<String> {
-        self.values_by_code("PHONE")
-    }
+    crate::ids::contact_point_helpers!();
 
     /// The modification time.
     #[must_use]
@@ -666,6 +685,8 @@ pub struct WebhookTask {
     pub updated_at: Option<i64>,
     /// Every field as sent.
     pub raw: BTreeMap<String, FormNode>,
+    /// Where the event stood in the body (`contacts[add][0]`).
+    pub wire: WirePath,
 }
 
 impl WebhookTask {
@@ -685,6 +706,7 @@ impl WebhookTask {
             last_modified: f.time("last_modified"),
             updated_at: f.time("updated_at"),
             raw: f.raw(),
+            wire: f.wire.clone(),
         })
     }
 
@@ -726,6 +748,8 @@ pub struct WebhookNote {
     pub account_id: Option<AccountId>,
     /// Every field as sent.
     pub raw: BTreeMap<String, FormNode>,
+    /// Where the event stood in the body (`contacts[add][0]`).
+    pub wire: WirePath,
 }
 
 impl WebhookNote {
@@ -742,6 +766,7 @@ impl WebhookNote {
             created_by: f.u64("created_by").map(UserId),
             account_id: f.u64("account_id").map(AccountId),
             raw: f.raw(),
+            wire: f.wire.clone(),
         })
     }
 
@@ -799,6 +824,8 @@ pub enum WebhookEvent {
         action: String,
         /// The event's fields.
         fields: FormNode,
+        /// Where the event stood in the body (`message[add][0]`).
+        wire: WirePath,
     },
 }
 
@@ -919,6 +946,31 @@ impl WebhookEvent {
         hex::encode(h.finalize())
     }
 
+    /// Where the event stood in the body as Kommo sent it (`leads[status][0]`; for notes the outer
+    /// `leads[note][0]`): log it with the event.
+    #[must_use]
+    pub fn wire(&self) -> &WirePath {
+        match self {
+            Self::Lead { lead, .. } => &lead.wire,
+            Self::Contact { contact: c, .. } | Self::Company { company: c, .. } => &c.wire,
+            Self::Task { task, .. } => &task.wire,
+            Self::Note { note, .. } => &note.wire,
+            Self::Unknown { wire, .. } => wire,
+        }
+    }
+
+    /// Whether this is a lead event whose lead is now won (status 142): [`WebhookLead::is_won`].
+    #[must_use]
+    pub fn is_won(&self) -> bool {
+        self.as_lead().is_some_and(WebhookLead::is_won)
+    }
+
+    /// Whether this is a lead event whose lead is now lost (status 143): [`WebhookLead::is_lost`].
+    #[must_use]
+    pub fn is_lost(&self) -> bool {
+        self.as_lead().is_some_and(WebhookLead::is_lost)
+    }
+
     /// The lead, for lead events.
     #[must_use]
     pub fn as_lead(&self) -> Option<&WebhookLead> {
@@ -948,7 +1000,8 @@ pub struct WebhookPayload {
 
 impl WebhookPayload {
     /// One form-encoded delivery per event, in the order of [`Self::events`]: the `account[...]` fields and that
-    /// event alone, re-indexed at `[0]` of its own `{root}[{action}]` list, every field as sent. Parsing body `i`
+    /// event alone, at its own place (`{root}[{action}][{index}]`, so its [`WebhookEvent::wire`] is kept), every
+    /// field as sent. Parsing body `i`
     /// gives exactly `events[i]`; the [`Self::rejected`] events have no body. A receiver that stores each entity of a batched delivery as its own piece of
     /// work (ordered, retried and dead-lettered on its own) keeps these.
     #[must_use]
@@ -968,7 +1021,7 @@ impl WebhookPayload {
                         continue;
                     }
                     let mut pairs = account.clone();
-                    pairs.extend(item.to_pairs(&format!("{root}[{action}][0]")));
+                    pairs.extend(item.to_pairs(&path));
                     out.push(encode_form(&pairs));
                 }
             }
@@ -1049,7 +1102,7 @@ pub fn parse_with_limit(body: &[u8], max: usize) -> Result<WebhookPayload, Webho
         for (action, list) in actions_map {
             for (idx, item) in list.items() {
                 let path = format!("{root}[{action}][{idx}]");
-                match event(root, action, item, path.clone()) {
+                match event(root, action, idx, item, path.clone()) {
                     Ok(ev) => events.push(ev),
                     Err(e) => rejected.push((path, e)),
                 }
@@ -1062,7 +1115,9 @@ pub fn parse_with_limit(body: &[u8], max: usize) -> Result<WebhookPayload, Webho
     Ok(WebhookPayload { account, events, rejected, raw })
 }
 
-fn event(root: &str, action: &str, item: &FormNode, path: String) -> Result<WebhookEvent, WebhookError> {
+fn event(root: &str, action: &str, idx: &str, item: &FormNode, path: String) -> Result<WebhookEvent, WebhookError> {
+    let wire = WirePath { root: root.to_owned(), action: action.to_owned(), index: idx.to_owned() };
+    let wire = &wire;
     let act = WebhookAction::parse(action);
     if act == WebhookAction::Note {
         // `leads[note][0][note][...]`; tolerate a single nesting too
@@ -1070,10 +1125,10 @@ fn event(root: &str, action: &str, item: &FormNode, path: String) -> Result<Webh
             Some(n @ FormNode::Map(_)) => (n, format!("{path}[note]")),
             _ => (item, path),
         };
-        let note = WebhookNote::parse(&Fields { node, path })?;
+        let note = WebhookNote::parse(&Fields { node, path, wire })?;
         return Ok(WebhookEvent::Note { entity: EntityType::parse(root), note });
     }
-    let f = Fields { node: item, path };
+    let f = Fields { node: item, path, wire };
     Ok(match root {
         "leads" => WebhookEvent::Lead { action: act, lead: WebhookLead::parse(&f)? },
         "contacts" => {
@@ -1086,7 +1141,12 @@ fn event(root: &str, action: &str, item: &FormNode, path: String) -> Result<Webh
         }
         "companies" => WebhookEvent::Company { action: act, company: WebhookContact::parse(&f)? },
         "task" | "tasks" => WebhookEvent::Task { action: act, task: WebhookTask::parse(&f)? },
-        other => WebhookEvent::Unknown { entity: other.to_owned(), action: action.to_owned(), fields: item.clone() },
+        other => WebhookEvent::Unknown {
+            entity: other.to_owned(),
+            action: action.to_owned(),
+            fields: item.clone(),
+            wire: wire.clone(),
+        },
     })
 }
 

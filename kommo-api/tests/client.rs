@@ -91,7 +91,7 @@ async fn list_leads_sends_filters_and_pages_until_204() {
         .status(PipelineId(1300), StatusId::WON)
         .updated_between(Some(1_500_000_000), Some(1_600_000_000))
         .order("updated_at", Order::Asc);
-    let leads: Vec<_> = client(&server).leads().list(params).try_collect().await.unwrap();
+    let leads: Vec<_> = client(&server).leads().stream(params).try_collect().await.unwrap();
     assert_eq!(leads.len(), 2);
     assert_eq!(leads[0].price, Some(46333), "numeric string tolerated");
     assert!(leads[0].custom_fields_values.is_empty(), "null = empty");
@@ -107,7 +107,7 @@ async fn list_stops_without_next_link_and_errors_stop_the_stream() {
         .expect(1)
         .mount(&server)
         .await;
-    let all: Vec<_> = client(&server).contacts().list(ListParams::new()).try_collect().await.unwrap();
+    let all: Vec<_> = client(&server).contacts().stream(ListParams::new()).try_collect().await.unwrap();
     assert_eq!(all.len(), 1);
 
     let server = MockServer::start().await;
@@ -119,7 +119,7 @@ async fn list_stops_without_next_link_and_errors_stop_the_stream() {
         .expect(1)
         .mount(&server)
         .await;
-    let items: Vec<_> = client(&server).leads().list(ListParams::new()).collect::<Vec<_>>().await;
+    let items: Vec<_> = client(&server).leads().stream(ListParams::new()).collect::<Vec<_>>().await;
     assert_eq!(items.len(), 1);
     assert!(items[0].is_err());
 }
@@ -129,7 +129,7 @@ use futures::StreamExt as _;
 #[tokio::test]
 async fn limit_over_250_is_rejected_locally() {
     let server = MockServer::start().await;
-    let err = client(&server).leads().list_page(&ListParams::new().limit(500), 1).await.unwrap_err();
+    let err = client(&server).leads().list(&ListParams::new().limit(500), 1).await.unwrap_err();
     assert!(matches!(err, Error::InvalidRequest(_)));
     assert!(server.received_requests().await.unwrap().is_empty());
 }
@@ -356,7 +356,7 @@ async fn notes_and_tasks_requests() {
         .await
         .unwrap();
     c.tasks().update(&TaskUpdate::new(t).complete("Cancelled: client ill")).await.unwrap();
-    let tasks: Vec<_> = c.tasks().list_for(LeadId(42)).try_collect().await.unwrap();
+    let tasks: Vec<_> = c.tasks().stream_for(LeadId(42)).try_collect().await.unwrap();
     assert!(tasks.is_empty());
 }
 
@@ -374,7 +374,7 @@ async fn custom_fields_and_pipelines_decode() {
         .mount(&server)
         .await;
     let c = client(&server);
-    let fields = c.custom_fields(EntityType::Leads).list().await.unwrap();
+    let fields = c.custom_fields(EntityType::Leads).all().await.unwrap();
     assert_eq!(fields[1].field_type, kommo_api::FieldType::Select);
     assert_eq!(fields[1].enum_by_value("звонок").unwrap().id, EnumId(441_217));
     assert_eq!(fields[1].required_statuses[0].status_id, StatusId::WON);
@@ -563,7 +563,7 @@ async fn decode_error_names_the_json_path() {
         )
         .mount(&server)
         .await;
-    let e = client(&server).leads().list_page(&ListParams::new(), 1).await.unwrap_err();
+    let e = client(&server).leads().list(&ListParams::new(), 1).await.unwrap_err();
     let Error::Decode(d) = &e else { panic!("{e:?}") };
     assert_eq!(d.path, "_embedded.leads[1].id");
 }
@@ -606,6 +606,6 @@ async fn complex_leads_and_events() {
     let too_many: Vec<_> = (0..51).map(|_| kommo_api::leads::ComplexLead::default()).collect();
     assert!(matches!(c.leads().create_complex(&too_many).await, Err(Error::InvalidRequest(_))));
     let events: Vec<_> =
-        c.events().list(ListParams::new().filter_in("type", "lead_deleted")).try_collect().await.unwrap();
+        c.events().stream(ListParams::new().filter_in("type", "lead_deleted")).try_collect().await.unwrap();
     assert_eq!(events[0].value_after[0]["lead_status"]["id"], 142);
 }

@@ -55,11 +55,11 @@ async fn leads_crud_filters_and_updated_at() {
     let u = client.leads().update(&LeadUpdate::new(b).stage(pipeline, StatusId::WON)).await.unwrap();
     assert!(u.updated_at.unwrap() > before);
     let won: Vec<_> =
-        client.leads().list(ListParams::new().status(pipeline, StatusId::WON)).try_collect().await.unwrap();
+        client.leads().stream(ListParams::new().status(pipeline, StatusId::WON)).try_collect().await.unwrap();
     assert_eq!(won.iter().map(|l| l.id).collect::<Vec<_>>(), vec![b]);
     let recent: Vec<_> = client
         .leads()
-        .list(ListParams::new().updated_between(Some(u.updated_at.unwrap()), None).order("updated_at", Order::Asc))
+        .stream(ListParams::new().updated_between(Some(u.updated_at.unwrap()), None).order("updated_at", Order::Asc))
         .try_collect()
         .await
         .unwrap();
@@ -83,11 +83,11 @@ async fn pagination_ends_with_204_after_a_full_page() {
         fake.seed_lead(SeedLead::new(format!("L{i}")));
     }
     let client = fake.client();
-    let all: Vec<_> = client.leads().list(ListParams::new().limit(2)).try_collect().await.unwrap();
+    let all: Vec<_> = client.leads().stream(ListParams::new().limit(2)).try_collect().await.unwrap();
     assert_eq!(all.len(), 4);
     // pages 1, 2 (full, with next) and 3 (204)
     assert_eq!(fake.log().count(&http::Method::GET, "/api/v4/leads"), 3);
-    let empty = client.leads().list_page(&ListParams::new().limit(2), 3).await.unwrap();
+    let empty = client.leads().list(&ListParams::new().limit(2), 3).await.unwrap();
     assert!(empty.items.is_empty() && !empty.has_next);
 }
 
@@ -100,9 +100,9 @@ async fn only_deleted_lists_the_deleted_leads_alone() {
     let gone = fake.seed_lead(SeedLead::new("Gone"));
     fake.delete_lead(gone);
     let client = fake.client();
-    let live: Vec<_> = client.leads().list(ListParams::new()).try_collect().await.unwrap();
+    let live: Vec<_> = client.leads().stream(ListParams::new()).try_collect().await.unwrap();
     assert_eq!(live.iter().map(|l| l.id).collect::<Vec<_>>(), vec![kept]);
-    let deleted: Vec<_> = client.leads().list(ListParams::new().with(["only_deleted"])).try_collect().await.unwrap();
+    let deleted: Vec<_> = client.leads().stream(ListParams::new().with(["only_deleted"])).try_collect().await.unwrap();
     assert_eq!(deleted.len(), 1);
     assert_eq!(deleted[0].id, gone);
     assert!(deleted[0].is_deleted);
@@ -135,7 +135,8 @@ async fn contacts_search_link_notes_tasks() {
     assert_eq!(notes.len(), 1);
     assert_eq!(notes[0].id, note);
     assert_eq!(notes[0].text(), Some("Hello"));
-    let listed: Vec<_> = client.notes(EntityType::Leads).list_for(lead, ListParams::new()).try_collect().await.unwrap();
+    let listed: Vec<_> =
+        client.notes(EntityType::Leads).stream_for(lead, ListParams::new()).try_collect().await.unwrap();
     assert_eq!(listed.len(), 1);
 
     let due = fake.now() + 3600;
@@ -147,7 +148,7 @@ async fn contacts_search_link_notes_tasks() {
     assert_eq!(t.complete_till, Some(due + 600));
     assert_eq!(t.result.as_ref().unwrap().text.as_deref(), Some("Done"));
     let open: Vec<_> =
-        client.tasks().list(ListParams::new().entity(lead).completed(false)).try_collect().await.unwrap();
+        client.tasks().stream(ListParams::new().entity(lead).completed(false)).try_collect().await.unwrap();
     assert!(open.is_empty());
 }
 
@@ -352,9 +353,9 @@ async fn account_users_pipelines_fields() {
     assert_eq!(acc.id.get(), fake.account_id());
     let pipelines = client.pipelines().list().await.unwrap();
     assert!(pipelines[0].statuses().iter().any(|s| s.id == StatusId::WON));
-    let users: Vec<_> = client.users().list(ListParams::new()).try_collect().await.unwrap();
+    let users: Vec<_> = client.users().stream(ListParams::new()).try_collect().await.unwrap();
     assert_eq!(users[0].email.as_deref(), Some("admin@example.com"));
-    let fields = client.custom_fields(EntityType::Contacts).list().await.unwrap();
+    let fields = client.custom_fields(EntityType::Contacts).all().await.unwrap();
     assert!(fields.iter().any(|f| f.code.as_deref() == Some("EMAIL")));
 }
 
@@ -559,7 +560,7 @@ async fn events_log_lead_changes_and_deletions() {
     let other = fake.seed_lead(SeedLead::new("Other"));
     fake.set_lead_status(lead, fake.main_pipeline(), StatusId::WON);
     fake.delete_lead(lead);
-    let all: Vec<kommo_api::events::Event> = client.events().list(ListParams::new()).try_collect().await.unwrap();
+    let all: Vec<kommo_api::events::Event> = client.events().stream(ListParams::new()).try_collect().await.unwrap();
     let kinds: Vec<&str> = all.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, ["lead_deleted", "lead_status_changed", "lead_added", "lead_added"], "newest first");
     let changed = &all[1];
@@ -569,18 +570,18 @@ async fn events_log_lead_changes_and_deletions() {
     assert!(changed.value_before[0]["lead_status"]["id"].as_u64().is_some());
     let deletions: Vec<kommo_api::events::Event> = client
         .events()
-        .list(ListParams::new().filter_in("type", "lead_deleted").filter_in("entity", "lead"))
+        .stream(ListParams::new().filter_in("type", "lead_deleted").filter_in("entity", "lead"))
         .try_collect()
         .await
         .unwrap();
     assert_eq!(deletions.len(), 1);
     assert_eq!(deletions[0].entity_id, Some(lead.get()));
     let of_other: Vec<kommo_api::events::Event> =
-        client.events().list(ListParams::new().filter_in("entity_id", other.get())).try_collect().await.unwrap();
+        client.events().stream(ListParams::new().filter_in("entity_id", other.get())).try_collect().await.unwrap();
     assert_eq!(of_other.len(), 1);
     assert_eq!(of_other[0].kind, "lead_added");
     // nothing matches: 204, an empty list
     let none: Vec<kommo_api::events::Event> =
-        client.events().list(ListParams::new().filter_in("type", "task_completed")).try_collect().await.unwrap();
+        client.events().stream(ListParams::new().filter_in("type", "task_completed")).try_collect().await.unwrap();
     assert!(none.is_empty());
 }

@@ -136,8 +136,8 @@ async fn clients_sharing_a_budget_share_its_spacing_and_holds() {
         Arc::new(RateLimiter::new([Rule::Spacing { per: 7, period: Duration::from_millis(1100) }]));
     let script_a = Script::new(vec![]);
     let script_b = Script::new(vec![]);
-    let a = client(&script_a).shared_budget(budget.clone()).build().unwrap();
-    let b = client(&script_b).shared_budget(budget.clone()).build().unwrap();
+    let a = client(&script_a).rate_budget(budget.clone()).build().unwrap();
+    let b = client(&script_b).rate_budget(budget.clone()).build().unwrap();
     let start = Instant::now();
     let (ra, rb) = tokio::join!(
         async {

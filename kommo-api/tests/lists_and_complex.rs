@@ -117,11 +117,11 @@ async fn lists_and_streams_ask_for_250_unless_told_otherwise() {
         .mount(&server)
         .await;
     let c = client(&server);
-    let leads: Vec<_> = c.leads().list(ListParams::new()).try_collect().await.unwrap();
+    let leads: Vec<_> = c.leads().stream(ListParams::new()).try_collect().await.unwrap();
     assert_eq!(leads.len(), 1);
-    let page = c.contacts().list_page(&ListParams::new().query("ann"), 1).await.unwrap();
+    let page = c.contacts().list(&ListParams::new().query("ann"), 1).await.unwrap();
     assert!(page.items.is_empty());
-    let tasks: Vec<_> = c.tasks().list(ListParams::new().limit(20)).try_collect().await.unwrap();
+    let tasks: Vec<_> = c.tasks().stream(ListParams::new().limit(20)).try_collect().await.unwrap();
     assert!(tasks.is_empty());
 }
 
@@ -134,14 +134,14 @@ async fn the_fake_serves_250_per_page_and_no_more() {
         fake.seed_lead(SeedLead::new(format!("L{i}")));
     }
     let c = fake.client();
-    let all: Vec<_> = c.leads().list(ListParams::new()).try_collect().await.unwrap();
+    let all: Vec<_> = c.leads().stream(ListParams::new()).try_collect().await.unwrap();
     assert_eq!(all.len(), 260);
     let lists = fake.log().requests().into_iter().filter(|r| r.path == "/api/v4/leads").count();
     assert_eq!(lists, 2, "250 + 10");
-    let page = c.leads().list_page(&ListParams::new().limit(250), 1).await.unwrap();
+    let page = c.leads().list(&ListParams::new().limit(250), 1).await.unwrap();
     assert_eq!(page.items.len(), 250);
     // above 250 the client refuses; the fake, like Kommo, never serves more than 250 even when asked
-    assert!(c.leads().list_page(&ListParams::new().limit(251), 1).await.is_err());
+    assert!(c.leads().list(&ListParams::new().limit(251), 1).await.is_err());
     let raw = reqwest::Client::new()
         .get(fake.base_url().join("/api/v4/leads?limit=400").unwrap())
         .bearer_auth(fake.token())

@@ -161,7 +161,8 @@ async fn notes_list_links_tags() {
     )
     .await;
     let c = client(&s);
-    let notes: Vec<_> = c.notes(EntityType::Leads).list_for(LeadId(42), ListParams::new()).try_collect().await.unwrap();
+    let notes: Vec<_> =
+        c.notes(EntityType::Leads).stream_for(LeadId(42), ListParams::new()).try_collect().await.unwrap();
     assert_eq!(notes[0].text(), Some("hi"));
     assert_eq!(notes[1].note_type, kommo_api::notes::NoteType::CallIn);
     assert_eq!(notes[2].note_type, kommo_api::notes::NoteType::Other("ai_result".into()));
@@ -171,7 +172,7 @@ async fn notes_list_links_tags() {
     assert_eq!(linked[0].to_entity_type, EntityType::Contacts);
     ops.unlink(LeadId(42), &[Link::company(CompanyId(31))]).await.unwrap();
     assert!(ops.links(LeadId(42)).await.unwrap().is_empty());
-    let tags: Vec<_> = ops.tags(ListParams::new()).try_collect().await.unwrap();
+    let tags: Vec<_> = ops.stream_tags(ListParams::new()).try_collect().await.unwrap();
     assert_eq!(tags[0].name, "vip");
     assert_eq!(ops.create_tags(&["new"]).await.unwrap()[0].id.get(), 8);
 }

@@ -137,7 +137,7 @@ fn responsible_task_reduced_and_unknown() {
     assert_eq!(p.events[0].dedup_key(), "lead:status:33269438:h7b4fdca0cd9c6609:142@6543210:from:55443323@6543210");
 
     let p = webhook::parse(form("message_add.form").as_bytes()).unwrap();
-    let WebhookEvent::Unknown { entity, action, fields } = &p.events[0] else { panic!() };
+    let WebhookEvent::Unknown { entity, action, fields, .. } = &p.events[0] else { panic!() };
     assert_eq!((entity.as_str(), action.as_str()), ("message", "add"));
     assert_eq!(fields.get("author").and_then(|a| a.str("name")), Some("Maria"));
 }

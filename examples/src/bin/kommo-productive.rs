@@ -260,7 +260,7 @@ async fn run_backfill(
         let params = kommo_api::ListParams::new().limit(250).status(*p, won);
         let mut page = 1;
         loop {
-            let got = kommo.leads().list_page(&params, page).await?;
+            let got = kommo.leads().list(&params, page).await?;
             let more = got.has_next && !got.items.is_empty();
             leads.extend(got.items);
             if !more {

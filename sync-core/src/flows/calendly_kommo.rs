@@ -510,7 +510,7 @@ impl CalendlyKommo {
             }
         }
         let users: Vec<kommo_api::users::User> =
-            self.kommo.users().list(ListParams::new().limit(250)).try_collect().await.map_err(kerr)?;
+            self.kommo.users().stream(ListParams::new().limit(250)).try_collect().await.map_err(kerr)?;
         for (entry, id) in [
             ("task.responsible_user_id", self.config.task.responsible_user_id),
             ("new_lead.responsible_user_id", self.config.new_lead.responsible_user_id),
@@ -1062,7 +1062,7 @@ impl Handler<'_> {
         self.step(step, || async move {
             let notes = self.kommo().notes(EntityType::Leads);
             let existing: Vec<kommo_api::notes::Note> =
-                notes.list_for(LeadId(lead), ListParams::new().limit(250)).try_collect().await.map_err(boxed)?;
+                notes.stream_for(LeadId(lead), ListParams::new().limit(250)).try_collect().await.map_err(boxed)?;
             if let Some(n) = existing.iter().find(|n| n.text() == Some(text)) {
                 tracing::info!(lead, note = %n.id, step, "note already exists (an earlier attempt made it)");
                 return Ok(n.id.get());
@@ -1083,14 +1083,11 @@ impl Handler<'_> {
                 let existing: Vec<Task> = self
                     .kommo()
                     .tasks()
-                    .list(ListParams::new().filter("entity_type", &entity).filter_in("entity_id", id))
+                    .stream(ListParams::new().filter("entity_type", &entity).filter_in("entity_id", id))
                     .try_collect()
                     .await
                     .map_err(boxed)?;
-                let same_type = |t: &Task| {
-                    task.task_type_id
-                        .is_none_or(|want| t.task_type_id.and_then(|x| u64::try_from(x).ok()) == Some(want))
-                };
+                let same_type = |t: &Task| task.task_type_id.is_none_or(|want| t.task_type() == Some(want));
                 if let Some(t) = existing.iter().find(|t| {
                     !t.is_completed
                         && t.text == task.text
@@ -1204,7 +1201,7 @@ impl Handler<'_> {
             let leads: Vec<Lead> = self
                 .kommo()
                 .leads()
-                .list(ListParams::new().limit(250).ids(chunk.iter().copied().map(LeadId)))
+                .stream(ListParams::new().limit(250).ids(chunk.iter().copied().map(LeadId)))
                 .try_collect()
                 .await
                 .map_err(boxed)?;

@@ -436,7 +436,7 @@ impl KommoAirtable {
     /// [`SetupError::Invalid`] listing the problems, or the API error that prevented the check.
     pub async fn validate(&self) -> Result<(), SetupError> {
         let cfg = &self.config;
-        let kommo_fields = self.kommo.custom_fields(EntityType::Leads).list().await?;
+        let kommo_fields = self.kommo.custom_fields(EntityType::Leads).all().await?;
         let schema = self.airtable.base_schema(&self.base).await?;
         let mut problems = Vec::new();
         let Some(table) = schema.table(&cfg.airtable.table) else {
@@ -688,7 +688,7 @@ impl KommoAirtable {
             .updated_between(since.map(|s| s - overlap), None)
             .order("updated_at", Order::Asc)
             .limit(250);
-        let mut leads = self.kommo.leads().list(params);
+        let mut leads = self.kommo.leads().stream(params);
         let mut batch = Vec::new();
         let mut max_seen = since.unwrap_or(0);
         let mut new = 0;
@@ -722,7 +722,7 @@ impl KommoAirtable {
         for p in pipelines {
             params = params.status(p, won);
         }
-        let mut leads = self.kommo.leads().list(params);
+        let mut leads = self.kommo.leads().stream(params);
         let (mut seen, mut new) = (0, 0);
         let mut batch = Vec::new();
         while let Some(lead) = leads.next().await {
@@ -1241,7 +1241,7 @@ impl KommoAirtable {
             .step_marked(step, markers, || async move {
                 let notes = kommo.notes(EntityType::Leads);
                 let existing: Vec<kommo_api::notes::Note> =
-                    notes.list_for(lead, ListParams::new().limit(250)).try_collect().await.map_err(boxed)?;
+                    notes.stream_for(lead, ListParams::new().limit(250)).try_collect().await.map_err(boxed)?;
                 if existing.iter().any(|n| n.text() == Some(text.as_str())) {
                     return Ok::<_, BoxError>((false, Markers::new()));
                 }

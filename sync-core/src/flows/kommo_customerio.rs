@@ -451,7 +451,7 @@ impl KommoCustomerIo {
             }
         }
         // mapping: sources are Kommo builtins or lead custom fields; targets are free-form attributes
-        let lead_fields = self.kommo.custom_fields(EntityType::Leads).list().await?;
+        let lead_fields = self.kommo.custom_fields(EntityType::Leads).all().await?;
         let mut source: Vec<FieldSchema> = KOMMO_BUILTINS.iter().map(|(n, k)| FieldSchema::new(*n, *k)).collect();
         for f in &lead_fields {
             let kind = match f.field_type {
@@ -485,7 +485,7 @@ impl KommoCustomerIo {
             problems.push(errors.to_string());
         }
         if let Some(name) = &cfg.unsubscribe.contact_field {
-            let contact_fields = self.kommo.custom_fields(EntityType::Contacts).list().await?;
+            let contact_fields = self.kommo.custom_fields(EntityType::Contacts).all().await?;
             match contact_fields.iter().find(|f| &f.name == name) {
                 Some(f) => resolved.unsubscribe_field = Some((f.id, f.field_type.clone())),
                 None => {
@@ -551,7 +551,7 @@ impl KommoCustomerIo {
     /// API or store errors.
     pub async fn backfill(&self, store: &Store, mut progress: impl FnMut(u64, u64)) -> Result<usize, SetupError> {
         let leads: Vec<kommo_api::leads::Lead> =
-            self.kommo.leads().list(ListParams::new().limit(250)).try_collect().await?;
+            self.kommo.leads().stream(ListParams::new().limit(250)).try_collect().await?;
         let open: Vec<_> = leads
             .into_iter()
             .filter(|l| !l.is_deleted && !matches!(l.status_id, Some(StatusId::WON | StatusId::LOST)))
@@ -935,7 +935,7 @@ impl KommoCustomerIo {
         let created: bool = ctx
             .step("engagement-call-task", || async move {
                 let tasks = kommo.tasks();
-                let open: Vec<kommo_api::tasks::Task> = tasks.list_for(lead).try_collect().await.map_err(boxed)?;
+                let open: Vec<kommo_api::tasks::Task> = tasks.stream_for(lead).try_collect().await.map_err(boxed)?;
                 // search before create: a crash after Kommo's answer must not make a second task
                 if open.iter().any(|t| !t.is_completed && t.text.starts_with(&format!("Call {name}: opened emails"))) {
                     return Ok::<_, BoxError>(false);
@@ -968,7 +968,7 @@ impl KommoCustomerIo {
             .step(step, || async move {
                 let notes = kommo.notes(entity);
                 let existing: Vec<kommo_api::notes::Note> =
-                    notes.list_for(id, ListParams::new().limit(250)).try_collect().await.map_err(boxed)?;
+                    notes.stream_for(id, ListParams::new().limit(250)).try_collect().await.map_err(boxed)?;
                 if existing.iter().any(|n| n.text() == Some(text.as_str())) {
                     return Ok::<_, BoxError>(false);
                 }

@@ -673,7 +673,7 @@ impl KommoProductive {
             }
         }
         if let Some(field) = &self.config.kommo.service_field {
-            let fields = self.kommo.custom_fields(EntityType::Leads).list().await.map_err(|e| api("Kommo", &e))?;
+            let fields = self.kommo.custom_fields(EntityType::Leads).all().await.map_err(|e| api("Kommo", &e))?;
             let found =
                 fields.iter().find(|f| f.name.eq_ignore_ascii_case(field.trim()) || f.id.to_string() == field.trim());
             match found {
@@ -701,7 +701,7 @@ impl KommoProductive {
             let users: Vec<kommo_api::users::User> = self
                 .kommo
                 .users()
-                .list(ListParams::new().limit(250))
+                .stream(ListParams::new().limit(250))
                 .try_collect()
                 .await
                 .map_err(|e| api("Kommo", &e))?;
@@ -1062,7 +1062,7 @@ impl KommoProductive {
         let _note: u64 = step!(ctx, format!("{p}note"), async {
             let notes = self.kommo.notes(EntityType::Leads);
             let existing: Vec<kommo_api::notes::Note> =
-                notes.list_for(lead_id, ListParams::new()).try_collect().await.map_err(boxed)?;
+                notes.stream_for(lead_id, ListParams::new()).try_collect().await.map_err(boxed)?;
             // the kick-off note by its first line and the link on a line of its own: a task-completion note also
             // carries the link, and `…/projects/12` is a prefix of `…/projects/123`
             let is_kickoff = |t: &str| t.starts_with(KICKOFF_NOTE_PREFIX) && t.lines().any(|l| l == url);
@@ -1187,7 +1187,7 @@ impl KommoProductive {
                 let text = format!("Check the budget: {text}");
                 // search first, by text on the lead (the due time depends on when the attempt ran)
                 let existing: Vec<kommo_api::tasks::Task> =
-                    self.kommo.tasks().list_for(lead_id).try_collect().await.map_err(boxed)?;
+                    self.kommo.tasks().stream_for(lead_id).try_collect().await.map_err(boxed)?;
                 if let Some(t) = existing.iter().find(|t| t.text == text) {
                     tracing::info!(lead = %lead_id, task = %t.id, "alert task already exists (an earlier attempt made it)");
                     return Ok(t.id.get());
@@ -1213,7 +1213,7 @@ impl KommoProductive {
     async fn note_once(&self, lead: LeadId, text: String) -> Result<u64, BoxError> {
         let notes = self.kommo.notes(EntityType::Leads);
         let existing: Vec<kommo_api::notes::Note> =
-            notes.list_for(lead, ListParams::new().limit(250)).try_collect().await.map_err(boxed)?;
+            notes.stream_for(lead, ListParams::new().limit(250)).try_collect().await.map_err(boxed)?;
         if let Some(n) = existing.iter().find(|n| n.text() == Some(text.as_str())) {
             tracing::info!(lead = %lead, note = %n.id, "note already exists (an earlier attempt made it)");
             return Ok(n.id.get());
