@@ -144,7 +144,22 @@ impl HttpClient {
     }
 
     /// Waits for a slot for `key`; with the hold check on, a hold found after the slot voids it (wait, queue again).
+    ///
+    /// The time spent here is recorded in the `api_limiter_wait_seconds{host}` histogram (the `metrics` facade: a
+    /// no-op unless the program installs a recorder, as `serve` does for its `/metrics`).
     async fn acquire(&self, key: &str) -> Result<(), TransportError> {
+        let started = Instant::now();
+        let result = self.acquire_slot(key).await;
+        metrics::histogram!("api_limiter_wait_seconds", "host" => self.metrics_host()).record(started.elapsed());
+        result
+    }
+
+    /// The `host` label of this client's metrics: the base URL's host (one vendor account, region or fake).
+    fn metrics_host(&self) -> String {
+        self.base_url.host_str().unwrap_or("unknown").to_owned()
+    }
+
+    async fn acquire_slot(&self, key: &str) -> Result<(), TransportError> {
         loop {
             self.limiter.acquire(key).await?;
             if !self.hold_check {
@@ -178,6 +193,13 @@ impl HttpClient {
                     Ok(()) => self.transport.send(url.clone(), request.clone()).await,
                     Err(e) => Err(e),
                 };
+                // every attempt's answer, by status (or `error` when none arrived): vendor 429s and 5xx show here
+                let status = match &result {
+                    Ok(resp) => resp.status.as_str().to_owned(),
+                    Err(_) => "error".to_owned(),
+                };
+                metrics::counter!("api_http_responses_total", "host" => self.metrics_host(), "status" => status)
+                    .increment(1);
                 let (outcome, retry_after, hint) = match &result {
                     Ok(resp) if resp.is_success() => {
                         tracing::Span::current().record("attempts", attempt);
@@ -210,6 +232,7 @@ impl HttpClient {
                             || matches!(hint, VendorHint::WaitAtLeast(_))
                         {
                             // the whole key is throttled, not just this request
+                            metrics::counter!("api_rate_holds_total", "host" => self.metrics_host()).increment(1);
                             if let Err(e) = self.limiter.pause(&key, after).await {
                                 tracing::warn!(error = %e, "could not record the vendor's hold in the rate budget");
                             }

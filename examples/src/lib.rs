@@ -77,6 +77,9 @@ pub struct ServeArgs {
     /// meanwhile).
     #[arg(long, default_value_t = 60_000)]
     pub retry_max_ms: u64,
+    /// The operator console and `/metrics` (`--console-listen`).
+    #[command(flatten)]
+    pub console: console::ConsoleArgs,
 }
 
 impl ServeArgs {
@@ -456,6 +459,7 @@ pub fn shared_budget(store: &Store, namespace: &str, per_second: u32) -> std::sy
 }
 
 pub mod chaos;
+pub mod console;
 pub mod startup;
 
 /// The Airtable side of the `kommo-airtable` example: the "Client Onboarding" table that the shipped config
