@@ -78,10 +78,12 @@ pub(super) async fn render(store: &Store, config: &ConsoleConfig, flash: &Flash)
     }
 
     // ---- sources
+    // the figures an operator acts on first (queued, dead, retrying, lag) come first: on a phone the table scrolls
     o.push_str(
-        "<h2>Queues</h2><div class=scroll><table id=sources><thead><tr><th>source</th><th>flow</th>\
-         <th class=n>queued</th><th class=n>retrying</th><th class=n>running</th><th>oldest queued</th>\
-         <th class=n>done / h</th><th class=n>done</th><th class=n>skipped</th><th class=n>dead</th></tr></thead><tbody>",
+        "<h2>Queues</h2><div class=scroll><table id=sources><thead><tr><th>source</th>\
+         <th class=n>queued</th><th class=n>dead</th><th class=n>retrying</th><th>oldest queued</th>\
+         <th class=n>running</th><th class=n title=\"done or dead in the last hour\">finished / h</th>\
+         <th class=n>done</th><th class=n>skipped</th><th>flow</th></tr></thead><tbody>",
     );
     let mut sources: Vec<(String, String)> = config.flows.clone();
     for s in figures.keys() {
@@ -95,17 +97,18 @@ pub(super) async fn render(store: &Store, config: &ConsoleConfig, flash: &Flash)
         let dead_class = if f.dead > 0 { " bad" } else { "" };
         let _ = write!(
             o,
-            "<tr data-source=\"{s}\"><td>{s}</td><td>{flow}</td><td class=n data-k=queued>{}</td>\
-             <td class=n data-k=retrying>{}</td><td class=n data-k=running>{}</td><td data-k=oldest>{oldest}</td>\
+            "<tr data-source=\"{s}\"><td>{s}</td><td class=n data-k=queued>{}</td>\
+             <td class=\"n{dead_class}\" data-k=dead>{}</td><td class=n data-k=retrying>{}</td>\
+             <td data-k=oldest>{oldest}</td><td class=n data-k=running>{}</td>\
              <td class=n data-k=throughput>{}</td><td class=n data-k=done>{}</td><td class=n data-k=skipped>{}</td>\
-             <td class=\"n{dead_class}\" data-k=dead>{}</td></tr>",
+             <td>{flow}</td></tr>",
             f.queued,
+            f.dead,
             f.retrying,
             f.running,
             f.finished_in_window,
             f.done,
             f.skipped,
-            f.dead,
             s = esc(source),
             flow = esc(flow),
         );
