@@ -219,7 +219,6 @@ pub fn metrics_handle() -> anyhow::Result<PrometheusHandle> {
 }
 
 /// The console's router (every route behind authentication).
-#[must_use]
 pub fn router(store: Store, config: ConsoleConfig) -> Router {
     router_for(store, config, true)
 }
