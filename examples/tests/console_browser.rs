@@ -368,12 +368,23 @@ async fn the_console_in_headless_chromium_shows_the_store_and_replays_a_dead_let
     let row = store.get(first).await.unwrap().unwrap();
     assert!(row.skip_reason.as_deref() == Some("metric not handled"), "{row:?}");
 
-    // /metrics of the same process: outcomes, handler latency, vendor HTTP statuses, store gauges
+    // a signed delivery and a path naming no route, for the receiver's metrics
+    let hooks = reqwest::Url::parse(&format!("http://127.0.0.1:{port}/hooks/customerio")).unwrap();
+    let delivery = cio.webhook(&Identifier::email("ada@client.example"), Metric::Delivered).build();
+    assert_eq!(delivery.deliver(&hooks).await.unwrap(), 200);
+    let r = http.post(format!("http://127.0.0.1:{port}/hooks/nosuchsource")).body("{}").send().await.unwrap();
+    assert_eq!(r.status(), 404);
+
+    // /metrics of the same process: ingest, outcomes, handler latency, vendor HTTP statuses, store gauges
     let metrics = http.get(format!("{console}/metrics")).basic_auth(USER, Some(PASSWORD)).send().await.unwrap();
     assert_eq!(metrics.status(), 200);
     let text = metrics.text().await.unwrap();
     for needle in [
-        "sync_outcomes_total{source=\"customerio\",outcome=\"skipped\"} 1",
+        "sync_ingest_requests_total{source=\"customerio\",status=\"200\"} 1",
+        "sync_ingest_requests_total{source=\"unknown\",status=\"404\"} 1",
+        "sync_ingest_events_total{source=\"customerio\",result=\"accepted\"} 1",
+        "sync_ingest_duration_seconds_bucket{source=\"customerio\"",
+        "sync_outcomes_total{source=\"customerio\",outcome=\"skipped\"}",
         "sync_handler_duration_seconds_bucket{source=\"customerio\"",
         "api_http_responses_total{host=\"127.0.0.1\",status=\"200\"}",
         "api_limiter_wait_seconds_bucket{host=\"127.0.0.1\"",
