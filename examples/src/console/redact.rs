@@ -138,7 +138,7 @@ mod tests {
 
     #[test]
     fn form_encoded_kommo_bodies_are_shown_per_field() {
-        // Kommo webhooks are form-encoded (api-notes/kommo.md, "Webhooks")
+        // Kommo webhooks are form-encoded (api-notes/kommo.md, "5. Webhooks as delivered to a receiver")
         let body = b"leads%5Bstatus%5D%5B0%5D%5Bid%5D=42&account%5Bsubdomain%5D=acme&api_token=xyz";
         let text = payload(body);
         assert!(text.contains("leads[status][0][id] = 42"), "{text}");
