@@ -287,3 +287,44 @@ async fn metrics_are_prometheus_text_with_the_stores_figures() {
     let r = http.get(url(&h2, "/metrics")).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn the_page_shows_components_webhook_expiry_and_vendor_holds_without_the_webhook_secret() {
+    use api_core::RateBudget as _;
+    let (store, clock) = store().await;
+    // the Airtable webhook record as the kommo-airtable flow stores it (cursors: airtable-webhook / current), with
+    // its MAC secret, which must not be shown
+    let expires = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now()) + chrono::Duration::hours(30);
+    let record = serde_json::json!({
+        "id": "achW1234567890abc",
+        "mac_secret_base64": "bWFjLXNlY3JldC1uZXZlci1zaG93bg==",
+        "expiration_time": expires.to_rfc3339(),
+    });
+    store.cursor_set("airtable-webhook", "current", &record.to_string()).await.unwrap();
+    store
+        .set_health(
+            "webhook:calendly",
+            "web-1:42",
+            &sync_core::HealthReport::failing(3, "Calendly: 401 Unauthenticated"),
+        )
+        .await
+        .unwrap();
+    store.set_health("validation", "web-1:42", &sync_core::HealthReport::ready()).await.unwrap();
+    // a 429 from Airtable held the base for 30 s (api-notes/airtable.md: wait 30 s after a 429)
+    let budget = store.rate_budget("airtable", Duration::from_millis(216));
+    let _ = budget.reserve("appBASE").await.unwrap();
+    budget.pause("appBASE", Duration::from_secs(30)).await.unwrap();
+    clock.advance(Duration::from_secs(10));
+
+    let (h, _) = start(&store, ConsoleAuth::none().bearer(TOKEN)).await;
+    let page = client().get(url(&h, "/")).bearer_auth(TOKEN).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Airtable webhook <code>achW1234567890abc</code>"), "{page}");
+    assert!(page.contains("<span class=warn>expires in 29h5"), "under two days left is a warning: {page}");
+    assert!(!page.contains("bWFjLXNlY3JldC1uZXZlci1zaG93bg"), "the MAC secret is shown");
+    let calendly = &page[page.find("data-component=\"webhook:calendly\"").unwrap()..];
+    let calendly = &calendly[..calendly.find("</tr>").unwrap()];
+    assert!(calendly.contains("data-k=state>failing<") && calendly.contains("Calendly: 401 Unauthenticated"));
+    let hold = &page[page.find("data-key=\"airtable:appBASE\"").unwrap()..];
+    let hold = &hold[..hold.find("</tr>").unwrap()];
+    assert!(hold.contains("held for 20.000s more"), "{hold}");
+}

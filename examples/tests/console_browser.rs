@@ -232,9 +232,8 @@ fn signature_of(hook_headers: &[(String, String)]) -> String {
     hook_headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("x-cio-signature")).unwrap().1.clone()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_console_in_headless_chromium_shows_the_store_and_replays_a_dead_letter() {
-    let _ = chromium_path(); // fail first and clearly when Chromium is missing
+/// The fakes and the `kommo-customerio` CLI configured against them (the shipped config), with `extra_env`.
+async fn world(extra_env: &[(&str, &str)]) -> (FakeKommo, FakeCustomerIo, Cli) {
     let kommo = FakeKommo::start().await.unwrap();
     let cio = FakeCustomerIo::start().await.unwrap();
     let _ = kommo.seed_custom_field(EntityType::Contacts, "Email unsubscribed", FieldType::Checkbox, None, &[]);
@@ -247,15 +246,32 @@ async fn the_console_in_headless_chromium_shows_the_store_and_replays_a_dead_let
         .replace("# account_id = 12345678", &format!("account_id = {}", kommo.account_id()))
         .replace("\"your-site-id\"", &format!("\"{}\"", c.site_id))
         .replace("[customerio]\n", &format!("[customerio]\nbase_url = \"{}\"\n", cio.base_url()));
-    let basic = format!("{USER}:{PASSWORD}");
-    let env = [
+    let mut env = vec![
         ("KOMMO_TOKEN", "fake-kommo-token"),
         ("KOMMO_WEBHOOK_SECRET", "browser-test-secret"),
         ("CUSTOMERIO_TRACK_API_KEY", c.track_api_key.as_str()),
         ("CUSTOMERIO_WEBHOOK_SIGNING_KEY", c.webhook_signing_key.as_str()),
-        ("SYNC_CONSOLE_BASIC_AUTH", basic.as_str()),
     ];
+    env.extend_from_slice(extra_env);
     let cli = Cli::new(BIN, &text, &env);
+    (kommo, cio, cli)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_refuses_a_console_on_a_public_address_without_credentials() {
+    let (_kommo, _cio, cli) = world(&[]).await;
+    let out = cli
+        .run_with("serve", &["--listen", &format!("127.0.0.1:{}", free_port()), "--console-listen", "0.0.0.0:0"])
+        .await;
+    assert!(!out.status.success(), "serve started a public console without credentials");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("without credentials") && stderr.contains("SYNC_CONSOLE_TOKEN"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_in_headless_chromium_shows_the_store_and_replays_a_dead_letter() {
+    let _ = chromium_path(); // fail first and clearly when Chromium is missing
+    let (_kommo, cio, cli) = world(&[("SYNC_CONSOLE_BASIC_AUTH", &format!("{USER}:{PASSWORD}"))]).await;
     let ids = seed_dead_letters(&cli, &cio, 3).await;
     assert_eq!(ids.len(), 3);
     let signature =

@@ -55,7 +55,8 @@ pub(super) async fn render(store: &Store, config: &ConsoleConfig, flash: &Flash)
     let budgets = store.budget_states().await?;
     let health = store.health().await?;
     let airtable_hook = store.cursor_get("airtable-webhook", "current").await?;
-    let now = chrono::Utc::now();
+    // the store's clock (on PostgreSQL anchored to the database server's), the time base of every stored time
+    let now = sync_core::clock::ms_to_datetime(sync_core::Clock::now_ms(store.clock().as_ref()));
     let ago = |t: chrono::DateTime<chrono::Utc>| human((now - t).to_std().unwrap_or_default());
 
     let mut o = String::with_capacity(16 * 1024);
