@@ -33,6 +33,16 @@ pub enum Command {
         /// The inbox id shown by `status`.
         id: i64,
     },
+    /// Delete done events (and their step journal) finished more than N days ago, as the hourly retention of
+    /// `serve` does (dead letters are kept). Their dedup keys are forgotten: keep N above every vendor's retry period.
+    Purge {
+        /// Database.
+        #[command(flatten)]
+        db: DbArgs,
+        /// Age in days (at least 1).
+        #[arg(long)]
+        older_than_days: u64,
+    },
 }
 
 /// Options of `demo`.
@@ -367,6 +377,30 @@ pub async fn replay(store: &Store, id: i64) -> anyhow::Result<()> {
     } else {
         anyhow::bail!("event #{id} is not a dead letter (see `status`)");
     }
+    Ok(())
+}
+
+/// Deletes done events finished more than `days` days ago ([`Store::purge_done`]): the `purge` subcommand and the
+/// console's purge form. Returns how many were deleted.
+///
+/// # Errors
+/// When `days` is 0 (events just finished: their dedup keys must outlive the senders' retries) or the store
+/// cannot be written.
+pub async fn purge_done_events(store: &Store, days: u64) -> anyhow::Result<u64> {
+    anyhow::ensure!(
+        days > 0,
+        "purging events finished less than a day ago is refused: their dedup keys must outlive the senders' retries"
+    );
+    Ok(store.purge_done(Duration::from_secs(days.saturating_mul(86_400))).await?)
+}
+
+/// `purge`: runs [`purge_done_events`] and says what happened.
+///
+/// # Errors
+/// As [`purge_done_events`].
+pub async fn purge(store: &Store, days: u64) -> anyhow::Result<()> {
+    let n = purge_done_events(store, days).await?;
+    println!("purged {n} done events finished more than {days} days ago");
     Ok(())
 }
 

@@ -423,3 +423,30 @@ async fn the_console_in_headless_chromium_shows_the_store_and_replays_a_dead_let
     );
     println!("before: {}", before.display());
 }
+
+/// `purge` (the CLI) and the console's purge form run the same function (`examples::purge_done_events`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_subcommand_deletes_done_events_older_than_the_age() {
+    let cli = Cli::new(BIN, "", &[]);
+    let clock = std::sync::Arc::new(sync_core::ManualClock::new(chrono::Utc::now() - chrono::Duration::days(10)));
+    let store = Store::open_sqlite(&cli.database, StoreOptions::default().clock(clock.clone())).await.unwrap();
+    let mut ids = Vec::new();
+    for key in ["ten-days-old", "fresh"] {
+        store.ingest(&NewEvent::new("kommo", key, "a=1")).await.unwrap();
+        let e = store.claim("w", &["kommo".to_owned()], 1, Duration::from_secs(60)).await.unwrap().remove(0);
+        assert_eq!(store.complete(&e.lease).await.unwrap(), sync_core::Fence::Applied);
+        ids.push(e.id);
+        clock.advance(Duration::from_secs(10 * 86_400));
+    }
+    store.close().await;
+
+    let refused = cli.run_with("purge", &["--older-than-days", "0"]).await;
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("refused"));
+    let out = cli.run_with("purge", &["--older-than-days", "8"]).await;
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "purged 1 done events finished more than 8 days ago\n");
+    let store = Store::open_sqlite(&cli.database, StoreOptions::default()).await.unwrap();
+    assert!(store.get(ids[0]).await.unwrap().is_none(), "the ten-day-old event is purged");
+    assert!(store.get(ids[1]).await.unwrap().is_some(), "the fresh one stays");
+}

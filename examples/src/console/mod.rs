@@ -9,7 +9,8 @@
 //! with their state and last error, and the Airtable webhook's expiry.
 //!
 //! **Actions go through the store functions the CLI uses**: replay is [`sync_core::Store::replay`] (the `replay`
-//! subcommand), purge is [`sync_core::Store::purge_done`] (the retention task); each writes an audit line
+//! subcommand), purge is [`crate::purge_done_events`] (the `purge` subcommand; [`sync_core::Store::purge_done`]
+//! underneath, as in the retention task); each writes an audit line
 //! (`tracing` target `audit`) naming the action, the row or cut-off, the result and who asked (the authenticated
 //! principal and the peer address).
 //!
@@ -483,7 +484,8 @@ async fn purge(
         )
             .into_response();
     }
-    match console.store.purge_done(Duration::from_secs(days.saturating_mul(86_400))).await {
+    // the function of the `purge` subcommand
+    match crate::purge_done_events(&console.store, days).await {
         Ok(n) => {
             tracing::info!(target: "audit", action = "purge", days, who, peer, purged = n, "console: done events purged");
             Redirect::to(&format!("/?purged={n}")).into_response()
