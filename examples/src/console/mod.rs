@@ -145,7 +145,7 @@ fn ct_eq(a: &str, b: &str) -> bool {
 }
 
 /// What the console serves, besides the store.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConsoleConfig {
     /// Credentials.
     pub auth: ConsoleAuth,
@@ -159,6 +159,19 @@ pub struct ConsoleConfig {
     pub retention_days: u64,
     /// This process's name (`host:pid`).
     pub instance: String,
+}
+
+impl std::fmt::Debug for ConsoleConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsoleConfig")
+            .field("auth", &self.auth)
+            .field("csrf_token", &"[redacted]")
+            .field("metrics", &self.metrics.is_some())
+            .field("flows", &self.flows)
+            .field("retention_days", &self.retention_days)
+            .field("instance", &self.instance)
+            .finish()
+    }
 }
 
 impl ConsoleConfig {
@@ -551,9 +564,12 @@ mod tests {
     }
 
     #[test]
-    fn auth_debug_hides_the_token() {
+    fn debug_hides_the_token_the_password_and_the_form_token() {
         let a = ConsoleAuth::none().bearer("s3cret-token").basic("ops", "pa55");
         let text = format!("{a:?}");
         assert!(!text.contains("s3cret") && !text.contains("pa55"), "{text}");
+        let config = ConsoleConfig::new(a);
+        let text = format!("{config:?}");
+        assert!(!text.contains(&config.csrf_token) && !text.contains("s3cret"), "{text}");
     }
 }
