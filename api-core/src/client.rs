@@ -144,7 +144,22 @@ impl HttpClient {
     }
 
     /// Waits for a slot for `key`; with the hold check on, a hold found after the slot voids it (wait, queue again).
+    ///
+    /// The time spent here is recorded in the `api_limiter_wait_seconds{host}` histogram (the `metrics` facade: a
+    /// no-op unless the program installs a recorder, as `serve` does for its `/metrics`).
     async fn acquire(&self, key: &str) -> Result<(), TransportError> {
+        let started = Instant::now();
+        let result = self.acquire_slot(key).await;
+        metrics::histogram!("api_limiter_wait_seconds", "host" => self.metrics_host()).record(started.elapsed());
+        result
+    }
+
+    /// The `host` label of this client's metrics: the base URL's host (one vendor account, region or fake).
+    fn metrics_host(&self) -> String {
+        self.base_url.host_str().unwrap_or("unknown").to_owned()
+    }
+
+    async fn acquire_slot(&self, key: &str) -> Result<(), TransportError> {
         loop {
             self.limiter.acquire(key).await?;
             if !self.hold_check {
@@ -178,6 +193,13 @@ impl HttpClient {
                     Ok(()) => self.transport.send(url.clone(), request.clone()).await,
                     Err(e) => Err(e),
                 };
+                // every attempt's answer, by status (or `error` when none arrived): vendor 429s and 5xx show here
+                let status = match &result {
+                    Ok(resp) => resp.status.as_str().to_owned(),
+                    Err(_) => "error".to_owned(),
+                };
+                metrics::counter!("api_http_responses_total", "host" => self.metrics_host(), "status" => status)
+                    .increment(1);
                 let (outcome, retry_after, hint) = match &result {
                     Ok(resp) if resp.is_success() => {
                         tracing::Span::current().record("attempts", attempt);
@@ -210,6 +232,7 @@ impl HttpClient {
                             || matches!(hint, VendorHint::WaitAtLeast(_))
                         {
                             // the whole key is throttled, not just this request
+                            metrics::counter!("api_rate_holds_total", "host" => self.metrics_host()).increment(1);
                             if let Err(e) = self.limiter.pause(&key, after).await {
                                 tracing::warn!(error = %e, "could not record the vendor's hold in the rate budget");
                             }
@@ -373,6 +396,78 @@ mod tests {
             .unwrap();
         let v: serde_json::Value = resp.json().unwrap();
         assert_eq!(v["ok"], true);
+    }
+
+    /// What the client records through the `metrics` facade, by `name{label=value,…}` (a thread-local recorder:
+    /// the test runtime is current-thread).
+    #[derive(Debug, Default)]
+    struct Recorded {
+        counters: Mutex<std::collections::BTreeMap<String, u64>>,
+        histograms: Mutex<std::collections::BTreeMap<String, Vec<f64>>>,
+    }
+
+    #[derive(Debug)]
+    struct Series(Arc<Recorded>, String);
+
+    impl metrics::CounterFn for Series {
+        fn increment(&self, value: u64) {
+            *self.0.counters.lock().unwrap().entry(self.1.clone()).or_default() += value;
+        }
+        fn absolute(&self, value: u64) {
+            self.0.counters.lock().unwrap().insert(self.1.clone(), value);
+        }
+    }
+
+    impl metrics::HistogramFn for Series {
+        fn record(&self, value: f64) {
+            self.0.histograms.lock().unwrap().entry(self.1.clone()).or_default().push(value);
+        }
+    }
+
+    #[derive(Debug)]
+    struct TestRecorder(Arc<Recorded>);
+
+    impl TestRecorder {
+        fn series(&self, key: &metrics::Key) -> Arc<Series> {
+            let labels: Vec<String> = key.labels().map(|l| format!("{}={}", l.key(), l.value())).collect();
+            Arc::new(Series(self.0.clone(), format!("{}{{{}}}", key.name(), labels.join(","))))
+        }
+    }
+
+    impl metrics::Recorder for TestRecorder {
+        fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+        fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+        fn describe_histogram(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+        fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+            metrics::Counter::from_arc(self.series(key))
+        }
+        fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+            metrics::Gauge::noop()
+        }
+        fn register_histogram(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
+            metrics::Histogram::from_arc(self.series(key))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_attempt_is_counted_by_status_and_limiter_waits_are_recorded() {
+        let recorded = Arc::new(Recorded::default());
+        let recorder = TestRecorder(recorded.clone());
+        let _local = metrics::set_default_local_recorder(&recorder);
+        // a 429 (holds the key), a connection reset before sending, then the answer
+        let s = Arc::new(Script { queue: Mutex::new(vec![Ok(429), Err(false), Ok(200)]), ..Default::default() });
+        let c = client(s.clone()).with_limiter(RateLimiter::new([Rule::per_second(5)]));
+        assert_eq!(c.execute(Request::get("/x")).await.unwrap().status, StatusCode::OK);
+        let counters = recorded.counters.lock().unwrap().clone();
+        for status in ["429", "error", "200"] {
+            let key = format!("api_http_responses_total{{host=127.0.0.1,status={status}}}");
+            assert_eq!(counters.get(&key), Some(&1), "{key} in {counters:?}");
+        }
+        assert_eq!(counters.get("api_rate_holds_total{host=127.0.0.1}"), Some(&1), "{counters:?}");
+        let waits = recorded.histograms.lock().unwrap()["api_limiter_wait_seconds{host=127.0.0.1}"].clone();
+        assert_eq!(waits.len(), 3, "one wait per attempt: {waits:?}");
+        assert!(waits[0] < 0.001, "the first slot is free: {waits:?}");
+        assert!(waits[1] >= 0.1, "after the 429 the key is held: {waits:?}");
     }
 
     #[tokio::test]

@@ -33,6 +33,16 @@ pub enum Command {
         /// The inbox id shown by `status`.
         id: i64,
     },
+    /// Delete done events (and their step journal) finished more than N days ago, as the hourly retention of
+    /// `serve` does (dead letters are kept). Their dedup keys are forgotten: keep N above every vendor's retry period.
+    Purge {
+        /// Database.
+        #[command(flatten)]
+        db: DbArgs,
+        /// Age in days (at least 1).
+        #[arg(long)]
+        older_than_days: u64,
+    },
 }
 
 /// Options of `demo`.
@@ -77,6 +87,9 @@ pub struct ServeArgs {
     /// meanwhile).
     #[arg(long, default_value_t = 60_000)]
     pub retry_max_ms: u64,
+    /// The operator console and `/metrics` (`--console-listen`).
+    #[command(flatten)]
+    pub console: console::ConsoleArgs,
 }
 
 impl ServeArgs {
@@ -367,6 +380,30 @@ pub async fn replay(store: &Store, id: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Deletes done events finished more than `days` days ago ([`Store::purge_done`]): the `purge` subcommand and the
+/// console's purge form. Returns how many were deleted.
+///
+/// # Errors
+/// When `days` is 0 (events just finished: their dedup keys must outlive the senders' retries) or the store
+/// cannot be written.
+pub async fn purge_done_events(store: &Store, days: u64) -> anyhow::Result<u64> {
+    anyhow::ensure!(
+        days > 0,
+        "purging events finished less than a day ago is refused: their dedup keys must outlive the senders' retries"
+    );
+    Ok(store.purge_done(Duration::from_secs(days.saturating_mul(86_400))).await?)
+}
+
+/// `purge`: runs [`purge_done_events`] and says what happened.
+///
+/// # Errors
+/// As [`purge_done_events`].
+pub async fn purge(store: &Store, days: u64) -> anyhow::Result<()> {
+    let n = purge_done_events(store, days).await?;
+    println!("purged {n} done events finished more than {days} days ago");
+    Ok(())
+}
+
 /// A duration for people.
 #[must_use]
 pub fn human(d: Duration) -> String {
@@ -456,6 +493,7 @@ pub fn shared_budget(store: &Store, namespace: &str, per_second: u32) -> std::sy
 }
 
 pub mod chaos;
+pub mod console;
 pub mod startup;
 
 /// The Airtable side of the `kommo-airtable` example: the "Client Onboarding" table that the shipped config

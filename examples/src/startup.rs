@@ -180,6 +180,9 @@ where
     let (router, _stats) = sync_core::server::router(engine.clone(), routes)?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, instance = health.instance(), "receiving webhooks on {banner}");
+    let _console =
+        crate::console::start_for_serve(&args.console, store.clone(), &engine, health.instance(), args.retention_days)
+            .await?;
     let starting = startup(health.clone());
     let background = tokio::spawn(async move {
         starting.await;

@@ -271,7 +271,26 @@ fn reject(counter: &AtomicU64, status: StatusCode, source: &str, reason: &str) -
     (status, reason.to_owned()).into_response()
 }
 
+/// [`handle_delivery`], measured: `sync_ingest_requests_total{source, status}` and the
+/// `sync_ingest_duration_seconds{source}` histogram (a path naming no route counts as source `unknown`, so a
+/// scanner cannot grow the label set).
 async fn handle(state: &AppState, source: &str, token: Option<&str>, headers: &HeaderMap, body: Body) -> Response {
+    let started = std::time::Instant::now();
+    let response = handle_delivery(state, source, token, headers, body).await;
+    let label = if state.routes.contains_key(source) { source.to_owned() } else { "unknown".to_owned() };
+    metrics::histogram!("sync_ingest_duration_seconds", "source" => label.clone()).record(started.elapsed());
+    metrics::counter!("sync_ingest_requests_total", "source" => label, "status" => response.status().as_str().to_owned())
+        .increment(1);
+    response
+}
+
+async fn handle_delivery(
+    state: &AppState,
+    source: &str,
+    token: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
     let stats = &state.stats;
     let Some(route) = state.routes.get(source) else {
         return reject(&stats.unknown_source, StatusCode::NOT_FOUND, source, "unknown source");
@@ -312,10 +331,14 @@ async fn handle(state: &AppState, source: &str, token: Option<&str>, headers: &H
     match state.engine.ingest(source, &all_headers, body, kept).await {
         Ok(Ingested::Accepted { id }) => {
             stats.accepted.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("sync_ingest_events_total", "source" => source.to_owned(), "result" => "accepted")
+                .increment(1);
             (StatusCode::OK, axum::Json(serde_json::json!({"status": "accepted", "id": id}))).into_response()
         }
         Ok(Ingested::Duplicate) => {
             stats.duplicates.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("sync_ingest_events_total", "source" => source.to_owned(), "result" => "duplicate")
+                .increment(1);
             (StatusCode::OK, axum::Json(serde_json::json!({"status": "duplicate"}))).into_response()
         }
         Err(IngestError::Malformed(e)) => reject(&stats.malformed, StatusCode::BAD_REQUEST, source, &e.to_string()),

@@ -304,6 +304,7 @@ async fn process(
         .await;
         return;
     }
+    let started = std::time::Instant::now();
     let ctx = Ctx::for_event(store.clone(), &event);
     let handler = AssertUnwindSafe(flow.handle(&ctx, &event)).catch_unwind();
     // The lease is only as good as the last heartbeat the store accepted: when heartbeats keep failing (the
@@ -348,7 +349,29 @@ async fn process(
             Outcome::retry(format!("handler panicked: {msg}"))
         }
     };
+    record_metrics(&event, &outcome, started.elapsed(), max);
     write(store, &lease, outcome, completer, stats, cfg, event.attempts).await;
+}
+
+/// `sync_handler_duration_seconds{source}` and `sync_outcomes_total{source, outcome}` (`done`, `skipped`,
+/// `retry`, `dead`), plus `sync_retries_total{source}` and `sync_dead_letters_total{source}`, for the outcome the
+/// handler returned (a write refused by the fence is still counted: the handler's work was done).
+fn record_metrics(event: &Event, outcome: &Outcome, took: Duration, max: i64) {
+    let source = event.source.clone();
+    let label = match outcome {
+        Outcome::Done => "done",
+        Outcome::Skipped { .. } => "skipped",
+        Outcome::Fail { .. } => "dead",
+        Outcome::Retry { .. } if event.attempts >= max => "dead",
+        Outcome::Retry { .. } => "retry",
+    };
+    metrics::histogram!("sync_handler_duration_seconds", "source" => source.clone()).record(took);
+    metrics::counter!("sync_outcomes_total", "source" => source.clone(), "outcome" => label).increment(1);
+    match label {
+        "retry" => metrics::counter!("sync_retries_total", "source" => source).increment(1),
+        "dead" => metrics::counter!("sync_dead_letters_total", "source" => source).increment(1),
+        _ => {}
+    }
 }
 
 async fn write(

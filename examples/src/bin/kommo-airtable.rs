@@ -53,6 +53,9 @@ async fn main() -> anyhow::Result<()> {
             let store = examples::open_store(&db).await?;
             examples::replay(&store, id).await
         }
+        Command::Purge { db, older_than_days } => {
+            examples::purge(&examples::open_store(&db).await?, older_than_days).await
+        }
     }
 }
 

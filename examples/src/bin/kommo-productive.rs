@@ -44,6 +44,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Backfill(args) => backfill(args).await,
         Command::Status(db) => print_status(&open_store(&db).await?).await,
         Command::Replay { db, id } => replay(&open_store(&db).await?, id).await,
+        Command::Purge { db, older_than_days } => examples::purge(&open_store(&db).await?, older_than_days).await,
     }
 }
 

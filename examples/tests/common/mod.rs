@@ -33,7 +33,7 @@ impl Cli {
     pub fn command(&self, sub: &str) -> Command {
         let mut cmd = Command::new(self.bin);
         cmd.arg(sub).envs(self.env.iter().map(|(k, v)| (k, v))).env("RUST_LOG", "info").env_remove("SYNC_DATABASE_URL");
-        if !matches!(sub, "status" | "replay") {
+        if !matches!(sub, "status" | "replay" | "purge") {
             cmd.arg("--config").arg(&self.config);
         }
         cmd.arg("--database").arg(&self.database);

@@ -473,6 +473,7 @@ pub mod budget;
 mod health;
 mod retention;
 pub use budget::StoreBudget;
+pub use console::{BudgetState, DeadLetter, SourceFigures};
 pub use health::{ComponentHealth, HealthReport, HealthState};
 pub use retention::Compacted;
 
@@ -516,6 +517,9 @@ macro_rules! inbox_row_from_row {
         }
     }};
 }
+
+// after the row macros it uses
+mod console;
 
 const INSERT_EVENT: &str = "INSERT INTO inbox (source, dedup_key, ordering_key, payload, headers, received_at, run_after) \
      VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (source, dedup_key) DO NOTHING RETURNING id";
