@@ -27,7 +27,10 @@ pub struct WorkerConfig {
     pub owner: Option<String>,
     /// Events handled concurrently.
     pub concurrency: usize,
-    /// Most rows claimed per round trip.
+    /// Most rows claimed per round trip. A claim takes at most one row per free task, or, when a flow batches
+    /// ([`Flow::max_batch`](crate::Flow::max_batch)), up to that many rows per free task; so for a batching flow
+    /// this is also the largest batch one claim can fill. Default 250 (Kommo's largest page, the largest batch of
+    /// the built-in flows).
     pub batch_size: u32,
     /// Lease length; a lease not renewed within this time is reclaimed by another worker.
     pub lease: Duration,
@@ -53,7 +56,7 @@ impl Default for WorkerConfig {
         Self {
             owner: None,
             concurrency: 8,
-            batch_size: 32,
+            batch_size: 250,
             lease: Duration::from_secs(60),
             heartbeat: Duration::from_secs(15),
             poll_interval: Duration::from_millis(500),
@@ -262,7 +265,16 @@ async fn run(
             }
         }
         for unit in group(&engine, events) {
-            let Ok(permit) = sem.clone().acquire_owned().await else { break };
+            // More units than free tasks (a claim sized for batches came back as single events, e.g. retries):
+            // give the rest back at once instead of letting their leases run down while they wait.
+            let Ok(permit) = sem.clone().try_acquire_owned() else {
+                for event in &unit {
+                    if let Err(e) = store.release(&event.lease).await {
+                        tracing::warn!(id = event.id, error = %e, "release failed; the lease will expire");
+                    }
+                }
+                continue;
+            };
             let Some(flow) = engine.flow_for(&unit[0].source).cloned() else {
                 // Cannot happen: we only claim our own sources. Give the rows back.
                 for event in &unit {
