@@ -224,6 +224,18 @@ pub struct BatchStep<'a, I> {
     pub input: I,
 }
 
+/// Store round trips of a batch, at most this many at once (a batch of 250 events must not take every connection
+/// of the pool, nor queue 250 SQLite writers behind one lock).
+const STORE_CONCURRENCY: usize = 8;
+
+/// Runs `futs` with at most [`STORE_CONCURRENCY`] at once; results in order.
+/// Takes a `Vec` (collected by the caller): an iterator's closure held across the awaits makes the future not
+/// `Send` for every lifetime (the higher-ranked `FnOnce` error of `async_trait` bodies).
+pub(crate) async fn bounded<T, Fut: Future<Output = T>>(futs: Vec<Fut>) -> Vec<T> {
+    use futures::StreamExt as _;
+    futures::stream::iter(futs).buffered(STORE_CONCURRENCY).collect().await
+}
+
 /// [`Ctx::step_marked`] for one write that serves several events (a batch request): exactly-once per event.
 ///
 /// Events whose step is already journaled (an earlier attempt completed it) get their journaled result and are
@@ -243,8 +255,7 @@ where
 {
     let n = items.len();
     let mut out: Vec<Option<Result<T>>> = (0..n).map(|_| None).collect();
-    let journaled =
-        futures::future::join_all(items.iter().map(|it| it.ctx.store.step_get(&it.ctx.run_id, &it.step))).await;
+    let journaled = bounded(items.iter().map(|it| it.ctx.store.step_get(&it.ctx.run_id, &it.step)).collect()).await;
     let mut run = Vec::new();
     let mut inputs = Vec::new();
     for (i, (item, got)) in items.into_iter().zip(journaled).enumerate() {
@@ -257,17 +268,21 @@ where
             Err(e) => out[i] = Some(Err(e)),
         }
     }
-    let put = futures::future::join_all(run.iter().map(|(_, ctx, _, pending)| async move {
-        match &ctx.lease {
-            Some(lease) => ctx.store.pending_put(lease, pending).await,
-            None => Ok(()),
-        }
-    }))
+    let put = bounded(
+        run.iter()
+            .map(|(_, ctx, _, pending)| async move {
+                match &ctx.lease {
+                    Some(lease) => ctx.store.pending_put(lease, pending).await,
+                    None => Ok(()),
+                }
+            })
+            .collect(),
+    )
     .await;
     if let Some(e) = put.into_iter().find_map(std::result::Result::err) {
         // nothing was written yet: clear what was listed and report the store failure for every runnable item
         let msg = e.to_string();
-        futures::future::join_all(run.iter().map(|(_, ctx, _, _)| ctx.clear_pending())).await;
+        bounded(run.iter().map(|(_, ctx, _, _)| ctx.clear_pending()).collect()).await;
         for (i, _, step, _) in &run {
             let source = format!("listing pending markers failed: {msg}").into();
             out[*i] = Some(Err(Error::Step { step: step.clone(), source }));
@@ -294,7 +309,7 @@ where
             (i, r)
         }
     });
-    for (i, r) in futures::future::join_all(finish).await {
+    for (i, r) in bounded(finish.collect()).await {
         out[i] = Some(r);
     }
     // every index was filled: journaled, failed to read, or run

@@ -147,22 +147,23 @@ async fn backfill(args: ServeArgs) -> anyhow::Result<()> {
     let (config, oauth) = examples::load_config_with_kommo_oauth(&args, Config::from_toml)?;
     let store = examples::open_store(&args.db).await?;
     let flow = real_flow(config, oauth.as_ref(), &store).await?;
+    let limits = (flow.config().kommo.requests_per_second, flow.config().airtable.requests_per_second);
+    let engine = Engine::new(store.clone(), vec![Arc::new(flow.clone())])?;
+    // The workers start first and apply each page of deals while the next is read. Kommo lead events are handled
+    // in batches (up to `[batch] max_events`, 250): one claim fills one batch.
+    let started = std::time::Instant::now();
+    let used_at_start = (examples::budget_used("kommo"), examples::budget_used("airtable"));
+    let workers = worker::start(engine, WorkerConfig::default());
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_message("won deals read from Kommo");
     let (seen, new) = flow.backfill(&store, |n| bar.set_position(n as u64)).await?;
     bar.finish_and_clear();
     println!("{seen} won deals found, {new} new events queued ({} already known)", seen - new);
-    let limits = (flow.config().kommo.requests_per_second, flow.config().airtable.requests_per_second);
-    let engine = Engine::new(store.clone(), vec![Arc::new(flow)])?;
-    // Kommo lead events are handled in batches (up to `[batch] max_events`, 250): one claim fills one batch
-    let workers = worker::start(engine, WorkerConfig::default());
     let bar = indicatif::ProgressBar::new(new as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} records, {per_sec}, eta {eta} | {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let started = std::time::Instant::now();
-    let used_at_start = (examples::budget_used("kommo"), examples::budget_used("airtable"));
     loop {
         let left = pending(&store).await?;
         bar.set_position((new as u64).saturating_sub(u64::try_from(left).unwrap_or(0)));

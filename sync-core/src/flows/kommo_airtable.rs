@@ -17,6 +17,24 @@
 //!   nor a crash after the POST duplicates it.
 //! - Payload events dedup on `<webhook>:<cursor>:<record>`; the cursor is stored with the rows it produced.
 //!
+//! # Batches
+//! Kommo lead events are handled in batches ([`crate::Flow::handle_batch`]; `[batch] max_events`, default 250):
+//! the events the worker has claimed together (whatever is ready; a lone event is handled at once) share
+//!
+//! - one Kommo `GET /api/v4/leads?filter[id][]=…&with=contacts,companies` per 250 leads, one contacts and one
+//!   companies GET by `filter[id][]`, one GET per distinct responsible user;
+//! - one Airtable look-up of the batch's unlinked leads: one `filterByFormula` `OR({Kommo Deal ID}='…',…)` built
+//!   with [`airtable_client::Formula`] (values escaped there; `POST …/listRecords` when the URL would reach 16k);
+//!   it tells which records exist, so "Status" still goes out only with the write that creates a record;
+//! - `performUpsert` of 10 records per request for unlinked leads, and PATCH of 10 records per request by record
+//!   id for linked ones.
+//!
+//! Exactly-once stays per event: each event keeps its own journal entry and markers ([`crate::step_batch`]); a
+//! chunk that fails transiently fails only its ten events (retried alone), and a chunk Airtable refuses (it writes
+//! ten records all or nothing) is written again record by record, so a poison record fails only its own event.
+//! Airtable record changes (`airtable`) and pings are not batched: each change is one Kommo note or field write
+//! that is checked for a duplicate on its own lead first (see below), and they arrive one payload at a time.
+//!
 //! # No echo loops, no stale overwrites, markers after effects
 //! Every value we write is remembered on both sides (echo hashes) together with a per-(lead, field) watermark;
 //! an incoming value equal to the last one known to be in sync is nothing new, a change older than the last one
@@ -754,7 +772,8 @@ impl KommoAirtable {
             let lead = lead?;
             seen += 1;
             batch.push(lead_event(&lead));
-            if batch.len() >= 100 {
+            // a Kommo page at a time: workers already running claim whole batches of it
+            if batch.len() >= 250 {
                 new += self.store_batch(store, &mut batch, None).await?;
             }
             progress(seen);
@@ -1039,15 +1058,19 @@ impl KommoAirtable {
             }
         };
         // link and filter, each event on its own journal
-        let gates = futures::future::join_all(work.iter().map(|(i, lead_id, _)| {
-            let lead = leads.get(lead_id);
-            async move {
-                match lead {
-                    None => Ok(Gate::Skip(SKIP_GONE.into())),
-                    Some(lead) => self.gate(&items[*i].ctx, lead).await,
-                }
-            }
-        }))
+        let gates = crate::flow::bounded(
+            work.iter()
+                .map(|(i, lead_id, _)| {
+                    let lead = leads.get(lead_id);
+                    async move {
+                        match lead {
+                            None => Ok(Gate::Skip(SKIP_GONE.into())),
+                            Some(lead) => self.gate(&items[*i].ctx, lead).await,
+                        }
+                    }
+                })
+                .collect(),
+        )
         .await;
         let mut go = Vec::new();
         for ((i, lead_id, time), gate) in work.iter().zip(gates) {
@@ -1070,17 +1093,21 @@ impl KommoAirtable {
                 return finish(out);
             }
         };
-        let plans = futures::future::join_all(go.into_iter().map(|(i, lead, existing, time)| {
-            let known = &known;
-            async move {
-                let plan = async {
-                    let flat = self.flat_lead(lead, known).await?;
-                    self.plan(&items[i].ctx, lead, &flat, existing, time).await
-                }
-                .await;
-                (i, lead.id, plan)
-            }
-        }))
+        let plans = crate::flow::bounded(
+            go.into_iter()
+                .map(|(i, lead, existing, time)| {
+                    let known = &known;
+                    async move {
+                        let plan = async {
+                            let flat = self.flat_lead(lead, known).await?;
+                            self.plan(&items[i].ctx, lead, &flat, existing, time).await
+                        }
+                        .await;
+                        (i, lead.id, plan)
+                    }
+                })
+                .collect(),
+        )
         .await;
         let (mut updates, mut update_idx, mut creates) = (Vec::new(), Vec::new(), Vec::new());
         for (i, lead_id, plan) in plans {
@@ -1227,8 +1254,11 @@ impl KommoAirtable {
         items: &[BatchItem],
         creates: Vec<(usize, LeadId, Map<String, Value>, Markers)>,
     ) -> Vec<(usize, Result<Outcome, Fault>)> {
-        let intents = futures::future::join_all(
-            creates.iter().map(|(i, ..)| items[*i].ctx.step(STEP_UPSERT_INTENT, || async { Ok::<_, BoxError>(true) })),
+        let intents = crate::flow::bounded(
+            creates
+                .iter()
+                .map(|(i, ..)| items[*i].ctx.step(STEP_UPSERT_INTENT, || async { Ok::<_, BoxError>(true) }))
+                .collect(),
         )
         .await;
         let mut out = Vec::new();
