@@ -484,12 +484,56 @@ pub const SHARED_RATE_MARGIN: Duration = Duration::from_millis(80);
 /// Airtable base, …), never a share per process; one process's 429 holds all of them off. `0` disables limiting.
 #[must_use]
 pub fn shared_budget(store: &Store, namespace: &str, per_second: u32) -> std::sync::Arc<dyn api_core::RateBudget> {
-    if per_second == 0 {
-        return std::sync::Arc::new(api_core::RateLimiter::unlimited());
+    let inner: std::sync::Arc<dyn api_core::RateBudget> = if per_second == 0 {
+        std::sync::Arc::new(api_core::RateLimiter::unlimited())
+    } else {
+        std::sync::Arc::new(
+            store.rate_budget(namespace, sync_core::StoreBudget::per_second(per_second, SHARED_RATE_MARGIN)),
+        )
+    };
+    std::sync::Arc::new(Counted { inner, count: budget_counter(namespace) })
+}
+
+/// Requests this process has drawn from the budget of `namespace` (`"kommo"`, `"airtable"`, …) so far, over every
+/// budget [`shared_budget`] made for it: what `backfill` shows as the vendor budget used.
+#[must_use]
+pub fn budget_used(namespace: &str) -> u64 {
+    budget_counter(namespace).load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn budget_counter(namespace: &str) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+    static COUNTERS: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<std::sync::atomic::AtomicU64>>>,
+    > = std::sync::OnceLock::new();
+    let map = COUNTERS.get_or_init(Default::default);
+    map.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(namespace.to_owned()).or_default().clone()
+}
+
+type BoxFut<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// A budget that counts the slots it grants (see [`budget_used`]).
+#[derive(Debug)]
+struct Counted {
+    inner: std::sync::Arc<dyn api_core::RateBudget>,
+    count: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl api_core::RateBudget for Counted {
+    fn acquire<'a>(&'a self, key: &'a str) -> BoxFut<'a, Result<(), api_core::ratelimit::BudgetError>> {
+        Box::pin(async move {
+            self.inner.acquire(key).await?;
+            self.count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        })
     }
-    std::sync::Arc::new(
-        store.rate_budget(namespace, sync_core::StoreBudget::per_second(per_second, SHARED_RATE_MARGIN)),
-    )
+
+    fn pause<'a>(&'a self, key: &'a str, wait: Duration) -> BoxFut<'a, Result<(), api_core::ratelimit::BudgetError>> {
+        self.inner.pause(key, wait)
+    }
+
+    fn held<'a>(&'a self, key: &'a str) -> BoxFut<'a, Result<Option<Duration>, api_core::ratelimit::BudgetError>> {
+        self.inner.held(key)
+    }
 }
 
 pub mod chaos;

@@ -156,6 +156,164 @@ pub trait Flow: Send + Sync + std::fmt::Debug {
 
     /// Processes one event. An `Err` is treated as a transient failure (retried with backoff), as is a panic.
     async fn handle(&self, ctx: &Ctx, event: &Event) -> Result<Outcome, BoxError>;
+
+    /// The batch an event may be handled in: claimed events of this flow with the same key (and on their first
+    /// attempt) are handed to [`Flow::handle_batch`] together, up to [`Flow::max_batch`] at a time. `None` (the
+    /// default): the event is always handled alone by [`Flow::handle`].
+    ///
+    /// A batch is whatever the worker has claimed at that moment: a lone event is handed over at once, never held
+    /// back to wait for company.
+    fn batch_key(&self, event: &Event) -> Option<String> {
+        let _ = event;
+        None
+    }
+
+    /// Most events per [`Flow::handle_batch`] call (the vendor's batch size, e.g. 250 Kommo leads per GET).
+    /// Default 1: no batching.
+    fn max_batch(&self) -> usize {
+        1
+    }
+
+    /// Processes a batch of claimed events (same flow, same [`Flow::batch_key`]) in one go and returns one outcome
+    /// per event, in order. Exactly-once stays per event: each item has its own [`Ctx`] (its own journal and
+    /// lease), and a batch write records each event's result with [`step_batch`], so a partial failure leaves only
+    /// the events it hit to be retried, and one failing (poison) event gets its own `Retry`/`Fail` while its
+    /// neighbours complete. A missing outcome counts as a transient failure of that event; if the whole call
+    /// panics, the worker runs every event of the batch alone through [`Flow::handle`] (so a poison event that
+    /// panics is isolated). Events on a retry (attempt 2 and later) are always handled alone.
+    ///
+    /// The default runs [`Flow::handle`] for each event in turn.
+    async fn handle_batch(&self, items: &[BatchItem]) -> Vec<Result<Outcome, BoxError>> {
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            out.push(self.handle(&item.ctx, &item.event).await);
+        }
+        out
+    }
+}
+
+/// One claimed event of a batch handed to [`Flow::handle_batch`], with its own context (journal keyed by the
+/// event, writes fenced by the event's lease).
+#[derive(Debug, Clone)]
+pub struct BatchItem {
+    /// The event's context.
+    pub ctx: Ctx,
+    /// The event.
+    pub event: Event,
+}
+
+impl BatchItem {
+    /// The item for a claimed event.
+    #[must_use]
+    pub fn new(store: Store, event: Event) -> Self {
+        Self { ctx: Ctx::for_event(store, &event), event }
+    }
+}
+
+/// One event's part in a [`step_batch`]: its context, the journal step it records, the markers pending while the
+/// write runs, and the input the batch write needs from it.
+#[derive(Debug)]
+pub struct BatchStep<'a, I> {
+    /// The event's context.
+    pub ctx: &'a Ctx,
+    /// The journal step (per event; two events may name different steps).
+    pub step: String,
+    /// Markers recognised while the write runs ([`Ctx::step_marked`]'s `pending`).
+    pub pending: Markers,
+    /// What the write needs from this event.
+    pub input: I,
+}
+
+/// Store round trips of a batch, at most this many at once (a batch of 250 events must not take every connection
+/// of the pool, nor queue 250 SQLite writers behind one lock).
+const STORE_CONCURRENCY: usize = 8;
+
+/// Runs `futs` with at most [`STORE_CONCURRENCY`] at once; results in order.
+/// Takes a `Vec` (collected by the caller): an iterator's closure held across the awaits makes the future not
+/// `Send` for every lifetime (the higher-ranked `FnOnce` error of `async_trait` bodies).
+pub(crate) async fn bounded<T, Fut: Future<Output = T>>(futs: Vec<Fut>) -> Vec<T> {
+    use futures::StreamExt as _;
+    futures::stream::iter(futs).buffered(STORE_CONCURRENCY).collect().await
+}
+
+/// [`Ctx::step_marked`] for one write that serves several events (a batch request): exactly-once per event.
+///
+/// Events whose step is already journaled (an earlier attempt completed it) get their journaled result and are
+/// not written again. For the others, their `pending` markers are listed (per lease), then `f` runs **once** with
+/// their inputs, in order, and must return one result per input, in the same order. Each event whose result is
+/// `Ok((value, markers))` has `value` journaled and `pending` + `markers` committed in its own transaction, fenced by
+/// its own lease; each `Err` (and each missing result) leaves that event's journal and markers untouched (its
+/// pending markers are dropped) and comes back as [`Error::Step`]. So a batch write that fails partially (one
+/// Airtable chunk of 10 failed, one item of a Kommo batch body refused) retries only what did not apply.
+///
+/// `f` must be idempotent at its target for every item on every attempt, as for [`Ctx::step`].
+pub async fn step_batch<I, T, F, Fut>(items: Vec<BatchStep<'_, I>>, f: F) -> Vec<Result<T>>
+where
+    T: Serialize + DeserializeOwned,
+    F: FnOnce(Vec<I>) -> Fut + Send,
+    Fut: Future<Output = Vec<Result<(T, Markers), BoxError>>> + Send,
+{
+    let n = items.len();
+    let mut out: Vec<Option<Result<T>>> = (0..n).map(|_| None).collect();
+    let journaled = bounded(items.iter().map(|it| it.ctx.store.step_get(&it.ctx.run_id, &it.step)).collect()).await;
+    let mut run = Vec::new();
+    let mut inputs = Vec::new();
+    for (i, (item, got)) in items.into_iter().zip(journaled).enumerate() {
+        match got {
+            Ok(Some(v)) => out[i] = Some(serde_json::from_value(v).map_err(Error::from)),
+            Ok(None) => {
+                inputs.push(item.input);
+                run.push((i, item.ctx, item.step, item.pending));
+            }
+            Err(e) => out[i] = Some(Err(e)),
+        }
+    }
+    let put = bounded(
+        run.iter()
+            .map(|(_, ctx, _, pending)| async move {
+                match &ctx.lease {
+                    Some(lease) => ctx.store.pending_put(lease, pending).await,
+                    None => Ok(()),
+                }
+            })
+            .collect(),
+    )
+    .await;
+    if let Some(e) = put.into_iter().find_map(std::result::Result::err) {
+        // nothing was written yet: clear what was listed and report the store failure for every runnable item
+        let msg = e.to_string();
+        bounded(run.iter().map(|(_, ctx, _, _)| ctx.clear_pending()).collect()).await;
+        for (i, _, step, _) in &run {
+            let source = format!("listing pending markers failed: {msg}").into();
+            out[*i] = Some(Err(Error::Step { step: step.clone(), source }));
+        }
+        return out.into_iter().flatten().collect();
+    }
+    let mut results = if run.is_empty() { Vec::new() } else { f(inputs).await };
+    results.truncate(run.len());
+    let mut results = results.into_iter();
+    let finish = run.into_iter().map(|(i, ctx, step, pending)| {
+        let r = results.next();
+        async move {
+            let r = match r {
+                Some(Ok((value, confirmed))) => ctx.commit(&step, &value, pending.with(confirmed)).await,
+                Some(Err(source)) => {
+                    ctx.clear_pending().await;
+                    Err(Error::Step { step, source })
+                }
+                None => {
+                    ctx.clear_pending().await;
+                    Err(Error::Step { step, source: "the batch write gave no result for this event".into() })
+                }
+            };
+            (i, r)
+        }
+    });
+    for (i, r) in bounded(finish.collect()).await {
+        out[i] = Some(r);
+    }
+    // every index was filled: journaled, failed to read, or run
+    out.into_iter().flatten().collect()
 }
 
 /// The handler's view of the store for one attempt of one event. Journal writes are fenced by the attempt's
@@ -245,17 +403,26 @@ impl Ctx {
         let (value, confirmed) = match f().await {
             Ok(v) => v,
             Err(source) => {
-                if let Some(lease) = &self.lease
-                    && let Err(e) = self.store.pending_clear(lease).await
-                {
-                    // harmless: a pending row counts only while this attempt runs
-                    tracing::debug!(error = %e, "clearing pending markers failed");
-                }
+                self.clear_pending().await;
                 return Err(Error::Step { step: name.to_owned(), source });
             }
         };
-        let json = serde_json::to_value(&value)?;
-        let markers = pending.with(confirmed);
+        self.commit(name, &value, pending.with(confirmed)).await
+    }
+
+    /// Drops this attempt's pending markers (its write failed).
+    async fn clear_pending(&self) {
+        if let Some(lease) = &self.lease
+            && let Err(e) = self.store.pending_clear(lease).await
+        {
+            // harmless: a pending row counts only while this attempt runs
+            tracing::debug!(error = %e, "clearing pending markers failed");
+        }
+    }
+
+    /// Journals `value` as the result of `name` with `markers` (one fenced transaction); returns the stored result.
+    async fn commit<T: Serialize + DeserializeOwned>(&self, name: &str, value: &T, markers: Markers) -> Result<T> {
+        let json = serde_json::to_value(value)?;
         let stored = self.store.step_commit(&self.run_id, name, &json, self.lease.as_ref(), &markers).await?;
         Ok(serde_json::from_value(stored)?)
     }
@@ -349,6 +516,12 @@ impl Engine {
     #[must_use]
     pub fn flow_for(&self, source: &str) -> Option<&Arc<dyn Flow>> {
         self.flows.get(source)
+    }
+
+    /// The largest [`Flow::max_batch`] of the registered flows (at least 1).
+    #[must_use]
+    pub fn max_batch(&self) -> usize {
+        self.flows.values().map(|f| f.max_batch()).max().unwrap_or(1).max(1)
     }
 
     /// All sources, sorted.

@@ -103,7 +103,9 @@ pub mod worker;
 pub use backoff::Backoff;
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use error::{BoxError, Error, Result};
-pub use flow::{Ctx, Engine, Flow, IngestError, KeyError, Outcome, Part, RawEvent, Tally};
+pub use flow::{
+    BatchItem, BatchStep, Ctx, Engine, Flow, IngestError, KeyError, Outcome, Part, RawEvent, Tally, step_batch,
+};
 pub use store::{
     Compacted, ComponentHealth, Event, Fence, Headers, HealthReport, HealthState, Ingested, Lease, Markers, NewEvent,
     State, Status, Store, StoreBudget, StoreOptions,

@@ -27,7 +27,10 @@ pub struct WorkerConfig {
     pub owner: Option<String>,
     /// Events handled concurrently.
     pub concurrency: usize,
-    /// Most rows claimed per round trip.
+    /// Most rows claimed per round trip. A claim takes at most one row per free task, or, when a flow batches
+    /// ([`Flow::max_batch`](crate::Flow::max_batch)), up to that many rows per free task; so for a batching flow
+    /// this is also the largest batch one claim can fill. Default 250 (Kommo's largest page, the largest batch of
+    /// the built-in flows).
     pub batch_size: u32,
     /// Lease length; a lease not renewed within this time is reclaimed by another worker.
     pub lease: Duration,
@@ -41,6 +44,11 @@ pub struct WorkerConfig {
     pub backoff: Backoff,
     /// On shutdown, how long in-flight handlers may run before they are cancelled and their claims released.
     pub shutdown_grace: Duration,
+    /// Batching ([`Flow::handle_batch`](crate::Flow::handle_batch)): when a claim returns several batchable events
+    /// but fewer than it could take (traffic is arriving), how long to wait for more before handing the batch over
+    /// (one more claim, then go). A claim that returns a single event never waits: a lone event is handled at
+    /// once. Zero: never wait. Default 5 ms.
+    pub gather: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -48,13 +56,14 @@ impl Default for WorkerConfig {
         Self {
             owner: None,
             concurrency: 8,
-            batch_size: 32,
+            batch_size: 250,
             lease: Duration::from_secs(60),
             heartbeat: Duration::from_secs(15),
             poll_interval: Duration::from_millis(500),
             max_attempts: 10,
             backoff: Backoff::default(),
             shutdown_grace: Duration::from_secs(30),
+            gather: Duration::from_millis(5),
         }
     }
 }
@@ -198,6 +207,7 @@ async fn run(
     // In its own set, which outlives the handlers on shutdown and dies with the pool on `kill`.
     let mut background = JoinSet::new();
     let completer = Completer::start(store.clone(), &mut background);
+    let max_batch = engine.max_batch();
     loop {
         if *stop.borrow() {
             break;
@@ -211,10 +221,12 @@ async fn run(
             }
             continue;
         }
-        let limit = cfg.batch_size.min(u32::try_from(free).unwrap_or(u32::MAX)).max(1);
+        // a free task can take a whole batch of a batching flow
+        let per_task = u32::try_from(max_batch).unwrap_or(u32::MAX);
+        let limit = cfg.batch_size.min(u32::try_from(free).unwrap_or(u32::MAX).saturating_mul(per_task)).max(1);
         // Register for the wake-up before claiming, so an ingest between the claim and the wait is not missed.
         let notified = store.notifier().notified();
-        let events = match store.claim(&owner, &sources, limit, cfg.lease).await {
+        let mut events = match store.claim(&owner, &sources, limit, cfg.lease).await {
             Ok(events) => events,
             Err(e) => {
                 tracing::warn!(error = %e, "claim failed");
@@ -234,29 +246,81 @@ async fn run(
             }
             continue;
         }
-        for event in events {
-            let Ok(permit) = sem.clone().acquire_owned().await else { break };
-            let Some(flow) = engine.flow_for(&event.source).cloned() else {
-                // Cannot happen: we only claim our own sources. Give the row back.
-                let _ = store.release(&event.lease).await;
+        // Traffic is arriving (several batchable events, room for more): wait a few ms for the rest of it, so
+        // the batch is fuller. A single event is never held back.
+        let claimed = u32::try_from(events.len()).unwrap_or(u32::MAX);
+        if max_batch > 1
+            && !cfg.gather.is_zero()
+            && claimed >= 2
+            && claimed < limit
+            && events.iter().filter(|e| batch_key(&engine, e).is_some()).count() >= 2
+        {
+            tokio::select! {
+                () = tokio::time::sleep(cfg.gather) => {}
+                _ = stop.changed() => {}
+            }
+            match store.claim(&owner, &sources, limit - claimed, cfg.lease).await {
+                Ok(more) => events.extend(more),
+                Err(e) => tracing::warn!(error = %e, "claim failed"),
+            }
+        }
+        for unit in group(&engine, events) {
+            // More units than free tasks (a claim sized for batches came back as single events, e.g. retries):
+            // give the rest back at once instead of letting their leases run down while they wait.
+            let Ok(permit) = sem.clone().try_acquire_owned() else {
+                for event in &unit {
+                    if let Err(e) = store.release(&event.lease).await {
+                        tracing::warn!(id = event.id, error = %e, "release failed; the lease will expire");
+                    }
+                }
                 continue;
             };
-            in_flight.lock().expect("in-flight map").insert(event.id, event.lease.clone());
+            let Some(flow) = engine.flow_for(&unit[0].source).cloned() else {
+                // Cannot happen: we only claim our own sources. Give the rows back.
+                for event in &unit {
+                    let _ = store.release(&event.lease).await;
+                }
+                continue;
+            };
+            {
+                let mut map = in_flight.lock().expect("in-flight map");
+                for event in &unit {
+                    map.insert(event.id, event.lease.clone());
+                }
+            }
             let store = store.clone();
             let completer = completer.clone();
             let cfg = cfg.clone();
             let stats = stats.clone();
             let in_flight = in_flight.clone();
-            let span = tracing::info_span!("event", id = event.id, source = %event.source, attempt = event.attempts);
-            tasks.spawn(
-                async move {
-                    let id = event.id;
-                    process(&store, &completer, flow.as_ref(), event, &cfg, &stats).await;
-                    in_flight.lock().expect("in-flight map").remove(&id);
-                    drop(permit);
-                }
-                .instrument(span),
-            );
+            let ids: Vec<i64> = unit.iter().map(|e| e.id).collect();
+            if unit.len() == 1 {
+                let event = unit.into_iter().next().expect("one event");
+                let span =
+                    tracing::info_span!("event", id = event.id, source = %event.source, attempt = event.attempts);
+                tasks.spawn(
+                    async move {
+                        process(&store, &completer, flow.as_ref(), event, &cfg, &stats).await;
+                        in_flight.lock().expect("in-flight map").remove(&ids[0]);
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
+            } else {
+                let span =
+                    tracing::info_span!("batch", first = unit[0].id, size = unit.len(), source = %unit[0].source);
+                tasks.spawn(
+                    async move {
+                        process_batch(&store, &completer, flow, unit, &cfg, &stats).await;
+                        let mut map = in_flight.lock().expect("in-flight map");
+                        for id in &ids {
+                            map.remove(id);
+                        }
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
+            }
         }
     }
     // Graceful shutdown.
@@ -275,6 +339,122 @@ async fn run(
             }
             Ok(Fence::Stale) => {}
             Err(e) => tracing::warn!(id = lease.id, error = %e, "release failed; the lease will expire"),
+        }
+    }
+}
+
+/// The batch key of a claimed event: its flow's [`Flow::batch_key`](crate::Flow::batch_key) on the first attempt,
+/// none on a retry (an event that failed once is handled alone, so a poison event cannot fail its neighbours
+/// again).
+fn batch_key(engine: &Engine, event: &Event) -> Option<String> {
+    if event.attempts > 1 {
+        return None;
+    }
+    let flow = engine.flow_for(&event.source)?;
+    if flow.max_batch() <= 1 {
+        return None;
+    }
+    flow.batch_key(event).map(|k| format!("{}\u{0}{k}", flow.name()))
+}
+
+/// Cuts claimed events into units of work: events of one flow with the same batch key together (in claim order,
+/// up to the flow's [`Flow::max_batch`](crate::Flow::max_batch)), every other event alone.
+fn group(engine: &Engine, events: Vec<Event>) -> Vec<Vec<Event>> {
+    let mut units: Vec<Vec<Event>> = Vec::new();
+    let mut open: HashMap<String, usize> = HashMap::new();
+    for event in events {
+        let Some(key) = batch_key(engine, &event) else {
+            units.push(vec![event]);
+            continue;
+        };
+        let max = engine.flow_for(&event.source).map_or(1, |f| f.max_batch().max(1));
+        match open.get(&key) {
+            Some(&i) if units[i].len() < max => units[i].push(event),
+            _ => {
+                open.insert(key, units.len());
+                units.push(vec![event]);
+            }
+        }
+    }
+    units
+}
+
+/// Handles a batch of claimed events with [`Flow::handle_batch`](crate::Flow::handle_batch) under one heartbeat of
+/// all their leases, then writes each event's outcome (fenced by its own lease). If the batch handler panics,
+/// each event is handled alone (a poison event that panics is isolated); if a lease is lost, the batch is
+/// cancelled and the other claims are released for another attempt.
+async fn process_batch(
+    store: &crate::store::Store,
+    completer: &Completer,
+    flow: Arc<dyn crate::flow::Flow>,
+    events: Vec<Event>,
+    cfg: &WorkerConfig,
+    stats: &WorkerStats,
+) {
+    let leases: Vec<Lease> = events.iter().map(|e| e.lease.clone()).collect();
+    let items: Vec<crate::flow::BatchItem> =
+        events.into_iter().map(|e| crate::flow::BatchItem::new(store.clone(), e)).collect();
+    let handler = AssertUnwindSafe(flow.handle_batch(&items)).catch_unwind();
+    let heartbeat = async {
+        let mut confirmed = tokio::time::Instant::now();
+        let safe_for = cfg.lease.saturating_sub(cfg.heartbeat);
+        loop {
+            tokio::time::sleep(cfg.heartbeat).await;
+            let sent = tokio::time::Instant::now();
+            let beats = futures::future::join_all(leases.iter().map(|l| store.heartbeat(l, cfg.lease))).await;
+            if beats.iter().any(|b| matches!(b, Ok(Fence::Stale))) {
+                return "an event of the batch was reclaimed by another attempt";
+            }
+            if let Some(Err(e)) = beats.iter().find(|b| b.is_err()) {
+                tracing::warn!(error = %e, "heartbeat failed");
+                if confirmed.elapsed() >= safe_for {
+                    return "heartbeats failed until the leases could lapse";
+                }
+            } else {
+                confirmed = sent;
+            }
+        }
+    };
+    let result = tokio::select! {
+        r = handler => r,
+        why = heartbeat => {
+            tracing::warn!(why, "lease lost while handling a batch; the attempt is cancelled");
+            stats.stale.fetch_add(1, Ordering::Relaxed);
+            for lease in &leases {
+                // the reclaimed one answers stale; the others go back to the queue at once
+                if let Ok(Fence::Applied) = store.release(lease).await {
+                    stats.released.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            return;
+        }
+    };
+    match result {
+        Ok(outcomes) => {
+            let mut outcomes = outcomes.into_iter();
+            let writes = items.iter().map(|item| {
+                let outcome = match outcomes.next() {
+                    Some(Ok(o)) => o,
+                    Some(Err(e)) => Outcome::retry(format!("handler error: {e}")),
+                    None => Outcome::retry("the batch handler gave no outcome for this event"),
+                };
+                let span = tracing::info_span!("event", id = item.event.id, source = %item.event.source);
+                write(store, &item.event.lease, outcome, completer, stats, cfg, item.event.attempts).instrument(span)
+            });
+            futures::future::join_all(writes).await;
+        }
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic".to_owned());
+            tracing::warn!(%msg, "batch handler panicked: handling each event alone");
+            let singles = items.into_iter().map(|item| {
+                let span = tracing::info_span!("event", id = item.event.id, source = %item.event.source);
+                process(store, completer, flow.as_ref(), item.event, cfg, stats).instrument(span)
+            });
+            futures::future::join_all(singles).await;
         }
     }
 }

@@ -145,6 +145,7 @@ mod cases {
             backoff: Backoff { initial: Duration::from_millis(1), multiplier: 2, max: Duration::from_millis(5) },
             shutdown_grace: Duration::from_secs(5),
             owner: None,
+            gather: Duration::from_millis(5),
         }
     }
 

@@ -1,7 +1,7 @@
 //! The Kommo ↔ Airtable flow end to end: real HTTP deliveries to the engine's router, workers, and the Kommo and
 //! Airtable fakes, on SQLite and (with `SYNC_TEST_POSTGRES_URL`) PostgreSQL.
 #![cfg(feature = "kommo-airtable")]
-#![allow(clippy::print_stdout, missing_docs, clippy::too_many_lines)]
+#![allow(clippy::print_stdout, missing_docs, clippy::too_many_lines, clippy::cast_precision_loss)]
 
 mod common;
 
@@ -653,5 +653,185 @@ async fn the_airtable_webhook_is_adopted_on_restart_and_recreated_when_lost() {
         .await
         .unwrap();
     assert_eq!(forged.status().as_u16(), 401);
+    env.finish().await;
+}
+
+/// The records path of the fake base (records only: the webhook and payload calls are under `/v0/bases/`).
+fn records_path(env: &Env) -> String {
+    format!("/v0/{}/", env.base.id().as_str())
+}
+
+/// Batches (issue 25): 23 won deals whose events are ready together are read from Kommo in one
+/// `GET /api/v4/leads?filter[id][]…&with=contacts,companies` (Kommo takes up to 250 ids: kommo.md "Leads list",
+/// `filter[id]` and `with`), their contact, company and responsible user once, the existing records looked up in
+/// one Airtable request whose `filterByFormula` is one `OR` over the batch's keys, and written with
+/// `performUpsert` ten records per request (airtable.md: "≤10 records per write", upsert by `fieldsToMergeOn`).
+/// "Status" goes out only for records the write creates: the deal whose record the team made by hand keeps
+/// "Done". Every record is checked field by field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_won_deals_are_read_in_one_kommo_request_and_written_ten_records_at_a_time() {
+    on_both_stores(|h| async move {
+        let mut env = env(h, |_| {}).await;
+        env.workers.take().unwrap().shutdown().await;
+        let leads: Vec<LeadId> = (0..23).map(|i| env.seed_won_lead(&format!("Deal {i}"), 1_000 + i)).collect();
+        let someone = FakeUser::with_email("pm@agency.example");
+        let by_hand = env
+            .base
+            .user_create(TABLE, json!({"Kommo Deal ID": leads[7].to_string(), "Status": "Done"}), &someone)
+            .unwrap();
+        for lead in &leads {
+            assert_eq!(env.deliver_kommo(&env.kommo.webhook_for_lead_status(*lead)).await, 200);
+        }
+        let (k0, a0) = (env.kommo.log().requests().len(), env.airtable.log().requests().len());
+        env.workers = Some(worker::start(env.engine.clone(), worker_config()));
+        env.drain().await;
+
+        // Kommo: one leads GET for the batch, the related entities once
+        let kommo: Vec<_> = env.kommo.log().requests()[k0..].to_vec();
+        let lead_gets: Vec<_> =
+            kommo.iter().filter(|r| r.method == reqwest::Method::GET && r.path == "/api/v4/leads").collect();
+        assert_eq!(lead_gets.len(), 1, "{:?}", kommo.iter().map(|r| &r.path).collect::<Vec<_>>());
+        let url =
+            reqwest::Url::parse(&format!("http://x/?{}", lead_gets[0].query.as_deref().unwrap_or_default())).unwrap();
+        let pairs: Vec<(String, String)> = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        let ids: Vec<String> =
+            pairs.iter().filter(|(k, _)| k.starts_with("filter[id][")).map(|(_, v)| v.clone()).collect();
+        assert_eq!(ids, leads.iter().map(ToString::to_string).collect::<Vec<_>>());
+        assert!(pairs.contains(&("with".into(), "contacts,companies".into())), "{pairs:?}");
+        assert!(!kommo.iter().any(|r| r.path.starts_with("/api/v4/leads/")), "no lead read one by one");
+        let gets = |p: &str| kommo.iter().filter(|r| r.method == reqwest::Method::GET && r.path.starts_with(p)).count();
+        assert_eq!((gets("/api/v4/contacts"), gets("/api/v4/companies"), gets("/api/v4/users")), (1, 1, 1));
+
+        // Airtable: one look-up over the batch's keys, three upserts of 10, 10 and 3 records
+        let prefix = records_path(&env);
+        let airtable: Vec<_> =
+            env.airtable.log().requests()[a0..].iter().filter(|r| r.path.starts_with(&prefix)).cloned().collect();
+        let lookups: Vec<_> = airtable.iter().filter(|r| r.method == reqwest::Method::GET).collect();
+        assert_eq!(lookups.len(), 1, "{:?}", airtable.iter().map(|r| (&r.method, &r.path)).collect::<Vec<_>>());
+        let url =
+            reqwest::Url::parse(&format!("http://x/?{}", lookups[0].query.as_deref().unwrap_or_default())).unwrap();
+        let formula = url.query_pairs().find(|(k, _)| k == "filterByFormula").map(|(_, v)| v.into_owned());
+        let expected = airtable_client::Formula::or(
+            leads.iter().map(|l| airtable_client::field_eq("Kommo Deal ID", &l.to_string())),
+        );
+        assert_eq!(formula.as_deref(), Some(expected.as_str()));
+        let writes: Vec<_> = airtable.iter().filter(|r| r.method == reqwest::Method::PATCH).collect();
+        let mut sizes: Vec<usize> = writes.iter().map(|w| w.json()["records"].as_array().unwrap().len()).collect();
+        sizes.sort_unstable();
+        assert_eq!(sizes, vec![3, 10, 10]);
+        for w in &writes {
+            let body = w.json();
+            assert_eq!(body["performUpsert"], json!({"fieldsToMergeOn": ["Kommo Deal ID"]}));
+            assert_eq!(body["typecast"], json!(true));
+            for r in body["records"].as_array().unwrap() {
+                let key = r["fields"]["Kommo Deal ID"].as_str().unwrap();
+                let status = r["fields"].get("Status");
+                if key == leads[7].to_string() {
+                    assert_eq!(status, None, "no status over the team's record");
+                } else {
+                    assert_eq!(status, Some(&json!("Not Started")), "status with the creating write");
+                }
+            }
+        }
+
+        // the records, field by field
+        let recs = env.records();
+        assert_eq!(recs.len(), 23);
+        for (i, lead) in leads.iter().enumerate() {
+            let found = env.base.find(TABLE, "Kommo Deal ID", &lead.to_string());
+            assert_eq!(found.len(), 1, "one record for {lead}");
+            let f = &found[0].fields;
+            assert_eq!(f.get_str("Deal Name"), Some(format!("Deal {i}").as_str()));
+            assert_eq!(f.get_f64("Deal Value"), Some(1_000.0 + i as f64));
+            assert_eq!(f.get_str("Client Name"), Some("Ada Client"));
+            assert_eq!(f.get_str("Email"), Some("ada@client.example"));
+            assert_eq!(f.get_str("Phone"), Some("+1 555 0100"));
+            assert_eq!(f.get_str("Company"), Some("Client Corp"));
+            assert_eq!(f.get_str("Responsible"), Some("Rita Responsible"));
+            assert_eq!(f.get_str("Status"), Some(if i == 7 { "Done" } else { "Not Started" }));
+            assert_eq!(
+                env.store.id_get("airtable", "onboarding", &lead.to_string()).await.unwrap().as_deref(),
+                Some(found[0].id.as_str())
+            );
+        }
+        assert_eq!(env.base.find(TABLE, "Kommo Deal ID", &leads[7].to_string())[0].id, by_hand, "adopted");
+        assert_eq!(env.flow.stats().records_created.load(Ordering::Relaxed), 22);
+
+        // a later change to two linked deals: one PATCH by record id for both, no look-up
+        let a1 = env.airtable.log().requests().len();
+        env.workers.take().unwrap().shutdown().await;
+        for (lead, price) in [(leads[0], 5_000), (leads[1], 6_000)] {
+            env.kommo.update_lead(lead, &json!({"price": price}));
+            assert_eq!(env.deliver_kommo(&env.kommo.webhook_for_lead_update(lead)).await, 200);
+        }
+        env.workers = Some(worker::start(env.engine.clone(), worker_config()));
+        env.drain().await;
+        let later: Vec<_> =
+            env.airtable.log().requests()[a1..].iter().filter(|r| r.path.starts_with(&prefix)).cloned().collect();
+        assert_eq!(later.len(), 1, "{:?}", later.iter().map(|r| (&r.method, &r.path)).collect::<Vec<_>>());
+        assert_eq!(later[0].method, reqwest::Method::PATCH);
+        let body = later[0].json();
+        assert_eq!(body["records"].as_array().unwrap().len(), 2);
+        assert!(body.get("performUpsert").is_none(), "linked records are updated by id");
+        for (lead, price) in [(leads[0], 5_000.0), (leads[1], 6_000.0)] {
+            let f = &env.base.find(TABLE, "Kommo Deal ID", &lead.to_string())[0].fields;
+            assert_eq!(f.get_f64("Deal Value"), Some(price));
+            assert_eq!(f.get_str("Status"), Some("Not Started"));
+        }
+        env.finish().await;
+    })
+    .await;
+}
+
+/// A poison record in a batch: Airtable refuses the chunk (it writes ten records all or nothing) with 422
+/// `INVALID_VALUE_FOR_COLUMN` (airtable.md, error table: 422 "request data is invalid"; the body
+/// `{"error": {"type": …, "message": …}}` as the fake answers it), the flow writes that chunk's records one by
+/// one, and the one Airtable refuses again goes to the dead letters alone, while its five neighbours are written
+/// on their first attempt, field by field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_airtable_refuses_fails_alone_and_its_batch_neighbours_are_written() {
+    let mut env = env(Harness::sqlite(), |_| {}).await;
+    env.workers.take().unwrap().shutdown().await;
+    let leads: Vec<LeadId> = (0..6).map(|i| env.seed_won_lead(&format!("Deal {i}"), 100 + i)).collect();
+    for lead in &leads {
+        assert_eq!(env.deliver_kommo(&env.kommo.webhook_for_lead_status(*lead)).await, 200);
+    }
+    env.airtable.faults().inject(
+        Some(reqwest::Method::PATCH),
+        &records_path(&env),
+        api_core::fake::Fault::json(
+            422,
+            &json!({"error": {"type": "INVALID_VALUE_FOR_COLUMN", "message": "Field \"Deal Value\" cannot accept the provided value"}}),
+        ),
+        2,
+    );
+    env.workers = Some(worker::start(env.engine.clone(), worker_config()));
+    env.drain().await;
+    let status = env.store.status().await.unwrap();
+    assert_eq!(status.dead, 1, "only the refused record's event is dead");
+    let dead = env.store.list(State::Dead, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].last_error.as_deref().unwrap_or_default().contains("INVALID_VALUE_FOR_COLUMN"), "{dead:?}");
+    let done = env.store.list(State::Done, 100).await.unwrap();
+    let neighbours: Vec<_> = done.iter().filter(|r| r.source == "kommo").collect();
+    assert_eq!(neighbours.len(), 5);
+    assert!(neighbours.iter().all(|r| r.attempts == 1), "neighbours done on their first attempt: {neighbours:?}");
+    assert_eq!(env.records().len(), 5);
+    let mut missing = 0;
+    for (i, lead) in leads.iter().enumerate() {
+        let found = env.base.find(TABLE, "Kommo Deal ID", &lead.to_string());
+        if found.is_empty() {
+            missing += 1;
+            assert_eq!(env.store.id_get("airtable", "onboarding", &lead.to_string()).await.unwrap(), None);
+            continue;
+        }
+        assert_eq!(found.len(), 1);
+        let f = &found[0].fields;
+        assert_eq!(f.get_str("Deal Name"), Some(format!("Deal {i}").as_str()));
+        assert_eq!(f.get_f64("Deal Value"), Some(100.0 + i as f64));
+        assert_eq!(f.get_str("Client Name"), Some("Ada Client"));
+        assert_eq!(f.get_str("Status"), Some("Not Started"));
+    }
+    assert_eq!(missing, 1);
     env.finish().await;
 }

@@ -17,6 +17,24 @@
 //!   nor a crash after the POST duplicates it.
 //! - Payload events dedup on `<webhook>:<cursor>:<record>`; the cursor is stored with the rows it produced.
 //!
+//! # Batches
+//! Kommo lead events are handled in batches ([`crate::Flow::handle_batch`]; `[batch] max_events`, default 250):
+//! the events the worker has claimed together (whatever is ready; a lone event is handled at once) share
+//!
+//! - one Kommo `GET /api/v4/leads?filter[id][]=…&with=contacts,companies` per 250 leads, one contacts and one
+//!   companies GET by `filter[id][]`, one GET per distinct responsible user;
+//! - one Airtable look-up of the batch's unlinked leads: one `filterByFormula` `OR({Kommo Deal ID}='…',…)` built
+//!   with [`airtable_client::Formula`] (values escaped there; `POST …/listRecords` when the URL would reach 16k);
+//!   it tells which records exist, so "Status" still goes out only with the write that creates a record;
+//! - `performUpsert` of 10 records per request for unlinked leads, and PATCH of 10 records per request by record
+//!   id for linked ones.
+//!
+//! Exactly-once stays per event: each event keeps its own journal entry and markers ([`crate::step_batch`]); a
+//! chunk that fails transiently fails only its ten events (retried alone), and a chunk Airtable refuses (it writes
+//! ten records all or nothing) is written again record by record, so a poison record fails only its own event.
+//! Airtable record changes (`airtable`) and pings are not batched: each change is one Kommo note or field write
+//! that is checked for a duplicate on its own lead first (see below), and they arrive one payload at a time.
+//!
 //! # No echo loops, no stale overwrites, markers after effects
 //! Every value we write is remembered on both sides (echo hashes) together with a per-(lead, field) watermark;
 //! an incoming value equal to the last one known to be in sync is nothing new, a change older than the last one
@@ -26,15 +44,15 @@
 //! attempt leaves nothing that would make its retry skip the write.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     fmt::Write as _,
     sync::{Arc, RwLock},
     time::Duration,
 };
 
 use airtable_client::{
-    BaseId, FieldType as AtFieldType, Fields, MacSecret, RecordId, WebhookId, WebhookNotification, WriteOptions,
-    field_eq,
+    BaseId, FieldType as AtFieldType, Fields, Formula, MacSecret, RecordId, RecordUpdate, WebhookId,
+    WebhookNotification, WriteOptions, field_eq,
     webhook::{ActionSource, ChangeKind, CreateWebhook, WebhookSpecification},
 };
 use async_trait::async_trait;
@@ -49,9 +67,10 @@ use serde_json::{Map, Value, json};
 
 use super::support::{Fault, boxed};
 use crate::{
-    BoxError, Ctx, Event, Flow, KeyError, Markers, NewEvent, Outcome, Part, RawEvent, Store,
+    BatchItem, BatchStep, BoxError, Ctx, Event, Flow, KeyError, Markers, NewEvent, Outcome, Part, RawEvent, Store,
     mapping::{FieldKind, FieldSchema, Mapping, Schema},
     server::{FnVerifier, SourceRoute, VerifyRequest},
+    step_batch,
 };
 
 /// Source of Kommo webhooks (and of the reconcile poll / backfill events).
@@ -71,6 +90,7 @@ const STEP_UPSERT_INTENT: &str = "upsert-intent";
 const SKIP_IN_SYNC: &str = "no change since the last confirmed sync";
 const SKIP_STALE: &str = "older than the last applied change";
 const SKIP_ECHO: &str = "echo of our own write";
+const SKIP_GONE: &str = "lead no longer exists";
 /// Cursor source of the Kommo reconcile poll.
 const CURSOR_RECONCILE: &str = "kommo-reconcile";
 
@@ -95,6 +115,29 @@ pub struct Config {
     /// The periodic Kommo reconcile poll.
     #[serde(default)]
     pub reconcile: Reconcile,
+    /// Batching of Kommo lead events.
+    #[serde(default)]
+    pub batch: Batch,
+}
+
+/// Batching of Kommo lead events (see the module docs, "Batches").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Batch {
+    /// Most lead events handled together: 1 to 250 (Kommo's most ids in one `filter[id][]` GET); 1 turns batching
+    /// off. Default 250.
+    #[serde(default = "default_batch_max")]
+    pub max_events: usize,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Self { max_events: default_batch_max() }
+    }
+}
+
+fn default_batch_max() -> usize {
+    250
 }
 
 /// Kommo settings.
@@ -729,7 +772,8 @@ impl KommoAirtable {
             let lead = lead?;
             seen += 1;
             batch.push(lead_event(&lead));
-            if batch.len() >= 100 {
+            // a Kommo page at a time: workers already running claim whole batches of it
+            if batch.len() >= 250 {
                 new += self.store_batch(store, &mut batch, None).await?;
             }
             progress(seen);
@@ -802,68 +846,23 @@ impl KommoAirtable {
     /// Airtable confirmed it; while the write runs they are only pending, so a failed or killed attempt leaves
     /// nothing that would make its retry skip the write.
     async fn sync_lead(&self, ctx: &Ctx, lead_id: LeadId, event_time: i64) -> Result<Option<String>, Fault> {
-        let cfg = &self.config;
         let Some(lead) = self.kommo.leads().find(lead_id, &["contacts", "companies"]).await? else {
             tracing::info!(lead = %lead_id, "lead no longer exists: nothing to do");
-            return Ok(Some("lead no longer exists".into()));
+            return Ok(Some(SKIP_GONE.into()));
         };
+        let existing = match self.gate(ctx, &lead).await? {
+            Gate::Skip(reason) => return Ok(Some(reason)),
+            Gate::Go(existing) => existing,
+        };
+        let flat = self.flat_lead(&lead, &Lookups::default()).await?;
+        let (existing, fields, pending) = match self.plan(ctx, &lead, &flat, existing, event_time).await? {
+            Plan::Skip(reason) => return Ok(Some(reason)),
+            Plan::Write { existing, fields, pending } => (existing, fields, pending),
+        };
+        let cfg = &self.config;
         let lead_key = lead_id.to_string();
-        let mut existing = ctx.id_get(MAP_SYSTEM, MAP_KIND, &lead_key).await?;
-        // Link first, filter after: an earlier attempt of this event may have created the record and died before
-        // its journal entry (and the id map entry with it) was committed. The lead may have left the trigger status
-        // since, and the filter below would then strand that record: find it by the external key and link it.
-        if existing.is_none() && ctx.journaled(STEP_UPSERT_INTENT).await?.is_some() {
-            existing = self.link_existing(ctx, &lead_key).await?;
-        }
-        if let Some(reason) = self.filtered_out(&lead, existing.is_some()) {
-            bump(&self.stats.filtered);
-            tracing::info!(lead = %lead_id, reason, "filtered out");
-            return Ok(Some(format!("filtered: {reason}")));
-        }
-        let flat = self.flat_lead(&lead).await?;
-        let mapped =
-            cfg.mapping.forward(&flat, &mut |_, _, _| None).map_err(|e| Fault::Fail(format!("mapping: {e}")))?;
-        let time =
-            DateTime::from_timestamp(event_time.max(lead.updated_at.unwrap_or(0)), 0).unwrap_or_else(|| ctx.now());
-        // Which fields to write. Each (lead, field) remembers the last value known to be in sync on each side: a
-        // value equal to it is nothing new (our own write coming back, a redelivery, an unchanged field); a
-        // change older than the last one applied is stale. A mapped field Kommo no longer has is cleared.
-        let mut fields = Map::new();
-        let mut pending = Markers::new();
-        let (mut in_sync, mut stale) = (0, 0);
-        for fm in &cfg.mapping.fields {
-            let value = mapped.get(&fm.target).cloned().unwrap_or(Value::Null);
-            if value.is_null() && existing.is_none() {
-                continue; // a new record has nothing to clear
-            }
-            let source_value = flat.get(&fm.source).cloned().unwrap_or(Value::Null);
-            if ctx.is_echo("kommo", &lead_key, &fm.source, &source_value).await?
-                || ctx.is_echo("airtable", &lead_key, &fm.target, &value).await?
-            {
-                in_sync += 1;
-                continue;
-            }
-            let entity = format!("field:{lead_key}:{}", fm.source);
-            if !ctx.watermark_check(&entity, time).await? {
-                bump(&self.stats.stale_skipped);
-                stale += 1;
-                tracing::info!(lead = %lead_id, field = %fm.source, "older than the last applied change: skipped");
-                continue;
-            }
-            pending = pending
-                .written("airtable", &lead_key, &fm.target, value.clone())
-                .written("kommo", &lead_key, &fm.source, source_value)
-                .watermark(entity, time);
-            fields.insert(fm.target.clone(), value);
-        }
         match existing {
             Some(rec) => {
-                if fields.is_empty() {
-                    if in_sync > 0 {
-                        bump(&self.stats.echoes_skipped);
-                    }
-                    return Ok(Some(if stale > 0 { SKIP_STALE } else { SKIP_IN_SYNC }.into()));
-                }
                 let rec = RecordId::from(rec.as_str());
                 let to_write = fields.clone();
                 let step = format!("update:{}", short_hash(&to_write));
@@ -934,6 +933,453 @@ impl KommoAirtable {
         Ok(None)
     }
 
+    /// The part of [`Self::sync_lead`] before the lead's related entities are read: the lead exists, its record
+    /// is linked (or found by the external key when an earlier attempt may have created it), the filters pass.
+    async fn gate(&self, ctx: &Ctx, lead: &kommo_api::leads::Lead) -> Result<Gate, Fault> {
+        let lead_id = lead.id;
+        let lead_key = lead_id.to_string();
+        let mut existing = ctx.id_get(MAP_SYSTEM, MAP_KIND, &lead_key).await?;
+        // Link first, filter after: an earlier attempt of this event may have created the record and died before
+        // its journal entry (and the id map entry with it) was committed. The lead may have left the trigger status
+        // since, and the filter below would then strand that record: find it by the external key and link it.
+        if existing.is_none() && ctx.journaled(STEP_UPSERT_INTENT).await?.is_some() {
+            existing = self.link_existing(ctx, &lead_key).await?;
+        }
+        if let Some(reason) = self.filtered_out(lead, existing.is_some()) {
+            bump(&self.stats.filtered);
+            tracing::info!(lead = %lead_id, reason, "filtered out");
+            return Ok(Gate::Skip(format!("filtered: {reason}")));
+        }
+        Ok(Gate::Go(existing))
+    }
+
+    /// Which fields to write for a lead that passed [`Self::gate`], with the markers pending while they are
+    /// written. Each (lead, field) remembers the last value known to be in sync on each side: a value equal to it
+    /// is nothing new (our own write coming back, a redelivery, an unchanged field); a change older than the last
+    /// one applied is stale. A mapped field Kommo no longer has is cleared.
+    async fn plan(
+        &self,
+        ctx: &Ctx,
+        lead: &kommo_api::leads::Lead,
+        flat: &Value,
+        existing: Option<String>,
+        event_time: i64,
+    ) -> Result<Plan, Fault> {
+        let cfg = &self.config;
+        let lead_id = lead.id;
+        let lead_key = lead_id.to_string();
+        let mapped =
+            cfg.mapping.forward(flat, &mut |_, _, _| None).map_err(|e| Fault::Fail(format!("mapping: {e}")))?;
+        let time =
+            DateTime::from_timestamp(event_time.max(lead.updated_at.unwrap_or(0)), 0).unwrap_or_else(|| ctx.now());
+        let mut fields = Map::new();
+        let mut pending = Markers::new();
+        let (mut in_sync, mut stale) = (0, 0);
+        for fm in &cfg.mapping.fields {
+            let value = mapped.get(&fm.target).cloned().unwrap_or(Value::Null);
+            if value.is_null() && existing.is_none() {
+                continue; // a new record has nothing to clear
+            }
+            let source_value = flat.get(&fm.source).cloned().unwrap_or(Value::Null);
+            if ctx.is_echo("kommo", &lead_key, &fm.source, &source_value).await?
+                || ctx.is_echo("airtable", &lead_key, &fm.target, &value).await?
+            {
+                in_sync += 1;
+                continue;
+            }
+            let entity = format!("field:{lead_key}:{}", fm.source);
+            if !ctx.watermark_check(&entity, time).await? {
+                bump(&self.stats.stale_skipped);
+                stale += 1;
+                tracing::info!(lead = %lead_id, field = %fm.source, "older than the last applied change: skipped");
+                continue;
+            }
+            pending = pending
+                .written("airtable", &lead_key, &fm.target, value.clone())
+                .written("kommo", &lead_key, &fm.source, source_value)
+                .watermark(entity, time);
+            fields.insert(fm.target.clone(), value);
+        }
+        if existing.is_some() && fields.is_empty() {
+            if in_sync > 0 {
+                bump(&self.stats.echoes_skipped);
+            }
+            return Ok(Plan::Skip(if stale > 0 { SKIP_STALE } else { SKIP_IN_SYNC }.into()));
+        }
+        Ok(Plan::Write { existing, fields, pending })
+    }
+
+    // --------------------------------------------------------------------------------------------- batches
+
+    /// The one lead (and its newest event time) a Kommo event is about; `None` for an event without exactly one
+    /// lead (handled alone by [`Self::handle_kommo`]).
+    fn single_lead(&self, body: &[u8]) -> Result<Option<(LeadId, i64)>, Fault> {
+        let payload =
+            kommo_api::webhook::parse(body).map_err(|e| Fault::Fail(format!("unparsable Kommo webhook: {e}")))?;
+        if let Some(id) = self.config.kommo.account_id {
+            payload
+                .check_account(Some(kommo_api::AccountId::from(id)), None)
+                .map_err(|e| Fault::Fail(format!("webhook from another account: {e}")))?;
+        }
+        let mut leads: BTreeMap<LeadId, i64> = BTreeMap::new();
+        for ev in &payload.events {
+            if let WebhookEvent::Lead { lead, .. } = ev {
+                let t = ev.time().unwrap_or(0);
+                let e = leads.entry(lead.id).or_insert(t);
+                *e = (*e).max(t);
+            }
+        }
+        Ok(if leads.len() == 1 { leads.into_iter().next() } else { None })
+    }
+
+    /// Kommo → Airtable for a batch of lead events: the leads in one Kommo GET per 250 (`filter[id][]`), their
+    /// users, contacts and companies once per batch, the records looked up in one Airtable request (one formula
+    /// over the batch's keys) and written in chunks of 10 (`performUpsert` for new records, PATCH for linked ones).
+    /// Each event keeps its own journal entry and markers ([`step_batch`]); a chunk Airtable refuses for one bad
+    /// record is written again record by record, so only that event fails.
+    async fn handle_kommo_batch(&self, items: &[BatchItem]) -> Vec<Result<Outcome, Fault>> {
+        let mut out: Vec<Option<Result<Outcome, Fault>>> = (0..items.len()).map(|_| None).collect();
+        let mut work: Vec<(usize, LeadId, i64)> = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            match self.single_lead(&item.event.payload) {
+                Ok(Some((lead, time))) => work.push((i, lead, time)),
+                Ok(None) => out[i] = Some(self.handle_kommo(&item.ctx, &item.event.payload).await),
+                Err(f) => out[i] = Some(Err(f)),
+            }
+        }
+        let ids: Vec<LeadId> = work.iter().map(|w| w.1).collect::<BTreeSet<_>>().into_iter().collect();
+        let leads = match self.fetch_leads(&ids).await {
+            Ok(leads) => leads,
+            Err(f) => {
+                for (i, ..) in &work {
+                    out[*i] = Some(Err(f.clone()));
+                }
+                return finish(out);
+            }
+        };
+        // link and filter, each event on its own journal
+        let gates = crate::flow::bounded(
+            work.iter()
+                .map(|(i, lead_id, _)| {
+                    let lead = leads.get(lead_id);
+                    async move {
+                        match lead {
+                            None => Ok(Gate::Skip(SKIP_GONE.into())),
+                            Some(lead) => self.gate(&items[*i].ctx, lead).await,
+                        }
+                    }
+                })
+                .collect(),
+        )
+        .await;
+        let mut go = Vec::new();
+        for ((i, lead_id, time), gate) in work.iter().zip(gates) {
+            match gate {
+                Ok(Gate::Skip(reason)) => out[*i] = Some(Ok(Outcome::skipped(reason))),
+                Ok(Gate::Go(existing)) => {
+                    if let Some(lead) = leads.get(lead_id) {
+                        go.push((*i, lead, existing, *time));
+                    }
+                }
+                Err(f) => out[*i] = Some(Err(f)),
+            }
+        }
+        let known = match self.lookups(go.iter().map(|g| g.1)).await {
+            Ok(known) => known,
+            Err(f) => {
+                for g in &go {
+                    out[g.0] = Some(Err(f.clone()));
+                }
+                return finish(out);
+            }
+        };
+        let plans = crate::flow::bounded(
+            go.into_iter()
+                .map(|(i, lead, existing, time)| {
+                    let known = &known;
+                    async move {
+                        let plan = async {
+                            let flat = self.flat_lead(lead, known).await?;
+                            self.plan(&items[i].ctx, lead, &flat, existing, time).await
+                        }
+                        .await;
+                        (i, lead.id, plan)
+                    }
+                })
+                .collect(),
+        )
+        .await;
+        let (mut updates, mut update_idx, mut creates) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, lead_id, plan) in plans {
+            match plan {
+                Err(f) => out[i] = Some(Err(f)),
+                Ok(Plan::Skip(reason)) => out[i] = Some(Ok(Outcome::skipped(reason))),
+                Ok(Plan::Write { existing: Some(rec), fields, pending }) => {
+                    update_idx.push(i);
+                    updates.push(BatchStep {
+                        ctx: &items[i].ctx,
+                        step: format!("update:{}", short_hash(&fields)),
+                        pending,
+                        input: (RecordId::from(rec.as_str()), fields),
+                    });
+                }
+                Ok(Plan::Write { existing: None, fields, pending }) => creates.push((i, lead_id, fields, pending)),
+            }
+        }
+        let (updated, created) = tokio::join!(self.write_updates(updates), self.write_creates(items, creates));
+        for (i, r) in update_idx.into_iter().zip(updated).chain(created) {
+            out[i] = Some(r);
+        }
+        finish(out)
+    }
+
+    /// The leads of `ids` with their contacts and companies, one GET per 250 ids (`filter[id][]`); a lead Kommo
+    /// does not return no longer exists.
+    async fn fetch_leads(&self, ids: &[LeadId]) -> Result<HashMap<LeadId, kommo_api::leads::Lead>, Fault> {
+        let mut leads = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(usize::try_from(kommo_api::hal::MAX_LIMIT).unwrap_or(250)) {
+            let params = ListParams::new()
+                .ids(chunk.iter().copied())
+                .with(["contacts", "companies"])
+                .limit(kommo_api::hal::MAX_LIMIT);
+            for lead in self.kommo.leads().list_all(params).await? {
+                leads.insert(lead.id, lead);
+            }
+        }
+        Ok(leads)
+    }
+
+    /// The responsible users', main contacts' and first companies' of `leads`, read once for the batch: users one
+    /// GET each (a batch has few), contacts and companies one GET per 250 ids (`filter[id][]`).
+    async fn lookups<'l>(&self, leads: impl Iterator<Item = &'l kommo_api::leads::Lead>) -> Result<Lookups, Fault> {
+        let (mut users, mut contacts, mut companies) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+        for lead in leads {
+            users.extend(lead.responsible_user_id);
+            contacts.extend(lead.main_contact());
+            companies.extend(lead.embedded.companies.first().map(|c| c.id));
+        }
+        let max = usize::try_from(kommo_api::hal::MAX_LIMIT).unwrap_or(250);
+        let users_fut = futures::future::join_all(users.into_iter().map(|u| async move {
+            match self.kommo.users().get(u).await {
+                Ok(user) => Ok((u, user.name)),
+                // a deleted user is shown by id (as in `flat_lead`)
+                Err(e) if e.is_not_found() => Ok((u, u.to_string())),
+                Err(e) => Err(Fault::from(e)),
+            }
+        }));
+        let contacts: Vec<_> = contacts.into_iter().collect();
+        let companies: Vec<_> = companies.into_iter().collect();
+        let contacts_fut = async {
+            let mut all = Vec::new();
+            for chunk in contacts.chunks(max) {
+                let params = ListParams::new().ids(chunk.iter().copied()).limit(kommo_api::hal::MAX_LIMIT);
+                all.extend(self.kommo.contacts().list_all(params).await?);
+            }
+            Ok::<_, Fault>(all)
+        };
+        let companies_fut = async {
+            let mut all = Vec::new();
+            for chunk in companies.chunks(max) {
+                let params = ListParams::new().ids(chunk.iter().copied()).limit(kommo_api::hal::MAX_LIMIT);
+                all.extend(self.kommo.companies().list_all(params).await?);
+            }
+            Ok::<_, Fault>(all)
+        };
+        let (users, contacts, companies) = tokio::join!(users_fut, contacts_fut, companies_fut);
+        Ok(Lookups {
+            users: users.into_iter().collect::<Result<_, _>>()?,
+            contacts: contacts?.into_iter().map(|c| (c.id, c)).collect(),
+            companies: companies?.into_iter().map(|c| (c.id, c)).collect(),
+        })
+    }
+
+    /// PATCHes linked records in chunks of 10, each event's step journaled on its own.
+    async fn write_updates(
+        &self,
+        steps: Vec<BatchStep<'_, (RecordId, Map<String, Value>)>>,
+    ) -> Vec<Result<Outcome, Fault>> {
+        let table = self.table();
+        let results = step_batch(steps, |inputs| {
+            let table = &table;
+            async move {
+                let chunks = inputs.chunks(AIRTABLE_CHUNK).map(|chunk| async move {
+                    let updates: Vec<RecordUpdate> = chunk
+                        .iter()
+                        .map(|(id, f)| RecordUpdate { id: id.clone(), fields: f.clone().into_iter().collect() })
+                        .collect();
+                    match table.update(&updates, WriteOptions::typecast()).await {
+                        Ok(_) => chunk.iter().map(|_| Ok(())).collect::<Vec<_>>(),
+                        Err(e) if e.class().is_retryable() || chunk.len() == 1 => {
+                            let f = Fault::from(e);
+                            chunk.iter().map(|_| Err(f.clone())).collect()
+                        }
+                        Err(e) => {
+                            // Airtable writes a chunk all or nothing: one bad record refused the ten; write each
+                            // alone so only that one fails
+                            tracing::warn!(error = %e, "an Airtable update chunk was refused: writing it record by record");
+                            futures::future::join_all(chunk.iter().map(|(id, f)| async move {
+                                let f: Fields = f.clone().into_iter().collect();
+                                table.update_one(id, &f, WriteOptions::typecast()).await.map(|_| ()).map_err(Fault::from)
+                            }))
+                            .await
+                        }
+                    }
+                });
+                futures::future::join_all(chunks)
+                    .await
+                    .into_iter()
+                    .flatten()
+                    .map(|r| r.map(|()| ((), Markers::new())).map_err(boxed))
+                    .collect()
+            }
+        })
+        .await;
+        results
+            .into_iter()
+            .map(|r| match r {
+                Ok(()) => {
+                    bump(&self.stats.records_updated);
+                    Ok(Outcome::Done)
+                }
+                Err(e) => Err(Fault::from(e)),
+            })
+            .collect()
+    }
+
+    /// Creates (or adopts) the records of unlinked leads: the upsert intent journaled per event, then one look-up
+    /// of the batch's keys (which records exist decides who gets the initial "Status": only records created by
+    /// the write itself) and `performUpsert` in chunks of 10.
+    async fn write_creates(
+        &self,
+        items: &[BatchItem],
+        creates: Vec<(usize, LeadId, Map<String, Value>, Markers)>,
+    ) -> Vec<(usize, Result<Outcome, Fault>)> {
+        let intents = crate::flow::bounded(
+            creates
+                .iter()
+                .map(|(i, ..)| items[*i].ctx.step(STEP_UPSERT_INTENT, || async { Ok::<_, BoxError>(true) }))
+                .collect(),
+        )
+        .await;
+        let mut out = Vec::new();
+        let (mut idx, mut steps) = (Vec::new(), Vec::new());
+        for ((i, lead_id, mut fields, pending), intent) in creates.into_iter().zip(intents) {
+            if let Err(e) = intent {
+                out.push((i, Err(Fault::from(e))));
+                continue;
+            }
+            let key = lead_id.to_string();
+            fields.insert(self.config.airtable.deal_id_field.clone(), Value::String(key.clone()));
+            idx.push((i, lead_id));
+            steps.push(BatchStep { ctx: &items[i].ctx, step: "upsert".into(), pending, input: (key, fields) });
+        }
+        let results = step_batch(steps, |inputs| self.upsert_batch(inputs)).await;
+        for ((i, lead_id), r) in idx.into_iter().zip(results) {
+            out.push((
+                i,
+                match r {
+                    Ok::<(String, bool), _>((rec, created)) => {
+                        if created {
+                            bump(&self.stats.records_created);
+                            tracing::info!(lead = %lead_id, record = %rec, "onboarding record created");
+                        } else {
+                            bump(&self.stats.records_updated);
+                        }
+                        Ok(Outcome::Done)
+                    }
+                    Err(e) => Err(Fault::from(e)),
+                },
+            ));
+        }
+        out
+    }
+
+    /// The batch write of [`Self::write_creates`]: one look-up over the keys, then upserts in chunks of 10.
+    async fn upsert_batch(
+        &self,
+        inputs: Vec<(String, Map<String, Value>)>,
+    ) -> Vec<Result<((String, bool), Markers), BoxError>> {
+        let cfg = &self.config.airtable;
+        let key_field = cfg.deal_id_field.as_str();
+        let table = self.table();
+        let formula = Formula::or(inputs.iter().map(|(key, _)| field_eq(key_field, key)));
+        let found: HashSet<String> = match table.list().filter_by_formula(formula).fields([key_field]).all().await {
+            Ok(records) => records.into_iter().filter_map(|r| r.fields.get_str(key_field).map(str::to_owned)).collect(),
+            Err(e) => {
+                let f = Fault::from(e);
+                return inputs.iter().map(|_| Err(boxed(f.clone()))).collect();
+            }
+        };
+        // "Status" is set on create only, in the creating write itself (see `sync_lead`)
+        let records: Vec<(String, Fields, bool)> = inputs
+            .into_iter()
+            .map(|(key, fields)| {
+                let mut f: Fields = fields.into_iter().collect();
+                let sets_status = !found.contains(&key);
+                if sets_status {
+                    f = f.with(cfg.status_field.as_str(), Value::String(cfg.initial_status.clone()));
+                }
+                (key, f, sets_status)
+            })
+            .collect();
+        let chunks = records.chunks(AIRTABLE_CHUNK).map(|chunk| {
+            let table = &table;
+            async move {
+                match self.upsert_chunk(table, chunk).await {
+                    Ok(r) => r,
+                    Err(e) if e.class().is_retryable() || chunk.len() == 1 => {
+                        let f = Fault::from(e);
+                        chunk.iter().map(|_| Err(boxed(f.clone()))).collect()
+                    }
+                    Err(e) => {
+                        // one bad record refused the chunk: each alone, so only that one fails
+                        tracing::warn!(error = %e, "an Airtable upsert chunk was refused: writing it record by record");
+                        futures::future::join_all(chunk.chunks(1).map(|one| async move {
+                            match self.upsert_chunk(table, one).await {
+                                Ok(mut r) => r.pop().unwrap_or_else(|| Err(boxed(Fault::Fail("no result".into())))),
+                                Err(e) => Err(boxed(Fault::from(e))),
+                            }
+                        }))
+                        .await
+                    }
+                }
+            }
+        });
+        futures::future::join_all(chunks).await.into_iter().flatten().collect()
+    }
+
+    /// One `performUpsert` of up to 10 records; each record's id (found by its key in the answer), whether it was
+    /// created, and the markers its confirmed write makes true.
+    async fn upsert_chunk(
+        &self,
+        table: &airtable_client::Table,
+        chunk: &[(String, Fields, bool)],
+    ) -> Result<Vec<Result<((String, bool), Markers), BoxError>>, airtable_client::Error> {
+        let cfg = &self.config.airtable;
+        let key_field = cfg.deal_id_field.as_str();
+        let fields: Vec<Fields> = chunk.iter().map(|c| c.1.clone()).collect();
+        let res = table.upsert(&fields, &[key_field], WriteOptions::typecast()).await?;
+        Ok(chunk
+            .iter()
+            .enumerate()
+            .map(|(n, (key, _, sets_status))| {
+                let record = res
+                    .records
+                    .iter()
+                    .find(|r| r.fields.get_str(key_field) == Some(key.as_str()))
+                    .or_else(|| (res.records.len() == chunk.len()).then(|| &res.records[n]))
+                    .ok_or_else(|| boxed(Fault::Fail("upsert returned no record for the key".into())))?;
+                let created = res.created_records.contains(&record.id);
+                let mut markers = Markers::new().id(MAP_SYSTEM, MAP_KIND, key, record.id.as_str());
+                if *sets_status {
+                    markers =
+                        markers.written("airtable", key, &cfg.status_field, Value::String(cfg.initial_status.clone()));
+                }
+                Ok(((record.id.to_string(), created), markers))
+            })
+            .collect())
+    }
+
     /// Finds the onboarding record of `lead_key` by the external key and links it (id map entry committed with
     /// the journal entry of the look-up). `None` when there is none.
     async fn link_existing(&self, ctx: &Ctx, lead_key: &str) -> Result<Option<String>, Fault> {
@@ -982,7 +1428,7 @@ impl KommoAirtable {
     }
 
     /// The lead as a flat JSON object with the names the mapping uses.
-    async fn flat_lead(&self, lead: &kommo_api::leads::Lead) -> Result<Value, Fault> {
+    async fn flat_lead(&self, lead: &kommo_api::leads::Lead, known: &Lookups) -> Result<Value, Fault> {
         let mut flat = Map::new();
         flat.insert("name".into(), json!(lead.name));
         if let Some(p) = lead.price {
@@ -1000,15 +1446,21 @@ impl KommoAirtable {
         if let Some(u) = lead.responsible_user_id {
             // A transient failure (429, 5xx, timeout) is retried, never written as the numeric id; only a user
             // Kommo says does not exist (deleted) is shown by id.
-            let name = match self.kommo.users().get(u).await {
-                Ok(user) => user.name,
-                Err(e) if e.is_not_found() => u.to_string(),
-                Err(e) => return Err(Fault::from(e)),
+            let name = match known.users.get(&u) {
+                Some(name) => name.clone(),
+                None => match self.kommo.users().get(u).await {
+                    Ok(user) => user.name,
+                    Err(e) if e.is_not_found() => u.to_string(),
+                    Err(e) => return Err(Fault::from(e)),
+                },
             };
             flat.insert("responsible_user".into(), json!(name));
         }
         if let Some(cid) = lead.main_contact() {
-            let c = self.kommo.contacts().get(cid, &[]).await?;
+            let c = match known.contacts.get(&cid) {
+                Some(c) => c.clone(),
+                None => self.kommo.contacts().get(cid, &[]).await?,
+            };
             flat.insert("contact.name".into(), json!(c.name));
             if let Some(e) = c.emails().into_iter().next() {
                 flat.insert("contact.email".into(), json!(e));
@@ -1018,8 +1470,11 @@ impl KommoAirtable {
             }
         }
         if let Some(co) = lead.embedded.companies.first() {
-            let c = self.kommo.companies().get(co.id, &[]).await?;
-            flat.insert("company.name".into(), json!(c.name));
+            let name = match known.companies.get(&co.id) {
+                Some(c) => c.name.clone(),
+                None => self.kommo.companies().get(co.id, &[]).await?.name,
+            };
+            flat.insert("company.name".into(), json!(name));
         }
         let resolved = self.resolved.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         for (name, (id, kind)) in &resolved.kommo_fields {
@@ -1256,6 +1711,38 @@ impl KommoAirtable {
     }
 }
 
+/// Records per Airtable write request (the API's limit).
+const AIRTABLE_CHUNK: usize = 10;
+
+/// What [`KommoAirtable::gate`] decided about a lead.
+enum Gate {
+    /// Nothing to do, on purpose.
+    Skip(String),
+    /// Go on; the linked record, if any.
+    Go(Option<String>),
+}
+
+/// What [`KommoAirtable::plan`] decided about a lead.
+enum Plan {
+    /// Nothing to write.
+    Skip(String),
+    /// Write `fields` (to the linked record, or a new one), with the markers pending meanwhile.
+    Write { existing: Option<String>, fields: Map<String, Value>, pending: Markers },
+}
+
+/// Related entities read once for a batch of leads; one missing here is read alone by `flat_lead`.
+#[derive(Debug, Default)]
+struct Lookups {
+    users: HashMap<kommo_api::UserId, String>,
+    contacts: HashMap<kommo_api::ContactId, kommo_api::contacts::Contact>,
+    companies: HashMap<kommo_api::CompanyId, kommo_api::companies::Company>,
+}
+
+/// Every event's outcome (an event left without one is retried).
+fn finish(out: Vec<Option<Result<Outcome, Fault>>>) -> Vec<Result<Outcome, Fault>> {
+    out.into_iter().map(|o| o.unwrap_or_else(|| Err(Fault::Retry(None, "no outcome for the event".into())))).collect()
+}
+
 /// A short, stable hash of a JSON value (names a journal step after what it writes).
 fn short_hash(v: &Map<String, Value>) -> String {
     crate::store::value_hash(&Value::Object(v.clone()))[..16].to_owned()
@@ -1439,6 +1926,26 @@ impl Flow for KommoAirtable {
             SOURCE_AIRTABLE_PING => Some("airtable-feed".into()),
             _ => None,
         }
+    }
+
+    fn batch_key(&self, event: &Event) -> Option<String> {
+        // every Kommo lead event; one that is not about exactly one lead is handled alone inside the batch
+        (event.source == SOURCE_KOMMO).then(|| SOURCE_KOMMO.to_owned())
+    }
+
+    fn max_batch(&self) -> usize {
+        self.config.batch.max_events.clamp(1, usize::try_from(kommo_api::hal::MAX_LIMIT).unwrap_or(250))
+    }
+
+    async fn handle_batch(&self, items: &[BatchItem]) -> Vec<Result<Outcome, BoxError>> {
+        if items.iter().any(|i| i.event.source != SOURCE_KOMMO) {
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                out.push(self.handle(&item.ctx, &item.event).await);
+            }
+            return out;
+        }
+        self.handle_kommo_batch(items).await.into_iter().map(|r| Ok(r.unwrap_or_else(Outcome::from))).collect()
     }
 
     async fn handle(&self, ctx: &Ctx, event: &Event) -> Result<Outcome, BoxError> {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::{BoxError, Outcome};
 
 /// A handler failure, classified.
+#[derive(Clone)]
 pub(crate) enum Fault {
     /// Worth retrying, after the hint if there is one.
     Retry(Option<Duration>, String),
