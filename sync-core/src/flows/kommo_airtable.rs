@@ -1142,7 +1142,7 @@ impl KommoAirtable {
                 .ids(chunk.iter().copied())
                 .with(["contacts", "companies"])
                 .limit(kommo_api::hal::MAX_LIMIT);
-            for lead in self.kommo.leads().list_all(params).await? {
+            for lead in self.kommo.leads().all(params).await? {
                 leads.insert(lead.id, lead);
             }
         }
@@ -1173,7 +1173,7 @@ impl KommoAirtable {
             let mut all = Vec::new();
             for chunk in contacts.chunks(max) {
                 let params = ListParams::new().ids(chunk.iter().copied()).limit(kommo_api::hal::MAX_LIMIT);
-                all.extend(self.kommo.contacts().list_all(params).await?);
+                all.extend(self.kommo.contacts().all(params).await?);
             }
             Ok::<_, Fault>(all)
         };
@@ -1181,7 +1181,7 @@ impl KommoAirtable {
             let mut all = Vec::new();
             for chunk in companies.chunks(max) {
                 let params = ListParams::new().ids(chunk.iter().copied()).limit(kommo_api::hal::MAX_LIMIT);
-                all.extend(self.kommo.companies().list_all(params).await?);
+                all.extend(self.kommo.companies().all(params).await?);
             }
             Ok::<_, Fault>(all)
         };
