@@ -176,6 +176,12 @@ struct CustomerEnvelope {
     customer: CustomerAttributes,
 }
 
+#[derive(Deserialize)]
+struct CustomersEnvelope {
+    #[serde(default)]
+    customers: Vec<CustomerEnvelope>,
+}
+
 /// The audience of an API-triggered broadcast: exactly one selector, or none to use the broadcast's own audience.
 #[derive(Debug, Clone, PartialEq, Default)]
 #[non_exhaustive]
@@ -324,6 +330,39 @@ impl Client {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Several people's attributes at once: `POST /v1/customers/attributes?id_type=…` with `{"ids": [...]}` (1 to
+    /// 100 identifiers of one kind) → `{"customers": [{"customer": {...}}]}`; people who do not exist are left out
+    /// (api-notes customerio.md §3). A read: retried like a GET.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for no ids, more than 100, mixed kinds, or a bad identifier; others from the call.
+    pub async fn customers_attributes(&self, who: &[Identifier]) -> Result<Vec<CustomerAttributes>, Error> {
+        let Some(first) = who.first() else {
+            return Err(ValidationError::Rule("customers_attributes needs 1 to 100 identifiers, not 0".into()).into());
+        };
+        if who.len() > 100 {
+            return Err(ValidationError::Rule(format!(
+                "customers_attributes takes at most 100 identifiers, not {}",
+                who.len()
+            ))
+            .into());
+        }
+        for w in who {
+            w.validate()?;
+            if w.kind() != first.kind() {
+                return Err(ValidationError::Rule("customers_attributes takes identifiers of one kind".into()).into());
+            }
+        }
+        let ids: Vec<&str> = who.iter().map(Identifier::value).collect();
+        let req = Request::post("/v1/customers/attributes")
+            .query("id_type", first.kind())
+            .json(&serde_json::json!({ "ids": ids }))
+            .map_err(|e| Error::Invalid(ValidationError::Serialize(e.to_string())))?
+            .idempotent(true);
+        let resp: CustomersEnvelope = self.app_send(AppLane::General, req).await?.json()?;
+        Ok(resp.customers.into_iter().map(|c| c.customer).collect())
     }
 
     /// Triggers an API-triggered broadcast: `POST /v1/campaigns/{broadcast_id}/triggers` (1 per 10 s).

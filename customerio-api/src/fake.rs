@@ -1212,21 +1212,45 @@ async fn app_customer_attributes(
     let Some(i) = st.find(&who) else {
         return json_response(StatusCode::NOT_FOUND, &json!({"errors": [{"detail": "Not Found", "status": "404"}]}));
     };
-    let p = &st.people[i];
+    json_response(StatusCode::OK, &customer_json(&st.people[i]))
+}
+
+/// `{"customer": {id, identifiers, attributes (as strings), timestamps, unsubscribed, devices}}`.
+fn customer_json(p: &Person) -> Value {
     let attributes: Map<String, Value> = p.attributes.iter().map(|(k, v)| (k.clone(), attr_string(v))).collect();
     let timestamps: Map<String, Value> =
         p.attribute_timestamps.iter().map(|(k, v)| (k.clone(), Value::from(*v))).collect();
-    json_response(
-        StatusCode::OK,
-        &json!({"customer": {
-            "id": p.id,
-            "identifiers": {"email": p.email, "id": p.id, "cio_id": p.cio_id},
-            "attributes": attributes,
-            "timestamps": timestamps,
-            "unsubscribed": p.attributes.get("unsubscribed").and_then(Value::as_bool).unwrap_or(false),
-            "devices": p.devices,
-        }}),
-    )
+    json!({"customer": {
+        "id": p.id,
+        "identifiers": {"email": p.email, "id": p.id, "cio_id": p.cio_id},
+        "attributes": attributes,
+        "timestamps": timestamps,
+        "unsubscribed": p.attributes.get("unsubscribed").and_then(Value::as_bool).unwrap_or(false),
+        "devices": p.devices,
+    }})
+}
+
+/// `POST /v1/customers/attributes?id_type=` with `{"ids": [1..100]}` → `{"customers": [{"customer": …}]}`; ids
+/// that do not exist are left out (api-notes customerio.md §3).
+async fn app_customers_attributes(
+    AxState(s): AxState<S>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    tri!(app_gate(&s, &headers, s.app_limit.as_ref()));
+    let ids = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v.get("ids").and_then(Value::as_array).cloned());
+    let Some(ids) = ids.filter(|a| (1..=100).contains(&a.len())) else {
+        return meta_error(StatusCode::BAD_REQUEST, "ids must hold 1 to 100 values");
+    };
+    let st = s.lock();
+    let customers: Vec<Value> = ids
+        .iter()
+        .filter_map(Value::as_str)
+        .filter_map(|v| st.find(&app_path_who(v.to_owned(), q.as_deref())))
+        .map(|i| customer_json(&st.people[i]))
+        .collect();
+    json_response(StatusCode::OK, &json!({"customers": customers}))
 }
 
 async fn app_send(AxState(s): AxState<S>, headers: HeaderMap, Path(kind): Path<String>, body: Bytes) -> Response {
@@ -1624,6 +1648,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/segments/{segment_id}/{op}", post(v1_segment_change))
         .route("/v1/customers", get(app_customers_by_email).post(app_search))
         .route("/v1/customers/{id}/segments", get(app_customer_segments))
+        .route("/v1/customers/attributes", post(app_customers_attributes))
         .route("/v1/segments", get(app_segments_list).post(app_segments_create))
         .route("/v1/segments/{id}", get(app_segment_get).delete(app_segment_delete))
         .route("/v1/segments/{id}/customer_count", get(app_segment_count))

@@ -487,3 +487,14 @@ async fn trigger_status_webhook_deletion_and_typed_sends() {
     let err = cio.send(customerio_api::Api::Transactional, raw).await.unwrap_err();
     assert_eq!(err.vendor(), Some(&VendorError::Message("\"to\" is required".into())));
 }
+
+/// The fake's `POST /v1/customers/attributes` leaves unknown people out (api-notes §3).
+#[tokio::test]
+async fn batch_attributes_leave_unknown_people_out() {
+    let fake = FakeCustomerIo::start().await.unwrap();
+    let cio = fake.client();
+    cio.identify(&Identifier::id("1"), &Identify::new().attr("plan", "pro")).await.unwrap();
+    let got = cio.customers_attributes(&[Identifier::id("1"), Identifier::id("404")]).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].attributes["plan"], "pro");
+}
