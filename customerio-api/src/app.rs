@@ -269,8 +269,8 @@ impl BroadcastTrigger {
 /// `{"id": <trigger id>}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TriggerResponse {
-    /// The trigger id (appears as `trigger_id` in reporting webhooks).
-    pub id: i64,
+    /// The trigger id (appears as `trigger_id` in reporting webhooks; [`Client::broadcast_trigger`] takes it).
+    pub id: TriggerId,
     /// Other fields.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -371,7 +371,7 @@ impl Client {
     /// [`Error::Invalid`] for an empty id/email list; [`Error::Api`] (422 for recipient errors).
     pub async fn trigger_broadcast(
         &self,
-        broadcast_id: u64,
+        broadcast_id: BroadcastId,
         trigger: &BroadcastTrigger,
     ) -> Result<TriggerResponse, Error> {
         match &trigger.audience {
@@ -454,7 +454,7 @@ impl ReportingWebhookConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReportingWebhookInfo {
     /// Its id, if present.
-    pub id: Option<i64>,
+    pub id: Option<WebhookId>,
     /// Its name, if present.
     pub name: Option<String>,
     /// Its endpoint, if present.
@@ -472,7 +472,10 @@ impl ReportingWebhookInfo {
             other => other,
         };
         Self {
-            id: inner.get("id").and_then(|i| i.as_i64().or_else(|| i.as_str().and_then(|s| s.parse().ok()))),
+            id: inner
+                .get("id")
+                .and_then(|i| i.as_u64().or_else(|| i.as_str().and_then(|s| s.parse().ok())))
+                .map(WebhookId),
             name: inner.get("name").and_then(Value::as_str).map(str::to_owned),
             endpoint: inner.get("endpoint").and_then(Value::as_str).map(str::to_owned),
             raw: inner,
@@ -504,7 +507,7 @@ impl Client {
     /// See [`Client::create_reporting_webhook`]; 404 when the id does not exist.
     pub async fn update_reporting_webhook(
         &self,
-        webhook_id: i64,
+        webhook_id: WebhookId,
         config: &ReportingWebhookConfig,
     ) -> Result<ReportingWebhookInfo, Error> {
         let req = Request::put(format!("/v1/reporting_webhooks/{webhook_id}"))
