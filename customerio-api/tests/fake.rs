@@ -503,3 +503,49 @@ async fn batch_attributes_leave_unknown_people_out() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].attributes["plan"], "pro");
 }
+
+/// A person's activities (their events, page and screen views) and messages (transactional sends) through the
+/// fake, paginated and filtered like the App API's `getPersonActivities`/`getPersonMessages`.
+#[tokio::test]
+async fn activities_and_messages_of_a_person() {
+    use customerio_api::{ActivityQuery, ActivityType, ListOptions, MessageQuery, MessageRef, MessageType, SendSms};
+    use futures::TryStreamExt;
+    let fake = FakeCustomerIo::start_with(FakeConfig {
+        clock: Arc::new(FixedClock::at_unix(1_700_000_000)),
+        ..FakeConfig::default()
+    })
+    .await
+    .unwrap();
+    let cio = fake.client();
+    let ann = Identifier::email("ann@example.com");
+    cio.identify(&ann, &Identify::new().id("7")).await.unwrap();
+    cio.track(&ann, &Event::new("signup").timestamp(1)).await.unwrap();
+    cio.track(&ann, &Event::new("purchase").timestamp(2)).await.unwrap();
+    cio.track(&ann, &Event::page("https://example.com/pricing").timestamp(3)).await.unwrap();
+    let page =
+        cio.list_customer_activities(&ann, &ActivityQuery::new().page(ListOptions::new().limit(2))).await.unwrap();
+    assert_eq!(
+        page.items.iter().map(|a| a.name.clone().unwrap()).collect::<Vec<_>>(),
+        ["https://example.com/pricing", "purchase"]
+    );
+    assert!(page.next.is_some());
+    let events: Vec<_> = cio
+        .stream_customer_activities(
+            &ann,
+            ActivityQuery::new().kind(ActivityType::Event).page(ListOptions::new().limit(1)),
+        )
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(events.iter().map(|a| a.name.clone().unwrap()).collect::<Vec<_>>(), ["purchase", "signup"]);
+    let err = cio.list_customer_activities(&Identifier::id("nobody"), &ActivityQuery::new()).await.unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(404));
+
+    cio.send_sms(&SendSms::new(MessageRef::Id(3), Identifier::id("7"), "+15559876543")).await.unwrap();
+    let msgs = cio.list_customer_messages(&Identifier::id("7"), &MessageQuery::new()).await.unwrap();
+    assert_eq!(msgs.items.len(), 1);
+    assert_eq!(msgs.items[0].kind, Some(MessageType::Twilio));
+    assert_eq!(msgs.items[0].recipient.as_deref(), Some("+15559876543"));
+    let none = cio.list_customer_messages(&ann, &MessageQuery::new().between(0, 1_000)).await.unwrap();
+    assert!(none.items.is_empty() && none.next.is_none());
+}
