@@ -176,6 +176,12 @@ struct CustomerEnvelope {
     customer: CustomerAttributes,
 }
 
+#[derive(Deserialize)]
+struct CustomersEnvelope {
+    #[serde(default)]
+    customers: Vec<CustomerEnvelope>,
+}
+
 /// The audience of an API-triggered broadcast: exactly one selector, or none to use the broadcast's own audience.
 #[derive(Debug, Clone, PartialEq, Default)]
 #[non_exhaustive]
@@ -263,8 +269,8 @@ impl BroadcastTrigger {
 /// `{"id": <trigger id>}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TriggerResponse {
-    /// The trigger id (appears as `trigger_id` in reporting webhooks).
-    pub id: i64,
+    /// The trigger id (appears as `trigger_id` in reporting webhooks; [`Client::broadcast_trigger`] takes it).
+    pub id: TriggerId,
     /// Other fields.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -326,13 +332,46 @@ impl Client {
         }
     }
 
+    /// Several people's attributes at once: `POST /v1/customers/attributes?id_type=…` with `{"ids": [...]}` (1 to
+    /// 100 identifiers of one kind) → `{"customers": [{"customer": {...}}]}`; people who do not exist are left out
+    /// (api-notes customerio.md §3). A read: retried like a GET.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for no ids, more than 100, mixed kinds, or a bad identifier; others from the call.
+    pub async fn customers_attributes(&self, who: &[Identifier]) -> Result<Vec<CustomerAttributes>, Error> {
+        let Some(first) = who.first() else {
+            return Err(ValidationError::Rule("customers_attributes needs 1 to 100 identifiers, not 0".into()).into());
+        };
+        if who.len() > 100 {
+            return Err(ValidationError::Rule(format!(
+                "customers_attributes takes at most 100 identifiers, not {}",
+                who.len()
+            ))
+            .into());
+        }
+        for w in who {
+            w.validate()?;
+            if w.kind() != first.kind() {
+                return Err(ValidationError::Rule("customers_attributes takes identifiers of one kind".into()).into());
+            }
+        }
+        let ids: Vec<&str> = who.iter().map(Identifier::value).collect();
+        let req = Request::post("/v1/customers/attributes")
+            .query("id_type", first.kind())
+            .json(&serde_json::json!({ "ids": ids }))
+            .map_err(|e| Error::Invalid(ValidationError::Serialize(e.to_string())))?
+            .idempotent(true);
+        let resp: CustomersEnvelope = self.app_send(AppLane::General, req).await?.json()?;
+        Ok(resp.customers.into_iter().map(|c| c.customer).collect())
+    }
+
     /// Triggers an API-triggered broadcast: `POST /v1/campaigns/{broadcast_id}/triggers` (1 per 10 s).
     ///
     /// # Errors
     /// [`Error::Invalid`] for an empty id/email list; [`Error::Api`] (422 for recipient errors).
     pub async fn trigger_broadcast(
         &self,
-        broadcast_id: u64,
+        broadcast_id: BroadcastId,
         trigger: &BroadcastTrigger,
     ) -> Result<TriggerResponse, Error> {
         match &trigger.audience {
@@ -415,7 +454,7 @@ impl ReportingWebhookConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReportingWebhookInfo {
     /// Its id, if present.
-    pub id: Option<i64>,
+    pub id: Option<WebhookId>,
     /// Its name, if present.
     pub name: Option<String>,
     /// Its endpoint, if present.
@@ -433,7 +472,10 @@ impl ReportingWebhookInfo {
             other => other,
         };
         Self {
-            id: inner.get("id").and_then(|i| i.as_i64().or_else(|| i.as_str().and_then(|s| s.parse().ok()))),
+            id: inner
+                .get("id")
+                .and_then(|i| i.as_u64().or_else(|| i.as_str().and_then(|s| s.parse().ok())))
+                .map(WebhookId),
             name: inner.get("name").and_then(Value::as_str).map(str::to_owned),
             endpoint: inner.get("endpoint").and_then(Value::as_str).map(str::to_owned),
             raw: inner,
@@ -465,7 +507,7 @@ impl Client {
     /// See [`Client::create_reporting_webhook`]; 404 when the id does not exist.
     pub async fn update_reporting_webhook(
         &self,
-        webhook_id: i64,
+        webhook_id: WebhookId,
         config: &ReportingWebhookConfig,
     ) -> Result<ReportingWebhookInfo, Error> {
         let req = Request::put(format!("/v1/reporting_webhooks/{webhook_id}"))

@@ -172,7 +172,8 @@ pub enum Error {
         /// The builder method to call.
         hint: &'static str,
     },
-    /// The client could not be built (TLS initialisation).
+    /// The client configuration is invalid (a base URL that does not parse or is not http(s), TLS initialisation),
+    /// found in [`ClientBuilder::build`](crate::ClientBuilder::build) before anything is sent.
     #[error("cannot build client: {0}")]
     InvalidRequest(String),
     /// A credential holds bytes not allowed in an HTTP header.

@@ -40,6 +40,9 @@
 //! - **Broadcast trigger status** (`GET /v1/campaigns/{id}/triggers/{trigger_id}`, `GET /v1/broadcasts/{id}/triggers`;
 //!   a trigger is processed at once), **reporting-webhook deletion** (200, 404 for an unknown id), typed **push and
 //!   SMS** sends checked like the spec's `sendpush`/`sendsms` (`transactional_message_id` required; SMS `to`).
+//! - **A person's activities and messages**: `GET /v1/customers/{id}/activities` (their events, page and screen
+//!   views; `type`/`name` filters; `limit` ≤ 100) and `/messages` (transactional sends to them; `start_ts`/
+//!   `end_ts`), newest first, paginated like membership.
 //! - **App API**: `GET /v1/customers?email=` (`{"results":[]}` when none), `GET /v1/customers/{id}/attributes`
 //!   (404 when missing), `POST /v1/send/email` (recorded, returns a delivery id), `POST
 //!   /v1/campaigns/{id}/triggers` (recorded, 1 per 10 s else 429).
@@ -1212,21 +1215,45 @@ async fn app_customer_attributes(
     let Some(i) = st.find(&who) else {
         return json_response(StatusCode::NOT_FOUND, &json!({"errors": [{"detail": "Not Found", "status": "404"}]}));
     };
-    let p = &st.people[i];
+    json_response(StatusCode::OK, &customer_json(&st.people[i]))
+}
+
+/// `{"customer": {id, identifiers, attributes (as strings), timestamps, unsubscribed, devices}}`.
+fn customer_json(p: &Person) -> Value {
     let attributes: Map<String, Value> = p.attributes.iter().map(|(k, v)| (k.clone(), attr_string(v))).collect();
     let timestamps: Map<String, Value> =
         p.attribute_timestamps.iter().map(|(k, v)| (k.clone(), Value::from(*v))).collect();
-    json_response(
-        StatusCode::OK,
-        &json!({"customer": {
-            "id": p.id,
-            "identifiers": {"email": p.email, "id": p.id, "cio_id": p.cio_id},
-            "attributes": attributes,
-            "timestamps": timestamps,
-            "unsubscribed": p.attributes.get("unsubscribed").and_then(Value::as_bool).unwrap_or(false),
-            "devices": p.devices,
-        }}),
-    )
+    json!({"customer": {
+        "id": p.id,
+        "identifiers": {"email": p.email, "id": p.id, "cio_id": p.cio_id},
+        "attributes": attributes,
+        "timestamps": timestamps,
+        "unsubscribed": p.attributes.get("unsubscribed").and_then(Value::as_bool).unwrap_or(false),
+        "devices": p.devices,
+    }})
+}
+
+/// `POST /v1/customers/attributes?id_type=` with `{"ids": [1..100]}` → `{"customers": [{"customer": …}]}`; ids
+/// that do not exist are left out (api-notes customerio.md §3).
+async fn app_customers_attributes(
+    AxState(s): AxState<S>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    tri!(app_gate(&s, &headers, s.app_limit.as_ref()));
+    let ids = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v.get("ids").and_then(Value::as_array).cloned());
+    let Some(ids) = ids.filter(|a| (1..=100).contains(&a.len())) else {
+        return meta_error(StatusCode::BAD_REQUEST, "ids must hold 1 to 100 values");
+    };
+    let st = s.lock();
+    let customers: Vec<Value> = ids
+        .iter()
+        .filter_map(Value::as_str)
+        .filter_map(|v| st.find(&app_path_who(v.to_owned(), q.as_deref())))
+        .map(|i| customer_json(&st.people[i]))
+        .collect();
+    json_response(StatusCode::OK, &json!({"customers": customers}))
 }
 
 async fn app_send(AxState(s): AxState<S>, headers: HeaderMap, Path(kind): Path<String>, body: Bytes) -> Response {
@@ -1592,6 +1619,79 @@ async fn v1_segment_change(
     ok_empty()
 }
 
+/// `GET /v1/customers/{id}/activities?id_type&start&limit(≤ 100)&type&name`: the person's events, page and screen
+/// views as activities (Track spec `activityObject`), newest first, in `{"activities": [...], "next": "…"}`.
+async fn app_customer_activities(
+    AxState(s): AxState<S>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    tri!(app_gate(&s, &headers, s.app_limit.as_ref()));
+    let (start, limit) = tri!(page_params(q.as_deref(), 100, 100));
+    let who = app_path_who(raw, q.as_deref());
+    let kind = query_param(q.as_deref(), "type");
+    let name = query_param(q.as_deref(), "name");
+    let st = s.lock();
+    let Some(i) = st.find(&who) else { return app_not_found("customer") };
+    let p = &st.people[i];
+    let all: Vec<Value> = st
+        .events
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, e)| e.cio_id.as_deref() == Some(p.cio_id.as_str()))
+        .filter(|(_, e)| kind.as_deref().is_none_or(|k| k == e.kind))
+        .filter(|(_, e)| name.as_deref().is_none_or(|n| n == e.name))
+        .map(|(n, e)| {
+            json!({"id": format!("act{n}"), "type": e.kind, "name": e.name, "timestamp": e.timestamp,
+                "customer_id": p.id, "customer_identifiers": {"email": p.email, "id": p.id, "cio_id": p.cio_id},
+                "data": e.data})
+        })
+        .collect();
+    let end = start + limit;
+    let next = if end < all.len() { end.to_string() } else { String::new() };
+    let page: Vec<Value> = all.into_iter().skip(start).take(limit).collect();
+    json_response(StatusCode::OK, &json!({"activities": page, "next": next}))
+}
+
+/// `GET /v1/customers/{id}/messages?id_type&start&limit&start_ts&end_ts`: transactional messages the fake sent to
+/// the person (Track spec `messageObject`; an SMS is `type: twilio`), newest first, in `{"messages": [...],
+/// "next": "…"}`.
+async fn app_customer_messages(
+    AxState(s): AxState<S>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    tri!(app_gate(&s, &headers, s.app_limit.as_ref()));
+    let (start, limit) = tri!(page_params(q.as_deref(), usize::MAX, 100));
+    let who = app_path_who(raw, q.as_deref());
+    let ts = |k: &str| query_param(q.as_deref(), k).and_then(|v| v.parse::<i64>().ok());
+    let (from, to) = (ts("start_ts"), ts("end_ts"));
+    let st = s.lock();
+    let Some(i) = st.find(&who) else { return app_not_found("customer") };
+    let p = &st.people[i];
+    let all: Vec<Value> = st
+        .sent
+        .iter()
+        .rev()
+        .filter(|m| identifier_from_json(&m.body["identifiers"]).is_ok_and(|w| matches(p, &w)))
+        .filter(|m| from.is_none_or(|f| m.queued_at >= f) && to.is_none_or(|t| m.queued_at < t))
+        .map(|m| {
+            let kind = if m.kind == "sms" { "twilio" } else { m.kind.as_str() };
+            json!({"id": m.delivery_id, "type": kind, "recipient": m.body.get("to"),
+                "subject": m.body.get("subject"), "created": m.queued_at, "metrics": {"sent": m.queued_at},
+                "customer_id": p.id, "customer_identifiers": {"email": p.email, "id": p.id, "cio_id": p.cio_id},
+                "forgotten": false})
+        })
+        .collect();
+    let end = start.saturating_add(limit);
+    let next = if end < all.len() { end.to_string() } else { String::new() };
+    let page: Vec<Value> = all.into_iter().skip(start).take(limit).collect();
+    json_response(StatusCode::OK, &json!({"messages": page, "next": next}))
+}
+
 impl Db {
     fn add_segment(
         &mut self,
@@ -1624,6 +1724,9 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/segments/{segment_id}/{op}", post(v1_segment_change))
         .route("/v1/customers", get(app_customers_by_email).post(app_search))
         .route("/v1/customers/{id}/segments", get(app_customer_segments))
+        .route("/v1/customers/attributes", post(app_customers_attributes))
+        .route("/v1/customers/{id}/activities", get(app_customer_activities))
+        .route("/v1/customers/{id}/messages", get(app_customer_messages))
         .route("/v1/segments", get(app_segments_list).post(app_segments_create))
         .route("/v1/segments/{id}", get(app_segment_get).delete(app_segment_delete))
         .route("/v1/segments/{id}/customer_count", get(app_segment_count))

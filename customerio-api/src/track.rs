@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::{
-    Client, Error, EventId, Identifier,
+    Client, Error, EventId, Identifier, SegmentId,
     ids::encode_segment,
     limits::{ValidationError, check_attributes, check_event, check_identifier_value},
 };
@@ -403,7 +403,7 @@ impl Client {
     ///
     /// # Errors
     /// [`Error::Invalid`] for an empty list, more than 1,000 ids, or an unknown `id_type`; others from the call.
-    pub async fn add_to_segment(&self, segment_id: u64, id_type: &str, ids: &[String]) -> Result<(), Error> {
+    pub async fn add_to_segment(&self, segment_id: SegmentId, id_type: &str, ids: &[String]) -> Result<(), Error> {
         self.segment_change(segment_id, "add_customers", id_type, ids).await
     }
 
@@ -411,11 +411,17 @@ impl Client {
     ///
     /// # Errors
     /// See [`Client::add_to_segment`].
-    pub async fn remove_from_segment(&self, segment_id: u64, id_type: &str, ids: &[String]) -> Result<(), Error> {
+    pub async fn remove_from_segment(&self, segment_id: SegmentId, id_type: &str, ids: &[String]) -> Result<(), Error> {
         self.segment_change(segment_id, "remove_customers", id_type, ids).await
     }
 
-    async fn segment_change(&self, segment_id: u64, op: &str, id_type: &str, ids: &[String]) -> Result<(), Error> {
+    async fn segment_change(
+        &self,
+        segment_id: SegmentId,
+        op: &str,
+        id_type: &str,
+        ids: &[String],
+    ) -> Result<(), Error> {
         if !matches!(id_type, "id" | "email" | "cio_id") {
             return Err(ValidationError::Rule(format!("id_type must be id, email or cio_id, not {id_type:?}")).into());
         }

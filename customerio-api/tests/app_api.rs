@@ -543,3 +543,39 @@ async fn pipelines_identify_and_track_on_the_wire() {
     let err = no_key.send(Api::Pipelines, api_core::Request::post("/v1/identify")).await.unwrap_err();
     assert!(matches!(err, Error::MissingCredentials { api: "Pipelines", .. }), "{err:?}");
 }
+
+/// `POST /v1/customers/attributes?id_type=email` with `{"ids": [...]}` → `{"customers": [{"customer": …}]}`
+/// (api-notes §3: ≤ 100 ids, missing ones left out); a read, so a 503 is retried.
+#[tokio::test]
+async fn customers_attributes_in_one_call() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/customers/attributes"))
+        .and(QueryIs("id_type=email"))
+        .and(header("authorization", BEARER))
+        .and(body_json(json!({"ids": ["a@x.io", "b@x.io"]})))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/customers/attributes"))
+        .and(QueryIs("id_type=email"))
+        .and(body_json(json!({"ids": ["a@x.io", "b@x.io"]})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"customers": [
+            {"customer": {"id": "1", "attributes": {"plan": "pro"}, "identifiers": {"email": "a@x.io", "id": "1", "cio_id": "c1"}}}
+        ]})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let c = client(&server);
+    let got = c.customers_attributes(&[Identifier::email("a@x.io"), Identifier::email("b@x.io")]).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].attributes["plan"], "pro");
+    let mixed = c.customers_attributes(&[Identifier::email("a@x.io"), Identifier::id("2")]).await;
+    assert!(matches!(mixed, Err(Error::Invalid(_))));
+    let many: Vec<_> = (0..101).map(|i| Identifier::id(i.to_string())).collect();
+    assert!(matches!(c.customers_attributes(&many).await, Err(Error::Invalid(_))));
+    assert!(matches!(c.customers_attributes(&[]).await, Err(Error::Invalid(_))));
+}

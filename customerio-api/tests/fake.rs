@@ -5,8 +5,8 @@ use std::{sync::Arc, time::Duration};
 
 use api_core::fake::Fault;
 use customerio_api::{
-    Audience, BroadcastTrigger, Error, Event, EventId, FixedClock, Identifier, Identify, Metric, ObjectType, Operation,
-    RetryPolicy, SendEmail, Token, VendorError, Verifier,
+    Audience, BroadcastId, BroadcastTrigger, Error, Event, EventId, FixedClock, Identifier, Identify, Metric,
+    ObjectType, Operation, RetryPolicy, SendEmail, Token, VendorError, Verifier,
     fake::{FakeConfig, FakeCustomerIo},
     webhook::parse,
 };
@@ -216,13 +216,15 @@ async fn app_api_send_and_broadcast() {
         .unwrap();
     assert!(!sent.delivery_id.as_str().is_empty());
     assert_eq!(fake.sent_messages()[0].body["transactional_message_id"], 3);
-    let t =
-        cio.trigger_broadcast(9, &BroadcastTrigger::new().audience(Audience::Ids(vec!["42".into()]))).await.unwrap();
-    assert_eq!(t.id, 1);
+    let t = cio
+        .trigger_broadcast(BroadcastId(9), &BroadcastTrigger::new().audience(Audience::Ids(vec!["42".into()])))
+        .await
+        .unwrap();
+    assert_eq!(t.id, customerio_api::TriggerId(1));
     assert_eq!(fake.broadcast_triggers()[0].body["ids"], json!(["42"]));
     // the fake enforces 1 per 10 s; with retries off the 429 surfaces as Throttled
     let strict = fake.client_builder().retry_policy(RetryPolicy::none()).build().unwrap();
-    let err = strict.trigger_broadcast(9, &BroadcastTrigger::new()).await.unwrap_err();
+    let err = strict.trigger_broadcast(BroadcastId(9), &BroadcastTrigger::new()).await.unwrap_err();
     assert_eq!(err.status().map(|s| s.as_u16()), Some(429));
     assert_eq!(err.class(), api_core::ErrorClass::Throttled);
     assert!(err.retry_hint().is_some());
@@ -233,9 +235,12 @@ async fn app_api_send_and_broadcast() {
         ["email_opened".to_owned(), "email_clicked".to_owned()],
     );
     let created = cio.create_reporting_webhook(&cfg).await.unwrap();
-    assert_eq!(created.id, Some(1));
+    assert_eq!(created.id, Some(customerio_api::WebhookId(1)));
     let updated = cio
-        .update_reporting_webhook(1, &customerio_api::ReportingWebhookConfig { disabled: Some(true), ..cfg })
+        .update_reporting_webhook(
+            customerio_api::WebhookId(1),
+            &customerio_api::ReportingWebhookConfig { disabled: Some(true), ..cfg },
+        )
         .await
         .unwrap();
     assert_eq!(updated.raw["disabled"], true);
@@ -390,9 +395,9 @@ async fn segments_membership_and_search() {
     let dynamic = fake.seed_segment("Pro", SegmentType::Dynamic, &[Identifier::id("1"), Identifier::id("3")]);
     let manual = cio.create_manual_segment("VIP", Some("hand-picked")).await.unwrap();
     assert_eq!(manual.kind, Some(SegmentType::Manual));
-    cio.add_to_segment(manual.id.get(), "email", &["p2@x.io".into(), "p3@x.io".into()]).await.unwrap();
+    cio.add_to_segment(manual.id, "email", &["p2@x.io".into(), "p3@x.io".into()]).await.unwrap();
     // a dynamic segment cannot be changed by hand
-    let err = cio.add_to_segment(dynamic.get(), "id", &["2".into()]).await.unwrap_err();
+    let err = cio.add_to_segment(dynamic, "id", &["2".into()]).await.unwrap_err();
     assert_eq!(err.status().map(|s| s.as_u16()), Some(400));
 
     assert_eq!(cio.list_segments().await.unwrap().len(), 2);
@@ -419,7 +424,7 @@ async fn segments_membership_and_search() {
     let either = F::or([F::segment(dynamic), F::exists("nickname")]);
     assert_eq!(cio.list_customers(&either, &ListOptions::new()).await.unwrap().items.len(), 2);
 
-    cio.remove_from_segment(manual.id.get(), "id", &["2".into()]).await.unwrap();
+    cio.remove_from_segment(manual.id, "id", &["2".into()]).await.unwrap();
     assert_eq!(fake.segment(manual.id).unwrap().members.len(), 1);
     cio.delete_segment(manual.id).await.unwrap();
     let err = cio.get_segment(manual.id).await.unwrap_err();
@@ -453,12 +458,12 @@ async fn segment_reads_share_the_app_rate_limit() {
 /// `listBroadcastTriggers`, `deleteWebhook`; Track spec `sendpush`/`sendsms` required fields).
 #[tokio::test]
 async fn trigger_status_webhook_deletion_and_typed_sends() {
-    use customerio_api::{BroadcastId, MessageRef, ReportingWebhookConfig, SendPush, SendSms, TriggerId, WebhookId};
+    use customerio_api::{BroadcastId, MessageRef, ReportingWebhookConfig, SendPush, SendSms, TriggerId};
     let fake =
         FakeCustomerIo::start_with(FakeConfig { broadcast_rate_limit: None, ..FakeConfig::default() }).await.unwrap();
     let cio = fake.client();
-    let t = cio.trigger_broadcast(9, &BroadcastTrigger::new()).await.unwrap();
-    let status = cio.broadcast_trigger(BroadcastId(9), TriggerId(u64::try_from(t.id).unwrap())).await.unwrap();
+    let t = cio.trigger_broadcast(BroadcastId(9), &BroadcastTrigger::new()).await.unwrap();
+    let status = cio.broadcast_trigger(BroadcastId(9), t.id).await.unwrap();
     assert_eq!(status.broadcast_id, Some(BroadcastId(9)));
     assert!(status.is_processed());
     assert_eq!(cio.list_broadcast_triggers(BroadcastId(9)).await.unwrap().len(), 1);
@@ -468,10 +473,10 @@ async fn trigger_status_webhook_deletion_and_typed_sends() {
     let cfg = ReportingWebhookConfig::new("sync", "https://example.com/hook", ["email_opened".to_owned()]);
     let a = cio.create_reporting_webhook(&cfg).await.unwrap().id.unwrap();
     let b = cio.create_reporting_webhook(&cfg).await.unwrap().id.unwrap();
-    cio.delete_reporting_webhook(WebhookId(u64::try_from(a).unwrap())).await.unwrap();
+    cio.delete_reporting_webhook(a).await.unwrap();
     let c = cio.create_reporting_webhook(&cfg).await.unwrap().id.unwrap();
     assert!(c > b, "a deleted id is never reused");
-    let err = cio.delete_reporting_webhook(WebhookId(u64::try_from(a).unwrap())).await.unwrap_err();
+    let err = cio.delete_reporting_webhook(a).await.unwrap_err();
     assert_eq!(err.status().map(|s| s.as_u16()), Some(404));
     assert_eq!(cio.list_reporting_webhooks().await.unwrap().len(), 2);
 
@@ -486,4 +491,61 @@ async fn trigger_status_webhook_deletion_and_typed_sends() {
         .unwrap();
     let err = cio.send(customerio_api::Api::Transactional, raw).await.unwrap_err();
     assert_eq!(err.vendor(), Some(&VendorError::Message("\"to\" is required".into())));
+}
+
+/// The fake's `POST /v1/customers/attributes` leaves unknown people out (api-notes §3).
+#[tokio::test]
+async fn batch_attributes_leave_unknown_people_out() {
+    let fake = FakeCustomerIo::start().await.unwrap();
+    let cio = fake.client();
+    cio.identify(&Identifier::id("1"), &Identify::new().attr("plan", "pro")).await.unwrap();
+    let got = cio.customers_attributes(&[Identifier::id("1"), Identifier::id("404")]).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].attributes["plan"], "pro");
+}
+
+/// A person's activities (their events, page and screen views) and messages (transactional sends) through the
+/// fake, paginated and filtered like the App API's `getPersonActivities`/`getPersonMessages`.
+#[tokio::test]
+async fn activities_and_messages_of_a_person() {
+    use customerio_api::{ActivityQuery, ActivityType, ListOptions, MessageQuery, MessageRef, MessageType, SendSms};
+    use futures::TryStreamExt;
+    let fake = FakeCustomerIo::start_with(FakeConfig {
+        clock: Arc::new(FixedClock::at_unix(1_700_000_000)),
+        ..FakeConfig::default()
+    })
+    .await
+    .unwrap();
+    let cio = fake.client();
+    let ann = Identifier::email("ann@example.com");
+    cio.identify(&ann, &Identify::new().id("7")).await.unwrap();
+    cio.track(&ann, &Event::new("signup").timestamp(1)).await.unwrap();
+    cio.track(&ann, &Event::new("purchase").timestamp(2)).await.unwrap();
+    cio.track(&ann, &Event::page("https://example.com/pricing").timestamp(3)).await.unwrap();
+    let page =
+        cio.list_customer_activities(&ann, &ActivityQuery::new().page(ListOptions::new().limit(2))).await.unwrap();
+    assert_eq!(
+        page.items.iter().map(|a| a.name.clone().unwrap()).collect::<Vec<_>>(),
+        ["https://example.com/pricing", "purchase"]
+    );
+    assert!(page.next.is_some());
+    let events: Vec<_> = cio
+        .stream_customer_activities(
+            &ann,
+            ActivityQuery::new().kind(ActivityType::Event).page(ListOptions::new().limit(1)),
+        )
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(events.iter().map(|a| a.name.clone().unwrap()).collect::<Vec<_>>(), ["purchase", "signup"]);
+    let err = cio.list_customer_activities(&Identifier::id("nobody"), &ActivityQuery::new()).await.unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(404));
+
+    cio.send_sms(&SendSms::new(MessageRef::Id(3), Identifier::id("7"), "+15559876543")).await.unwrap();
+    let msgs = cio.list_customer_messages(&Identifier::id("7"), &MessageQuery::new()).await.unwrap();
+    assert_eq!(msgs.items.len(), 1);
+    assert_eq!(msgs.items[0].kind, Some(MessageType::Twilio));
+    assert_eq!(msgs.items[0].recipient.as_deref(), Some("+15559876543"));
+    let none = cio.list_customer_messages(&ann, &MessageQuery::new().between(0, 1_000)).await.unwrap();
+    assert!(none.items.is_empty() && none.next.is_none());
 }

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use customerio_api::{
-    Audience, BroadcastTrigger, Client, Device, Error, Event, EventId, Identifier, Identify, MessageRef, Operation,
-    Platform, Region, RetryPolicy, SendEmail, Token, ValidationError, VendorError,
+    Audience, BroadcastId, BroadcastTrigger, Client, Device, Error, Event, EventId, Identifier, Identify, MessageRef,
+    Operation, Platform, Region, RetryPolicy, SegmentId, SendEmail, Token, ValidationError, VendorError,
 };
 use serde_json::{Map, Value, json};
 use wiremock::{
@@ -185,10 +185,10 @@ async fn other_v1_operations() {
         .await;
     let c = client(&server);
     let who = Identifier::id("42");
-    c.add_to_segment(7, "email", &["a@x.io".into(), "b@x.io".into()]).await.unwrap();
-    c.remove_from_segment(7, "id", &["42".into()]).await.unwrap();
-    assert!(matches!(c.add_to_segment(7, "phone", &["1".into()]).await, Err(Error::Invalid(_))));
-    assert!(matches!(c.add_to_segment(7, "id", &[]).await, Err(Error::Invalid(_))));
+    c.add_to_segment(SegmentId(7), "email", &["a@x.io".into(), "b@x.io".into()]).await.unwrap();
+    c.remove_from_segment(SegmentId(7), "id", &["42".into()]).await.unwrap();
+    assert!(matches!(c.add_to_segment(SegmentId(7), "phone", &["1".into()]).await, Err(Error::Invalid(_))));
+    assert!(matches!(c.add_to_segment(SegmentId(7), "id", &[]).await, Err(Error::Invalid(_))));
     c.delete_person(&who).await.unwrap();
     c.suppress(&who).await.unwrap();
     c.unsuppress(&who).await.unwrap();
@@ -508,7 +508,7 @@ async fn app_api_calls() {
     assert!(c.customer_attributes(&Identifier::id("missing")).await.unwrap().is_none());
     let t = c
         .trigger_broadcast(
-            9,
+            BroadcastId(9),
             &BroadcastTrigger::new()
                 .audience(Audience::Ids(vec!["42".into()]))
                 .data("headline", "Hi")
@@ -516,7 +516,7 @@ async fn app_api_calls() {
         )
         .await
         .unwrap();
-    assert_eq!(t.id, 77);
+    assert_eq!(t.id, customerio_api::TriggerId(77));
     // a transactional send is never retried on 5xx (it would send twice)
     let err = c
         .send_email(&SendEmail::template(MessageRef::Id(1), "500@example.com", Identifier::id("1")))
@@ -553,8 +553,8 @@ async fn default_limits_space_requests() {
     }
     let rec = Arc::new(Recorder::default());
     let c = Client::builder().app_api_key(Token::new("k")).transport(rec.clone()).build().unwrap();
-    c.trigger_broadcast(1, &BroadcastTrigger::new()).await.unwrap();
-    c.trigger_broadcast(1, &BroadcastTrigger::new()).await.unwrap();
+    c.trigger_broadcast(BroadcastId(1), &BroadcastTrigger::new()).await.unwrap();
+    c.trigger_broadcast(BroadcastId(1), &BroadcastTrigger::new()).await.unwrap();
     let calls = rec.0.lock().unwrap().clone();
     assert!(calls[1] - calls[0] >= Duration::from_secs(10), "{:?}", calls[1] - calls[0]);
 }
