@@ -794,3 +794,42 @@ async fn oauth_revoke_and_introspect() {
     assert!(err.to_string().contains("invalid_request"), "{err}");
     assert!(!format!("{r:?}").contains("s3cret"));
 }
+
+/// A used-up `POST /invitees` window (its own limit: api-notes/calendly.md §1 "Rate limits") holds only the
+/// Scheduling API's key: the client's other calls go on at once.
+#[tokio::test]
+async fn scheduling_api_limit_holds_only_its_own_key() {
+    use api_core::RateBudget as _;
+    use calendly_api::client::{RATE_KEY, SCHEDULING_API_RATE_KEY};
+    let (server, client) = setup().await;
+    Mock::given(method("POST"))
+        .and(path("/invitees"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .insert_header("x-ratelimit-limit", "50")
+                .insert_header("x-ratelimit-remaining", "0")
+                .insert_header("x-ratelimit-reset", "3000")
+                .set_body_json(fixture("invitee.json")),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/users/me"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("users_me.json")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let booking = CreateInvitee::new(
+        "https://api.calendly.com/event_types/AAAAAAAAAAAAAAAA".into(),
+        Utc.with_ymd_and_hms(2026, 1, 5, 15, 0, 0).unwrap(),
+        NewInvitee::new("jane@example.com", "Jane Doe", "America/New_York"),
+    );
+    client.create_invitee(&booking).await.unwrap();
+    let held = client.budget().held(SCHEDULING_API_RATE_KEY).await.unwrap().expect("the booking key is held");
+    assert!(held > std::time::Duration::from_secs(2990), "{held:?}");
+    assert_eq!(client.budget().held(RATE_KEY).await.unwrap(), None, "the rest of the client is not");
+    let started = std::time::Instant::now();
+    client.me().await.unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
