@@ -833,3 +833,56 @@ async fn scheduling_api_limit_holds_only_its_own_key() {
     client.me().await.unwrap();
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
+
+/// POST /shares with the documented request example, built through the typed request; the documented 201 answer
+/// (calendly.yaml "Create Share"); the spec's rules refused before sending.
+#[tokio::test]
+async fn create_share() {
+    use calendly_api::{
+        availability::{AvailabilityRule, Interval, RuleType},
+        scheduling_links::{CreateShare, LocationConfiguration, PeriodType, ShareAvailability},
+    };
+    let (server, client) = setup().await;
+    Mock::given(method("POST"))
+        .and(path("/shares"))
+        .and(auth())
+        .and(query(&[]))
+        .and(body_json(fixture("share_request.json")))
+        .respond_with(ResponseTemplate::new(201).set_body_json(fixture("share_created.json")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let mut share = CreateShare::new("https://api.calendly.com/event_types/AAAAAAAAAAAAAAAA".into());
+    share.name = Some("15 Minute Meeting".into());
+    share.duration = Some(60);
+    share.period_type = Some(PeriodType::AvailableMoving);
+    share.start_date = chrono::NaiveDate::from_ymd_opt(2019, 1, 2);
+    share.end_date = chrono::NaiveDate::from_ymd_opt(2019, 1, 3);
+    share.max_booking_time = Some(300);
+    share.hide_location = Some(true);
+    share.location_configurations = vec![LocationConfiguration {
+        kind: "physical".into(),
+        location: Some("123 Abc St.".into()),
+        additional_info: Some("Example additional information".into()),
+        phone_number: Some("+1 888-888-8888".into()),
+        position: Some(0),
+    }];
+    share.availability_rule = Some(ShareAvailability {
+        rules: vec![AvailabilityRule {
+            kind: RuleType::Wday,
+            intervals: vec![Interval { from: "07:00".into(), to: "11:00".into() }],
+            wday: Some("sunday".into()),
+            date: Some("2019-01-02".into()),
+        }],
+        timezone: "America/New_York".into(),
+    });
+    let created = client.create_share(&share).await.unwrap();
+    assert_eq!(created.scheduling_links[0].booking_url, "https://calendly.com/d/abcd-brv8/15-minute-meeting");
+    assert_eq!(created.share_override.unwrap()["period_type"], "fixed");
+    let mut moving = CreateShare::new("https://api.calendly.com/event_types/A".into());
+    moving.period_type = Some(PeriodType::Moving);
+    assert!(matches!(client.create_share(&moving).await, Err(Error::InvalidRequest(_))));
+    let mut long = CreateShare::new("https://api.calendly.com/event_types/A".into());
+    long.duration = Some(721);
+    assert!(matches!(client.create_share(&long).await, Err(Error::InvalidRequest(_))));
+}
