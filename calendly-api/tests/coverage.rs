@@ -162,6 +162,11 @@ async fn available_times_stream_splits_into_weeks() {
         .unwrap();
     let starts: Vec<_> = all.iter().map(|t| t.start_time.format("%d").to_string()).collect();
     assert_eq!(starts, ["01", "08", "15"]);
+    // an inverted range is the list's InvalidRequest, not a silent empty stream (and nothing is sent)
+    let et = EventTypeUri::from("https://api.calendly.com/event_types/ET1");
+    let inverted: Vec<_> =
+        client.stream_event_type_available_times(&ListAvailableTimes::new(et, start, start)).collect().await;
+    assert!(matches!(inverted.as_slice(), [Err(Error::InvalidRequest(_))]), "{inverted:?}");
 }
 
 // ------------------------------------------------------------------------------------------------------------------
