@@ -179,7 +179,8 @@ impl Client {
     ) -> impl Stream<Item = Result<BusyTime, Error>> + Send + 'static {
         let client = self.clone();
         let user = user.clone();
-        let wins = if end > start { windows(start, end) } else { Vec::new() };
+        // an empty or inverted range goes through as one window, so the stream yields the list's InvalidRequest
+        let wins = if end > start { windows(start, end) } else { vec![(start, end)] };
         futures::stream::iter(wins)
             .then(move |(from, to)| {
                 let client = client.clone();

@@ -27,6 +27,11 @@ pub const DEFAULT_AUTH_BASE_URL: &str = "https://auth.calendly.com";
 pub const MAX_PAGE_SIZE: u32 = 100;
 /// The rate-limit key all requests of one client share (Calendly limits per user; one client = one user).
 pub const RATE_KEY: &str = "calendly";
+/// The rate-limit key of `POST /invitees` (the Scheduling API), which has its own, much lower limits (paid
+/// non-Enterprise: 10/min, 50/h, 100/day per user; api-notes/calendly.md §1 "Rate limits"): its `X-RateLimit-*`
+/// answers and 429s hold this key only, never the rest of the client. The request also takes a slot of
+/// [`RATE_KEY`] first, since it counts against the general limit too.
+pub const SCHEDULING_API_RATE_KEY: &str = "calendly:scheduling_api";
 
 /// A Calendly API v2 client. Cheap to clone; clones share the connection pool, rate limiter and OAuth session.
 ///
@@ -293,20 +298,22 @@ impl Client {
 
     async fn send_with(&self, request: Request, token: &Token) -> Result<RawResponse, Error> {
         let header = token.bearer_header().map_err(|_| Error::InvalidRequest("token is not a valid header".into()))?;
+        let key = request.rate_key.clone().unwrap_or_else(|| RATE_KEY.to_owned());
         let resp = self.inner.http.execute(request.header(http::header::AUTHORIZATION, header)).await?;
-        self.observe(&resp).await;
+        self.observe(&resp, &key).await;
         Ok(resp)
     }
 
-    /// Records the rate-limit headers; when the window is used up, holds further requests until the reset.
-    async fn observe(&self, resp: &RawResponse) {
+    /// Records the rate-limit headers; when the window is used up, holds further requests of `key` (the request's
+    /// rate key) until the reset.
+    async fn observe(&self, resp: &RawResponse, key: &str) {
         let Some(info) = RateLimitInfo::from_headers(&resp.headers) else { return };
         *self.inner.last_rate_limit.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(info);
         if info.exhausted()
             && let Some(reset) = info.reset
         {
-            tracing::debug!(reset_s = reset.as_secs(), "Calendly rate-limit window used up; pausing");
-            if let Err(e) = self.inner.http.budget().pause(RATE_KEY, reset).await {
+            tracing::debug!(reset_s = reset.as_secs(), key, "Calendly rate-limit window used up; pausing");
+            if let Err(e) = self.inner.http.budget().pause(key, reset).await {
                 tracing::warn!(error = %e, "could not record Calendly's rate-limit reset in the budget");
             }
         }

@@ -276,8 +276,12 @@ impl Client {
     ) -> impl Stream<Item = Result<AvailableTime, Error>> + Send + 'static {
         let client = self.clone();
         let event_type = query.event_type.clone();
-        let wins =
-            if query.end_time > query.start_time { windows(query.start_time, query.end_time) } else { Vec::new() };
+        // an empty or inverted range goes through as one window, so the stream yields the list's InvalidRequest
+        let wins = if query.end_time > query.start_time {
+            windows(query.start_time, query.end_time)
+        } else {
+            vec![(query.start_time, query.end_time)]
+        };
         futures::stream::iter(wins)
             .then(move |(from, to)| {
                 let client = client.clone();

@@ -566,7 +566,8 @@ struct CreatedInvitee {
 
 impl Client {
     /// Books an invitee through the Scheduling API (`POST /invitees`). Calendly limits this endpoint separately
-    /// from the 500/min budget: Trial 5 per user per day; paid non-Enterprise 10 per minute, 50 per hour and 100 per
+    /// from the 500/min budget (its answers hold [`SCHEDULING_API_RATE_KEY`](crate::client::SCHEDULING_API_RATE_KEY)
+    /// only, so a used-up booking window never stalls the client's other calls): Trial 5 per user per day; paid non-Enterprise 10 per minute, 50 per hour and 100 per
     /// day; Enterprise 500 per minute (api-notes/calendly.md §1 "Rate limits"; C-rn 2026/4/15). Not idempotent: on an
     /// ambiguous failure ([`Error::may_have_been_sent`]) look the booking up by
     /// [`ListScheduledEvents::invitee_email`](crate::scheduled_events::ListScheduledEvents::invitee_email) before
@@ -576,7 +577,12 @@ impl Client {
     /// [`Error::InvalidRequest`] from [`CreateInvitee::validate`] (nothing sent); [`Error`].
     pub async fn create_invitee(&self, booking: &CreateInvitee) -> Result<Invitee, Error> {
         booking.validate()?;
-        let req = Request::post("/invitees").json(booking).map_err(|e| Error::InvalidRequest(e.to_string()))?;
+        // the general per-user limit counts this request too; the endpoint's own limit is its own key
+        self.budget().acquire(crate::client::RATE_KEY).await.map_err(|e| Error::Transport(e.into()))?;
+        let req = Request::post("/invitees")
+            .rate_key(crate::client::SCHEDULING_API_RATE_KEY)
+            .json(booking)
+            .map_err(|e| Error::InvalidRequest(e.to_string()))?;
         let resp = self.send(req).await?;
         let created: CreatedInvitee = resp.json()?;
         match (created.resource, created.invitee) {

@@ -162,6 +162,11 @@ async fn available_times_stream_splits_into_weeks() {
         .unwrap();
     let starts: Vec<_> = all.iter().map(|t| t.start_time.format("%d").to_string()).collect();
     assert_eq!(starts, ["01", "08", "15"]);
+    // an inverted range is the list's InvalidRequest, not a silent empty stream (and nothing is sent)
+    let et = EventTypeUri::from("https://api.calendly.com/event_types/ET1");
+    let inverted: Vec<_> =
+        client.stream_event_type_available_times(&ListAvailableTimes::new(et, start, start)).collect().await;
+    assert!(matches!(inverted.as_slice(), [Err(Error::InvalidRequest(_))]), "{inverted:?}");
 }
 
 // ------------------------------------------------------------------------------------------------------------------
@@ -793,4 +798,96 @@ async fn oauth_revoke_and_introspect() {
     let err = r.introspect(&Token::new("bad")).await.unwrap_err();
     assert!(err.to_string().contains("invalid_request"), "{err}");
     assert!(!format!("{r:?}").contains("s3cret"));
+}
+
+/// A used-up `POST /invitees` window (its own limit: api-notes/calendly.md §1 "Rate limits") holds only the
+/// Scheduling API's key: the client's other calls go on at once.
+#[tokio::test]
+async fn scheduling_api_limit_holds_only_its_own_key() {
+    use api_core::RateBudget as _;
+    use calendly_api::client::{RATE_KEY, SCHEDULING_API_RATE_KEY};
+    let (server, client) = setup().await;
+    Mock::given(method("POST"))
+        .and(path("/invitees"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .insert_header("x-ratelimit-limit", "50")
+                .insert_header("x-ratelimit-remaining", "0")
+                .insert_header("x-ratelimit-reset", "3000")
+                .set_body_json(fixture("invitee.json")),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/users/me"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("users_me.json")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let booking = CreateInvitee::new(
+        "https://api.calendly.com/event_types/AAAAAAAAAAAAAAAA".into(),
+        Utc.with_ymd_and_hms(2026, 1, 5, 15, 0, 0).unwrap(),
+        NewInvitee::new("jane@example.com", "Jane Doe", "America/New_York"),
+    );
+    client.create_invitee(&booking).await.unwrap();
+    let held = client.budget().held(SCHEDULING_API_RATE_KEY).await.unwrap().expect("the booking key is held");
+    assert!(held > std::time::Duration::from_secs(2990), "{held:?}");
+    assert_eq!(client.budget().held(RATE_KEY).await.unwrap(), None, "the rest of the client is not");
+    let started = std::time::Instant::now();
+    client.me().await.unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+/// POST /shares with the documented request example, built through the typed request; the documented 201 answer
+/// (calendly.yaml "Create Share"); the spec's rules refused before sending.
+#[tokio::test]
+async fn create_share() {
+    use calendly_api::{
+        availability::{AvailabilityRule, Interval, RuleType},
+        scheduling_links::{CreateShare, LocationConfiguration, PeriodType, ShareAvailability},
+    };
+    let (server, client) = setup().await;
+    Mock::given(method("POST"))
+        .and(path("/shares"))
+        .and(auth())
+        .and(query(&[]))
+        .and(body_json(fixture("share_request.json")))
+        .respond_with(ResponseTemplate::new(201).set_body_json(fixture("share_created.json")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let mut share = CreateShare::new("https://api.calendly.com/event_types/AAAAAAAAAAAAAAAA".into());
+    share.name = Some("15 Minute Meeting".into());
+    share.duration = Some(60);
+    share.period_type = Some(PeriodType::AvailableMoving);
+    share.start_date = chrono::NaiveDate::from_ymd_opt(2019, 1, 2);
+    share.end_date = chrono::NaiveDate::from_ymd_opt(2019, 1, 3);
+    share.max_booking_time = Some(300);
+    share.hide_location = Some(true);
+    share.location_configurations = vec![LocationConfiguration {
+        kind: "physical".into(),
+        location: Some("123 Abc St.".into()),
+        additional_info: Some("Example additional information".into()),
+        phone_number: Some("+1 888-888-8888".into()),
+        position: Some(0),
+    }];
+    share.availability_rule = Some(ShareAvailability {
+        rules: vec![AvailabilityRule {
+            kind: RuleType::Wday,
+            intervals: vec![Interval { from: "07:00".into(), to: "11:00".into() }],
+            wday: Some("sunday".into()),
+            date: Some("2019-01-02".into()),
+        }],
+        timezone: "America/New_York".into(),
+    });
+    let created = client.create_share(&share).await.unwrap();
+    assert_eq!(created.scheduling_links[0].booking_url, "https://calendly.com/d/abcd-brv8/15-minute-meeting");
+    assert_eq!(created.share_override.unwrap()["period_type"], "fixed");
+    let mut moving = CreateShare::new("https://api.calendly.com/event_types/A".into());
+    moving.period_type = Some(PeriodType::Moving);
+    assert!(matches!(client.create_share(&moving).await, Err(Error::InvalidRequest(_))));
+    let mut long = CreateShare::new("https://api.calendly.com/event_types/A".into());
+    long.duration = Some(721);
+    assert!(matches!(client.create_share(&long).await, Err(Error::InvalidRequest(_))));
 }
