@@ -949,3 +949,34 @@ async fn absence_events_list_and_get() {
     let target = BookingTarget::Absence(one.data.typed_id());
     assert_eq!(target, BookingTarget::Absence("112".into()));
 }
+
+/// Time entry and booking deliveries: the envelope of api-notes productive.md §5 "Delivery" (sp fixture shape)
+/// with event ids 7 / 17 (P-old webhooks.html table). The event and item type names are **unverified**; the
+/// resource is classified by `item_type`, the event's entity, or `object.data.type`.
+#[test]
+fn time_entry_and_booking_deliveries_are_typed() {
+    use productive_api::webhook::{Action, WebhookEvent, parse};
+    let entry = fixture("time_entry_withone.json")["data"].clone();
+    let body = json!({"event": "create_time_entry", "item_type": "time_entry", "item_id": 262,
+        "created": "2026-03-14T05:17:57.508+01:00", "object": {"data": entry.clone()}});
+    let WebhookEvent::TimeEntry { action, entry: e, .. } = parse(body.to_string().as_bytes()).unwrap().typed().unwrap()
+    else {
+        panic!("not a time entry")
+    };
+    assert_eq!(action, Action::Create);
+    assert_eq!(e.attributes.time, Some(480));
+    // an unexpected item type name still classifies by the resource type
+    let body = json!({"event": "update_timeentry", "item_type": "TimeEntry", "item_id": 262,
+        "created": "2026-03-14T05:17:57.508+01:00", "object": {"data": entry}});
+    assert!(matches!(parse(body.to_string().as_bytes()).unwrap().typed().unwrap(), WebhookEvent::TimeEntry { .. }));
+    let booking = json!({"id": "500", "type": "bookings", "attributes": {"started_on": "2026-02-02", "ended_on": "2026-02-06",
+        "booking_method_id": 1, "time": 240}});
+    let body = json!({"event": "update_booking", "item_type": "booking", "item_id": 500,
+        "created": "2026-02-01T10:00:00.000+01:00", "object": {"data": booking}});
+    let WebhookEvent::Booking { action, booking: b, .. } = parse(body.to_string().as_bytes()).unwrap().typed().unwrap()
+    else {
+        panic!("not a booking")
+    };
+    assert_eq!(action, Action::Update);
+    assert_eq!(b.attributes.booking_method_id, Some(BookingMethod::PerDay));
+}
