@@ -980,3 +980,39 @@ fn time_entry_and_booking_deliveries_are_typed() {
     assert_eq!(action, Action::Update);
     assert_eq!(b.attributes.booking_method_id, Some(BookingMethod::PerDay));
 }
+
+/// Community OpenAPI `/time_entries/{id}/approve`, `/unapprove`, `/reject` (PATCH); `rejected_reason` is an
+/// attribute of the documented time entry sample.
+#[tokio::test]
+async fn time_entry_approval_actions() {
+    let server = MockServer::start().await;
+    let sample = fixture("time_entry_withone.json");
+    for action in ["approve", "unapprove"] {
+        expect(
+            &server,
+            "PATCH",
+            &format!("/api/v2/time_entries/262/{action}"),
+            &[],
+            Some(json!({"data": {"type": "time_entries", "id": "262", "attributes": {}}})),
+            200,
+            Some(sample.clone()),
+        )
+        .await;
+    }
+    expect(
+        &server,
+        "PATCH",
+        "/api/v2/time_entries/262/reject",
+        &[],
+        Some(
+            json!({"data": {"type": "time_entries", "id": "262", "attributes": {"rejected_reason": "wrong service"}}}),
+        ),
+        200,
+        Some(sample),
+    )
+    .await;
+    let c = client(&server);
+    c.approve_time_entry(&"262".into()).await.unwrap();
+    c.unapprove_time_entry(&"262".into()).await.unwrap();
+    c.reject_time_entry(&"262".into(), Some("wrong service")).await.unwrap();
+}
