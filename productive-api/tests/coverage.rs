@@ -1016,3 +1016,30 @@ async fn time_entry_approval_actions() {
     c.unapprove_time_entry(&"262".into()).await.unwrap();
     c.reject_time_entry(&"262".into(), Some("wrong service")).await.unwrap();
 }
+
+/// api-notes productive.md §4: `PATCH /services/{id}` (Services), `DELETE /projects/{id}` (Projects),
+/// `DELETE /deals/{id}` (Deals and budgets), all from the generated reference (smeta).
+#[tokio::test]
+async fn service_update_project_and_deal_delete() {
+    let server = MockServer::start().await;
+    expect(
+        &server,
+        "PATCH",
+        "/api/v2/services/4",
+        &[],
+        Some(json!({"data": {"type": "services", "id": "4", "attributes": {"price": "120.0", "quantity": 2}}})),
+        200,
+        Some(json!({"data": {"id": "4", "type": "services", "attributes": {"name": "Design", "price": "120.0", "quantity": 2}}})),
+    )
+    .await;
+    expect(&server, "DELETE", "/api/v2/projects/9", &[], None, 204, None).await;
+    expect(&server, "DELETE", "/api/v2/deals/12", &[], None, 204, None).await;
+    let c = client(&server);
+    let mut patch = Map::new();
+    patch.insert("price".into(), json!("120.0"));
+    patch.insert("quantity".into(), json!(2));
+    let s = c.update_service(&"4".into(), &patch).await.unwrap();
+    assert_eq!(s.attributes.price.as_ref().unwrap().0, "120.0");
+    c.delete_project(&"9".into()).await.unwrap();
+    c.delete_deal(&"12".into()).await.unwrap();
+}
