@@ -262,8 +262,11 @@ impl Client {
         req
     }
 
-    /// Sends a request with the auth headers, through the rate limiter and retry policy; a non-2xx response
-    /// becomes [`Error::Api`] (or [`Error::UnsupportedMediaType`]).
+    /// The raw escape hatch (the workspace's shared `send`): sends an [`api_core::Request`] (path relative to
+    /// the base URL, e.g. `Request::get("/timers")`) with the same `X-Auth-Token` / `X-Organization-Id` /
+    /// JSON:API media-type headers, the same rate budget (plus the 10 / 30 s reports limit for `/reports/*`) and
+    /// the same retry policy as every typed call; a non-2xx response becomes [`Error::Api`] (or
+    /// [`Error::UnsupportedMediaType`]). Use it for endpoints this crate does not type.
     ///
     /// # Errors
     /// See [`Error`].

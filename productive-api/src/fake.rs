@@ -1478,6 +1478,17 @@ fn update(inner: &Inner, kind: &str, id: &str, body: &[u8]) -> Response {
         Ok(x) => x,
         Err(r) => return r,
     };
+    if kind == "bookings" {
+        // the merged booking must still satisfy the create rules (method amount, service xor event, dates)
+        let current = st.get(kind, rid).expect("checked");
+        let mut merged_attrs = current.attributes.clone();
+        merged_attrs.extend(attrs.clone());
+        let mut merged_rels = current.relationships.clone();
+        merged_rels.extend(rels.clone());
+        if let Err(r) = validate_booking(&merged_attrs, &merged_rels) {
+            return r;
+        }
+    }
     let r = st.get_mut(kind, rid).expect("checked");
     for (k, v) in attrs {
         r.attributes.insert(k, v);
@@ -1491,12 +1502,16 @@ fn update(inner: &Inner, kind: &str, id: &str, body: &[u8]) -> Response {
 }
 
 /// `PATCH /{companies,projects,people}/{id}/archive|restore` (sets / clears `archived_at`) and
-/// `PATCH /deals/{id}/close|open` (sets `closed_at` and, when sent, `delivered_on` / clears `closed_at`), the member
-/// actions of api-notes productive.md §4 (smeta) and P-old faq.html. Anything else is a 404 like an unknown path.
+/// `PATCH /deals/{id}/close|open` (sets `closed_at` and, when sent, `delivered_on` / clears `closed_at`) and
+/// `PATCH /time_entries/{id}/approve|unapprove|reject` (`approved`, `approved_at`, `rejected`, `rejected_reason`,
+/// `rejected_at` of the documented time entry sample), the member actions of api-notes productive.md §4 (smeta),
+/// P-old faq.html and the community OpenAPI. Anything else is a 404 like an unknown path.
 fn member_action(inner: &Inner, kind: &str, id: &str, action: &str, body: &[u8]) -> Response {
     let known = matches!(
         (kind, action),
-        ("companies" | "projects" | "people", "archive" | "restore") | ("deals", "close" | "open")
+        ("companies" | "projects" | "people", "archive" | "restore")
+            | ("deals", "close" | "open")
+            | ("time_entries", "approve" | "unapprove" | "reject")
     );
     if !known {
         return error_response(404, "Not Found", &format!("Unknown action {kind}/{{id}}/{action}"), None);
@@ -1521,7 +1536,22 @@ fn member_action(inner: &Inner, kind: &str, id: &str, action: &str, body: &[u8])
         "archive" => r.attributes.insert("archived_at".into(), Value::String(now.clone())),
         "restore" => r.attributes.insert("archived_at".into(), Value::Null),
         "close" => r.attributes.insert("closed_at".into(), Value::String(now.clone())),
-        _ => r.attributes.insert("closed_at".into(), Value::Null),
+        "open" => r.attributes.insert("closed_at".into(), Value::Null),
+        "approve" => {
+            r.attributes.insert("approved".into(), Value::Bool(true));
+            r.attributes.insert("rejected".into(), Value::Bool(false));
+            r.attributes.insert("approved_at".into(), Value::String(now.clone()))
+        }
+        "unapprove" => {
+            r.attributes.insert("approved".into(), Value::Bool(false));
+            r.attributes.insert("approved_at".into(), Value::Null)
+        }
+        _ => {
+            r.attributes.insert("approved".into(), Value::Bool(false));
+            r.attributes.insert("rejected".into(), Value::Bool(true));
+            r.attributes.insert("rejected_reason".into(), attrs.get("rejected_reason").cloned().unwrap_or(Value::Null));
+            r.attributes.insert("rejected_at".into(), Value::String(now.clone()))
+        }
     };
     if action == "close"
         && let Some(d) = attrs.get("delivered_on")

@@ -130,6 +130,14 @@ impl Delivery {
                 let project = doc.data.decode::<ProjectAttributes>()?;
                 WebhookEvent::Project { action, project: Box::new(project), included: doc.included }
             }
+            _ if kind == "time_entry" || kind == "time_entries" || doc.data.kind == "time_entries" => {
+                let entry = doc.data.decode()?;
+                WebhookEvent::TimeEntry { action, entry: Box::new(entry), included: doc.included }
+            }
+            _ if kind == "booking" || kind == "bookings" || doc.data.kind == "bookings" => {
+                let booking = doc.data.decode()?;
+                WebhookEvent::Booking { action, booking: Box::new(booking), included: doc.included }
+            }
             _ => WebhookEvent::Other(Box::new(self.clone())),
         })
     }
@@ -183,6 +191,26 @@ pub enum WebhookEvent {
         action: Action,
         /// The project.
         project: Box<Resource<ProjectAttributes>>,
+        /// Included resources.
+        included: Included,
+    },
+    /// A time entry event (7/8/9). The event and item type names (`create_time_entry`, `time_entry`) follow the
+    /// documented `create_task` / `task` pattern and are **unverified**; `object.data.type = "time_entries"` is
+    /// recognised as well.
+    TimeEntry {
+        /// Create / update / delete.
+        action: Action,
+        /// The time entry.
+        entry: Box<Resource<crate::resources::time_entries::TimeEntryAttributes>>,
+        /// Included resources.
+        included: Included,
+    },
+    /// A booking event (17/18/19); names **unverified** like [`WebhookEvent::TimeEntry`]'s.
+    Booking {
+        /// Create / update / delete.
+        action: Action,
+        /// The booking.
+        booking: Box<Resource<crate::resources::bookings::BookingAttributes>>,
         /// Included resources.
         included: Included,
     },

@@ -949,3 +949,97 @@ async fn absence_events_list_and_get() {
     let target = BookingTarget::Absence(one.data.typed_id());
     assert_eq!(target, BookingTarget::Absence("112".into()));
 }
+
+/// Time entry and booking deliveries: the envelope of api-notes productive.md §5 "Delivery" (sp fixture shape)
+/// with event ids 7 / 17 (P-old webhooks.html table). The event and item type names are **unverified**; the
+/// resource is classified by `item_type`, the event's entity, or `object.data.type`.
+#[test]
+fn time_entry_and_booking_deliveries_are_typed() {
+    use productive_api::webhook::{Action, WebhookEvent, parse};
+    let entry = fixture("time_entry_withone.json")["data"].clone();
+    let body = json!({"event": "create_time_entry", "item_type": "time_entry", "item_id": 262,
+        "created": "2026-03-14T05:17:57.508+01:00", "object": {"data": entry.clone()}});
+    let WebhookEvent::TimeEntry { action, entry: e, .. } = parse(body.to_string().as_bytes()).unwrap().typed().unwrap()
+    else {
+        panic!("not a time entry")
+    };
+    assert_eq!(action, Action::Create);
+    assert_eq!(e.attributes.time, Some(480));
+    // an unexpected item type name still classifies by the resource type
+    let body = json!({"event": "update_timeentry", "item_type": "TimeEntry", "item_id": 262,
+        "created": "2026-03-14T05:17:57.508+01:00", "object": {"data": entry}});
+    assert!(matches!(parse(body.to_string().as_bytes()).unwrap().typed().unwrap(), WebhookEvent::TimeEntry { .. }));
+    let booking = json!({"id": "500", "type": "bookings", "attributes": {"started_on": "2026-02-02", "ended_on": "2026-02-06",
+        "booking_method_id": 1, "time": 240}});
+    let body = json!({"event": "update_booking", "item_type": "booking", "item_id": 500,
+        "created": "2026-02-01T10:00:00.000+01:00", "object": {"data": booking}});
+    let WebhookEvent::Booking { action, booking: b, .. } = parse(body.to_string().as_bytes()).unwrap().typed().unwrap()
+    else {
+        panic!("not a booking")
+    };
+    assert_eq!(action, Action::Update);
+    assert_eq!(b.attributes.booking_method_id, Some(BookingMethod::PerDay));
+}
+
+/// Community OpenAPI `/time_entries/{id}/approve`, `/unapprove`, `/reject` (PATCH); `rejected_reason` is an
+/// attribute of the documented time entry sample.
+#[tokio::test]
+async fn time_entry_approval_actions() {
+    let server = MockServer::start().await;
+    let sample = fixture("time_entry_withone.json");
+    for action in ["approve", "unapprove"] {
+        expect(
+            &server,
+            "PATCH",
+            &format!("/api/v2/time_entries/262/{action}"),
+            &[],
+            Some(json!({"data": {"type": "time_entries", "id": "262", "attributes": {}}})),
+            200,
+            Some(sample.clone()),
+        )
+        .await;
+    }
+    expect(
+        &server,
+        "PATCH",
+        "/api/v2/time_entries/262/reject",
+        &[],
+        Some(
+            json!({"data": {"type": "time_entries", "id": "262", "attributes": {"rejected_reason": "wrong service"}}}),
+        ),
+        200,
+        Some(sample),
+    )
+    .await;
+    let c = client(&server);
+    c.approve_time_entry(&"262".into()).await.unwrap();
+    c.unapprove_time_entry(&"262".into()).await.unwrap();
+    c.reject_time_entry(&"262".into(), Some("wrong service")).await.unwrap();
+}
+
+/// api-notes productive.md §4: `PATCH /services/{id}` (Services), `DELETE /projects/{id}` (Projects),
+/// `DELETE /deals/{id}` (Deals and budgets), all from the generated reference (smeta).
+#[tokio::test]
+async fn service_update_project_and_deal_delete() {
+    let server = MockServer::start().await;
+    expect(
+        &server,
+        "PATCH",
+        "/api/v2/services/4",
+        &[],
+        Some(json!({"data": {"type": "services", "id": "4", "attributes": {"price": "120.0", "quantity": 2}}})),
+        200,
+        Some(json!({"data": {"id": "4", "type": "services", "attributes": {"name": "Design", "price": "120.0", "quantity": 2}}})),
+    )
+    .await;
+    expect(&server, "DELETE", "/api/v2/projects/9", &[], None, 204, None).await;
+    expect(&server, "DELETE", "/api/v2/deals/12", &[], None, 204, None).await;
+    let c = client(&server);
+    let mut patch = Map::new();
+    patch.insert("price".into(), json!("120.0"));
+    patch.insert("quantity".into(), json!(2));
+    let s = c.update_service(&"4".into(), &patch).await.unwrap();
+    assert_eq!(s.attributes.price.as_ref().unwrap().0, "120.0");
+    c.delete_project(&"9".into()).await.unwrap();
+    c.delete_deal(&"12".into()).await.unwrap();
+}

@@ -258,3 +258,28 @@ async fn seeded_time_entries_and_bookings_and_the_project_filter() {
         client.stream_bookings(Query::new().filter("project_id", &project)).try_collect().await.unwrap();
     assert!(bookings.is_empty(), "the seeded booking's budget has no project");
 }
+
+/// The fake's approval actions and the booking update rules (an update must leave a valid booking).
+#[tokio::test]
+async fn approval_and_booking_updates_stay_valid() {
+    let fake = FakeProductive::start().await.unwrap();
+    let client = fake.client();
+    let dev = fake.seed_person("Dee", "Dev", "dev@agency.io");
+    let (_budget, service) = fake.seed_service("Support");
+    let entry = fake.seed_time_entry(&dev, &service, "2026-01-07", 45);
+    let approved = client.approve_time_entry(&entry).await.unwrap();
+    assert_eq!(approved.attributes.approved, Some(true));
+    assert!(approved.attributes.approved_at.is_some());
+    let rejected = client.reject_time_entry(&entry, Some("wrong service")).await.unwrap();
+    assert_eq!(rejected.attributes.rejected, Some(true));
+    assert_eq!(rejected.attributes.rejected_reason.as_deref(), Some("wrong service"));
+
+    let booking = fake.seed_booking(&dev, &service, "2026-01-05", "2026-01-09", 120);
+    let mut to_percentage = Map::new();
+    to_percentage.insert("booking_method_id".into(), json!(2));
+    let e = client.update_booking(&booking, &to_percentage).await.unwrap_err();
+    assert_eq!(pointer(&e).as_deref(), Some("/data/attributes/percentage"));
+    to_percentage.insert("percentage".into(), json!(50));
+    let b = client.update_booking(&booking, &to_percentage).await.unwrap();
+    assert_eq!(b.attributes.percentage, Some(50));
+}

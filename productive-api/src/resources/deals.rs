@@ -308,6 +308,14 @@ impl Client {
         self.create_deal(&b).await
     }
 
+    /// `DELETE /deals/{id}` (api-notes productive.md §4 Deals: `GET|PATCH|DELETE /deals/{id}`; 204).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn delete_deal(&self, id: &DealId) -> Result<(), Error> {
+        self.delete_path(&format!("/deals/{id}")).await
+    }
+
     /// `PATCH /deals/{id}/close`: closes (delivers) a budget or deal. With `delivered_on`, the body is the one
     /// P-old faq.html documents for delivering a budget (`{"data":{"type":"deals","attributes":{"delivered_on":
     /// "2024-03-14"}}}`, plus the deal's `id`); without it, the deal's identity only.

@@ -319,6 +319,15 @@ super::collection!(
 );
 
 impl Client {
+    /// `DELETE /projects/{id}` (api-notes productive.md §4 Projects: `GET|PATCH|DELETE /projects/{id}`; 204).
+    /// Prefer [`Client::archive_project`] for projects with tracked time.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn delete_project(&self, id: &ProjectId) -> Result<(), Error> {
+        self.delete_path(&format!("/projects/{id}")).await
+    }
+
     /// `PATCH /projects/{id}` with the given attributes (only those are changed).
     ///
     /// # Errors

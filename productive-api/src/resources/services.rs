@@ -228,6 +228,16 @@ impl Client {
     pub async fn delete_service(&self, id: &ServiceId) -> Result<(), Error> {
         self.delete_path(&format!("/services/{id}")).await
     }
+
+    /// `PATCH /services/{id}` with the given attributes (e.g. `{"price": "120.0", "quantity": 2}`; api-notes
+    /// productive.md §4 Services: `GET|PATCH|DELETE /services/{id}`).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn update_service(&self, id: &ServiceId, attributes: &Map<String, Value>) -> Result<Service, Error> {
+        let doc = super::merge_extra(WriteDocument::update(ServiceAttributes::TYPE, id), attributes);
+        Ok(self.patch_document(&format!("/services/{id}"), &doc).await?.data)
+    }
 }
 
 #[cfg(test)]
