@@ -44,8 +44,12 @@ async fn kommo_to_productive_saga_against_the_fake() {
     copy.project_manager_id = Some(pm.clone());
     let started = client.copy_project(&copy).await.unwrap();
     assert_eq!(started.attributes.duplication_status, Some(DuplicationStatus::InProgress));
-    let project =
-        client.wait_for_project_copy(&started.typed_id(), CopyWait::polls(Duration::from_millis(1), 5)).await.unwrap();
+    // The fake finishes the copy after a number of GETs, not after a time: the deadline (10 s) only bounds a hang.
+    // It was 5 ms, which a loaded CI machine overran before the fake's polls were done (a flaky failure).
+    let project = client
+        .wait_for_project_copy(&started.typed_id(), CopyWait::polls(Duration::from_millis(5), 2_000))
+        .await
+        .unwrap();
     assert_eq!(project.attributes.duplication_status, Some(DuplicationStatus::Idle));
     let tasks: Vec<_> =
         fake.all::<TaskAttributes>().into_iter().filter(|t| t.project_id() == Some(project.typed_id())).collect();
