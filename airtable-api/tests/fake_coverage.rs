@@ -65,6 +65,16 @@ async fn comments_are_served_paged_newest_first_and_counted() {
     let e = t.list_comments(&"recNOPE".into(), None, None).await.unwrap_err();
     assert_eq!(e.error_type(), Some(&ErrorType::NotFound));
 
+    // a person's comment: listed with its author, and the token may neither edit nor delete it (403)
+    let person = airtable_client::fake::FakeUser::with_email("pm@example.com");
+    let theirs = fake.user_comment("Contacts", &rec, "from the UI", &person).unwrap();
+    let newest = t.list_comments(&rec, Some(1), None).await.unwrap().comments.remove(0);
+    assert_eq!((newest.id.clone(), newest.author.email.as_str()), (theirs.clone(), "pm@example.com"));
+    let e = t.update_comment(&rec, &theirs, "hijack").await.unwrap_err();
+    assert_eq!((e.status(), e.error_type()), (Some(StatusCode::FORBIDDEN), Some(&ErrorType::InvalidPermissions)));
+    assert!(t.delete_comment(&rec, &theirs).await.is_err());
+    assert_eq!(fake.comments("Contacts", &rec)[0].text, "from the UI");
+
     // deleting the record drops its comments
     t.delete_one(&rec).await.unwrap();
     assert!(fake.comments("Contacts", &rec).is_empty());

@@ -12,7 +12,8 @@
 //!   validations are not documented: the fake answers `INVALID_REQUEST_UNKNOWN` (unverified) with a message.
 //! - Comments (OFFICIAL create-comment; community OpenAPI `listComments`/`deleteComment`): newest first, `pageSize`
 //!   1..=100 (default 100, unverified), an opaque `offset`, `parentCommentId` must name a comment of the same record,
-//!   `lastUpdatedTime` null until edited, delete answers `{id, deleted: true}`; the author is the token's user. A
+//!   `lastUpdatedTime` null until edited, delete answers `{id, deleted: true}`; the author is the token's user (or a
+//!   person, [`super::FakeBase::user_comment`]), and only the author may edit or delete a comment (403). A
 //!   missing record is 404 `{"error": "NOT_FOUND"}`, like `GET` of the record. Mentions and reactions are not modelled.
 //! - `uploadAttachment` (OFFICIAL upload-attachment): `{contentType, file (base64), filename}` into an attachment
 //!   field, up to 5 MB (413 `REQUEST_ENTITY_TOO_LARGE` above 5 MiB, the fake's reading), appended to the cell;
@@ -37,6 +38,8 @@ pub(super) struct CommentSt {
     pub(super) created_time: String,
     pub(super) last_updated_time: Option<String>,
     pub(super) parent: Option<String>,
+    /// Who wrote it: the token's user, or a person in the UI ([`super::FakeBase::user_comment`]).
+    pub(super) author: super::FakeUser,
 }
 
 fn invalid(message: impl Into<String>) -> ApiErr {
@@ -213,7 +216,8 @@ fn update_body(body: &Value) -> Result<(Option<String>, Option<String>), ApiErr>
     Ok((name, description))
 }
 
-pub(super) fn comment_json(c: &CommentSt, user: &super::FakeUser) -> Value {
+pub(super) fn comment_json(c: &CommentSt) -> Value {
+    let user = &c.author;
     let mut v = json!({
         "id": c.id,
         "author": {"id": user.id, "email": user.email, "name": user.name},
@@ -261,7 +265,7 @@ pub(super) fn comments_route(
                 Some(o) => ordered.iter().position(|c| c.id == o).ok_or_else(|| invalid("Invalid offset"))?,
             };
             let end = (start + size).min(ordered.len());
-            let page: Vec<Value> = ordered[start..end].iter().map(|c| comment_json(c, &user)).collect();
+            let page: Vec<Value> = ordered[start..end].iter().map(|c| comment_json(c)).collect();
             let offset = ordered.get(end).map(|c| c.id.clone());
             Ok((StatusCode::OK, json!({"comments": page, "offset": offset})))
         }
@@ -273,25 +277,45 @@ pub(super) fn comments_route(
             {
                 return Err(invalid(format!("parentCommentId {p} is not a comment of this record")));
             }
-            let c = CommentSt { id: new_id, text, created_time: now_iso(), last_updated_time: None, parent };
-            let out = comment_json(&c, &user);
+            let c = CommentSt {
+                id: new_id,
+                text,
+                created_time: now_iso(),
+                last_updated_time: None,
+                parent,
+                author: user.clone(),
+            };
+            let out = comment_json(&c);
             list.push(c);
             Ok((StatusCode::OK, out))
         }
         (Method::PATCH, Some(cid)) => {
             let text = comment_text(body)?;
             let c = list.iter_mut().find(|c| c.id == cid).ok_or_else(not_found)?;
+            if c.author.id != user.id {
+                return Err(not_author());
+            }
             c.text = text;
             c.last_updated_time = Some(now_iso());
-            Ok((StatusCode::OK, comment_json(c, &user)))
+            Ok((StatusCode::OK, comment_json(c)))
         }
         (Method::DELETE, Some(cid)) => {
             let idx = list.iter().position(|c| c.id == cid).ok_or_else(not_found)?;
+            if list[idx].author.id != user.id {
+                return Err(not_author());
+            }
             list.remove(idx);
             Ok((StatusCode::OK, json!({"id": cid, "deleted": true})))
         }
         _ => Err(not_found()),
     }
+}
+
+/// "Only the author of the comment can update it" / "… delete it" (community OpenAPI `updateComment` /
+/// `deleteComment`); the 403 type is the documented `INVALID_PERMISSIONS` (api-notes airtable.md C.2), the message
+/// the fake's own.
+fn not_author() -> ApiErr {
+    err(403, "INVALID_PERMISSIONS", "You are not permitted to modify a comment written by someone else")
 }
 
 fn comment_text(body: &Value) -> Result<String, ApiErr> {
