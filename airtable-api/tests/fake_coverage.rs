@@ -162,7 +162,7 @@ async fn upload_attachment_appends_to_the_cell() {
     let r = r.unwrap();
     let photos = fake.field_id("Contacts", "Photos").unwrap();
     assert!(r.fields.get(photos.as_str()).is_some(), "answered keyed by field id");
-    t.upload_attachment(&rec, photos.as_str(), &Upload::new("image/png", "b.png", vec![1, 2, 3])).await.unwrap();
+    t.upload_attachment(&rec, &photos, &Upload::new("image/png", "b.png", vec![1, 2, 3])).await.unwrap();
     let stored = fake.record("Contacts", &rec).unwrap();
     match stored.fields.get("Photos").unwrap() {
         airtable_client::CellValue::Attachments(a) => {
