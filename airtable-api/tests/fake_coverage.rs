@@ -232,3 +232,67 @@ async fn single_record_read_options() {
     let e = client.send(raw.rate_key(fake.id().as_str())).await.unwrap_err();
     assert_eq!(e.status(), Some(StatusCode::UNPROCESSABLE_ENTITY));
 }
+
+/// Schema writes reach the webhooks watching them, in the documented payload shapes (api-notes airtable.md A.9,
+/// OFFICIAL webhooks-table-changed): `createdFieldsById`, `changedFieldsById` with `previous` under
+/// `includePreviousFieldDefinitions`, `changedMetadata`, `createdTablesById`; a `tableData` hook sees none of them.
+#[tokio::test]
+async fn schema_writes_make_schema_payloads() {
+    use airtable_client::webhook::{CreateWebhook, DataType, Filters, Includes, SpecOptions, WebhookSpecification};
+    let (fake, _) = setup().await;
+    let client = fake.client();
+    let base = fake.id();
+    let table = fake.table_id("Contacts").unwrap();
+    let schema_spec = WebhookSpecification {
+        options: SpecOptions {
+            filters: Filters { data_types: vec![DataType::TableFields, DataType::TableMetadata], ..Filters::default() },
+            includes: Some(Includes { include_previous_field_definitions: Some(true), ..Includes::default() }),
+        },
+    };
+    let schema_hook = client
+        .create_webhook(&base, &CreateWebhook { notification_url: None, specification: schema_spec })
+        .await
+        .unwrap();
+    let data_hook = client
+        .create_webhook(
+            &base,
+            &CreateWebhook { notification_url: None, specification: WebhookSpecification::table_data(table.as_str()) },
+        )
+        .await
+        .unwrap();
+
+    let f = client.create_field(&base, &table, &FieldConfig::new("Phone", FieldType::PhoneNumber)).await.unwrap();
+    client
+        .update_field(&base, &table, &f.id, &UpdateField { name: Some("Mobile".into()), description: None })
+        .await
+        .unwrap();
+    client.update_table(&base, &table, &UpdateTable { name: Some("People".into()), description: None }).await.unwrap();
+    let cfg = TableConfig {
+        name: "Deals".into(),
+        description: None,
+        fields: vec![FieldConfig::new("T", FieldType::SingleLineText)],
+    };
+    let deals = client.create_table(&base, &cfg).await.unwrap();
+
+    let (payloads, _) = client.payload_feed(&base, &schema_hook.id, 1).collect_all().await.unwrap();
+    assert_eq!(payloads.len(), 4);
+    let changed = |i: usize| payloads[i].payload.changed_tables_by_id[&table].clone();
+    assert_eq!(changed(0).created_fields_by_id[&f.id].name.as_deref(), Some("Phone"));
+    assert_eq!(changed(0).created_fields_by_id[&f.id].kind.as_deref(), Some("phoneNumber"));
+    let renamed = &changed(1).changed_fields_by_id[&f.id];
+    assert_eq!(
+        (renamed.current.name.as_deref(), renamed.previous.as_ref().and_then(|p| p.name.as_deref())),
+        (Some("Mobile"), Some("Phone"))
+    );
+    let meta = changed(2).changed_metadata.unwrap();
+    assert_eq!(
+        (meta["current"]["name"].as_str(), meta["previous"]["name"].as_str()),
+        (Some("People"), Some("Contacts"))
+    );
+    let created = &payloads[3].payload.created_tables_by_id[&deals.id];
+    assert_eq!(created["metadata"]["name"], "Deals");
+    assert!(payloads.iter().all(|p| p.payload.source() == Some(&airtable_client::ActionSource::PublicApi)));
+
+    let (data, _) = client.payload_feed(&base, &data_hook.id, 1).collect_all().await.unwrap();
+    assert!(data.is_empty(), "a tableData hook gets no schema payloads");
+}

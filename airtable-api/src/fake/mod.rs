@@ -37,7 +37,8 @@
 //!   table and field (at least one field, the first is primary, case-insensitively unique names, computed types
 //!   refused, select choices get ids), record comments (newest first, `pageSize` ≤ 100, `offset`, replies,
 //!   `recordMetadata[]=commentCount` on lists, dropped with their record) and `uploadAttachment` (base64, 5 MB,
-//!   attachment fields only, a webhook payload) — all under the same per-base rate limit and 30 s penalty.
+//!   attachment fields only, a webhook payload) — all under the same per-base rate limit and 30 s penalty; schema
+//!   writes make `tableFields` / `tableMetadata` webhook payloads.
 //! - **Inspection**: [`FakeBase::records`], [`FakeBase::record`], [`FakeBase::find`], [`FakeAirtable::log`],
 //!   [`FakeAirtable::request_count`], [`FakeBase::payloads`], [`FakeAirtable::pings`], [`FakeBase::comments`].
 //!
@@ -1635,7 +1636,7 @@ fn dispatch(
         (m @ (Method::POST | Method::PATCH), ["meta", "bases", base, "tables", rest @ ..]) => {
             admit(st, base)?;
             let body = json_body()?;
-            no_pings(extra::schema_route(st, &m, base, rest, &body))
+            extra::schema_route(st, &m, base, rest, &body)
         }
         (Method::POST, [base, record, field, "uploadAttachment"]) => {
             admit(st, base)?;
