@@ -63,7 +63,8 @@ struct UploadBody<'a> {
 }
 
 impl Client {
-    /// Appends a file to a record's attachment cell (`uploadAttachment` on the content host). Answers the record
+    /// Appends a file to a record's attachment cell (`uploadAttachment` on the content host; the field by
+    /// [`crate::FieldId`] or name). Answers the record
     /// with its fields keyed by field id. Not retried once it may have been sent (a second attempt would attach the
     /// file twice). Counts against the base's rate limit.
     ///
@@ -74,7 +75,7 @@ impl Client {
         &self,
         base: &BaseId,
         record: &RecordId,
-        attachment_field_id_or_name: &str,
+        attachment_field_id_or_name: impl AsRef<str>,
         upload: &Upload,
     ) -> Result<Record, Error> {
         if upload.bytes.len() > MAX_UPLOAD_BYTES {
@@ -93,7 +94,7 @@ impl Client {
                 "{}/{}/{}/uploadAttachment",
                 encode_segment(base.as_str()),
                 encode_segment(record.as_str()),
-                encode_segment(attachment_field_id_or_name)
+                encode_segment(attachment_field_id_or_name.as_ref())
             ))
             .map_err(|e| Error::InvalidRequest(format!("upload URL: {e}")))?;
         let body = UploadBody {
@@ -114,7 +115,7 @@ impl Table {
     pub async fn upload_attachment(
         &self,
         record: &RecordId,
-        attachment_field_id_or_name: &str,
+        attachment_field_id_or_name: impl AsRef<str>,
         upload: &Upload,
     ) -> Result<Record, Error> {
         self.client().upload_attachment(self.base(), record, attachment_field_id_or_name, upload).await

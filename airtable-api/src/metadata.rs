@@ -452,21 +452,22 @@ impl Client {
         self.send_json(r, Operation::Other).await
     }
 
-    /// Renames a table or changes its description (`PATCH /meta/bases/{baseId}/tables/{tableIdOrName}`).
+    /// Renames a table or changes its description (`PATCH /meta/bases/{baseId}/tables/{tableIdOrName}`); the table
+    /// by [`TableId`] or name.
     ///
     /// # Errors
     /// [`Error::InvalidRequest`] for an update with neither name nor description, or an empty name; [`Error`].
     pub async fn update_table(
         &self,
         base: &BaseId,
-        table_id_or_name: &str,
+        table_id_or_name: impl AsRef<str>,
         update: &UpdateTable,
     ) -> Result<TableSchema, Error> {
         check_update(update.name.as_ref(), update.description.as_ref())?;
         let r = Request::patch(format!(
             "/meta/bases/{}/tables/{}",
             encode_segment(base.as_str()),
-            encode_segment(table_id_or_name)
+            encode_segment(table_id_or_name.as_ref())
         ))
         .json(update)?
         .idempotent(true)

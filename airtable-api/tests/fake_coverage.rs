@@ -65,6 +65,16 @@ async fn comments_are_served_paged_newest_first_and_counted() {
     let e = t.list_comments(&"recNOPE".into(), None, None).await.unwrap_err();
     assert_eq!(e.error_type(), Some(&ErrorType::NotFound));
 
+    // a person's comment: listed with its author, and the token may neither edit nor delete it (403)
+    let person = airtable_client::fake::FakeUser::with_email("pm@example.com");
+    let theirs = fake.user_comment("Contacts", &rec, "from the UI", &person).unwrap();
+    let newest = t.list_comments(&rec, Some(1), None).await.unwrap().comments.remove(0);
+    assert_eq!((newest.id.clone(), newest.author.email.as_str()), (theirs.clone(), "pm@example.com"));
+    let e = t.update_comment(&rec, &theirs, "hijack").await.unwrap_err();
+    assert_eq!((e.status(), e.error_type()), (Some(StatusCode::FORBIDDEN), Some(&ErrorType::InvalidPermissions)));
+    assert!(t.delete_comment(&rec, &theirs).await.is_err());
+    assert_eq!(fake.comments("Contacts", &rec)[0].text, "from the UI");
+
     // deleting the record drops its comments
     t.delete_one(&rec).await.unwrap();
     assert!(fake.comments("Contacts", &rec).is_empty());
@@ -152,7 +162,7 @@ async fn upload_attachment_appends_to_the_cell() {
     let r = r.unwrap();
     let photos = fake.field_id("Contacts", "Photos").unwrap();
     assert!(r.fields.get(photos.as_str()).is_some(), "answered keyed by field id");
-    t.upload_attachment(&rec, photos.as_str(), &Upload::new("image/png", "b.png", vec![1, 2, 3])).await.unwrap();
+    t.upload_attachment(&rec, &photos, &Upload::new("image/png", "b.png", vec![1, 2, 3])).await.unwrap();
     let stored = fake.record("Contacts", &rec).unwrap();
     match stored.fields.get("Photos").unwrap() {
         airtable_client::CellValue::Attachments(a) => {
@@ -221,4 +231,68 @@ async fn single_record_read_options() {
     let raw = api_core::Request::get(format!("/{}/Contacts/{}", fake.id(), rec)).query("cellFormat", "string");
     let e = client.send(raw.rate_key(fake.id().as_str())).await.unwrap_err();
     assert_eq!(e.status(), Some(StatusCode::UNPROCESSABLE_ENTITY));
+}
+
+/// Schema writes reach the webhooks watching them, in the documented payload shapes (api-notes airtable.md A.9,
+/// OFFICIAL webhooks-table-changed): `createdFieldsById`, `changedFieldsById` with `previous` under
+/// `includePreviousFieldDefinitions`, `changedMetadata`, `createdTablesById`; a `tableData` hook sees none of them.
+#[tokio::test]
+async fn schema_writes_make_schema_payloads() {
+    use airtable_client::webhook::{CreateWebhook, DataType, Filters, Includes, SpecOptions, WebhookSpecification};
+    let (fake, _) = setup().await;
+    let client = fake.client();
+    let base = fake.id();
+    let table = fake.table_id("Contacts").unwrap();
+    let schema_spec = WebhookSpecification {
+        options: SpecOptions {
+            filters: Filters { data_types: vec![DataType::TableFields, DataType::TableMetadata], ..Filters::default() },
+            includes: Some(Includes { include_previous_field_definitions: Some(true), ..Includes::default() }),
+        },
+    };
+    let schema_hook = client
+        .create_webhook(&base, &CreateWebhook { notification_url: None, specification: schema_spec })
+        .await
+        .unwrap();
+    let data_hook = client
+        .create_webhook(
+            &base,
+            &CreateWebhook { notification_url: None, specification: WebhookSpecification::table_data(table.as_str()) },
+        )
+        .await
+        .unwrap();
+
+    let f = client.create_field(&base, &table, &FieldConfig::new("Phone", FieldType::PhoneNumber)).await.unwrap();
+    client
+        .update_field(&base, &table, &f.id, &UpdateField { name: Some("Mobile".into()), description: None })
+        .await
+        .unwrap();
+    client.update_table(&base, &table, &UpdateTable { name: Some("People".into()), description: None }).await.unwrap();
+    let cfg = TableConfig {
+        name: "Deals".into(),
+        description: None,
+        fields: vec![FieldConfig::new("T", FieldType::SingleLineText)],
+    };
+    let deals = client.create_table(&base, &cfg).await.unwrap();
+
+    let (payloads, _) = client.payload_feed(&base, &schema_hook.id, 1).collect_all().await.unwrap();
+    assert_eq!(payloads.len(), 4);
+    let changed = |i: usize| payloads[i].payload.changed_tables_by_id[&table].clone();
+    assert_eq!(changed(0).created_fields_by_id[&f.id].name.as_deref(), Some("Phone"));
+    assert_eq!(changed(0).created_fields_by_id[&f.id].kind.as_deref(), Some("phoneNumber"));
+    let renamed = &changed(1).changed_fields_by_id[&f.id];
+    assert_eq!(
+        (renamed.current.name.as_deref(), renamed.previous.as_ref().and_then(|p| p.name.as_deref())),
+        (Some("Mobile"), Some("Phone"))
+    );
+    let meta = changed(2).changed_metadata.unwrap();
+    assert_eq!(
+        (meta["current"]["name"].as_str(), meta["previous"]["name"].as_str()),
+        (Some("People"), Some("Contacts"))
+    );
+    let created = &payloads[3].payload.created_tables_by_id[&deals.id];
+    assert_eq!(created["metadata"]["name"], "Deals");
+    assert!(payloads.iter().all(|p| p.payload.source() == Some(&airtable_client::ActionSource::PublicApi)));
+
+    let (data, _) = client.payload_feed(&base, &data_hook.id, 1).collect_all().await.unwrap();
+    assert!(data.is_empty(), "a tableData hook gets no schema payloads");
 }

@@ -64,12 +64,26 @@ fn paths_and_methods_exist() {
         ("GET", "/bases/{baseId}/webhooks/{webhookId}/payloads"),
         ("GET", "/meta/bases"),
         ("GET", "/meta/bases/{baseId}/tables"),
+        // issue 22: whoami, schema writes, comments (the upload endpoint is not in these files: see their README)
+        ("GET", "/meta/whoami"),
+        ("POST", "/meta/bases"),
+        ("POST", "/meta/bases/{baseId}/tables"),
+        ("PATCH", "/meta/bases/{baseId}/tables/{tableId}"),
+        ("POST", "/meta/bases/{baseId}/tables/{tableId}/fields"),
+        ("PATCH", "/meta/bases/{baseId}/tables/{tableId}/fields/{fieldId}"),
+        ("GET", "/{baseId}/{tableIdOrName}/{recordId}/comments"),
+        ("POST", "/{baseId}/{tableIdOrName}/{recordId}/comments"),
+        ("PATCH", "/{baseId}/{tableIdOrName}/{recordId}/comments/{commentId}"),
+        ("DELETE", "/{baseId}/{tableIdOrName}/{recordId}/comments/{commentId}"),
     ];
     for (m, p) in used {
         let methods = ops.get(p).unwrap_or_else(|| panic!("path {p} not in the spec"));
         assert!(methods.contains_key(m), "{m} {p} not in the spec (has {:?})", methods.keys());
     }
     assert!(ops["/bases/{baseId}/webhooks/{webhookId}/payloads"]["GET"].contains("cursor"));
+    // the comments list's query parameters (`Table::list_comments`)
+    let comments = &ops["/{baseId}/{tableIdOrName}/{recordId}/comments"]["GET"];
+    assert!(comments.contains("pageSize") && comments.contains("offset"), "{comments:?}");
 }
 
 #[test]

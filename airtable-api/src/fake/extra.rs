@@ -10,9 +10,12 @@
 //!   needs an existing `linkedTableId`; computed types (formula, rollup, …) are refused (Airtable creates only types
 //!   with a documented write format). Updates change `name`/`description` only. The 422 error *types* for these
 //!   validations are not documented: the fake answers `INVALID_REQUEST_UNKNOWN` (unverified) with a message.
+//!   Each write appends a `publicApi` payload to the hooks watching `tableFields` / `tableMetadata`
+//!   (`createdFieldsById`, `changedFieldsById`, `changedMetadata`, `createdTablesById`; see `schema_payloads`).
 //! - Comments (OFFICIAL create-comment; community OpenAPI `listComments`/`deleteComment`): newest first, `pageSize`
 //!   1..=100 (default 100, unverified), an opaque `offset`, `parentCommentId` must name a comment of the same record,
-//!   `lastUpdatedTime` null until edited, delete answers `{id, deleted: true}`; the author is the token's user. A
+//!   `lastUpdatedTime` null until edited, delete answers `{id, deleted: true}`; the author is the token's user (or a
+//!   person, [`super::FakeBase::user_comment`]), and only the author may edit or delete a comment (403). A
 //!   missing record is 404 `{"error": "NOT_FOUND"}`, like `GET` of the record. Mentions and reactions are not modelled.
 //! - `uploadAttachment` (OFFICIAL upload-attachment): `{contentType, file (base64), filename}` into an attachment
 //!   field, up to 5 MB (413 `REQUEST_ENTITY_TOO_LARGE` above 5 MiB, the fake's reading), appended to the cell;
@@ -25,9 +28,126 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use super::{
-    ApiErr, BaseSt, COLORS, COMPUTED, Change, FieldSt, PendingPing, Reply, St, TableSt, err, field_json, find_table,
-    not_found, not_found_or_forbidden, now_iso, record_payloads, table_schema_json,
+    ApiErr, BaseSt, COLORS, COMPUTED, Change, FieldSt, MacSecret, PendingPing, Reply, St, TableSt, err, field_json,
+    find_table, not_found, not_found_or_forbidden, now_iso, record_payloads, spec_list, table_schema_json,
 };
+
+/// A schema change, for the webhooks watching `tableFields` / `tableMetadata`.
+enum SchemaChange {
+    /// A new field.
+    FieldCreated { id: String, name: String, kind: String },
+    /// A renamed field (its type cannot change through the API).
+    FieldRenamed { id: String, before: String, after: String },
+    /// A table's name or description changed.
+    TableMetadata { before: (String, Option<String>), after: (String, Option<String>) },
+    /// A new table.
+    TableCreated(TableSt),
+}
+
+/// Appends a schema payload to every hook of the base that watches it, in the documented shapes (api-notes
+/// airtable.md A.9, OFFICIAL webhooks-table-changed / webhooks-payload): `changedTablesById.{tbl}.createdFieldsById`
+/// `{fld: {name, type}}`, `changedFieldsById` `{fld: {current, previous?}}` (previous with
+/// `includePreviousFieldDefinitions`), `changedMetadata` `{current, previous}` (`tableMetadata`), and
+/// `createdTablesById.{tbl}` `{metadata, fieldsById}`. Filters: `dataTypes` (`tableFields` for fields;
+/// `tableMetadata` for a table's metadata; either for a new table — which of the two Airtable requires is
+/// unverified), `recordChangeScope`, `changeTypes` (`add` / `update`), `fromSources`, `watchSchemasOfFieldIds`.
+fn schema_payloads(st: &mut St, base_id: &str, table_id: &str, change: &SchemaChange) -> Vec<PendingPing> {
+    let mut pings = Vec::new();
+    let api_user = st.api_user.clone();
+    let Ok(b) = st.base(base_id) else { return pings };
+    b.transaction += 1;
+    let txn = b.transaction;
+    let views: Vec<String> = b
+        .tables
+        .iter()
+        .find(|t| t.id == table_id)
+        .map(|t| t.views.iter().map(|v| v.0.clone()).collect())
+        .unwrap_or_default();
+    let timestamp = now_iso();
+    for hook in &mut b.hooks {
+        if !hook.hook_enabled {
+            continue;
+        }
+        let f = &hook.spec["options"]["filters"];
+        let data_types = spec_list(f, &["dataTypes"]).unwrap_or_default();
+        let wants_type = |t: &str| data_types.iter().any(|d| d == t);
+        let (ok_type, change_type) = match change {
+            SchemaChange::FieldCreated { .. } => (wants_type("tableFields"), "add"),
+            SchemaChange::FieldRenamed { .. } => (wants_type("tableFields"), "update"),
+            SchemaChange::TableMetadata { .. } => (wants_type("tableMetadata"), "update"),
+            SchemaChange::TableCreated(_) => (wants_type("tableFields") || wants_type("tableMetadata"), "add"),
+        };
+        if !ok_type {
+            continue;
+        }
+        if let Some(scope) = f.get("recordChangeScope").and_then(Value::as_str)
+            && scope != table_id
+            && !views.iter().any(|v| v == scope)
+        {
+            continue;
+        }
+        if spec_list(f, &["changeTypes"]).is_some_and(|c| !c.is_empty() && !c.iter().any(|x| x == change_type)) {
+            continue;
+        }
+        if spec_list(f, &["fromSources"]).is_some_and(|c| !c.is_empty() && !c.iter().any(|x| x == "publicApi")) {
+            continue;
+        }
+        let field_id = match change {
+            SchemaChange::FieldCreated { id, .. } | SchemaChange::FieldRenamed { id, .. } => Some(id.as_str()),
+            _ => None,
+        };
+        if let (Some(fid), Some(watch)) =
+            (field_id, spec_list(f, &["watchSchemasOfFieldIds"]).filter(|w| !w.is_empty()))
+            && !watch.iter().any(|w| w == fid)
+        {
+            continue;
+        }
+        let with_prev = hook.spec["options"]["includes"]
+            .get("includePreviousFieldDefinitions")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let mut payload = json!({
+            "timestamp": timestamp,
+            "baseTransactionNumber": txn,
+            "actionMetadata": {"source": "publicApi", "sourceMetadata": {"user": {
+                "id": api_user.id, "email": api_user.email, "permissionLevel": "create", "name": api_user.name}}},
+            "payloadFormat": "v0",
+        });
+        match change {
+            SchemaChange::FieldCreated { id, name, kind } => {
+                payload["changedTablesById"] =
+                    json!({table_id: {"createdFieldsById": {id.as_str(): {"name": name, "type": kind}}}});
+            }
+            SchemaChange::FieldRenamed { id, before, after } => {
+                let mut c = json!({"current": {"name": after}});
+                if with_prev {
+                    c["previous"] = json!({"name": before});
+                }
+                payload["changedTablesById"] = json!({table_id: {"changedFieldsById": {id.as_str(): c}}});
+            }
+            SchemaChange::TableMetadata { before, after } => {
+                payload["changedTablesById"] = json!({table_id: {"changedMetadata": {
+                    "current": {"name": after.0, "description": after.1},
+                    "previous": {"name": before.0, "description": before.1}}}});
+            }
+            SchemaChange::TableCreated(t) => {
+                let fields: serde_json::Map<String, Value> =
+                    t.fields.iter().map(|f| (f.id.clone(), json!({"name": f.name, "type": f.kind}))).collect();
+                payload["createdTablesById"] = json!({table_id: {
+                    "metadata": {"name": t.name, "description": t.description}, "fieldsById": fields}});
+            }
+        }
+        hook.payloads.push((tokio::time::Instant::now(), payload));
+        if let Some(url) = &hook.notification_url
+            && hook.notifications_enabled
+        {
+            let body = json!({"base": {"id": base_id}, "webhook": {"id": hook.id}, "timestamp": timestamp}).to_string();
+            let mac = MacSecret::from_base64(hook.secret.clone()).sign(body.as_bytes()).unwrap_or_default();
+            pings.push(PendingPing { url: url.clone(), body, mac, base: base_id.to_owned(), hook: hook.id.clone() });
+        }
+    }
+    pings
+}
 
 /// A stored comment.
 #[derive(Debug, Clone)]
@@ -37,6 +157,8 @@ pub(super) struct CommentSt {
     pub(super) created_time: String,
     pub(super) last_updated_time: Option<String>,
     pub(super) parent: Option<String>,
+    /// Who wrote it: the token's user, or a person in the UI ([`super::FakeBase::user_comment`]).
+    pub(super) author: super::FakeUser,
 }
 
 fn invalid(message: impl Into<String>) -> ApiErr {
@@ -145,14 +267,22 @@ pub(super) fn create_base(st: &mut St, body: &Value) -> Reply {
 }
 
 /// `/meta/bases/{base}/tables[/{table}[/fields[/{field}]]]` writes.
-pub(super) fn schema_route(st: &mut St, m: &Method, base: &str, rest: &[&str], body: &Value) -> Reply {
+pub(super) fn schema_route(
+    st: &mut St,
+    m: &Method,
+    base: &str,
+    rest: &[&str],
+    body: &Value,
+) -> Result<((StatusCode, Value), Vec<PendingPing>), ApiErr> {
     let tables = st.base(base)?.tables.clone();
     match (m.clone(), rest) {
         (Method::POST, []) => {
             let t = new_table(st, &tables, body)?;
             let out = table_schema_json(&t);
-            st.base(base)?.tables.push(t);
-            Ok((StatusCode::OK, out))
+            let tid = t.id.clone();
+            st.base(base)?.tables.push(t.clone());
+            let pings = schema_payloads(st, base, &tid, &SchemaChange::TableCreated(t));
+            Ok(((StatusCode::OK, out), pings))
         }
         (Method::PATCH, [table]) => {
             let (name, description) = update_body(body)?;
@@ -164,20 +294,28 @@ pub(super) fn schema_route(st: &mut St, m: &Method, base: &str, rest: &[&str], b
                 return Err(invalid(format!("A table named {n:?} already exists")));
             }
             let t = find_table(b, &idx)?;
+            let before = (t.name.clone(), t.description.clone());
             if let Some(n) = name {
                 t.name = n;
             }
             if let Some(d) = description {
                 t.description = Some(d);
             }
-            Ok((StatusCode::OK, table_schema_json(t)))
+            let out = table_schema_json(t);
+            let after = (t.name.clone(), t.description.clone());
+            let pings = schema_payloads(st, base, &idx, &SchemaChange::TableMetadata { before, after });
+            Ok(((StatusCode::OK, out), pings))
         }
         (Method::POST, [table, "fields"]) => {
             let existing = find_table(st.base(base)?, table)?.fields.clone();
             let f = new_field(st, &tables, &existing, body)?;
             let out = field_json(&f);
-            find_table(st.base(base)?, table)?.fields.push(f);
-            Ok((StatusCode::OK, out))
+            let change = SchemaChange::FieldCreated { id: f.id.clone(), name: f.name.clone(), kind: f.kind.clone() };
+            let t = find_table(st.base(base)?, table)?;
+            t.fields.push(f);
+            let tid = t.id.clone();
+            let pings = schema_payloads(st, base, &tid, &change);
+            Ok(((StatusCode::OK, out), pings))
         }
         (Method::PATCH, [table, "fields", field]) => {
             let (name, description) = update_body(body)?;
@@ -188,14 +326,23 @@ pub(super) fn schema_route(st: &mut St, m: &Method, base: &str, rest: &[&str], b
             {
                 return Err(invalid(format!("Field names must be unique (case-insensitive): {n:?}")));
             }
+            let tid = t.id.clone();
             let f = t.fields.iter_mut().find(|f| f.id == fid).ok_or_else(not_found)?;
+            let before = f.name.clone();
             if let Some(n) = name {
                 f.name = n;
             }
             if let Some(d) = description {
                 f.description = Some(d);
             }
-            Ok((StatusCode::OK, field_json(f)))
+            let out = field_json(f);
+            let pings = if before == f.name {
+                Vec::new()
+            } else {
+                let change = SchemaChange::FieldRenamed { id: fid, before, after: f.name.clone() };
+                schema_payloads(st, base, &tid, &change)
+            };
+            Ok(((StatusCode::OK, out), pings))
         }
         _ => Err(not_found()),
     }
@@ -213,7 +360,8 @@ fn update_body(body: &Value) -> Result<(Option<String>, Option<String>), ApiErr>
     Ok((name, description))
 }
 
-pub(super) fn comment_json(c: &CommentSt, user: &super::FakeUser) -> Value {
+pub(super) fn comment_json(c: &CommentSt) -> Value {
+    let user = &c.author;
     let mut v = json!({
         "id": c.id,
         "author": {"id": user.id, "email": user.email, "name": user.name},
@@ -261,7 +409,7 @@ pub(super) fn comments_route(
                 Some(o) => ordered.iter().position(|c| c.id == o).ok_or_else(|| invalid("Invalid offset"))?,
             };
             let end = (start + size).min(ordered.len());
-            let page: Vec<Value> = ordered[start..end].iter().map(|c| comment_json(c, &user)).collect();
+            let page: Vec<Value> = ordered[start..end].iter().map(|c| comment_json(c)).collect();
             let offset = ordered.get(end).map(|c| c.id.clone());
             Ok((StatusCode::OK, json!({"comments": page, "offset": offset})))
         }
@@ -273,25 +421,45 @@ pub(super) fn comments_route(
             {
                 return Err(invalid(format!("parentCommentId {p} is not a comment of this record")));
             }
-            let c = CommentSt { id: new_id, text, created_time: now_iso(), last_updated_time: None, parent };
-            let out = comment_json(&c, &user);
+            let c = CommentSt {
+                id: new_id,
+                text,
+                created_time: now_iso(),
+                last_updated_time: None,
+                parent,
+                author: user.clone(),
+            };
+            let out = comment_json(&c);
             list.push(c);
             Ok((StatusCode::OK, out))
         }
         (Method::PATCH, Some(cid)) => {
             let text = comment_text(body)?;
             let c = list.iter_mut().find(|c| c.id == cid).ok_or_else(not_found)?;
+            if c.author.id != user.id {
+                return Err(not_author());
+            }
             c.text = text;
             c.last_updated_time = Some(now_iso());
-            Ok((StatusCode::OK, comment_json(c, &user)))
+            Ok((StatusCode::OK, comment_json(c)))
         }
         (Method::DELETE, Some(cid)) => {
             let idx = list.iter().position(|c| c.id == cid).ok_or_else(not_found)?;
+            if list[idx].author.id != user.id {
+                return Err(not_author());
+            }
             list.remove(idx);
             Ok((StatusCode::OK, json!({"id": cid, "deleted": true})))
         }
         _ => Err(not_found()),
     }
+}
+
+/// "Only the author of the comment can update it" / "… delete it" (community OpenAPI `updateComment` /
+/// `deleteComment`); the 403 type is the documented `INVALID_PERMISSIONS` (api-notes airtable.md C.2), the message
+/// the fake's own.
+fn not_author() -> ApiErr {
+    err(403, "INVALID_PERMISSIONS", "You are not permitted to modify a comment written by someone else")
 }
 
 fn comment_text(body: &Value) -> Result<String, ApiErr> {

@@ -37,7 +37,8 @@
 //!   table and field (at least one field, the first is primary, case-insensitively unique names, computed types
 //!   refused, select choices get ids), record comments (newest first, `pageSize` ≤ 100, `offset`, replies,
 //!   `recordMetadata[]=commentCount` on lists, dropped with their record) and `uploadAttachment` (base64, 5 MB,
-//!   attachment fields only, a webhook payload) — all under the same per-base rate limit and 30 s penalty.
+//!   attachment fields only, a webhook payload) — all under the same per-base rate limit and 30 s penalty; schema
+//!   writes make `tableFields` / `tableMetadata` webhook payloads.
 //! - **Inspection**: [`FakeBase::records`], [`FakeBase::record`], [`FakeBase::find`], [`FakeAirtable::log`],
 //!   [`FakeAirtable::request_count`], [`FakeBase::payloads`], [`FakeAirtable::pings`], [`FakeBase::comments`].
 //!
@@ -1126,19 +1127,45 @@ impl FakeBase {
         TableId::from(tid)
     }
 
+    /// A comment written by a person in the Airtable UI (not the token's user, so the API may not edit or delete
+    /// it). Makes no request and draws no rate limit.
+    ///
+    /// # Errors
+    /// The error body text for an unknown table or record.
+    pub fn user_comment(
+        &self,
+        table: &str,
+        record: &RecordId,
+        text: &str,
+        user: &FakeUser,
+    ) -> Result<crate::CommentId, String> {
+        self.with(|st| {
+            let id = st.new_id("com");
+            let t = find_table(st.base(self.id.as_str())?, table)?;
+            if !t.records.iter().any(|r| r.id == record.as_str()) {
+                return Err(not_found());
+            }
+            t.comments.entry(record.as_str().to_owned()).or_default().push(extra::CommentSt {
+                id: id.clone(),
+                text: text.to_owned(),
+                created_time: now_iso(),
+                last_updated_time: None,
+                parent: None,
+                author: user.clone(),
+            });
+            Ok(crate::CommentId::from(id.as_str()))
+        })
+    }
+
     /// The comments on a record, newest first (as `GET …/comments` lists them); empty for an unknown record.
     #[must_use]
     pub fn comments(&self, table: &str, record: &RecordId) -> Vec<crate::Comment> {
-        let user = lock(&self.app.st).api_user.clone();
         self.with(|st| {
             let t = find_table(st.base(self.id.as_str())?, table)?;
             Ok(t.comments
                 .get(record.as_str())
                 .map(|list| {
-                    list.iter()
-                        .rev()
-                        .filter_map(|c| serde_json::from_value(extra::comment_json(c, &user)).ok())
-                        .collect()
+                    list.iter().rev().filter_map(|c| serde_json::from_value(extra::comment_json(c)).ok()).collect()
                 })
                 .unwrap_or_default())
         })
@@ -1609,7 +1636,7 @@ fn dispatch(
         (m @ (Method::POST | Method::PATCH), ["meta", "bases", base, "tables", rest @ ..]) => {
             admit(st, base)?;
             let body = json_body()?;
-            no_pings(extra::schema_route(st, &m, base, rest, &body))
+            extra::schema_route(st, &m, base, rest, &body)
         }
         (Method::POST, [base, record, field, "uploadAttachment"]) => {
             admit(st, base)?;
