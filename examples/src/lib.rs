@@ -536,6 +536,7 @@ impl api_core::RateBudget for Counted {
     }
 }
 
+pub mod bench;
 pub mod chaos;
 pub mod console;
 pub mod startup;

@@ -27,10 +27,11 @@ use std::{
 };
 
 use airtable_client::fake::{FAKE_TOKEN, FakeAirtable};
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use api_core::fake::LoggedRequest;
 use clap::{Parser, ValueEnum};
 use customerio_api::fake::FakeCustomerIo;
+use examples::bench::{arrivals, free_port, rate, wait_ready};
 use examples::kommo_airtable_fixture::add_onboarding_table;
 use kommo_api::fake::{FakeConfig, FakeKommo, SeedLead};
 use kommo_api::{EntityType, FieldType, LeadId, StatusId};
@@ -66,69 +67,6 @@ const SECRET: &str = "scaleout-path-secret";
 struct Child {
     process: tokio::process::Child,
     port: u16,
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// Arrival-time figures of one vendor's requests.
-struct Rate {
-    requests: usize,
-    whole: f64,
-    steady: f64,
-    max_in_second: usize,
-}
-
-fn rate(mut at: Vec<Instant>) -> Rate {
-    at.sort();
-    let n = at.len();
-    if n < 2 {
-        return Rate { requests: n, whole: 0.0, steady: 0.0, max_in_second: n };
-    }
-    let per_sec = |a: Instant, b: Instant, k: usize| {
-        let secs = b.duration_since(a).as_secs_f64();
-        if secs > 0.0 { k as f64 / secs } else { 0.0 }
-    };
-    let whole = if n > 1 { per_sec(at[0], at[n - 1], n - 1) } else { 0.0 };
-    let (lo, hi) = (n / 10, n - n / 10 - 1);
-    let steady = if hi > lo { per_sec(at[lo], at[hi], hi - lo) } else { whole };
-    let mut max_in_second = 0;
-    let mut start = 0;
-    for end in 0..n {
-        while at[end].duration_since(at[start]) >= Duration::from_secs(1) {
-            start += 1;
-        }
-        max_in_second = max_in_second.max(end - start + 1);
-    }
-    Rate { requests: n, whole, steady, max_in_second }
-}
-
-fn arrivals(log: &[LoggedRequest], keep: impl Fn(&LoggedRequest) -> bool) -> Vec<Instant> {
-    log.iter().filter(|r| keep(r)).map(|r| r.at).collect()
-}
-
-async fn wait_ready(port: u16, pid: u32) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let suffix = format!(":{pid}");
-    loop {
-        if let Ok(resp) = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await
-            && let Ok(body) = resp.json::<serde_json::Value>().await
-            && body["components"].as_array().is_some_and(|cs| {
-                cs.iter().any(|c| {
-                    c["component"] == "validation"
-                        && c["state"] == "ready"
-                        && c["instance"].as_str().is_some_and(|i| i.ends_with(&suffix))
-                })
-            })
-        {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("serve on port {port} not ready after 120 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn open_events(store: &Store) -> anyhow::Result<(i64, i64)> {

@@ -35,8 +35,9 @@ use std::{
 
 use airtable_client::fake::{FAKE_TOKEN, FakeAirtable};
 use anyhow::{Context as _, bail};
-use api_core::fake::{Fault, LoggedRequest};
+use api_core::fake::Fault;
 use clap::{Parser, ValueEnum};
+use examples::bench::{arrivals, free_port, rate, wait_ready};
 use examples::kommo_airtable_fixture::{TABLE, add_onboarding_table};
 use kommo_api::fake::{FakeKommo, SeedLead};
 use kommo_api::{EntityType, FieldType, LeadId, StatusId};
@@ -76,50 +77,6 @@ struct Args {
 }
 
 const SECRET: &str = "throughput-path-secret";
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// The most arrivals in any sliding second.
-fn max_in_second(mut at: Vec<Instant>) -> usize {
-    at.sort();
-    let (mut best, mut start) = (0, 0);
-    for end in 0..at.len() {
-        while at[end].duration_since(at[start]) >= Duration::from_secs(1) {
-            start += 1;
-        }
-        best = best.max(end - start + 1);
-    }
-    best
-}
-
-fn arrivals(log: &[LoggedRequest], prefix: &str) -> Vec<Instant> {
-    log.iter().filter(|r| r.path.starts_with(prefix)).map(|r| r.at).collect()
-}
-
-async fn wait_ready(port: u16, pid: u32) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let suffix = format!(":{pid}");
-    loop {
-        if let Ok(resp) = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await
-            && let Ok(body) = resp.json::<serde_json::Value>().await
-            && body["components"].as_array().is_some_and(|cs| {
-                cs.iter().any(|c| {
-                    c["component"] == "validation"
-                        && c["state"] == "ready"
-                        && c["instance"].as_str().is_some_and(|i| i.ends_with(&suffix))
-                })
-            })
-        {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("serve on port {port} not ready after 120 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -285,7 +242,10 @@ async fn main() -> anyhow::Result<()> {
     let kommo_log = kommo.log().requests();
     let at_log = airtable.log().requests();
     let base_prefix = format!("/v0/{}/", base.id().as_str());
-    let (k_req, a_req) = (arrivals(&kommo_log, "/api/v4/"), arrivals(&at_log, &base_prefix));
+    let (k_req, a_req) = (
+        arrivals(&kommo_log, |r| r.path.starts_with("/api/v4/")),
+        arrivals(&at_log, |r| r.path.starts_with(&base_prefix)),
+    );
     let secs = elapsed.as_secs_f64();
     let per_sec = records.len() as f64 / secs;
     println!("{what}: {} records in {secs:.1} s = {per_sec:.1} records/s", records.len());
@@ -295,14 +255,14 @@ async fn main() -> anyhow::Result<()> {
         "| Kommo | {} | {:.2} | {} | {} |",
         k_req.len(),
         k_req.len() as f64 / secs,
-        max_in_second(k_req.clone()),
+        rate(k_req.clone()).max_in_second,
         kommo.throttled()
     );
     println!(
         "| Airtable (one base) | {} | {:.2} | {} | {} |",
         a_req.len(),
         a_req.len() as f64 / secs,
-        max_in_second(a_req.clone()),
+        rate(a_req.clone()).max_in_second,
         airtable.throttled_count()
     );
     if let (Some(url), Some(schema)) = (&args.postgres, &schema) {
