@@ -1143,6 +1143,24 @@ fn array_body(body: &Value) -> Result<&Vec<Value>, Response> {
     })
 }
 
+/// A batch write's items, or Kommo's validation answer: the body must be an array, each item needs a `name` on
+/// create and a known `id` (`known`) on update (`NotBlank`).
+fn checked_batch(body: &Value, create: bool, known: impl Fn(u64) -> bool) -> Result<&Vec<Value>, Response> {
+    let arr = array_body(body)?;
+    let errors: Vec<Value> = arr
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| {
+            if create {
+                item["name"].as_str().is_none_or(str::is_empty).then(|| not_blank(i, item, "name"))
+            } else {
+                item["id"].as_u64().is_none_or(|id| !known(id)).then(|| not_blank(i, item, "id"))
+            }
+        })
+        .collect();
+    if errors.is_empty() { Ok(arr) } else { Err(validation(errors)) }
+}
+
 /// The first status of pipeline `pid` of `kind` (1 = "Incoming leads", 0 = regular; kommo.md §4 "Pipelines").
 fn status_of_type(st: &St, pid: u64, kind: u64) -> Option<u64> {
     st.pipelines.get(&pid).and_then(|p| {
@@ -1303,25 +1321,11 @@ fn catalogs_route(st: &mut St, m: &str, rest: &[&str], q: &Query, body: &Value, 
             None => problem(404, "Not Found", "Catalog not found"),
         },
         ("POST" | "PATCH", []) => {
-            let arr = match array_body(body) {
+            let create = m == "POST";
+            let arr = match checked_batch(body, create, |id| st.catalogs.contains_key(&id)) {
                 Ok(a) => a,
                 Err(r) => return r,
             };
-            let create = m == "POST";
-            let errors: Vec<Value> = arr
-                .iter()
-                .enumerate()
-                .filter_map(|(i, c)| {
-                    if create {
-                        c["name"].as_str().is_none_or(str::is_empty).then(|| not_blank(i, c, "name"))
-                    } else {
-                        c["id"].as_u64().is_none_or(|id| !st.catalogs.contains_key(&id)).then(|| not_blank(i, c, "id"))
-                    }
-                })
-                .collect();
-            if !errors.is_empty() {
-                return validation(errors);
-            }
             let mut out = Vec::new();
             for (i, c) in arr.iter().enumerate() {
                 let now = st.now();
@@ -1388,26 +1392,12 @@ fn elements_route(
             .filter(|e| e["catalog_id"] == cid)
             .map_or_else(no_content, hal),
         ("POST" | "PATCH", []) => {
-            let arr = match array_body(body) {
+            let create = m == "POST";
+            let known = |id| st.elements.get(&id).is_some_and(|x| x["catalog_id"] == cid);
+            let arr = match checked_batch(body, create, known) {
                 Ok(a) => a,
                 Err(r) => return r,
             };
-            let create = m == "POST";
-            let errors: Vec<Value> = arr
-                .iter()
-                .enumerate()
-                .filter_map(|(i, e)| {
-                    if create {
-                        return e["name"].as_str().is_none_or(str::is_empty).then(|| not_blank(i, e, "name"));
-                    }
-                    let known =
-                        e["id"].as_u64().and_then(|id| st.elements.get(&id)).is_some_and(|x| x["catalog_id"] == cid);
-                    (!known).then(|| not_blank(i, e, "id"))
-                })
-                .collect();
-            if !errors.is_empty() {
-                return validation(errors);
-            }
             let mut out = Vec::new();
             for (i, e) in arr.iter().enumerate() {
                 let now = st.now();
