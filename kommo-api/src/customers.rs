@@ -6,7 +6,7 @@
 //! `CustomerCreateItem`, `CustomerUpdateItem`, `CustomerTransaction`, `CustomerTransactionCreate`,
 //! `CustomerSegment`, `CustomerSegmentCreate`); the PHP library (`EntitiesServices/Customers/*`, `Segments.php`).
 //! Customers must be enabled on the account: otherwise Kommo answers 402 (kommo.md §3 "Error shapes": "Тариф не
-//! позволяет включать покупателей"), an [`Error::Api`](crate::Error::Api) with status 402.
+//! позволяет включать покупателей"), an [`Error::Api`] with status 402.
 
 use api_core::Request;
 use futures::stream::BoxStream;
