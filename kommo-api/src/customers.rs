@@ -141,6 +141,28 @@ entity!(
 );
 impl Expandable for Customer {}
 
+/// A customer status (`CustomerStatus`: `id, name, sort, color, type`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CustomerStatus {
+    /// Id.
+    pub id: CustomerStatusId,
+    /// Name.
+    #[serde(default)]
+    pub name: String,
+    /// Sort order.
+    #[serde(default, deserialize_with = "crate::de::opt_i64")]
+    pub sort: Option<i64>,
+    /// Color.
+    #[serde(default)]
+    pub color: Option<String>,
+    /// Kommo's status kind, as sent.
+    #[serde(default, rename = "type")]
+    pub kind: Option<serde_json::Value>,
+    /// Other members.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
 /// A purchase (transaction) of a customer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Transaction {
@@ -266,6 +288,48 @@ impl Customers<'_> {
     /// See [`Error`].
     pub async fn delete_transaction(&self, id: CustomerId, transaction: TransactionId) -> Result<(), Error> {
         self.client.send(Request::delete(format!("/api/v4/customers/{id}/transactions/{transaction}"))).await?;
+        Ok(())
+    }
+
+    /// The customer statuses (`GET /api/v4/customers/statuses`, one answer; 204 = none).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn statuses(&self) -> Result<Vec<CustomerStatus>, Error> {
+        Ok(self.client.list_page("/api/v4/customers/statuses", "statuses", &ListParams::new(), 1).await?.items)
+    }
+
+    /// `POST /api/v4/customers/statuses` `[{name, sort?, color?, request_id}]` (`CustomerStatusCreate`); results in
+    /// input order.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn create_statuses(
+        &self,
+        items: &[(&str, Option<i64>, Option<&str>)],
+    ) -> Result<Vec<WriteResult>, Error> {
+        let body: Vec<serde_json::Value> = items
+            .iter()
+            .map(|(name, sort, color)| {
+                let mut v = serde_json::json!({ "name": name });
+                if let Some(s) = sort {
+                    v["sort"] = (*s).into();
+                }
+                if let Some(c) = color {
+                    v["color"] = (*c).into();
+                }
+                v
+            })
+            .collect();
+        batch_write(self.client, http::Method::POST, "/api/v4/customers/statuses", "statuses", &body).await
+    }
+
+    /// `DELETE /api/v4/customers/statuses/{id}`.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn delete_status(&self, id: CustomerStatusId) -> Result<(), Error> {
+        self.client.send(Request::delete(format!("/api/v4/customers/statuses/{id}"))).await?;
         Ok(())
     }
 

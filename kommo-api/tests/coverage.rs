@@ -734,3 +734,30 @@ async fn customers_off_is_a_402_api_error() {
     assert_eq!(e.status().map(|s| s.as_u16()), Some(402));
     assert_eq!(e.problem().and_then(|p| p.detail.as_deref()), Some("Тариф не позволяет включать покупателей"));
 }
+
+/// community `POST /api/v4/{entity_type}/notes/{id}/pin|unpin` (no body) and `GET/POST /api/v4/customers/statuses`,
+/// `DELETE /customers/statuses/{id}` (`CustomerStatus`, `CustomerStatusCreate`).
+#[tokio::test]
+async fn note_pins_and_customer_statuses() {
+    use kommo_api::CustomerStatusId;
+    let s = MockServer::start().await;
+    expect(&s, "POST", "/api/v4/leads/notes/55/pin", None, ok(json!({"_links": {}, "_embedded": {}}))).await;
+    expect(&s, "POST", "/api/v4/leads/notes/55/unpin", None, ResponseTemplate::new(204)).await;
+    expect(&s, "GET", "/api/v4/customers/statuses", None, ok(json!({"_embedded": {"statuses": [{"id": 3, "name": "Recurring", "sort": 10, "color": "#fff000", "type": "regular"}]}}))).await;
+    expect(
+        &s,
+        "POST",
+        "/api/v4/customers/statuses",
+        Some(json!([{"name": "VIP", "sort": 20, "color": "#ccc8f9", "request_id": "0"}])),
+        ok(json!({"_embedded": {"statuses": [{"id": 4, "request_id": "0"}]}})),
+    )
+    .await;
+    expect(&s, "DELETE", "/api/v4/customers/statuses/4", None, ResponseTemplate::new(204)).await;
+    let c = client(&s);
+    c.notes(EntityType::Leads).pin(NoteId(55)).await.unwrap();
+    c.notes(EntityType::Leads).unpin(NoteId(55)).await.unwrap();
+    let st = c.customers().statuses().await.unwrap();
+    assert_eq!((st[0].id, st[0].name.as_str()), (CustomerStatusId(3), "Recurring"));
+    assert_eq!(c.customers().create_statuses(&[("VIP", Some(20), Some("#ccc8f9"))]).await.unwrap()[0].id, 4);
+    c.customers().delete_status(CustomerStatusId(4)).await.unwrap();
+}
