@@ -204,6 +204,8 @@ struct St {
     base: String,
     /// Unsorted (incoming) leads by uid (`/api/v4/leads/unsorted`).
     unsorted: BTreeMap<String, Value>,
+    /// Unsorted leads accepted and declined so far (`/api/v4/leads/unsorted/summary`).
+    unsorted_sorted: (u64, u64),
     /// Catalogs by id (`/api/v4/catalogs`).
     catalogs: BTreeMap<u64, Value>,
     /// Catalog elements by id (each names its `catalog_id`).
@@ -1238,6 +1240,18 @@ fn unsorted_route(st: &mut St, m: &str, rest: &[&str], q: &Query, body: &Value, 
                 .collect();
             page_of(items, "unsorted", q, path, base, 50)
         }
+        ("GET", ["summary"]) => {
+            let mut categories = Map::new();
+            for u in st.unsorted.values() {
+                let c = u["category"].as_str().unwrap_or_default().to_owned();
+                let n = categories.get(&c).and_then(Value::as_u64).unwrap_or(0);
+                categories.insert(c, json!(n + 1));
+            }
+            let (accepted, declined) = st.unsorted_sorted;
+            hal(
+                &json!({"total": st.unsorted.len(), "accepted": accepted, "declined": declined, "average_sort_time": 0, "categories": categories}),
+            )
+        }
         ("GET", [uid]) => st.unsorted.get(*uid).map_or_else(no_content, hal),
         ("POST", [category @ ("forms" | "sip")]) => {
             let arr = match array_body(body) {
@@ -1290,12 +1304,14 @@ fn unsorted_route(st: &mut St, m: &str, rest: &[&str], q: &Query, body: &Value, 
                 }
             }
             st.unsorted.remove(*uid);
+            st.unsorted_sorted.0 += 1;
             hal(
                 &json!({"uid": uid, "pipeline_id": pid, "category": u["category"], "created_at": u["created_at"], "_embedded": u["_embedded"]}),
             )
         }
         ("DELETE", [uid, "decline"]) => {
             let Some(u) = st.unsorted.remove(*uid) else { return problem(404, "Not Found", "Unsorted not found") };
+            st.unsorted_sorted.1 += 1;
             for l in u["_embedded"]["leads"].as_array().into_iter().flatten().filter_map(|l| l["id"].as_u64()) {
                 st.map(Kind::Leads).remove(&l);
             }

@@ -761,3 +761,23 @@ async fn note_pins_and_customer_statuses() {
     assert_eq!(c.customers().create_statuses(&[("VIP", Some(20), Some("#ccc8f9"))]).await.unwrap()[0].id, 4);
     c.customers().delete_status(CustomerStatusId(4)).await.unwrap();
 }
+
+/// PHP lib `Unsorted::summary` (`GET api/v4/leads/unsorted/summary` with the filter's query) and
+/// `UnsortedSummaryModel` (`total, accepted, declined, average_sort_time, categories`).
+#[tokio::test]
+async fn unsorted_summary() {
+    let s = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/leads/unsorted/summary"))
+        .and(query_param("filter[pipeline_id][0]", "7"))
+        .respond_with(ok(json!({"total": 4, "accepted": 10, "declined": 2, "average_sort_time": 3600, "categories": {"forms": 3, "sip": 1}})))
+        .expect(1)
+        .mount(&s)
+        .await;
+    let sum = client(&s).unsorted().summary(&ListParams::new().pipeline(PipelineId(7))).await.unwrap();
+    assert_eq!(
+        (sum.total, sum.accepted, sum.declined, sum.average_sort_time),
+        (Some(4), Some(10), Some(2), Some(3600))
+    );
+    assert_eq!(sum.categories["forms"], 3);
+}

@@ -66,6 +66,8 @@ async fn unsorted_forms_accept_and_decline() {
     c.unsorted().decline(&made[1].uid, None).await.unwrap();
     assert!(fake.lead(lead2).is_none(), "a declined unsorted lead is gone");
     assert!(fake.unsorted().is_empty());
+    let summary = c.unsorted().summary(&ListParams::new()).await.unwrap();
+    assert_eq!((summary.total, summary.accepted, summary.declined), (Some(0), Some(1), Some(1)));
     // both are gone from the unsorted list: a second accept is a 404
     let e = c.unsorted().accept(&made[0].uid, None, None).await.unwrap_err();
     assert!(e.is_not_found(), "{e:?}");
