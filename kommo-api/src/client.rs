@@ -51,7 +51,7 @@ pub(crate) struct Inner {
     pub(crate) ban_backoff: Duration,
     pub(crate) hold: Arc<Hold>,
     pub(crate) max_wait: Duration,
-    /// A budget shared with other processes ([`ClientBuilder::shared_budget`]): its holds are checked too.
+    /// A budget shared with other processes ([`ClientBuilder::rate_budget`]): its holds are checked too.
     pub(crate) shared: Option<Arc<dyn RateBudget>>,
 }
 

@@ -9,7 +9,7 @@ use std::fmt;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::{Client, CustomFieldId, EntityType, EnumId, Error, ListParams, StatusId, ids::PipelineId};
+use crate::{Client, CustomFieldId, EntityType, EnumId, Error, FieldGroupId, ListParams, StatusId, ids::PipelineId};
 
 /// A custom field type. Unknown types round-trip through [`FieldType::Other`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -543,6 +543,97 @@ impl CustomField {
     }
 }
 
+/// A custom field definition to create (`CustomFieldCreate`: `name` and `type` required) or change
+/// (`CustomFieldUpdateItem`, with `id`). Shapes from `../shared/openapi/kommo-community.yaml` (community-made from
+/// amoCRM's API reference) and kommo.md §4 "Custom fields" (definition members, `enums[{value, sort}]`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[must_use]
+pub struct FieldWrite {
+    /// The field (updates only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<CustomFieldId>,
+    /// Name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Type (required on create).
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub field_type: Option<FieldType>,
+    /// Code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// Sort order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sort: Option<i64>,
+    /// Only the API may write it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub is_api_only: Option<bool>,
+    /// Options of select / multiselect / radiobutton fields: `{value, sort}` (with `id` on updates).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub enums: Vec<serde_json::Value>,
+    /// The group it is shown in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<FieldGroupId>,
+    /// Echoed back (the client sets the index when `None`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+impl FieldWrite {
+    /// A new field.
+    pub fn new(name: impl Into<String>, field_type: FieldType) -> Self {
+        Self { name: Some(name.into()), field_type: Some(field_type), ..Self::default() }
+    }
+    /// Changes to field `id`.
+    pub fn update(id: CustomFieldId) -> Self {
+        Self { id: Some(id), ..Self::default() }
+    }
+    /// Sets the name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+    /// Adds an option (`{value, sort}`) to a select-like field.
+    pub fn option(mut self, value: impl Into<String>, sort: i64) -> Self {
+        self.enums.push(serde_json::json!({ "value": value.into(), "sort": sort }));
+        self
+    }
+    /// Puts it in a group.
+    pub fn group(mut self, group: FieldGroupId) -> Self {
+        self.group_id = Some(group);
+        self
+    }
+}
+
+/// A custom field group (`GET /api/v4/{entity}/custom_fields/groups`). Kommo's group ids are strings
+/// (`"leads_16761579411681"`); the community OpenAPI says integer: both decode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldGroup {
+    /// Id.
+    #[serde(deserialize_with = "group_id")]
+    pub id: FieldGroupId,
+    /// Name.
+    #[serde(default)]
+    pub name: String,
+    /// Sort order.
+    #[serde(default, deserialize_with = "crate::de::opt_i64")]
+    pub sort: Option<i64>,
+    /// Kommo's own group.
+    #[serde(default, deserialize_with = "crate::de::lenient_bool")]
+    pub is_predefined: bool,
+    /// Other members (`entity_type`, `fields`, `request_id` in write answers, `_links`).
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+fn group_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<FieldGroupId, D::Error> {
+    use serde::de::Error as _;
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => Ok(FieldGroupId(s)),
+        serde_json::Value::Number(n) => Ok(FieldGroupId(n.to_string())),
+        other => Err(D::Error::custom(format!("a group id is a string or a number, got {other}"))),
+    }
+}
+
 /// Custom field definitions of one entity type.
 #[derive(Debug, Clone)]
 pub struct CustomFields<'a> {
@@ -575,6 +666,102 @@ impl CustomFields<'_> {
     pub async fn all(&self) -> Result<Vec<CustomField>, Error> {
         use futures::TryStreamExt as _;
         self.stream(ListParams::new()).try_collect().await
+    }
+
+    /// `POST /api/v4/{entity}/custom_fields`; results in input order.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`] when a field has an id, or no name or type; see [`Error`].
+    pub async fn create(&self, items: &[FieldWrite]) -> Result<Vec<crate::WriteResult>, Error> {
+        if let Some(n) = items.iter().position(|f| f.id.is_some() || f.name.is_none() || f.field_type.is_none()) {
+            return Err(Error::InvalidRequest(format!("custom field #{n} to create needs a name and a type, no id")));
+        }
+        crate::common::batch_write(self.client, http::Method::POST, &self.path(), "custom_fields", items).await
+    }
+
+    /// `PATCH /api/v4/{entity}/custom_fields`; results in input order.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`] when a field has no id; see [`Error`].
+    pub async fn update(&self, items: &[FieldWrite]) -> Result<Vec<crate::WriteResult>, Error> {
+        if let Some(n) = items.iter().position(|f| f.id.is_none()) {
+            return Err(Error::InvalidRequest(format!("custom field update #{n} has no id")));
+        }
+        crate::common::batch_write(self.client, http::Method::PATCH, &self.path(), "custom_fields", items).await
+    }
+
+    /// `DELETE /api/v4/{entity}/custom_fields/{id}`.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn delete(&self, id: CustomFieldId) -> Result<(), Error> {
+        self.client.send(api_core::Request::delete(format!("{}/{id}", self.path()))).await?;
+        Ok(())
+    }
+
+    /// The field groups (`GET /api/v4/{entity}/custom_fields/groups`, one page; 204 = none).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn groups(&self) -> Result<Vec<FieldGroup>, Error> {
+        let path = format!("{}/groups", self.path());
+        Ok(self.client.list_page(&path, "groups", &ListParams::new(), 1).await?.items)
+    }
+
+    /// `POST /api/v4/{entity}/custom_fields/groups` `[{name, sort?, request_id}]`; the groups made.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn create_groups(&self, names: &[(&str, Option<i64>)]) -> Result<Vec<FieldGroup>, Error> {
+        let body: Vec<serde_json::Value> = names
+            .iter()
+            .enumerate()
+            .map(|(i, (name, sort))| {
+                let mut v = serde_json::json!({ "name": name, "request_id": i.to_string() });
+                if let Some(s) = sort {
+                    v["sort"] = (*s).into();
+                }
+                v
+            })
+            .collect();
+        let req = api_core::Request::post(format!("{}/groups", self.path()))
+            .json(&body)
+            .map_err(|e| Error::InvalidRequest(e.to_string()))?;
+        let resp = self.client.send(req).await?;
+        Ok(crate::hal::decode_list(&resp, "groups", 1)?.items)
+    }
+
+    /// `PATCH /api/v4/{entity}/custom_fields/groups/{id}` `{name?, sort?}`.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn update_group(
+        &self,
+        id: &FieldGroupId,
+        name: Option<&str>,
+        sort: Option<i64>,
+    ) -> Result<FieldGroup, Error> {
+        let mut body = serde_json::Map::new();
+        if let Some(n) = name {
+            body.insert("name".into(), n.into());
+        }
+        if let Some(s) = sort {
+            body.insert("sort".into(), s.into());
+        }
+        let req = api_core::Request::patch(format!("{}/groups/{id}", self.path()))
+            .json(&body)
+            .map_err(|e| Error::InvalidRequest(e.to_string()))?
+            .idempotent(true);
+        self.client.send_json(req).await
+    }
+
+    /// `DELETE /api/v4/{entity}/custom_fields/groups/{id}`.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn delete_group(&self, id: &FieldGroupId) -> Result<(), Error> {
+        self.client.send(api_core::Request::delete(format!("{}/groups/{id}", self.path()))).await?;
+        Ok(())
     }
 
     /// One definition.

@@ -59,6 +59,7 @@ use axum::{
     response::Response,
 };
 use serde_json::{Map, Value, json};
+use sha2::{Digest as _, Sha256};
 use url::Url;
 
 use crate::{
@@ -88,7 +89,7 @@ pub struct FakeConfig {
     /// At most `.0` requests in any sliding window `.1` for the whole account, counted on arrival with no slack
     /// (None: no limit). Default `(7, 1 s)`, Kommo's documented "not more than 7 requests per second".
     /// The budget is shared by every client of the fake: build one [`Client`] and clone it (clones share their
-    /// limiter), pass one [`api_core::RateLimiter`] to several builders with [`ClientBuilder::limiter`], or set
+    /// limiter), pass one [`api_core::RateLimiter`] to several builders with [`ClientBuilder::rate_budget`], or set
     /// `None` in tests that do not exercise throttling.
     pub rate_limit: Option<(u32, Duration)>,
     /// The ban: after `.0` refused (429) requests within `.1`, the account gets the 403 HTML ban page for
@@ -201,6 +202,14 @@ struct St {
     webhooks: Vec<Value>,
     clock_offset: i64,
     base: String,
+    /// Unsorted (incoming) leads by uid (`/api/v4/leads/unsorted`).
+    unsorted: BTreeMap<String, Value>,
+    /// Unsorted leads accepted and declined so far (`/api/v4/leads/unsorted/summary`).
+    unsorted_sorted: (u64, u64),
+    /// Catalogs by id (`/api/v4/catalogs`).
+    catalogs: BTreeMap<u64, Value>,
+    /// Catalog elements by id (each names its `catalog_id`).
+    elements: BTreeMap<u64, Value>,
 }
 
 type Shared = Arc<Mutex<St>>;
@@ -1114,9 +1123,324 @@ fn route(st: &mut St, method: &Method, segs: &[&str], q: &Query, body: &Value, p
             st.webhooks.retain(|w| w["destination"] != dest.as_str());
             no_content()
         }
+        (_, ["leads", "unsorted", rest @ ..]) => unsorted_route(st, m, rest, q, body, path, &base),
+        (_, ["catalogs", rest @ ..]) => catalogs_route(st, m, rest, q, body, path, &base),
         (_, [entity, rest @ ..]) => {
             let Some(kind) = Kind::parse(entity) else { return problem(404, "Not Found", "Unknown route") };
             entity_route(st, kind, m, rest, q, body, path, &base)
+        }
+        _ => problem(404, "Not Found", "Unknown route"),
+    }
+}
+
+/// `NotBlank` at `path` for element `i` (kommo.md §3 validation shape).
+fn not_blank(i: usize, item: &Value, path: &str) -> Value {
+    json!({"request_id": item.get("request_id").cloned().unwrap_or(json!(i.to_string())), "errors": [{"code": "NotBlank", "path": path, "detail": "This value should not be blank."}]})
+}
+
+/// A JSON array body, or Kommo's validation answer for anything else.
+fn array_body(body: &Value) -> Result<&Vec<Value>, Response> {
+    body.as_array().ok_or_else(|| {
+        validation(vec![json!({"code":"InvalidType","path":"","detail":"This value should be of type array."})])
+    })
+}
+
+/// A batch write's items, or Kommo's validation answer: the body must be an array, each item needs a `name` on
+/// create and a known `id` (`known`) on update (`NotBlank`).
+fn checked_batch(body: &Value, create: bool, known: impl Fn(u64) -> bool) -> Result<&Vec<Value>, Response> {
+    let arr = array_body(body)?;
+    let errors: Vec<Value> = arr
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| {
+            if create {
+                item["name"].as_str().is_none_or(str::is_empty).then(|| not_blank(i, item, "name"))
+            } else {
+                item["id"].as_u64().is_none_or(|id| !known(id)).then(|| not_blank(i, item, "id"))
+            }
+        })
+        .collect();
+    if errors.is_empty() { Ok(arr) } else { Err(validation(errors)) }
+}
+
+/// The first status of pipeline `pid` of `kind` (1 = "Incoming leads", 0 = regular; kommo.md §4 "Pipelines").
+fn status_of_type(st: &St, pid: u64, kind: u64) -> Option<u64> {
+    st.pipelines.get(&pid).and_then(|p| {
+        p["_embedded"]["statuses"]
+            .as_array()?
+            .iter()
+            .find(|s| s["type"] == kind && s["id"] != 142 && s["id"] != 143)
+            .and_then(|s| s["id"].as_u64())
+    })
+}
+
+/// Creates an unsorted item's lead, contacts and companies; the `_embedded` of the answer.
+fn unsorted_entities(st: &mut St, item: &Value, pid: u64) -> Result<Value, Vec<Value>> {
+    let mut lead = item["_embedded"]["leads"].get(0).cloned().unwrap_or_else(|| json!({}));
+    lead["pipeline_id"] = json!(pid);
+    if let Some(s) = status_of_type(st, pid, 1) {
+        lead["status_id"] = json!(s);
+    }
+    let lead_id = st.create(Kind::Leads, &lead)?;
+    let mut contacts = Vec::new();
+    for c in item["_embedded"]["contacts"].as_array().into_iter().flatten() {
+        let cid = st.create(Kind::Contacts, c)?;
+        st.lead_contacts.push((lead_id, cid, contacts.is_empty()));
+        contacts.push(json!({"id": cid}));
+    }
+    let mut companies = Vec::new();
+    for c in item["_embedded"]["companies"].as_array().into_iter().flatten() {
+        let cid = st.create(Kind::Companies, c)?;
+        st.lead_companies.push((lead_id, cid));
+        companies.push(json!({"id": cid}));
+    }
+    Ok(json!({"leads": [{"id": lead_id}], "contacts": contacts, "companies": companies}))
+}
+
+fn unsorted_errors(st: &St, arr: &[Value]) -> Vec<Value> {
+    let mut errors = Vec::new();
+    for (i, item) in arr.iter().enumerate() {
+        for field in ["source_uid", "source_name"] {
+            if item[field].as_str().is_none_or(str::is_empty) {
+                errors.push(not_blank(i, item, field));
+            }
+        }
+        if !item["metadata"].is_object() {
+            errors.push(not_blank(i, item, "metadata"));
+        }
+        if let Some(p) = item["pipeline_id"].as_u64()
+            && !st.pipelines.contains_key(&p)
+        {
+            errors.push(json!({"request_id": item.get("request_id").cloned().unwrap_or(json!(i.to_string())), "errors": [{"code": "NotSupportedChoice", "path": "pipeline_id", "detail": "The value you selected is not a valid choice."}]}));
+        }
+    }
+    errors
+}
+
+/// Unsorted leads (src/unsorted.rs names the sources): `forms` and `sip` creation (PHP lib `Unsorted::add`: only those
+/// two; community OpenAPI `UnsortedFormCreateItem`: `source_uid`, `source_name` and `metadata` required; the lead
+/// waits in the pipeline's "Incoming leads" status), list with `filter[category]` / `filter[pipeline_id]` /
+/// `filter[uid]`, accept (the lead moves to the given status of its pipeline or the first regular one), decline (the
+/// lead is deleted), link (PHP lib: chats and mail only, which the API cannot create, so always refused here).
+fn unsorted_route(st: &mut St, m: &str, rest: &[&str], q: &Query, body: &Value, path: &str, base: &str) -> Response {
+    match (m, rest) {
+        ("GET", []) => {
+            let cats = q.list("category");
+            let pipes = q.list("pipeline_id");
+            let uids = q.list("uid");
+            let items: Vec<Value> = st
+                .unsorted
+                .values()
+                .filter(|u| cats.is_empty() || cats.iter().any(|c| u["category"] == c.as_str()))
+                .filter(|u| {
+                    pipes.is_empty() || pipes.iter().any(|p| p.parse::<u64>().ok() == u["pipeline_id"].as_u64())
+                })
+                .filter(|u| uids.is_empty() || uids.iter().any(|x| u["uid"] == x.as_str()))
+                .cloned()
+                .collect();
+            page_of(items, "unsorted", q, path, base, 50)
+        }
+        ("GET", ["summary"]) => {
+            let mut categories = Map::new();
+            for u in st.unsorted.values() {
+                let c = u["category"].as_str().unwrap_or_default().to_owned();
+                let n = categories.get(&c).and_then(Value::as_u64).unwrap_or(0);
+                categories.insert(c, json!(n + 1));
+            }
+            let (accepted, declined) = st.unsorted_sorted;
+            hal(
+                &json!({"total": st.unsorted.len(), "accepted": accepted, "declined": declined, "average_sort_time": 0, "categories": categories}),
+            )
+        }
+        ("GET", [uid]) => st.unsorted.get(*uid).map_or_else(no_content, hal),
+        ("POST", [category @ ("forms" | "sip")]) => {
+            let arr = match array_body(body) {
+                Ok(a) => a,
+                Err(r) => return r,
+            };
+            let errors = unsorted_errors(st, arr);
+            if !errors.is_empty() {
+                return validation(errors);
+            }
+            let mut out = Vec::new();
+            for (i, item) in arr.iter().enumerate() {
+                let pid = item["pipeline_id"].as_u64().unwrap_or_else(|| st.main_pipeline().0);
+                let embedded = match unsorted_entities(st, item, pid) {
+                    Ok(e) => e,
+                    Err(e) => return validation(vec![json!({"request_id": i.to_string(), "errors": e})]),
+                };
+                let n = st.id();
+                let uid = hex::encode(Sha256::digest(format!("{}:{n}", st.account_id)))[..32].to_owned();
+                let created_at = item["created_at"].as_i64().unwrap_or_else(|| st.now());
+                let account = st.account_id;
+                st.unsorted.insert(
+                    uid.clone(),
+                    json!({"uid": uid, "source_uid": item["source_uid"], "source_name": item["source_name"], "category": category,
+                           "pipeline_id": pid, "created_at": created_at, "metadata": item["metadata"], "account_id": account,
+                           "_links": {"self": {"href": format!("{base}/api/v4/leads/unsorted/{uid}")}}, "_embedded": embedded}),
+                );
+                let rid = item.get("request_id").cloned().unwrap_or(json!(i.to_string()));
+                out.push(json!({"uid": uid, "account_id": account, "request_id": rid, "_embedded": embedded}));
+            }
+            hal(&json!({"_total_items": out.len(), "_embedded": {"unsorted": out}}))
+        }
+        ("POST", [uid, "accept"]) => {
+            let Some(u) = st.unsorted.get(*uid).cloned() else {
+                return problem(404, "Not Found", "Unsorted not found");
+            };
+            let pid = u["pipeline_id"].as_u64().unwrap_or_default();
+            let status = match body["status_id"].as_u64() {
+                Some(s) if st.pipeline_of_status(s) == Some(pid) => s,
+                Some(_) => {
+                    return validation(vec![
+                        json!({"code": "NotSupportedChoice", "path": "status_id", "detail": "The value you selected is not a valid choice."}),
+                    ]);
+                }
+                None => status_of_type(st, pid, 0).unwrap_or(142),
+            };
+            for l in u["_embedded"]["leads"].as_array().into_iter().flatten().filter_map(|l| l["id"].as_u64()) {
+                if let Err(e) = st.update(Kind::Leads, l, &json!({"status_id": status, "pipeline_id": pid})) {
+                    return validation(e);
+                }
+            }
+            st.unsorted.remove(*uid);
+            st.unsorted_sorted.0 += 1;
+            hal(
+                &json!({"uid": uid, "pipeline_id": pid, "category": u["category"], "created_at": u["created_at"], "_embedded": u["_embedded"]}),
+            )
+        }
+        ("DELETE", [uid, "decline"]) => {
+            let Some(u) = st.unsorted.remove(*uid) else { return problem(404, "Not Found", "Unsorted not found") };
+            st.unsorted_sorted.1 += 1;
+            for l in u["_embedded"]["leads"].as_array().into_iter().flatten().filter_map(|l| l["id"].as_u64()) {
+                st.map(Kind::Leads).remove(&l);
+            }
+            hal(
+                &json!({"uid": uid, "pipeline_id": u["pipeline_id"], "category": u["category"], "_embedded": u["_embedded"]}),
+            )
+        }
+        ("POST", [uid, "link"]) => match st.unsorted.get(*uid) {
+            None => problem(404, "Not Found", "Unsorted not found"),
+            Some(_) => problem(400, "Bad Request", "Only chats and mail unsorted can be linked"),
+        },
+        _ => problem(404, "Not Found", "Unknown route"),
+    }
+}
+
+/// Catalogs (src/catalogs.rs names the sources): `name` required on create (`CatalogCreateItem`), a known `id` on
+/// update; elements under `/catalogs/{id}/elements` ([`elements_route`]).
+fn catalogs_route(st: &mut St, m: &str, rest: &[&str], q: &Query, body: &Value, path: &str, base: &str) -> Response {
+    match (m, rest) {
+        ("GET", []) => page_of(st.catalogs.values().cloned().collect(), "catalogs", q, path, base, 50),
+        ("GET", [id]) => match id.parse::<u64>().ok().and_then(|i| st.catalogs.get(&i)) {
+            Some(c) => hal(c),
+            None => problem(404, "Not Found", "Catalog not found"),
+        },
+        ("POST" | "PATCH", []) => {
+            let create = m == "POST";
+            let arr = match checked_batch(body, create, |id| st.catalogs.contains_key(&id)) {
+                Ok(a) => a,
+                Err(r) => return r,
+            };
+            let mut out = Vec::new();
+            for (i, c) in arr.iter().enumerate() {
+                let now = st.now();
+                let id = if create { st.id() } else { c["id"].as_u64().unwrap_or_default() };
+                let mut cur = st.catalogs.get(&id).cloned().unwrap_or_else(|| {
+                    json!({"id": id, "created_by": st.current_user, "created_at": now, "sort": 10, "type": c["type"].as_str().unwrap_or("regular"),
+                           "can_add_elements": true, "can_show_in_cards": false, "can_link_multiple": true, "can_be_deleted": true,
+                           "sdk_widget_code": null, "account_id": st.account_id, "_links": {"self": {"href": format!("{base}/api/v4/catalogs/{id}")}}})
+                });
+                for k in ["name", "sort", "can_add_elements", "can_link_multiple"] {
+                    if !c[k].is_null() {
+                        cur[k] = c[k].clone();
+                    }
+                }
+                cur["updated_by"] = json!(st.current_user);
+                cur["updated_at"] = json!(now);
+                st.catalogs.insert(id, cur.clone());
+                cur["request_id"] = c.get("request_id").cloned().unwrap_or(json!(i.to_string()));
+                out.push(cur);
+            }
+            hal(&json!({"_links": {"self": {"href": format!("{base}{path}")}}, "_embedded": {"catalogs": out}}))
+        }
+        (_, [cid, "elements", more @ ..]) => {
+            let Some(cid) = cid.parse::<u64>().ok().filter(|c| st.catalogs.contains_key(c)) else {
+                return problem(404, "Not Found", "Catalog not found");
+            };
+            elements_route(st, cid, m, more, q, body, path, base)
+        }
+        _ => problem(404, "Not Found", "Unknown route"),
+    }
+}
+
+/// Catalog elements: `name` required on create (`CatalogElementCreateItem`), a known `id` on update, `query`
+/// matching names and custom field values, `filter[id]`; an unknown element answers 204 (kommo.md §3).
+#[allow(clippy::too_many_arguments)]
+fn elements_route(
+    st: &mut St,
+    cid: u64,
+    m: &str,
+    rest: &[&str],
+    q: &Query,
+    body: &Value,
+    path: &str,
+    base: &str,
+) -> Response {
+    match (m, rest) {
+        ("GET", []) => {
+            let ids = q.list("id");
+            let query = q.get("query").map(str::to_owned);
+            let items: Vec<Value> = st
+                .elements
+                .values()
+                .filter(|e| e["catalog_id"] == cid)
+                .filter(|e| ids.is_empty() || ids.iter().any(|i| i.parse::<u64>().ok() == e["id"].as_u64()))
+                .filter(|e| query.as_deref().is_none_or(|qq| matches_query(e, qq)))
+                .cloned()
+                .collect();
+            page_of(items, "elements", q, path, base, 50)
+        }
+        ("GET", [id]) => id
+            .parse::<u64>()
+            .ok()
+            .and_then(|i| st.elements.get(&i))
+            .filter(|e| e["catalog_id"] == cid)
+            .map_or_else(no_content, hal),
+        ("POST" | "PATCH", []) => {
+            let create = m == "POST";
+            let known = |id| st.elements.get(&id).is_some_and(|x| x["catalog_id"] == cid);
+            let arr = match checked_batch(body, create, known) {
+                Ok(a) => a,
+                Err(r) => return r,
+            };
+            let mut out = Vec::new();
+            for (i, e) in arr.iter().enumerate() {
+                let now = st.now();
+                let id = if create { st.id() } else { e["id"].as_u64().unwrap_or_default() };
+                let mut cur = st.elements.get(&id).cloned().unwrap_or_else(|| {
+                    json!({"id": id, "catalog_id": cid, "created_by": st.current_user, "created_at": now, "is_deleted": false,
+                           "custom_fields_values": null, "account_id": st.account_id, "_embedded": {"warning": null},
+                           "_links": {"self": {"href": format!("{base}/api/v4/catalogs/{cid}/elements/{id}")}}})
+                });
+                if !e["name"].is_null() {
+                    cur["name"] = e["name"].clone();
+                }
+                if let Some(cf) = e["custom_fields_values"].as_array() {
+                    let mut vals = cur["custom_fields_values"].as_array().cloned().unwrap_or_default();
+                    for f in cf {
+                        vals.retain(|v| f["field_id"].is_null() || v["field_id"] != f["field_id"]);
+                        vals.push(json!({"field_id": f["field_id"], "field_code": f.get("field_code").cloned().unwrap_or(Value::Null), "values": f["values"]}));
+                    }
+                    cur["custom_fields_values"] = json!(vals);
+                }
+                cur["updated_by"] = json!(st.current_user);
+                cur["updated_at"] = json!(now);
+                st.elements.insert(id, cur.clone());
+                cur["request_id"] = e.get("request_id").cloned().unwrap_or(json!(i.to_string()));
+                out.push(cur);
+            }
+            hal(&json!({"_links": {"self": {"href": format!("{base}{path}")}}, "_embedded": {"elements": out}}))
         }
         _ => problem(404, "Not Found", "Unknown route"),
     }
@@ -1989,6 +2313,23 @@ impl FakeKommo {
                        "_links": {"self": {"href": format!("{base}/api/v4/leads/pipelines/{pid}")}}, "_embedded": {"statuses": statuses}});
         s.pipelines.insert(pid, p);
         (PipelineId(pid), ids)
+    }
+
+    /// The unsorted (incoming) leads not yet accepted or declined, as the API lists them.
+    #[must_use]
+    pub fn unsorted(&self) -> Vec<crate::unsorted::Unsorted> {
+        self.state().unsorted.values().filter_map(|v| Self::typed(v.clone())).collect()
+    }
+
+    /// The elements of a catalog, as the API returns them.
+    #[must_use]
+    pub fn catalog_elements(&self, catalog: crate::CatalogId) -> Vec<crate::catalogs::CatalogElement> {
+        let s = self.state();
+        s.elements
+            .values()
+            .filter(|e| e["catalog_id"] == catalog.get())
+            .filter_map(|v| Self::typed(v.clone()))
+            .collect()
     }
 
     /// The main pipeline.

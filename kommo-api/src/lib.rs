@@ -63,6 +63,7 @@ pub mod common;
 pub mod companies;
 pub mod contacts;
 pub mod custom_fields;
+pub mod customers;
 mod de;
 pub mod entity;
 pub mod error;
@@ -77,6 +78,7 @@ pub mod links;
 pub mod notes;
 pub mod oauth;
 pub mod pipelines;
+pub mod roles;
 pub mod sources;
 pub mod tasks;
 pub mod time;
@@ -178,6 +180,18 @@ impl Client {
     #[must_use]
     pub fn calls(&self) -> calls::Calls<'_> {
         calls::Calls { client: self }
+    }
+
+    /// Customers (with their purchases and segments).
+    #[must_use]
+    pub fn customers(&self) -> customers::Customers<'_> {
+        entity::Service::new(self)
+    }
+
+    /// User roles.
+    #[must_use]
+    pub fn roles(&self) -> roles::Roles<'_> {
+        roles::Roles { client: self }
     }
 
     /// Lead sources.

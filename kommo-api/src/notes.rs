@@ -270,6 +270,29 @@ impl Notes<'_> {
         batch_write(self.client, http::Method::PATCH, &path, "notes", updates).await
     }
 
+    /// `POST /api/v4/{entity}/notes/{id}/pin` (no body; community OpenAPI `.../pin`).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn pin(&self, id: NoteId) -> Result<(), Error> {
+        self.pinning(id, "pin").await
+    }
+
+    /// `POST /api/v4/{entity}/notes/{id}/unpin` (no body).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn unpin(&self, id: NoteId) -> Result<(), Error> {
+        self.pinning(id, "unpin").await
+    }
+
+    async fn pinning(&self, id: NoteId, what: &str) -> Result<(), Error> {
+        let req =
+            api_core::Request::post(format!("/api/v4/{}/notes/{id}/{what}", self.entity.as_str())).idempotent(true);
+        self.client.send(req).await?;
+        Ok(())
+    }
+
     /// Adds one note and returns its id.
     ///
     /// # Errors

@@ -247,6 +247,27 @@ pub struct UnsortedOutcome {
     pub embedded: UnsortedRefs,
 }
 
+/// `GET /api/v4/leads/unsorted/summary`: counts over the filtered unsorted leads (PHP library
+/// `UnsortedSummaryModel`: `total, accepted, declined, average_sort_time, categories`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct UnsortedSummary {
+    /// Unsorted leads.
+    #[serde(default, deserialize_with = "crate::de::opt_i64")]
+    pub total: Option<i64>,
+    /// Accepted.
+    #[serde(default, deserialize_with = "crate::de::opt_i64")]
+    pub accepted: Option<i64>,
+    /// Declined.
+    #[serde(default, deserialize_with = "crate::de::opt_i64")]
+    pub declined: Option<i64>,
+    /// Average time until sorted (seconds).
+    #[serde(default, deserialize_with = "crate::de::opt_i64")]
+    pub average_sort_time: Option<i64>,
+    /// Counts per category, as sent.
+    #[serde(default)]
+    pub categories: serde_json::Value,
+}
+
 /// Unsorted operations: `client.unsorted()`.
 #[derive(Debug, Clone, Copy)]
 pub struct UnsortedLeads<'a> {
@@ -284,6 +305,18 @@ impl UnsortedLeads<'_> {
     /// Every unsorted lead matching `params`, lazily.
     pub fn stream(&self, params: ListParams) -> BoxStream<'static, Result<Unsorted, Error>> {
         self.client.stream_list(PATH.to_owned(), "unsorted", params)
+    }
+
+    /// `GET /api/v4/leads/unsorted/summary` with the list's filters (`filter[created_at][from]`, `filter[pipeline_id]`...).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn summary(&self, params: &ListParams) -> Result<UnsortedSummary, Error> {
+        let mut req = Request::get(format!("{PATH}/summary"));
+        for (k, v) in params.pairs() {
+            req = req.query(k, v);
+        }
+        self.client.send_json(req).await
     }
 
     /// `GET /api/v4/leads/unsorted/{uid}`.

@@ -541,3 +541,243 @@ async fn companies_batch_update() {
     let resp = c.send(Request::get("/api/v4/companies/31")).await;
     assert!(resp.is_err(), "nothing is mounted for GET");
 }
+
+/// community `POST/PATCH /api/v4/{entity_type}/custom_fields`, `DELETE .../{id}` (`CustomFieldCreate`: `name`,
+/// `type` required; `CustomFieldUpdateItem`), groups under `_embedded.groups` (`CustomFieldGroupCreate`,
+/// `CustomFieldGroupUpdateById`); group ids as Kommo sends them (strings) or as the community spec says (numbers).
+#[tokio::test]
+async fn custom_field_and_group_writes() {
+    use kommo_api::{FieldGroupId, FieldType, custom_fields::FieldWrite};
+    let s = MockServer::start().await;
+    expect(&s, "POST", "/api/v4/leads/custom_fields", Some(json!([{"name": "Plan", "type": "select", "enums": [{"value": "Basic", "sort": 1}, {"value": "Pro", "sort": 2}], "group_id": "leads_16761579411681", "request_id": "0"}])),
+        ok(json!({"_embedded": {"custom_fields": [{"id": 900, "name": "Plan", "type": "select", "request_id": "0"}]}}))).await;
+    expect(
+        &s,
+        "PATCH",
+        "/api/v4/leads/custom_fields",
+        Some(json!([{"id": 900, "name": "Plan (2026)", "request_id": "0"}])),
+        ok(json!({"_embedded": {"custom_fields": [{"id": 900, "request_id": "0"}]}})),
+    )
+    .await;
+    expect(&s, "DELETE", "/api/v4/leads/custom_fields/900", None, ResponseTemplate::new(204)).await;
+    expect(&s, "GET", "/api/v4/leads/custom_fields/groups", None,
+        ok(json!({"_page": 1, "_embedded": {"groups": [{"id": "leads_16761579411681", "name": "Billing", "sort": 2, "is_predefined": false}, {"id": 7, "name": "Main", "is_predefined": true}]}}))).await;
+    expect(
+        &s,
+        "POST",
+        "/api/v4/leads/custom_fields/groups",
+        Some(json!([{"name": "Delivery", "sort": 3, "request_id": "0"}])),
+        ok(json!({"_embedded": {"groups": [{"id": "leads_2", "name": "Delivery", "request_id": "0"}]}})),
+    )
+    .await;
+    expect(
+        &s,
+        "PATCH",
+        "/api/v4/leads/custom_fields/groups/leads_2",
+        Some(json!({"name": "Shipping"})),
+        ok(json!({"id": "leads_2", "name": "Shipping", "sort": 3})),
+    )
+    .await;
+    expect(&s, "DELETE", "/api/v4/leads/custom_fields/groups/leads_2", None, ResponseTemplate::new(204)).await;
+    let c = client(&s);
+    let f = c.custom_fields(EntityType::Leads);
+    let made = f
+        .create(&[FieldWrite::new("Plan", FieldType::Select)
+            .option("Basic", 1)
+            .option("Pro", 2)
+            .group(FieldGroupId::from("leads_16761579411681"))])
+        .await
+        .unwrap();
+    assert_eq!(made[0].id, 900);
+    f.update(&[FieldWrite::update(CustomFieldId(900)).name("Plan (2026)")]).await.unwrap();
+    f.delete(CustomFieldId(900)).await.unwrap();
+    assert!(matches!(f.create(&[FieldWrite::update(CustomFieldId(1))]).await, Err(Error::InvalidRequest(_))));
+    let groups = f.groups().await.unwrap();
+    assert_eq!(groups[0].id.as_str(), "leads_16761579411681");
+    assert_eq!(groups[1].id.as_str(), "7");
+    let g = f.create_groups(&[("Delivery", Some(3))]).await.unwrap();
+    assert_eq!(g[0].id.as_str(), "leads_2");
+    assert_eq!(f.update_group(&g[0].id, Some("Shipping"), None).await.unwrap().name, "Shipping");
+    f.delete_group(&g[0].id).await.unwrap();
+}
+
+/// community `GET/POST /api/v4/roles`, `GET/PATCH/DELETE /api/v4/roles/{id}` (`Role`, `RoleCreateItem`,
+/// `RoleUpdateById`; rights as in kommo.md §4 "Users").
+#[tokio::test]
+async fn roles_crud() {
+    use kommo_api::{RoleId, roles::RoleWrite};
+    let s = MockServer::start().await;
+    let rights = json!({"leads": {"view": "A", "edit": "A", "add": "A", "delete": "D", "export": "D"}, "mail_access": false, "catalog_access": true});
+    Mock::given(method("GET"))
+        .and(path("/api/v4/roles"))
+        .and(query_param("with", "users"))
+        .respond_with(ok(json!({"_total_items": 1, "_page": 1, "_page_count": 1, "_embedded": {"roles": [{"id": 4, "name": "Sales", "rights": rights, "_embedded": {"users": [{"id": 5}]}}]}})))
+        .expect(1)
+        .mount(&s)
+        .await;
+    expect(
+        &s,
+        "POST",
+        "/api/v4/roles",
+        Some(json!([{"name": "Support", "rights": rights, "request_id": "0"}])),
+        ok(json!({"_total_items": 1, "_embedded": {"roles": [{"id": 6, "name": "Support", "request_id": "0"}]}})),
+    )
+    .await;
+    expect(
+        &s,
+        "PATCH",
+        "/api/v4/roles/6",
+        Some(json!({"name": "Customer support"})),
+        ok(json!({"id": 6, "name": "Customer support", "rights": rights})),
+    )
+    .await;
+    expect(&s, "GET", "/api/v4/roles/6", None, ok(json!({"id": 6, "name": "Customer support", "rights": rights})))
+        .await;
+    expect(&s, "DELETE", "/api/v4/roles/6", None, ResponseTemplate::new(204)).await;
+    let c = client(&s);
+    let page = c.roles().list(&ListParams::new().with(["users"]), 1).await.unwrap();
+    assert_eq!(page.items[0].id, RoleId(4));
+    assert_eq!(page.items[0].rights["leads"]["delete"], "D");
+    assert_eq!(c.roles().create(&[RoleWrite::new("Support", rights.clone())]).await.unwrap()[0].id, 6);
+    let upd = RoleWrite { name: Some("Customer support".into()), ..RoleWrite::default() };
+    assert_eq!(c.roles().update(RoleId(6), &upd).await.unwrap().name, "Customer support");
+    assert_eq!(c.roles().get(RoleId(6)).await.unwrap().rights, rights);
+    c.roles().delete(RoleId(6)).await.unwrap();
+}
+
+/// community `GET/POST/PATCH /api/v4/customers` (`Customer`, `CustomerCreateItem`, `CustomerUpdateItem`),
+/// transactions (`CustomerTransactionCreate`: `price` required) and segments (`CustomerSegmentCreate`); kommo.md §3:
+/// an account without customers answers 402.
+#[tokio::test]
+async fn customers_transactions_segments() {
+    use kommo_api::{
+        CustomerId, CustomerStatusId, SegmentId, TransactionId,
+        customers::{CustomerUpdate, NewCustomer, NewSegment, NewTransaction},
+    };
+    let s = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/customers"))
+        .and(query_param("page", "1"))
+        .respond_with(ok(json!({"_page": 1, "_embedded": {"customers": [{"id": 61, "name": "ACME", "next_price": 1000, "next_date": 1_700_000_000, "periodicity": 30, "status_id": 3, "ltv": 5000, "purchases_count": 5, "average_check": 1000, "responsible_user_id": 5, "is_deleted": false, "custom_fields_values": null, "account_id": 9, "_embedded": {"tags": [], "segments": [{"id": 2}]}}]}})))
+        .expect(1)
+        .mount(&s)
+        .await;
+    expect(&s, "POST", "/api/v4/customers", Some(json!([{"name": "Globex", "next_price": 200, "status_id": 3, "_embedded": {"tags": [{"name": "b2b"}]}, "request_id": "0"}])),
+        ok(json!({"_embedded": {"customers": [{"id": 62, "request_id": "0"}]}}))).await;
+    expect(
+        &s,
+        "PATCH",
+        "/api/v4/customers",
+        Some(json!([{"id": 62, "_embedded": {"segments": [{"id": 2}]}, "request_id": "0"}])),
+        ok(json!({"_embedded": {"customers": [{"id": 62, "request_id": "0", "updated_at": 9}]}})),
+    )
+    .await;
+    expect(
+        &s,
+        "POST",
+        "/api/v4/customers/62/transactions",
+        Some(json!([{"price": 1500, "comment": "Order #7", "request_id": "0"}])),
+        ok(json!({"_embedded": {"transactions": [{"id": 700, "request_id": "0"}]}})),
+    )
+    .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/customers/62/transactions"))
+        .respond_with(ok(json!({"_page": 1, "_embedded": {"transactions": [{"id": 700, "customer_id": 62, "price": 1500, "comment": "Order #7", "created_at": 1_700_000_000, "created_by": 5}]}})))
+        .expect(1)
+        .mount(&s)
+        .await;
+    expect(&s, "DELETE", "/api/v4/customers/62/transactions/700", None, ResponseTemplate::new(204)).await;
+    expect(&s, "GET", "/api/v4/customers/segments", None, ok(json!({"_embedded": {"segments": [{"id": 2, "name": "Loyal", "color": "ae0d4f", "customers_count": 10, "custom_fields_values": null}]}}))).await;
+    expect(
+        &s,
+        "POST",
+        "/api/v4/customers/segments",
+        Some(json!([{"name": "New", "color": "10599d", "request_id": "0"}])),
+        ok(json!({"_embedded": {"segments": [{"id": 3, "request_id": "0"}]}})),
+    )
+    .await;
+    expect(&s, "DELETE", "/api/v4/customers/segments/3", None, ResponseTemplate::new(204)).await;
+    let c = client(&s);
+    let page = c.customers().list(&ListParams::new(), 1).await.unwrap();
+    let acme = &page.items[0];
+    assert_eq!((acme.id, acme.status_id, acme.ltv), (CustomerId(61), Some(CustomerStatusId(3)), Some(5000)));
+    assert_eq!(acme.embedded.segments[0].id, 2);
+    let mut new = NewCustomer::new("Globex").tag("b2b");
+    new.next_price = Some(200);
+    new.status_id = Some(CustomerStatusId(3));
+    assert_eq!(c.customers().create_one(new).await.unwrap(), CustomerId(62));
+    c.customers().update_many(&[CustomerUpdate::new(CustomerId(62)).segment(SegmentId(2))]).await.unwrap();
+    let t =
+        c.customers().add_transactions(CustomerId(62), &[NewTransaction::new(1500).comment("Order #7")]).await.unwrap();
+    assert_eq!(t[0].id, 700);
+    let listed = c.customers().list_transactions(CustomerId(62), &ListParams::new(), 1).await.unwrap();
+    assert_eq!(listed.items[0].price, Some(1500));
+    c.customers().delete_transaction(CustomerId(62), TransactionId(700)).await.unwrap();
+    assert_eq!(c.customers().segments().await.unwrap()[0].customers_count, Some(10));
+    let seg = NewSegment { name: "New".into(), color: Some("10599d".into()), ..NewSegment::default() };
+    assert_eq!(c.customers().create_segments(&[seg]).await.unwrap()[0].id, 3);
+    c.customers().delete_segment(SegmentId(3)).await.unwrap();
+}
+
+/// kommo.md §3: "402 ... Тариф не позволяет включать покупателей" (Krukov `interaction.py`).
+#[tokio::test]
+async fn customers_off_is_a_402_api_error() {
+    let s = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/customers"))
+        .respond_with(ResponseTemplate::new(402).set_body_json(json!({"title": "Payment Required", "type": "https://httpstatus.es/402", "status": 402, "detail": "Тариф не позволяет включать покупателей"})))
+        .expect(1)
+        .mount(&s)
+        .await;
+    let e = client(&s).customers().list(&ListParams::new(), 1).await.unwrap_err();
+    assert!(matches!(e, Error::Api { .. }), "{e:?}");
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(402));
+    assert_eq!(e.problem().and_then(|p| p.detail.as_deref()), Some("Тариф не позволяет включать покупателей"));
+}
+
+/// community `POST /api/v4/{entity_type}/notes/{id}/pin|unpin` (no body) and `GET/POST /api/v4/customers/statuses`,
+/// `DELETE /customers/statuses/{id}` (`CustomerStatus`, `CustomerStatusCreate`).
+#[tokio::test]
+async fn note_pins_and_customer_statuses() {
+    use kommo_api::CustomerStatusId;
+    let s = MockServer::start().await;
+    expect(&s, "POST", "/api/v4/leads/notes/55/pin", None, ok(json!({"_links": {}, "_embedded": {}}))).await;
+    expect(&s, "POST", "/api/v4/leads/notes/55/unpin", None, ResponseTemplate::new(204)).await;
+    expect(&s, "GET", "/api/v4/customers/statuses", None, ok(json!({"_embedded": {"statuses": [{"id": 3, "name": "Recurring", "sort": 10, "color": "#fff000", "type": "regular"}]}}))).await;
+    expect(
+        &s,
+        "POST",
+        "/api/v4/customers/statuses",
+        Some(json!([{"name": "VIP", "sort": 20, "color": "#ccc8f9", "request_id": "0"}])),
+        ok(json!({"_embedded": {"statuses": [{"id": 4, "request_id": "0"}]}})),
+    )
+    .await;
+    expect(&s, "DELETE", "/api/v4/customers/statuses/4", None, ResponseTemplate::new(204)).await;
+    let c = client(&s);
+    c.notes(EntityType::Leads).pin(NoteId(55)).await.unwrap();
+    c.notes(EntityType::Leads).unpin(NoteId(55)).await.unwrap();
+    let st = c.customers().statuses().await.unwrap();
+    assert_eq!((st[0].id, st[0].name.as_str()), (CustomerStatusId(3), "Recurring"));
+    assert_eq!(c.customers().create_statuses(&[("VIP", Some(20), Some("#ccc8f9"))]).await.unwrap()[0].id, 4);
+    c.customers().delete_status(CustomerStatusId(4)).await.unwrap();
+}
+
+/// PHP lib `Unsorted::summary` (`GET api/v4/leads/unsorted/summary` with the filter's query) and
+/// `UnsortedSummaryModel` (`total, accepted, declined, average_sort_time, categories`).
+#[tokio::test]
+async fn unsorted_summary() {
+    let s = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/leads/unsorted/summary"))
+        .and(query_param("filter[pipeline_id][0]", "7"))
+        .respond_with(ok(json!({"total": 4, "accepted": 10, "declined": 2, "average_sort_time": 3600, "categories": {"forms": 3, "sip": 1}})))
+        .expect(1)
+        .mount(&s)
+        .await;
+    let sum = client(&s).unsorted().summary(&ListParams::new().pipeline(PipelineId(7))).await.unwrap();
+    assert_eq!(
+        (sum.total, sum.accepted, sum.declined, sum.average_sort_time),
+        (Some(4), Some(10), Some(2), Some(3600))
+    );
+    assert_eq!(sum.categories["forms"], 3);
+}
