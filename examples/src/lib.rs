@@ -45,6 +45,45 @@ pub enum Command {
     },
 }
 
+/// The command line every example binary parses: `<binary> <subcommand> [options]`.
+#[derive(Debug, clap::Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The `main` of every example binary: parses the command line (`name` and `about` show in `--help`), runs the
+/// store subcommands every binary shares (`status`, `replay`, `purge`) and hands `demo`, `serve` and `backfill` to
+/// the binary's own functions.
+///
+/// # Errors
+/// What the subcommand returns; a command-line error exits with clap's message and code.
+pub async fn run_cli<D, S, B>(
+    name: &'static str,
+    about: &'static str,
+    demo: impl FnOnce(DemoArgs) -> D,
+    serve: impl FnOnce(ServeArgs) -> S,
+    backfill: impl FnOnce(ServeArgs) -> B,
+) -> anyhow::Result<()>
+where
+    D: Future<Output = anyhow::Result<()>>,
+    S: Future<Output = anyhow::Result<()>>,
+    B: Future<Output = anyhow::Result<()>>,
+{
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let matches =
+        Cli::command().name(name).bin_name(name).about(about).version(env!("CARGO_PKG_VERSION")).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match cli.command {
+        Command::Demo(args) => demo(args).await,
+        Command::Serve(args) => serve(args).await,
+        Command::Backfill(args) => backfill(args).await,
+        Command::Status(db) => print_status(&open_store(&db).await?).await,
+        Command::Replay { db, id } => replay(&open_store(&db).await?, id).await,
+        Command::Purge { db, older_than_days } => purge(&open_store(&db).await?, older_than_days).await,
+    }
+}
+
 /// Options of `demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {

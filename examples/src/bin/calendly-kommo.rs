@@ -17,9 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use calendly_api::fake::{Booking, FakeCalendly, OutgoingWebhook};
 use calendly_api::scheduled_events::CancelerType;
-use clap::Parser;
 use examples::startup::{self, Health, Service};
-use examples::{Command, DemoArgs, Narrator, ServeArgs};
+use examples::{DemoArgs, Narrator, ServeArgs};
 use kommo_api::fake::{FakeConfig as KommoConfig, FakeKommo, SeedLead};
 use kommo_api::{EntityType, StatusId};
 use serde::Deserialize;
@@ -28,13 +27,6 @@ use sync_core::flows::calendly_kommo::{
 };
 use sync_core::server::{Verifier, VerifyRequest, router};
 use sync_core::{Engine, State, Store, StoreOptions, WorkerConfig, worker};
-
-#[derive(Debug, Parser)]
-#[command(name = "calendly-kommo", about = "Calendly bookings → Kommo notes and meeting tasks")]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
 
 /// The `serve` config file: connections (no secrets) plus the flow's own `[flow]` section.
 #[derive(Debug, Deserialize)]
@@ -111,26 +103,19 @@ fn recheck_minutes() -> u64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Demo(args) => demo(&args).await,
-        Command::Serve(args) => serve(&args).await,
-        Command::Backfill(_) => anyhow::bail!(
-            "calendly-kommo has no backfill: Calendly's API lists events by start time, not changes, so bookings are \
-             synced from webhooks only (replay dead letters with `replay <id>`)"
-        ),
-        Command::Status(db) => {
-            let store = examples::open_store(&db).await?;
-            examples::print_status(&store).await
-        }
-        Command::Replay { db, id } => {
-            let store = examples::open_store(&db).await?;
-            examples::replay(&store, id).await
-        }
-        Command::Purge { db, older_than_days } => {
-            examples::purge(&examples::open_store(&db).await?, older_than_days).await
-        }
-    }
+    examples::run_cli(
+        "calendly-kommo",
+        "Calendly bookings → Kommo notes and meeting tasks",
+        |args| async move { demo(&args).await },
+        |args| async move { serve(&args).await },
+        |_| async {
+            anyhow::bail!(
+                "calendly-kommo has no backfill: Calendly's API lists events by start time, not changes, so bookings \
+                 are synced from webhooks only (replay dead letters with `replay <id>`)"
+            )
+        },
+    )
+    .await
 }
 
 // --------------------------------------------------------------------------------------------------------- serve

@@ -15,10 +15,9 @@ use std::{sync::Arc, sync::atomic::Ordering, time::Duration};
 
 use airtable_client::fake::{FakeAirtable, FakeBase, FakeConfig as AtConfig, FakeUser};
 use anyhow::Context as _;
-use clap::Parser;
 use examples::kommo_airtable_fixture::TABLE;
 use examples::startup::{self, Health, Service};
-use examples::{Command, DemoArgs, Narrator, ServeArgs};
+use examples::{DemoArgs, Narrator, ServeArgs};
 use kommo_api::{
     CustomFieldsExt as _, EntityType, FieldType, LeadId, StatusId,
     fake::{FakeKommo, SeedLead},
@@ -31,32 +30,9 @@ use sync_core::{
     worker,
 };
 
-#[derive(Debug, Parser)]
-#[command(name = "kommo-airtable", about = "Kommo ↔ Airtable onboarding sync", version)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Demo(args) => demo(args).await,
-        Command::Serve(args) => serve(args).await,
-        Command::Backfill(args) => backfill(args).await,
-        Command::Status(db) => {
-            let store = examples::open_store(&db).await?;
-            examples::print_status(&store).await
-        }
-        Command::Replay { db, id } => {
-            let store = examples::open_store(&db).await?;
-            examples::replay(&store, id).await
-        }
-        Command::Purge { db, older_than_days } => {
-            examples::purge(&examples::open_store(&db).await?, older_than_days).await
-        }
-    }
+    examples::run_cli("kommo-airtable", "Kommo ↔ Airtable onboarding sync", demo, serve, backfill).await
 }
 
 // ------------------------------------------------------------------------------------------------- serve

@@ -15,13 +15,12 @@
 use std::{sync::Arc, sync::atomic::Ordering, time::Duration};
 
 use anyhow::Context as _;
-use clap::Parser;
 use customerio_api::{
     Identifier, Metric, Region,
     fake::{FakeCustomerIo, SignedWebhook},
 };
 use examples::startup::{self, Health, Service};
-use examples::{Command, DemoArgs, Narrator, ServeArgs};
+use examples::{DemoArgs, Narrator, ServeArgs};
 use kommo_api::{CustomFieldsExt as _, EntityType, FieldType, LeadId, fake::FakeKommo, fake::SeedLead};
 use sync_core::{
     Engine, State, Store, StoreOptions, WorkerConfig, WorkerHandle,
@@ -30,32 +29,9 @@ use sync_core::{
     worker,
 };
 
-#[derive(Debug, Parser)]
-#[command(name = "kommo-customerio", about = "Kommo ↔ Customer.io lifecycle messaging", version)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Demo(args) => demo(args).await,
-        Command::Serve(args) => serve(args).await,
-        Command::Backfill(args) => backfill(args).await,
-        Command::Status(db) => {
-            let store = examples::open_store(&db).await?;
-            examples::print_status(&store).await
-        }
-        Command::Replay { db, id } => {
-            let store = examples::open_store(&db).await?;
-            examples::replay(&store, id).await
-        }
-        Command::Purge { db, older_than_days } => {
-            examples::purge(&examples::open_store(&db).await?, older_than_days).await
-        }
-    }
+    examples::run_cli("kommo-customerio", "Kommo ↔ Customer.io lifecycle messaging", demo, serve, backfill).await
 }
 
 // ------------------------------------------------------------------------------------------------- serve

@@ -14,9 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use clap::Parser;
 use examples::startup::{Health, Service};
-use examples::{Command, DemoArgs, Narrator, ServeArgs, env_token, init_tracing, open_store, print_status, replay};
+use examples::{DemoArgs, Narrator, ServeArgs, env_token, init_tracing, open_store};
 use kommo_api::fake::{FakeKommo, SeedLead};
 use kommo_api::{EntityType, FieldType, StatusId};
 use productive_api::fake::FakeProductive;
@@ -28,24 +27,16 @@ use sync_core::flows::kommo_productive::{Config, KommoProductive};
 use sync_core::worker::{self, WorkerConfig};
 use sync_core::{Engine, Headers, State, Store, StoreOptions};
 
-#[derive(Debug, Parser)]
-#[command(name = "kommo-productive", about = "Kommo won deals → Productive projects; Productive updates → Kommo")]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Demo(args) => demo(args).await,
-        Command::Serve(args) => serve(args).await,
-        Command::Backfill(args) => backfill(args).await,
-        Command::Status(db) => print_status(&open_store(&db).await?).await,
-        Command::Replay { db, id } => replay(&open_store(&db).await?, id).await,
-        Command::Purge { db, older_than_days } => examples::purge(&open_store(&db).await?, older_than_days).await,
-    }
+    examples::run_cli(
+        "kommo-productive",
+        "Kommo won deals → Productive projects; Productive updates → Kommo",
+        demo,
+        serve,
+        backfill,
+    )
+    .await
 }
 
 // ------------------------------------------------------------------------------------------- config + clients
