@@ -842,3 +842,46 @@ async fn an_operation_refused_in_a_207_fails_alone_and_its_neighbours_complete()
     assert_eq!(env.flow.stats().events_tracked.load(Ordering::Relaxed), 3);
     env.finish().await;
 }
+
+/// An operation that breaks a documented limit (customerio.md §1 limits: an attribute value ≤ 1,000 bytes; here a
+/// 1,200-character deal name mapped to `kommo_deal_name`) is not sent: its event fails alone (dead letter naming the
+/// limit; the same operation would break it again), and the batch carries its neighbours, done on their first
+/// attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operation_over_a_documented_limit_is_not_sent_and_fails_alone() {
+    let mut env = env(Harness::sqlite(), Arc::new(SystemClock)).await;
+    env.workers.take().unwrap().shutdown().await;
+    let mut people = seed_people(&env, 3);
+    let long = "x".repeat(1_200);
+    let contact = env.kommo.seed_contact("Long Deal", Some("long@client.example"), None);
+    let lead = env.kommo.seed_lead(
+        SeedLead::new(long.clone()).responsible(env.user).contact(contact).stage(env.pipeline, env.stages[0]),
+    );
+    people.push((lead, "long@client.example".into()));
+    for (lead, _) in &people {
+        assert_eq!(env.deliver_kommo(&env.kommo.webhook_for_lead_add(*lead)).await, 200);
+    }
+    let c0 = env.cio.log().requests().len();
+    env.workers = Some(worker::start(env.engine.clone(), worker_config()));
+    env.drain().await;
+
+    let cio: Vec<_> = env.cio.log().requests()[c0..].to_vec();
+    let ops = batch_ops(&cio);
+    assert!(!ops.iter().any(|op| op["identifiers"]["email"] == "long@client.example"), "not sent");
+    assert_eq!(ops.iter().filter(|op| op["action"] == "identify").count(), 3);
+    assert_eq!(ops.iter().filter(|op| op["action"] == "event").count(), 3);
+    assert!(!cio.iter().any(|r| r.path.starts_with("/api/v1/")), "nothing retried alone");
+    assert!(env.cio.person(&Identifier::email("long@client.example")).is_none());
+    for (_, email) in &people[..3] {
+        assert_eq!(env.cio.events_for(&Identifier::email(email.as_str())).len(), 1);
+    }
+    let dead = env.store.list(State::Dead, 10).await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].attempts, 1, "not retried");
+    assert!(dead[0].dedup_key.contains(&format!(":{lead}:")), "{dead:?}");
+    assert!(dead[0].last_error.as_deref().unwrap_or_default().contains("Customer.io"), "{dead:?}");
+    let done = env.store.list(State::Done, 100).await.unwrap();
+    assert_eq!(done.len(), 3);
+    assert!(done.iter().all(|r| r.attempts == 1), "{done:?}");
+    env.finish().await;
+}
