@@ -31,6 +31,7 @@ struct Env {
     harness: Option<Harness>,
     store: Store,
     flow: KommoCustomerIo,
+    engine: Engine,
     workers: Option<WorkerHandle>,
     addr: SocketAddr,
     http: reqwest::Client,
@@ -71,6 +72,11 @@ fn worker_config() -> WorkerConfig {
 }
 
 async fn env(harness: Harness, clock: SharedClock) -> Env {
+    env_with(harness, clock, None).await
+}
+
+/// The environment with the Customer.io client `cio_client` (pointed elsewhere than the fake) if given.
+async fn env_with(harness: Harness, clock: SharedClock, cio_client: Option<customerio_api::Client>) -> Env {
     let kommo = FakeKommo::start_with(KmConfig { rate_limit: None, ..KmConfig::default() }).await.unwrap();
     let cio =
         FakeCustomerIo::start_with(CioConfig { track_rate_limit: None, app_rate_limit: None, ..CioConfig::default() })
@@ -84,11 +90,16 @@ async fn env(harness: Harness, clock: SharedClock) -> Env {
     let store = harness.open(clock).await;
     let kommo_client = kommo.client_builder().rate_limit(1000).build().unwrap();
     // two attempts per call, so the engine's own retries are exercised
-    let cio_client = cio
-        .client_builder()
-        .retry_policy(RetryPolicy { max_attempts: 2, base_delay: Duration::from_millis(5), ..RetryPolicy::default() })
-        .build()
-        .unwrap();
+    let cio_client = cio_client.unwrap_or_else(|| {
+        cio.client_builder()
+            .retry_policy(RetryPolicy {
+                max_attempts: 2,
+                base_delay: Duration::from_millis(5),
+                ..RetryPolicy::default()
+            })
+            .build()
+            .unwrap()
+    });
     let flow = KommoCustomerIo::new(config(kommo.base_url().as_str()), kommo_client, cio_client);
     flow.validate().await.expect("valid config");
     let engine = Engine::new(store.clone(), vec![Arc::new(flow.clone())]).unwrap();
@@ -100,13 +111,14 @@ async fn env(harness: Harness, clock: SharedClock) -> Env {
     tokio::spawn(server::serve(listener, router, async {
         let _ = rx.await;
     }));
-    let workers = worker::start(engine, worker_config());
+    let workers = worker::start(engine.clone(), worker_config());
     Env {
         kommo,
         cio,
         harness: Some(harness),
         store,
         flow,
+        engine,
         workers: Some(workers),
         addr,
         http: reqwest::Client::new(),
@@ -465,7 +477,9 @@ async fn backfill_identifies_open_deals_idempotently() {
     assert_eq!(again, 0, "same dedup keys: nothing new");
     env.drain().await;
     assert!(env.cio.events().is_empty(), "backfill identifies only: no kommo_lead_created for old deals");
-    assert_eq!(env.cio.log().count(&reqwest::Method::PUT, "/api/v1/customers/"), 2, "each person identified once");
+    // the two events were ingested together, so they are usually claimed (and identified) as one batch; either
+    // way each person is identified exactly once
+    assert_eq!(identifies_sent(&env.cio), 2, "each person identified once");
     env.finish().await;
 }
 
@@ -588,5 +602,286 @@ async fn a_lead_add_delivered_after_a_newer_stage_change_still_sets_the_creation
     assert_eq!(p.attributes["kommo_stage"], "In contact", "the newer stage stays");
     assert_eq!(env.events("kommo_lead_created").len(), 1);
     assert_eq!(env.events("kommo_stage_changed").len(), 1);
+    env.finish().await;
+}
+
+/// Identifies Customer.io received: v1 `PUT /api/v1/customers/{id}` plus v2 `identify` operations in batches.
+fn identifies_sent(cio: &FakeCustomerIo) -> usize {
+    let v1 = cio.log().count(&reqwest::Method::PUT, "/api/v1/customers/");
+    v1 + batch_ops(&cio.log().requests()).iter().filter(|op| op["action"] == "identify").count()
+}
+
+/// Every operation of every `POST /api/v2/batch` body in `log`, in order.
+fn batch_ops(log: &[api_core::fake::LoggedRequest]) -> Vec<serde_json::Value> {
+    log.iter()
+        .filter(|r| r.method == reqwest::Method::POST && r.path == "/api/v2/batch")
+        .flat_map(|r| r.json()["batch"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+/// `n` leads, each with its own contact (`person{i}@client.example`), in the first stage.
+fn seed_people(env: &Env, n: usize) -> Vec<(LeadId, String)> {
+    (0..n)
+        .map(|i| {
+            let email = format!("person{i}@client.example");
+            let contact = env.kommo.seed_contact(&format!("Person {i}"), Some(&email), None);
+            let lead = env.kommo.seed_lead(
+                SeedLead::new(format!("Deal {i}"))
+                    .price(1_000 + i64::try_from(i).unwrap())
+                    .responsible(env.user)
+                    .contact(contact)
+                    .stage(env.pipeline, env.stages[0]),
+            );
+            (lead, email)
+        })
+        .collect()
+}
+
+/// Batches (issue 25): 12 `leads[add]` events ready together are read from Kommo in one
+/// `GET /api/v4/leads?filter[id][]…&with=contacts` (kommo.md "Leads list": up to 250 ids, `with`), their contacts in
+/// one `GET /api/v4/contacts?filter[id][]…` and the responsible user once, then written to Customer.io in two Track
+/// v2 requests (customerio.md §2: `POST /api/v2/batch` with `{"batch":[op, …]}`, types mixed, ≤ 500 KB): first the
+/// 12 `person`/`identify` operations (attributes and the event time as `timestamp`, v2's `_timestamp`), then the 12
+/// `person`/`event` operations with their deduplicating `id`. No v1 call. Each person and event is checked field
+/// by field, and every event is done on its first attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_lead_events_are_read_in_one_kommo_request_and_written_in_two_v2_batches() {
+    on_both_stores(|h| async move {
+        let mut env = env(h, Arc::new(SystemClock)).await;
+        env.workers.take().unwrap().shutdown().await;
+        let people = seed_people(&env, 12);
+        for (lead, _) in &people {
+            assert_eq!(env.deliver_kommo(&env.kommo.webhook_for_lead_add(*lead)).await, 200);
+        }
+        let (k0, c0) = (env.kommo.log().requests().len(), env.cio.log().requests().len());
+        env.workers = Some(worker::start(env.engine.clone(), worker_config()));
+        env.drain().await;
+
+        let kommo: Vec<_> = env.kommo.log().requests()[k0..].to_vec();
+        let lead_gets: Vec<_> =
+            kommo.iter().filter(|r| r.method == reqwest::Method::GET && r.path == "/api/v4/leads").collect();
+        assert_eq!(lead_gets.len(), 1, "{:?}", kommo.iter().map(|r| &r.path).collect::<Vec<_>>());
+        let url =
+            reqwest::Url::parse(&format!("http://x/?{}", lead_gets[0].query.as_deref().unwrap_or_default())).unwrap();
+        let pairs: Vec<(String, String)> = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        let ids: Vec<String> =
+            pairs.iter().filter(|(k, _)| k.starts_with("filter[id][")).map(|(_, v)| v.clone()).collect();
+        assert_eq!(ids, people.iter().map(|p| p.0.to_string()).collect::<Vec<_>>());
+        assert!(pairs.contains(&("with".into(), "contacts".into())), "{pairs:?}");
+        assert!(!kommo.iter().any(|r| r.path.starts_with("/api/v4/leads/")), "no lead read one by one");
+        let gets = |p: &str| kommo.iter().filter(|r| r.method == reqwest::Method::GET && r.path.starts_with(p)).count();
+        assert_eq!((gets("/api/v4/contacts"), gets("/api/v4/users")), (1, 1));
+
+        let cio: Vec<_> = env.cio.log().requests()[c0..].to_vec();
+        assert!(!cio.iter().any(|r| r.path.starts_with("/api/v1/")), "no v1 call");
+        let posts: Vec<_> = cio.iter().filter(|r| r.path == "/api/v2/batch").collect();
+        assert_eq!(posts.len(), 2, "one request of identifies, one of events");
+        let identifies = posts[0].json()["batch"].as_array().cloned().unwrap();
+        let events = posts[1].json()["batch"].as_array().cloned().unwrap();
+        assert_eq!((identifies.len(), events.len()), (12, 12));
+        for (i, (lead, email)) in people.iter().enumerate() {
+            let op = identifies.iter().find(|op| op["identifiers"]["email"] == email.as_str()).expect("identified");
+            let time = op["timestamp"].as_i64().expect("the event time as `timestamp`");
+            let created_at = env.kommo.lead(*lead).unwrap().created_at.unwrap();
+            let mut attrs = op["attributes"].clone();
+            let value = attrs.as_object_mut().unwrap().remove("deal_value").unwrap();
+            assert_eq!(value.as_f64(), Some(1_000.0 + i as f64));
+            assert_eq!(
+                op,
+                &serde_json::json!({"type": "person", "action": "identify", "identifiers": {"email": email},
+                    "timestamp": time, "attributes": op["attributes"]}),
+            );
+            assert_eq!(
+                attrs,
+                serde_json::json!({"name": format!("Person {i}"), "kommo_deal_name": format!("Deal {i}"),
+                    "kommo_stage": "New", "kommo_pipeline": "Sales", "responsible_name": "Rita Responsible",
+                    "kommo_lead_id": lead.to_string(), "kommo_lead_created_at": created_at}),
+            );
+            let ev = events.iter().find(|op| op["identifiers"]["email"] == email.as_str()).expect("tracked");
+            assert_eq!(ev["type"], "person");
+            assert_eq!(ev["action"], "event");
+            assert_eq!(ev["name"], "kommo_lead_created");
+            assert_eq!(ev["timestamp"], time);
+            assert_eq!(ev["attributes"]["lead_id"], lead.get());
+            assert_eq!(ev["attributes"]["lead_name"], format!("Deal {i}"));
+            assert_eq!(ev["attributes"]["stage"], "New");
+            assert_eq!(ev["attributes"]["pipeline"], "Sales");
+
+            let who = Identifier::email(email.as_str());
+            let person = env.cio.person(&who).expect("person in Customer.io");
+            assert_eq!(person.attributes["name"], format!("Person {i}"));
+            assert_eq!(person.attributes["kommo_stage"], "New");
+            assert_eq!(person.attributes["kommo_lead_id"], lead.to_string());
+            let stored = env.cio.events_for(&who);
+            assert_eq!(stored.len(), 1, "{stored:?}");
+            assert_eq!(stored[0].id.as_deref(), ev["id"].as_str(), "tracked with its deterministic id");
+        }
+        let done = env.store.list(State::Done, 100).await.unwrap();
+        assert_eq!(done.len(), 12);
+        assert!(done.iter().all(|r| r.attempts == 1), "{done:?}");
+        assert_eq!(env.flow.stats().identified.load(Ordering::Relaxed), 12);
+        assert_eq!(env.flow.stats().events_tracked.load(Ordering::Relaxed), 12);
+        env.finish().await;
+    })
+    .await;
+}
+
+/// A batch request that fails as a whole (503 on both of the client's attempts: customerio.md "Retries": 5xx is
+/// retried) leaves its events to be retried, each alone (through v1, as a lone event is handled); the journal of
+/// the identifies that did succeed in an earlier batch keeps them from being sent twice. Here the identify batch
+/// goes through and the event batch fails: every event is then tracked once by v1, no identify is repeated, and
+/// every person has exactly one event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_event_batch_is_retried_alone_without_repeating_the_identifies() {
+    on_both_stores(|h| async move {
+        let mut env = env(h, Arc::new(SystemClock)).await;
+        env.workers.take().unwrap().shutdown().await;
+        let people = seed_people(&env, 5);
+        for (lead, _) in &people {
+            assert_eq!(env.deliver_kommo(&env.kommo.webhook_for_lead_add(*lead)).await, 200);
+        }
+        // the first batch (identifies) passes; the second (events) fails on both attempts
+        let post = Some(reqwest::Method::POST);
+        env.cio.faults().inject(post.clone(), "/api/v2/batch", api_core::fake::Fault::Delay(Duration::ZERO), 1);
+        let unavailable = api_core::fake::Fault::json(503, &serde_json::json!({"meta": {"error": "unavailable"}}));
+        env.cio.faults().inject(post, "/api/v2/batch", unavailable, 2);
+        let c0 = env.cio.log().requests().len();
+        env.workers = Some(worker::start(env.engine.clone(), worker_config()));
+        env.drain().await;
+        let cio: Vec<_> = env.cio.log().requests()[c0..].to_vec();
+        let ops = batch_ops(&cio);
+        assert_eq!(ops.iter().filter(|op| op["action"] == "identify").count(), 5, "identified in the batch");
+        assert_eq!(cio.iter().filter(|r| r.method == reqwest::Method::PUT).count(), 0, "no identify repeated");
+        let v1_tracks = cio.iter().filter(|r| r.method == reqwest::Method::POST && r.path.ends_with("/events")).count();
+        assert_eq!(v1_tracks, 5, "each event retried alone once");
+        for (lead, email) in &people {
+            let stored = env.cio.events_for(&Identifier::email(email.as_str()));
+            assert_eq!(stored.len(), 1, "{lead}: {stored:?}");
+            assert_eq!(stored[0].name, "kommo_lead_created");
+        }
+        let done = env.store.list(State::Done, 100).await.unwrap();
+        assert_eq!(done.len(), 5);
+        assert!(done.iter().all(|r| r.attempts == 2), "{done:?}");
+        assert_eq!(env.store.status().await.unwrap().dead, 0);
+        env.finish().await;
+    })
+    .await;
+}
+
+/// Customer.io refuses one operation of a batch with a 207 (customerio.md §2: "At least one object in the batch
+/// was invalid; all other requests are accepted", body `{"errors":[{"batch_index":…,"reason":…,"field":…,
+/// "message":…}]}`): that event fails alone (dead letter with the vendor's reason, not retried: the same operation
+/// would be refused again) and gets no event; its neighbours are identified and tracked on their first attempt.
+/// The 207 comes from wiremock: the fake refuses only what the client already refuses before sending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operation_refused_in_a_207_fails_alone_and_its_neighbours_complete() {
+    use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
+    let mock = MockServer::start().await;
+    let refused = serde_json::json!({"errors": [{"batch_index": 1, "reason": "invalid", "field": "attributes",
+        "message": "attribute value is not allowed"}]});
+    Mock::given(matchers::method("POST"))
+        .and(matchers::path("/api/v2/batch"))
+        .respond_with(ResponseTemplate::new(207).set_body_json(&refused))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&mock)
+        .await;
+    Mock::given(matchers::method("POST"))
+        .and(matchers::path("/api/v2/batch"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({})))
+        .mount(&mock)
+        .await;
+    let client = customerio_api::Client::builder()
+        .base_url(mock.uri())
+        .track_credentials("site-1", api_core::Token::new("track-key"))
+        .app_api_key(api_core::Token::new("app-key"))
+        .unlimited()
+        .build()
+        .unwrap();
+    let mut env = env_with(Harness::sqlite(), Arc::new(SystemClock), Some(client)).await;
+    env.workers.take().unwrap().shutdown().await;
+    let people = seed_people(&env, 4);
+    for (lead, _) in &people {
+        assert_eq!(env.deliver_kommo(&env.kommo.webhook_for_lead_add(*lead)).await, 200);
+    }
+    env.workers = Some(worker::start(env.engine.clone(), worker_config()));
+    env.drain().await;
+
+    let received = mock.received_requests().await.unwrap();
+    assert!(received.iter().all(|r| r.url.path() == "/api/v2/batch"), "no v1 call, no retry alone");
+    assert_eq!(received.len(), 2);
+    let identifies: serde_json::Value = serde_json::from_slice(&received[0].body).unwrap();
+    let events: serde_json::Value = serde_json::from_slice(&received[1].body).unwrap();
+    let who = |v: &serde_json::Value| -> Vec<String> {
+        v["batch"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|op| op["identifiers"]["email"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let sent = who(&identifies);
+    assert_eq!(sent.len(), 4);
+    let refused_email = sent[1].clone();
+    let mut rest = sent.clone();
+    rest.remove(1);
+    assert_eq!(who(&events), rest, "no event for the refused person");
+    assert!(events["batch"].as_array().unwrap().iter().all(|op| op["action"] == "event"));
+
+    let dead = env.store.list(State::Dead, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attempts, 1, "not retried");
+    let reason = dead[0].last_error.clone().unwrap_or_default();
+    assert!(reason.contains("attribute value is not allowed") && reason.contains("attributes"), "{reason}");
+    let refused_lead = people.iter().find(|p| p.1 == refused_email).unwrap().0;
+    assert!(dead[0].dedup_key.contains(&format!(":{refused_lead}:")), "{dead:?}");
+    let done = env.store.list(State::Done, 100).await.unwrap();
+    assert_eq!(done.len(), 3);
+    assert!(done.iter().all(|r| r.attempts == 1), "neighbours done on their first attempt: {done:?}");
+    assert_eq!(env.flow.stats().identified.load(Ordering::Relaxed), 3);
+    assert_eq!(env.flow.stats().events_tracked.load(Ordering::Relaxed), 3);
+    env.finish().await;
+}
+
+/// An operation that breaks a documented limit (customerio.md §1 limits: an attribute value ≤ 1,000 bytes; here a
+/// 1,200-character deal name mapped to `kommo_deal_name`) is not sent: its event fails alone (dead letter naming the
+/// limit; the same operation would break it again), and the batch carries its neighbours, done on their first
+/// attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operation_over_a_documented_limit_is_not_sent_and_fails_alone() {
+    let mut env = env(Harness::sqlite(), Arc::new(SystemClock)).await;
+    env.workers.take().unwrap().shutdown().await;
+    let mut people = seed_people(&env, 3);
+    let long = "x".repeat(1_200);
+    let contact = env.kommo.seed_contact("Long Deal", Some("long@client.example"), None);
+    let lead = env.kommo.seed_lead(
+        SeedLead::new(long.clone()).responsible(env.user).contact(contact).stage(env.pipeline, env.stages[0]),
+    );
+    people.push((lead, "long@client.example".into()));
+    for (lead, _) in &people {
+        assert_eq!(env.deliver_kommo(&env.kommo.webhook_for_lead_add(*lead)).await, 200);
+    }
+    let c0 = env.cio.log().requests().len();
+    env.workers = Some(worker::start(env.engine.clone(), worker_config()));
+    env.drain().await;
+
+    let cio: Vec<_> = env.cio.log().requests()[c0..].to_vec();
+    let ops = batch_ops(&cio);
+    assert!(!ops.iter().any(|op| op["identifiers"]["email"] == "long@client.example"), "not sent");
+    assert_eq!(ops.iter().filter(|op| op["action"] == "identify").count(), 3);
+    assert_eq!(ops.iter().filter(|op| op["action"] == "event").count(), 3);
+    assert!(!cio.iter().any(|r| r.path.starts_with("/api/v1/")), "nothing retried alone");
+    assert!(env.cio.person(&Identifier::email("long@client.example")).is_none());
+    for (_, email) in &people[..3] {
+        assert_eq!(env.cio.events_for(&Identifier::email(email.as_str())).len(), 1);
+    }
+    let dead = env.store.list(State::Dead, 10).await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].attempts, 1, "not retried");
+    assert!(dead[0].dedup_key.contains(&format!(":{lead}:")), "{dead:?}");
+    assert!(dead[0].last_error.as_deref().unwrap_or_default().contains("Customer.io"), "{dead:?}");
+    let done = env.store.list(State::Done, 100).await.unwrap();
+    assert_eq!(done.len(), 3);
+    assert!(done.iter().all(|r| r.attempts == 1), "{done:?}");
     env.finish().await;
 }

@@ -199,7 +199,7 @@ where
             let people = "/api/v1/customers/";
             while faulting.load(Ordering::Relaxed) {
                 tokio::time::sleep(every).await;
-                match r.below(9) {
+                match r.below(12) {
                     0 => kommo.inject_throttle(1),
                     1 => kommo.inject_status(502, 1),
                     2 => cio.faults().inject(
@@ -220,6 +220,20 @@ where
                     5 => cio.faults().inject(Some(Method::POST), people, Fault::DropAfterCommit, 1),
                     6 => kommo.faults().inject(Some(Method::POST), "/api/v4/leads/notes", Fault::DropAfterCommit, 1),
                     7 => kommo.faults().inject(Some(Method::POST), "/api/v4/tasks", Fault::DropAfterCommit, 1),
+                    // the batched path (issue 25): Track v2 batches throttled, failing, or applied with the answer lost
+                    8 => cio.faults().inject(
+                        Some(Method::POST),
+                        "/api/v2/batch",
+                        Fault::json(429, &json!({"meta": {"error": "rate limit exceeded"}})),
+                        1,
+                    ),
+                    9 => cio.faults().inject(
+                        Some(Method::POST),
+                        "/api/v2/batch",
+                        Fault::json(503, &json!({"errors": [{"reason": "unavailable", "message": "try later"}]})),
+                        1,
+                    ),
+                    10 => cio.faults().inject(Some(Method::POST), "/api/v2/batch", Fault::DropAfterCommit, 1),
                     _ => kommo.faults().inject(Some(Method::PATCH), "/api/v4/contacts", Fault::DropAfterCommit, 1),
                 }
                 faults.fetch_add(1, Ordering::Relaxed);
@@ -397,6 +411,9 @@ where
     let status = store.status().await.expect("status");
     stop_pools(procs.iter_mut().map(|p| &mut p.workers)).await;
 
+    let batches: Vec<_> = cio.log().requests().into_iter().filter(|r| r.path == "/api/v2/batch").collect();
+    let ops: usize = batches.iter().map(|r| r.json()["batch"].as_array().map_or(0, Vec::len)).sum();
+    eprintln!("kommo-customerio: {} Track v2 batch requests carried {ops} operations", batches.len());
     let mut report = oracle(&kommo, &cio, pipeline, &stage_name, unsub_field, &models);
     let counts =
         RunCounts { posted, accepted, faults: faults.load(Ordering::Relaxed), kills, drain, total: started.elapsed() };

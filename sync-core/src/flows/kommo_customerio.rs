@@ -18,6 +18,20 @@
 //! - Engagement: every open counts once per event in a sliding window in the store ([`crate::Ctx::count_hit`]);
 //!   when the count reaches the threshold and no task was created for that person within the window, one task
 //!   is created (the time of the last task is kept in the store's cursors).
+//!
+//! # Batches
+//! Kommo lead events are handled in batches ([`crate::Flow::handle_batch`]; `[batch] max_events`, default 250):
+//! the events the worker has claimed together (whatever is ready; a lone event is handled at once, through the
+//! v1 calls above) share one Kommo `GET /api/v4/leads?filter[id][]=…&with=contacts` per 250 leads, one contacts
+//! GET (and, when the mapping reads `company.name`, one companies GET) by `filter[id][]`, one GET per distinct
+//! responsible user; then one Track v2 `POST /api/v2/batch` of `person`/`identify` operations (the event time as
+//! the operation's `timestamp`, v2's `_timestamp`) and one of `person`/`event` operations with the same event ids
+//! (the client splits a body at 500 KB). Each event keeps its own journal steps (`identify:<key>`, `track:<key>`,
+//! the same as one at a time) and its watermark marker ([`crate::step_batch`]): an operation over a documented
+//! limit is not sent and fails alone, one Customer.io refuses in its 207 answer fails alone (dead letter: the same
+//! operation would be refused again) and gets no event, and the events of a request that failed as a whole are
+//! retried, each alone. Customer.io reporting webhooks are not batched: each is a Kommo search by email, a note
+//! with its own duplicate check, and the engagement count, person by person.
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -31,11 +45,11 @@ use std::{
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use customerio_api::{Event as CioEvent, EventId, Identifier, Identify, Metric, ReportingEvent, Verifier};
+use customerio_api::{Event as CioEvent, EventId, Identifier, Identify, Metric, Operation, ReportingEvent, Verifier};
 use futures::TryStreamExt as _;
 use kommo_api::{
-    CustomFieldsExt as _, EntityType, FieldType as KmFieldType, FieldValueWrite, ListParams, PipelineId, StatusId,
-    UserId,
+    CustomFieldsExt as _, EntityType, FieldType as KmFieldType, FieldValueWrite, LeadId, ListParams, PipelineId,
+    StatusId, UserId,
     common::TagRef,
     contacts::ContactUpdate,
     notes::NewNote,
@@ -47,9 +61,10 @@ use serde_json::{Map, Value, json};
 
 use super::support::{Fault, boxed};
 use crate::{
-    BoxError, Ctx, Event, Flow, KeyError, Markers, NewEvent, Outcome, RawEvent, Store,
+    BatchItem, BatchStep, BoxError, Ctx, Event, Flow, KeyError, Markers, NewEvent, Outcome, RawEvent, Store,
     mapping::{Direction, FieldKind, FieldSchema, Mapping, Schema},
     server::{FnVerifier, SourceRoute, VerifyRequest},
+    step_batch,
 };
 
 /// Source of Kommo webhooks (and of `backfill` events).
@@ -88,6 +103,29 @@ pub struct Config {
     /// Which reporting-webhook metrics become Kommo notes.
     #[serde(default)]
     pub notes: Notes,
+    /// Batching of Kommo lead events.
+    #[serde(default)]
+    pub batch: Batch,
+}
+
+/// Batching of Kommo lead events (see the module docs, "Batches").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Batch {
+    /// Most lead events handled together: 1 to 250 (Kommo's most ids in one `filter[id][]` GET); 1 turns batching
+    /// off. Default 250.
+    #[serde(default = "default_batch_max")]
+    pub max_events: usize,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Self { max_events: default_batch_max() }
+    }
+}
+
+fn default_batch_max() -> usize {
+    250
 }
 
 /// Kommo settings.
@@ -401,6 +439,42 @@ struct PersonInfo {
     attrs: Map<String, Value>,
 }
 
+/// Skip reason of an event whose lead Kommo no longer returns.
+const SKIP_GONE: &str = "lead no longer exists";
+
+/// A lead event's writes, decided before any of them ([`KommoCustomerIo::plan_lead`]).
+struct LeadPlan {
+    /// The Kommo event's dedup key (names the journal steps `identify:<key>` and `track:<key>`).
+    key: String,
+    /// The person.
+    who: Identifier,
+    /// The event time (unix seconds): the identify's `_timestamp` / v2 `timestamp` and the event's timestamp.
+    time: i64,
+    /// The Customer.io event id (derived from the Kommo event key and time).
+    event_id: EventId,
+    /// The identify's attributes, the person's watermark key and time; `None` when the event is older than one
+    /// already applied to the person.
+    identify: Option<(Map<String, Value>, String, DateTime<Utc>)>,
+    /// The event to track (name and data); `None` for a backfill event.
+    track: Option<(&'static str, Map<String, Value>)>,
+}
+
+/// What a lead event comes to.
+enum Planned {
+    /// Nothing to write, for this reason.
+    Skip(&'static str),
+    /// Write this.
+    Go(LeadPlan),
+}
+
+/// Related Kommo entities read once for a batch of leads; one missing here is read alone by `person_for`.
+#[derive(Default)]
+struct Known {
+    users: HashMap<UserId, String>,
+    contacts: HashMap<kommo_api::ContactId, kommo_api::contacts::Contact>,
+    companies: HashMap<kommo_api::CompanyId, kommo_api::companies::Company>,
+}
+
 impl KommoCustomerIo {
     /// Builds the flow.
     #[must_use]
@@ -617,17 +691,56 @@ impl KommoCustomerIo {
         created: bool,
         hook: &kommo_api::webhook::WebhookLead,
     ) -> Result<Option<&'static str>, Fault> {
-        let key = ev.dedup_key();
         let Some(lead) = self.kommo.leads().find(hook.id, &["contacts"]).await? else {
             bump(&self.stats.filtered);
             tracing::info!(lead = %hook.id, "lead no longer exists: skipped");
-            return Ok(Some("lead no longer exists"));
+            return Ok(Some(SKIP_GONE));
         };
+        let plan = match self.plan_lead(ctx, ev, created, hook, &lead, None).await? {
+            Planned::Skip(reason) => return Ok(Some(reason)),
+            Planned::Go(plan) => plan,
+        };
+        let key = &plan.key;
+        if let Some((attrs, who_key, at)) = plan.identify {
+            let identify = Identify::new().attrs(attrs).timestamp(plan.time);
+            let (cio, who) = (self.cio.clone(), plan.who.clone());
+            ctx.step_marked(&format!("identify:{key}"), Markers::new(), || async move {
+                cio.identify(&who, &identify).await.map_err(boxed)?;
+                Ok::<_, BoxError>(((), Markers::new().watermark(who_key, at)))
+            })
+            .await?;
+            bump(&self.stats.identified);
+        }
+        if let Some((name, data)) = plan.track {
+            let event = CioEvent::new(name).id(plan.event_id).timestamp(plan.time).data_map(data);
+            let (cio, who) = (self.cio.clone(), plan.who.clone());
+            ctx.step(&format!("track:{key}"), || async move {
+                cio.track(&who, &event).await.map_err(boxed)?;
+                Ok::<_, BoxError>(())
+            })
+            .await?;
+            bump(&self.stats.events_tracked);
+        }
+        Ok(None)
+    }
+
+    /// Everything a lead event writes to Customer.io, decided before any write (shared by the one-at-a-time and
+    /// the batch path, so both write the same attributes under the same journal steps and event ids).
+    async fn plan_lead(
+        &self,
+        ctx: &Ctx,
+        ev: &WebhookEvent,
+        created: bool,
+        hook: &kommo_api::webhook::WebhookLead,
+        lead: &kommo_api::leads::Lead,
+        known: Option<&Known>,
+    ) -> Result<Planned, Fault> {
+        let key = ev.dedup_key();
         let pipeline = hook.pipeline_id.or(lead.pipeline_id);
         if !self.pipeline_watched(pipeline) {
             bump(&self.stats.filtered);
             tracing::info!(lead = %hook.id, pipeline = ?pipeline.map(PipelineId::get), "pipeline is not watched: skipped");
-            return Ok(Some("filtered: pipeline is not watched"));
+            return Ok(Planned::Skip("filtered: pipeline is not watched"));
         }
         // Without a time in the payload, the time of the first attempt, journaled: every attempt then uses the
         // same watermark and the same Customer.io event id (a per-attempt clock would track the event twice).
@@ -642,68 +755,55 @@ impl KommoCustomerIo {
         // the stage as of this event (not as fetched now), so the attributes match `_timestamp`
         let stage = self.stage_name(&resolved, pipeline, hook.status_id.or(lead.status_id));
         let old_stage = self.stage_name(&resolved, hook.old_pipeline_id.or(pipeline), hook.old_status_id);
-        let Some(person) = self.person_for(&lead, &resolved, stage.as_deref(), pipeline).await? else {
+        let Some(person) = self.person_for(lead, &resolved, stage.as_deref(), pipeline, known).await? else {
             bump(&self.stats.skipped_no_email);
             tracing::info!(lead = %lead.id, "skipped: the lead's main contact has no email (nothing to identify in Customer.io)");
-            return Ok(Some("main contact has no email"));
+            return Ok(Planned::Skip("main contact has no email"));
         };
         let who_key = format!("cio-person:{}", person.who.value().to_lowercase());
         let at = DateTime::<Utc>::from_timestamp(time, 0).unwrap_or_else(|| ctx.now());
         // The person's watermark moves with the identify's journal entry, once Customer.io accepted it: a failed
         // identify leaves it where it was, so the retry (or a later event) still writes the attributes.
-        if ctx.watermark_check(&who_key, at).await? {
-            let mut identify =
-                Identify::new().attrs(person.attrs).attr("kommo_lead_id", lead.id.to_string()).timestamp(time);
+        let identify = if ctx.watermark_check(&who_key, at).await? {
+            let mut attrs = person.attrs;
+            attrs.insert("kommo_lead_id".into(), json!(lead.id.to_string()));
             if matches!(person.who, Identifier::Id(_)) {
-                identify = identify.email(person.email.clone());
+                attrs.insert("email".into(), json!(person.email));
             }
             // on every identify, not only a `leads[add]` one: the add may arrive after a newer stage change
             // (Kommo does not order its deliveries) and is then skipped as stale, which would leave the
             // attribute unset for good; the lead's creation time never changes, so any event may carry it
             if let Some(c) = lead.created_at {
-                identify = identify.attr("kommo_lead_created_at", c);
+                attrs.insert("kommo_lead_created_at".into(), json!(c));
             }
-            let (cio, who) = (self.cio.clone(), person.who.clone());
-            ctx.step_marked(&format!("identify:{key}"), Markers::new(), || async move {
-                cio.identify(&who, &identify).await.map_err(boxed)?;
-                Ok::<_, BoxError>(((), Markers::new().watermark(who_key, at)))
-            })
-            .await?;
-            bump(&self.stats.identified);
+            Some((attrs, who_key, at))
         } else {
             bump(&self.stats.stale_skipped);
             tracing::info!(lead = %lead.id, event = %key, "older than an event already applied to this person: attributes left as they are");
-        }
-        if hook.raw.contains_key(BACKFILL_MARKER) {
-            return Ok(None); // backfill: identify only
-        }
-        let mut data = Map::new();
-        data.insert("lead_id".into(), json!(lead.id.get()));
-        data.insert("lead_name".into(), json!(lead.name));
-        data.insert("deal_value".into(), json!(lead.price.unwrap_or(0)));
-        if let Some(p) = pipeline.and_then(|p| resolved.pipelines.get(&p.get())) {
-            data.insert("pipeline".into(), json!(p));
-        }
-        data.insert("stage".into(), json!(stage));
-        let name = if created {
-            EVENT_LEAD_CREATED
-        } else {
-            data.insert("old_stage".into(), json!(old_stage));
-            data.insert("new_stage".into(), json!(stage));
-            EVENT_STAGE_CHANGED
+            None
         };
-        let event = CioEvent::new(name)
-            .id(EventId::from_source_key_unix(&format!("kommo:{key}"), time))
-            .timestamp(time)
-            .data_map(data);
-        let (cio, who) = (self.cio.clone(), person.who.clone());
-        ctx.step(&format!("track:{key}"), || async move {
-            cio.track(&who, &event).await.map_err(boxed)?;
-            Ok::<_, BoxError>(())
-        })
-        .await?;
-        bump(&self.stats.events_tracked);
-        Ok(None)
+        let track = if hook.raw.contains_key(BACKFILL_MARKER) {
+            None // backfill: identify only
+        } else {
+            let mut data = Map::new();
+            data.insert("lead_id".into(), json!(lead.id.get()));
+            data.insert("lead_name".into(), json!(lead.name));
+            data.insert("deal_value".into(), json!(lead.price.unwrap_or(0)));
+            if let Some(p) = pipeline.and_then(|p| resolved.pipelines.get(&p.get())) {
+                data.insert("pipeline".into(), json!(p));
+            }
+            data.insert("stage".into(), json!(stage));
+            let name = if created {
+                EVENT_LEAD_CREATED
+            } else {
+                data.insert("old_stage".into(), json!(old_stage));
+                data.insert("new_stage".into(), json!(stage));
+                EVENT_STAGE_CHANGED
+            };
+            Some((name, data))
+        };
+        let event_id = EventId::from_source_key_unix(&format!("kommo:{key}"), time);
+        Ok(Planned::Go(LeadPlan { key, who: person.who, time, event_id, identify, track }))
     }
 
     /// The person for a lead: identifier and mapped attributes. `None` when the main contact has no email.
@@ -713,9 +813,13 @@ impl KommoCustomerIo {
         resolved: &Resolved,
         stage: Option<&str>,
         pipeline: Option<PipelineId>,
+        known: Option<&Known>,
     ) -> Result<Option<PersonInfo>, Fault> {
         let Some(cid) = lead.main_contact() else { return Ok(None) };
-        let contact = self.kommo.contacts().get(cid, &[]).await?;
+        let contact = match known.and_then(|k| k.contacts.get(&cid)) {
+            Some(c) => c.clone(),
+            None => self.kommo.contacts().get(cid, &[]).await?,
+        };
         let Some(email) = contact.emails().into_iter().map(|e| e.trim().to_owned()).find(|e| e.contains('@')) else {
             return Ok(None);
         };
@@ -736,10 +840,13 @@ impl KommoCustomerIo {
         let wants = |n: &str| self.config.mapping.fields.iter().any(|f| f.source == n);
         if let Some(u) = lead.responsible_user_id.filter(|_| wants("responsible_user")) {
             // a transient failure is retried, never written as the numeric id; only a deleted user is shown by id
-            let name = match self.kommo.users().get(u).await {
-                Ok(user) => user.name,
-                Err(e) if e.is_not_found() => u.to_string(),
-                Err(e) => return Err(Fault::from(e)),
+            let name = match known.and_then(|k| k.users.get(&u)) {
+                Some(name) => name.clone(),
+                None => match self.kommo.users().get(u).await {
+                    Ok(user) => user.name,
+                    Err(e) if e.is_not_found() => u.to_string(),
+                    Err(e) => return Err(Fault::from(e)),
+                },
             };
             flat.insert("responsible_user".into(), json!(name));
         }
@@ -751,8 +858,11 @@ impl KommoCustomerIo {
         if wants("company.name")
             && let Some(co) = lead.embedded.companies.first()
         {
-            let c = self.kommo.companies().get(co.id, &[]).await?;
-            flat.insert("company.name".into(), json!(c.name));
+            let name = match known.and_then(|k| k.companies.get(&co.id)) {
+                Some(c) => c.name.clone(),
+                None => self.kommo.companies().get(co.id, &[]).await?.name,
+            };
+            flat.insert("company.name".into(), json!(name));
         }
         for (name, (id, kind)) in &resolved.lead_fields {
             let Some(v) = lead.custom_field(*id) else { continue };
@@ -779,6 +889,279 @@ impl KommoCustomerIo {
             IdentifyBy::ContactId => Identifier::id(contact.id.to_string()),
         };
         Ok(Some(PersonInfo { who, email, attrs }))
+    }
+
+    // --------------------------------------------------------------------------------------------- batches
+
+    /// The one `leads[add]` / `leads[status]` event of a Kommo body, if that is all it carries (what `split` makes
+    /// of every delivery); anything else is handled alone by [`Self::handle_kommo`].
+    fn single_lead_event(&self, body: &[u8]) -> Option<(WebhookEvent, bool)> {
+        let payload = kommo_api::webhook::parse(body).ok()?;
+        if let Some(want) = self.config.kommo.account_id {
+            payload.check_account(Some(kommo_api::AccountId(want)), None).ok()?;
+        }
+        let [ev] = <[WebhookEvent; 1]>::try_from(payload.events).ok()?;
+        match &ev {
+            WebhookEvent::Lead { action: action @ (WebhookAction::Add | WebhookAction::Status), .. } => {
+                let created = *action == WebhookAction::Add;
+                Some((ev, created))
+            }
+            _ => None,
+        }
+    }
+
+    /// Kommo → Customer.io for a batch of lead events: the leads in one Kommo GET per 250 (`filter[id][]`), their
+    /// main contacts and companies in one GET per 250, users once per batch; then the identifies in one Track v2
+    /// `POST /api/v2/batch` and the events in another (the client splits a body at 500 KB). Each event keeps its
+    /// own journal steps (`identify:<key>`, `track:<key>`, the same as one at a time) and its own watermark
+    /// marker ([`step_batch`]); an operation Customer.io refuses in its 207 answer fails that event alone, and a
+    /// request that fails as a whole leaves its events to be retried (alone).
+    async fn handle_kommo_batch(&self, items: &[BatchItem]) -> Vec<Result<Outcome, Fault>> {
+        let mut out: Vec<Option<Result<Outcome, Fault>>> = (0..items.len()).map(|_| None).collect();
+        let mut work = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            match self.single_lead_event(&item.event.payload) {
+                Some((ev, created)) => work.push((i, ev, created)),
+                None => out[i] = Some(self.handle_kommo(&item.ctx, &item.event.payload).await),
+            }
+        }
+        let ids: Vec<LeadId> = work
+            .iter()
+            .filter_map(|(_, ev, _)| ev.as_lead().map(|l| l.id))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let leads = match self.fetch_leads(&ids).await {
+            Ok(leads) => leads,
+            Err(f) => {
+                for (i, ..) in &work {
+                    out[*i] = Some(Err(f.clone()));
+                }
+                return finish(out);
+            }
+        };
+        let known = match self.lookups(leads.values()).await {
+            Ok(k) => k,
+            Err(f) => {
+                for (i, ..) in &work {
+                    out[*i] = Some(Err(f.clone()));
+                }
+                return finish(out);
+            }
+        };
+        let plans = crate::flow::bounded(
+            work.iter()
+                .map(|(i, ev, created)| {
+                    let (known, leads) = (&known, &leads);
+                    async move {
+                        let Some(hook) = ev.as_lead() else { return (*i, Ok(Planned::Skip(SKIP_GONE))) };
+                        let Some(lead) = leads.get(&hook.id) else {
+                            bump(&self.stats.filtered);
+                            tracing::info!(lead = %hook.id, "lead no longer exists: skipped");
+                            return (*i, Ok(Planned::Skip(SKIP_GONE)));
+                        };
+                        (*i, self.plan_lead(&items[*i].ctx, ev, *created, hook, lead, Some(known)).await)
+                    }
+                })
+                .collect(),
+        )
+        .await;
+        let mut go = Vec::new();
+        for (i, plan) in plans {
+            match plan {
+                Err(f) => out[i] = Some(Err(f)),
+                Ok(Planned::Skip(reason)) => out[i] = Some(Ok(Outcome::skipped(reason))),
+                Ok(Planned::Go(plan)) => go.push((i, plan)),
+            }
+        }
+        // the identifies, one batch
+        let (mut idx, mut steps) = (Vec::new(), Vec::new());
+        for (n, (i, plan)) in go.iter_mut().enumerate() {
+            if let Some((attrs, who_key, at)) = plan.identify.take() {
+                let op = Operation::identify(&plan.who, attrs).with_timestamp(plan.time);
+                idx.push(n);
+                steps.push(BatchStep {
+                    ctx: &items[*i].ctx,
+                    step: format!("identify:{}", plan.key),
+                    pending: Markers::new(),
+                    input: (op, who_key, at),
+                });
+            }
+        }
+        let identified = step_batch(steps, |inputs| async move {
+            let (ops, marks): (Vec<Operation>, Vec<(String, DateTime<Utc>)>) =
+                inputs.into_iter().map(|(op, k, at)| (op, (k, at))).unzip();
+            self.send_ops(ops)
+                .await
+                .into_iter()
+                .zip(marks)
+                .map(|(r, (k, at))| r.map(|()| ((), Markers::new().watermark(k, at))).map_err(boxed))
+                .collect()
+        })
+        .await;
+        let mut failed = vec![false; go.len()];
+        for (n, r) in idx.into_iter().zip(identified) {
+            match r {
+                Ok(()) => bump(&self.stats.identified),
+                Err(e) => {
+                    // no event for a person whose identify failed (as one at a time): the retry sends both
+                    failed[n] = true;
+                    out[go[n].0] = Some(Err(Fault::from(e)));
+                }
+            }
+        }
+        // the events, one batch
+        let (mut idx, mut steps) = (Vec::new(), Vec::new());
+        for (n, (i, plan)) in go.iter_mut().enumerate() {
+            if failed[n] {
+                continue;
+            }
+            match plan.track.take() {
+                Some((name, data)) => {
+                    let op = Operation::event(&plan.who, name, plan.event_id, Some(plan.time), data);
+                    idx.push(n);
+                    steps.push(BatchStep {
+                        ctx: &items[*i].ctx,
+                        step: format!("track:{}", plan.key),
+                        pending: Markers::new(),
+                        input: op,
+                    });
+                }
+                None => out[*i] = Some(Ok(Outcome::Done)),
+            }
+        }
+        let tracked = step_batch(steps, |ops| async move {
+            self.send_ops(ops).await.into_iter().map(|r| r.map(|()| ((), Markers::new())).map_err(boxed)).collect()
+        })
+        .await;
+        for (n, r) in idx.into_iter().zip(tracked) {
+            out[go[n].0] = Some(match r {
+                Ok(()) => {
+                    bump(&self.stats.events_tracked);
+                    Ok(Outcome::Done)
+                }
+                Err(e) => Err(Fault::from(e)),
+            });
+        }
+        finish(out)
+    }
+
+    /// Sends operations through `POST /api/v2/batch`; one result per operation, in order. An operation that
+    /// breaks a documented limit is not sent and fails alone; one Customer.io refuses in a 207 answer fails alone
+    /// (permanently: the same operation would be refused again, api-notes customerio.md §2); the operations of a
+    /// request that failed as a whole, and of the requests after it, are retried (alone, so one bad request
+    /// cannot dead-letter its neighbours).
+    async fn send_ops(&self, ops: Vec<Operation>) -> Vec<Result<(), Fault>> {
+        let mut out: Vec<Option<Result<(), Fault>>> = (0..ops.len()).map(|_| None).collect();
+        let (mut idx, mut send) = (Vec::new(), Vec::new());
+        for (i, op) in ops.into_iter().enumerate() {
+            match check_op(&op) {
+                Ok(()) => {
+                    idx.push(i);
+                    send.push(op);
+                }
+                Err(why) => out[i] = Some(Err(Fault::Fail(format!("Customer.io: {why}")))),
+            }
+        }
+        if !send.is_empty() {
+            match self.cio.batch(&send).await {
+                Err(e) => {
+                    let f = Fault::from(e);
+                    for i in &idx {
+                        out[*i] = Some(Err(f.clone()));
+                    }
+                }
+                Ok(report) => {
+                    let unaccepted = report.unaccepted();
+                    let rejected: HashMap<usize, customerio_api::ErrorItem> =
+                        report.rejected.into_iter().map(|r| (r.index, r.error)).collect();
+                    let abort = report.aborted.map(|a| match Fault::from(a.error) {
+                        Fault::Retry(after, why) => Fault::Retry(after, why),
+                        Fault::Fail(why) => Fault::Retry(None, format!("{why} (retried alone)")),
+                    });
+                    for (j, i) in idx.into_iter().enumerate() {
+                        out[i] = Some(if let Some(e) = rejected.get(&j) {
+                            Err(Fault::Fail(format!(
+                                "Customer.io refused the operation: {} (field `{}`): {}",
+                                e.reason.as_deref().unwrap_or("invalid"),
+                                e.field.as_deref().unwrap_or(""),
+                                e.message.as_deref().unwrap_or("")
+                            )))
+                        } else if unaccepted.contains(&j) {
+                            Err(abort.clone().unwrap_or_else(|| Fault::Retry(None, "not accepted".into())))
+                        } else {
+                            Ok(())
+                        });
+                    }
+                }
+            }
+        }
+        out.into_iter().map(|o| o.unwrap_or_else(|| Err(Fault::Retry(None, "no result".into())))).collect()
+    }
+
+    /// The leads of `ids` with their contacts, one GET per 250 ids (`filter[id][]`); a lead Kommo does not return
+    /// no longer exists.
+    async fn fetch_leads(&self, ids: &[LeadId]) -> Result<HashMap<LeadId, kommo_api::leads::Lead>, Fault> {
+        let mut leads = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(usize::try_from(kommo_api::hal::MAX_LIMIT).unwrap_or(250)) {
+            let params =
+                ListParams::new().ids(chunk.iter().copied()).with(["contacts"]).limit(kommo_api::hal::MAX_LIMIT);
+            for lead in self.kommo.leads().all(params).await? {
+                leads.insert(lead.id, lead);
+            }
+        }
+        Ok(leads)
+    }
+
+    /// The main contacts (one GET per 250 ids), the first companies (the same, when the mapping reads
+    /// `company.name`) and the responsible users (one GET each, when the mapping reads `responsible_user`) of
+    /// `leads`, read once for the batch.
+    async fn lookups<'l>(&self, leads: impl Iterator<Item = &'l kommo_api::leads::Lead>) -> Result<Known, Fault> {
+        let wants = |n: &str| self.config.mapping.fields.iter().any(|f| f.source == n);
+        let (want_users, want_companies) = (wants("responsible_user"), wants("company.name"));
+        let (mut users, mut contacts, mut companies) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+        for lead in leads {
+            if want_users {
+                users.extend(lead.responsible_user_id);
+            }
+            contacts.extend(lead.main_contact());
+            if want_companies {
+                companies.extend(lead.embedded.companies.first().map(|c| c.id));
+            }
+        }
+        let max = usize::try_from(kommo_api::hal::MAX_LIMIT).unwrap_or(250);
+        let users_fut = futures::future::join_all(users.into_iter().map(|u| async move {
+            match self.kommo.users().get(u).await {
+                Ok(user) => Ok((u, user.name)),
+                // a deleted user is shown by id (as in `person_for`)
+                Err(e) if e.is_not_found() => Ok((u, u.to_string())),
+                Err(e) => Err(Fault::from(e)),
+            }
+        }));
+        let contacts: Vec<_> = contacts.into_iter().collect();
+        let companies: Vec<_> = companies.into_iter().collect();
+        let contacts_fut = async {
+            let mut all = Vec::new();
+            for chunk in contacts.chunks(max) {
+                let params = ListParams::new().ids(chunk.iter().copied()).limit(kommo_api::hal::MAX_LIMIT);
+                all.extend(self.kommo.contacts().all(params).await?);
+            }
+            Ok::<_, Fault>(all)
+        };
+        let companies_fut = async {
+            let mut all = Vec::new();
+            for chunk in companies.chunks(max) {
+                let params = ListParams::new().ids(chunk.iter().copied()).limit(kommo_api::hal::MAX_LIMIT);
+                all.extend(self.kommo.companies().all(params).await?);
+            }
+            Ok::<_, Fault>(all)
+        };
+        let (users, contacts, companies) = tokio::join!(users_fut, contacts_fut, companies_fut);
+        Ok(Known {
+            users: users.into_iter().collect::<Result<_, _>>()?,
+            contacts: contacts?.into_iter().map(|c| (c.id, c)).collect(),
+            companies: companies?.into_iter().map(|c| (c.id, c)).collect(),
+        })
     }
 
     // --------------------------------------------------------------------------------------- Customer.io → Kommo
@@ -983,6 +1366,25 @@ impl KommoCustomerIo {
     }
 }
 
+/// Every event's outcome (an event left without one is retried).
+fn finish(out: Vec<Option<Result<Outcome, Fault>>>) -> Vec<Result<Outcome, Fault>> {
+    out.into_iter().map(|o| o.unwrap_or_else(|| Err(Fault::Retry(None, "no outcome for the event".into())))).collect()
+}
+
+/// The documented limits of one v2 operation (api-notes customerio.md §1 limits, §2: each operation ≤ 32 KB),
+/// checked before the batch is sent so one operation over a limit fails alone instead of the whole request.
+fn check_op(op: &Operation) -> Result<(), String> {
+    op.validate().map_err(|e| e.to_string())?;
+    let bytes = serde_json::to_vec(op).map_err(|e| e.to_string())?.len();
+    if bytes > customerio_api::limits::MAX_ENTITY_BYTES {
+        return Err(format!(
+            "operation of {bytes} bytes is over the {} bytes limit",
+            customerio_api::limits::MAX_ENTITY_BYTES
+        ));
+    }
+    Ok(())
+}
+
 /// The person's email from a reporting event (with `identify_by = email`, the person id is the email too).
 fn person_email(ev: &ReportingEvent, by: IdentifyBy) -> Option<String> {
     ev.person_email()
@@ -1104,6 +1506,26 @@ impl Flow for KommoCustomerIo {
                     .map(|p| format!("person:{}", p.to_lowercase()))
             }
         }
+    }
+
+    fn batch_key(&self, event: &Event) -> Option<String> {
+        // every Kommo event; one that is not exactly one lead add/status is handled alone inside the batch
+        (event.source == SOURCE_KOMMO).then(|| SOURCE_KOMMO.to_owned())
+    }
+
+    fn max_batch(&self) -> usize {
+        self.config.batch.max_events.clamp(1, usize::try_from(kommo_api::hal::MAX_LIMIT).unwrap_or(250))
+    }
+
+    async fn handle_batch(&self, items: &[BatchItem]) -> Vec<Result<Outcome, BoxError>> {
+        if items.iter().any(|i| i.event.source != SOURCE_KOMMO) {
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                out.push(self.handle(&item.ctx, &item.event).await);
+            }
+            return out;
+        }
+        self.handle_kommo_batch(items).await.into_iter().map(|r| Ok(r.unwrap_or_else(Outcome::from))).collect()
     }
 
     async fn handle(&self, ctx: &Ctx, event: &Event) -> Result<Outcome, BoxError> {
