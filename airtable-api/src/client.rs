@@ -347,13 +347,8 @@ impl Client {
             self.inner.limiter.acquire(key).await;
             return Ok(());
         };
-        loop {
-            shared.acquire(key).await.map_err(api_core::ExecuteError::from)?;
-            match shared.held(key).await.map_err(api_core::ExecuteError::from)? {
-                Some(left) => tokio::time::sleep(left).await,
-                None => return Ok(()),
-            }
-        }
+        shared.acquire_clear(key).await.map_err(api_core::ExecuteError::from)?;
+        Ok(())
     }
 
     /// The raw escape hatch: sends any [`Request`] (a path under the base URL, or an absolute URL) through the same

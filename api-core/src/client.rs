@@ -160,16 +160,12 @@ impl HttpClient {
     }
 
     async fn acquire_slot(&self, key: &str) -> Result<(), TransportError> {
-        loop {
+        if self.hold_check {
+            self.limiter.acquire_clear(key).await?;
+        } else {
             self.limiter.acquire(key).await?;
-            if !self.hold_check {
-                return Ok(());
-            }
-            match self.limiter.held(key).await? {
-                Some(left) => tokio::time::sleep(left).await,
-                None => return Ok(()),
-            }
         }
+        Ok(())
     }
 
     /// Sends `request`, waiting for the rate limiter before each attempt and retrying per the policy.

@@ -80,6 +80,21 @@ pub trait RateBudget: Send + Sync + fmt::Debug {
     fn pause<'a>(&'a self, key: &'a str, wait: Duration) -> BoxFuture<'a, Result<(), BudgetError>>;
     /// The time left on `key`'s hold, if one is in force.
     fn held<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Duration>, BudgetError>>;
+
+    /// Waits for a slot for `key` that no hold covers: takes a slot, and while a hold (a 429 or ban recorded by
+    /// any client sharing the budget) is in force, waits it out and takes a new slot — a slot granted before the
+    /// hold was known is not used. The one loop every client runs before sending.
+    fn acquire_clear<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), BudgetError>> {
+        Box::pin(async move {
+            loop {
+                self.acquire(key).await?;
+                match self.held(key).await? {
+                    Some(left) => tokio::time::sleep(left).await,
+                    None => return Ok(()),
+                }
+            }
+        })
+    }
 }
 
 /// One limiting rule.
@@ -252,6 +267,38 @@ impl RateBudget for RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A budget whose slots ignore holds (as a shared store's reservation may grant one before another process
+    /// records its 429): `held` answers a 1 s hold the first time, none after.
+    #[derive(Debug, Default)]
+    struct HoldOnce {
+        acquired: std::sync::atomic::AtomicU32,
+        asked: std::sync::atomic::AtomicU32,
+    }
+
+    impl RateBudget for HoldOnce {
+        fn acquire<'a>(&'a self, _key: &'a str) -> BoxFuture<'a, Result<(), BudgetError>> {
+            self.acquired.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async { Ok(()) })
+        }
+        fn pause<'a>(&'a self, _key: &'a str, _wait: Duration) -> BoxFuture<'a, Result<(), BudgetError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn held<'a>(&'a self, _key: &'a str) -> BoxFuture<'a, Result<Option<Duration>, BudgetError>> {
+            let first = self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+            Box::pin(async move { Ok(first.then_some(Duration::from_secs(1))) })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn acquire_clear_waits_out_a_hold_and_takes_a_new_slot() {
+        let budget = Arc::new(HoldOnce::default());
+        let started = Instant::now();
+        budget.acquire_clear("k").await.unwrap();
+        assert_eq!(started.elapsed(), Duration::from_secs(1), "the hold is waited out");
+        assert_eq!(budget.acquired.load(std::sync::atomic::Ordering::SeqCst), 2, "the slot under the hold is not used");
+        assert_eq!(budget.asked.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
 
     async fn grant_times(limiter: &RateLimiter, key: &str, n: usize) -> Vec<Duration> {
         let start = Instant::now();
