@@ -44,8 +44,8 @@ use sync_core::flows::kommo_customerio::{Config, KommoCustomerIo};
 use sync_core::{Engine, Store, WorkerHandle, server, worker};
 
 use super::{
-    ChaosConfig, Report, Rng, RunCounts, Senders, complete_report, kill_due, kill_one, stop_pools, wait_drained,
-    worker_config,
+    ChaosConfig, Report, Rng, RunCounts, Senders, Window, complete_report, kill_due, kill_one, stop_pools,
+    wait_drained, worker_config,
 };
 
 const PATH_TOKEN: &str = "chaos-path-token";
@@ -243,8 +243,7 @@ where
 
     // the driver
     let mut models: Vec<LeadModel> = Vec::new();
-    let mut window: Vec<Delivery> = Vec::new();
-    let mut posted = 0u64;
+    let mut window = Window::new();
     let mut kills = 0u64;
     let mut subject_no = 0u64;
     // after the Kommo changes, a tail of reporting webhooks only (engagement builds up while faults go on)
@@ -298,10 +297,7 @@ where
             while Instant::now() < wait
                 && models.iter().any(|m| cio.person(&Identifier::email(m.email.clone())).is_none())
             {
-                for d in window.drain(..) {
-                    senders.send(d).await;
-                    posted += 1;
-                }
+                window.send_all(&senders).await;
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -377,27 +373,16 @@ where
             }
         }
         for d in out {
-            if rng.chance(10) {
-                window.push(d.clone()); // an exact redelivery
-            }
-            window.push(d);
+            window.add(d, &mut rng);
         }
         // reordering: send a random delivery of the window once it holds enough
-        while window.len() > 12 {
-            let d = window.swap_remove(rng.below(window.len()));
-            senders.send(d).await;
-            posted += 1;
-        }
+        window.release(&senders, &mut rng).await;
         if kill_due(cfg, step, kill_every, kills) {
             kills += kill_one(procs.iter_mut().map(|p| (&mut p.workers, &p.engine)).collect(), &mut rng).await;
         }
         tokio::time::sleep(Duration::from_millis(u64::try_from(rng.below(8)).unwrap_or(0))).await;
     }
-    while !window.is_empty() {
-        let d = window.swap_remove(rng.below(window.len()));
-        senders.send(d).await;
-        posted += 1;
-    }
+    window.flush(&senders, &mut rng).await;
     let accepted = senders.finish().await;
     faulting.store(false, Ordering::Relaxed);
     let _ = injector.await;
@@ -415,8 +400,14 @@ where
     let ops: usize = batches.iter().map(|r| r.json()["batch"].as_array().map_or(0, Vec::len)).sum();
     eprintln!("kommo-customerio: {} Track v2 batch requests carried {ops} operations", batches.len());
     let mut report = oracle(&kommo, &cio, pipeline, &stage_name, unsub_field, &models);
-    let counts =
-        RunCounts { posted, accepted, faults: faults.load(Ordering::Relaxed), kills, drain, total: started.elapsed() };
+    let counts = RunCounts {
+        posted: window.posted,
+        accepted,
+        faults: faults.load(Ordering::Relaxed),
+        kills,
+        drain,
+        total: started.elapsed(),
+    };
     complete_report(&mut report, &store, &status, (!drained).then_some(cfg.drain_timeout), counts).await;
     for p in &procs {
         p.engine.store().close().await;

@@ -52,7 +52,7 @@ use sync_core::flows::kommo_productive::{
 use sync_core::{Engine, Store, WorkerHandle, server, worker};
 
 use super::{
-    ChaosConfig, Report, Rng, RunCounts, Senders, complete_report, kill_due, kill_one, queue_empty, stop_pools,
+    ChaosConfig, Report, Rng, RunCounts, Senders, Window, complete_report, kill_due, kill_one, queue_empty, stop_pools,
     wait_drained, worker_config,
 };
 
@@ -327,8 +327,7 @@ where
 
     // the driver
     let store = procs[0].engine.store().clone();
-    let mut window: Vec<Delivery> = Vec::new();
-    let mut posted = 0u64;
+    let mut window = Window::new();
     let mut kills = 0u64;
     // phase 1: `cfg.changes` changes, a fifth of them in Productive; phase 2 (once the kick-offs have caught up):
     // half as many again, all in Productive, so that budgets cross their thresholds and tasks close while faults
@@ -409,27 +408,16 @@ where
             _ => {}
         }
         for d in batch {
-            if rng.chance(10) {
-                window.push(d.clone()); // an exact redelivery
-            }
-            window.push(d);
+            window.add(d, &mut rng);
         }
         // reordering: send a random delivery of the window once it holds enough
-        while window.len() > 12 {
-            let d = window.swap_remove(rng.below(window.len()));
-            senders.send(d).await;
-            posted += 1;
-        }
+        window.release(&senders, &mut rng).await;
         if kill_due(cfg, step, kill_every, kills) {
             kills += kill_one(procs.iter_mut().map(|p| (&mut p.workers, &p.engine)).collect(), &mut rng).await;
         }
         tokio::time::sleep(Duration::from_millis(u64::try_from(rng.below(8)).unwrap_or(0))).await;
     }
-    while !window.is_empty() {
-        let d = window.swap_remove(rng.below(window.len()));
-        senders.send(d).await;
-        posted += 1;
-    }
+    window.flush(&senders, &mut rng).await;
     let accepted = senders.finish().await;
     faulting.store(false, Ordering::Relaxed);
     let _ = injector.await;
@@ -444,8 +432,14 @@ where
     stop_pools(procs.iter_mut().map(|p| &mut p.workers)).await;
 
     let mut report = oracle(&kommo, &productive, &store, &seeds, &logs).await;
-    let counts =
-        RunCounts { posted, accepted, faults: faults.load(Ordering::Relaxed), kills, drain, total: started.elapsed() };
+    let counts = RunCounts {
+        posted: window.posted,
+        accepted,
+        faults: faults.load(Ordering::Relaxed),
+        kills,
+        drain,
+        total: started.elapsed(),
+    };
     complete_report(&mut report, &store, &status, (!drained).then_some(cfg.drain_timeout), counts).await;
     for p in &procs {
         p.engine.store().close().await;

@@ -411,8 +411,7 @@ where
     };
 
     // the driver
-    let mut window: Vec<String> = Vec::new();
-    let mut posted = 0u64;
+    let mut window = Window::new();
     let mut edits_left = cfg.airtable_edits;
     let mut status_edits: HashMap<String, Vec<String>> = HashMap::new();
     let mut kills = 0u64;
@@ -453,10 +452,7 @@ where
             bodies.push(kommo.webhook_body(&[FakeWebhook::LeadUpdate(lead), FakeWebhook::LeadUpdate(other)]));
         }
         for b in bodies {
-            if rng.chance(10) {
-                window.push(b.clone()); // an exact redelivery
-            }
-            window.push(b);
+            window.add(b, &mut rng);
         }
         // a person moves "Status" on an existing record (at most twice per record, to distinct values)
         if edits_left > 0 && rng.chance(15) {
@@ -484,21 +480,13 @@ where
             }
         }
         // reordering: send a random delivery of the window once it holds enough
-        while window.len() > 12 {
-            let b = window.swap_remove(rng.below(window.len()));
-            senders.send(b).await;
-            posted += 1;
-        }
+        window.release(&senders, &mut rng).await;
         if kill_due(cfg, step, kill_every, kills) {
             kills += kill_one(procs.iter_mut().map(|p| (&mut p.workers, &p.engine)).collect(), &mut rng).await;
         }
         tokio::time::sleep(Duration::from_millis(u64::try_from(rng.below(8)).unwrap_or(0))).await;
     }
-    while !window.is_empty() {
-        let b = window.swap_remove(rng.below(window.len()));
-        senders.send(b).await;
-        posted += 1;
-    }
+    window.flush(&senders, &mut rng).await;
     let accepted = senders.finish().await;
     faulting.store(false, Ordering::Relaxed);
     let _ = injector.await;
@@ -519,13 +507,67 @@ where
     stop_pools(procs.iter_mut().map(|p| &mut p.workers)).await;
 
     let mut report = oracle(&kommo, &base, &store, &seeds, &leads, &status_edits).await;
-    let counts =
-        RunCounts { posted, accepted, faults: faults.load(Ordering::Relaxed), kills, drain, total: started.elapsed() };
+    let counts = RunCounts {
+        posted: window.posted,
+        accepted,
+        faults: faults.load(Ordering::Relaxed),
+        kills,
+        drain,
+        total: started.elapsed(),
+    };
     complete_report(&mut report, &store, &status, (!drained).then_some(cfg.drain_timeout), counts).await;
     for p in &procs {
         p.engine.store().close().await;
     }
     report
+}
+
+/// Deliveries on their way to the receivers: each is added with a 10 % chance of an exact redelivery, and once more
+/// than 12 are pending a random one is sent (reordering within the window); `flush` sends the rest in random order.
+pub(crate) struct Window<D> {
+    pending: Vec<D>,
+    /// Deliveries sent so far.
+    pub(crate) posted: u64,
+}
+
+impl<D: Clone + Send + 'static> Window<D> {
+    pub(crate) fn new() -> Self {
+        Self { pending: Vec::new(), posted: 0 }
+    }
+
+    /// Adds `d`, and maybe an exact redelivery of it.
+    pub(crate) fn add(&mut self, d: D, rng: &mut Rng) {
+        if rng.chance(10) {
+            self.pending.push(d.clone()); // an exact redelivery
+        }
+        self.pending.push(d);
+    }
+
+    /// Sends random deliveries until at most 12 are pending.
+    pub(crate) async fn release(&mut self, senders: &Senders<D>, rng: &mut Rng) {
+        while self.pending.len() > 12 {
+            let d = self.pending.swap_remove(rng.below(self.pending.len()));
+            senders.send(d).await;
+            self.posted += 1;
+        }
+    }
+
+    /// Sends every pending delivery, in random order.
+    pub(crate) async fn flush(&mut self, senders: &Senders<D>, rng: &mut Rng) {
+        while !self.pending.is_empty() {
+            let d = self.pending.swap_remove(rng.below(self.pending.len()));
+            senders.send(d).await;
+            self.posted += 1;
+        }
+    }
+
+    /// Sends every pending delivery in the order added.
+    pub(crate) async fn send_all(&mut self, senders: &Senders<D>) {
+        for d in self.pending.drain(..) {
+            senders.send(d).await;
+            self.posted += 1;
+        }
+    }
 }
 
 /// Eight webhook senders sharing one queue, as a vendor's delivery workers: each delivery goes to a random receiver
