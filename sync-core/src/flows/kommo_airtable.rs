@@ -65,7 +65,8 @@ use kommo_api::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::support::{Fault, boxed};
+// Related entities read once for a batch of leads; one missing there is read alone by `flat_lead`.
+use super::support::{Fault, LeadLookups as Lookups, boxed, leads_by_id};
 use crate::{
     BatchItem, BatchStep, BoxError, Ctx, Event, Flow, KeyError, Markers, NewEvent, Outcome, Part, RawEvent, Store,
     mapping::{FieldKind, FieldSchema, Mapping, Schema},
@@ -1133,24 +1134,12 @@ impl KommoAirtable {
         finish(out)
     }
 
-    /// The leads of `ids` with their contacts and companies, one GET per 250 ids (`filter[id][]`); a lead Kommo
-    /// does not return no longer exists.
+    /// The leads of `ids` with their contacts and companies; a lead Kommo does not return no longer exists.
     async fn fetch_leads(&self, ids: &[LeadId]) -> Result<HashMap<LeadId, kommo_api::leads::Lead>, Fault> {
-        let mut leads = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(usize::try_from(kommo_api::hal::MAX_LIMIT).unwrap_or(250)) {
-            let params = ListParams::new()
-                .ids(chunk.iter().copied())
-                .with(["contacts", "companies"])
-                .limit(kommo_api::hal::MAX_LIMIT);
-            for lead in self.kommo.leads().all(params).await? {
-                leads.insert(lead.id, lead);
-            }
-        }
-        Ok(leads)
+        leads_by_id(&self.kommo, ids, &["contacts", "companies"]).await
     }
 
-    /// The responsible users', main contacts' and first companies' of `leads`, read once for the batch: users one
-    /// GET each (a batch has few), contacts and companies one GET per 250 ids (`filter[id][]`).
+    /// The responsible users, main contacts and first companies of `leads`, read once for the batch.
     async fn lookups<'l>(&self, leads: impl Iterator<Item = &'l kommo_api::leads::Lead>) -> Result<Lookups, Fault> {
         let (mut users, mut contacts, mut companies) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
         for lead in leads {
@@ -1158,39 +1147,7 @@ impl KommoAirtable {
             contacts.extend(lead.main_contact());
             companies.extend(lead.embedded.companies.first().map(|c| c.id));
         }
-        let max = usize::try_from(kommo_api::hal::MAX_LIMIT).unwrap_or(250);
-        let users_fut = futures::future::join_all(users.into_iter().map(|u| async move {
-            match self.kommo.users().get(u).await {
-                Ok(user) => Ok((u, user.name)),
-                // a deleted user is shown by id (as in `flat_lead`)
-                Err(e) if e.is_not_found() => Ok((u, u.to_string())),
-                Err(e) => Err(Fault::from(e)),
-            }
-        }));
-        let contacts: Vec<_> = contacts.into_iter().collect();
-        let companies: Vec<_> = companies.into_iter().collect();
-        let contacts_fut = async {
-            let mut all = Vec::new();
-            for chunk in contacts.chunks(max) {
-                let params = ListParams::new().ids(chunk.iter().copied()).limit(kommo_api::hal::MAX_LIMIT);
-                all.extend(self.kommo.contacts().all(params).await?);
-            }
-            Ok::<_, Fault>(all)
-        };
-        let companies_fut = async {
-            let mut all = Vec::new();
-            for chunk in companies.chunks(max) {
-                let params = ListParams::new().ids(chunk.iter().copied()).limit(kommo_api::hal::MAX_LIMIT);
-                all.extend(self.kommo.companies().all(params).await?);
-            }
-            Ok::<_, Fault>(all)
-        };
-        let (users, contacts, companies) = tokio::join!(users_fut, contacts_fut, companies_fut);
-        Ok(Lookups {
-            users: users.into_iter().collect::<Result<_, _>>()?,
-            contacts: contacts?.into_iter().map(|c| (c.id, c)).collect(),
-            companies: companies?.into_iter().map(|c| (c.id, c)).collect(),
-        })
+        Lookups::read(&self.kommo, users, contacts, companies).await
     }
 
     /// PATCHes linked records in chunks of 10, each event's step journaled on its own.
@@ -1728,14 +1685,6 @@ enum Plan {
     Skip(String),
     /// Write `fields` (to the linked record, or a new one), with the markers pending meanwhile.
     Write { existing: Option<String>, fields: Map<String, Value>, pending: Markers },
-}
-
-/// Related entities read once for a batch of leads; one missing here is read alone by `flat_lead`.
-#[derive(Debug, Default)]
-struct Lookups {
-    users: HashMap<kommo_api::UserId, String>,
-    contacts: HashMap<kommo_api::ContactId, kommo_api::contacts::Contact>,
-    companies: HashMap<kommo_api::CompanyId, kommo_api::companies::Company>,
 }
 
 /// Every event's outcome (an event left without one is retried).

@@ -59,7 +59,8 @@ use kommo_api::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::support::{Fault, boxed};
+// Related Kommo entities read once for a batch of leads; one missing there is read alone by `person_for`.
+use super::support::{Fault, LeadLookups as Known, boxed, leads_by_id};
 use crate::{
     BatchItem, BatchStep, BoxError, Ctx, Event, Flow, KeyError, Markers, NewEvent, Outcome, RawEvent, Store,
     mapping::{Direction, FieldKind, FieldSchema, Mapping, Schema},
@@ -465,14 +466,6 @@ enum Planned {
     Skip(&'static str),
     /// Write this.
     Go(LeadPlan),
-}
-
-/// Related Kommo entities read once for a batch of leads; one missing here is read alone by `person_for`.
-#[derive(Default)]
-struct Known {
-    users: HashMap<UserId, String>,
-    contacts: HashMap<kommo_api::ContactId, kommo_api::contacts::Contact>,
-    companies: HashMap<kommo_api::CompanyId, kommo_api::companies::Company>,
 }
 
 impl KommoCustomerIo {
@@ -1099,23 +1092,13 @@ impl KommoCustomerIo {
         out.into_iter().map(|o| o.unwrap_or_else(|| Err(Fault::Retry(None, "no result".into())))).collect()
     }
 
-    /// The leads of `ids` with their contacts, one GET per 250 ids (`filter[id][]`); a lead Kommo does not return
-    /// no longer exists.
+    /// The leads of `ids` with their contacts; a lead Kommo does not return no longer exists.
     async fn fetch_leads(&self, ids: &[LeadId]) -> Result<HashMap<LeadId, kommo_api::leads::Lead>, Fault> {
-        let mut leads = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(usize::try_from(kommo_api::hal::MAX_LIMIT).unwrap_or(250)) {
-            let params =
-                ListParams::new().ids(chunk.iter().copied()).with(["contacts"]).limit(kommo_api::hal::MAX_LIMIT);
-            for lead in self.kommo.leads().all(params).await? {
-                leads.insert(lead.id, lead);
-            }
-        }
-        Ok(leads)
+        leads_by_id(&self.kommo, ids, &["contacts"]).await
     }
 
-    /// The main contacts (one GET per 250 ids), the first companies (the same, when the mapping reads
-    /// `company.name`) and the responsible users (one GET each, when the mapping reads `responsible_user`) of
-    /// `leads`, read once for the batch.
+    /// The main contacts, the first companies (when the mapping reads `company.name`) and the responsible users
+    /// (when the mapping reads `responsible_user`) of `leads`, read once for the batch.
     async fn lookups<'l>(&self, leads: impl Iterator<Item = &'l kommo_api::leads::Lead>) -> Result<Known, Fault> {
         let wants = |n: &str| self.config.mapping.fields.iter().any(|f| f.source == n);
         let (want_users, want_companies) = (wants("responsible_user"), wants("company.name"));
@@ -1129,39 +1112,7 @@ impl KommoCustomerIo {
                 companies.extend(lead.embedded.companies.first().map(|c| c.id));
             }
         }
-        let max = usize::try_from(kommo_api::hal::MAX_LIMIT).unwrap_or(250);
-        let users_fut = futures::future::join_all(users.into_iter().map(|u| async move {
-            match self.kommo.users().get(u).await {
-                Ok(user) => Ok((u, user.name)),
-                // a deleted user is shown by id (as in `person_for`)
-                Err(e) if e.is_not_found() => Ok((u, u.to_string())),
-                Err(e) => Err(Fault::from(e)),
-            }
-        }));
-        let contacts: Vec<_> = contacts.into_iter().collect();
-        let companies: Vec<_> = companies.into_iter().collect();
-        let contacts_fut = async {
-            let mut all = Vec::new();
-            for chunk in contacts.chunks(max) {
-                let params = ListParams::new().ids(chunk.iter().copied()).limit(kommo_api::hal::MAX_LIMIT);
-                all.extend(self.kommo.contacts().all(params).await?);
-            }
-            Ok::<_, Fault>(all)
-        };
-        let companies_fut = async {
-            let mut all = Vec::new();
-            for chunk in companies.chunks(max) {
-                let params = ListParams::new().ids(chunk.iter().copied()).limit(kommo_api::hal::MAX_LIMIT);
-                all.extend(self.kommo.companies().all(params).await?);
-            }
-            Ok::<_, Fault>(all)
-        };
-        let (users, contacts, companies) = tokio::join!(users_fut, contacts_fut, companies_fut);
-        Ok(Known {
-            users: users.into_iter().collect::<Result<_, _>>()?,
-            contacts: contacts?.into_iter().map(|c| (c.id, c)).collect(),
-            companies: companies?.into_iter().map(|c| (c.id, c)).collect(),
-        })
+        Known::read(&self.kommo, users, contacts, companies).await
     }
 
     // --------------------------------------------------------------------------------------- Customer.io → Kommo

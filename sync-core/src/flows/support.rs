@@ -1,7 +1,10 @@
 //! Pieces shared by the flows: a handler failure classified as retryable or permanent ([`Fault`]), carried through
 //! [`crate::Ctx::step`]'s boxed error ([`boxed`]) and turned into the engine's [`Outcome`].
 
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
+
+use kommo_api::{CompanyId, ContactId, LeadId, ListParams, UserId, companies::Company, contacts::Contact, leads::Lead};
 
 use crate::{BoxError, Outcome};
 
@@ -68,6 +71,80 @@ impl std::error::Error for StepFault {}
 /// Boxes a classified failure for a step closure; [`Fault`]'s `From<crate::Error>` unpacks it again.
 pub(crate) fn boxed(f: impl Into<Fault>) -> BoxError {
     Box::new(StepFault(f.into()))
+}
+
+/// Kommo's page size for reads by id: one `GET` per this many ids (`filter[id][]`).
+fn ids_per_get() -> usize {
+    usize::try_from(kommo_api::hal::MAX_LIMIT).unwrap_or(250)
+}
+
+/// The leads of `ids` (with the `with` relations), one GET per 250 ids (`filter[id][]`), for a batch of lead
+/// events; a lead Kommo does not return no longer exists.
+pub(crate) async fn leads_by_id(
+    kommo: &kommo_api::Client,
+    ids: &[LeadId],
+    with: &[&str],
+) -> Result<HashMap<LeadId, Lead>, Fault> {
+    let mut leads = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(ids_per_get()) {
+        let params =
+            ListParams::new().ids(chunk.iter().copied()).with(with.iter().copied()).limit(kommo_api::hal::MAX_LIMIT);
+        for lead in kommo.leads().all(params).await? {
+            leads.insert(lead.id, lead);
+        }
+    }
+    Ok(leads)
+}
+
+/// What a batch of leads points at, read once for the batch: responsible users' names, contacts, companies.
+#[derive(Debug, Default)]
+pub(crate) struct LeadLookups {
+    pub(crate) users: HashMap<UserId, String>,
+    pub(crate) contacts: HashMap<ContactId, Contact>,
+    pub(crate) companies: HashMap<CompanyId, Company>,
+}
+
+impl LeadLookups {
+    /// Reads them, concurrently: users one GET each (a batch has few; a deleted user is named by its id, as the
+    /// one-at-a-time paths do), contacts and companies one GET per 250 ids (`filter[id][]`).
+    pub(crate) async fn read(
+        kommo: &kommo_api::Client,
+        users: BTreeSet<UserId>,
+        contacts: BTreeSet<ContactId>,
+        companies: BTreeSet<CompanyId>,
+    ) -> Result<Self, Fault> {
+        let users_fut = futures::future::join_all(users.into_iter().map(|u| async move {
+            match kommo.users().get(u).await {
+                Ok(user) => Ok((u, user.name)),
+                Err(e) if e.is_not_found() => Ok((u, u.to_string())),
+                Err(e) => Err(Fault::from(e)),
+            }
+        }));
+        let contacts: Vec<_> = contacts.into_iter().collect();
+        let companies: Vec<_> = companies.into_iter().collect();
+        let contacts_fut = async {
+            let mut all = Vec::new();
+            for chunk in contacts.chunks(ids_per_get()) {
+                let params = ListParams::new().ids(chunk.iter().copied()).limit(kommo_api::hal::MAX_LIMIT);
+                all.extend(kommo.contacts().all(params).await?);
+            }
+            Ok::<_, Fault>(all)
+        };
+        let companies_fut = async {
+            let mut all = Vec::new();
+            for chunk in companies.chunks(ids_per_get()) {
+                let params = ListParams::new().ids(chunk.iter().copied()).limit(kommo_api::hal::MAX_LIMIT);
+                all.extend(kommo.companies().all(params).await?);
+            }
+            Ok::<_, Fault>(all)
+        };
+        let (users, contacts, companies) = tokio::join!(users_fut, contacts_fut, companies_fut);
+        Ok(Self {
+            users: users.into_iter().collect::<Result<_, _>>()?,
+            contacts: contacts?.into_iter().map(|c| (c.id, c)).collect(),
+            companies: companies?.into_iter().map(|c| (c.id, c)).collect(),
+        })
+    }
 }
 
 #[cfg(test)]
