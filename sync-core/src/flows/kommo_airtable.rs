@@ -121,25 +121,7 @@ pub struct Config {
     pub batch: Batch,
 }
 
-/// Batching of Kommo lead events (see the module docs, "Batches").
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Batch {
-    /// Most lead events handled together: 1 to 250 (Kommo's most ids in one `filter[id][]` GET); 1 turns batching
-    /// off. Default 250.
-    #[serde(default = "default_batch_max")]
-    pub max_events: usize,
-}
-
-impl Default for Batch {
-    fn default() -> Self {
-        Self { max_events: default_batch_max() }
-    }
-}
-
-fn default_batch_max() -> usize {
-    250
-}
+pub use super::support::Batch;
 
 /// Kommo settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -73,6 +73,27 @@ pub(crate) fn boxed(f: impl Into<Fault>) -> BoxError {
     Box::new(StepFault(f.into()))
 }
 
+/// Batching of Kommo lead events (see the flow's module docs, "Batches"); the `[batch]` table of the kommo-airtable
+/// and kommo-customerio configs.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Batch {
+    /// Most lead events handled together: 1 to 250 (Kommo's most ids in one `filter[id][]` GET); 1 turns batching
+    /// off. Default 250.
+    #[serde(default = "default_batch_max")]
+    pub max_events: usize,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Self { max_events: default_batch_max() }
+    }
+}
+
+fn default_batch_max() -> usize {
+    250
+}
+
 /// Kommo's page size for reads by id: one `GET` per this many ids (`filter[id][]`).
 fn ids_per_get() -> usize {
     usize::try_from(kommo_api::hal::MAX_LIMIT).unwrap_or(250)
