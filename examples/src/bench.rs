@@ -1,9 +1,11 @@
 //! Helpers shared by the bench binaries (`scaleout`, `throughput`): ports, readiness of spawned `serve` processes,
 //! and request rates measured on the fakes' arrival times.
 
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 use api_core::fake::LoggedRequest;
 
 /// A free TCP port on 127.0.0.1.
@@ -12,6 +14,47 @@ use api_core::fake::LoggedRequest;
 /// When no port can be bound.
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A `serve` process of a bench: the child (killed on drop) and the port it listens on.
+#[derive(Debug)]
+pub struct Serve {
+    /// The process.
+    pub process: tokio::process::Child,
+    /// Its webhook port on 127.0.0.1.
+    pub port: u16,
+}
+
+/// Starts `bin serve --config <config> --database <database>` on a free port with `env` added, logging warnings to
+/// `log` (its stdout dropped).
+///
+/// # Errors
+/// No free port, the log file cannot be created, or the binary cannot start.
+pub fn spawn_serve(
+    bin: &Path,
+    config: &Path,
+    database: &str,
+    env: &[(&str, String)],
+    log: &Path,
+) -> anyhow::Result<Serve> {
+    let port = free_port()?;
+    let log = std::fs::File::create(log)?;
+    let process = tokio::process::Command::new(bin)
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
+        .arg("--database")
+        .arg(database)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    Ok(Serve { process, port })
 }
 
 /// Arrival times of the logged requests `keep` selects.

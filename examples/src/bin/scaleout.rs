@@ -22,16 +22,15 @@
 
 use std::{
     path::PathBuf,
-    process::Stdio,
     time::{Duration, Instant},
 };
 
 use airtable_client::fake::{FAKE_TOKEN, FakeAirtable};
-use anyhow::Context as _;
+
 use api_core::fake::LoggedRequest;
 use clap::{Parser, ValueEnum};
 use customerio_api::fake::FakeCustomerIo;
-use examples::bench::{arrivals, free_port, rate, wait_ready};
+use examples::bench::{arrivals, rate, spawn_serve, wait_ready};
 use examples::kommo_airtable_fixture::add_onboarding_table;
 use kommo_api::fake::{FakeConfig, FakeKommo, SeedLead};
 use kommo_api::{EntityType, FieldType, LeadId, StatusId};
@@ -63,11 +62,6 @@ struct Args {
 }
 
 const SECRET: &str = "scaleout-path-secret";
-
-struct Child {
-    process: tokio::process::Child,
-    port: u16,
-}
 
 async fn open_events(store: &Store) -> anyhow::Result<(i64, i64)> {
     let s = store.status().await?;
@@ -173,24 +167,7 @@ async fn main() -> anyhow::Result<()> {
 
     let mut children = Vec::new();
     for i in 0..args.processes {
-        let port = free_port()?;
-        let log = std::fs::File::create(dir.path().join(format!("serve-{i}.log")))?;
-        let process = tokio::process::Command::new(&bin)
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .arg("--database")
-            .arg(&database)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        children.push(Child { process, port });
+        children.push(spawn_serve(&bin, &config, &database, &env, &dir.path().join(format!("serve-{i}.log")))?);
     }
     for c in &children {
         wait_ready(c.port, c.process.id().unwrap_or_default()).await?;

@@ -37,7 +37,7 @@ use airtable_client::fake::{FAKE_TOKEN, FakeAirtable};
 use anyhow::{Context as _, bail};
 use api_core::fake::Fault;
 use clap::{Parser, ValueEnum};
-use examples::bench::{arrivals, free_port, rate, wait_ready};
+use examples::bench::{arrivals, rate, spawn_serve, wait_ready};
 use examples::kommo_airtable_fixture::{TABLE, add_onboarding_table};
 use kommo_api::fake::{FakeKommo, SeedLead};
 use kommo_api::{EntityType, FieldType, LeadId, StatusId};
@@ -174,29 +174,12 @@ async fn main() -> anyhow::Result<()> {
         Mode::Serve => {
             let mut children = Vec::new();
             for i in 0..args.processes {
-                let port = free_port()?;
-                let log = std::fs::File::create(dir.path().join(format!("serve-{i}.log")))?;
-                let process = tokio::process::Command::new(&bin)
-                    .arg("serve")
-                    .arg("--config")
-                    .arg(&config)
-                    .arg("--database")
-                    .arg(&database)
-                    .arg("--listen")
-                    .arg(format!("127.0.0.1:{port}"))
-                    .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-                    .env("RUST_LOG", "warn")
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::from(log))
-                    .kill_on_drop(true)
-                    .spawn()
-                    .with_context(|| format!("starting {}", bin.display()))?;
-                children.push((process, port));
+                children.push(spawn_serve(&bin, &config, &database, &env, &dir.path().join(format!("serve-{i}.log")))?);
             }
-            for (p, port) in &children {
-                wait_ready(*port, p.id().unwrap_or_default()).await?;
+            for c in &children {
+                wait_ready(c.port, c.process.id().unwrap_or_default()).await?;
             }
-            let ports: Arc<Vec<u16>> = Arc::new(children.iter().map(|c| c.1).collect());
+            let ports: Arc<Vec<u16>> = Arc::new(children.iter().map(|c| c.port).collect());
             let bodies: Arc<Vec<String>> = Arc::new(leads.iter().map(|l| kommo.webhook_for_lead_status(*l)).collect());
             let next = Arc::new(AtomicUsize::new(0));
             let http = reqwest::Client::new();
@@ -230,8 +213,8 @@ async fn main() -> anyhow::Result<()> {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             let elapsed = started.elapsed();
-            for (p, _) in &mut children {
-                let _ = p.start_kill();
+            for c in &mut children {
+                let _ = c.process.start_kill();
             }
             (elapsed, "first delivery to the last record present")
         }
