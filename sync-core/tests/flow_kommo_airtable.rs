@@ -414,6 +414,95 @@ async fn an_older_airtable_change_never_overwrites_a_newer_one() {
     env.finish().await;
 }
 
+/// A payload is a change as it was made, not the record's state: the echo of our write of an older Kommo value can
+/// come back after we wrote Kommo's newer value over it. The flow read the lead (B), Kommo changed it (C), our write
+/// of B landed after that change (so Airtable stamps it later than C's `updated_at`), then the next event wrote C.
+/// B's `publicApi` payload is then neither our last write nor older than the watermark; sent to Kommo it would put
+/// B back there and leave Kommo at B and Airtable at C (the chaos soak's `--seed 7` failure). A person's change that
+/// our later write overwrote is the same case. Both must leave Kommo and Airtable at C, field by field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_echo_of_an_older_write_never_reaches_kommo() {
+    on_both_stores(|h| async move {
+        use kommo_api::CustomFieldsExt as _;
+        let env = env(h, |_| {}).await;
+        let lead = env.seed_won_lead("Support plan", 2_000);
+        let ncd = env.ncd;
+        let set_ncd = |unix: i64| {
+            env.kommo.update_lead(
+                lead,
+                &json!({"custom_fields_values": [{"field_id": ncd.get(), "values": [{"value": unix}]}]}),
+            );
+        };
+        let kommo_ncd = || {
+            env.kommo.lead(lead).and_then(|l| {
+                l.custom_field(ncd).and_then(|v| v.first().and_then(kommo_api::custom_fields::FieldValue::as_unix))
+            })
+        };
+        // A, then B, then C, each synced to Airtable by the flow (their own payloads are echoes)
+        set_ncd(1_796_083_200); // 2026-12-01
+        env.deliver_kommo(&env.kommo.webhook_for_lead_status(lead)).await;
+        env.drain().await;
+        let rec = env.records()[0].id.clone();
+        for (unix, day) in [(1_796_688_000, "2026-12-08"), (1_797_292_800, "2026-12-15")] {
+            set_ncd(unix);
+            env.deliver_kommo(&env.kommo.webhook_for_lead_update(lead)).await;
+            let ok =
+                wait_until(60, || async { env.records()[0].fields.get_str("Next Contact Date") == Some(day) }).await;
+            assert!(ok, "Airtable holds {day}: {:?}", env.records()[0].fields);
+            env.drain().await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await; // the pings of those writes
+        env.drain().await;
+        assert_eq!(env.flow.stats().kommo_writes.load(Ordering::Relaxed), 0, "our own echoes went nowhere");
+        let gets_before = env.airtable.count(&reqwest::Method::GET, &format!("/v0/{}/", env.base.id().as_str()));
+
+        let field = env.base.field_id(TABLE, "Next Contact Date").unwrap();
+        let table = env.base.table_id(TABLE).unwrap();
+        let webhook = env.base.webhooks()[0].id.clone();
+        let api = env.airtable.api_user();
+        let now = || chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let payload = |n: u64, source: serde_json::Value, date: &str, was: &str| {
+            json!({
+                "timestamp": now(),
+                "baseTransactionNumber": n,
+                "actionMetadata": source,
+                "payloadFormat": "v0",
+                "changedTablesById": {table.as_str(): {"changedRecordsById": {rec.as_str(): {
+                    "current": {"cellValuesByFieldId": {field.as_str(): date}},
+                    "previous": {"cellValuesByFieldId": {field.as_str(): was}}
+                }}}}
+            })
+        };
+        // the late echo of our write of B (the shape the fake records for our own writes: `publicApi`, token owner)
+        let ours = json!({"source": "publicApi", "sourceMetadata": {"user": {
+            "id": api.id, "email": api.email, "permissionLevel": "create", "name": api.name}}});
+        env.base.push_payload(&webhook, payload(9_001, ours, "2026-12-08", "2026-12-01"));
+        // a person's change that our write of C overwrote
+        let person = json!({"source": "client", "sourceMetadata": {"user": {
+            "id": "usrOLIVIA0000001", "email": "olivia@agency.example", "permissionLevel": "edit"}}});
+        env.base.push_payload(&webhook, payload(9_002, person, "2026-12-31", "2026-12-08"));
+        env.base.ping(&webhook).await.unwrap();
+        env.drain().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        env.drain().await;
+
+        assert_eq!(kommo_ncd(), Some(1_797_292_800), "Kommo keeps 2026-12-15");
+        assert_eq!(env.records()[0].fields.get_str("Next Contact Date"), Some("2026-12-15"), "Airtable keeps it");
+        assert_eq!(env.flow.stats().kommo_writes.load(Ordering::Relaxed), 0, "no Kommo write for either change");
+        let skipped = env.store.status().await.unwrap().skipped;
+        assert_eq!(
+            skipped.get(&("airtable".to_owned(), "superseded: the record holds our later write".to_owned())),
+            Some(&2),
+            "{skipped:?}"
+        );
+        // one record read per change that would have been written to Kommo
+        let gets = env.airtable.count(&reqwest::Method::GET, &format!("/v0/{}/", env.base.id().as_str()));
+        assert_eq!(gets - gets_before, 2, "one GET of the record per superseded change");
+        env.finish().await;
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filters_skip_with_a_reason_and_reconcile_fills_missed_webhooks() {
     let env = env(Harness::sqlite(), |_| {}).await;

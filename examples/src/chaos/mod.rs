@@ -128,7 +128,8 @@ impl Scenario {
     }
 
     /// Runs it on PostgreSQL at `url`, in a schema of its own that is dropped afterwards, with `cfg.processes`
-    /// processes.
+    /// processes. With `CHAOS_KEEP_SCHEMA` set in the environment, a run that did not converge keeps its schema
+    /// (journal, markers, id map) for a post-mortem and prints its name.
     ///
     /// # Panics
     /// When PostgreSQL cannot be reached.
@@ -144,6 +145,12 @@ impl Scenario {
                 }
             })
             .await;
+        if !report.converged() && std::env::var_os("CHAOS_KEEP_SCHEMA").is_some() {
+            // the journal, markers and id map of the failed run, for a post-mortem
+            tracing::warn!(%schema, "CHAOS_KEEP_SCHEMA is set: the failed run's schema is kept (DROP SCHEMA {schema} CASCADE when done)");
+            eprintln!("schema kept for inspection: {schema}");
+            return report;
+        }
         let mut conn = sqlx::PgConnection::connect(url).await.expect("PostgreSQL");
         conn.execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
             .await

@@ -42,6 +42,11 @@
 //! journal entry of the write that put the value there, after the vendor confirmed it: while the write runs they
 //! are pending (they recognise our own echo only while the attempt's lease is alive), so a failed or killed
 //! attempt leaves nothing that would make its retry skip the write.
+//!
+//! A payload is a change as it was made, not the record's state: before an Airtable change goes to Kommo, the
+//! record is read, and a change the record no longer holds because our later write replaced it (the late echo of
+//! our write of an older Kommo value, or a person's change our write overwrote) is skipped as superseded, so
+//! Kommo and Airtable end at the same value.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},
@@ -92,6 +97,8 @@ const SKIP_IN_SYNC: &str = "no change since the last confirmed sync";
 const SKIP_STALE: &str = "older than the last applied change";
 const SKIP_ECHO: &str = "echo of our own write";
 const SKIP_GONE: &str = "lead no longer exists";
+const SKIP_SUPERSEDED: &str = "superseded: the record holds our later write";
+const SKIP_RECORD_GONE: &str = "record no longer exists";
 /// Cursor source of the Kommo reconcile poll.
 const CURSOR_RECONCILE: &str = "kommo-reconcile";
 
@@ -1487,7 +1494,7 @@ impl KommoAirtable {
             || ev.payload.source().map_or_else(|| "someone".to_owned(), |s| format!("an {s:?} change")),
             |u| u.name.clone().or_else(|| u.email.clone()).unwrap_or_else(|| u.id.to_string()),
         );
-        let (mut applied, mut echoes, mut in_sync, mut stale) = (0, 0, 0, 0);
+        let (mut applied, mut echoes, mut in_sync, mut stale, mut superseded) = (0, 0, 0, 0, 0);
         for (field_id, fc) in &change.fields {
             let Some(name) = resolved.airtable_names.get(field_id.as_str()) else { continue };
             let current = fc.current.as_ref().map_or(Value::Null, payload_value_json);
@@ -1541,6 +1548,11 @@ impl KommoAirtable {
                     tracing::info!(lead = %lead_id, field = %fm.source, "older than the last applied change: skipped");
                     continue;
                 }
+                if let Some(reason) = self.superseded(ctx, &ev.record_id, &lead_key, name).await? {
+                    tracing::info!(lead = %lead_id, field = %name, reason, "Airtable change superseded: skipped");
+                    superseded += 1;
+                    continue;
+                }
                 let mut record = Map::new();
                 record.insert(name.clone(), current.clone());
                 let reversed = self
@@ -1571,6 +1583,8 @@ impl KommoAirtable {
             Outcome::Done
         } else if stale > 0 {
             Outcome::skipped(SKIP_STALE)
+        } else if superseded > 0 {
+            Outcome::skipped(SKIP_SUPERSEDED)
         } else if echoes > 0 {
             Outcome::skipped(SKIP_ECHO)
         } else if in_sync > 0 {
@@ -1578,6 +1592,32 @@ impl KommoAirtable {
         } else {
             Outcome::skipped("no mapped field changed")
         })
+    }
+
+    /// Whether a two-way field's change read from the payload feed was since written over by us: the record now
+    /// holds the value we last wrote to the field (or are writing right now), so the change is not the record's
+    /// state any more and must not reach Kommo. `Some(reason)` then.
+    ///
+    /// A payload is a change as it was made, not the record's state when we read it: our own write of an older
+    /// Kommo value can land after Kommo's next change (the lead was read before it), and its `publicApi` payload is
+    /// then neither our last write (that is the newer value, written since) nor older than the watermark (Airtable
+    /// stamps the moment the write landed). Sending it to Kommo would put the older value there and leave the two
+    /// sides apart; a person's change that our write overwrote is the same case. The record is read (one GET) only
+    /// for a change that would otherwise be written to Kommo.
+    async fn superseded(
+        &self,
+        ctx: &Ctx,
+        record: &str,
+        lead_key: &str,
+        field: &str,
+    ) -> Result<Option<&'static str>, Fault> {
+        let rec = match self.table().get(&RecordId::from(record)).await {
+            Ok(rec) => rec,
+            Err(e) if e.is_not_found() => return Ok(Some(SKIP_RECORD_GONE)),
+            Err(e) => return Err(e.into()),
+        };
+        let now = rec.fields.get(field).map_or(Value::Null, airtable_client::CellValue::to_json);
+        Ok(ctx.is_echo("airtable", lead_key, field, &now).await?.then_some(SKIP_SUPERSEDED))
     }
 
     /// The Kommo write for a custom field value, and the value as it will read back in the flat lead.
