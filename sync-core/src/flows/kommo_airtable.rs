@@ -32,8 +32,13 @@
 //! Exactly-once stays per event: each event keeps its own journal entry and markers ([`crate::step_batch`]); a
 //! chunk that fails transiently fails only its ten events (retried alone), and a chunk Airtable refuses (it writes
 //! ten records all or nothing) is written again record by record, so a poison record fails only its own event.
-//! Airtable record changes (`airtable`) and pings are not batched: each change is one Kommo note or field write
-//! that is checked for a duplicate on its own lead first (see below), and they arrive one payload at a time.
+//!
+//! Airtable record changes (`airtable`) are batched too: the records of the changes that would reach Kommo are read
+//! in one look-up (`OR(RECORD_ID()='…',…)`, see "markers after effects" below), and their Kommo field writes go out
+//! as one `PATCH /api/v4/leads` of up to 50 leads, each change journaled on its own; a request Kommo refuses (400
+//! with `validation-errors`; whether it applied the other elements is not documented) is sent again lead by lead
+//! (setting a field is idempotent), so only the refused change fails. Status notes stay one per change: each is
+//! checked for a duplicate on its own lead first (see below). Pings are handled alone.
 //!
 //! # No echo loops, no stale overwrites, markers after effects
 //! Every value we write is remembered on both sides (echo hashes) together with a per-(lead, field) watermark;
@@ -1468,24 +1473,88 @@ impl KommoAirtable {
         Ok(Outcome::Done)
     }
 
-    /// Airtable → Kommo for one record change.
-    async fn handle_record_change(&self, ctx: &Ctx, body: &[u8]) -> Result<Outcome, Fault> {
+    /// Airtable → Kommo for record changes: each change's notes and Kommo field writes decided on its own
+    /// ([`Self::plan_change`]), the records of the changes that would reach Kommo read in one Airtable request
+    /// ([`Self::drop_superseded`]), status notes added per change (each after its own duplicate check), and the
+    /// field writes sent as batch `PATCH /api/v4/leads` of up to 50 leads ([`Self::write_kommo_fields`]). One
+    /// change alone (`handle`) takes the same path as a batch of one.
+    async fn handle_record_changes(&self, changes: &[(&Ctx, &[u8])]) -> Vec<Result<Outcome, Fault>> {
+        let planned =
+            crate::flow::bounded(changes.iter().map(|(ctx, body)| self.plan_change(ctx, body)).collect()).await;
+        let mut out: Vec<Option<Result<Outcome, Fault>>> = (0..changes.len()).map(|_| None).collect();
+        let mut works = Vec::new();
+        for (i, p) in planned.into_iter().enumerate() {
+            match p {
+                Err(f) => out[i] = Some(Err(f)),
+                Ok(Err(skip)) => out[i] = Some(Ok(skip)),
+                Ok(Ok(work)) => works.push((i, work)),
+            }
+        }
+        if let Err(f) = self.drop_superseded(changes, &mut works).await {
+            for (i, _) in &works {
+                out[*i] = Some(Err(f.clone()));
+            }
+            return finish(out);
+        }
+        // status notes, each checked for a duplicate on its lead first
+        let noted = crate::flow::bounded(
+            works
+                .iter()
+                .map(|(i, w)| async move {
+                    for (step, text, markers) in &w.notes {
+                        self.add_note_once(changes[*i].0, w.lead_id, step, text.clone(), markers.clone()).await?;
+                    }
+                    Ok::<_, Fault>(())
+                })
+                .collect(),
+        )
+        .await;
+        let mut written: HashMap<usize, Result<(), Fault>> = HashMap::new();
+        let mut fields = Vec::new();
+        for ((i, w), noted) in works.iter().zip(noted) {
+            match noted {
+                Err(f) => {
+                    written.insert(*i, Err(f));
+                }
+                Ok(()) if !w.writes.is_empty() => fields.push((*i, w)),
+                Ok(()) => {}
+            }
+        }
+        written.extend(self.write_kommo_fields(changes, fields).await);
+        for (i, w) in works {
+            out[i] = Some(match written.remove(&i) {
+                Some(Err(f)) => Err(f),
+                Some(Ok(())) => {
+                    for _ in &w.writes {
+                        bump(&self.stats.kommo_writes);
+                    }
+                    Ok(w.outcome(w.writes.len()))
+                }
+                None => Ok(w.outcome(0)),
+            });
+        }
+        finish(out)
+    }
+
+    /// What one record change asks for: the status notes to add and the Kommo field writes to make (before the
+    /// check of [`Self::drop_superseded`]), or why there is nothing to do.
+    async fn plan_change(&self, ctx: &Ctx, body: &[u8]) -> Result<Result<ChangeWork, Outcome>, Fault> {
         let ev: RecordChangeEvent =
             serde_json::from_slice(body).map_err(|e| Fault::Fail(format!("bad internal airtable event: {e}")))?;
         let Some(lead_key) = ctx.id_get_local(MAP_SYSTEM, MAP_KIND, &ev.record_id).await? else {
             tracing::info!(record = %ev.record_id, "record is not linked to a Kommo deal: ignored");
-            return Ok(Outcome::skipped("record not linked to a Kommo deal"));
+            return Ok(Err(Outcome::skipped("record not linked to a Kommo deal")));
         };
         let lead_id: LeadId =
             lead_key.parse().map_err(|_| Fault::Fail(format!("bad lead id `{lead_key}` in the id map")))?;
         let resolved = self.resolved.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         let change = ev.payload.record_changes().into_iter().find(|c| c.record_id.as_str() == ev.record_id);
-        let Some(change) = change else { return Ok(Outcome::skipped("no change for the record in the payload")) };
+        let Some(change) = change else { return Ok(Err(Outcome::skipped("no change for the record in the payload"))) };
         if change.kind == ChangeKind::Created {
             // A linked record is created by our own upsert (its fields come from Kommo, its Status is the initial
             // one): nothing to send back. Recognising this by the change kind, not by an echo marker, also holds
             // when the creating attempt died before its markers were committed.
-            return Ok(Outcome::skipped("record creation (its fields come from Kommo)"));
+            return Ok(Err(Outcome::skipped("record creation (its fields come from Kommo)")));
         }
         let time =
             DateTime::parse_from_rfc3339(&ev.payload.timestamp).map_or_else(|_| ctx.now(), |t| t.with_timezone(&Utc));
@@ -1494,7 +1563,19 @@ impl KommoAirtable {
             || ev.payload.source().map_or_else(|| "someone".to_owned(), |s| format!("an {s:?} change")),
             |u| u.name.clone().or_else(|| u.email.clone()).unwrap_or_else(|| u.id.to_string()),
         );
-        let (mut applied, mut echoes, mut in_sync, mut stale, mut superseded) = (0, 0, 0, 0, 0);
+        let mut work = ChangeWork {
+            lead_id,
+            lead_key: lead_key.clone(),
+            record_id: ev.record_id.clone(),
+            cursor: ev.cursor,
+            notes: Vec::new(),
+            writes: Vec::new(),
+            echoes: 0,
+            in_sync: 0,
+            stale: 0,
+            superseded: 0,
+            gone: 0,
+        };
         for (field_id, fc) in &change.fields {
             let Some(name) = resolved.airtable_names.get(field_id.as_str()) else { continue };
             let current = fc.current.as_ref().map_or(Value::Null, payload_value_json);
@@ -1502,9 +1583,9 @@ impl KommoAirtable {
                 // the value last synced: our own API write coming back, or a change already applied
                 if own_api_write {
                     bump(&self.stats.echoes_skipped);
-                    echoes += 1;
+                    work.echoes += 1;
                 } else {
-                    in_sync += 1;
+                    work.in_sync += 1;
                 }
                 continue;
             }
@@ -1517,7 +1598,7 @@ impl KommoAirtable {
                 let entity = format!("status:{lead_key}");
                 if !ctx.watermark_check(&entity, time).await? {
                     bump(&self.stats.stale_skipped);
-                    stale += 1;
+                    work.stale += 1;
                     continue;
                 }
                 let mut text = format!("Onboarding status: {new}");
@@ -1528,8 +1609,7 @@ impl KommoAirtable {
                 text.push(')');
                 let markers =
                     Markers::new().written("airtable", &lead_key, name, current.clone()).watermark(entity, time);
-                self.add_note_once(ctx, lead_id, &format!("note:status:{}", ev.cursor), text, markers).await?;
-                applied += 1;
+                work.notes.push((format!("note:status:{}", ev.cursor), text, markers));
                 continue;
             }
             // two-way mapped fields: Airtable → Kommo custom field
@@ -1544,13 +1624,8 @@ impl KommoAirtable {
                 let entity = format!("field:{lead_key}:{}", fm.source);
                 if !ctx.watermark_check(&entity, time).await? {
                     bump(&self.stats.stale_skipped);
-                    stale += 1;
+                    work.stale += 1;
                     tracing::info!(lead = %lead_id, field = %fm.source, "older than the last applied change: skipped");
-                    continue;
-                }
-                if let Some(reason) = self.superseded(ctx, &ev.record_id, &lead_key, name).await? {
-                    tracing::info!(lead = %lead_id, field = %name, reason, "Airtable change superseded: skipped");
-                    superseded += 1;
                     continue;
                 }
                 let mut record = Map::new();
@@ -1568,56 +1643,131 @@ impl KommoAirtable {
                     .written("kommo", &lead_key, &fm.source, stored)
                     .written("airtable", &lead_key, name, current.clone())
                     .watermark(entity, time);
-                let step = format!("kommo:{}:{}", fm.source, ev.cursor);
-                let kommo = self.kommo.clone();
-                ctx.step_marked(&step, pending, || async move {
-                    kommo.leads().update(&LeadUpdate::new(lead_id).field(write)).await.map_err(boxed)?;
-                    Ok::<_, BoxError>(((), Markers::new()))
-                })
-                .await?;
-                bump(&self.stats.kommo_writes);
-                applied += 1;
+                work.writes.push(FieldWork { field: name.clone(), source: fm.source.clone(), write, pending });
             }
         }
-        Ok(if applied > 0 {
-            Outcome::Done
-        } else if stale > 0 {
-            Outcome::skipped(SKIP_STALE)
-        } else if superseded > 0 {
-            Outcome::skipped(SKIP_SUPERSEDED)
-        } else if echoes > 0 {
-            Outcome::skipped(SKIP_ECHO)
-        } else if in_sync > 0 {
-            Outcome::skipped(SKIP_IN_SYNC)
-        } else {
-            Outcome::skipped("no mapped field changed")
-        })
+        Ok(Ok(work))
     }
 
-    /// Whether a two-way field's change read from the payload feed was since written over by us: the record now
-    /// holds the value we last wrote to the field (or are writing right now), so the change is not the record's
-    /// state any more and must not reach Kommo. `Some(reason)` then.
+    /// Drops the field writes of changes that were since written over by us: the record now holds the value we
+    /// last wrote to the field (or are writing right now), so the change is not the record's state any more and
+    /// must not reach Kommo. The records are read in one request per 100 (`OR(RECORD_ID()='…',…)`); a record that
+    /// is gone drops its change's writes too.
     ///
     /// A payload is a change as it was made, not the record's state when we read it: our own write of an older
     /// Kommo value can land after Kommo's next change (the lead was read before it), and its `publicApi` payload is
     /// then neither our last write (that is the newer value, written since) nor older than the watermark (Airtable
     /// stamps the moment the write landed). Sending it to Kommo would put the older value there and leave the two
-    /// sides apart; a person's change that our write overwrote is the same case. The record is read (one GET) only
-    /// for a change that would otherwise be written to Kommo.
-    async fn superseded(
+    /// sides apart; a person's change that our write overwrote is the same case.
+    async fn drop_superseded(&self, changes: &[(&Ctx, &[u8])], works: &mut [(usize, ChangeWork)]) -> Result<(), Fault> {
+        let ids: BTreeSet<&str> =
+            works.iter().filter(|(_, w)| !w.writes.is_empty()).map(|(_, w)| w.record_id.as_str()).collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let names: BTreeSet<&str> = works.iter().flat_map(|(_, w)| w.writes.iter().map(|f| f.field.as_str())).collect();
+        let table = self.table();
+        let mut records: HashMap<String, Fields> = HashMap::new();
+        for chunk in ids.into_iter().collect::<Vec<_>>().chunks(RECORDS_PER_LOOKUP) {
+            let formula = Formula::or(chunk.iter().map(|id| Formula::call("RECORD_ID", []).eq(Formula::text(id))));
+            let found = table.list().filter_by_formula(formula).fields(names.iter().copied()).all().await?;
+            records.extend(found.into_iter().map(|r| (r.id.to_string(), r.fields)));
+        }
+        for (i, work) in works.iter_mut() {
+            let ctx = changes[*i].0;
+            let mut keep = Vec::new();
+            for fw in std::mem::take(&mut work.writes) {
+                let now = match records.get(&work.record_id) {
+                    None => {
+                        tracing::info!(record = %work.record_id, "record no longer exists: change skipped");
+                        work.gone += 1;
+                        continue;
+                    }
+                    Some(fields) => fields.get(&fw.field).map_or(Value::Null, airtable_client::CellValue::to_json),
+                };
+                if ctx.is_echo("airtable", &work.lead_key, &fw.field, &now).await? {
+                    tracing::info!(lead = %work.lead_id, field = %fw.field, "Airtable change superseded by our later write: skipped");
+                    work.superseded += 1;
+                } else {
+                    keep.push(fw);
+                }
+            }
+            work.writes = keep;
+        }
+        Ok(())
+    }
+
+    /// The Kommo field writes of `fields` (change index, its work): one step per change (journaled with its
+    /// markers on its own), sent as `PATCH /api/v4/leads` of up to 50 leads. A lead changed twice in the batch is
+    /// written in a later round (oldest change first), so one request never names a lead twice. A request Kommo
+    /// refuses (400 with `validation-errors` per `request_id`; whether the other items were applied is not
+    /// documented) is sent again lead by lead, which is safe because setting a field is idempotent, so only the
+    /// refused lead's change fails.
+    async fn write_kommo_fields(
         &self,
-        ctx: &Ctx,
-        record: &str,
-        lead_key: &str,
-        field: &str,
-    ) -> Result<Option<&'static str>, Fault> {
-        let rec = match self.table().get(&RecordId::from(record)).await {
-            Ok(rec) => rec,
-            Err(e) if e.is_not_found() => return Ok(Some(SKIP_RECORD_GONE)),
-            Err(e) => return Err(e.into()),
-        };
-        let now = rec.fields.get(field).map_or(Value::Null, airtable_client::CellValue::to_json);
-        Ok(ctx.is_echo("airtable", lead_key, field, &now).await?.then_some(SKIP_SUPERSEDED))
+        changes: &[(&Ctx, &[u8])],
+        mut fields: Vec<(usize, &ChangeWork)>,
+    ) -> Vec<(usize, Result<(), Fault>)> {
+        fields.sort_by_key(|(_, w)| w.cursor);
+        let mut rounds: Vec<Vec<(usize, &ChangeWork)>> = Vec::new();
+        let mut seen: HashMap<LeadId, usize> = HashMap::new();
+        for f in fields {
+            let round = seen.entry(f.1.lead_id).or_insert(0);
+            if rounds.len() <= *round {
+                rounds.push(Vec::new());
+            }
+            rounds[*round].push(f);
+            *round += 1;
+        }
+        let mut out = Vec::new();
+        for round in rounds {
+            let steps: Vec<BatchStep<'_, LeadUpdate>> = round
+                .iter()
+                .map(|(i, w)| {
+                    let (update, pending) =
+                        w.writes.iter().fold((LeadUpdate::new(w.lead_id), Markers::new()), |(u, m), f| {
+                            (u.field(f.write.clone()), m.with(f.pending.clone()))
+                        });
+                    let sources: Vec<&str> = w.writes.iter().map(|f| f.source.as_str()).collect();
+                    BatchStep {
+                        ctx: changes[*i].0,
+                        step: format!("kommo:{}:{}", sources.join("+"), w.cursor),
+                        pending,
+                        input: update,
+                    }
+                })
+                .collect();
+            let kommo = &self.kommo;
+            let results = step_batch(steps, |updates| async move {
+                let chunks = updates.chunks(KOMMO_CHUNK).map(|chunk| async move {
+                    match kommo.leads().update_many(chunk).await {
+                        Ok(_) => chunk.iter().map(|_| Ok(())).collect::<Vec<_>>(),
+                        Err(e) if e.class().is_retryable() || chunk.len() == 1 => {
+                            let f = Fault::from(e);
+                            chunk.iter().map(|_| Err(f.clone())).collect()
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "Kommo refused a batch of lead updates: writing them lead by lead");
+                            futures::future::join_all(chunk.iter().map(|u| async move {
+                                kommo.leads().update(u).await.map(|_| ()).map_err(Fault::from)
+                            }))
+                            .await
+                        }
+                    }
+                });
+                futures::future::join_all(chunks)
+                    .await
+                    .into_iter()
+                    .flatten()
+                    .map(|r| r.map(|()| ((), Markers::new())).map_err(boxed))
+                    .collect()
+            })
+            .await;
+            for ((i, _), r) in round.iter().zip(results) {
+                out.push((*i, r.map_err(Fault::from)));
+            }
+        }
+        out
     }
 
     /// The Kommo write for a custom field value, and the value as it will read back in the flat lead.
@@ -1692,6 +1842,59 @@ impl KommoAirtable {
 
 /// Records per Airtable write request (the API's limit).
 const AIRTABLE_CHUNK: usize = 10;
+/// Leads per Kommo batch write (api-notes kommo.md §2: no documented hard limit; the official library recommends
+/// at most 50).
+const KOMMO_CHUNK: usize = 50;
+/// Record ids per `OR(RECORD_ID()='…',…)` look-up (the client sends a long formula as `POST …/listRecords`).
+const RECORDS_PER_LOOKUP: usize = 100;
+
+/// What one Airtable record change asks of Kommo (see [`KommoAirtable::plan_change`]).
+struct ChangeWork {
+    lead_id: LeadId,
+    lead_key: String,
+    record_id: String,
+    cursor: u64,
+    /// (step, text, markers) of each status note.
+    notes: Vec<(String, String, Markers)>,
+    /// The Kommo field writes.
+    writes: Vec<FieldWork>,
+    echoes: usize,
+    in_sync: usize,
+    stale: usize,
+    superseded: usize,
+    gone: usize,
+}
+
+/// One Kommo custom field write of a [`ChangeWork`].
+struct FieldWork {
+    /// The Airtable field.
+    field: String,
+    /// The Kommo field (mapping source).
+    source: String,
+    write: FieldValueWrite,
+    pending: Markers,
+}
+
+impl ChangeWork {
+    /// The change's outcome once its notes and `written` field writes are done.
+    fn outcome(&self, written: usize) -> Outcome {
+        if written + self.notes.len() > 0 {
+            Outcome::Done
+        } else if self.stale > 0 {
+            Outcome::skipped(SKIP_STALE)
+        } else if self.superseded > 0 {
+            Outcome::skipped(SKIP_SUPERSEDED)
+        } else if self.gone > 0 {
+            Outcome::skipped(SKIP_RECORD_GONE)
+        } else if self.echoes > 0 {
+            Outcome::skipped(SKIP_ECHO)
+        } else if self.in_sync > 0 {
+            Outcome::skipped(SKIP_IN_SYNC)
+        } else {
+            Outcome::skipped("no mapped field changed")
+        }
+    }
+}
 
 /// What [`KommoAirtable::gate`] decided about a lead.
 enum Gate {
@@ -1900,8 +2103,9 @@ impl Flow for KommoAirtable {
     }
 
     fn batch_key(&self, event: &Event) -> Option<String> {
-        // every Kommo lead event; one that is not about exactly one lead is handled alone inside the batch
-        (event.source == SOURCE_KOMMO).then(|| SOURCE_KOMMO.to_owned())
+        // every Kommo lead event (one that is not about exactly one lead is handled alone inside the batch), and
+        // every Airtable record change; pings are handled alone
+        matches!(event.source.as_str(), SOURCE_KOMMO | SOURCE_AIRTABLE).then(|| event.source.clone())
     }
 
     fn max_batch(&self) -> usize {
@@ -1909,6 +2113,11 @@ impl Flow for KommoAirtable {
     }
 
     async fn handle_batch(&self, items: &[BatchItem]) -> Vec<Result<Outcome, BoxError>> {
+        if items.iter().all(|i| i.event.source == SOURCE_AIRTABLE) {
+            let changes: Vec<(&Ctx, &[u8])> = items.iter().map(|i| (&i.ctx, &i.event.payload[..])).collect();
+            let out = self.handle_record_changes(&changes).await;
+            return out.into_iter().map(|r| Ok(r.unwrap_or_else(Outcome::from))).collect();
+        }
         if items.iter().any(|i| i.event.source != SOURCE_KOMMO) {
             let mut out = Vec::with_capacity(items.len());
             for item in items {
@@ -1923,7 +2132,7 @@ impl Flow for KommoAirtable {
         let result = match event.source.as_str() {
             SOURCE_KOMMO => self.handle_kommo(ctx, &event.payload).await,
             SOURCE_AIRTABLE_PING => self.handle_ping(ctx, &event.payload).await,
-            SOURCE_AIRTABLE => self.handle_record_change(ctx, &event.payload).await,
+            SOURCE_AIRTABLE => self.handle_record_changes(&[(ctx, &event.payload[..])]).await.remove(0),
             other => Err(Fault::Fail(format!("unknown source {other}"))),
         };
         Ok(result.unwrap_or_else(Outcome::from))
