@@ -76,7 +76,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 // Related entities read once for a batch of leads; one missing there is read alone by `flat_lead`.
-use super::support::{Fault, LeadLookups as Lookups, boxed, leads_by_id};
+use super::support::{Fault, LeadLookups as Lookups, boxed, leads_by_id, write_chunks};
 use crate::{
     BatchItem, BatchStep, BoxError, Ctx, Event, Flow, KeyError, Markers, NewEvent, Outcome, Part, RawEvent, Store,
     mapping::{FieldKind, FieldSchema, Mapping, Schema},
@@ -1153,35 +1153,24 @@ impl KommoAirtable {
         let results = step_batch(steps, |inputs| {
             let table = &table;
             async move {
-                let chunks = inputs.chunks(AIRTABLE_CHUNK).map(|chunk| async move {
-                    let updates: Vec<RecordUpdate> = chunk
-                        .iter()
-                        .map(|(id, f)| RecordUpdate { id: id.clone(), fields: f.clone().into_iter().collect() })
-                        .collect();
-                    match table.update(&updates, WriteOptions::typecast()).await {
-                        Ok(_) => chunk.iter().map(|_| Ok(())).collect::<Vec<_>>(),
-                        Err(e) if e.class().is_retryable() || chunk.len() == 1 => {
-                            let f = Fault::from(e);
-                            chunk.iter().map(|_| Err(f.clone())).collect()
-                        }
-                        Err(e) => {
-                            // Airtable writes a chunk all or nothing: one bad record refused the ten; write each
-                            // alone so only that one fails
-                            tracing::warn!(error = %e, "an Airtable update chunk was refused: writing it record by record");
-                            futures::future::join_all(chunk.iter().map(|(id, f)| async move {
-                                let f: Fields = f.clone().into_iter().collect();
-                                table.update_one(id, &f, WriteOptions::typecast()).await.map(|_| ()).map_err(Fault::from)
-                            }))
-                            .await
-                        }
-                    }
-                });
-                futures::future::join_all(chunks)
-                    .await
-                    .into_iter()
-                    .flatten()
-                    .map(|r| r.map(|()| ((), Markers::new())).map_err(boxed))
-                    .collect()
+                let fields = |f: &Map<String, Value>| -> Fields { f.clone().into_iter().collect() };
+                write_chunks(
+                    &inputs,
+                    AIRTABLE_CHUNK,
+                    "Airtable record updates",
+                    |chunk: &[(RecordId, Map<String, Value>)]| {
+                        let updates: Vec<RecordUpdate> =
+                            chunk.iter().map(|(id, f)| RecordUpdate { id: id.clone(), fields: fields(f) }).collect();
+                        async move { table.update(&updates, WriteOptions::typecast()).await.map(|_| ()) }
+                    },
+                    |(id, f): &(RecordId, Map<String, Value>)| async move {
+                        table.update_one(id, &fields(f), WriteOptions::typecast()).await.map(|_| ())
+                    },
+                )
+                .await
+                .into_iter()
+                .map(|r| r.map(|()| ((), Markers::new())).map_err(boxed))
+                .collect()
             }
         })
         .await;
@@ -1739,28 +1728,17 @@ impl KommoAirtable {
                 .collect();
             let kommo = &self.kommo;
             let results = step_batch(steps, |updates| async move {
-                let chunks = updates.chunks(KOMMO_CHUNK).map(|chunk| async move {
-                    match kommo.leads().update_many(chunk).await {
-                        Ok(_) => chunk.iter().map(|_| Ok(())).collect::<Vec<_>>(),
-                        Err(e) if e.class().is_retryable() || chunk.len() == 1 => {
-                            let f = Fault::from(e);
-                            chunk.iter().map(|_| Err(f.clone())).collect()
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "Kommo refused a batch of lead updates: writing them lead by lead");
-                            futures::future::join_all(chunk.iter().map(|u| async move {
-                                kommo.leads().update(u).await.map(|_| ()).map_err(Fault::from)
-                            }))
-                            .await
-                        }
-                    }
-                });
-                futures::future::join_all(chunks)
-                    .await
-                    .into_iter()
-                    .flatten()
-                    .map(|r| r.map(|()| ((), Markers::new())).map_err(boxed))
-                    .collect()
+                write_chunks(
+                    &updates,
+                    KOMMO_CHUNK,
+                    "Kommo lead updates",
+                    |chunk: &[LeadUpdate]| async move { kommo.leads().update_many(chunk).await.map(|_| ()) },
+                    |u: &LeadUpdate| async move { kommo.leads().update(u).await.map(|_| ()) },
+                )
+                .await
+                .into_iter()
+                .map(|r| r.map(|()| ((), Markers::new())).map_err(boxed))
+                .collect()
             })
             .await;
             for ((i, _), r) in round.iter().zip(results) {

@@ -73,6 +73,44 @@ pub(crate) fn boxed(f: impl Into<Fault>) -> BoxError {
     Box::new(StepFault(f.into()))
 }
 
+/// Writes `items` in chunks of `size`, one `batch` request per chunk (the chunks at once), one result per item in
+/// order. A chunk that fails for a reason worth retrying fails each of its items with that fault (each event is
+/// retried on its own); a chunk the vendor refuses otherwise (it writes a chunk all or nothing, or does not say
+/// what it applied) is written again item by item with `one`, so only the refused item fails. `one` must be safe to
+/// repeat for an item the refused request may have applied (an update by id, not a create).
+pub(crate) async fn write_chunks<'a, I, E, B, BF, O, OF>(
+    items: &'a [I],
+    size: usize,
+    what: &str,
+    batch: B,
+    one: O,
+) -> Vec<Result<(), Fault>>
+where
+    E: Into<Fault> + std::fmt::Display,
+    B: Fn(&'a [I]) -> BF,
+    BF: std::future::Future<Output = Result<(), E>>,
+    O: Fn(&'a I) -> OF + Copy,
+    OF: std::future::Future<Output = Result<(), E>>,
+{
+    let chunks = items.chunks(size.max(1)).map(|chunk| {
+        let batch = &batch;
+        async move {
+            let e = match batch(chunk).await {
+                Ok(()) => return chunk.iter().map(|_| Ok(())).collect::<Vec<_>>(),
+                Err(e) => e,
+            };
+            let shown = e.to_string();
+            let f: Fault = e.into();
+            if matches!(f, Fault::Retry(..)) || chunk.len() == 1 {
+                return chunk.iter().map(|_| Err(f.clone())).collect();
+            }
+            tracing::warn!(error = %shown, what, "a batch write was refused: writing it item by item");
+            futures::future::join_all(chunk.iter().map(|item| async move { one(item).await.map_err(Into::into) })).await
+        }
+    });
+    futures::future::join_all(chunks).await.into_iter().flatten().collect()
+}
+
 /// Batching of Kommo lead events (see the flow's module docs, "Batches"); the `[batch]` table of the kommo-airtable
 /// and kommo-customerio configs.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
