@@ -135,7 +135,9 @@ pub trait Flow: Send + Sync + std::fmt::Debug {
     /// The deduplication key of a raw event (vendor event id, `webhook-id` header, a hash of the body, ...).
     fn dedup_key(&self, event: &RawEvent<'_>) -> Result<String, KeyError>;
 
-    /// The ordering key: events with the same key run one at a time in arrival order. Default: none.
+    /// The ordering key: events with the same key run one at a time in arrival order, across every source the
+    /// worker consumes, so a flow can order both directions of one record by giving them one key (kommo-airtable:
+    /// a lead's Kommo webhooks and its record's Airtable changes are both `lead:<id>`). Default: none.
     fn ordering_key(&self, event: &RawEvent<'_>) -> Option<String> {
         let _ = event;
         None

@@ -524,6 +524,69 @@ async fn a_late_echo_of_an_older_write_never_reaches_kommo() {
     .await;
 }
 
+/// The two directions of one lead never run at once: a linked record's Airtable changes carry the lead's ordering
+/// key (`lead:<id>`, as its Kommo events do). Kommo changes "Next Contact Date" to 2026-12-08; the flow reads the lead
+/// and its write of that value is held 1.5 s at Airtable (arrived, not landed). Meanwhile a person sets 2026-12-24 on
+/// the record. Run at once, that change would reach Kommo (the record still held it when read) and our write would
+/// then land over it in Airtable: Kommo at 12-24, Airtable at 12-08, and nothing left to bring them together. Ordered,
+/// the change waits for the Kommo event, finds the record holding our write and is skipped as superseded: both sides
+/// at 12-08 (Airtable cannot write conditionally, so the last write to land wins, on both sides).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persons_edit_waits_for_the_kommo_event_of_its_lead_in_flight() {
+    on_both_stores(|h| async move {
+        use kommo_api::CustomFieldsExt as _;
+        let env = env(h, |_| {}).await;
+        let lead = env.seed_won_lead("Renewal", 3_000);
+        let ncd = env.ncd;
+        let set_ncd = |unix: i64| {
+            env.kommo.update_lead(
+                lead,
+                &json!({"custom_fields_values": [{"field_id": ncd.get(), "values": [{"value": unix}]}]}),
+            );
+        };
+        set_ncd(1_796_083_200); // 2026-12-01
+        env.deliver_kommo(&env.kommo.webhook_for_lead_status(lead)).await;
+        env.drain().await;
+        tokio::time::sleep(Duration::from_millis(300)).await; // the ping of the creating write
+        env.drain().await;
+        let rec = env.records()[0].id.clone();
+
+        env.airtable.faults().inject(
+            Some(reqwest::Method::PATCH),
+            &records_path(&env),
+            api_core::fake::Fault::Delay(Duration::from_millis(1_500)),
+            1,
+        );
+        let patches = env.airtable.count(&reqwest::Method::PATCH, &records_path(&env));
+        set_ncd(1_796_688_000); // 2026-12-08
+        env.deliver_kommo(&env.kommo.webhook_for_lead_update(lead)).await;
+        let sent =
+            wait_until(30, || async { env.airtable.count(&reqwest::Method::PATCH, &records_path(&env)) > patches })
+                .await;
+        assert!(sent, "the flow's write of 2026-12-08 is on its way");
+        let editor = FakeUser::with_email("olivia@agency.example");
+        env.base.user_edit(TABLE, &rec, json!({"Next Contact Date": "2026-12-24"}), &editor).unwrap();
+        env.changes_finished(3).await; // the creation, the person's edit, the echo of our write
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        env.drain().await;
+
+        let kommo = env.kommo.lead(lead).and_then(|l| {
+            l.custom_field(ncd).and_then(|v| v.first().and_then(kommo_api::custom_fields::FieldValue::as_unix))
+        });
+        assert_eq!(env.records()[0].fields.get_str("Next Contact Date"), Some("2026-12-08"));
+        assert_eq!(kommo, Some(1_796_688_000), "Kommo and Airtable agree");
+        assert_eq!(env.flow.stats().kommo_writes.load(Ordering::Relaxed), 0);
+        let skipped = env.store.status().await.unwrap().skipped;
+        assert_eq!(
+            skipped.get(&("airtable".to_owned(), "superseded: the record holds our later write".to_owned())),
+            Some(&1),
+            "{skipped:?}"
+        );
+        env.finish().await;
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filters_skip_with_a_reason_and_reconcile_fills_missed_webhooks() {
     let env = env(Harness::sqlite(), |_| {}).await;

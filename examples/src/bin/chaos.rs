@@ -37,7 +37,7 @@ struct Args {
     /// Milliseconds between injected faults.
     #[arg(long, default_value_t = 40)]
     fault_every_ms: u64,
-    /// Status changes people make in Airtable (kommo-airtable only).
+    /// Edits people make in Airtable: "Status" moves and "Next Contact Date" changes (kommo-airtable only).
     #[arg(long, default_value_t = 200)]
     airtable_edits: usize,
     /// Seed of the run's choices.

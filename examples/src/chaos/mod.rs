@@ -5,7 +5,7 @@
 //! name, "Next Contact Date", all fast enough that several changes share a second) and delivers Kommo's
 //! form-encoded webhooks for every change to random receivers: reordered within a window, 10 % exact
 //! redeliveries, and the `leads[update]` hook beside every `leads[status]` one (near-duplicates). People change
-//! "Status" in Airtable. Meanwhile faults are injected into both fakes (Kommo 429 and 502, Airtable 429 and
+//! "Status" and the two-way "Next Contact Date" in Airtable. Meanwhile faults are injected into both fakes (Kommo 429 and 502, Airtable 429 and
 //! 503, drop-after-commit on writes to both) and worker pools are killed (tasks dropped where they are, leases
 //! left to expire) and replaced.
 //!
@@ -56,7 +56,7 @@ pub struct ChaosConfig {
     pub kills: usize,
     /// One fault is injected every this often.
     pub fault_every: Duration,
-    /// Status changes made by people in Airtable.
+    /// Edits made by people in Airtable: "Status" moves and "Next Contact Date" changes, about half each.
     pub airtable_edits: usize,
     /// Seed of the run's choices.
     pub seed: u64,
@@ -461,7 +461,8 @@ where
         for b in bodies {
             window.add(b, &mut rng);
         }
-        // a person moves "Status" on an existing record (at most twice per record, to distinct values)
+        // a person moves "Status" on an existing record (at most twice per record, to distinct values), or changes
+        // its "Next Contact Date"
         if edits_left > 0 && rng.chance(15) {
             let recs = base.records(TABLE);
             let store = procs[0].engine.store();
@@ -473,7 +474,21 @@ where
                 }
                 None => false,
             };
-            if let Some(rec) = rec.filter(|_| linked) {
+            if let Some(rec) = rec.filter(|_| linked)
+                && rng.chance(50)
+            {
+                // a person moves the two-way "Next Contact Date" in Airtable: it reaches Kommo, and races the
+                // Kommo changes of the same lead (the oracle wants both sides equal)
+                let day = chrono::DateTime::from_timestamp(
+                    1_796_083_200 + 86_400 * i64::try_from(rng.below(60)).unwrap_or(0),
+                    0,
+                )
+                .map(|d| d.format("%Y-%m-%d").to_string())
+                .unwrap_or_default();
+                if base.user_edit(TABLE, &rec.id, json!({"Next Contact Date": day}), &person).is_ok() {
+                    edits_left -= 1;
+                }
+            } else if let Some(rec) = rec.filter(|_| linked) {
                 let done = status_edits.entry(rec.id.to_string()).or_default();
                 let now = rec.fields.get_str("Status").unwrap_or("Not Started").to_owned();
                 let to = ["In Progress", "Done"].into_iter().find(|s| *s != now && !done.iter().any(|d| d == s));

@@ -16,6 +16,9 @@
 //! - Notes are added inside a journaled step that first looks for an identical note on the lead, so neither a retry
 //!   nor a crash after the POST duplicates it.
 //! - Payload events dedup on `<webhook>:<cursor>:<record>`; the cursor is stored with the rows it produced.
+//! - A linked record's changes carry its lead's ordering key (`lead:<id>`, like the lead's Kommo events), so the
+//!   engine never runs the two directions of one lead at once: a Kommo event cannot read the lead before a
+//!   person's Airtable edit reaches Kommo and write the older value over that edit afterwards.
 //!
 //! # Batches
 //! Kommo lead events are handled in batches ([`crate::Flow::handle_batch`]; `[batch] max_events`, default 250):
@@ -693,9 +696,16 @@ impl KommoAirtable {
                         payload: p.payload.clone(),
                     };
                     let key = format!("{webhook}:{}:{}", p.cursor, change.record_id);
+                    // a linked record's changes are ordered with its lead's Kommo events (the same key): the two
+                    // directions of one lead never run at once, so neither writes over a change the other is
+                    // applying (a lead read before a person's Airtable edit, written after it)
+                    let ordering = match store.id_get_local(MAP_SYSTEM, MAP_KIND, change.record_id.as_str()).await? {
+                        Some(lead) => format!("lead:{lead}"),
+                        None => format!("record:{}", change.record_id),
+                    };
                     batch.push(
                         NewEvent::new(SOURCE_AIRTABLE, key, serde_json::to_vec(&body).unwrap_or_default())
-                            .ordering_key(format!("record:{}", change.record_id)),
+                            .ordering_key(ordering),
                     );
                 }
             }

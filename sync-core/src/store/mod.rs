@@ -39,7 +39,9 @@ pub struct NewEvent {
     pub source: String,
     /// Deduplication key, unique per source (e.g. the vendor's event id).
     pub dedup_key: String,
-    /// Optional ordering key: events with the same `(source, ordering_key)` run one at a time, in arrival order.
+    /// Optional ordering key: events with the same ordering key run one at a time, in arrival order, across the
+    /// sources a worker consumes (a flow's sources can share a key, so both directions of one record are ordered;
+    /// prefix keys with what they name, e.g. `lead:<id>`).
     pub ordering_key: Option<String>,
     /// The raw body.
     pub payload: Bytes,
@@ -531,10 +533,18 @@ const UPSERT_CURSOR: &str = "INSERT INTO cursors (source, stream, cursor, update
 /// key, only the oldest unfinished row of that key. The redundant `state IN (…)` term is what lets the planners use
 /// the partial index `inbox_open` (rows not yet finished, in id order) and stop after `LIMIT` rows, instead of
 /// collecting and sorting every queued row on each claim (which made a claim O(backlog)).
-const CLAIM_ELIGIBLE: &str = "i.state IN ('queued', 'running') \
-     AND ((i.state = 'queued' AND i.run_after <= $3) OR (i.state = 'running' AND i.lease_until <= $3)) \
-     AND (i.ordering_key IS NULL OR NOT EXISTS (SELECT 1 FROM inbox p WHERE p.source = i.source \
-          AND p.ordering_key = i.ordering_key AND p.id < i.id AND p.state IN ('queued', 'running')))";
+/// The claim's eligibility test. `in_claimed` is the backend's "`p.source` is one of the claimed sources" test: an
+/// ordering key orders the events of every source this claim consumes (a flow's two directions can share a key),
+/// while an event of a source no worker of this claim consumes (another program's flow on the same store) never
+/// holds the claim's events back.
+fn claim_eligible(in_claimed: &str) -> String {
+    format!(
+        "i.state IN ('queued', 'running') \
+         AND ((i.state = 'queued' AND i.run_after <= $3) OR (i.state = 'running' AND i.lease_until <= $3)) \
+         AND (i.ordering_key IS NULL OR NOT EXISTS (SELECT 1 FROM inbox p WHERE p.ordering_key = i.ordering_key \
+              AND {in_claimed} AND p.id < i.id AND p.state IN ('queued', 'running')))"
+    )
+}
 
 const CLAIM_SET: &str = "UPDATE inbox SET state = 'running', lease_owner = $1, lease_until = $2, \
      attempt_no = attempt_no + 1, attempts = attempts + 1";
@@ -547,10 +557,11 @@ const FENCE: &str = "id = $1 AND attempt_no = $2 AND lease_owner = $3 AND state 
 fn claim_sql_sqlite() -> &'static str {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SQL.get_or_init(|| {
+        let eligible = claim_eligible("p.source IN (SELECT value FROM json_each($4))");
         format!(
             "{CLAIM_SET} WHERE id IN (SELECT i.id FROM inbox i INDEXED BY inbox_open \
              WHERE i.source IN (SELECT value FROM json_each($4)) \
-             AND {CLAIM_ELIGIBLE} ORDER BY i.id LIMIT $5) {CLAIM_RETURNING}"
+             AND {eligible} ORDER BY i.id LIMIT $5) {CLAIM_RETURNING}"
         )
     })
 }
@@ -559,9 +570,10 @@ fn claim_sql_sqlite() -> &'static str {
 fn claim_sql_pg() -> &'static str {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SQL.get_or_init(|| {
+        let eligible = claim_eligible("p.source = ANY($4)");
         format!(
             "{CLAIM_SET} WHERE id IN (SELECT i.id FROM inbox i WHERE i.source = ANY($4) \
-             AND {CLAIM_ELIGIBLE} ORDER BY i.id LIMIT $5 FOR UPDATE SKIP LOCKED) {CLAIM_RETURNING}"
+             AND {eligible} ORDER BY i.id LIMIT $5 FOR UPDATE SKIP LOCKED) {CLAIM_RETURNING}"
         )
     })
 }
