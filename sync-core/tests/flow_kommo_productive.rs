@@ -501,7 +501,7 @@ mod cases {
             inject(&w, fake, path, nth, Fault::Delay(Duration::from_secs(300)));
             let workers = w.workers();
             w.move_lead(StatusId::WON).await;
-            assert!(wait_until(20, || async { posts(&w, fake, path) >= nth }).await, "checkpoint {i} reached");
+            assert!(wait_until(60, || async { posts(&w, fake, path) >= nth }).await, "checkpoint {i} reached");
             workers.kill();
             w.clock.0.fetch_add(31_000, Ordering::SeqCst);
             let workers = w.workers();
