@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -92,6 +92,7 @@ pub struct WorkerHandle {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     stats: Arc<WorkerStats>,
+    killed: Arc<AtomicBool>,
 }
 
 impl WorkerHandle {
@@ -116,7 +117,13 @@ impl WorkerHandle {
 
     /// Simulates a crash: the pool's tasks are dropped where they are, no claim is released, no outcome written.
     /// The rows stay `running` until their leases expire. For tests.
+    ///
+    /// Aborted tasks stop at their next await, which can come after this returns; a heartbeat or a claim of the
+    /// dying pool that reads the store's clock after `kill` returns is never written, so a test that moves its
+    /// clock past the lease right after `kill` cannot have the dead pool extend or retake that lease from the moved
+    /// clock (it could then not be reclaimed until the clock moved again).
     pub fn kill(self) {
+        self.killed.store(true, Ordering::SeqCst);
         self.task.abort();
     }
 }
@@ -127,8 +134,9 @@ pub fn start(engine: Engine, config: WorkerConfig) -> WorkerHandle {
     let owner = config.owner.clone().unwrap_or_else(|| format!("worker-{}", uuid::Uuid::new_v4()));
     let (stop, stop_rx) = watch::channel(false);
     let stats = Arc::new(WorkerStats::default());
-    let task = tokio::spawn(run(engine, config, owner.clone(), stop_rx, stats.clone()));
-    WorkerHandle { owner, stop, task, stats }
+    let killed = Arc::new(AtomicBool::new(false));
+    let task = tokio::spawn(run(engine, config, owner.clone(), stop_rx, stats.clone(), killed.clone()));
+    WorkerHandle { owner, stop, task, stats, killed }
 }
 
 /// Runs a pool until `signal` resolves (e.g. `tokio::signal::ctrl_c()`), then shuts it down gracefully.
@@ -197,6 +205,7 @@ async fn run(
     owner: String,
     mut stop: watch::Receiver<bool>,
     stats: Arc<WorkerStats>,
+    killed: Arc<AtomicBool>,
 ) {
     let sources = engine.sources();
     let sem = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
@@ -226,7 +235,7 @@ async fn run(
         let limit = cfg.batch_size.min(u32::try_from(free).unwrap_or(u32::MAX).saturating_mul(per_task)).max(1);
         // Register for the wake-up before claiming, so an ingest between the claim and the wait is not missed.
         let notified = store.notifier().notified();
-        let mut events = match store.claim(&owner, &sources, limit, cfg.lease).await {
+        let mut events = match claim(&store, &owner, &sources, limit, cfg.lease, &killed).await {
             Ok(events) => events,
             Err(e) => {
                 tracing::warn!(error = %e, "claim failed");
@@ -259,7 +268,7 @@ async fn run(
                 () = tokio::time::sleep(cfg.gather) => {}
                 _ = stop.changed() => {}
             }
-            match store.claim(&owner, &sources, limit - claimed, cfg.lease).await {
+            match claim(&store, &owner, &sources, limit - claimed, cfg.lease, &killed).await {
                 Ok(more) => events.extend(more),
                 Err(e) => tracing::warn!(error = %e, "claim failed"),
             }
@@ -292,6 +301,7 @@ async fn run(
             let completer = completer.clone();
             let cfg = cfg.clone();
             let stats = stats.clone();
+            let killed = killed.clone();
             let in_flight = in_flight.clone();
             let ids: Vec<i64> = unit.iter().map(|e| e.id).collect();
             if unit.len() == 1 {
@@ -300,7 +310,7 @@ async fn run(
                     tracing::info_span!("event", id = event.id, source = %event.source, attempt = event.attempts);
                 tasks.spawn(
                     async move {
-                        process(&store, &completer, flow.as_ref(), event, &cfg, &stats).await;
+                        process(&store, &completer, flow.as_ref(), event, &cfg, &stats, &killed).await;
                         in_flight.lock().expect("in-flight map").remove(&ids[0]);
                         drop(permit);
                     }
@@ -311,7 +321,7 @@ async fn run(
                     tracing::info_span!("batch", first = unit[0].id, size = unit.len(), source = %unit[0].source);
                 tasks.spawn(
                     async move {
-                        process_batch(&store, &completer, flow, unit, &cfg, &stats).await;
+                        process_batch(&store, &completer, flow, unit, &cfg, &stats, &killed).await;
                         let mut map = in_flight.lock().expect("in-flight map");
                         for id in &ids {
                             map.remove(id);
@@ -379,6 +389,36 @@ fn group(engine: &Engine, events: Vec<Event>) -> Vec<Vec<Event>> {
     units
 }
 
+/// One claim of the pool; once the pool is killed it takes nothing and never answers (the task is being dropped),
+/// so no lease is taken from a clock read after a [`WorkerHandle::kill`].
+async fn claim(
+    store: &crate::store::Store,
+    owner: &str,
+    sources: &[String],
+    limit: u32,
+    lease: Duration,
+    killed: &AtomicBool,
+) -> crate::Result<Vec<Event>> {
+    match store.claim_unless(owner, sources, limit, lease, || killed.load(Ordering::SeqCst)).await? {
+        Some(events) => Ok(events),
+        None => std::future::pending().await,
+    }
+}
+
+/// One heartbeat of `lease`; once the pool is killed it writes nothing and never answers (the task is being
+/// dropped), so neither a late lease extension nor a release follows a [`WorkerHandle::kill`].
+async fn beat(
+    store: &crate::store::Store,
+    lease: &Lease,
+    lease_for: Duration,
+    killed: &AtomicBool,
+) -> crate::Result<Fence> {
+    match store.heartbeat_unless(lease, lease_for, || killed.load(Ordering::SeqCst)).await? {
+        Some(fence) => Ok(fence),
+        None => std::future::pending().await,
+    }
+}
+
 /// Handles a batch of claimed events with [`Flow::handle_batch`](crate::Flow::handle_batch) under one heartbeat of
 /// all their leases, then writes each event's outcome (fenced by its own lease). If the batch handler panics,
 /// each event is handled alone (a poison event that panics is isolated); if a lease is lost, the batch is
@@ -390,6 +430,7 @@ async fn process_batch(
     events: Vec<Event>,
     cfg: &WorkerConfig,
     stats: &WorkerStats,
+    killed: &AtomicBool,
 ) {
     let leases: Vec<Lease> = events.iter().map(|e| e.lease.clone()).collect();
     let items: Vec<crate::flow::BatchItem> =
@@ -401,7 +442,7 @@ async fn process_batch(
         loop {
             tokio::time::sleep(cfg.heartbeat).await;
             let sent = tokio::time::Instant::now();
-            let beats = futures::future::join_all(leases.iter().map(|l| store.heartbeat(l, cfg.lease))).await;
+            let beats = futures::future::join_all(leases.iter().map(|l| beat(store, l, cfg.lease, killed))).await;
             if beats.iter().any(|b| matches!(b, Ok(Fence::Stale))) {
                 return "an event of the batch was reclaimed by another attempt";
             }
@@ -452,7 +493,7 @@ async fn process_batch(
             tracing::warn!(%msg, "batch handler panicked: handling each event alone");
             let singles = items.into_iter().map(|item| {
                 let span = tracing::info_span!("event", id = item.event.id, source = %item.event.source);
-                process(store, completer, flow.as_ref(), item.event, cfg, stats).instrument(span)
+                process(store, completer, flow.as_ref(), item.event, cfg, stats, killed).instrument(span)
             });
             futures::future::join_all(singles).await;
         }
@@ -467,6 +508,7 @@ async fn process(
     event: Event,
     cfg: &WorkerConfig,
     stats: &WorkerStats,
+    killed: &AtomicBool,
 ) {
     let lease = event.lease.clone();
     let max = i64::from(cfg.max_attempts.max(1));
@@ -497,7 +539,7 @@ async fn process(
         loop {
             tokio::time::sleep(cfg.heartbeat).await;
             let sent = tokio::time::Instant::now();
-            match store.heartbeat(&lease, cfg.lease).await {
+            match beat(store, &lease, cfg.lease, killed).await {
                 Ok(Fence::Applied) => confirmed = sent,
                 Ok(Fence::Stale) => return "the event was reclaimed by another attempt",
                 Err(e) => {

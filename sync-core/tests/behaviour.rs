@@ -8,6 +8,7 @@ behaviour_suite!(
     ingest_dedup_concurrent,
     claim_fencing_after_lease_expiry,
     worker_killed_mid_lease_is_reclaimed,
+    a_killed_pool_extends_no_lease_after_the_kill,
     panic_is_retried,
     retries_then_dead_letter_and_replay,
     ordering_key_serialises_events,
@@ -234,6 +235,39 @@ mod cases {
         w2.shutdown().await;
         assert_eq!(flow.sink.count("k"), 1, "effect once");
         assert_eq!(flow.calls("k"), 2);
+    }
+
+    /// `kill` then an immediate clock move past the lease (what the crash tests do): the dying pool's handler is
+    /// dropped at its next await, after `kill` has returned, and a heartbeat that reads the moved clock in that
+    /// window must not be written (it would extend the lease from the moved clock, and the new pool could not
+    /// reclaim the event until the clock moved again: a crash test's drain then timed out, 1 run in 13 under load).
+    /// Heartbeats every millisecond make the window likely; each round must be reclaimed without moving the clock.
+    pub async fn a_killed_pool_extends_no_lease_after_the_kill(h: &Harness) {
+        const ROUNDS: usize = 150;
+        let clock = ManualClock::starting_now();
+        let store = h.open(Arc::new(clock.clone())).await;
+        let flow = TestFlow::new(|_, n| if n == 1 { Decision::Block } else { Decision::Done });
+        let engine = Engine::new(store.clone(), vec![flow.clone()]).unwrap();
+        let busy = WorkerConfig {
+            heartbeat: Duration::from_millis(1),
+            poll_interval: Duration::from_millis(1),
+            ..fast_config()
+        };
+        for round in 0..ROUNDS {
+            let key = format!("k{round}");
+            store.ingest(&ev(&key)).await.unwrap();
+            let w1 = worker::start(engine.clone(), busy.clone());
+            // (not `flow.entered`: the previous round's second call left a stored permit there)
+            assert!(wait_until(20, || async { flow.calls(&key) == 1 }).await, "round {round}: handler entered");
+            w1.kill();
+            clock.advance(Duration::from_secs(31));
+            let w2 = worker::start(engine.clone(), fast_config());
+            let want = i64::try_from(round + 1).unwrap();
+            let done = wait_until(10, || async { count(&store, State::Done).await == want }).await;
+            w2.shutdown().await;
+            assert!(done, "round {round}: the event was not reclaimed after the kill and the clock move");
+            assert_eq!(flow.sink.count(&key), 1, "round {round}: effect once");
+        }
     }
 
     pub async fn panic_is_retried(h: &Harness) {

@@ -288,7 +288,22 @@ mod cases {
                 }
             })
             .await;
-            assert!(ok, "queue did not drain: {:?}", self.store.status().await.unwrap());
+            if !ok {
+                // what was stuck, for a failure that does not reproduce: the rows left and the last requests
+                let tail = |log: &api_core::fake::RequestLog| {
+                    let all = log.requests();
+                    let from = all.len().saturating_sub(6);
+                    all[from..].iter().map(|r| format!("{} {}", r.method, r.path)).collect::<Vec<_>>()
+                };
+                panic!(
+                    "queue did not drain: {:?}\nrunning: {:?}\nqueued: {:?}\nlast Kommo requests: {:?}\nlast Productive requests: {:?}",
+                    self.store.status().await.unwrap(),
+                    self.store.list(State::Running, 5).await.unwrap(),
+                    self.store.list(State::Queued, 5).await.unwrap(),
+                    tail(self.fakes.kommo.log()),
+                    tail(&self.fakes.productive.server.log),
+                );
+            }
         }
 
         pub async fn assert_all_done(&self) {

@@ -839,8 +839,24 @@ impl Store {
     /// Claims up to `limit` due events of `sources` for `owner`, leasing them for `lease`. Expired leases are
     /// reclaimed as a new attempt. Returned in inbox order.
     pub async fn claim(&self, owner: &str, sources: &[String], limit: u32, lease: Duration) -> Result<Vec<Event>> {
+        self.claim_unless(owner, sources, limit, lease, || false).await.map(Option::unwrap_or_default)
+    }
+
+    /// [`Store::claim`] that reads the clock first and claims nothing (answers `None`) when `cancelled` is true
+    /// after that read: a killed pool never takes a lease computed from a clock read after the kill.
+    pub(crate) async fn claim_unless(
+        &self,
+        owner: &str,
+        sources: &[String],
+        limit: u32,
+        lease: Duration,
+        cancelled: impl Fn() -> bool,
+    ) -> Result<Option<Vec<Event>>> {
         let now = self.now();
         let until = now.saturating_add(duration_ms(lease));
+        if cancelled() {
+            return Ok(None);
+        }
         let limit = i64::from(limit);
         let mut events = match &self.inner.backend {
             Backend::Sqlite(p) => {
@@ -869,7 +885,7 @@ impl Store {
             }
         };
         events.sort_by_key(|e| e.id);
-        Ok(events)
+        Ok(Some(events))
     }
 
     async fn fenced_write(
@@ -894,8 +910,22 @@ impl Store {
 
     /// Extends the lease to `now + lease_for`.
     pub async fn heartbeat(&self, lease: &Lease, lease_for: Duration) -> Result<Fence> {
+        self.heartbeat_unless(lease, lease_for, || false).await.map(|f| f.unwrap_or(Fence::Stale))
+    }
+
+    /// [`Store::heartbeat`] that reads the clock first and writes nothing (answers `None`) when `cancelled` is
+    /// true after that read: a killed pool's last heartbeat never extends a lease from a clock read after the kill.
+    pub(crate) async fn heartbeat_unless(
+        &self,
+        lease: &Lease,
+        lease_for: Duration,
+        cancelled: impl Fn() -> bool,
+    ) -> Result<Option<Fence>> {
         let until = self.now().saturating_add(duration_ms(lease_for));
-        self.fenced_write(fenced("UPDATE inbox SET lease_until = $4"), lease, Some(until), None).await
+        if cancelled() {
+            return Ok(None);
+        }
+        self.fenced_write(fenced("UPDATE inbox SET lease_until = $4"), lease, Some(until), None).await.map(Some)
     }
 
     /// Marks the event done.
