@@ -587,6 +587,57 @@ async fn a_persons_edit_waits_for_the_kommo_event_of_its_lead_in_flight() {
     .await;
 }
 
+/// The two vendors stamp changes with their own clocks, Kommo in whole seconds: a Kommo change synced to Airtable
+/// can carry a later time than a person's Airtable edit made after that sync landed. The edit is then "older than
+/// the last applied change" by the clocks, but the record holds it and nothing will write over it: skipped, it left
+/// Airtable at the person's date and Kommo at its own for good (chaos soak: `Next Contact Date: Some("2026-12-05")
+/// != None`, the edit skipped as stale 0.3 s after our write and 10 ms before Kommo's rounded stamp). It must reach
+/// Kommo; a change the record no longer holds is still skipped as older.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persons_edit_the_record_holds_reaches_kommo_whatever_the_clocks_say() {
+    on_both_stores(|h| async move {
+        use kommo_api::CustomFieldsExt as _;
+        let env = env(h, |_| {}).await;
+        let lead = env.seed_won_lead("Clock skew", 4_000);
+        let ncd = env.ncd;
+        let set_ncd = |unix: i64| {
+            env.kommo.update_lead(
+                lead,
+                &json!({"custom_fields_values": [{"field_id": ncd.get(), "values": [{"value": unix}]}]}),
+            );
+        };
+        set_ncd(1_796_083_200); // 2026-12-01
+        env.deliver_kommo(&env.kommo.webhook_for_lead_status(lead)).await;
+        env.drain().await;
+        let rec = env.records()[0].id.clone();
+        // Kommo's stamps run 3 s ahead of Airtable's from here
+        env.kommo.advance_clock(3);
+        set_ncd(1_796_688_000); // 2026-12-08
+        env.deliver_kommo(&env.kommo.webhook_for_lead_update(lead)).await;
+        let ok =
+            wait_until(60, || async { env.records()[0].fields.get_str("Next Contact Date") == Some("2026-12-08") })
+                .await;
+        assert!(ok, "Airtable holds 2026-12-08: {:?}", env.records()[0].fields);
+        env.changes_finished(2).await; // the creation and the echo of our write
+        // a person's edit after our write landed, stamped before Kommo's change by the clocks
+        let editor = FakeUser::with_email("olivia@agency.example");
+        env.base.user_edit(TABLE, &rec, json!({"Next Contact Date": "2026-12-24"}), &editor).unwrap();
+        env.changes_finished(3).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        env.drain().await;
+
+        let kommo = env.kommo.lead(lead).and_then(|l| {
+            l.custom_field(ncd).and_then(|v| v.first().and_then(kommo_api::custom_fields::FieldValue::as_unix))
+        });
+        assert_eq!(env.records()[0].fields.get_str("Next Contact Date"), Some("2026-12-24"));
+        assert_eq!(kommo, Some(1_798_070_400), "Kommo has the person's 2026-12-24 too");
+        assert_eq!(env.flow.stats().kommo_writes.load(Ordering::Relaxed), 1);
+        assert_eq!(env.flow.stats().stale_skipped.load(Ordering::Relaxed), 0);
+        env.finish().await;
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filters_skip_with_a_reason_and_reconcile_fills_missed_webhooks() {
     let env = env(Harness::sqlite(), |_| {}).await;

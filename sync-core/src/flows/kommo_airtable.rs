@@ -1621,12 +1621,9 @@ impl KommoAirtable {
             {
                 let Some((cf_id, cf_kind)) = resolved.kommo_fields.get(&fm.source).cloned() else { continue };
                 let entity = format!("field:{lead_key}:{}", fm.source);
-                if !ctx.watermark_check(&entity, time).await? {
-                    bump(&self.stats.stale_skipped);
-                    work.stale += 1;
-                    tracing::info!(lead = %lead_id, field = %fm.source, "older than the last applied change: skipped");
-                    continue;
-                }
+                // Older than the last change applied to the field: decided by [`Self::drop_superseded`], which
+                // reads the record (a change the record still holds is its state, whatever the clocks say).
+                let older = !ctx.watermark_check(&entity, time).await?;
                 let mut record = Map::new();
                 record.insert(name.clone(), current.clone());
                 let reversed = self
@@ -1642,7 +1639,14 @@ impl KommoAirtable {
                     .written("kommo", &lead_key, &fm.source, stored)
                     .written("airtable", &lead_key, name, current.clone())
                     .watermark(entity, time);
-                work.writes.push(FieldWork { field: name.clone(), source: fm.source.clone(), write, pending });
+                work.writes.push(FieldWork {
+                    field: name.clone(),
+                    source: fm.source.clone(),
+                    value: current.clone(),
+                    older,
+                    write,
+                    pending,
+                });
             }
         }
         Ok(Ok(work))
@@ -1658,6 +1662,11 @@ impl KommoAirtable {
     /// then neither our last write (that is the newer value, written since) nor older than the watermark (Airtable
     /// stamps the moment the write landed). Sending it to Kommo would put the older value there and leave the two
     /// sides apart; a person's change that our write overwrote is the same case.
+    ///
+    /// A change older by the event times than the last change applied to the field (the watermark) is skipped too,
+    /// unless the record still holds it and it is not ours: then it landed after that change was written to
+    /// Airtable (the clocks of two vendors, Kommo's in whole seconds, put it before), nothing will write over it,
+    /// and skipping it would leave Kommo without it for good.
     async fn drop_superseded(&self, changes: &[(&Ctx, &[u8])], works: &mut [(usize, ChangeWork)]) -> Result<(), Fault> {
         let ids: BTreeSet<&str> =
             works.iter().filter(|(_, w)| !w.writes.is_empty()).map(|(_, w)| w.record_id.as_str()).collect();
@@ -1684,7 +1693,20 @@ impl KommoAirtable {
                     }
                     Some(fields) => fields.get(&fw.field).map_or(Value::Null, airtable_client::CellValue::to_json),
                 };
-                if ctx.is_echo("airtable", &work.lead_key, &fw.field, &now).await? {
+                let ours = ctx.is_echo("airtable", &work.lead_key, &fw.field, &now).await?;
+                if fw.older {
+                    if !ours && now == fw.value {
+                        // The record holds this change: it landed after the newer change we applied to the field
+                        // (the two vendors' clocks put it before: Kommo stamps whole seconds), and nothing will
+                        // write over it in Airtable. Skipping it would leave Kommo without it for good.
+                        tracing::info!(lead = %work.lead_id, field = %fw.field, "older by the clocks than the last applied change, but the record holds it: sent to Kommo");
+                        keep.push(fw);
+                    } else {
+                        tracing::info!(lead = %work.lead_id, field = %fw.field, "older than the last applied change: skipped");
+                        bump(&self.stats.stale_skipped);
+                        work.stale += 1;
+                    }
+                } else if ours {
                     tracing::info!(lead = %work.lead_id, field = %fw.field, "Airtable change superseded by our later write: skipped");
                     work.superseded += 1;
                 } else {
@@ -1859,6 +1881,10 @@ struct FieldWork {
     field: String,
     /// The Kommo field (mapping source).
     source: String,
+    /// The Airtable value the change set.
+    value: Value,
+    /// Older, by the event times, than the last change applied to the field (see [`KommoAirtable::drop_superseded`]).
+    older: bool,
     write: FieldValueWrite,
     pending: Markers,
 }
