@@ -119,38 +119,96 @@ struct FaultRule {
     path_prefix: String,
     fault: Fault,
     remaining: u32,
+    /// When the rule lapses unmet (see [`Faults::lapse_after`]).
+    until: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+struct FaultQueue {
+    rules: Vec<FaultRule>,
+    lapse: Option<Duration>,
+    hits: u64,
+    lapsed: u64,
+}
+
+impl FaultQueue {
+    fn expire(&mut self) {
+        let now = Instant::now();
+        let mut lapsed = 0;
+        self.rules.retain(|r| {
+            let keep = r.until.is_none_or(|t| now < t);
+            if !keep {
+                lapsed += u64::from(r.remaining);
+            }
+            keep
+        });
+        self.lapsed += lapsed;
+    }
 }
 
 /// The queue of faults to inject, shared.
 #[derive(Debug, Clone, Default)]
-pub struct Faults(Arc<Mutex<Vec<FaultRule>>>);
+pub struct Faults(Arc<Mutex<FaultQueue>>);
 
 impl Faults {
+    fn queue(&self) -> std::sync::MutexGuard<'_, FaultQueue> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Injects `fault` on the next `times` requests matching `method` (any when `None`) and `path_prefix`.
     pub fn inject(&self, method: Option<Method>, path_prefix: &str, fault: Fault, times: u32) {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(FaultRule {
-            method,
-            path_prefix: path_prefix.to_owned(),
-            fault,
-            remaining: times,
-        });
+        let mut q = self.queue();
+        let until = q.lapse.map(|d| Instant::now() + d);
+        q.rules.push(FaultRule { method, path_prefix: path_prefix.to_owned(), fault, remaining: times, until });
+    }
+
+    /// Faults injected from now on lapse when no matching request arrives within `after` (`None`: they wait for
+    /// their request however long that takes, the default). A fault injected on a clock (a soak's "a fault every
+    /// 40 ms") is a moment of outage: without a lapse, faults on a path few requests take pile up, and the next
+    /// requests there meet all of them in a row, which no vendor does.
+    pub fn lapse_after(&self, after: Option<Duration>) {
+        self.queue().lapse = after;
+    }
+
+    /// Faults waiting for a request (lapsed ones not counted).
+    #[must_use]
+    pub fn pending(&self) -> u64 {
+        let mut q = self.queue();
+        q.expire();
+        q.rules.iter().map(|r| u64::from(r.remaining)).sum()
+    }
+
+    /// Faults that met a request so far.
+    #[must_use]
+    pub fn hits(&self) -> u64 {
+        self.queue().hits
+    }
+
+    /// Faults that lapsed unmet so far (see [`Faults::lapse_after`]).
+    #[must_use]
+    pub fn lapsed(&self) -> u64 {
+        let mut q = self.queue();
+        q.expire();
+        q.lapsed
     }
 
     /// Removes all pending faults.
     pub fn clear(&self) {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+        self.queue().rules.clear();
     }
 
     fn take(&self, method: &Method, path: &str) -> Option<Fault> {
-        let mut rules = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let idx = rules.iter().position(|r| {
+        let mut q = self.queue();
+        q.expire();
+        let idx = q.rules.iter().position(|r| {
             r.remaining > 0 && r.method.as_ref().is_none_or(|m| m == method) && path.starts_with(&r.path_prefix)
         })?;
-        rules[idx].remaining -= 1;
-        let fault = rules[idx].fault.clone();
-        if rules[idx].remaining == 0 {
-            rules.remove(idx);
+        q.rules[idx].remaining -= 1;
+        let fault = q.rules[idx].fault.clone();
+        if q.rules[idx].remaining == 0 {
+            q.rules.remove(idx);
         }
+        q.hits += 1;
         Some(fault)
     }
 }
@@ -344,6 +402,25 @@ mod tests {
         assert_eq!(effects.load(Ordering::SeqCst), 1);
         assert_eq!(fake.log.count(&Method::POST, "/things"), 3);
         assert_eq!(fake.log.requests()[0].json()["n"], 1);
+    }
+
+    /// A fault injected with a lapse waits for its request only that long; without one it waits for good.
+    #[tokio::test(start_paused = true)]
+    async fn faults_lapse_unmet_only_when_asked() {
+        let faults = Faults::default();
+        faults.inject(Some(Method::PATCH), "/leads", Fault::DropAfterCommit, 1);
+        faults.lapse_after(Some(Duration::from_millis(40)));
+        faults.inject(Some(Method::PATCH), "/leads", Fault::DropAfterCommit, 2);
+        assert_eq!(faults.pending(), 3);
+        tokio::time::advance(Duration::from_millis(39)).await;
+        assert_eq!(faults.pending(), 3, "not lapsed before its time");
+        tokio::time::advance(Duration::from_millis(2)).await;
+        assert_eq!((faults.pending(), faults.lapsed()), (1, 2), "the two with a lapse are gone, unmet");
+        assert!(faults.take(&Method::GET, "/leads").is_none(), "method must match");
+        assert!(matches!(faults.take(&Method::PATCH, "/leads/1"), Some(Fault::DropAfterCommit)));
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert!(faults.take(&Method::PATCH, "/leads").is_none());
+        assert_eq!((faults.hits(), faults.lapsed(), faults.pending()), (1, 2, 0));
     }
 
     #[tokio::test]

@@ -253,6 +253,8 @@ where
 
     // faults
     let faulting = Arc::new(AtomicBool::new(true));
+    // (the Calendly faults above are for the set-up and were injected before this: they wait for it)
+    super::transient(cfg, &[kommo.faults()]);
     let injector = {
         let (kommo, faulting, faults, every) = (kommo.clone(), faulting.clone(), faults.clone(), cfg.fault_every);
         let mut r = Rng(cfg.seed.rotate_left(23) | 1);
@@ -398,6 +400,7 @@ where
         posted,
         accepted: delivered.load(Ordering::Relaxed),
         faults: faults.load(Ordering::Relaxed),
+        faults_lapsed: super::lapsed(&[kommo.faults()]),
         kills,
         drain,
         total: started.elapsed(),

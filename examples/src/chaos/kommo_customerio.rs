@@ -190,6 +190,7 @@ where
     // faults
     let faulting = Arc::new(AtomicBool::new(true));
     let faults = Arc::new(AtomicU64::new(0));
+    super::transient(cfg, &[kommo.faults(), cio.faults()]);
     let injector = {
         let (kommo, cio, faulting, faults, every) =
             (kommo.clone(), cio.clone(), faulting.clone(), faults.clone(), cfg.fault_every);
@@ -404,6 +405,7 @@ where
         posted: window.posted,
         accepted,
         faults: faults.load(Ordering::Relaxed),
+        faults_lapsed: super::lapsed(&[kommo.faults(), cio.faults()]),
         kills,
         drain,
         total: started.elapsed(),

@@ -261,6 +261,7 @@ where
     // faults
     let faulting = Arc::new(AtomicBool::new(true));
     let faults = Arc::new(AtomicU64::new(0));
+    super::transient(cfg, &[kommo.faults(), &productive.server.faults]);
     let injector = {
         let (kommo, productive, faulting, faults, every) =
             (kommo.clone(), productive.clone(), faulting.clone(), faults.clone(), cfg.fault_every);
@@ -436,6 +437,7 @@ where
         posted: window.posted,
         accepted,
         faults: faults.load(Ordering::Relaxed),
+        faults_lapsed: super::lapsed(&[kommo.faults(), &productive.server.faults]),
         kills,
         drain,
         total: started.elapsed(),
