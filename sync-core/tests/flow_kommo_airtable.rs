@@ -638,6 +638,57 @@ async fn a_persons_edit_the_record_holds_reaches_kommo_whatever_the_clocks_say()
     .await;
 }
 
+/// The other direction of the same clock question. Kommo stamps whole seconds, so a Kommo change made right after
+/// our write of a person's Airtable edit (same second) carries a stamp before that edit's Airtable time. Here the
+/// gap is made wide: the Kommo fake's clock is set back a minute (it still stamps each lead strictly later than its
+/// last change), and the person edits 2.5 s after the lead's last Kommo stamp. The lead as read then does not hold
+/// what we last synced, so Kommo changed after our write: it is the newer change and must reach Airtable (skipped
+/// as older by the clocks, Kommo kept 2026-12-31 and Airtable 2026-12-24). The test waits 2.5 s of real time: both
+/// fakes stamp with the system clock, which a paused tokio clock does not move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kommo_change_after_our_write_reaches_airtable_whatever_the_clocks_say() {
+    on_both_stores(|h| async move {
+        use kommo_api::CustomFieldsExt as _;
+        let env = env(h, |_| {}).await;
+        let lead = env.seed_won_lead("Clock skew back", 5_000);
+        let ncd = env.ncd;
+        let set_ncd = |unix: i64| {
+            env.kommo.update_lead(
+                lead,
+                &json!({"custom_fields_values": [{"field_id": ncd.get(), "values": [{"value": unix}]}]}),
+            );
+        };
+        let kommo_ncd = || {
+            env.kommo.lead(lead).and_then(|l| {
+                l.custom_field(ncd).and_then(|v| v.first().and_then(kommo_api::custom_fields::FieldValue::as_unix))
+            })
+        };
+        set_ncd(1_796_083_200); // 2026-12-01
+        env.deliver_kommo(&env.kommo.webhook_for_lead_status(lead)).await;
+        env.drain().await;
+        let rec = env.records()[0].id.clone();
+        env.changes_finished(1).await; // the creation
+        env.kommo.advance_clock(-60);
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        let editor = FakeUser::with_email("olivia@agency.example");
+        env.base.user_edit(TABLE, &rec, json!({"Next Contact Date": "2026-12-24"}), &editor).unwrap();
+        env.changes_finished(2).await;
+        assert_eq!(kommo_ncd(), Some(1_798_070_400), "the person's edit reached Kommo");
+        // Kommo's own change after that, stamped before it by the clocks
+        set_ncd(1_798_675_200); // 2026-12-31
+        env.deliver_kommo(&env.kommo.webhook_for_lead_update(lead)).await;
+        let ok =
+            wait_until(30, || async { env.records()[0].fields.get_str("Next Contact Date") == Some("2026-12-31") })
+                .await;
+        env.drain().await;
+        assert!(ok, "Airtable has Kommo's 2026-12-31: {:?}", env.records()[0].fields);
+        assert_eq!(kommo_ncd(), Some(1_798_675_200));
+        assert_eq!(env.flow.stats().stale_skipped.load(Ordering::Relaxed), 0);
+        env.finish().await;
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filters_skip_with_a_reason_and_reconcile_fills_missed_webhooks() {
     let env = env(Harness::sqlite(), |_| {}).await;

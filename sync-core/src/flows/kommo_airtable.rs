@@ -45,8 +45,8 @@
 //!
 //! # No echo loops, no stale overwrites, markers after effects
 //! Every value we write is remembered on both sides (echo hashes) together with a per-(lead, field) watermark;
-//! an incoming value equal to the last one known to be in sync is nothing new, a change older than the last one
-//! applied is dropped. These markers are committed by [`crate::Ctx::step_marked`] in the same transaction as the
+//! an incoming value equal to the last one known to be in sync is nothing new, an Airtable change older than the
+//! last one applied to the field is dropped unless the record still holds it (see below). These markers are committed by [`crate::Ctx::step_marked`] in the same transaction as the
 //! journal entry of the write that put the value there, after the vendor confirmed it: while the write runs they
 //! are pending (they recognise our own echo only while the attempt's lease is alive), so a failed or killed
 //! attempt leaves nothing that would make its retry skip the write.
@@ -55,6 +55,13 @@
 //! record is read, and a change the record no longer holds because our later write replaced it (the late echo of
 //! our write of an older Kommo value, or a person's change our write overwrote) is skipped as superseded, so
 //! Kommo and Airtable end at the same value.
+//!
+//! Event times come from two vendors' clocks, Kommo's in whole seconds, so they order changes only roughly: a Kommo
+//! change made in the second after our write of a person's Airtable edit can read as older than that edit, and an
+//! edit made right after our write of a Kommo change can read as older than that change. Neither is dropped on the
+//! clocks alone. Kommo → Airtable writes the lead as read now whenever it is not the value last synced (a Kommo
+//! value we did not write or read is a change made after that sync); Airtable → Kommo drops an older change only
+//! when the record no longer holds it.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},
@@ -960,8 +967,9 @@ impl KommoAirtable {
 
     /// Which fields to write for a lead that passed [`Self::gate`], with the markers pending while they are
     /// written. Each (lead, field) remembers the last value known to be in sync on each side: a value equal to it
-    /// is nothing new (our own write coming back, a redelivery, an unchanged field); a change older than the last
-    /// one applied is stale. A mapped field Kommo no longer has is cleared.
+    /// is nothing new (our own write coming back, a redelivery, an unchanged field); any other value is Kommo's
+    /// newer state (the lead is read now) and is written whatever the event times say. A mapped field Kommo no
+    /// longer has is cleared.
     async fn plan(
         &self,
         ctx: &Ctx,
@@ -979,7 +987,7 @@ impl KommoAirtable {
             DateTime::from_timestamp(event_time.max(lead.updated_at.unwrap_or(0)), 0).unwrap_or_else(|| ctx.now());
         let mut fields = Map::new();
         let mut pending = Markers::new();
-        let (mut in_sync, mut stale) = (0, 0);
+        let mut in_sync = 0;
         for fm in &cfg.mapping.fields {
             let value = mapped.get(&fm.target).cloned().unwrap_or(Value::Null);
             if value.is_null() && existing.is_none() {
@@ -992,13 +1000,13 @@ impl KommoAirtable {
                 in_sync += 1;
                 continue;
             }
+            // Not the value last synced on either side: Kommo's field changed after that sync (the lead is read
+            // now, and a sync's markers hold the Kommo value it read or wrote), so this is the newer change, whatever
+            // the clocks say. No check of the watermark here: Kommo stamps whole seconds, so a change made in the
+            // second after our write of a person's Airtable edit reads as older than that edit, and skipping it
+            // left Airtable at the edit and Kommo at its own change. The watermark still advances with the write,
+            // for the Airtable side's check.
             let entity = format!("field:{lead_key}:{}", fm.source);
-            if !ctx.watermark_check(&entity, time).await? {
-                bump(&self.stats.stale_skipped);
-                stale += 1;
-                tracing::info!(lead = %lead_id, field = %fm.source, "older than the last applied change: skipped");
-                continue;
-            }
             pending = pending
                 .written("airtable", &lead_key, &fm.target, value.clone())
                 .written("kommo", &lead_key, &fm.source, source_value)
@@ -1009,7 +1017,7 @@ impl KommoAirtable {
             if in_sync > 0 {
                 bump(&self.stats.echoes_skipped);
             }
-            return Ok(Plan::Skip(if stale > 0 { SKIP_STALE } else { SKIP_IN_SYNC }.into()));
+            return Ok(Plan::Skip(SKIP_IN_SYNC.into()));
         }
         Ok(Plan::Write { existing, fields, pending })
     }
