@@ -140,6 +140,22 @@ async fn env(harness: Harness, edit: impl FnOnce(&mut Config)) -> Env {
 }
 
 impl Env {
+    /// Sets the lead's "Next Contact Date" in Kommo (Unix seconds, a date at midnight).
+    fn set_ncd(&self, lead: LeadId, unix: i64) {
+        self.kommo.update_lead(
+            lead,
+            &json!({"custom_fields_values": [{"field_id": self.ncd.get(), "values": [{"value": unix}]}]}),
+        );
+    }
+
+    /// The lead's "Next Contact Date" in Kommo (Unix seconds).
+    fn kommo_ncd(&self, lead: LeadId) -> Option<i64> {
+        use kommo_api::CustomFieldsExt as _;
+        self.kommo.lead(lead).and_then(|l| {
+            l.custom_field(self.ncd).and_then(|v| v.first().and_then(kommo_api::custom_fields::FieldValue::as_unix))
+        })
+    }
+
     fn seed_won_lead(&self, name: &str, price: i64) -> LeadId {
         let pipeline = self.kommo.main_pipeline();
         self.kommo.seed_lead(
@@ -344,14 +360,7 @@ async fn next_contact_date_syncs_both_ways_without_echo() {
         // Airtable → Kommo
         let editor = FakeUser::with_email("olivia@agency.example");
         env.base.user_edit(TABLE, &rec, json!({"Next Contact Date": "2026-12-01"}), &editor).unwrap();
-        let ncd = env.ncd;
-        let ok = wait_until(60, || async {
-            env.kommo.lead(lead).and_then(|l| {
-                use kommo_api::CustomFieldsExt as _;
-                l.custom_field(ncd).and_then(|v| v.first().and_then(kommo_api::custom_fields::FieldValue::as_unix))
-            }) == Some(1_796_083_200)
-        })
-        .await;
+        let ok = wait_until(60, || async { env.kommo_ncd(lead) == Some(1_796_083_200) }).await;
         assert!(ok, "Kommo field set to 2026-12-01 (UTC midnight)");
         env.drain().await;
 
@@ -368,10 +377,7 @@ async fn next_contact_date_syncs_both_ways_without_echo() {
         );
 
         // Kommo → Airtable
-        env.kommo.update_lead(
-            lead,
-            &json!({"custom_fields_values": [{"field_id": ncd.get(), "values": [{"value": 1_796_688_000}]}]}),
-        );
+        env.set_ncd(lead, 1_796_688_000);
         env.deliver_kommo(&env.kommo.webhook_for_lead_update(lead)).await;
         env.drain().await;
         let ok =
@@ -422,14 +428,7 @@ async fn an_older_airtable_change_never_overwrites_a_newer_one() {
     env.drain().await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     env.drain().await;
-    use kommo_api::CustomFieldsExt as _;
-    let v = env
-        .kommo
-        .lead(lead)
-        .unwrap()
-        .custom_field(env.ncd)
-        .and_then(|v| v.first().and_then(kommo_api::custom_fields::FieldValue::as_unix));
-    assert_eq!(v, Some(1_798_070_400), "2026-12-24 stays");
+    assert_eq!(env.kommo_ncd(lead), Some(1_798_070_400), "2026-12-24 stays");
     assert_eq!(env.flow.stats().stale_skipped.load(Ordering::Relaxed), 1);
     env.finish().await;
 }
@@ -443,28 +442,15 @@ async fn an_older_airtable_change_never_overwrites_a_newer_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_echo_of_an_older_write_never_reaches_kommo() {
     on_both_stores(|h| async move {
-        use kommo_api::CustomFieldsExt as _;
         let env = env(h, |_| {}).await;
         let lead = env.seed_won_lead("Support plan", 2_000);
-        let ncd = env.ncd;
-        let set_ncd = |unix: i64| {
-            env.kommo.update_lead(
-                lead,
-                &json!({"custom_fields_values": [{"field_id": ncd.get(), "values": [{"value": unix}]}]}),
-            );
-        };
-        let kommo_ncd = || {
-            env.kommo.lead(lead).and_then(|l| {
-                l.custom_field(ncd).and_then(|v| v.first().and_then(kommo_api::custom_fields::FieldValue::as_unix))
-            })
-        };
         // A, then B, then C, each synced to Airtable by the flow (their own payloads are echoes)
-        set_ncd(1_796_083_200); // 2026-12-01
+        env.set_ncd(lead, 1_796_083_200); // 2026-12-01
         env.deliver_kommo(&env.kommo.webhook_for_lead_status(lead)).await;
         env.drain().await;
         let rec = env.records()[0].id.clone();
         for (unix, day) in [(1_796_688_000, "2026-12-08"), (1_797_292_800, "2026-12-15")] {
-            set_ncd(unix);
+            env.set_ncd(lead, unix);
             env.deliver_kommo(&env.kommo.webhook_for_lead_update(lead)).await;
             let ok =
                 wait_until(60, || async { env.records()[0].fields.get_str("Next Contact Date") == Some(day) }).await;
@@ -506,7 +492,7 @@ async fn a_late_echo_of_an_older_write_never_reaches_kommo() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         env.drain().await;
 
-        assert_eq!(kommo_ncd(), Some(1_797_292_800), "Kommo keeps 2026-12-15");
+        assert_eq!(env.kommo_ncd(lead), Some(1_797_292_800), "Kommo keeps 2026-12-15");
         assert_eq!(env.records()[0].fields.get_str("Next Contact Date"), Some("2026-12-15"), "Airtable keeps it");
         assert_eq!(env.flow.stats().kommo_writes.load(Ordering::Relaxed), 0, "no Kommo write for either change");
         let skipped = env.store.status().await.unwrap().skipped;
@@ -534,17 +520,9 @@ async fn a_late_echo_of_an_older_write_never_reaches_kommo() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_persons_edit_waits_for_the_kommo_event_of_its_lead_in_flight() {
     on_both_stores(|h| async move {
-        use kommo_api::CustomFieldsExt as _;
         let env = env(h, |_| {}).await;
         let lead = env.seed_won_lead("Renewal", 3_000);
-        let ncd = env.ncd;
-        let set_ncd = |unix: i64| {
-            env.kommo.update_lead(
-                lead,
-                &json!({"custom_fields_values": [{"field_id": ncd.get(), "values": [{"value": unix}]}]}),
-            );
-        };
-        set_ncd(1_796_083_200); // 2026-12-01
+        env.set_ncd(lead, 1_796_083_200); // 2026-12-01
         env.deliver_kommo(&env.kommo.webhook_for_lead_status(lead)).await;
         env.drain().await;
         tokio::time::sleep(Duration::from_millis(300)).await; // the ping of the creating write
@@ -558,7 +536,7 @@ async fn a_persons_edit_waits_for_the_kommo_event_of_its_lead_in_flight() {
             1,
         );
         let patches = env.airtable.count(&reqwest::Method::PATCH, &records_path(&env));
-        set_ncd(1_796_688_000); // 2026-12-08
+        env.set_ncd(lead, 1_796_688_000); // 2026-12-08
         env.deliver_kommo(&env.kommo.webhook_for_lead_update(lead)).await;
         let sent =
             wait_until(30, || async { env.airtable.count(&reqwest::Method::PATCH, &records_path(&env)) > patches })
@@ -570,9 +548,7 @@ async fn a_persons_edit_waits_for_the_kommo_event_of_its_lead_in_flight() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         env.drain().await;
 
-        let kommo = env.kommo.lead(lead).and_then(|l| {
-            l.custom_field(ncd).and_then(|v| v.first().and_then(kommo_api::custom_fields::FieldValue::as_unix))
-        });
+        let kommo = env.kommo_ncd(lead);
         assert_eq!(env.records()[0].fields.get_str("Next Contact Date"), Some("2026-12-08"));
         assert_eq!(kommo, Some(1_796_688_000), "Kommo and Airtable agree");
         assert_eq!(env.flow.stats().kommo_writes.load(Ordering::Relaxed), 0);
@@ -596,23 +572,15 @@ async fn a_persons_edit_waits_for_the_kommo_event_of_its_lead_in_flight() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_persons_edit_the_record_holds_reaches_kommo_whatever_the_clocks_say() {
     on_both_stores(|h| async move {
-        use kommo_api::CustomFieldsExt as _;
         let env = env(h, |_| {}).await;
         let lead = env.seed_won_lead("Clock skew", 4_000);
-        let ncd = env.ncd;
-        let set_ncd = |unix: i64| {
-            env.kommo.update_lead(
-                lead,
-                &json!({"custom_fields_values": [{"field_id": ncd.get(), "values": [{"value": unix}]}]}),
-            );
-        };
-        set_ncd(1_796_083_200); // 2026-12-01
+        env.set_ncd(lead, 1_796_083_200); // 2026-12-01
         env.deliver_kommo(&env.kommo.webhook_for_lead_status(lead)).await;
         env.drain().await;
         let rec = env.records()[0].id.clone();
         // Kommo's stamps run 3 s ahead of Airtable's from here
         env.kommo.advance_clock(3);
-        set_ncd(1_796_688_000); // 2026-12-08
+        env.set_ncd(lead, 1_796_688_000); // 2026-12-08
         env.deliver_kommo(&env.kommo.webhook_for_lead_update(lead)).await;
         let ok =
             wait_until(60, || async { env.records()[0].fields.get_str("Next Contact Date") == Some("2026-12-08") })
@@ -626,9 +594,7 @@ async fn a_persons_edit_the_record_holds_reaches_kommo_whatever_the_clocks_say()
         tokio::time::sleep(Duration::from_millis(200)).await;
         env.drain().await;
 
-        let kommo = env.kommo.lead(lead).and_then(|l| {
-            l.custom_field(ncd).and_then(|v| v.first().and_then(kommo_api::custom_fields::FieldValue::as_unix))
-        });
+        let kommo = env.kommo_ncd(lead);
         assert_eq!(env.records()[0].fields.get_str("Next Contact Date"), Some("2026-12-24"));
         assert_eq!(kommo, Some(1_798_070_400), "Kommo has the person's 2026-12-24 too");
         assert_eq!(env.flow.stats().kommo_writes.load(Ordering::Relaxed), 1);
@@ -648,22 +614,9 @@ async fn a_persons_edit_the_record_holds_reaches_kommo_whatever_the_clocks_say()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kommo_change_after_our_write_reaches_airtable_whatever_the_clocks_say() {
     on_both_stores(|h| async move {
-        use kommo_api::CustomFieldsExt as _;
         let env = env(h, |_| {}).await;
         let lead = env.seed_won_lead("Clock skew back", 5_000);
-        let ncd = env.ncd;
-        let set_ncd = |unix: i64| {
-            env.kommo.update_lead(
-                lead,
-                &json!({"custom_fields_values": [{"field_id": ncd.get(), "values": [{"value": unix}]}]}),
-            );
-        };
-        let kommo_ncd = || {
-            env.kommo.lead(lead).and_then(|l| {
-                l.custom_field(ncd).and_then(|v| v.first().and_then(kommo_api::custom_fields::FieldValue::as_unix))
-            })
-        };
-        set_ncd(1_796_083_200); // 2026-12-01
+        env.set_ncd(lead, 1_796_083_200); // 2026-12-01
         env.deliver_kommo(&env.kommo.webhook_for_lead_status(lead)).await;
         env.drain().await;
         let rec = env.records()[0].id.clone();
@@ -673,16 +626,16 @@ async fn a_kommo_change_after_our_write_reaches_airtable_whatever_the_clocks_say
         let editor = FakeUser::with_email("olivia@agency.example");
         env.base.user_edit(TABLE, &rec, json!({"Next Contact Date": "2026-12-24"}), &editor).unwrap();
         env.changes_finished(2).await;
-        assert_eq!(kommo_ncd(), Some(1_798_070_400), "the person's edit reached Kommo");
+        assert_eq!(env.kommo_ncd(lead), Some(1_798_070_400), "the person's edit reached Kommo");
         // Kommo's own change after that, stamped before it by the clocks
-        set_ncd(1_798_675_200); // 2026-12-31
+        env.set_ncd(lead, 1_798_675_200); // 2026-12-31
         env.deliver_kommo(&env.kommo.webhook_for_lead_update(lead)).await;
         let ok =
             wait_until(30, || async { env.records()[0].fields.get_str("Next Contact Date") == Some("2026-12-31") })
                 .await;
         env.drain().await;
         assert!(ok, "Airtable has Kommo's 2026-12-31: {:?}", env.records()[0].fields);
-        assert_eq!(kommo_ncd(), Some(1_798_675_200));
+        assert_eq!(env.kommo_ncd(lead), Some(1_798_675_200));
         assert_eq!(env.flow.stats().stale_skipped.load(Ordering::Relaxed), 0);
         env.finish().await;
     })

@@ -178,7 +178,8 @@ pub struct Report {
     pub dead: u64,
     /// Faults injected.
     pub faults: u64,
-    /// Of those, the ones no request met before they lapsed (see [`transient`]).
+    /// Of those, the ones no request met before they lapsed (a fault lapses when no request meets it within two
+    /// injection periods).
     pub faults_lapsed: u64,
     /// Worker pools killed.
     pub kills: u64,
