@@ -139,10 +139,14 @@ pub mod cases {
         }
     }
 
+    /// The row of `key`, looked up state by state: a row that moves between two of those look-ups (running back
+    /// to queued for a retry) is missed by one pass, so a miss is looked up again.
     async fn row(store: &Store, key: &str) -> sync_core::store::InboxRow {
-        for state in [State::Queued, State::Running, State::Done, State::Dead] {
-            if let Some(r) = store.list(state, 1000).await.unwrap().into_iter().find(|r| r.dedup_key == key) {
-                return r;
+        for _ in 0..50 {
+            for state in [State::Queued, State::Running, State::Done, State::Dead] {
+                if let Some(r) = store.list(state, 1000).await.unwrap().into_iter().find(|r| r.dedup_key == key) {
+                    return r;
+                }
             }
         }
         panic!("no row for {key}");
@@ -162,10 +166,15 @@ pub mod cases {
         let keys = ["e1", "e2", "e3", "e4", "e5", "e6"];
         ingest(&store, &keys).await;
         let engine = Engine::new(store.clone(), vec![flow.clone() as Arc<dyn Flow>]).unwrap();
-        let w = worker::start(engine, config());
+        // e3's retry waits 300 ms, so the state between its two attempts can be looked at
+        let retry_later =
+            Backoff { initial: Duration::from_millis(300), multiplier: 1, max: Duration::from_millis(300) };
+        let w = worker::start(engine, WorkerConfig { backoff: retry_later, ..config() });
 
         assert!(wait_until(30, || async { count(&store, State::Done).await == 5 }).await);
-        // the state between the two attempts: e3 is waiting for its retry (300 ms), the others are done
+        // the state between the two attempts: e3 is waiting for its retry (its failed outcome may still be being
+        // written when the fifth neighbour is done), the others are done
+        assert!(wait_until(10, || async { row(&store, "e3").await.state == State::Queued }).await, "e3 waits");
         let e3 = row(&store, "e3").await;
         assert_eq!(e3.state, State::Queued, "{e3:?}");
         assert!(e3.last_error.as_deref().unwrap_or_default().contains("remote refused e3"), "{e3:?}");
