@@ -46,10 +46,11 @@
 //! # No echo loops, no stale overwrites, markers after effects
 //! Every value we write is remembered on both sides (echo hashes) together with a per-(lead, field) watermark;
 //! an incoming value equal to the last one known to be in sync is nothing new, an Airtable change older than the
-//! last one applied to the field is dropped unless the record still holds it (see below). These markers are committed by [`crate::Ctx::step_marked`] in the same transaction as the
-//! journal entry of the write that put the value there, after the vendor confirmed it: while the write runs they
-//! are pending (they recognise our own echo only while the attempt's lease is alive), so a failed or killed
-//! attempt leaves nothing that would make its retry skip the write.
+//! last one applied to the field is dropped unless the record still holds it (see below). These markers are
+//! committed by [`crate::Ctx::step_marked`] in the same transaction as the journal entry of the write that put the
+//! value there, after the vendor confirmed it: while the write runs they are pending (they recognise our own echo
+//! only while the attempt's lease is alive), so a failed or killed attempt leaves nothing that would make its retry
+//! skip the write.
 //!
 //! A payload is a change as it was made, not the record's state: before an Airtable change goes to Kommo, the
 //! record is read, and a change the record no longer holds because our later write replaced it (the late echo of
