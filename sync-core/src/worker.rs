@@ -389,8 +389,17 @@ fn group(engine: &Engine, events: Vec<Event>) -> Vec<Vec<Event>> {
     units
 }
 
-/// One claim of the pool; once the pool is killed it takes nothing and never answers (the task is being dropped),
-/// so no lease is taken from a clock read after a [`WorkerHandle::kill`].
+/// The answer of a store call the pool made with `unless killed`: `None` (the pool was killed after the call read
+/// the clock, and it wrote nothing) never answers, because the task is being dropped. So no claim, lease extension
+/// or release follows a [`WorkerHandle::kill`] from a clock read after it.
+async fn unless_killed<T>(answer: crate::Result<Option<T>>) -> crate::Result<T> {
+    match answer? {
+        Some(value) => Ok(value),
+        None => std::future::pending().await,
+    }
+}
+
+/// One claim of the pool (see [`unless_killed`]).
 async fn claim(
     store: &crate::store::Store,
     owner: &str,
@@ -399,24 +408,17 @@ async fn claim(
     lease: Duration,
     killed: &AtomicBool,
 ) -> crate::Result<Vec<Event>> {
-    match store.claim_unless(owner, sources, limit, lease, || killed.load(Ordering::SeqCst)).await? {
-        Some(events) => Ok(events),
-        None => std::future::pending().await,
-    }
+    unless_killed(store.claim_unless(owner, sources, limit, lease, || killed.load(Ordering::SeqCst)).await).await
 }
 
-/// One heartbeat of `lease`; once the pool is killed it writes nothing and never answers (the task is being
-/// dropped), so neither a late lease extension nor a release follows a [`WorkerHandle::kill`].
+/// One heartbeat of `lease` (see [`unless_killed`]).
 async fn beat(
     store: &crate::store::Store,
     lease: &Lease,
     lease_for: Duration,
     killed: &AtomicBool,
 ) -> crate::Result<Fence> {
-    match store.heartbeat_unless(lease, lease_for, || killed.load(Ordering::SeqCst)).await? {
-        Some(fence) => Ok(fence),
-        None => std::future::pending().await,
-    }
+    unless_killed(store.heartbeat_unless(lease, lease_for, || killed.load(Ordering::SeqCst)).await).await
 }
 
 /// Handles a batch of claimed events with [`Flow::handle_batch`](crate::Flow::handle_batch) under one heartbeat of
